@@ -1,0 +1,112 @@
+"""The connector contract: what every source hands the engine.
+
+A connector reads one source system and yields `SourceTicket`s. It owns the
+source's query language, paging and rate limits; it does not map, diff, push
+or store anything. The engine (`sync.run`) owns all of that.
+
+Ordering promise: a connector whose class sets `ordered = True` yields tickets
+in ascending order of `cursor` (ties in any order), starting at the `since`
+bound it is given, inclusive. The engine then checkpoints after every
+acknowledged batch. A connector that cannot promise the order sets
+`ordered = False`; its watermark then moves only once a whole pass is through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+Cursor = dt.datetime | int
+"""A change cursor: a timezone-aware UTC datetime, or an integer version."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTicket:
+    """One ticket as the source reports it.
+
+    `source_id` is the source's stable primary key as text. `cursor` is its
+    change cursor. `deleted` marks a tombstone. `record` is the raw record,
+    JSON-compatible, that the mapper reads from.
+    """
+
+    source_id: str
+    cursor: Cursor
+    record: Mapping[str, Any]
+    deleted: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cursor, dt.datetime):
+            offset = self.cursor.utcoffset()
+            if offset is None:
+                raise TypeError(f"ticket {self.source_id!r}: cursor {self.cursor!r} is naive")
+            if offset:
+                object.__setattr__(self, "cursor", self.cursor.astimezone(dt.UTC))
+        elif isinstance(self.cursor, bool) or not isinstance(self.cursor, int):
+            raise TypeError(
+                f"ticket {self.source_id!r}: cursor {self.cursor!r} is neither datetime nor int"
+            )
+
+
+class ConnectorOptions(BaseModel):
+    """Base class of a connector's own config keys: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Connector:
+    """Base class of every connector.
+
+    Subclasses declare `kind`, `summary` (one line for `python -m sync
+    connectors`), `Options` (a `ConnectorOptions` model of their own keys) and
+    `ordered`, and implement `pull`. `check` and `close` are optional.
+    """
+
+    kind: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+    ordered: ClassVar[bool] = True
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        self.name = name
+        self.options = options
+
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket]:
+        """Yield the tickets whose cursor is at or after `since` (all when None).
+
+        Raises `connectors.errors.SourceError` (or a subclass) when the source
+        cannot be read; a ticket that can be read but is malformed is yielded
+        as a `BadRecord` instead, so the rest of the pass goes on.
+        """
+        raise NotImplementedError
+
+    def estimate(self, since: Cursor | None) -> int | None:
+        """How many tickets `pull(since)` will yield, if cheap to know; else None."""
+        return None
+
+    def check(self) -> None:
+        """Reach the source once; raise `SourceError` with a clear message if it can't."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record the connector could read but not turn into a ticket.
+
+    Yielded in place of a `SourceTicket`, so the engine records it as failed
+    (naming `source_id` when known, else `locator` such as "line 17", and the
+    `field` at fault) and goes on. `cursor` is the position in the stream,
+    when known, so the watermark can still move past it.
+    """
+
+    source_id: str | None
+    locator: str
+    field: str
+    message: str
+    record: Mapping[str, Any] | None = None
+    cursor: Cursor | None = None

@@ -1,0 +1,327 @@
+"""What the file connectors (`jsonl`, `csv`) share: options, ticket extraction, ordering.
+
+A file connector reads a local export of tickets. This module owns everything
+that does not depend on the file format: the common options, finding a
+record's id, cursor and tombstone flag, filtering at the inclusive `since`
+bound, yielding in cursor order, and turning malformed records into
+`BadRecord`s. Parsing one line or row is the format module's job, through the
+small `RecordFile` protocol.
+
+Memory: with `sorted = false` the whole file is scanned once and only an index
+entry per ticket at or after `since` is kept (cursor, source id, line number,
+byte offset; about 250 bytes each). The index is sorted, then each record is
+read again by seeking to its offset. Full records are never held, so a file of
+a few hundred thousand tickets costs tens of megabytes. With `sorted = true`
+nothing is held: records stream in file order while the order is checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Final, Protocol
+
+from pydantic import Field, field_validator
+
+from connectors import values
+from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
+from connectors.errors import SourceError
+from connectors.records import MISSING, get_path, is_flag_set
+
+WHOLE_RECORD: Final = "(record)"
+"""`BadRecord.field` when the record as a whole is unreadable (bad JSON, bad row)."""
+
+
+class UnreadableFile(Exception):
+    """The file as a whole is not readable as its format (bad header, wrong encoding).
+
+    Raised by format modules; the connector turns it into a `SourceError`
+    naming itself and the file, and its run fails.
+    """
+
+
+class FileOptions(ConnectorOptions):
+    """Options every file connector takes; field paths may be dotted (`requester.email`)."""
+
+    path: Path
+    id_field: str = Field(default="id", min_length=1)
+    cursor_field: str = Field(default="updated_at", min_length=1)
+    cursor_kind: values.CursorKind = "datetime"
+    deleted_field: str | None = Field(default=None, min_length=1)
+    timezone: str = "UTC"
+    """Zone of naive timestamps in the file; aware ones keep their own offset."""
+    sorted: bool = False
+    """The user promises the file is in ascending cursor order: stream it instead of sorting."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_is_known(cls, name: str) -> str:
+        # Fail at config load, not at the first naive timestamp hours later.
+        values.timezone(name)
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as a format module read it, before it is a ticket.
+
+    `line` is the physical line it starts on (1-based) and `offset` the byte
+    offset of that line, so it can be read again. `record` is None when the
+    line could not be parsed; `problem` then says why.
+    """
+
+    line: int
+    offset: int
+    record: Mapping[str, Any] | None
+    problem: str = ""
+
+
+class RecordFile(Protocol):
+    """A file opened by a format module: records in file order, and any one again."""
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        """Every record in file order; raises `UnreadableFile` for file-wide problems."""
+        ...
+
+    def read_at(self, line: int, offset: int) -> RawRecord:
+        """The record that starts at byte `offset` (physical line `line`).
+
+        Called only after a full iteration, which may have learnt what it
+        needs to read one record alone (a CSV header).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One physical line of a file, undecoded, with its line number and byte offset."""
+
+    line: int
+    offset: int
+    data: bytes
+
+
+def numbered_lines(handle: BinaryIO, offset: int = 0, line: int = 1) -> Iterator[RawLine]:
+    """The physical lines of `handle` from its current position, with where each starts."""
+    for raw in handle:
+        yield RawLine(line, offset, raw)
+        offset += len(raw)
+        line += 1
+
+
+# A ticket's place in the sorted pass: cursor, source id, line, then the byte
+# offset to re-read it or, for a bad record, the BadRecord itself. Lines are
+# unique, so comparison never reaches the last member.
+_IndexEntry = tuple[Cursor, str, int, int | BadRecord]
+
+
+class FileConnector(Connector):
+    """Base of connectors that read a local file of tickets.
+
+    Subclasses set `kind`, `summary` and `Options`, and implement
+    `open_records`; they yield tickets in ascending cursor order.
+    """
+
+    Options: ClassVar[type[ConnectorOptions]] = FileOptions
+    ordered: ClassVar[bool] = True
+    header_lines: ClassVar[int] = 0
+    """Lines before the first record (a CSV header), left out of `estimate`."""
+
+    options: FileOptions
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        if not isinstance(options, self.Options) or not isinstance(options, FileOptions):
+            raise TypeError(
+                f"connector {name!r}: expected {self.Options.__name__}, "
+                f"got {type(options).__name__}"
+            )
+        super().__init__(name, options)
+        self.options = options
+        self._zone = values.timezone(options.timezone)
+
+    def open_records(self, handle: BinaryIO) -> RecordFile:
+        """The records of the file open as `handle` (binary, at offset 0)."""
+        raise NotImplementedError
+
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:  # type: ignore[override]
+        """Tickets with cursor >= `since`, ascending by (cursor, source id).
+
+        Malformed records come as `BadRecord`s: those with a known cursor in
+        their place in the order, those without one first (sorted = false) or
+        where they stand in the file (sorted = true). Raises `SourceError`
+        when the file cannot be read, or breaks the `sorted = true` promise.
+        """
+        self._check_since(since)
+        try:
+            with self._open() as handle:
+                records = self.open_records(handle)
+                if self.options.sorted:
+                    yield from self._in_file_order(records, since)
+                else:
+                    yield from self._in_cursor_order(records, since)
+        except UnreadableFile as exc:
+            raise SourceError(self.name, f"{self._where()}: {exc}") from exc
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot read {self._where()}: {exc}") from exc
+
+    def estimate(self, since: Cursor | None) -> int | None:
+        """The number of non-blank lines (less any header) for a full pass; else None.
+
+        Only a full pass is cheap to count: with `since` set the answer would
+        need the same parse as the pull itself. A CSV with line breaks inside
+        quoted fields is over-counted.
+        """
+        if since is not None:
+            return None
+        try:
+            with self.options.path.open("rb") as handle:
+                lines = sum(1 for raw in handle if not raw.isspace())
+        except OSError:
+            return None
+        return max(lines - self.header_lines, 0)
+
+    def check(self) -> None:
+        """Open the file and read its first record; raises `SourceError` if that fails."""
+        try:
+            with self._open() as handle:
+                next(iter(self.open_records(handle)), None)
+        except UnreadableFile as exc:
+            raise SourceError(self.name, f"{self._where()}: {exc}") from exc
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot read {self._where()}: {exc}") from exc
+
+    def _in_file_order(
+        self, records: RecordFile, since: Cursor | None
+    ) -> Iterator[SourceTicket | BadRecord]:
+        previous: tuple[Cursor, int] | None = None
+        for raw in records:
+            item = self._ticket(raw)
+            if item.cursor is not None:
+                if previous is not None and _before(item.cursor, previous[0]):
+                    raise SourceError(
+                        self.name,
+                        f"{self._where()} line {raw.line}: {self.options.cursor_field} "
+                        f"{_show(item.cursor)} is earlier than {_show(previous[0])} on line "
+                        f"{previous[1]}, but sorted = true promises ascending order; "
+                        "sort the file or set sorted = false",
+                    )
+                previous = (item.cursor, raw.line)
+                if since is not None and _before(item.cursor, since):
+                    continue
+            yield item
+
+    def _in_cursor_order(
+        self, records: RecordFile, since: Cursor | None
+    ) -> Iterator[SourceTicket | BadRecord]:
+        index: list[_IndexEntry] = []
+        for raw in records:
+            item = self._ticket(raw)
+            if item.cursor is None:
+                # No position in the order: report it before any ticket.
+                yield item
+            elif since is None or not _before(item.cursor, since):
+                if isinstance(item, BadRecord):
+                    index.append((item.cursor, item.source_id or "", raw.line, item))
+                else:
+                    index.append((item.cursor, item.source_id, raw.line, raw.offset))
+        index.sort()
+        for cursor, source_id, line, where in index:
+            if isinstance(where, BadRecord):
+                yield where
+                continue
+            again = self._ticket(records.read_at(line, where))
+            if again.source_id != source_id or again.cursor != cursor:
+                raise SourceError(
+                    self.name,
+                    f"{self._where()} line {line} changed while it was being read; run again "
+                    "once whatever writes the file has finished",
+                )
+            yield again
+
+    def _ticket(self, raw: RawRecord) -> SourceTicket | BadRecord:
+        """`raw` as a ticket, or as a `BadRecord` naming the field at fault."""
+        locator = f"line {raw.line}"
+        record = raw.record
+        if record is None:
+            return BadRecord(None, locator, WHOLE_RECORD, raw.problem)
+        options = self.options
+        # The cursor is read first so a record with a bad id still carries its
+        # position, and the watermark can move past it.
+        cursor: Cursor | None = None
+        cursor_value = get_path(record, options.cursor_field)
+        if cursor_value is MISSING or cursor_value is None:
+            cursor_problem = (
+                f"no {options.cursor_field!r} value; every ticket needs its last-change "
+                "cursor (set cursor_field to the field that holds it)"
+            )
+        else:
+            try:
+                cursor = values.parse_cursor(cursor_value, options.cursor_kind, self._zone)
+                cursor_problem = ""
+            except ValueError as exc:
+                cursor_problem = f"{options.cursor_field!r} is not a {options.cursor_kind}: {exc}"
+        source_id, id_problem = _source_id(get_path(record, options.id_field), options.id_field)
+        if source_id is None:
+            return BadRecord(None, locator, options.id_field, id_problem, record, cursor)
+        if cursor is None:
+            return BadRecord(source_id, locator, options.cursor_field, cursor_problem, record)
+        deleted = options.deleted_field is not None and is_flag_set(
+            get_path(record, options.deleted_field)
+        )
+        return SourceTicket(source_id, cursor, record, deleted)
+
+    def _check_since(self, since: Cursor | None) -> None:
+        if since is None:
+            return
+        wanted = dt.datetime if self.options.cursor_kind == "datetime" else int
+        if isinstance(since, bool) or not isinstance(since, wanted):
+            raise SourceError(
+                self.name,
+                f"the saved watermark {since!r} is not a {self.options.cursor_kind} cursor; "
+                "cursor_kind changed since the last run, so reset this connector's state",
+            )
+
+    def _open(self) -> BinaryIO:
+        try:
+            return self.options.path.open("rb")
+        except FileNotFoundError:
+            raise SourceError(
+                self.name, f"{self._where()} does not exist; check the connector's path"
+            ) from None
+        except IsADirectoryError:
+            raise SourceError(
+                self.name, f"{self._where()} is a directory; path must name a file"
+            ) from None
+        except OSError as exc:
+            raise SourceError(self.name, f"cannot open {self._where()}: {exc.strerror}") from exc
+
+    def _where(self) -> str:
+        return f"file {str(self.options.path.absolute())!r}"
+
+
+def _source_id(value: Any, field: str) -> tuple[str | None, str]:
+    """The id as source-id text, or None and why it is not usable."""
+    if value is MISSING or value is None:
+        return None, f"no {field!r} value; every ticket needs an id (set id_field to its field)"
+    if isinstance(value, str):
+        if value.strip():
+            return value, ""
+        return None, f"{field!r} is empty"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), ""
+    return None, f"{field!r} is {value!r} ({type(value).__name__}); expected a string or integer"
+
+
+def _before(cursor: Cursor, other: Cursor) -> bool:
+    """Whether `cursor` sorts before `other`; both are of one connector's cursor kind."""
+    if isinstance(cursor, dt.datetime) and isinstance(other, dt.datetime):
+        return cursor < other
+    if isinstance(cursor, int) and isinstance(other, int):
+        return cursor < other
+    raise TypeError(f"cannot order cursors {cursor!r} and {other!r} of different kinds")
+
+
+def _show(cursor: Cursor) -> str:
+    return values.isoformat(cursor) if isinstance(cursor, dt.datetime) else str(cursor)

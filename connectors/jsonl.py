@@ -1,0 +1,84 @@
+"""The `jsonl` connector: tickets from a JSON Lines file, one object per line.
+
+Owns parsing one line into a record. Ordering, filtering, ids, cursors and
+tombstones are the shared file logic in `connectors.files`. Lines are UTF-8
+(a leading byte-order mark is ignored); blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import BinaryIO, ClassVar
+
+from connectors.base import ConnectorOptions
+from connectors.files import FileConnector, FileOptions, RawLine, RawRecord, numbered_lines
+
+
+class JsonlOptions(FileOptions):
+    """Options of a `jsonl` connector: the shared file options, nothing more."""
+
+
+class JsonlConnector(FileConnector):
+    """Reads tickets from a JSON Lines export."""
+
+    kind: ClassVar[str] = "jsonl"
+    summary: ClassVar[str] = "tickets from a JSON Lines file, one JSON object per line"
+    Options: ClassVar[type[ConnectorOptions]] = JsonlOptions
+
+    options: JsonlOptions
+
+    def open_records(self, handle: BinaryIO) -> JsonlRecords:
+        """The records of the JSON Lines file open as `handle`."""
+        return JsonlRecords(handle)
+
+
+class JsonlRecords:
+    """The objects of a JSON Lines file, each with the line it came from."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        self._handle.seek(0)
+        for line in numbered_lines(self._handle):
+            if not line.data.isspace():
+                yield _parse(line)
+
+    def read_at(self, line: int, offset: int) -> RawRecord:
+        self._handle.seek(offset)
+        return _parse(RawLine(line, offset, self._handle.readline()))
+
+
+def _parse(line: RawLine) -> RawRecord:
+    try:
+        # utf-8-sig drops the byte-order mark some editors put on line 1.
+        text = line.data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return RawRecord(line.line, line.offset, None, f"not valid UTF-8: {exc.reason}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RawRecord(
+            line.line, line.offset, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+        )
+    if not isinstance(value, dict):
+        return RawRecord(
+            line.line,
+            line.offset,
+            None,
+            f"expected a JSON object, got {_json_kind(value)}",
+        )
+    return RawRecord(line.line, line.offset, value)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"

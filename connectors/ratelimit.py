@@ -1,0 +1,152 @@
+"""Pacing and waiting: the request budget, `Retry-After`, and backoff.
+
+Shared by the Fragment client and the source connectors' HTTP toolkit. Pure
+arithmetic plus one small thread-safe budget; no HTTP here. Sleeping goes
+through a `threading.Event` so a stop request cuts any wait short.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+MIN_WAIT = 1.0
+"""Wait this long on a rate-limit answer that gives no hint."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delta-seconds or an HTTP date).
+
+    Returns None when absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - current)
+
+
+def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait a rate-limited answer asks for: `Retry-After`, else a reset header.
+
+    Reset headers (`X-RateLimit-Reset`, `RateLimit-Reset`, `X-Rate-Limit-Reset`)
+    are read as epoch seconds, epoch milliseconds, ISO 8601, or (small values)
+    seconds from now. Returns None when nothing says.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    wait = parse_retry_after(lowered.get("retry-after"), now)
+    if wait is not None:
+        return wait
+    current = time.time() if now is None else now
+    for name in ("x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"):
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        wait = _reset_wait(raw.strip(), current)
+        if wait is not None:
+            return wait
+    return None
+
+
+def _reset_wait(raw: str, now: float) -> float | None:
+    try:
+        number = float(raw)
+    except ValueError:
+        from connectors.values import parse_datetime
+
+        try:
+            return max(0.0, parse_datetime(raw).timestamp() - now)
+        except ValueError:
+            return None
+    if number > 1e12:  # epoch milliseconds
+        return max(0.0, number / 1000 - now)
+    if number > 1e9:  # epoch seconds
+        return max(0.0, number - now)
+    return max(0.0, number)  # seconds from now
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with jitter for retry `attempt` (1 for the first retry).
+
+    The delay lies in [half, full] of `min(cap, base * 2**(attempt-1))`, so
+    retries from many clients spread out but never come back sooner than half.
+    """
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    jitter = (rng or random).uniform(0.5, 1.0)
+    return ceiling * jitter
+
+
+class RequestBudget:
+    """At most `limit` requests in any `window` seconds, plus server-imposed holds.
+
+    `acquire()` blocks until a request may go; `hold(seconds)` forbids any
+    request before then (a `Retry-After`). Thread-safe. A sliding window on
+    our send times is stricter than any fixed or sliding window the server
+    keeps on its arrival times, so a client within budget never sees a 429;
+    `margin` absorbs the jitter between send and arrival.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        margin: float = 0.05,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a request budget needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.window = window + margin
+        self._sent: collections.deque[float] = collections.deque()
+        self._hold_until = 0.0
+        self._lock = threading.Lock()
+        self._stop = stop or threading.Event()
+        self._clock = clock
+        self.waited = 0.0
+        """Seconds spent waiting for the budget, in total."""
+
+    @classmethod
+    def per_minute(cls, rate: float, stop: threading.Event | None = None) -> RequestBudget:
+        """A budget of `rate` requests a minute, spread so bursts stay small."""
+        if rate >= 1:
+            return cls(max(1, int(rate)), 60.0, stop=stop)
+        return cls(1, 60.0 / rate, stop=stop)
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for `seconds` from now (the server said so)."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    def acquire(self) -> bool:
+        """Wait for a turn and take it; False when a stop was requested while waiting."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                ready_at = self._hold_until
+                if len(self._sent) >= self.limit:
+                    ready_at = max(ready_at, self._sent[0] + self.window)
+                if ready_at <= now:
+                    self._sent.append(now)
+                    return True
+                delay = ready_at - now
+            self.waited += delay
+            if self._stop.wait(delay):
+                return False

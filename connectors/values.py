@@ -1,0 +1,90 @@
+"""Turning source values into typed cursors and timestamps.
+
+Every source spells time its own way: ISO 8601 with `Z` or an offset, with or
+without fractions, a naive local time, Unix seconds or milliseconds. These
+functions turn them into timezone-aware UTC datetimes (or integers for
+version cursors), so that nothing downstream ever compares a naive datetime.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from connectors.base import Cursor
+
+CursorKind = Literal["datetime", "int"]
+
+# Unix timestamps above this are taken as milliseconds (year 5138 in seconds).
+_MILLISECONDS_THRESHOLD = 100_000_000_000
+
+
+def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """`value` as an aware UTC datetime.
+
+    Accepts datetimes, ISO 8601 strings (a naive one is read in `default_tz`)
+    and Unix seconds or milliseconds as numbers. Raises `ValueError` naming
+    what was wrong.
+    """
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, bool):
+        raise ValueError(f"expected a date-time, got a boolean {value!r}")
+    elif isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a date-time, got {value!r}")
+        seconds = value / 1000 if abs(value) >= _MILLISECONDS_THRESHOLD else value
+        try:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"timestamp {value!r} is out of range") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("expected a date-time, got an empty string")
+        if text.endswith(("z", "Z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time())
+    else:
+        raise ValueError(f"expected a date-time, got {type(value).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=default_tz)
+    return moment.astimezone(dt.UTC)
+
+
+def parse_cursor(value: Any, kind: CursorKind, default_tz: dt.tzinfo = dt.UTC) -> Cursor:
+    """`value` as a cursor of `kind`; raises `ValueError` when it is not one."""
+    if kind == "datetime":
+        return parse_datetime(value, default_tz)
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer cursor, got a boolean {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"expected an integer cursor, got {value!r}")
+
+
+def timezone(name: str) -> dt.tzinfo:
+    """The time zone called `name` ("UTC", "Europe/Paris"); raises `ValueError` if unknown."""
+    if name.upper() == "UTC":
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def isoformat(moment: dt.datetime) -> str:
+    """`moment` in UTC as ISO 8601 with a `Z`, microseconds only when present."""
+    text = moment.astimezone(dt.UTC).isoformat()
+    return text.replace("+00:00", "Z")

@@ -1,0 +1,344 @@
+"""The command line: `python -m sync …` and the `fragment-sync` script.
+
+Sits on top of everything; nothing imports it. Exit codes: 0 every connector
+succeeded, 1 some connector failed, 2 the configuration (or the state
+database it names) is unusable, 130 interrupted before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sync import logs
+from sync.config import Config, find_config_file, load_config
+from sync.errors import ConfigError, SyncError
+from sync.state import StateError, StateStore
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+log = structlog.get_logger("sync.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the command, return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        _configure_logging(None)
+        log.error("config_error", key=exc.key, error=str(exc))
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateError as exc:
+        print(f"state error (state.url): {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fragment-sync", description="Keep Fragment tasks in step with tickets elsewhere."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="sync: one pass with --once, else the daemon")
+    _config_flag(run)
+    run.add_argument("--once", action="store_true", help="one pass over the connectors, then exit")
+    run.add_argument("--connector", action="append", metavar="NAME", help="only these (repeat)")
+    run.add_argument("--dry-run", action="store_true", help="map and diff; push and store nothing")
+    run.add_argument("--full", action="store_true", help="ignore the watermark (a backfill)")
+    run.add_argument("--json", action="store_true", help="one JSON summary on stdout")
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="watermark, last run and failed items per connector")
+    _config_flag(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    check = commands.add_parser("check", help="validate the config, reach every source and Fragment")
+    _config_flag(check)
+    check.set_defaults(handler=_check)
+
+    uid = commands.add_parser("uid", help="print the Fragment task uid of a ticket")
+    _config_flag(uid)
+    uid.add_argument("connector")
+    uid.add_argument("source_id")
+    uid.set_defaults(handler=_uid)
+
+    failures = commands.add_parser("failures", help="list or drop failed items")
+    _config_flag(failures)
+    failures.add_argument("action", nargs="?", choices=["list", "drop"], default="list")
+    failures.add_argument("--connector", metavar="NAME")
+    failures.add_argument("--json", action="store_true")
+    failures.set_defaults(handler=_failures)
+
+    connectors = commands.add_parser("connectors", help="list the installed connector kinds")
+    connectors.set_defaults(handler=_connectors)
+
+    emulator = commands.add_parser("emulator", help="serve the Fragment API emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8400)
+    emulator.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    emulator.add_argument("--token", action="append", help="accepted bearer token (repeat)")
+    emulator.set_defaults(handler=_emulator)
+
+    db = commands.add_parser("db", help="state database maintenance")
+    _config_flag(db)
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(handler=_db)
+    return parser
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file (default: $SYNC_CONFIG, ./sync.toml)"
+    )
+
+
+def _configure_logging(config: Config | None) -> None:
+    if config is None:
+        logs.configure()
+        return
+    logs.register_secrets(config.secrets())
+    logs.configure(config.logging.level, config.logging.format)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = find_config_file(args.config)
+    if path is None:
+        raise ConfigError(
+            "--config", "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
+        )
+    config = load_config(path)
+    _configure_logging(config)
+    return config
+
+
+def _open_state(config: Config) -> StateStore:
+    return StateStore.open(config.state.url, upgrade=config.state.auto_upgrade)
+
+
+@contextlib.contextmanager
+def _demo_or_config(args: argparse.Namespace) -> Iterator[Config]:
+    """The configured setup, or with no config at all, the built-in demo and its emulator."""
+    path = find_config_file(args.config)
+    if path is not None:
+        yield _load(args)
+        return
+    from sync.builtin_demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
+    from sync.emulator import Emulator
+
+    ensure_demo_tickets()
+    with Emulator(db_path=str(DEMO_DIR / "emulator.db"), tokens=[DEMO_TOKEN]) as emulator:
+        config = demo_config(emulator.base_url)
+        _configure_logging(config)
+        print(
+            "No config found: running the built-in demo (1,200 bundled tickets -> the jsonl "
+            f"connector -> a Fragment emulator at {emulator.base_url}; state in "
+            f"{DEMO_DIR}/). See config.example.toml to sync a real source.",
+            file=sys.stderr,
+        )
+        yield config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sync.progress import Progress
+    from sync.run import RunOptions, run_once
+
+    with _demo_or_config(args) as config:
+        names = args.connector or None
+        for name in names or ():
+            if name not in config.connectors:
+                raise ConfigError("--connector", f"no connector named {name!r} in {config.source}")
+        store = _open_state(config)
+        stop = threading.Event()
+        if not args.once:
+            from sync.scheduler import run_daemon
+
+            return run_daemon(config, store, names, stop)
+        progress = Progress()
+        planned = _print_plan if args.dry_run else None
+        options = RunOptions(
+            full=args.full, dry_run=args.dry_run, planned=planned, progress=progress, stop=stop
+        )
+        with _stop_on_signals(stop):
+            summaries = run_once(config, store, names, options)
+        progress.close()
+        store.close()
+    ok = all(s.ok for s in summaries)
+    if args.json:
+        document = {"ok": ok, "connectors": [s.as_json() for s in summaries]}
+        print(json.dumps(document, ensure_ascii=False))
+    else:
+        _print_summaries(summaries, dry_run=args.dry_run)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _print_plan(name: str, payload: Any) -> None:
+    print(json.dumps({"connector": name, "would_push": payload.task()}, ensure_ascii=False))
+
+
+def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
+    verb = "would push" if dry_run else "pushed"
+    for s in summaries:
+        status = "ok" if s.ok else f"FAILED: {s.error}"
+        print(
+            f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}, "
+            f"failed {s.failed}, watermark {s.watermark or '-'} in {s.duration_s:.1f}s "
+            f"({s.requests} requests) — {status}"
+        )
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the pass to stop after its batch in flight."""
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.warning("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sync.status import collect, render_table
+
+    config = _load(args)
+    store = _open_state(config)
+    rows = collect(config, store)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, default=str))
+    else:
+        print(render_table(rows))
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from connectors.errors import SourceError
+    from connectors.registry import connector_class
+    from sync.fragment import FragmentClient
+
+    config = _load(args)
+    problems = 0
+    print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
+    try:
+        store = _open_state(config)
+        store.close()
+        print("state database: ok")
+    except StateError as exc:
+        print(f"state database: FAILED: {exc}")
+        problems += 1
+    for name, connector in config.connectors.items():
+        source = connector_class(connector.kind)(name, connector.options)
+        try:
+            source.check()
+            print(f"connector {name} ({connector.kind}): ok")
+        except SourceError as exc:
+            print(f"connector {name} ({connector.kind}): FAILED: {exc}")
+            problems += 1
+        finally:
+            source.close()
+    try:
+        with FragmentClient(config.fragment) as client:
+            account = client.account()
+        print(f"fragment {config.fragment.url}: ok (account {account.get('name', '?')})")
+    except SyncError as exc:
+        print(f"fragment {config.fragment.url}: FAILED: {exc}")
+        problems += 1
+    return EXIT_OK if problems == 0 else EXIT_FAILED
+
+
+def _uid(args: argparse.Namespace) -> int:
+    from sync.mapping import task_uid
+
+    path = find_config_file(args.config)
+    if path is None:
+        namespace = args.connector  # without a config the namespace is the name
+    else:
+        config = _load(args)
+        if args.connector not in config.connectors:
+            raise ConfigError("connector", f"no connector named {args.connector!r}")
+        namespace = config.connectors[args.connector].uid_namespace
+    print(task_uid(namespace, args.source_id))
+    return EXIT_OK
+
+
+def _failures(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = _open_state(config)
+    names = [args.connector] if args.connector else list(config.connectors)
+    if args.action == "drop":
+        for name in names:
+            dropped = store.drop_failed(config.connectors[name].uid_namespace)
+            print(f"{name}: dropped {dropped} failed items")
+        return EXIT_OK
+    items = [
+        {"connector": name, **_failed_json(item)}
+        for name in names
+        for item in store.failed_items(config.connectors[name].uid_namespace)
+    ]
+    if args.json:
+        print(json.dumps(items, ensure_ascii=False, default=str))
+    else:
+        for item in items:
+            print(
+                f"{item['connector']} {item['source_id']} [{item['stage']}] "
+                f"attempts {item['attempts']}: {item['error']}"
+            )
+        print(f"{len(items)} failed items")
+    return EXIT_OK
+
+
+def _failed_json(item: Any) -> dict[str, Any]:
+    return {
+        "source_id": item.source_id,
+        "uid": item.uid,
+        "stage": item.stage,
+        "field": item.field,
+        "error": item.error,
+        "attempts": item.attempts,
+        "first_seen": item.first_seen,
+        "last_seen": item.last_seen,
+    }
+
+
+def _connectors(_args: argparse.Namespace) -> int:
+    from connectors.registry import available
+
+    for kind, cls in available().items():
+        print(f"{kind:12} {cls.summary}")
+    return EXIT_OK
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from sync.emulator import serve
+
+    _configure_logging(None)
+    serve(host=args.host, port=args.port, db=args.db, tokens=args.token or ["dev-token"])
+    return EXIT_OK
+
+
+def _db(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = StateStore.open(config.state.url, upgrade=True)
+    store.close()
+    print("state database upgraded to the latest schema")
+    return EXIT_OK

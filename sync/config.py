@@ -1,0 +1,388 @@
+"""Configuration: one TOML file, environment overrides, validated before any work.
+
+Where the file comes from: `--config FILE`, else `$SYNC_CONFIG`, else
+`./sync.toml`. `${VAR}` (or `${VAR:-default}`) anywhere in a string value is
+replaced by the environment variable, so secrets stay out of the file.
+Environment variables then override any key: `SYNC_FRAGMENT__TOKEN`,
+`SYNC_STATE__URL`, `SYNC_CONNECTORS__ZENDESK__BATCH_SIZE`.
+
+Everything that can be checked without touching the network is checked here,
+and the first problem found raises `ConfigError` naming the key: unknown
+keys, wrong types, unknown connector kinds, unset variables, colliding field
+names, bad templates, hooks that can't be imported. This module does not read
+sources, talk to Fragment or open the state database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connectors.base import ConnectorOptions
+from connectors.registry import UnknownConnectorKind, connector_class
+from sync.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("sync.toml")
+FRAGMENT_URL = "https://api.onfragment.com/api/v1"
+STATUSES = ("TODO", "STARTED", "DONE")
+Status = Literal["TODO", "STARTED", "DONE"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """`value` ("90s", "5m", "1h30m", "250ms", or a number of seconds) as a timedelta.
+
+    Raises `ValueError` for anything else, including negative durations.
+    """
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        parts = list(_DURATION.finditer(text))
+        if not parts or "".join(p.group(0) for p in parts) != text:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
+        seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
+    else:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
+    if seconds < 0:
+        raise ValueError("a duration can't be negative")
+    return dt.timedelta(seconds=seconds)
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FragmentSettings(_Section):
+    """How to reach Fragment and how hard to push."""
+
+    url: str = FRAGMENT_URL
+    token: SecretStr | None = None
+    user_agent: str = "fragment-sync/0.1 (+https://github.com/fragment-sync)"
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    requests_per_minute: float = Field(default=60.0, gt=0)
+    timeout: Duration = dt.timedelta(seconds=30)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    max_retry_wait: Duration = dt.timedelta(minutes=5)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/")
+
+
+class StateSettings(_Section):
+    """Where watermarks, hashes, runs and failed items live (any SQLAlchemy URL)."""
+
+    url: str = "sqlite:///.sync/state.db"
+    auto_upgrade: bool = True
+
+
+class LoggingSettings(_Section):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ScheduleSettings(_Section):
+    """When the daemon runs a connector: every `interval`, or on a `cron` line."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = dt.timedelta(0)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleSettings:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either interval or cron, not both")
+        if self.interval is not None and self.interval.total_seconds() < 1:
+            raise ValueError("interval must be at least 1s")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} needs five fields (min hour day month weekday)")
+        return self
+
+
+class MappingSettings(_Section):
+    """How a source ticket becomes a Fragment task (see `sync.mapping`).
+
+    `title`, `url` and `queue_uid` are templates over the raw record
+    (`"[{priority}] {subject}"`, `{source_id}` is always available); the other
+    keys are paths into it (`requester.email`, `tags.0`).
+    """
+
+    title: str = "Ticket {source_id}"
+    url: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    source_id_field: str = "ticket_id"
+    status: str | None = None
+    status_map: dict[str, Status] = Field(default_factory=dict)
+    status_default: Status = "TODO"
+    set_status: bool = True
+    due_at: str | None = None
+    assignee_email: str | None = None
+    queue_uid: str | None = None
+    external_created_at: str | None = None
+    external_updated_at: str | None = None
+    hook: str | None = None
+
+
+class ConnectorSettings(BaseModel):
+    """One configured source. Keys not listed here belong to the connector's `Options`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str
+    enabled: bool = True
+    uid_namespace: str | None = None
+    lookback: Duration = dt.timedelta(0)
+    batch_size: int | None = Field(default=None, ge=1, le=1000)
+    schedule: ScheduleSettings = ScheduleSettings(interval=dt.timedelta(minutes=5))
+    timeout: Duration | None = None
+    mapping: MappingSettings = MappingSettings()
+
+    @field_validator("uid_namespace")
+    @classmethod
+    def _namespace_shape(cls, value: str | None) -> str | None:
+        if value is not None and not UID_NAMESPACE.match(value):
+            raise ValueError("use letters, digits, '_', '.' and '-' only")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole file, with `SYNC_*` environment variables overriding it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNC_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    fragment: FragmentSettings = FragmentSettings()
+    state: StateSettings = StateSettings()
+    logging: LoggingSettings = LoggingSettings()
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+class ConnectorConfig(BaseModel):
+    """A connector's settings with its options validated by its own class."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    settings: ConnectorSettings
+    options: ConnectorOptions
+
+    @property
+    def uid_namespace(self) -> str:
+        return self.settings.uid_namespace or self.name
+
+    @property
+    def kind(self) -> str:
+        return self.settings.kind
+
+
+class Config(BaseModel):
+    """The validated configuration the rest of the engine reads."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    fragment: FragmentSettings
+    state: StateSettings
+    logging: LoggingSettings
+    connectors: dict[str, ConnectorConfig]
+    source: str
+    """Where the config came from: a file path, or "built-in demo"."""
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log redaction."""
+        found: list[str] = []
+        for model in (self.fragment, *(c.options for c in self.connectors.values())):
+            found.extend(_secret_values(model))
+        return [s for s in found if s]
+
+
+def _secret_values(value: Any) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secret_values(getattr(value, name))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _secret_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secret_values(item)
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """The config file to read: `explicit`, else `$SYNC_CONFIG`, else `./sync.toml` if present.
+
+    Raises `ConfigError` when an explicitly named file does not exist.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError("--config", f"file {str(explicit)!r} not found")
+        return explicit
+    from_env = os.environ.get("SYNC_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError("SYNC_CONFIG", f"file {from_env!r} not found")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_config(path: Path) -> Config:
+    """Read, interpolate and validate the TOML file at `path`.
+
+    Raises `ConfigError` naming the first key that is wrong.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"can't read: {exc.strerror}") from None
+    return build_config(raw, source=str(path))
+
+
+def build_config(raw: Mapping[str, Any], source: str) -> Config:
+    """Validate an already parsed config tree; see `load_config`."""
+    data = _interpolate(raw, "")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _config_error(exc, prefix="") from None
+    connectors = {
+        name: _connector_config(name, connector) for name, connector in settings.connectors.items()
+    }
+    _check_namespaces_unique(connectors)
+    return Config(
+        fragment=settings.fragment,
+        state=settings.state,
+        logging=settings.logging,
+        connectors=connectors,
+        source=source,
+    )
+
+
+def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig:
+    key = f"connectors.{name}"
+    try:
+        cls = connector_class(settings.kind)
+    except UnknownConnectorKind as exc:
+        raise ConfigError(f"{key}.kind", str(exc)) from None
+    try:
+        options = cls.Options.model_validate(settings.model_extra or {})
+    except ValidationError as exc:
+        raise _config_error(exc, prefix=key) from None
+    # Imported here: mapping imports this module for its settings types.
+    from sync.mapping import check_mapping
+
+    check_mapping(settings.mapping, key=f"{key}.mapping")
+    return ConnectorConfig(name=name, settings=settings, options=options)
+
+
+def _check_namespaces_unique(connectors: Mapping[str, ConnectorConfig]) -> None:
+    owners: dict[str, str] = {}
+    for name, connector in connectors.items():
+        namespace = connector.uid_namespace
+        if namespace in owners:
+            raise ConfigError(
+                f"connectors.{name}.uid_namespace",
+                f"{namespace!r} is already used by connector {owners[namespace]!r}; "
+                "two connectors sharing a namespace would overwrite each other's tasks",
+            )
+        owners[namespace] = name
+
+
+def _interpolate(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda match: _variable(match, key), value)
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{key}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def _variable(match: re.Match[str], key: str) -> str:
+    name, default = match.group(1), match.group(2)
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ConfigError(key, f"environment variable {name} is not set")
+        return default
+    return value
+
+
+def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
+    """One `ConfigError` naming every key pydantic found wrong, the first one as `key`."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append((key, message))
+    first_key, first_message = problems[0]
+    more = "".join(f"\n  {k}: {m}" for k, m in problems[1:])
+    return ConfigError(first_key, first_message + more)
+
+
+def resolve_callable(dotted: str) -> Callable[..., Any]:
+    """The function named by `package.module:function` (or `package.module.function`).
+
+    Raises `ValueError` saying why it can't be found.
+    """
+    import importlib
+
+    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"can't import {module_name!r}: {exc}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"{module_name!r} has no function {attribute!r}")
+    return function  # type: ignore[no-any-return]

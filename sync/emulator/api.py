@@ -1,0 +1,575 @@
+"""The emulated Fragment API and the emulator's admin routes, minus the sockets.
+
+Turns one parsed HTTP request (`ApiRequest`) into one `Reply`: routing (404 /
+405), bearer auth (401), the rate limit (429), body and query validation (422)
+and the task endpoints of fragment-api.md §5-§7 and §12. Transport faults
+(drops, hangs, 5xx, lost responses) are not here: `server` applies them around
+`FragmentApi.handle`, because they need the socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from sync.emulator.faults import Faults
+from sync.emulator.models import (
+    STATUSES,
+    ErrorDetail,
+    JsonObject,
+    Loc,
+    TaskBatch,
+    TaskWrite,
+    error,
+    json_syntax_detail,
+    now_text,
+    timestamp_text,
+    validation_details,
+)
+from sync.emulator.store import TaskPage, TaskQuery, TaskStore
+from sync.emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
+from sync.emulator.traffic import TrafficLog
+from sync.emulator.users import UserDirectory
+
+API_PREFIX = "/api/v1"
+ADMIN_PREFIX = "/_emulator"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+ACCOUNT = {
+    "uid": "0f6f3f7e-5d8e-4a8b-9c1d-2e3f4a5b6c7d",
+    "name": "Fragment emulator",
+    "email": "admin@fragment-emulator.local",
+}
+
+Handler = Callable[["ApiRequest", Mapping[str, str]], "Reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One HTTP request, body fully read; `query` as `urllib.parse.parse_qs` gives it."""
+
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer. `route` and `items` are for the traffic log only."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    route: str = ""
+    items: int = 0
+
+
+def json_reply(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    """A JSON `Reply`, encoded once."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return Reply(status, body, headers=headers)
+
+
+class HttpError(Exception):
+    """An error answer with FastAPI's `{"detail": ...}` body."""
+
+    def __init__(self, status: int, detail: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+    def reply(self) -> Reply:
+        """The answer to send."""
+        return json_reply(self.status, {"detail": self.detail}, self.headers)
+
+
+class Unprocessable(HttpError):
+    """422 with a list of validation errors."""
+
+    def __init__(self, details: list[ErrorDetail]) -> None:
+        super().__init__(422, details)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """`method` on paths matching `pattern`; `template` names it in the traffic log."""
+
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    """Routes in declaration order; the first route matching method and path wins."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, template: str, handler: Handler) -> None:
+        """Route `method template` (`{name}` segments capture one path segment)."""
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+        self._routes.append(Route(method, template, re.compile(f"^{regex}/?$"), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for this request and its path parameters.
+
+        Raises `HttpError` 404 when no route has this path, 405 (with `Allow`)
+        when some do but none with this method.
+        """
+        allowed: list[str] = []
+        for route in self._routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            if route.method == method:
+                return route, match.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise HttpError(
+                405, "Method Not Allowed", (("Allow", ", ".join(dict.fromkeys(allowed))),)
+            )
+        raise HttpError(404, "Not Found")
+
+    def template_of(self, method: str, path: str) -> str:
+        """The route template serving this request, or `path` itself when none does."""
+        try:
+            return self.resolve(method, path)[0].template
+        except HttpError:
+            return path
+
+
+def _dispatch(
+    router: Router, request: ApiRequest, before: Callable[[ApiRequest], None] | None = None
+) -> Reply:
+    """Route `request`, run `before` (auth, limits), then its handler; errors become replies."""
+    route_name = request.path
+    try:
+        route, params = router.resolve(request.method, request.path)
+        route_name = route.template
+        if before is not None:
+            before(request)
+        reply = route.handler(request, params)
+    except HttpError as exc:
+        reply = exc.reply()
+    return Reply(
+        reply.status, reply.body, reply.content_type, reply.headers, route_name, reply.items
+    )
+
+
+# -- request parsing ---------------------------------------------------------
+
+
+def _require_json_body(request: ApiRequest) -> None:
+    """Refuse bodies that are absent or declared as something other than JSON."""
+    content_type = request.headers.get("Content-Type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise Unprocessable(
+            [
+                error(
+                    ["body"],
+                    f"Content-Type must be application/json, got {content_type!r}",
+                    "content_type",
+                )
+            ]
+        )
+    if not request.body.strip():
+        raise Unprocessable([error(["body"], "Field required", "missing")])
+
+
+def _parse_task(request: ApiRequest) -> TaskWrite:
+    """The single-task body, or `Unprocessable` with `["body", <field>]` locations."""
+    _require_json_body(request)
+    try:
+        return TaskWrite.model_validate_json(request.body, strict=True)
+    except ValidationError as exc:
+        raise Unprocessable(validation_details(exc, request.body)) from None
+
+
+def _item_index(detail: ErrorDetail) -> int | None:
+    loc = detail["loc"]
+    if len(loc) > 2 and loc[1] == "items" and isinstance(loc[2], int):
+        return int(loc[2])
+    return None
+
+
+def _parse_batch(
+    request: ApiRequest, max_items: int | None
+) -> tuple[list[TaskWrite | None], list[ErrorDetail]]:
+    """The batch items (None where an item is invalid) and the validation errors.
+
+    When some items are invalid, the valid ones are still returned so that
+    their own problems (unknown uid, missing title...) can be reported in the
+    same 422: a client then drops every bad item in one round trip.
+    """
+    _require_json_body(request)
+    try:
+        items: list[TaskWrite | None] = list(
+            TaskBatch.model_validate_json(request.body, strict=True).items
+        )
+        details: list[ErrorDetail] = []
+    except ValidationError as exc:
+        details = validation_details(exc, request.body)
+        try:
+            raw_items = json.loads(request.body).get("items")
+        except (ValueError, AttributeError):
+            raise Unprocessable(details) from None
+        if not isinstance(raw_items, list):
+            raise Unprocessable(details) from None
+        bad = {_item_index(detail) for detail in details}
+        items = [
+            None if index in bad else _revalidate(raw_item)
+            for index, raw_item in enumerate(raw_items)
+        ]
+    if max_items is not None and len(items) > max_items:
+        raise Unprocessable(
+            [
+                error(
+                    ["body", "items"],
+                    f"batch holds {len(items)} items; at most {max_items} are allowed per request",
+                    "too_long",
+                    len(items),
+                )
+            ]
+        )
+    return items, details
+
+
+def _revalidate(raw_item: Any) -> TaskWrite | None:
+    try:
+        return TaskWrite.model_validate_json(json.dumps(raw_item), strict=True)
+    except ValidationError:
+        return None
+
+
+def _path_uid(text: str) -> str:
+    """The canonical form of a uid from the path, or 422 at `["path", "uid"]`."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise Unprocessable(
+            [error(["path", "uid"], "Input should be a valid UUID", "uuid_parsing", text)]
+        ) from None
+
+
+def _located(prefix: Loc, problem: ItemError) -> ErrorDetail:
+    return error((*prefix, *problem.loc), problem.msg, problem.type, problem.input)
+
+
+def encode_cursor(after_seq: int) -> str:
+    """The opaque cursor of the page starting after insertion rank `after_seq`."""
+    return base64.urlsafe_b64encode(f"after:{after_seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The insertion rank a cursor points after; raises `ValueError` if it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(cursor) from None
+    prefix, _, number = text.partition(":")
+    if prefix != "after" or not number.isdigit():
+        raise ValueError(cursor)
+    return int(number)
+
+
+_AWARE_DATETIME = TypeAdapter(AwareDatetime)
+# Query keys with a meaning of their own; any other key filters a task field.
+_LIST_PARAMS = frozenset(
+    {
+        "limit",
+        "cursor",
+        "status",
+        "archived",
+        "assignee_uid",
+        "updated_at_after",
+        "created_at_after",
+        "order_by",
+    }
+)
+_TOP_LEVEL_KEYS = frozenset(TaskWrite.model_fields) - {"fields"}
+
+
+def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
+    """The `GET /tasks` query string as a `TaskQuery`; 422 at `["query", name]` if bad."""
+    last = {name: values[-1] for name, values in query.items()}
+    problems: list[ErrorDetail] = []
+
+    def fail(name: str, msg: str, type_: str) -> None:
+        problems.append(error(["query", name], msg, type_, last[name]))
+
+    limit = DEFAULT_LIMIT
+    if "limit" in last:
+        try:
+            limit = int(last["limit"])
+        except ValueError:
+            fail("limit", "Input should be a valid integer", "int_parsing")
+        else:
+            if not 1 <= limit <= MAX_LIMIT:
+                fail("limit", f"Input should be between 1 and {MAX_LIMIT}", "limit_range")
+    after_seq = 0
+    if last.get("cursor"):
+        try:
+            after_seq = decode_cursor(last["cursor"])
+        except ValueError:
+            fail("cursor", "Invalid cursor", "cursor_invalid")
+    status = last.get("status")
+    if status is not None and status not in STATUSES:
+        fail("status", "Input should be 'TODO', 'STARTED' or 'DONE'", "enum")
+    archived: bool | None = None
+    if "archived" in last:
+        flag = last["archived"].lower()
+        if flag not in ("true", "false"):
+            fail("archived", "Input should be true or false", "bool_parsing")
+        archived = flag == "true"
+    assignee_uid = last.get("assignee_uid")
+    if assignee_uid is not None:
+        try:
+            assignee_uid = str(uuid.UUID(assignee_uid))
+        except ValueError:
+            fail("assignee_uid", "Input should be a valid UUID", "uuid_parsing")
+    moments: dict[str, str] = {}
+    for name in ("updated_at_after", "created_at_after"):
+        if name in last:
+            try:
+                moments[name] = timestamp_text(_AWARE_DATETIME.validate_python(last[name]))
+            except ValidationError as exc:
+                fail(name, exc.errors(include_url=False)[0]["msg"], "datetime_parsing")
+    if "order_by" in last:
+        fail("order_by", "the emulator lists tasks in insertion order only", "unsupported")
+    field_equals: list[tuple[str, str]] = []
+    for name, wanted in last.items():
+        if name in _LIST_PARAMS:
+            continue
+        if name.startswith("fields."):
+            path = "$.fields." + json.dumps(name.removeprefix("fields."))
+        elif name in _TOP_LEVEL_KEYS:
+            path = "$." + name
+        else:
+            # `country=FR` is the quickstart's shorthand for `fields.country=FR`.
+            path = "$.fields." + json.dumps(name)
+        field_equals.append((path, wanted))
+    if problems:
+        raise Unprocessable(problems)
+    return TaskQuery(
+        limit=limit,
+        after_seq=after_seq,
+        status=status,
+        archived=archived,
+        assignee_uid=assignee_uid,
+        updated_after=moments.get("updated_at_after"),
+        created_after=moments.get("created_at_after"),
+        field_equals=tuple(field_equals),
+    )
+
+
+def _page_meta(limit: int, self_after: int | None, page: TaskPage | None, total: int) -> JsonObject:
+    def cursor(after: int | None) -> str | None:
+        return None if after is None else encode_cursor(after)
+
+    return {
+        "limit": limit,
+        "self_cursor": cursor(self_after),
+        "prev_cursor": cursor(page.prev_after if page else None),
+        "next_cursor": cursor(page.next_after if page else None),
+        "total_count": total,
+    }
+
+
+# -- the Fragment API --------------------------------------------------------
+
+
+class FragmentApi:
+    """The `/api/v1` routes over a `TaskStore`.
+
+    `tokens` are the accepted bearer tokens; `users` decides which
+    `assignee_email`s exist; `max_batch_items` caps batch size (None = no cap).
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        tokens: Sequence[str],
+        users: UserDirectory,
+        faults: Faults,
+        max_batch_items: int | None = 1000,
+    ) -> None:
+        self.store = store
+        self.tokens = frozenset(tokens)
+        self.users = users
+        self.faults = faults
+        self.max_batch_items = max_batch_items
+        self.router = Router()
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/accounts/me", self._me),
+            ("GET", "/tasks", self._list),
+            ("POST", "/tasks", lambda r, p: self._write_one(WriteMode.CREATE, r, None)),
+            ("POST", "/tasks/batch", lambda r, p: self._write_batch(WriteMode.CREATE, r)),
+            ("PUT", "/tasks/batch", lambda r, p: self._write_batch(WriteMode.UPSERT, r)),
+            ("PATCH", "/tasks/batch", lambda r, p: self._write_batch(WriteMode.UPDATE, r)),
+            ("GET", "/tasks/{uid}", self._get),
+            ("PUT", "/tasks/{uid}", lambda r, p: self._write_one(WriteMode.UPSERT, r, p["uid"])),
+            ("PATCH", "/tasks/{uid}", lambda r, p: self._write_one(WriteMode.UPDATE, r, p["uid"])),
+            ("DELETE", "/tasks/{uid}", self._delete),
+        ]
+        for method, template, handler in routes:
+            self.router.add(method, API_PREFIX + template, handler)
+
+    def handle(self, request: ApiRequest) -> Reply:
+        """The answer to one `/api/v1` request (transport faults excluded)."""
+        return _dispatch(self.router, request, self._admit)
+
+    def _admit(self, request: ApiRequest) -> None:
+        """401 without a known bearer token; 429 over the token's rate limit."""
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise HttpError(401, "Not authenticated", (("WWW-Authenticate", "Bearer"),))
+        if token not in self.tokens:
+            raise HttpError(401, "Invalid token", (("WWW-Authenticate", "Bearer"),))
+        retry_after = self.faults.admit(token)
+        if retry_after is not None:
+            raise HttpError(429, "Too Many Requests", (("Retry-After", str(retry_after)),))
+
+    def _me(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        return json_reply(200, ACCOUNT)
+
+    def _get(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        task = self.store.get(_path_uid(params["uid"]))
+        if task is None:
+            raise HttpError(404, "Task not found")
+        return json_reply(200, task)
+
+    def _delete(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        uid = _path_uid(params["uid"])
+        with self.store.writing() as writer:
+            deleted = writer.delete(uid)
+        if deleted is None:
+            raise HttpError(404, "Task not found")
+        return json_reply(200, self.store.render(deleted))
+
+    def _list(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        query = _task_query(request.query)
+        page = self.store.list_page(query)
+        meta = _page_meta(query.limit, query.after_seq, page, page.total_count)
+        return json_reply(200, {"items": page.items, "meta": meta})
+
+    def _write_one(self, mode: WriteMode, request: ApiRequest, path_uid: str | None) -> Reply:
+        """POST /tasks, PUT and PATCH /tasks/{uid}."""
+        uid = None if path_uid is None else _path_uid(path_uid)
+        item = _parse_task(request)
+        if uid is not None and item.uid is not None and str(item.uid) != uid:
+            raise Unprocessable(
+                [
+                    error(
+                        ["body", "uid"],
+                        f"uid in the body ({item.uid}) differs from the path ({uid})",
+                        "uid_mismatch",
+                        str(item.uid),
+                    )
+                ]
+            )
+        uids: list[str | None] = [uid] if uid is not None else assign_uids(mode, [item])[0]
+        now = now_text()
+        with self.store.writing() as writer:
+            stored = writer.load(uids)
+            target = uids[0]
+            if mode is WriteMode.CREATE and target in stored:
+                raise HttpError(409, f"Task {target} already exists")
+            if mode is WriteMode.UPDATE and target not in stored:
+                raise HttpError(404, "Task not found")
+            plan = plan_writes(mode, [item], uids, stored, self.users, now)
+            if plan.errors:
+                raise Unprocessable([_located(("body",), problem) for problem in plan.errors])
+            writer.save(plan.writes)
+            writer.add_users(plan.new_user_emails, now)
+        reply = json_reply(200, self.store.render(plan.writes[0].task))
+        return Reply(reply.status, reply.body, items=1)
+
+    def _write_batch(self, mode: WriteMode, request: ApiRequest) -> Reply:
+        """POST, PUT and PATCH /tasks/batch: validate everything, then apply all or nothing."""
+        items, details = _parse_batch(request, self.max_batch_items)
+        uids, uid_problems = assign_uids(mode, items)
+        now = now_text()
+        with self.store.writing() as writer:
+            stored = writer.load(uids)
+            plan = plan_writes(mode, items, uids, stored, self.users, now)
+            problems = [
+                _located(("body", "items", p.index), p) for p in (*uid_problems, *plan.errors)
+            ]
+            if details or problems:
+                # Stable sort: envelope errors first, then items in request order.
+                every = sorted(
+                    [*details, *problems], key=lambda d: -1 if (i := _item_index(d)) is None else i
+                )
+                raise Unprocessable(every)
+            writer.save(plan.writes)
+            writer.add_users(plan.new_user_emails, now)
+        tasks = [self.store.render(write.task) for write in plan.writes]
+        meta = _page_meta(len(tasks), None, None, len(tasks))
+        reply = json_reply(200, {"items": tasks, "meta": meta})
+        return Reply(reply.status, reply.body, items=len(items))
+
+
+# -- admin routes --------------------------------------------------------------
+
+
+class AdminApi:
+    """`/_emulator/*`: inspect and steer the emulator (no auth, no faults)."""
+
+    def __init__(self, store: TaskStore, traffic: TrafficLog, faults: Faults) -> None:
+        self.store = store
+        self.traffic = traffic
+        self.faults = faults
+        self.router = Router()
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/stats", lambda r, p: json_reply(200, self.traffic.stats())),
+            ("GET", "/faults", lambda r, p: json_reply(200, self.faults.snapshot())),
+            ("POST", "/faults", self._set_faults),
+            ("POST", "/reset", self._reset),
+            ("GET", "/tasks", self._tasks),
+        ]
+        for method, template, handler in routes:
+            self.router.add(method, ADMIN_PREFIX + template, handler)
+
+    def handle(self, request: ApiRequest) -> Reply:
+        """The answer to one `/_emulator` request."""
+        return _dispatch(self.router, request)
+
+    def _set_faults(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        try:
+            changes = json.loads(request.body or b"{}")
+        except ValueError:
+            raise Unprocessable([json_syntax_detail(request.body)]) from None
+        if not isinstance(changes, dict):
+            raise Unprocessable(
+                [error(["body"], "Input should be an object", "dict_type", changes)]
+            )
+        try:
+            self.faults.update(changes)
+        except ValueError as exc:
+            raise Unprocessable([error(["body"], str(exc), "value_error", changes)]) from None
+        return json_reply(200, self.faults.snapshot())
+
+    def _reset(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        self.store.clear_tasks()
+        self.traffic.clear()
+        self.faults.limiter.clear()
+        return json_reply(200, {"reset": True})
+
+    def _tasks(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        tasks = self.store.all_tasks()
+        return json_reply(200, {"items": tasks, "total_count": len(tasks)})

@@ -1,0 +1,305 @@
+"""The emulator's SQLite persistence of tasks and users.
+
+One connection shared by all request threads, serialised by a lock; a write
+request runs inside `TaskStore.writing()`, one transaction, so a batch lands
+whole or not at all. File databases use WAL and survive restarts; ":memory:"
+is for tests. The store renders read models (it knows the users an assignee
+refers to) but holds no write rules: those are in `tasks`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.emulator.models import JsonObject, render_task
+from sync.emulator.tasks import Outcome, PlannedWrite, StoredTask
+from sync.emulator.users import user_record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order; never reused, so cursors stay valid
+    uid TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    internal_created_at TEXT NOT NULL,
+    internal_updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    uid TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+"""
+_COLUMNS = "seq, uid, doc, version, internal_created_at, internal_updated_at"
+# Stay under SQLite's bound-parameter limit whatever the build.
+_IN_CHUNK = 500
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _task_from_row(row: tuple[int, str, str, int, str, str]) -> StoredTask:
+    seq, uid, doc, version, created, updated = row
+    return StoredTask(uid, json.loads(doc), version, created, updated, seq)
+
+
+def _json_value_matches(json_type: str | None, value: Any, wanted: str) -> bool:
+    """Whether a stored JSON value equals a query-string value (`?country=FR`)."""
+    if json_type is None or json_type in ("array", "object"):
+        return False
+    if json_type in ("true", "false", "null"):
+        return wanted.lower() == json_type
+    if json_type == "text":
+        return bool(value == wanted)
+    try:
+        return float(wanted) == float(value)
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """A `GET /tasks` request: filters, page size, and where the page starts.
+
+    `field_equals` pairs a SQLite JSON path (`$.fields."country"`) with the
+    wanted value as text. `updated_after` and `created_after` are canonical
+    timestamps (see `models.timestamp_text`).
+    """
+
+    limit: int = 50
+    after_seq: int = 0
+    status: str | None = None
+    archived: bool | None = None
+    assignee_uid: str | None = None
+    updated_after: str | None = None
+    created_after: str | None = None
+    field_equals: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of `GET /tasks`: the tasks and where the neighbour pages start.
+
+    `next_after` / `prev_after` are None when there is no such page.
+    """
+
+    items: list[JsonObject]
+    total_count: int
+    next_after: int | None
+    prev_after: int | None
+
+
+@dataclass(slots=True)
+class StoreWriter:
+    """The writes of one transaction; only `TaskStore.writing` makes one."""
+
+    _conn: sqlite3.Connection
+    _store: TaskStore
+    new_users: list[JsonObject] = field(default_factory=list)
+
+    def load(self, uids: Iterable[str | None]) -> dict[str, StoredTask]:
+        """The stored tasks among `uids`, by uid."""
+        return self._store._load(self._conn, uids)
+
+    def save(self, writes: Sequence[PlannedWrite]) -> None:
+        """Insert or update the planned tasks (unchanged ones are skipped)."""
+        inserted = [w.task for w in writes if w.outcome is Outcome.INSERTED]
+        updated = [w.task for w in writes if w.outcome is Outcome.UPDATED]
+        if inserted:
+            self._conn.executemany(
+                "INSERT INTO tasks (uid, doc, version, internal_created_at, internal_updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (t.uid, _dumps(t.doc), t.version, t.internal_created_at, t.internal_updated_at)
+                    for t in inserted
+                ],
+            )
+        if updated:
+            self._conn.executemany(
+                "UPDATE tasks SET doc = ?, version = ?, internal_updated_at = ? WHERE uid = ?",
+                [(_dumps(t.doc), t.version, t.internal_updated_at, t.uid) for t in updated],
+            )
+
+    def delete(self, uid: str) -> StoredTask | None:
+        """Remove the task `uid`; return it, or None when there was none."""
+        row = self._conn.execute(
+            f"DELETE FROM tasks WHERE uid = ? RETURNING {_COLUMNS}", (uid,)
+        ).fetchone()
+        return None if row is None else _task_from_row(row)
+
+    def delete_all(self) -> None:
+        """Remove every task."""
+        self._conn.execute("DELETE FROM tasks")
+
+    def add_users(self, emails: Iterable[str], now: str) -> None:
+        """Register users by email (known ones are left as they are)."""
+        for email in emails:
+            if self._store.user_by_email(email) is None:
+                record = user_record(email, now)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO users (uid, email, record) VALUES (?, ?, ?)",
+                    (record["uid"], record["email"], _dumps(record)),
+                )
+                self.new_users.append(record)
+
+
+class TaskStore:
+    """Tasks and users in SQLite at `path` (a file, or ":memory:")."""
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
+        self.path = os.fspath(path)
+        # isolation_level=None: transactions are opened explicitly in writing().
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._conn.create_function("json_value_matches", 3, _json_value_matches, deterministic=True)
+        self._users_by_uid: dict[str, JsonObject] = {}
+        self._users_by_email: dict[str, JsonObject] = {}
+        for (record_text,) in self._conn.execute("SELECT record FROM users"):
+            self._remember_user(json.loads(record_text))
+
+    def close(self) -> None:
+        """Close the database; the store is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[StoreWriter]:
+        """A transaction holding the store's lock: commit on exit, roll back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            writer = StoreWriter(self._conn, self)
+            try:
+                yield writer
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            for record in writer.new_users:
+                self._remember_user(record)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, uid: str) -> JsonObject | None:
+        """The read model of task `uid`, or None."""
+        task = self.stored(uid)
+        return None if task is None else self.render(task)
+
+    def stored(self, uid: str) -> StoredTask | None:
+        """Task `uid` as stored, or None."""
+        with self._lock:
+            return self._load(self._conn, [uid]).get(uid)
+
+    def version(self, uid: str) -> int | None:
+        """How many times task `uid` changed (1 = as created), or None if unknown."""
+        task = self.stored(uid)
+        return None if task is None else task.version
+
+    def count(self) -> int:
+        """How many tasks are stored."""
+        with self._lock:
+            (total,) = self._conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
+        return int(total)
+
+    def all_tasks(self) -> list[JsonObject]:
+        """Every task's read model, in insertion order."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY seq").fetchall()
+        return [self.render(_task_from_row(row)) for row in rows]
+
+    def list_page(self, query: TaskQuery) -> TaskPage:
+        """The page of tasks matching `query`, in insertion order."""
+        where, params = self._filters(query)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+                (*params, query.after_seq, query.limit + 1),
+            ).fetchall()
+            (total,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE {where}", params
+            ).fetchone()
+            earlier = self._conn.execute(
+                f"SELECT seq FROM tasks WHERE {where} AND seq <= ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (*params, query.after_seq, query.limit),
+            ).fetchone()
+            any_earlier = self._conn.execute(
+                f"SELECT 1 FROM tasks WHERE {where} AND seq <= ? LIMIT 1",
+                (*params, query.after_seq),
+            ).fetchone()
+        tasks = [_task_from_row(row) for row in rows[: query.limit]]
+        next_after = tasks[-1].seq if len(rows) > query.limit and tasks else None
+        # The previous page starts right after the task `limit` places before
+        # this page's start; with fewer tasks before, it is the first page.
+        prev_after = None if any_earlier is None else (0 if earlier is None else int(earlier[0]))
+        return TaskPage([self.render(task) for task in tasks], int(total), next_after, prev_after)
+
+    def render(self, task: StoredTask) -> JsonObject:
+        """The read model of `task`, its assignee expanded."""
+        assignee_uid = task.doc.get("assignee_uid")
+        assignee = None if assignee_uid is None else self._users_by_uid.get(assignee_uid)
+        return render_task(task.doc, task.internal_created_at, task.internal_updated_at, assignee)
+
+    def user_by_email(self, email: str) -> JsonObject | None:
+        """The registered user with this email, or None."""
+        return self._users_by_email.get(email.strip().lower())
+
+    # -- maintenance -------------------------------------------------------
+
+    def clear_tasks(self) -> None:
+        """Delete every task (users stay)."""
+        with self.writing() as writer:
+            writer.delete_all()
+
+    # -- internals ---------------------------------------------------------
+
+    def _remember_user(self, record: JsonObject) -> None:
+        self._users_by_uid[record["uid"]] = record
+        self._users_by_email[record["email"]] = record
+
+    def _load(self, conn: sqlite3.Connection, uids: Iterable[str | None]) -> dict[str, StoredTask]:
+        wanted = [uid for uid in dict.fromkeys(uids) if uid is not None]
+        found: dict[str, StoredTask] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE uid IN ({marks})", chunk):
+                task = _task_from_row(row)
+                found[task.uid] = task
+        return found
+
+    @staticmethod
+    def _filters(query: TaskQuery) -> tuple[str, tuple[Any, ...]]:
+        clauses = ["1"]
+        params: list[Any] = []
+        if query.status is not None:
+            clauses.append("json_extract(doc, '$.status') = ?")
+            params.append(query.status)
+        if query.archived is not None:
+            # A task with archived null counts as not archived.
+            clauses.append("coalesce(json_extract(doc, '$.archived'), 0) = ?")
+            params.append(int(query.archived))
+        if query.assignee_uid is not None:
+            clauses.append("json_extract(doc, '$.assignee_uid') = ?")
+            params.append(query.assignee_uid)
+        if query.updated_after is not None:
+            # Tasks the client never gave an updated_at are dated by the server's clock.
+            clauses.append("coalesce(json_extract(doc, '$.updated_at'), internal_updated_at) > ?")
+            params.append(query.updated_after)
+        if query.created_after is not None:
+            clauses.append("coalesce(json_extract(doc, '$.created_at'), internal_created_at) > ?")
+            params.append(query.created_after)
+        for path, wanted in query.field_equals:
+            clauses.append("json_value_matches(json_type(doc, ?), json_extract(doc, ?), ?)")
+            params.extend((path, path, wanted))
+        return " AND ".join(clauses), tuple(params)

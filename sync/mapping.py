@@ -1,0 +1,343 @@
+"""Mapping: a source ticket becomes a Fragment task payload.
+
+Owns the declarative mapping (templates, paths, status table, snake_case
+keys), the Python hook, the deterministic task uid and the canonical encoding
+whose hash the diff compares. Does not decide what to push (that is
+`sync.run`) and never touches the network or the state database.
+
+Task uids follow Fragment's "Map IDs" guide: the md5 of a stable key, read as
+a UUID. The key is `"{uid_namespace}#ticket#{source_id}"`; `uid_namespace`
+defaults to the connector's name and is pinned in config so that renaming a
+connector does not change every uid. This scheme is frozen: changing it would
+duplicate every task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import string
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from connectors.base import Cursor, SourceTicket
+from connectors.records import MISSING, get_path
+from connectors.values import isoformat, parse_datetime
+from sync.config import STATUSES, MappingSettings, resolve_callable
+from sync.errors import ConfigError, MappingError
+
+MAX_DEPTH = 32
+"""Custom field values nested deeper than this are refused (hostile input)."""
+
+_CAMEL_ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+Hook = Callable[[SourceTicket, dict[str, Any]], dict[str, Any] | None]
+
+
+def task_uid(namespace: str, source_id: str) -> str:
+    """The Fragment uid of ticket `source_id` of the connector whose namespace is `namespace`."""
+    key = f"{namespace}#ticket#{source_id}"
+    return str(uuid.UUID(hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()))
+
+
+def snake_case(name: str) -> str:
+    """`name` as a snake_case key: `ticketId` → `ticket_id`, `Country Code` → `country_code`.
+
+    Raises `ValueError` when nothing is left (a key made only of punctuation).
+    """
+    text = _CAMEL_ACRONYM.sub(r"\1_\2", name)
+    text = _CAMEL.sub(r"\1_\2", text)
+    key = _NOT_WORD.sub("_", text).strip("_").lower()
+    if not key:
+        raise ValueError(f"{name!r} has no letters or digits to make a key from")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPayload:
+    """One task ready to push: its canonical JSON `body` and that body's hash."""
+
+    source_id: str
+    uid: str
+    cursor: Cursor
+    body: bytes
+    content_hash: str
+
+    @classmethod
+    def encode(cls, source_id: str, cursor: Cursor, task: Mapping[str, Any]) -> TaskPayload:
+        """Canonical encoding (sorted keys, no spaces), so equal tasks hash equal."""
+        body = json.dumps(
+            task, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        return cls(source_id, str(task["uid"]), cursor, body, digest)
+
+    def task(self) -> dict[str, Any]:
+        """The payload as a dict (for dry runs and failed-item records)."""
+        decoded: dict[str, Any] = json.loads(self.body)
+        return decoded
+
+
+class Template:
+    """A `str.format`-style template whose `{names}` are paths into the record."""
+
+    def __init__(self, text: str) -> None:
+        """Parse `text`; raises `ValueError` for unbalanced braces or a `!conversion`."""
+        self.text = text
+        self.parts: list[tuple[str, str | None, str]] = []
+        try:
+            for literal, name, spec, conversion in string.Formatter().parse(text):
+                if conversion:
+                    raise ValueError(f"conversion !{conversion} is not supported")
+                if name is not None and not name:
+                    raise ValueError("empty {} placeholder; name a field, e.g. {subject}")
+                self.parts.append((literal, name, spec or ""))
+        except ValueError as exc:
+            raise ValueError(f"template {text!r}: {exc}") from None
+
+    def render(self, record: Mapping[str, Any], source_id: str) -> str:
+        """The text with every placeholder filled; raises `KeyError(path)` when one is absent.
+
+        `{source_id}` is the ticket's id unless the record has a key of that name.
+        """
+        out: list[str] = []
+        for literal, name, spec in self.parts:
+            out.append(literal)
+            if name is None:
+                continue
+            value = get_path(record, name)
+            if value is MISSING:
+                if name != "source_id":
+                    raise KeyError(name)
+                value = source_id
+            if value is None:
+                continue
+            if isinstance(value, dt.datetime):
+                value = isoformat(value)
+            out.append(format(value, spec) if spec else str(value))
+        return "".join(out)
+
+
+def check_mapping(settings: MappingSettings, key: str) -> None:
+    """Raise `ConfigError` naming the key if `settings` can never map a ticket."""
+    _compile(settings, key)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    title: Template
+    url: Template | None
+    queue_uid: Template | None
+    fields: tuple[tuple[str, str], ...]
+    status_map: Mapping[str, str]
+    hook: Hook | None
+
+
+def _compile(settings: MappingSettings, key: str) -> _Compiled:
+    templates: dict[str, Template | None] = {}
+    for name in ("title", "url", "queue_uid"):
+        text = getattr(settings, name)
+        try:
+            templates[name] = Template(text) if text is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"{key}.{name}", str(exc)) from None
+    reserved = {"title": "title", "url": "url"}
+    source_key = _field_key(settings.source_id_field, f"{key}.source_id_field")
+    reserved[source_key] = "source_id_field"
+    fields: list[tuple[str, str]] = []
+    for name, path in settings.fields.items():
+        normalised = _field_key(name, f"{key}.fields.{name}")
+        if normalised in reserved:
+            raise ConfigError(
+                f"{key}.fields.{name}",
+                f"becomes {normalised!r}, which {reserved[normalised]!r} already sets",
+            )
+        reserved[normalised] = name
+        fields.append((normalised, path))
+    hook: Hook | None = None
+    if settings.hook:
+        try:
+            hook = resolve_callable(settings.hook)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.hook", str(exc)) from None
+    title = templates["title"]
+    assert title is not None
+    return _Compiled(
+        title=title,
+        url=templates["url"],
+        queue_uid=templates["queue_uid"],
+        fields=tuple(fields),
+        status_map={str(k).casefold(): v for k, v in settings.status_map.items()},
+        hook=hook,
+    )
+
+
+def _field_key(name: str, key: str) -> str:
+    try:
+        return snake_case(name)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+class Mapper:
+    """Maps the tickets of one connector; build it once per run."""
+
+    def __init__(self, connector: str, namespace: str, settings: MappingSettings) -> None:
+        self.connector = connector
+        self.namespace = namespace
+        self.settings = settings
+        self._compiled = _compile(settings, key=f"connectors.{connector}.mapping")
+
+    def uid(self, source_id: str) -> str:
+        return task_uid(self.namespace, source_id)
+
+    def map(self, ticket: SourceTicket) -> TaskPayload:
+        """The task for `ticket`; raises `MappingError` naming the field that failed."""
+        task = self._declarative(ticket)
+        if self._compiled.hook is not None:
+            task = self._run_hook(ticket, task)
+        try:
+            return TaskPayload.encode(ticket.source_id, ticket.cursor, task)
+        except (TypeError, ValueError) as exc:
+            raise self._error(ticket, "hook", f"result is not JSON: {exc}") from None
+
+    def tombstone(self, ticket: SourceTicket) -> TaskPayload:
+        """The smallest payload that archives a deleted ticket's task."""
+        task = {"uid": self.uid(ticket.source_id), "archived": True}
+        return TaskPayload.encode(ticket.source_id, ticket.cursor, task)
+
+    def _declarative(self, ticket: SourceTicket) -> dict[str, Any]:
+        settings, compiled = self.settings, self._compiled
+        fields: dict[str, Any] = {"title": self._render(ticket, "title", compiled.title)}
+        if not fields["title"].strip():
+            raise self._error(ticket, "title", "is empty")
+        if compiled.url is not None:
+            fields["url"] = self._render(ticket, "url", compiled.url) or None
+        fields[snake_case(settings.source_id_field)] = ticket.source_id
+        for name, path in compiled.fields:
+            value = get_path(ticket.record, path)
+            fields[name] = None if value is MISSING else self._json(ticket, name, value, 0)
+        task: dict[str, Any] = {
+            "uid": self.uid(ticket.source_id),
+            "archived": ticket.deleted,
+            "fields": fields,
+        }
+        if settings.status is not None:
+            status = self._status(ticket)
+            task["external_status"] = status
+            if settings.set_status:
+                task["status"] = status
+        for target in ("due_at", "external_created_at", "external_updated_at"):
+            path = getattr(settings, target)
+            if path is not None:
+                task[target] = self._datetime(ticket, target, path)
+        if settings.assignee_email is not None:
+            task["assignee_email"] = self._email(ticket, settings.assignee_email)
+        if compiled.queue_uid is not None:
+            task["queue_uid"] = self._queue_uid(ticket, compiled.queue_uid)
+        return task
+
+    def _render(self, ticket: SourceTicket, field: str, template: Template) -> str:
+        try:
+            return template.render(ticket.record, ticket.source_id)
+        except KeyError as exc:
+            raise self._error(ticket, field, f"template key {exc.args[0]!r} is absent") from None
+        except (TypeError, ValueError) as exc:
+            raise self._error(ticket, field, f"can't format: {exc}") from None
+
+    def _status(self, ticket: SourceTicket) -> str:
+        assert self.settings.status is not None
+        value = get_path(ticket.record, self.settings.status)
+        if value is MISSING or value is None:
+            return self.settings.status_default
+        if isinstance(value, dict | list):
+            raise self._error(ticket, "status", f"expected a status value, got {_kind(value)}")
+        return self._compiled.status_map.get(str(value).casefold(), self.settings.status_default)
+
+    def _datetime(self, ticket: SourceTicket, field: str, path: str) -> str | None:
+        value = get_path(ticket.record, path)
+        if value is MISSING or value is None or value == "":
+            return None
+        try:
+            return isoformat(parse_datetime(value))
+        except ValueError as exc:
+            raise self._error(ticket, field, str(exc)) from None
+
+    def _email(self, ticket: SourceTicket, path: str) -> str | None:
+        value = get_path(ticket.record, path)
+        if value is MISSING or value is None or value == "":
+            return None
+        if not isinstance(value, str) or "@" not in value:
+            raise self._error(ticket, "assignee_email", f"{value!r} is not an email address")
+        return value.strip()
+
+    def _queue_uid(self, ticket: SourceTicket, template: Template) -> str | None:
+        text = self._render(ticket, "queue_uid", template).strip()
+        if not text:
+            return None
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise self._error(ticket, "queue_uid", f"{text!r} is not a UUID") from None
+
+    def _json(self, ticket: SourceTicket, field: str, value: Any, depth: int) -> Any:
+        """`value` as plain JSON; raises `MappingError` for what JSON can't carry."""
+        if value is None or isinstance(value, str | bool | int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self._error(ticket, field, f"{value!r} is not a JSON number")
+            return value
+        if isinstance(value, dt.datetime):
+            return isoformat(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise self._error(ticket, field, f"{value!r} is not a JSON number")
+            return int(value) if value == value.to_integral_value() else float(value)
+        if depth >= MAX_DEPTH:
+            raise self._error(ticket, field, f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            return {str(k): self._json(ticket, field, v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._json(ticket, field, v, depth + 1) for v in value]
+        raise self._error(ticket, field, f"{_kind(value)} is not a JSON value")
+
+    def _run_hook(self, ticket: SourceTicket, task: dict[str, Any]) -> dict[str, Any]:
+        assert self._compiled.hook is not None
+        uid = task["uid"]
+        try:
+            result = self._compiled.hook(ticket, task)
+        except MappingError:
+            raise
+        except Exception as exc:
+            raise self._error(ticket, "hook", f"{type(exc).__name__}: {exc}") from None
+        if result is not None:
+            task = result
+        if not isinstance(task, dict):
+            raise self._error(ticket, "hook", f"returned {_kind(task)}, not a task dict")
+        if task.get("uid") != uid:
+            raise self._error(ticket, "hook", "must not change the task uid")
+        fields = task.get("fields")
+        if not isinstance(fields, dict) or not isinstance(fields.get("title"), str):
+            raise self._error(ticket, "hook", "result needs fields.title as a string")
+        status = task.get("status")
+        if status is not None and status not in STATUSES:
+            raise self._error(ticket, "hook", f"status {status!r} is not one of {STATUSES}")
+        return task
+
+    def _error(self, ticket: SourceTicket, field: str, message: str) -> MappingError:
+        return MappingError(self.connector, ticket.source_id, field, message)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)

@@ -1,0 +1,394 @@
+"""The run loop: one pass of one connector, source to checkpoint.
+
+    failed items ─┐
+                  ├─> map ─> diff against stored hashes ─> batch ─> Fragment ─> checkpoint
+    connector  ───┘
+
+A pass first retries the connector's failed items, then pulls from the
+watermark (inclusive, minus the lookback). Every acknowledged batch is
+checkpointed in one transaction with its hashes, its failed items and the
+watermark of the last ticket fully dealt with. Whatever stops a pass (the
+source, Fragment, a stop request, a timeout) leaves the watermark at the last
+checkpoint, so the next pass resumes there and the hash diff absorbs what it
+reads again. Fragment's idempotent upsert absorbs what was pushed but not
+checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import structlog
+
+from connectors.base import BadRecord, Connector, Cursor, SourceTicket
+from connectors.errors import SourceError
+from connectors.registry import connector_class
+from sync.config import Config, ConnectorConfig
+from sync.errors import FragmentError, MappingError, RunInterrupted
+from sync.fragment import FragmentClient, PushResult
+from sync.mapping import Mapper, TaskPayload
+from sync.state import Acked, FailedItem, StateStore, StoredTask, record_json
+from sync.watermark import Checkpoint, decode_text, encode, later, pull_bound
+
+log = structlog.get_logger("sync.run")
+
+LOOKUP_CHUNK = 500
+"""Tickets whose stored hashes are fetched in one query."""
+IDLE_CHECKPOINT = 5000
+"""Checkpoint at least this often (in tickets) even when nothing needs pushing."""
+
+
+@dataclass
+class Counts:
+    pulled: int = 0
+    pushed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    requests: int = 0
+
+
+@dataclass
+class RunSummary:
+    """What one pass of one connector did; the `--json` output is made of these."""
+
+    name: str
+    ok: bool
+    pulled: int
+    pushed: int
+    unchanged: int
+    failed: int
+    watermark: str | None
+    duration_s: float
+    run_id: str | None = None
+    requests: int = 0
+    isolation_requests: int = 0
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressHook = Callable[[str, int, int | None], None]
+"""Called as (connector name, tickets consumed so far, expected total or None)."""
+
+
+@dataclass
+class RunOptions:
+    full: bool = False
+    dry_run: bool = False
+    planned: Callable[[str, TaskPayload], None] | None = None
+    progress: ProgressHook | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class ConnectorRun:
+    """One pass of one connector. Build it, call `execute()` once."""
+
+    def __init__(
+        self,
+        connector: ConnectorConfig,
+        store: StateStore,
+        client: FragmentClient | None,
+        batch_size: int,
+        options: RunOptions,
+    ) -> None:
+        self.config = connector
+        self.name = connector.name
+        self.namespace = connector.uid_namespace
+        self.store = store
+        self.client = client
+        self.batch_size = connector.settings.batch_size or batch_size
+        self.options = options
+        self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping)
+        self.counts = Counts()
+        self.isolation_requests = 0
+        self.watermark: Cursor | None = None
+        self._pending: list[tuple[SourceTicket, TaskPayload]] = []
+        self._failures: list[FailedItem] = []
+        self._resolved: list[str] = []
+        self._failed_ids: set[str] = set()
+        self._since_commit = 0
+        self._deadline: float | None = None
+        self.log = log.bind(connector=self.name)
+
+    def execute(self) -> RunSummary:
+        """Run the pass; never raises for a failure of this connector, it reports it."""
+        started = time.monotonic()
+        timeout = self.config.settings.timeout
+        self._deadline = started + timeout.total_seconds() if timeout else None
+        self.watermark = self.store.watermark(self.namespace)
+        run_id = None
+        if not self.options.dry_run:
+            run_id = self.store.start_run(self.namespace, self.name, self.watermark)
+        self.log = self.log.bind(run_id=run_id)
+        error: str | None = None
+        outcome = "ok"
+        source: Connector | None = None
+        try:
+            source = connector_class(self.config.kind)(self.name, self.config.options)
+            self._retry_failed()
+            self._pull(source)
+        except RunInterrupted as exc:
+            outcome, error = "interrupted", str(exc)
+        except (SourceError, FragmentError) as exc:
+            outcome, error = "failed", str(exc)
+        except Exception as exc:  # a bug: report it, keep the other connectors going
+            self.log.exception("run_crashed")
+            outcome, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            if source is not None:
+                source.close()
+        summary = RunSummary(
+            name=self.name,
+            ok=outcome == "ok",
+            watermark=None if self.watermark is None else encode(self.watermark),
+            duration_s=round(time.monotonic() - started, 3),
+            run_id=run_id,
+            isolation_requests=self.isolation_requests,
+            error=error,
+            **asdict(self.counts),
+        )
+        if run_id is not None:
+            self.store.finish_run(
+                run_id,
+                outcome=outcome,
+                counts=asdict(self.counts),
+                watermark=self.watermark,
+                error=error,
+            )
+        event = self.log.info if summary.ok else self.log.error
+        event("run_finished", outcome=outcome, **summary.as_json())
+        return summary
+
+    # The two phases
+
+    def _retry_failed(self) -> None:
+        """Map and push the failed items again: the mapping or the data may be fixed now."""
+        items = self.store.failed_items(self.namespace)
+        self._failed_ids = {item.source_id for item in items}
+        retryable = [i for i in items if i.record is not None and i.stage != "source"]
+        if not retryable:
+            return
+        self.log.info("retrying_failed_items", count=len(retryable))
+        stored = self.store.stored_tasks(self.namespace, (i.source_id for i in retryable))
+        for item in retryable:
+            assert item.record is not None and item.cursor is not None
+            cursor = decode_text(item.cursor)
+            known = stored.get(item.source_id)
+            if known is not None and _newer(decode_text(known.cursor), cursor):
+                self._resolved.append(item.source_id)  # a later version already went through
+                continue
+            record = json.loads(item.record)
+            self._consider(SourceTicket(item.source_id, cursor, record, item.deleted), known)
+        self._flush(watermark=None)
+
+    def _pull(self, source: Connector) -> None:
+        since = None if self.options.full else pull_bound(self.watermark, self._lookback)
+        checkpoint = Checkpoint(ordered=type(source).ordered)
+        expected = source.estimate(since)
+        self.log.info("pull_started", since=None if since is None else encode(since))
+        consumed = 0
+        for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
+            ids = [item.source_id for item in chunk if isinstance(item, SourceTicket)]
+            stored = self.store.stored_tasks(self.namespace, ids)
+            for item in chunk:
+                self._check_stop()
+                cursor = item.cursor
+                if isinstance(item, BadRecord):
+                    self._bad_record(item)
+                else:
+                    self.counts.pulled += 1
+                    self._consider(item, stored.get(item.source_id))
+                if cursor is not None:
+                    self._observe(checkpoint, cursor)
+                consumed += 1
+                self._since_commit += 1
+                if len(self._pending) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
+                    self._flush(watermark=checkpoint.safe())
+            if self.options.progress:
+                self.options.progress(self.name, consumed, expected)
+        self._flush(watermark=checkpoint.complete())
+
+    @property
+    def _lookback(self) -> Any:
+        return self.config.settings.lookback
+
+    # One ticket
+
+    def _consider(self, ticket: SourceTicket, stored: StoredTask | None) -> None:
+        """Map `ticket` and queue it if its content differs from what was last pushed."""
+        try:
+            if ticket.deleted and stored is None:
+                self.counts.unchanged += 1  # deleted before it ever reached Fragment
+                return
+            payload = self.mapper.map(ticket)
+        except MappingError as exc:
+            if not ticket.deleted:
+                self._failures.append(self._failed(ticket, "mapping", exc.field, str(exc)))
+                return
+            payload = self.mapper.tombstone(ticket)  # archive it even if it won't map
+        if stored is not None and stored.content_hash == payload.content_hash:
+            self.counts.unchanged += 1
+            if ticket.source_id in self._failed_ids:
+                self._resolved.append(ticket.source_id)
+            return
+        self._pending.append((ticket, payload))
+
+    def _bad_record(self, item: BadRecord) -> None:
+        key = item.source_id or item.locator
+        message = f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
+        self.log.warning("bad_record", source_id=item.source_id, field=item.field, error=message)
+        self.counts.failed += 1
+        self._failures.append(
+            FailedItem(
+                source_id=key,
+                uid=self.mapper.uid(item.source_id) if item.source_id else None,
+                stage="source",
+                field=item.field,
+                error=message,
+                cursor=None if item.cursor is None else encode(item.cursor),
+                record=None if item.record is None else record_json(item.record),
+            )
+        )
+
+    def _failed(
+        self, ticket: SourceTicket, stage: str, field: str | None, message: str
+    ) -> FailedItem:
+        """Log and count a ticket that won't reach Fragment this pass; the item to keep."""
+        self.log.warning(
+            "ticket_failed", source_id=ticket.source_id, stage=stage, field=field, error=message
+        )
+        self.counts.failed += 1
+        return FailedItem(
+            source_id=ticket.source_id,
+            uid=self.mapper.uid(ticket.source_id),
+            stage=stage,
+            field=field,
+            error=message,
+            cursor=encode(ticket.cursor),
+            deleted=ticket.deleted,
+            record=record_json(ticket.record),
+        )
+
+    def _observe(self, checkpoint: Checkpoint, cursor: Cursor) -> None:
+        was_out_of_order = checkpoint.out_of_order
+        try:
+            checkpoint.observe(cursor)
+            later(self.watermark, cursor)
+        except TypeError as exc:
+            raise SourceError(
+                self.name, f"{exc}; run `python -m sync reset {self.name}` after changing cursors"
+            ) from None
+        if checkpoint.out_of_order and not was_out_of_order:
+            self.log.warning(
+                "source_out_of_order",
+                detail="the connector promised ascending cursors but broke it; "
+                "this pass will checkpoint only at its end",
+            )
+
+    # The checkpoint
+
+    def _flush(self, watermark: Cursor | None) -> None:
+        """Push what is pending, then record it all in one transaction."""
+        batch, self._pending = self._pending, []
+        failures, self._failures = self._failures, []
+        resolved, self._resolved = self._resolved, []
+        self._since_commit = 0
+        if self.options.dry_run:
+            for _ticket, payload in batch:
+                if self.options.planned:
+                    self.options.planned(self.name, payload)
+            self.counts.pushed += len(batch)
+            return
+        result = self._push([payload for _ticket, payload in batch])
+        tickets = {ticket.source_id: ticket for ticket, _payload in batch}
+        failures.extend(
+            self._failed(tickets[p.source_id], "rejected", None, f"Fragment rejected it: {message}")
+            for p, message in result.rejected
+        )
+        self.counts.pushed += len(result.acked)
+        new_watermark = later(self.watermark, watermark)
+        self.store.commit_batch(
+            self.namespace,
+            acked=[Acked(p.source_id, p.uid, p.content_hash, p.cursor) for p in result.acked],
+            failed=failures,
+            resolved=resolved,
+            watermark=new_watermark if new_watermark != self.watermark else None,
+        )
+        self.watermark = new_watermark
+
+    def _push(self, payloads: list[TaskPayload]) -> PushResult:
+        if not payloads:
+            return PushResult()
+        assert self.client is not None
+        result = PushResult()
+        for start in range(0, len(payloads), self.batch_size):
+            part = self.client.push(payloads[start : start + self.batch_size])
+            result.acked.extend(part.acked)
+            result.rejected.extend(part.rejected)
+            result.requests += part.requests
+            result.isolation_requests += part.isolation_requests
+        self.counts.requests += result.requests
+        self.isolation_requests += result.isolation_requests
+        return result
+
+    def _check_stop(self) -> None:
+        if self.options.stop.is_set():
+            raise RunInterrupted("stop requested; the pass ends at its last checkpoint")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise RunInterrupted(
+                f"timed out after {self.config.settings.timeout}; the next pass resumes"
+            )
+
+
+def run_once(
+    config: Config,
+    store: StateStore,
+    names: Iterable[str] | None = None,
+    options: RunOptions | None = None,
+) -> list[RunSummary]:
+    """One pass over each named (else each enabled) connector, one after the other.
+
+    A connector that fails does not stop the others.
+    """
+    options = options or RunOptions()
+    selected = list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
+    summaries = []
+    client = None if options.dry_run else FragmentClient(config.fragment, stop=options.stop)
+    try:
+        for name in selected:
+            if options.stop.is_set():
+                break
+            run = ConnectorRun(
+                config.connectors[name], store, client, config.fragment.batch_size, options
+            )
+            summaries.append(run.execute())
+    finally:
+        if client is not None:
+            client.close()
+    return summaries
+
+
+def _newer(a: Cursor, b: Cursor) -> bool:
+    try:
+        return later(b, a) != b
+    except TypeError:
+        return False
+
+
+def _chunks(
+    items: Iterator[SourceTicket | BadRecord], size: int
+) -> Iterator[list[SourceTicket | BadRecord]]:
+    chunk: list[SourceTicket | BadRecord] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

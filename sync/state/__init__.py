@@ -1,0 +1,430 @@
+"""The state store: watermarks, pushed-content hashes, run history, failed items.
+
+Any SQLAlchemy URL works; SQLite (the default) and PostgreSQL are tested. The
+schema is created and upgraded by the Alembic migrations beside this file.
+The one write that matters, `commit_batch`, stores a batch's hashes, its
+failed items and the new watermark in a single transaction, so state never
+runs ahead of what Fragment acknowledged. What to store is decided by
+`sync.run`; this module only keeps it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from connectors.base import Cursor
+from sync.state.schema import failed_items, runs, tasks, watermarks
+from sync.watermark import cursor_kind, decode, encode
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_IN_CHUNK = 500  # ids per IN (...) lookup: well under every database's parameter limit
+
+
+class StateError(Exception):
+    """The state database can't be reached or used."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    uid: str
+    content_hash: str
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    """A ticket that did not reach Fragment, kept to be retried on every run."""
+
+    source_id: str
+    uid: str | None
+    stage: str  # "source", "mapping" or "rejected"
+    field: str | None
+    error: str
+    cursor: str | None = None  # as `sync.watermark.encode` wrote it
+    deleted: bool = False
+    record: str | None = None  # the raw record as JSON, to map again
+    attempts: int = 1
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """A task Fragment acknowledged, as the state records it."""
+
+    source_id: str
+    uid: str
+    content_hash: str
+    cursor: Cursor
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    connector: str
+    name: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    outcome: str
+    pulled: int
+    pushed: int
+    unchanged: int
+    failed: int
+    requests: int
+    watermark_before: str | None
+    watermark_after: str | None
+    error: str | None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def record_json(record: Any) -> str:
+    """A raw record as JSON text for the failed items (dates become ISO strings)."""
+    return json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+
+
+class StateStore:
+    """One state database. Thread-safe: each call takes its own connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, upgrade: bool = True) -> StateStore:
+        """Connect to `url`, upgrading the schema to the latest revision unless told not to.
+
+        Raises `StateError` naming the URL (without its password) when that fails.
+        """
+        try:
+            engine = _engine(url)
+            store = cls(engine)
+            if upgrade:
+                store.upgrade()
+            else:
+                with engine.connect():
+                    pass
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+            raise StateError(f"state database {shown}: {_first_line(exc)}") from None
+        return store
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the migrations up to `revision` (the latest by default)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Watermarks
+
+    def watermark(self, connector: str) -> Cursor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(watermarks.c.cursor_kind, watermarks.c.cursor_value).where(
+                    watermarks.c.connector == connector
+                )
+            ).first()
+        return None if row is None else decode(row.cursor_kind, row.cursor_value)
+
+    def set_watermark(self, connector: str, cursor: Cursor | None) -> None:
+        """Put the watermark at `cursor` (None forgets it: the next run is a backfill)."""
+        with self.engine.begin() as conn:
+            if cursor is None:
+                conn.execute(sa.delete(watermarks).where(watermarks.c.connector == connector))
+            else:
+                _save_watermark(conn, connector, cursor)
+
+    # Tasks and their hashes
+
+    def stored_tasks(self, connector: str, source_ids: Iterable[str]) -> dict[str, StoredTask]:
+        """The stored hash (and uid, cursor) of each of `source_ids` that has one."""
+        wanted = list(dict.fromkeys(source_ids))
+        found: dict[str, StoredTask] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                rows = conn.execute(
+                    sa.select(
+                        tasks.c.source_id, tasks.c.uid, tasks.c.content_hash, tasks.c.source_cursor
+                    ).where(tasks.c.connector == connector, tasks.c.source_id.in_(chunk))
+                )
+                for row in rows:
+                    found[row.source_id] = StoredTask(row.uid, row.content_hash, row.source_cursor)
+        return found
+
+    def task_count(self, connector: str) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(tasks.c.connector == connector)
+            ).scalar_one()
+        return int(count)
+
+    # The checkpoint
+
+    def commit_batch(
+        self,
+        connector: str,
+        *,
+        acked: Sequence[Acked] = (),
+        failed: Sequence[FailedItem] = (),
+        resolved: Sequence[str] = (),
+        watermark: Cursor | None = None,
+    ) -> None:
+        """Record one acknowledged batch, in one transaction.
+
+        Stores the hashes of `acked`, adds or updates `failed`, clears the
+        failed items `resolved` (and those of every acked ticket), and moves
+        the watermark to `watermark` when given.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if acked:
+                rows = [
+                    {
+                        "connector": connector,
+                        "source_id": item.source_id,
+                        "uid": item.uid,
+                        "content_hash": item.content_hash,
+                        "source_cursor": encode(item.cursor),
+                        "pushed_at": now,
+                    }
+                    for item in acked
+                ]
+                _upsert(conn, tasks, rows, keys=("connector", "source_id"))
+            cleared = [*resolved, *(item.source_id for item in acked)]
+            for chunk in _chunks(cleared, _IN_CHUNK):
+                conn.execute(
+                    sa.delete(failed_items).where(
+                        failed_items.c.connector == connector,
+                        failed_items.c.source_id.in_(chunk),
+                    )
+                )
+            if failed:
+                _record_failures(conn, connector, failed, now)
+            if watermark is not None:
+                _save_watermark(conn, connector, watermark)
+
+    # Failed items
+
+    def failed_items(self, connector: str | None = None) -> list[FailedItem]:
+        query = sa.select(failed_items).order_by(failed_items.c.connector, failed_items.c.first_seen)
+        if connector is not None:
+            query = query.where(failed_items.c.connector == connector)
+        with self.engine.connect() as conn:
+            return [_failed_item(row) for row in conn.execute(query).mappings()]
+
+    def failed_count(self, connector: str) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(failed_items)
+                .where(failed_items.c.connector == connector)
+            ).scalar_one()
+        return int(count)
+
+    def drop_failed(self, connector: str, source_ids: Sequence[str] | None = None) -> int:
+        """Forget failed items (all of the connector's when `source_ids` is None)."""
+        query = sa.delete(failed_items).where(failed_items.c.connector == connector)
+        if source_ids is not None:
+            query = query.where(failed_items.c.source_id.in_(list(source_ids)))
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
+    # Runs
+
+    def start_run(self, connector: str, name: str, watermark: Cursor | None) -> str:
+        run_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(runs).values(
+                    id=run_id,
+                    connector=connector,
+                    name=name,
+                    started_at=utcnow(),
+                    outcome="running",
+                    pulled=0,
+                    pushed=0,
+                    unchanged=0,
+                    failed=0,
+                    requests=0,
+                    watermark_before=None if watermark is None else encode(watermark),
+                )
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        outcome: str,
+        counts: dict[str, int],
+        watermark: Cursor | None,
+        error: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    ended_at=utcnow(),
+                    outcome=outcome,
+                    watermark_after=None if watermark is None else encode(watermark),
+                    error=error,
+                    **counts,
+                )
+            )
+
+    def recent_runs(self, connector: str | None = None, limit: int = 20) -> list[RunRecord]:
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        if connector is not None:
+            query = query.where(runs.c.connector == connector)
+        with self.engine.connect() as conn:
+            return [
+                RunRecord(**{**row, "started_at": _aware(row["started_at"])})
+                for row in conn.execute(query).mappings()
+            ]
+
+
+def _engine(url: str) -> Engine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, future=True)
+    database = parsed.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets `status` read while a run writes; NORMAL is durable at each checkpoint in WAL.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert `rows`, replacing the non-key columns of rows whose keys exist."""
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        statement = insert(table)
+        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+    elif dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        statement = mysql_insert(table)
+        updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(statement.on_duplicate_key_update(**updates), rows)
+    else:
+        key_columns = [table.c[k] for k in keys]
+        for row in rows:
+            match = sa.and_(*(column == row[column.name] for column in key_columns))
+            if conn.execute(sa.update(table).where(match).values(**row)).rowcount == 0:
+                conn.execute(sa.insert(table).values(**row))
+
+
+def _record_failures(
+    conn: Connection, connector: str, failed: Sequence[FailedItem], now: dt.datetime
+) -> None:
+    ids = [item.source_id for item in failed]
+    existing: dict[str, tuple[int, dt.datetime]] = {}
+    for chunk in _chunks(ids, _IN_CHUNK):
+        for row in conn.execute(
+            sa.select(
+                failed_items.c.source_id, failed_items.c.attempts, failed_items.c.first_seen
+            ).where(failed_items.c.connector == connector, failed_items.c.source_id.in_(chunk))
+        ):
+            existing[row.source_id] = (row.attempts, row.first_seen)
+    rows = []
+    for item in {item.source_id: item for item in failed}.values():
+        attempts, first_seen = existing.get(item.source_id, (0, now))
+        rows.append(
+            {
+                "connector": connector,
+                "source_id": item.source_id,
+                "uid": item.uid,
+                "stage": item.stage,
+                "field": item.field,
+                "error": item.error,
+                "cursor_value": item.cursor,
+                "deleted": item.deleted,
+                "record": item.record,
+                "attempts": attempts + 1,
+                "first_seen": first_seen,
+                "last_seen": now,
+            }
+        )
+    _upsert(conn, failed_items, rows, keys=("connector", "source_id"))
+
+
+def _save_watermark(conn: Connection, connector: str, cursor: Cursor) -> None:
+    _upsert(
+        conn,
+        watermarks,
+        [
+            {
+                "connector": connector,
+                "cursor_kind": cursor_kind(cursor),
+                "cursor_value": encode(cursor),
+                "updated_at": utcnow(),
+            }
+        ],
+        keys=("connector",),
+    )
+
+
+def _failed_item(row: Any) -> FailedItem:
+    return FailedItem(
+        source_id=row["source_id"],
+        uid=row["uid"],
+        stage=row["stage"],
+        field=row["field"],
+        error=row["error"],
+        cursor=row["cursor_value"],
+        deleted=bool(row["deleted"]),
+        record=row["record"],
+        attempts=row["attempts"],
+        first_seen=_aware(row["first_seen"]),
+        last_seen=_aware(row["last_seen"]),
+    )
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,72 @@
+"""The state tables, as SQLAlchemy Core metadata.
+
+Migrations (`sync/state/migrations/versions/`) create and change these
+tables; this module describes the current head for queries. Every table is
+keyed by the connector's `uid_namespace`, not its display name, so renaming
+a connector in config keeps its watermark, hashes and failed items.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(255)
+UTC_TIME = sa.DateTime(timezone=True)
+
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("cursor_kind", sa.String(16), nullable=False),
+    sa.Column("cursor_value", sa.String(64), nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("source_id", ID, primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False),
+    sa.Column("content_hash", sa.String(32), nullable=False),
+    sa.Column("source_cursor", sa.String(64), nullable=False),
+    sa.Column("pushed_at", UTC_TIME, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("connector", ID, nullable=False, index=True),
+    sa.Column("name", ID, nullable=False),
+    sa.Column("started_at", UTC_TIME, nullable=False),
+    sa.Column("ended_at", UTC_TIME),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("pulled", sa.Integer, nullable=False, default=0),
+    sa.Column("pushed", sa.Integer, nullable=False, default=0),
+    sa.Column("unchanged", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("requests", sa.Integer, nullable=False, default=0),
+    sa.Column("watermark_before", sa.String(64)),
+    sa.Column("watermark_after", sa.String(64)),
+    sa.Column("error", sa.Text),
+)
+
+failed_items = sa.Table(
+    "failed_items",
+    metadata,
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("source_id", ID, primary_key=True),
+    sa.Column("uid", sa.String(36)),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("field", sa.String(255)),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("cursor_value", sa.String(64)),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("record", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("first_seen", UTC_TIME, nullable=False),
+    sa.Column("last_seen", UTC_TIME, nullable=False),
+)

@@ -1,0 +1,106 @@
+"""Watermark arithmetic: where a pull starts and how far a checkpoint may move.
+
+Pure functions and one small tracker over plain values; no SQL, no HTTP.
+
+The rule this module keeps: the watermark never passes a ticket that was
+neither acknowledged by Fragment nor recorded as failed. Pulls are inclusive
+(`cursor >= bound`) and start a lookback before the watermark, so tickets
+sharing the watermark's timestamp, or committed late with an older one, are
+read again; the content-hash diff then drops the ones already pushed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from connectors.base import Cursor
+from connectors.values import parse_datetime
+
+def pull_bound(watermark: Cursor | None, lookback: dt.timedelta) -> Cursor | None:
+    """The inclusive lower bound for the next pull: the watermark minus the lookback.
+
+    Integer cursors are versions, not times: no lookback applies to them.
+    """
+    if watermark is None or isinstance(watermark, int):
+        return watermark
+    try:
+        return watermark - lookback
+    except OverflowError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def later(current: Cursor | None, candidate: Cursor | None) -> Cursor | None:
+    """The later of two cursors; the watermark only ever moves forward.
+
+    Raises `TypeError` when one is a datetime and the other an integer.
+    """
+    if current is None:
+        return candidate
+    if candidate is None:
+        return current
+    if isinstance(current, dt.datetime) != isinstance(candidate, dt.datetime):
+        raise TypeError(
+            f"cursor kinds differ: stored {cursor_kind(current)}, source gives "
+            f"{cursor_kind(candidate)}"
+        )
+    return candidate if candidate > current else current  # type: ignore[operator]
+
+
+def cursor_kind(cursor: Cursor) -> str:
+    return "datetime" if isinstance(cursor, dt.datetime) else "int"
+
+
+def encode(cursor: Cursor) -> str:
+    """`cursor` as stored text: fixed-width ISO 8601 in UTC, or the integer."""
+    if isinstance(cursor, dt.datetime):
+        return cursor.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return str(cursor)
+
+
+def decode(kind: str, text: str) -> Cursor:
+    """The cursor `encode` stored; raises `ValueError` for an unknown kind."""
+    if kind == "datetime":
+        return parse_datetime(text)
+    if kind == "int":
+        return int(text)
+    raise ValueError(f"unknown cursor kind {kind!r}")
+
+
+def decode_text(text: str) -> Cursor:
+    """A cursor `encode` wrote, its kind told by its shape (digits: an integer)."""
+    return int(text) if text.lstrip("-").isdigit() else parse_datetime(text)
+
+
+@dataclass
+class Checkpoint:
+    """Tracks how far a pass may checkpoint while its tickets stream by.
+
+    For an ordered source, once every ticket up to and including the one last
+    seen is pushed, failed or unchanged, the watermark may move to that
+    ticket's cursor (the next pull re-reads that cursor inclusively). For an
+    unordered source, or an ordered one caught out of order, it may move only
+    when the pass is complete.
+    """
+
+    ordered: bool
+    last: Cursor | None = None
+    highest: Cursor | None = None
+    out_of_order: bool = False
+
+    def observe(self, cursor: Cursor) -> None:
+        """Note a ticket's cursor as it is consumed, in stream order."""
+        if self.ordered and self.last is not None and later(self.last, cursor) != cursor:
+            self.out_of_order = True
+        self.last = cursor
+        self.highest = later(self.highest, cursor)
+
+    def safe(self) -> Cursor | None:
+        """Where a checkpoint may put the watermark now (None: not yet)."""
+        if not self.ordered or self.out_of_order:
+            return None
+        return self.last
+
+    def complete(self) -> Cursor | None:
+        """Where the watermark goes once the whole pass is through."""
+        return self.highest

@@ -1,0 +1,217 @@
+"""The mapper: declarative mapping, uids, snake_case keys, errors that name the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.base import SourceTicket
+from sync.config import ConnectorSettings, build_config
+from sync.errors import ConfigError, MappingError
+from sync.mapping import Mapper, Template, snake_case, task_uid
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+RECORD: dict[str, Any] = {
+    "id": 4242,
+    "subject": "Refund not received",
+    "priority": "high",
+    "status": "Pending",
+    "assignee": "ana@support.example.com",
+    "requester": {"email": "joe@example.org", "country": "FR"},
+    "created_at": "2026-10-30T08:00:00Z",
+    "updated_at": "2026-10-31T09:30:00+02:00",
+    "due_at": 1793520000,
+    "tags": ["refund", "vip"],
+}
+
+
+def mapper(**mapping: Any) -> Mapper:
+    settings = ConnectorSettings.model_validate({"kind": "jsonl", "mapping": mapping})
+    return Mapper("helpdesk", "helpdesk", settings.mapping)
+
+
+def ticket(record: dict[str, Any] | None = None, deleted: bool = False) -> SourceTicket:
+    return SourceTicket("4242", T0, record if record is not None else RECORD, deleted)
+
+
+def test_uid_follows_the_docs_md5_recipe_and_is_stable() -> None:
+    expected = uuid.UUID(hashlib.md5(b"helpdesk#ticket#4242").hexdigest())
+    assert task_uid("helpdesk", "4242") == str(expected)
+    assert task_uid("helpdesk", "4242") == task_uid("helpdesk", "4242")
+    assert task_uid("helpdesk", "4242") != task_uid("billing", "4242")
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("ticketId", "ticket_id"),
+        ("Country Code", "country_code"),
+        ("HTTPStatus", "http_status"),
+        ("already_snake", "already_snake"),
+        ("  spaced--out  ", "spaced_out"),
+        ("Prioridad Número", "prioridad_número"),
+    ],
+)
+def test_keys_are_normalised_to_snake_case(name: str, key: str) -> None:
+    assert snake_case(name) == key
+
+
+def test_a_full_declarative_mapping_produces_the_documented_task() -> None:
+    task = mapper(
+        title="[{priority}] {subject}",
+        url="https://support.example.com/tickets/{id}",
+        status="status",
+        status_map={"pending": "STARTED", "solved": "DONE"},
+        due_at="due_at",
+        assignee_email="assignee",
+        external_created_at="created_at",
+        external_updated_at="updated_at",
+        fields={"Country Code": "requester.country", "firstTag": "tags.0", "tags": "tags"},
+    ).map(ticket()).task()
+    assert task == {
+        "uid": task_uid("helpdesk", "4242"),
+        "archived": False,
+        "status": "STARTED",
+        "external_status": "STARTED",
+        "due_at": "2026-11-01T08:00:00Z",
+        "assignee_email": "ana@support.example.com",
+        "external_created_at": "2026-10-30T08:00:00Z",
+        "external_updated_at": "2026-10-31T07:30:00Z",
+        "fields": {
+            "title": "[high] Refund not received",
+            "url": "https://support.example.com/tickets/4242",
+            "ticket_id": "4242",
+            "country_code": "FR",
+            "first_tag": "refund",
+            "tags": ["refund", "vip"],
+        },
+    }
+
+
+def test_unmapped_status_gets_the_default_and_set_status_false_leaves_status_alone() -> None:
+    task = mapper(status="status", status_default="TODO", set_status=False).map(ticket()).task()
+    assert task["external_status"] == "TODO"
+    assert "status" not in task
+
+
+def test_deleted_ticket_becomes_archived() -> None:
+    assert mapper().map(ticket(deleted=True)).task()["archived"] is True
+
+
+def test_missing_template_key_names_connector_ticket_and_field() -> None:
+    with pytest.raises(MappingError) as caught:
+        mapper(title="{subject} ({product})").map(ticket())
+    error = caught.value
+    assert (error.connector, error.source_id, error.field) == ("helpdesk", "4242", "title")
+    assert "'product'" in str(error) and "helpdesk" in str(error) and "4242" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "record_change", "field"),
+    [
+        ({"due_at": "due_at"}, {"due_at": "next tuesday"}, "due_at"),
+        ({"assignee_email": "assignee"}, {"assignee": 17}, "assignee_email"),
+        ({"fields": {"score": "score"}}, {"score": math.nan}, "score"),
+        ({"queue_uid": "{queue}"}, {"queue": "not-a-uuid"}, "queue_uid"),
+        ({"title": "{subject}"}, {"subject": "   "}, "title"),
+    ],
+)
+def test_wrong_values_name_the_field(
+    mapping: dict[str, Any], record_change: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(MappingError) as caught:
+        mapper(**mapping).map(ticket({**RECORD, **record_change}))
+    assert caught.value.field == field
+
+
+def test_equal_content_gives_equal_hashes_whatever_the_key_order() -> None:
+    shuffled = dict(reversed(list(RECORD.items())))
+    first = mapper(fields={"country": "requester.country"}).map(ticket())
+    second = mapper(fields={"country": "requester.country"}).map(ticket(shuffled))
+    assert first.body == second.body
+    assert first.content_hash == second.content_hash
+    changed = mapper(fields={"country": "requester.country"}).map(
+        ticket({**RECORD, "requester": {"country": "DE"}})
+    )
+    assert changed.content_hash != first.content_hash
+
+
+def adjust(ticket: SourceTicket, task: dict[str, Any]) -> dict[str, Any]:
+    task["fields"]["vip"] = "vip" in ticket.record.get("tags", [])
+    return task
+
+
+def break_uid(ticket: SourceTicket, task: dict[str, Any]) -> dict[str, Any]:
+    return {**task, "uid": str(uuid.uuid4())}
+
+
+def test_a_python_hook_adjusts_the_task() -> None:
+    task = mapper(hook=f"{__name__}:adjust").map(ticket()).task()
+    assert task["fields"]["vip"] is True
+
+
+def test_a_hook_may_not_change_the_uid() -> None:
+    with pytest.raises(MappingError, match="uid") as caught:
+        mapper(hook=f"{__name__}:break_uid").map(ticket())
+    assert caught.value.field == "hook"
+
+
+def test_config_rejects_field_names_that_collide_after_snake_case() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config(
+            {
+                "connectors": {
+                    "helpdesk": {
+                        "kind": "jsonl",
+                        "path": "t.jsonl",
+                        "mapping": {"fields": {"ticketId": "a", "Ticket ID": "b"}},
+                    }
+                }
+            },
+            source="test",
+        )
+    assert caught.value.key.startswith("connectors.helpdesk.mapping.fields.")
+
+
+def test_template_with_unbalanced_brace_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="template"):
+        Template("{subject")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=8), st.text(min_size=1))
+def test_arbitrary_records_map_to_valid_json_or_a_mapping_error(
+    record: dict[str, Any], source_id: str
+) -> None:
+    m = mapper(
+        title="{subject}",
+        status="status",
+        due_at="due",
+        assignee_email="who",
+        fields={"Any Thing": "subject", "nested": "a.b.0"},
+    )
+    try:
+        payload = m.map(SourceTicket(source_id, T0, record))
+    except MappingError as exc:
+        assert exc.source_id == source_id and exc.field
+        return
+    task = json.loads(payload.body)
+    assert task["uid"] == task_uid("helpdesk", source_id)
+    assert isinstance(task["fields"]["title"], str) and task["fields"]["title"].strip()
+    assert task["status"] in ("TODO", "STARTED", "DONE")

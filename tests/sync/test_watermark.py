@@ -1,0 +1,76 @@
+"""The watermark arithmetic: bounds, forward-only moves, and the checkpoint tracker."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync.watermark import Checkpoint, decode, decode_text, encode, later, pull_bound
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def test_pull_bound_subtracts_lookback_from_a_datetime_watermark() -> None:
+    assert pull_bound(T0, dt.timedelta(minutes=5)) == T0 - dt.timedelta(minutes=5)
+
+
+def test_pull_bound_ignores_lookback_for_integer_versions_and_starts_from_nothing() -> None:
+    assert pull_bound(41, dt.timedelta(hours=1)) == 41
+    assert pull_bound(None, dt.timedelta(hours=1)) is None
+
+
+def test_watermark_never_moves_backwards() -> None:
+    assert later(T0, T0 - dt.timedelta(seconds=1)) == T0
+    assert later(T0, T0 + dt.timedelta(seconds=1)) == T0 + dt.timedelta(seconds=1)
+    assert later(None, 5) == 5
+    assert later(7, None) == 7
+
+
+def test_mixing_cursor_kinds_is_refused() -> None:
+    with pytest.raises(TypeError, match="cursor kinds differ"):
+        later(T0, 5)
+
+
+@given(st.datetimes(timezones=st.just(dt.UTC)))
+def test_datetime_cursors_survive_storage_exactly(moment: dt.datetime) -> None:
+    assert decode("datetime", encode(moment)) == moment
+    assert decode_text(encode(moment)) == moment
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**62))
+def test_integer_cursors_survive_storage_exactly(version: int) -> None:
+    assert decode("int", encode(version)) == version
+    assert decode_text(encode(version)) == version
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), min_size=1))
+def test_ordered_checkpoint_never_passes_an_unseen_ticket(cursors: list[int]) -> None:
+    """Whatever the stream, a checkpoint is at most the cursor of what was consumed."""
+    checkpoint = Checkpoint(ordered=True)
+    for index, cursor in enumerate(sorted(cursors)):
+        checkpoint.observe(cursor)
+        safe = checkpoint.safe()
+        assert safe is not None
+        # Every ticket not yet consumed has a cursor >= safe: an inclusive re-pull finds it.
+        assert all(rest >= safe for rest in sorted(cursors)[index + 1 :])
+    assert checkpoint.complete() == max(cursors)
+
+
+def test_out_of_order_stream_stops_intermediate_checkpoints_until_the_end() -> None:
+    checkpoint = Checkpoint(ordered=True)
+    for cursor in (1, 5, 3):
+        checkpoint.observe(cursor)
+    assert checkpoint.out_of_order
+    assert checkpoint.safe() is None
+    assert checkpoint.complete() == 5
+
+
+def test_unordered_source_checkpoints_only_at_the_end() -> None:
+    checkpoint = Checkpoint(ordered=False)
+    checkpoint.observe(4)
+    checkpoint.observe(2)
+    assert checkpoint.safe() is None
+    assert checkpoint.complete() == 4

@@ -74,7 +74,7 @@ class Connector:
         self.name = name
         self.options = options
 
-    def pull(self, since: Cursor | None) -> Iterator[SourceTicket]:
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
         """Yield the tickets whose cursor is at or after `since` (all when None).
 
         Raises `connectors.errors.SourceError` (or a subclass) when the source

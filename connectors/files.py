@@ -145,7 +145,7 @@ class FileConnector(Connector):
         """The records of the file open as `handle` (binary, at offset 0)."""
         raise NotImplementedError
 
-    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:  # type: ignore[override]
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
         """Tickets with cursor >= `since`, ascending by (cursor, source id).
 
         Malformed records come as `BadRecord`s: those with a known cursor in
@@ -231,14 +231,16 @@ class FileConnector(Connector):
             if isinstance(where, BadRecord):
                 yield where
                 continue
-            again = self._ticket(records.read_at(line, where))
-            if again.source_id != source_id or again.cursor != cursor:
+            # The scan already checked this record; reading it again only
+            # has to confirm it is still the same ticket.
+            record = records.read_at(line, where).record
+            if record is None or self._source_id(record)[0] != source_id:
                 raise SourceError(
                     self.name,
                     f"{self._where()} line {line} changed while it was being read; run again "
                     "once whatever writes the file has finished",
                 )
-            yield again
+            yield SourceTicket(source_id, cursor, record, self._deleted(record))
 
     def _ticket(self, raw: RawRecord) -> SourceTicket | BadRecord:
         """`raw` as a ticket, or as a `BadRecord` naming the field at fault."""
@@ -262,15 +264,32 @@ class FileConnector(Connector):
                 cursor_problem = ""
             except ValueError as exc:
                 cursor_problem = f"{options.cursor_field!r} is not a {options.cursor_kind}: {exc}"
-        source_id, id_problem = _source_id(get_path(record, options.id_field), options.id_field)
+        source_id, id_problem = self._source_id(record)
         if source_id is None:
             return BadRecord(None, locator, options.id_field, id_problem, record, cursor)
         if cursor is None:
             return BadRecord(source_id, locator, options.cursor_field, cursor_problem, record)
-        deleted = options.deleted_field is not None and is_flag_set(
-            get_path(record, options.deleted_field)
+        return SourceTicket(source_id, cursor, record, self._deleted(record))
+
+    def _source_id(self, record: Mapping[str, Any]) -> tuple[str | None, str]:
+        """The record's id as source-id text, or None and why it is not usable."""
+        field = self.options.id_field
+        value = get_path(record, field)
+        if value is MISSING or value is None:
+            return None, f"no {field!r} value; every ticket needs an id (set id_field to its field)"
+        if isinstance(value, str):
+            if value.strip():
+                return value, ""
+            return None, f"{field!r} is empty"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value), ""
+        return None, (
+            f"{field!r} is {value!r} ({type(value).__name__}); expected a string or integer"
         )
-        return SourceTicket(source_id, cursor, record, deleted)
+
+    def _deleted(self, record: Mapping[str, Any]) -> bool:
+        field = self.options.deleted_field
+        return field is not None and is_flag_set(get_path(record, field))
 
     def _check_since(self, since: Cursor | None) -> None:
         if since is None:
@@ -299,19 +318,6 @@ class FileConnector(Connector):
 
     def _where(self) -> str:
         return f"file {str(self.options.path.absolute())!r}"
-
-
-def _source_id(value: Any, field: str) -> tuple[str | None, str]:
-    """The id as source-id text, or None and why it is not usable."""
-    if value is MISSING or value is None:
-        return None, f"no {field!r} value; every ticket needs an id (set id_field to its field)"
-    if isinstance(value, str):
-        if value.strip():
-            return value, ""
-        return None, f"{field!r} is empty"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value), ""
-    return None, f"{field!r} is {value!r} ({type(value).__name__}); expected a string or integer"
 
 
 def _before(cursor: Cursor, other: Cursor) -> bool:

@@ -52,12 +52,15 @@ class JsonlRecords:
 
 def _parse(line: RawLine) -> RawRecord:
     try:
-        # utf-8-sig drops the byte-order mark some editors put on line 1.
-        text = line.data.decode("utf-8-sig")
+        text = line.data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return RawRecord(line.line, line.offset, None, f"not valid UTF-8: {exc.reason}")
+    if line.offset == 0:
+        # Some editors put a byte-order mark at the start of the file.
+        text = text.removeprefix("\ufeff")
     try:
-        value = json.loads(text)
+        # Without the line break, the error's column is the column in the line.
+        value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         return RawRecord(
             line.line, line.offset, None, f"not valid JSON: {exc.msg} at column {exc.colno}"

@@ -85,7 +85,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     The delay lies in [half, full] of `min(cap, base * 2**(attempt-1))`, so
     retries from many clients spread out but never come back sooner than half.
     """
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling: float = min(cap, base * 2.0 ** max(0, attempt - 1))
     jitter = (rng or random).uniform(0.5, 1.0)
     return ceiling * jitter
 

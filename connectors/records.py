@@ -38,6 +38,9 @@ def get_path(record: Any, path: str) -> Any:
     level the longest run of segments that is a key wins, so an exact flat
     key is preferred over a nested path with the same spelling.
     """
+    # The common case, a plain top-level key, skips the segment walk.
+    if isinstance(record, dict) and path in record:
+        return record[path]
     return _get_segments(record, path.split("."))
 
 

@@ -25,7 +25,7 @@ def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
     """`value` as an aware UTC datetime.
 
     Accepts datetimes, ISO 8601 strings (a naive one is read in `default_tz`)
-    and Unix seconds or milliseconds as numbers. Raises `ValueError` naming
+    and Unix seconds or milliseconds, as numbers or digit-only strings. Raises `ValueError` naming
     what was wrong.
     """
     if isinstance(value, dt.datetime):
@@ -44,6 +44,8 @@ def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
         text = value.strip()
         if not text:
             raise ValueError("expected a date-time, got an empty string")
+        if text.isdigit():  # Unix time written as text, as every CSV value is
+            return parse_datetime(int(text), default_tz)
         if text.endswith(("z", "Z")):
             text = text[:-1] + "+00:00"
         try:

@@ -15,7 +15,7 @@ from typing import Any
 from sync.config import Config, build_config
 
 DEMO_DIR = Path(".sync")
-DEMO_TOKEN = "demo-token-not-a-secret"
+DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 (the in-process emulator's only token)
 
 
 def demo_config(base_url: str, directory: Path = DEMO_DIR) -> Config:

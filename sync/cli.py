@@ -63,12 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     run.set_defaults(handler=_run)
 
-    status = commands.add_parser("status", help="watermark, last run and failed items per connector")
+    status = commands.add_parser(
+        "status", help="watermark, last run and failed items per connector"
+    )
     _config_flag(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
-    check = commands.add_parser("check", help="validate the config, reach every source and Fragment")
+    check = commands.add_parser(
+        "check", help="validate the config, reach every source and Fragment"
+    )
     _config_flag(check)
     check.set_defaults(handler=_check)
 

@@ -17,16 +17,20 @@ pairs updated together. The sync's boundary handling is tested on them.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import datetime as dt
+import itertools
 import json
 import random
 import string
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 DEMO_SEED: Final = 20261130
 DEMO_COUNT: Final = 1200
@@ -59,244 +63,64 @@ _DAY: Final = 86_400
 _HOUR: Final = 3_600
 
 # --- Who writes in ------------------------------------------------------------
+# First names, then last names, per name pool; comma-separated to keep the
+# table short (some last names hold spaces: "van den Berg").
 
-_NAMES: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+_NAME_LISTS: Final = {
     "fr": (
-        (
-            "Camille",
-            "Léa",
-            "Manon",
-            "Chloé",
-            "Inès",
-            "Louis",
-            "Hugo",
-            "Théo",
-            "Noémie",
-            "Étienne",
-            "Zoé",
-            "Gaël",
-            "François",
-            "Mathis",
-        ),
-        (
-            "Martin",
-            "Bernard",
-            "Dubois",
-            "Thomas",
-            "Robert",
-            "Richard",
-            "Petit",
-            "Durand",
-            "Lefèvre",
-            "Moreau",
-            "Girard",
-            "Fournier",
-            "Lambert",
-            "Rousseau",
-        ),
+        "Camille, Léa, Manon, Chloé, Inès, Louis, Hugo, Théo, Noémie, Étienne, Zoé, Gaël, François",
+        "Martin, Bernard, Dubois, Thomas, Robert, Richard, Petit, Durand, Lefèvre, Moreau, Girard, "
+        "Fournier, Lambert, Rousseau",
     ),
     "de": (
-        (
-            "Lukas",
-            "Jonas",
-            "Leon",
-            "Lena",
-            "Hannah",
-            "Sophie",
-            "Jürgen",
-            "Anja",
-            "Björn",
-            "Mia",
-            "Felix",
-            "Lea",
-        ),
-        (
-            "Müller",
-            "Schmidt",
-            "Schneider",
-            "Fischer",
-            "Weber",
-            "Meyer",
-            "Wagner",
-            "Becker",
-            "Schäfer",
-            "Koch",
-            "Hoffmann",
-            "Krüger",
-            "Groß",
-        ),
+        "Lukas, Jonas, Leon, Lena, Hannah, Sophie, Jürgen, Anja, Björn, Mia, Felix, Lea",
+        "Müller, Schmidt, Schneider, Fischer, Weber, Meyer, Wagner, Becker, Schäfer, Koch, "
+        "Hoffmann, Krüger, Groß",
     ),
     "en": (
-        (
-            "Olivia",
-            "Emma",
-            "James",
-            "Liam",
-            "Noah",
-            "Ava",
-            "Charlotte",
-            "Ethan",
-            "Amelia",
-            "Harry",
-            "Jack",
-            "Grace",
-            "Chloe",
-            "Daniel",
-        ),
-        (
-            "Smith",
-            "Johnson",
-            "Williams",
-            "Brown",
-            "Jones",
-            "Taylor",
-            "Davies",
-            "Wilson",
-            "Evans",
-            "Miller",
-            "O'Brien",
-            "Clarke",
-            "Patel",
-            "Nguyen",
-        ),
+        "Olivia, Emma, James, Liam, Noah, Ava, Charlotte, Ethan, Amelia, Harry, Jack, Grace, "
+        "Daniel",
+        "Smith, Johnson, Williams, Brown, Jones, Taylor, Davies, Wilson, Evans, Miller, O'Brien, "
+        "Clarke, Patel, Nguyen",
     ),
     "es": (
-        (
-            "Lucía",
-            "Sofía",
-            "Martín",
-            "Hugo",
-            "Pablo",
-            "Álvaro",
-            "María",
-            "Carmen",
-            "Javier",
-            "Nuria",
-        ),
-        (
-            "García",
-            "Fernández",
-            "González",
-            "Rodríguez",
-            "López",
-            "Martínez",
-            "Sánchez",
-            "Pérez",
-            "Gómez",
-            "Núñez",
-        ),
+        "Lucía, Sofía, Martín, Hugo, Pablo, Álvaro, María, Carmen, Javier, Nuria",
+        "García, Fernández, González, Rodríguez, López, Martínez, Sánchez, Pérez, Gómez, Núñez",
     ),
     "it": (
-        (
-            "Giulia",
-            "Francesca",
-            "Alessandro",
-            "Lorenzo",
-            "Matteo",
-            "Chiara",
-            "Sofia",
-            "Niccolò",
-            "Elena",
-            "Davide",
-        ),
-        (
-            "Rossi",
-            "Russo",
-            "Ferrari",
-            "Esposito",
-            "Bianchi",
-            "Romano",
-            "Colombo",
-            "Ricci",
-            "Marino",
-            "Greco",
-        ),
+        "Giulia, Francesca, Alessandro, Lorenzo, Matteo, Chiara, Sofia, Niccolò, Elena, Davide",
+        "Rossi, Russo, Ferrari, Esposito, Bianchi, Romano, Colombo, Ricci, Marino, Greco",
     ),
     "nl": (
-        ("Daan", "Sem", "Lucas", "Emma", "Julia", "Tess", "Sanne", "Bram", "Fleur", "Joris"),
-        (
-            "de Jong",
-            "Jansen",
-            "de Vries",
-            "van den Berg",
-            "van Dijk",
-            "Bakker",
-            "Janssen",
-            "Visser",
-            "Smit",
-            "Meijer",
-        ),
+        "Daan, Sem, Lucas, Emma, Julia, Tess, Sanne, Bram, Fleur, Joris",
+        "de Jong, Jansen, de Vries, van den Berg, van Dijk, Bakker, Janssen, Visser, Smit, Meijer",
     ),
     "pt": (
-        (
-            "João",
-            "Ana",
-            "Gabriel",
-            "Beatriz",
-            "Lucas",
-            "Mariana",
-            "Rafael",
-            "Larissa",
-            "Thiago",
-            "Camila",
-        ),
-        (
-            "Silva",
-            "Santos",
-            "Oliveira",
-            "Souza",
-            "Lima",
-            "Pereira",
-            "Ferreira",
-            "Costa",
-            "Rodrigues",
-            "Conceição",
-        ),
+        "João, Ana, Gabriel, Beatriz, Lucas, Mariana, Rafael, Larissa, Thiago, Camila",
+        "Silva, Santos, Oliveira, Souza, Lima, Pereira, Ferreira, Costa, Rodrigues, Conceição",
     ),
     "ja": (
-        ("Haruto", "Yuto", "Sota", "Yui", "Hina", "Aoi", "Ren", "Sakura", "Kenji", "Yuki"),
-        (
-            "Sato",
-            "Suzuki",
-            "Takahashi",
-            "Tanaka",
-            "Watanabe",
-            "Ito",
-            "Yamamoto",
-            "Nakamura",
-            "Kobayashi",
-            "Kato",
-        ),
+        "Haruto, Yuto, Sota, Yui, Hina, Aoi, Ren, Sakura, Kenji, Yuki",
+        "Sato, Suzuki, Takahashi, Tanaka, Watanabe, Ito, Yamamoto, Nakamura, Kobayashi, Kato",
     ),
     "hi": (
-        (
-            "Aarav",
-            "Vivaan",
-            "Aditya",
-            "Ananya",
-            "Diya",
-            "Priya",
-            "Rohan",
-            "Ishaan",
-            "Kavya",
-            "Saanvi",
-        ),
-        ("Sharma", "Patel", "Singh", "Kumar", "Gupta", "Reddy", "Iyer", "Nair", "Mehta", "Das"),
+        "Aarav, Vivaan, Aditya, Ananya, Diya, Priya, Rohan, Ishaan, Kavya, Saanvi",
+        "Sharma, Patel, Singh, Kumar, Gupta, Reddy, Iyer, Nair, Mehta, Das",
     ),
     "sv": (
-        ("Erik", "Lars", "Astrid", "Elsa", "Maja", "Oskar", "Linnéa", "Nils"),
-        ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Lindström", "Åberg"),
+        "Erik, Lars, Astrid, Elsa, Maja, Oskar, Linnéa, Nils",
+        "Andersson, Johansson, Karlsson, Nilsson, Eriksson, Lindström, Åberg",
     ),
     "pl": (
-        ("Jakub", "Kacper", "Zofia", "Zuzanna", "Łukasz", "Małgorzata", "Piotr", "Agnieszka"),
-        ("Nowak", "Kowalczyk", "Wiśniewski", "Wójcik", "Kamiński", "Lewandowski", "Zieliński"),
+        "Jakub, Kacper, Zofia, Zuzanna, Łukasz, Małgorzata, Piotr, Agnieszka",
+        "Nowak, Kowalczyk, Wiśniewski, Wójcik, Kamiński, Lewandowski, Zieliński",
     ),
 }
 
 # Free-mail providers are spelled under the reserved `.example` TLD so no demo
 # address can ever belong to a real person.
 _COUNTRIES: Final = (
-    # code, weight, name pool, mail domains
+    # ISO 3166 code, weight, name pool, mail providers
     ("FR", 18, "fr", ("orange.example", "free.example", "laposte.example")),
     ("DE", 13, "de", ("gmx.example", "web.example", "t-online.example")),
     ("US", 15, "en", ("gmail.example", "outlook.example", "yahoo.example")),
@@ -318,9 +142,6 @@ _COUNTRIES: Final = (
     ("MX", 1, "es", ("prodigy.example", "gmail.example")),
     ("AT", 1, "de", ("aon.example", "gmx.example")),
 )
-_COUNTRY_CUMULATIVE: Final = tuple(
-    sum(weight for _, weight, _, _ in _COUNTRIES[: i + 1]) for i in range(len(_COUNTRIES))
-)
 _COMPANY_DOMAINS: Final = (
     "acme-corp.example",
     "northwind.example",
@@ -334,7 +155,7 @@ _COMPANY_DOMAINS: Final = (
 
 # --- Who answers ----------------------------------------------------------------
 
-_AGENTS: Final[dict[str, tuple[str, ...]]] = {
+_AGENTS: Final = {
     "Technical": ("Inès Moreau", "Tobias Richter", "Priya Nair", "Marco Bianchi"),
     "Billing": ("Sarah O'Connor", "Jan Kowalski"),
     "Accounts": ("Aiko Tanaka", "Lucas Ferreira"),
@@ -360,12 +181,12 @@ _TOPICS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
             "I get error {code} as soon as I try {action}. Reinstalling did not help.",
         ),
         (
-            "{feature} not loading since the last update",
-            "{feature} shows a spinner forever on {device}. Other pages work fine.",
+            "{feature} won't load since the last update",
+            "{feature} shows a spinner forever on my {device}. Other pages work fine.",
         ),
         (
             "Sync between {device} and the web app stopped",
-            "Changes I make on {device} no longer show up on the web. Last successful sync was "
+            "Changes I make on my {device} no longer show up on the web. Last successful sync was "
             "two days ago.",
         ),
         (
@@ -374,7 +195,7 @@ _TOPICS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ),
         (
             "Notifications not arriving on {device}",
-            "Push notifications stopped on {device} although they are enabled in the settings.",
+            "Push notifications stopped on my {device} although they are enabled in the settings.",
         ),
         (
             "{feature} is very slow",
@@ -421,7 +242,7 @@ _TOPICS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "Accounts": (
         (
             "Can't log in after password reset",
-            "I reset my password but the new one is rejected on {device}.",
+            "I reset my password but the new one is rejected on my {device}.",
         ),
         (
             "Two-factor code never arrives",
@@ -501,75 +322,48 @@ _CLOSERS: Final = (
 )
 
 
-def _fill_order(rng: random.Random) -> str:
-    return f"#{rng.randrange(100_000, 1_000_000)}"
-
-
-def _fill_invoice(rng: random.Random) -> str:
-    return f"INV-2026-{rng.randrange(1, 100_000):05d}"
-
-
-def _fill_rma(rng: random.Random) -> str:
-    return f"RMA-{rng.randrange(10_000, 100_000)}"
-
-
-def _pick(options: Sequence[str]) -> Callable[[random.Random], str]:
-    return lambda rng: options[rng.randrange(len(options))]
-
-
-_FILLERS: Final[dict[str, Callable[[random.Random], str]]] = {
-    "order": _fill_order,
-    "invoice": _fill_invoice,
-    "rma": _fill_rma,
-    "plan": _pick(("Starter", "Team", "Business", "Enterprise")),
-    "device": _pick(("iPhone", "Android phone", "iPad", "Windows laptop", "Mac")),
-    "action": _pick(
-        (
-            "uploading an attachment",
-            "opening the dashboard",
-            "saving a draft",
-            "switching workspaces",
-            "printing shipping labels",
-            "signing in with Google",
-        )
+# Numbered placeholders: format, lowest, highest + 1.
+_NUMBERED: Final = {
+    "order": ("#{}", 100_000, 1_000_000),
+    "invoice": ("INV-2026-{:05d}", 1, 100_000),
+    "rma": ("RMA-{}", 10_000, 100_000),
+}
+_WORDS: Final = {
+    "plan": ("Starter", "Team", "Business", "Enterprise"),
+    "device": ("iPhone", "Android phone", "iPad", "Windows laptop", "Mac"),
+    "action": (
+        "uploading an attachment",
+        "opening the dashboard",
+        "saving a draft",
+        "switching workspaces",
+        "printing shipping labels",
+        "signing in with Google",
     ),
-    "code": _pick(("E1042", "E2001", "0x80070005", "SYNC-409", "AUTH-17")),
-    "feature": _pick(("The dashboard", "Search", "The calendar view", "Reports", "The inbox")),
-    "format": _pick(("PDF", "CSV", "Excel")),
-    "http": _pick(("500", "502", "429", "403")),
-    "endpoint": _pick(("/v2/orders", "/v2/customers", "/v1/invoices", "/v2/webhooks")),
-    "carrier": _pick(("DHL", "UPS", "La Poste", "DPD", "GLS", "Royal Mail", "PostNL")),
-    "product": _pick(
-        (
-            "Trail Runner 2 shoes",
-            "merino hoodie",
-            "30 L travel backpack",
-            "rain jacket",
-            "wool socks (3-pack)",
-            "insulated bottle",
-        )
+    "code": ("E1042", "E2001", "0x80070005", "SYNC-409", "AUTH-17"),
+    "feature": ("The dashboard", "Search", "The calendar view", "Reports", "The inbox"),
+    "format": ("PDF", "CSV", "Excel"),
+    "http": ("500", "502", "429", "403"),
+    "endpoint": ("/v2/orders", "/v2/customers", "/v1/invoices", "/v2/webhooks"),
+    "carrier": ("DHL", "UPS", "La Poste", "DPD", "GLS", "Royal Mail", "PostNL"),
+    "product": (
+        "Trail Runner 2 shoes",
+        "merino hoodie",
+        "30 L travel backpack",
+        "rain jacket",
+        "wool socks (3-pack)",
+        "insulated bottle",
     ),
 }
 
-
-def _placeholders(*templates: str) -> tuple[str, ...]:
-    names = [name for text in templates for _, name, _, _ in string.Formatter().parse(text) if name]
-    return tuple(dict.fromkeys(names))
-
-
-# Per group: (subject, description, placeholders the pair uses).
-_TOPIC_TABLE: Final = {
-    group: tuple((subject, body, _placeholders(subject, body)) for subject, body in pairs)
-    for group, pairs in _TOPICS.items()
-}
-
-_TAGS: Final[dict[str, tuple[str, ...]]] = {
+_TAGS: Final = {
     "Technical": ("bug", "mobile", "api", "performance", "regression", "vip", "escalated"),
     "Billing": ("refund", "invoice", "vat", "upgrade", "chargeback", "vip", "escalated"),
     "Accounts": ("login", "2fa", "gdpr", "account-merge", "sso", "vip", "escalated"),
     "Shipping": ("late-delivery", "tracking", "damaged", "address-change", "vip", "escalated"),
     "Returns": ("return-label", "exchange", "refund", "missing-item", "vip", "escalated"),
 }
+_TAG_COUNTS: Final = (0, 1, 2, 3)
+_TAG_COUNT_CUMULATIVE: Final = (20, 60, 88, 100)
 
 _PRIORITIES: Final = ("low", "normal", "high", "urgent")
 _PRIORITY_CUMULATIVE: Final = (25, 75, 93, 100)
@@ -582,100 +376,112 @@ _CHANNELS: Final = ("email", "web", "chat", "phone")
 _CHANNEL_CUMULATIVE: Final = (45, 75, 90, 100)
 
 _STATUSES: Final = ("new", "open", "pending", "hold", "solved", "closed")
-# Status weights by ticket age: young tickets are still being worked on.
+# Cumulative status weights by ticket age: young tickets are still being worked on.
+_STATUS_AGE_LIMITS: Final = (2 * _DAY, 10 * _DAY, 30 * _DAY)
 _STATUS_BY_AGE: Final = (
-    (2 * _DAY, (35, 75, 90, 95, 100, 100)),
-    (10 * _DAY, (5, 35, 60, 68, 95, 100)),
-    (30 * _DAY, (1, 11, 21, 26, 70, 100)),
-    (SPAN_DAYS * _DAY + _DAY, (0, 3, 6, 8, 30, 100)),
+    (35, 75, 90, 95, 100, 100),  # under 2 days old
+    (5, 35, 60, 68, 95, 100),  # under 10 days
+    (1, 11, 21, 26, 70, 100),  # under 30 days
+    (0, 3, 6, 8, 30, 100),  # older
 )
 # Help desks close solved tickets automatically after four days.
 _AUTO_CLOSE: Final = 4 * _DAY
 
 # Ticket volume per UTC hour of the day (most requesters are in Europe).
 _HOUR_WEIGHTS: Final = (1, 1, 1, 1, 1, 1, 2, 4, 9, 9, 9, 10, 10, 10, 10, 10, 8, 8, 5, 5, 5, 2, 2, 2)
-_HOUR_CUMULATIVE: Final = tuple(sum(_HOUR_WEIGHTS[: i + 1]) for i in range(24))
-
 _FIRST_DAY_TS: Final = _REFERENCE_TS - SPAN_DAYS * _DAY
 # Weekends see half the traffic of a weekday.
 _DAY_WEIGHTS: Final = tuple(
     1 if (REFERENCE - dt.timedelta(days=SPAN_DAYS - day)).weekday() >= 5 else 2
     for day in range(SPAN_DAYS)
 )
-_DAY_CUMULATIVE: Final = tuple(sum(_DAY_WEIGHTS[: i + 1]) for i in range(SPAN_DAYS))
+
+# --- Tables prepared once at import ------------------------------------------------
 
 
-def _fold(text: str) -> str:
-    """`text` as lower-case ASCII for an email address: "Groß O'Brien" -> "grossobrien"."""
-    text = text.translate(_FOLD_SPECIAL)
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return "".join(ch for ch in ascii_text.lower() if ch.isalnum() or ch == "-")
+def _cumulative(weights: Sequence[int]) -> tuple[int, ...]:
+    return tuple(itertools.accumulate(weights))
 
 
 _FOLD_SPECIAL: Final = str.maketrans(
     {"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "œ": "oe", "ł": "l", "Ł": "L", "đ": "d"}
 )
 
+
+def _fold(text: str) -> str:
+    """`text` as lower-case ASCII for an email address: "Groß O'Brien" -> "grossobrien"."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD_SPECIAL))
+    plain = decomposed.encode("ascii", "ignore").decode("ascii").lower()
+    return "".join(ch for ch in plain if ch.isalnum() or ch == "-")
+
+
+def _named(names: str) -> tuple[tuple[str, str], ...]:
+    """Comma-separated names as (display name, folded for email) pairs."""
+    return tuple((name, _fold(name)) for name in names.split(", "))
+
+
+_NAMES: Final = {pool: (_named(first), _named(last)) for pool, (first, last) in _NAME_LISTS.items()}
+_COUNTRY_CUMULATIVE: Final = _cumulative([weight for _, weight, _, _ in _COUNTRIES])
+_HOUR_CUMULATIVE: Final = _cumulative(_HOUR_WEIGHTS)
+_DAY_CUMULATIVE: Final = _cumulative(_DAY_WEIGHTS)
 _AGENT_EMAILS: Final = {
     group: tuple(
-        f"{_fold(name.split(' ', 1)[0])}.{_fold(name.split(' ', 1)[1])}@support.example.com"
+        ".".join(_fold(part) for part in name.split(" ", 1)) + "@support.example.com"
         for name in names
     )
     for group, names in _AGENTS.items()
 }
 
 
-def _choose(rng: random.Random, options: Sequence[str], cumulative: Sequence[int]) -> str:
-    return rng.choices(options, cum_weights=cumulative)[0]
+def _placeholders(*templates: str) -> tuple[str, ...]:
+    names = [name for text in templates for _, name, _, _ in string.Formatter().parse(text) if name]
+    return tuple(dict.fromkeys(names))
 
 
-def _requester(rng: random.Random) -> dict[str, str]:
-    code, _, pool, domains = rng.choices(_COUNTRIES, cum_weights=_COUNTRY_CUMULATIVE)[0]
-    firsts, lasts = _NAMES[pool]
-    first = firsts[rng.randrange(len(firsts))]
-    last = lasts[rng.randrange(len(lasts))]
-    local_first, local_last = _fold(first), _fold(last)
-    style = rng.randrange(5)
-    if style == 0:
-        local = f"{local_first[0]}{local_last}"
-    elif style == 1:
-        local = f"{local_first}_{local_last}"
-    elif style == 2:
-        local = f"{local_first}.{local_last}{rng.randrange(1, 100)}"
-    else:
-        local = f"{local_first}.{local_last}"
-    # A third of requesters write from work.
-    if rng.randrange(3) == 0:
-        domain = _COMPANY_DOMAINS[rng.randrange(len(_COMPANY_DOMAINS))]
-    else:
-        domain = domains[rng.randrange(len(domains))]
-    return {"name": f"{first} {last}", "email": f"{local}@{domain}", "country": code}
+# Per group: (subject, description, the placeholders the pair uses).
+_TOPIC_TABLE: Final = {
+    group: tuple((subject, body, _placeholders(subject, body)) for subject, body in pairs)
+    for group, pairs in _TOPICS.items()
+}
 
 
-def _created_at(rng: random.Random) -> int:
-    day = rng.choices(range(SPAN_DAYS), cum_weights=_DAY_CUMULATIVE)[0]
-    hour = rng.choices(range(24), cum_weights=_HOUR_CUMULATIVE)[0]
-    return _FIRST_DAY_TS + day * _DAY + hour * _HOUR + rng.randrange(_HOUR)
+# --- The generator ---------------------------------------------------------------
 
 
-def _delay(rng: random.Random, status: str) -> int:
-    """Seconds from creation to the ticket's last update, given where it ended up."""
-    if status == "new":
-        return 0 if rng.randrange(10) < 7 else rng.randrange(1, 1800)
-    bucket = rng.randrange(10)
-    if bucket < 3:
-        delay = rng.randrange(60, 2 * _HOUR)
-    elif bucket < 7:
-        delay = rng.randrange(2 * _HOUR, 2 * _DAY)
-    else:
-        delay = rng.randrange(2 * _DAY, 12 * _DAY)
-    if status == "closed":
-        delay += _AUTO_CLOSE + rng.randrange(_HOUR)
-    return delay
+class _Dice:
+    """Draws from one `random.Random(seed)`.
 
+    Every draw is built from `random()` and a float product, which IEEE 754
+    rounds the same way everywhere (and is several times faster than
+    `randrange`, which matters at 100,000 tickets).
+    """
 
-def _iso(timestamp: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed).random
+
+    def below(self, bound: int) -> int:
+        """An integer in [0, bound)."""
+        return int(self.random() * bound)
+
+    def between(self, low: int, high: int) -> int:
+        """An integer in [low, high)."""
+        return low + int(self.random() * (high - low))
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[int(self.random() * len(options))]
+
+    def weighted(self, options: Sequence[T], cumulative: Sequence[int]) -> T:
+        return options[bisect.bisect(cumulative, self.random() * cumulative[-1])]
+
+    def sample(self, options: Sequence[T], count: int) -> list[T]:
+        """`count` distinct members of `options`, in draw order."""
+        if not count:
+            return []
+        pool = list(options)
+        for index in range(count):
+            other = index + int(self.random() * (len(pool) - index))
+            pool[index], pool[other] = pool[other], pool[index]
+        return pool[:count]
 
 
 def generate_tickets(count: int = DEMO_COUNT, seed: int = DEMO_SEED) -> Iterator[dict[str, Any]]:
@@ -686,36 +492,61 @@ def generate_tickets(count: int = DEMO_COUNT, seed: int = DEMO_SEED) -> Iterator
     """
     if count < 0:
         raise ValueError(f"count must be at least 0, got {count}")
-    rng = random.Random(seed)
+    dice = _Dice(seed)
     # Ids follow creation order, as in a real help desk.
-    created = sorted(_created_at(rng) for _ in range(count))
-    people = [_requester(rng) for _ in range(max(1, count * 2 // 3))]
-    tickets = [_ticket(rng, _FIRST_ID + n, at, people) for n, at in enumerate(created)]
-    untouchable = _merge_duplicates(rng, tickets)
-    _apply_bulk_macros(rng, tickets, untouchable)
-    for index in rng.sample(range(count), min(count, max(1, round(count * 0.005)))):
-        # Spam, deleted by an agent: the deletion is its last update.
+    created = sorted(_created_at(dice) for _ in range(count))
+    people = [_requester(dice) for _ in range(max(1, count * 2 // 3))]
+    tickets = [_ticket(dice, _FIRST_ID + n, moment, people) for n, moment in enumerate(created)]
+    merged = _merge_duplicates(dice, tickets)
+    _apply_bulk_macros(dice, tickets, created, merged)
+    # Spam, deleted by an agent: about one ticket in two hundred.
+    for index in dice.sample(range(count), min(count, max(1, count // 200))):
         tickets[index]["deleted"] = True
     tickets.sort(key=lambda ticket: (ticket["updated_at"], ticket["id"]))
+    iso = _IsoFormatter()
     for ticket in tickets:
-        ticket["created_at"] = _iso(ticket["created_at"])
-        ticket["updated_at"] = _iso(ticket["updated_at"])
+        ticket["created_at"] = iso(ticket["created_at"])
+        ticket["updated_at"] = iso(ticket["updated_at"])
         if ticket["due_at"] is not None:
-            ticket["due_at"] = _iso(ticket["due_at"])
+            ticket["due_at"] = iso(ticket["due_at"])
         yield ticket
 
 
+def _created_at(dice: _Dice) -> int:
+    day = dice.weighted(range(SPAN_DAYS), _DAY_CUMULATIVE)
+    hour = dice.weighted(range(24), _HOUR_CUMULATIVE)
+    return _FIRST_DAY_TS + day * _DAY + hour * _HOUR + dice.below(_HOUR)
+
+
+def _requester(dice: _Dice) -> dict[str, str]:
+    code, _, pool, providers = dice.weighted(_COUNTRIES, _COUNTRY_CUMULATIVE)
+    firsts, lasts = _NAMES[pool]
+    first, first_folded = dice.pick(firsts)
+    last, last_folded = dice.pick(lasts)
+    style = dice.below(5)
+    if style == 0:
+        local = f"{first_folded[0]}{last_folded}"
+    elif style == 1:
+        local = f"{first_folded}_{last_folded}"
+    elif style == 2:
+        local = f"{first_folded}.{last_folded}{dice.between(1, 100)}"
+    else:
+        local = f"{first_folded}.{last_folded}"
+    # A third of requesters write from work.
+    domain = dice.pick(_COMPANY_DOMAINS) if dice.below(3) == 0 else dice.pick(providers)
+    return {"name": f"{first} {last}", "email": f"{local}@{domain}", "country": code}
+
+
 def _ticket(
-    rng: random.Random, ticket_id: int, created: int, people: Sequence[dict[str, str]]
+    dice: _Dice, ticket_id: int, created: int, people: Sequence[dict[str, str]]
 ) -> dict[str, Any]:
     """One ticket with integer timestamps (formatted once the order is final)."""
-    group = _choose(rng, _GROUPS, _GROUP_CUMULATIVE)
-    topics = _TOPIC_TABLE[group]
-    subject, body, names = topics[rng.randrange(len(topics))]
-    fills = {name: _FILLERS[name](rng) for name in names}
-    priority = _choose(rng, _PRIORITIES, _PRIORITY_CUMULATIVE)
+    group = dice.weighted(_GROUPS, _GROUP_CUMULATIVE)
+    subject, body, names = dice.pick(_TOPIC_TABLE[group])
+    fills = {name: _fill(dice, name) for name in names}
+    priority = dice.weighted(_PRIORITIES, _PRIORITY_CUMULATIVE)
     subject = subject.format_map(fills)
-    prefix = rng.randrange(100)
+    prefix = dice.below(100)
     if priority == "urgent" and prefix < 30:
         subject = f"URGENT: {subject}"
     elif prefix < 5:
@@ -723,31 +554,26 @@ def _ticket(
     elif prefix < 7:
         subject = f"Fwd: {subject}"
     age = _REFERENCE_TS - created
-    weights = next(weights for limit, weights in _STATUS_BY_AGE if age < limit)
-    status = _choose(rng, _STATUSES, weights)
+    status = dice.weighted(_STATUSES, _STATUS_BY_AGE[bisect.bisect(_STATUS_AGE_LIMITS, age)])
     room = _REFERENCE_TS - 1 - created
-    delay = _delay(rng, status)
+    delay = _delay(dice, status)
     # A delay past the reference date is redrawn within the room left, rather
     # than clamped, so young tickets don't pile up on one second.
-    updated = created + (delay if delay <= room else rng.randrange(room + 1))
-    agents = _AGENT_EMAILS[group]
-    assignee = None if status == "new" else agents[rng.randrange(len(agents))]
-    tag_pool = _TAGS[group]
-    tags = rng.sample(tag_pool, rng.choices((0, 1, 2, 3), cum_weights=(20, 60, 88, 100))[0])
+    updated = created + (delay if delay <= room else dice.below(room + 1))
     due = None
-    if rng.randrange(100) < _DUE_SHARE[priority]:
-        due = created + _SLA[priority] + rng.randrange(-_HOUR, _HOUR) // 60 * 60
+    if dice.below(100) < _DUE_SHARE[priority]:
+        due = created + _SLA[priority] + dice.between(-60, 60) * 60
     return {
         "id": ticket_id,
         "subject": subject,
-        "description": body.format_map(fills) + _CLOSERS[rng.randrange(len(_CLOSERS))],
-        "requester": dict(people[rng.randrange(len(people))]),
+        "description": body.format_map(fills) + dice.pick(_CLOSERS),
+        "requester": dict(dice.pick(people)),
         "priority": priority,
         "status": status,
-        "assignee": assignee,
+        "assignee": None if status == "new" else dice.pick(_AGENT_EMAILS[group]),
         "group": group,
-        "tags": tags,
-        "channel": _choose(rng, _CHANNELS, _CHANNEL_CUMULATIVE),
+        "tags": dice.sample(_TAGS[group], dice.weighted(_TAG_COUNTS, _TAG_COUNT_CUMULATIVE)),
+        "channel": dice.weighted(_CHANNELS, _CHANNEL_CUMULATIVE),
         "created_at": created,
         "updated_at": updated,
         "due_at": due,
@@ -755,7 +581,31 @@ def _ticket(
     }
 
 
-def _merge_duplicates(rng: random.Random, tickets: list[dict[str, Any]]) -> list[bool]:
+def _fill(dice: _Dice, placeholder: str) -> str:
+    numbered = _NUMBERED.get(placeholder)
+    if numbered is not None:
+        spelling, low, high = numbered
+        return spelling.format(dice.between(low, high))
+    return dice.pick(_WORDS[placeholder])
+
+
+def _delay(dice: _Dice, status: str) -> int:
+    """Seconds from creation to the ticket's last update, given where it ended up."""
+    if status == "new":
+        return 0 if dice.below(10) < 7 else dice.between(1, 1800)
+    bucket = dice.below(10)
+    if bucket < 3:
+        delay = dice.between(60, 2 * _HOUR)
+    elif bucket < 7:
+        delay = dice.between(2 * _HOUR, 2 * _DAY)
+    else:
+        delay = dice.between(2 * _DAY, 12 * _DAY)
+    if status == "closed":
+        delay += _AUTO_CLOSE + dice.below(_HOUR)
+    return delay
+
+
+def _merge_duplicates(dice: _Dice, tickets: list[dict[str, Any]]) -> list[bool]:
     """Merge a few duplicate pairs; both tickets of a pair share one `updated_at`.
 
     A requester who wrote twice has the later ticket closed into the earlier
@@ -765,7 +615,7 @@ def _merge_duplicates(rng: random.Random, tickets: list[dict[str, Any]]) -> list
     merged = [False] * len(tickets)
     pairs = max(2, len(tickets) // 240) if len(tickets) >= 8 else 0
     for _ in range(pairs):
-        first = rng.randrange(len(tickets) - 1)
+        first = dice.below(len(tickets) - 1)
         if merged[first] or merged[first + 1]:
             continue
         original, duplicate = tickets[first], tickets[first + 1]
@@ -783,35 +633,62 @@ def _merge_duplicates(rng: random.Random, tickets: list[dict[str, Any]]) -> list
 
 
 def _apply_bulk_macros(
-    rng: random.Random, tickets: list[dict[str, Any]], untouchable: list[bool]
+    dice: _Dice, tickets: list[dict[str, Any]], created: Sequence[int], taken: list[bool]
 ) -> None:
-    """Stamp groups of Shipping tickets with one `updated_at` second.
+    """Stamp batches of open Shipping tickets with one `updated_at` second.
 
-    One macro run ("carrier strike: we are on it") per DEMO_COUNT tickets
-    sets up to BULK_SIZE open tickets to pending at the same second, the way
-    help desk bulk updates do.
+    One macro run ("carrier strike: we are on it") per DEMO_COUNT tickets sets
+    up to BULK_SIZE tickets to pending in the same second, the way help desk
+    bulk updates do. `taken` marks tickets already in a tie, and is updated.
     """
     runs = max(1, len(tickets) // DEMO_COUNT) if len(tickets) >= 4 else 0
+    size = min(BULK_SIZE, len(tickets) // 4)
     for _ in range(runs):
-        moment = _REFERENCE_TS - rng.randrange(3, 60) * _DAY + rng.randrange(8, 17) * _HOUR
-        eligible = [
-            index
-            for index, ticket in enumerate(tickets)
-            if not untouchable[index] and ticket["updated_at"] < moment
-        ]
-        shipping = [index for index in eligible if tickets[index]["group"] == "Shipping"]
-        # Small demo sets may hold too few Shipping tickets; top up from the rest.
-        others = [index for index in eligible if tickets[index]["group"] != "Shipping"]
-        size = min(BULK_SIZE, len(tickets) // 4)
-        chosen = rng.sample(shipping, min(size, len(shipping)))
-        chosen += rng.sample(others, min(size - len(chosen), len(others)))
-        for index in chosen:
+        moment = _REFERENCE_TS - dice.between(3, 60) * _DAY + dice.between(8, 17) * _HOUR
+        # Only tickets created before the macro ran; ids follow creation.
+        reachable = bisect.bisect_left(created, moment)
+        chosen = 0
+        # Random probes rather than a scan, so 100,000 tickets stay fast;
+        # Shipping tickets first, any group once those probes run out.
+        for probe in range(200 * size if reachable else 0):
+            if chosen == size:
+                break
+            index = dice.below(reachable)
             ticket = tickets[index]
+            if taken[index] or ticket["updated_at"] >= moment:
+                continue
+            if ticket["group"] != "Shipping" and probe < 100 * size:
+                continue
             ticket["updated_at"] = moment
             ticket["status"] = "pending"
             ticket["assignee"] = ticket["assignee"] or _AGENT_EMAILS[ticket["group"]][0]
             ticket["tags"] = [*ticket["tags"][:2], "carrier-strike"]
-            untouchable[index] = True
+            taken[index] = True
+            chosen += 1
+
+
+class _IsoFormatter:
+    """Unix seconds as "2026-10-31T23:59:59Z", caching the part up to the hour."""
+
+    def __init__(self) -> None:
+        self._hours: dict[int, str] = {}
+
+    def __call__(self, timestamp: int) -> str:
+        hour, seconds = divmod(timestamp, _HOUR)
+        prefix = self._hours.get(hour)
+        if prefix is None:
+            prefix = time.strftime("%Y-%m-%dT%H:", time.gmtime(hour * _HOUR))
+            self._hours[hour] = prefix
+        minutes, seconds = divmod(seconds, 60)
+        return prefix + _TWO_DIGITS[minutes] + ":" + _TWO_DIGITS[seconds] + "Z"
+
+
+_TWO_DIGITS: Final = tuple(f"{number:02d}" for number in range(60))
+
+
+# --- Writing files ---------------------------------------------------------------
+
+_JSON: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def write_jsonl(path: Path, tickets: Iterable[dict[str, Any]]) -> int:
@@ -819,8 +696,7 @@ def write_jsonl(path: Path, tickets: Iterable[dict[str, Any]]) -> int:
     written = 0
     with path.open("w", encoding="utf-8", newline="\n") as out:
         for ticket in tickets:
-            out.write(json.dumps(ticket, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
-            out.write("\n")
+            out.write(_JSON.encode(ticket) + "\n")
             written += 1
     return written
 

@@ -92,7 +92,7 @@ class PushResult:
     acked: list[TaskPayload] = field(default_factory=list)
     rejected: list[tuple[TaskPayload, str]] = field(default_factory=list)
     requests: int = 0
-    """Requests sent for this batch, retries and isolation included."""
+    """HTTP requests sent for this batch, retries and isolation included."""
     isolation_requests: int = 0
     """Of those, the extra requests spent isolating rejected items."""
 
@@ -163,9 +163,8 @@ class FragmentClient:
     def _deliver(self, items: list[TaskPayload], result: PushResult, isolating: bool) -> None:
         if not items:
             return
-        result.requests += 1
         result.isolation_requests += isolating
-        response = self._send("PUT", "/tasks/batch", _batch_body(items))
+        response = self._send("PUT", "/tasks/batch", _batch_body(items), result)
         if classify(response.status_code).action is Action.ACCEPT:
             result.acked.extend(items)
             return
@@ -185,8 +184,13 @@ class FragmentClient:
         self._deliver(items[:middle], result, isolating=True)
         self._deliver(items[middle:], result, isolating=True)
 
-    def _send(self, method: str, path: str, body: bytes | None) -> httpx.Response:
-        """One logical request: paced, retried per `RETRY_POLICY`, until accepted or rejected."""
+    def _send(
+        self, method: str, path: str, body: bytes | None, tally: PushResult | None = None
+    ) -> httpx.Response:
+        """One logical request: paced, retried per `RETRY_POLICY`, until accepted or rejected.
+
+        Each HTTP attempt is counted in `self.stats` and, when given, in `tally`.
+        """
         attempt = 0
         cap = self.settings.max_retry_wait.total_seconds()
         while True:
@@ -194,6 +198,8 @@ class FragmentClient:
                 raise RunInterrupted("stop requested while waiting to send to Fragment")
             attempt += 1
             self.stats.requests += 1
+            if tally is not None:
+                tally.requests += 1
             outcome: httpx.Response | Exception
             try:
                 outcome = self._http.request(method, path, content=body)
@@ -211,8 +217,7 @@ class FragmentClient:
                 raise FragmentAuthError(f"Fragment answered {key}: {rule.meaning}")
             if rule.action is Action.FAIL:
                 raise FragmentUnavailable(
-                    f"Fragment answered {key} to {method} {path}: {rule.meaning}"
-                    f"{_excerpt(outcome)}"
+                    f"Fragment answered {key} to {method} {path}: {rule.meaning}{_excerpt(outcome)}"
                 )
             if attempt >= self.settings.max_attempts:
                 raise FragmentUnavailable(

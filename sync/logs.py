@@ -39,7 +39,9 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED + (m.group(2) if m.lastindex == 2 else ""), text)
+        text = pattern.sub(
+            lambda m: m.group(1) + REDACTED + (m.group(2) if m.lastindex == 2 else ""), text
+        )
     return text
 
 
@@ -107,5 +109,5 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Their request lines add nothing our own events don't say.
-    for noisy in ("httpx", "httpcore", "alembic.runtime.migration", "apscheduler"):
+    for noisy in ("httpx", "httpcore", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -220,7 +220,9 @@ class Mapper:
         if not fields["title"].strip():
             raise self._error(ticket, "title", "is empty")
         if compiled.url is not None:
-            fields["url"] = self._render(ticket, "url", compiled.url) or None
+            url = self._render(ticket, "url", compiled.url).strip()
+            if url:
+                fields["url"] = url
         fields[snake_case(settings.source_id_field)] = ticket.source_id
         for name, path in compiled.fields:
             value = get_path(ticket.record, path)
@@ -340,4 +342,8 @@ class Mapper:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__

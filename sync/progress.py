@@ -30,8 +30,13 @@ class Progress:
             self._draw(name, consumed, expected, rate)
         elif now - self._last_report >= self.every:
             self._last_report = now
-            log.info("progress", connector=name, consumed=consumed, expected=expected,
-                     per_second=round(rate, 1))
+            log.info(
+                "progress",
+                connector=name,
+                consumed=consumed,
+                expected=expected,
+                per_second=round(rate, 1),
+            )
 
     def _draw(self, name: str, consumed: int, expected: int | None, rate: float) -> None:
         if expected:

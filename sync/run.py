@@ -357,7 +357,9 @@ def run_once(
     A connector that fails does not stop the others.
     """
     options = options or RunOptions()
-    selected = list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
+    selected = (
+        list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
+    )
     summaries = []
     client = None if options.dry_run else FragmentClient(config.fragment, stop=options.stop)
     try:

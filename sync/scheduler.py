@@ -42,7 +42,9 @@ def run_daemon(
     config: Config, store: StateStore, names: Sequence[str] | None, stop: threading.Event
 ) -> int:
     """Run the scheduled connectors until a stop signal; returns the exit code (0)."""
-    selected = list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
+    selected = (
+        list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
+    )
     # One client for every connector: Fragment's request budget is per token, not per connector.
     client = FragmentClient(config.fragment, stop=stop)
     options = RunOptions(stop=stop)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from connectors.base import Cursor
 from connectors.values import parse_datetime
 
+
 def pull_bound(watermark: Cursor | None, lookback: dt.timedelta) -> Cursor | None:
     """The inclusive lower bound for the next pull: the watermark minus the lookback.
 

@@ -7,7 +7,8 @@ misbehave on demand (rate limits, 5xx, hangs, dropped connections, lost
 answers) so the client's retry logic meets every failure before production does.
 
 Start at `Emulator` (in-process, for tests) or `serve` (blocking, for the CLI);
-`Faults` holds the switches. The sync engine never imports this package.
+`Faults` holds the switches. Tests, demos and the CLI use this package; the
+sync engine only ever talks to it over HTTP, as it would to Fragment.
 """
 
 from sync.emulator.faults import Faults

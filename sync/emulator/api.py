@@ -15,9 +15,11 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from email.message import Message
 from typing import Any
 
+import pydantic_core
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from sync.emulator.faults import Faults
@@ -28,7 +30,7 @@ from sync.emulator.models import (
     Loc,
     TaskBatch,
     TaskWrite,
-    error,
+    error_detail,
     json_syntax_detail,
     now_text,
     timestamp_text,
@@ -59,7 +61,7 @@ class ApiRequest:
     method: str
     path: str
     query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
+    headers: Message  # case-insensitive, as http.server parses them
     body: bytes
 
 
@@ -75,10 +77,11 @@ class Reply:
     items: int = 0
 
 
-def json_reply(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
-    """A JSON `Reply`, encoded once."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return Reply(status, body, headers=headers)
+def json_reply(
+    status: int, payload: Any, headers: tuple[tuple[str, str], ...] = (), items: int = 0
+) -> Reply:
+    """A JSON `Reply`, encoded once (pydantic-core's encoder: batch answers are large)."""
+    return Reply(status, pydantic_core.to_json(payload), headers=headers, items=items)
 
 
 class HttpError(Exception):
@@ -164,9 +167,7 @@ def _dispatch(
         reply = route.handler(request, params)
     except HttpError as exc:
         reply = exc.reply()
-    return Reply(
-        reply.status, reply.body, reply.content_type, reply.headers, route_name, reply.items
-    )
+    return replace(reply, route=route_name)
 
 
 # -- request parsing ---------------------------------------------------------
@@ -179,7 +180,7 @@ def _require_json_body(request: ApiRequest) -> None:
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise Unprocessable(
             [
-                error(
+                error_detail(
                     ["body"],
                     f"Content-Type must be application/json, got {content_type!r}",
                     "content_type",
@@ -187,7 +188,7 @@ def _require_json_body(request: ApiRequest) -> None:
             ]
         )
     if not request.body.strip():
-        raise Unprocessable([error(["body"], "Field required", "missing")])
+        raise Unprocessable([error_detail(["body"], "Field required", "missing")])
 
 
 def _parse_task(request: ApiRequest) -> TaskWrite:
@@ -237,7 +238,7 @@ def _parse_batch(
     if max_items is not None and len(items) > max_items:
         raise Unprocessable(
             [
-                error(
+                error_detail(
                     ["body", "items"],
                     f"batch holds {len(items)} items; at most {max_items} are allowed per request",
                     "too_long",
@@ -261,12 +262,12 @@ def _path_uid(text: str) -> str:
         return str(uuid.UUID(text))
     except ValueError:
         raise Unprocessable(
-            [error(["path", "uid"], "Input should be a valid UUID", "uuid_parsing", text)]
+            [error_detail(["path", "uid"], "Input should be a valid UUID", "uuid_parsing", text)]
         ) from None
 
 
 def _located(prefix: Loc, problem: ItemError) -> ErrorDetail:
-    return error((*prefix, *problem.loc), problem.msg, problem.type, problem.input)
+    return error_detail((*prefix, *problem.loc), problem.msg, problem.type, problem.input)
 
 
 def encode_cursor(after_seq: int) -> str:
@@ -309,7 +310,7 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
     problems: list[ErrorDetail] = []
 
     def fail(name: str, msg: str, type_: str) -> None:
-        problems.append(error(["query", name], msg, type_, last[name]))
+        problems.append(error_detail(["query", name], msg, type_, last[name]))
 
     limit = DEFAULT_LIMIT
     if "limit" in last:
@@ -474,7 +475,7 @@ class FragmentApi:
         if uid is not None and item.uid is not None and str(item.uid) != uid:
             raise Unprocessable(
                 [
-                    error(
+                    error_detail(
                         ["body", "uid"],
                         f"uid in the body ({item.uid}) differs from the path ({uid})",
                         "uid_mismatch",
@@ -496,8 +497,7 @@ class FragmentApi:
                 raise Unprocessable([_located(("body",), problem) for problem in plan.errors])
             writer.save(plan.writes)
             writer.add_users(plan.new_user_emails, now)
-        reply = json_reply(200, self.store.render(plan.writes[0].task))
-        return Reply(reply.status, reply.body, items=1)
+        return json_reply(200, self.store.render(plan.writes[0].task), items=1)
 
     def _write_batch(self, mode: WriteMode, request: ApiRequest) -> Reply:
         """POST, PUT and PATCH /tasks/batch: validate everything, then apply all or nothing."""
@@ -520,8 +520,7 @@ class FragmentApi:
             writer.add_users(plan.new_user_emails, now)
         tasks = [self.store.render(write.task) for write in plan.writes]
         meta = _page_meta(len(tasks), None, None, len(tasks))
-        reply = json_reply(200, {"items": tasks, "meta": meta})
-        return Reply(reply.status, reply.body, items=len(items))
+        return json_reply(200, {"items": tasks, "meta": meta}, items=len(items))
 
 
 # -- admin routes --------------------------------------------------------------
@@ -556,18 +555,24 @@ class AdminApi:
             raise Unprocessable([json_syntax_detail(request.body)]) from None
         if not isinstance(changes, dict):
             raise Unprocessable(
-                [error(["body"], "Input should be an object", "dict_type", changes)]
+                [error_detail(["body"], "Input should be an object", "dict_type", changes)]
             )
         try:
             self.faults.update(changes)
         except ValueError as exc:
-            raise Unprocessable([error(["body"], str(exc), "value_error", changes)]) from None
+            raise Unprocessable(
+                [error_detail(["body"], str(exc), "value_error", changes)]
+            ) from None
         return json_reply(200, self.faults.snapshot())
 
-    def _reset(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+    def reset(self) -> None:
+        """Forget tasks, traffic and rate-limit history (fault switches and users stay)."""
         self.store.clear_tasks()
         self.traffic.clear()
         self.faults.limiter.clear()
+
+    def _reset(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        self.reset()
         return json_reply(200, {"reset": True})
 
     def _tasks(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:

@@ -151,15 +151,14 @@ def _checked(name: str, value: Any) -> Any:
     if name == "rate_limit":
         if value is None:
             return None
-        if isinstance(value, str):
-            count_text, _, window_text = value.partition("/")
-            value = (count_text, window_text)
+        # "60/60" is the command line's spelling of (60, 60.0).
+        parts = value.split("/", 1) if isinstance(value, str) else value
         try:
-            count, window = value
-            count, window = int(count), float(window)
+            count_part, window_part = parts
+            count, window = int(count_part), float(window_part)
         except (TypeError, ValueError):
             raise ValueError(
-                f"rate_limit must be [count, window_seconds] or null, got {value!r}"
+                f"rate_limit must be [count, window_seconds], COUNT/SECONDS or null, got {value!r}"
             ) from None
         if count < 1 or not 0.0 < window < math.inf:
             raise ValueError(f"rate_limit needs count >= 1 and window > 0, got {value!r}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 Status = Literal["TODO", "STARTED", "DONE"]
 STATUSES: tuple[Status, ...] = ("TODO", "STARTED", "DONE")
@@ -31,7 +31,7 @@ def timestamp_text(moment: dt.datetime) -> str:
 
     Fixed width, so stored timestamps sort and compare correctly as text.
     """
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_text() -> str:
@@ -40,9 +40,9 @@ def now_text() -> str:
 
 
 # Any 128-bit UUID is accepted (the docs' md5 recipe has no version bits);
-# str(UUID) is the lowercase hyphenated form every response uses.
-Uid = Annotated[UUID, PlainSerializer(str, return_type=str)]
-Timestamp = Annotated[AwareDatetime, PlainSerializer(timestamp_text, return_type=str)]
+# `TaskWrite.written` stores str(UUID), the lowercase hyphenated form.
+Uid = UUID
+Timestamp = AwareDatetime
 
 
 class TaskWrite(BaseModel):
@@ -90,8 +90,22 @@ class TaskWrite(BaseModel):
     external_status_updated_at: Timestamp | None = None
 
     def written(self) -> JsonObject:
-        """The keys the client sent, as JSON values in canonical form."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        """The keys the client sent, as JSON values in canonical form.
+
+        Hand-rolled rather than `model_dump(mode="json")`: it runs for every
+        item of every batch and is several times faster.
+        """
+        written: JsonObject = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if isinstance(value, UUID):
+                value = str(value)
+            elif isinstance(value, dt.datetime):
+                value = timestamp_text(value)
+            elif name == "skills" and value is not None:
+                value = [str(skill) for skill in value]
+            written[name] = value
+        return written
 
 
 class TaskBatch(BaseModel):
@@ -182,7 +196,7 @@ def render_task(
     return task
 
 
-def error(loc: Iterable[str | int], msg: str, type_: str, value: Any = None) -> ErrorDetail:
+def error_detail(loc: Iterable[str | int], msg: str, type_: str, value: Any = None) -> ErrorDetail:
     """One 422 `detail` entry."""
     return {"type": type_, "loc": list(loc), "msg": msg, "input": value}
 
@@ -201,7 +215,9 @@ def validation_details(
         if failure["type"] == "json_invalid":
             details.append(json_syntax_detail(body))
             continue
-        entry = error((*prefix, *failure["loc"]), failure["msg"], failure["type"], failure["input"])
+        entry = error_detail(
+            (*prefix, *failure["loc"]), failure["msg"], failure["type"], failure["input"]
+        )
         if "ctx" in failure:
             # ctx may hold exception objects; the wire needs text.
             entry["ctx"] = {key: str(value) for key, value in failure["ctx"].items()}

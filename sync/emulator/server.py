@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from os import PathLike
 from types import FrameType, TracebackType
@@ -32,9 +33,13 @@ from sync.emulator.store import TaskStore
 from sync.emulator.traffic import RequestRecord, TrafficLog
 from sync.emulator.users import UserDirectory
 
-DEFAULT_TOKEN = "fragment-emulator-token"
+# Not a secret: the token a local emulator accepts when none is configured.
+DEFAULT_TOKEN = "fragment-emulator-token"  # noqa: S105
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_PROXY_PAGE = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr><center>nginx</center></body></html>\n"
+_PROXY_PAGE = (
+    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center>"
+    "<hr><center>nginx</center></body></html>\n"
+)
 _PROXY_REASONS = {
     502: "502 Bad Gateway",
     503: "503 Service Temporarily Unavailable",
@@ -72,7 +77,6 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "fragment-emulator"
-    sys_version = ""
     # Headers and body go out as two writes; without this, Nagle + delayed ACK
     # would add ~40 ms to every answer and ruin throughput measurements.
     disable_nagle_algorithm = True
@@ -96,7 +100,10 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
         # Request lines are logged by _serve (when verbose); stdlib noise is not wanted.
         pass
 
@@ -115,7 +122,7 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             method=self.command,
             path=split.path,
             query=parse_qs(split.query, keep_blank_values=True),
-            headers=self.headers,  # type: ignore[arg-type]  # email.message.Message reads like a Mapping
+            headers=self.headers,
             body=body,
         )
         if not request.path.startswith(API_PREFIX):
@@ -172,13 +179,8 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             self._drop()
             return None, "shutdown"
         if faults.roll(faults.error_rate):
-            reply = _injected_error(faults.error_status())
-            reply = Reply(
-                reply.status,
-                reply.body,
-                reply.content_type,
-                route=emulator.api.router.template_of(request.method, request.path),
-            )
+            route = emulator.api.router.template_of(request.method, request.path)
+            reply = replace(_injected_error(faults.error_status()), route=route)
             self._send(reply)
             return reply, "error"
         reply = self._answer(emulator.api.handle, request)
@@ -188,10 +190,10 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
         self._send(reply)
         return reply, fault
 
-    def _answer(self, handle: Any, request: ApiRequest) -> Reply:
+    def _answer(self, handle: Callable[[ApiRequest], Reply], request: ApiRequest) -> Reply:
         """`handle(request)`, with a bug turned into a logged 500 rather than a dead connection."""
         try:
-            return cast(Reply, handle(request))
+            return handle(request)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             return json_reply(500, {"detail": "Internal Server Error"})
@@ -351,18 +353,20 @@ class Emulator:
         return self.traffic.stats()
 
     def reset(self) -> None:
-        """Forget tasks, traffic and rate-limit history (fault switches stay)."""
-        self.store.clear_tasks()
-        self.traffic.clear()
-        self.faults.limiter.clear()
+        """Forget tasks, traffic and rate-limit history (fault switches and users stay)."""
+        self.admin.reset()
 
     def start(self) -> Self:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is not None or self.stopping.is_set():
             raise RuntimeError("an Emulator starts once; make a new one")
         self._server = _EmulatorHTTPServer((self.host, self._requested_port), self)
+        # A short poll interval makes stop() quick (shutdown waits for one poll).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"fragment-emulator:{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fragment-emulator:{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -15,8 +15,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import pydantic_core
 
 from sync.emulator.models import JsonObject, render_task
 from sync.emulator.tasks import Outcome, PlannedWrite, StoredTask
@@ -37,18 +39,34 @@ CREATE TABLE IF NOT EXISTS users (
     record TEXT NOT NULL
 );
 """
+# Queries below are f-strings only over these constants and `_filters`' fixed
+# clauses; every value is a bound parameter (hence the S608 waivers).
 _COLUMNS = "seq, uid, doc, version, internal_created_at, internal_updated_at"
 # Stay under SQLite's bound-parameter limit whatever the build.
 _IN_CHUNK = 500
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return pydantic_core.to_json(value).decode()
 
 
 def _task_from_row(row: tuple[int, str, str, int, str, str]) -> StoredTask:
     seq, uid, doc, version, created, updated = row
     return StoredTask(uid, json.loads(doc), version, created, updated, seq)
+
+
+def _load(conn: sqlite3.Connection, uids: Iterable[str | None]) -> dict[str, StoredTask]:
+    """The stored tasks among `uids`, by uid (None entries are skipped)."""
+    wanted = [uid for uid in dict.fromkeys(uids) if uid is not None]
+    found: dict[str, StoredTask] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {_COLUMNS} FROM tasks WHERE uid IN ({marks})"  # noqa: S608
+        for row in conn.execute(sql, chunk):
+            task = _task_from_row(row)
+            found[task.uid] = task
+    return found
 
 
 def _json_value_matches(json_type: str | None, value: Any, wanted: str) -> bool:
@@ -97,17 +115,17 @@ class TaskPage:
     prev_after: int | None
 
 
-@dataclass(slots=True)
 class StoreWriter:
     """The writes of one transaction; only `TaskStore.writing` makes one."""
 
-    _conn: sqlite3.Connection
-    _store: TaskStore
-    new_users: list[JsonObject] = field(default_factory=list)
+    def __init__(self, conn: sqlite3.Connection, store: TaskStore) -> None:
+        self._conn = conn
+        self._store = store
+        self.new_users: list[JsonObject] = []
 
     def load(self, uids: Iterable[str | None]) -> dict[str, StoredTask]:
         """The stored tasks among `uids`, by uid."""
-        return self._store._load(self._conn, uids)
+        return _load(self._conn, uids)
 
     def save(self, writes: Sequence[PlannedWrite]) -> None:
         """Insert or update the planned tasks (unchanged ones are skipped)."""
@@ -131,7 +149,8 @@ class StoreWriter:
     def delete(self, uid: str) -> StoredTask | None:
         """Remove the task `uid`; return it, or None when there was none."""
         row = self._conn.execute(
-            f"DELETE FROM tasks WHERE uid = ? RETURNING {_COLUMNS}", (uid,)
+            f"DELETE FROM tasks WHERE uid = ? RETURNING {_COLUMNS}",  # noqa: S608
+            (uid,),
         ).fetchone()
         return None if row is None else _task_from_row(row)
 
@@ -199,7 +218,7 @@ class TaskStore:
     def stored(self, uid: str) -> StoredTask | None:
         """Task `uid` as stored, or None."""
         with self._lock:
-            return self._load(self._conn, [uid]).get(uid)
+            return _load(self._conn, [uid]).get(uid)
 
     def version(self, uid: str) -> int | None:
         """How many times task `uid` changed (1 = as created), or None if unknown."""
@@ -215,7 +234,7 @@ class TaskStore:
     def all_tasks(self) -> list[JsonObject]:
         """Every task's read model, in insertion order."""
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY seq").fetchall()
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608
         return [self.render(_task_from_row(row)) for row in rows]
 
     def list_page(self, query: TaskQuery) -> TaskPage:
@@ -223,18 +242,20 @@ class TaskStore:
         where, params = self._filters(query)
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT {_COLUMNS} FROM tasks WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
                 (*params, query.after_seq, query.limit + 1),
             ).fetchall()
             (total,) = self._conn.execute(
-                f"SELECT COUNT(*) FROM tasks WHERE {where}", params
+                f"SELECT COUNT(*) FROM tasks WHERE {where}",  # noqa: S608
+                params,
             ).fetchone()
             earlier = self._conn.execute(
-                f"SELECT seq FROM tasks WHERE {where} AND seq <= ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                f"SELECT seq FROM tasks WHERE {where} AND seq <= ?"  # noqa: S608
+                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
                 (*params, query.after_seq, query.limit),
             ).fetchone()
             any_earlier = self._conn.execute(
-                f"SELECT 1 FROM tasks WHERE {where} AND seq <= ? LIMIT 1",
+                f"SELECT 1 FROM tasks WHERE {where} AND seq <= ? LIMIT 1",  # noqa: S608
                 (*params, query.after_seq),
             ).fetchone()
         tasks = [_task_from_row(row) for row in rows[: query.limit]]
@@ -266,17 +287,6 @@ class TaskStore:
     def _remember_user(self, record: JsonObject) -> None:
         self._users_by_uid[record["uid"]] = record
         self._users_by_email[record["email"]] = record
-
-    def _load(self, conn: sqlite3.Connection, uids: Iterable[str | None]) -> dict[str, StoredTask]:
-        wanted = [uid for uid in dict.fromkeys(uids) if uid is not None]
-        found: dict[str, StoredTask] = {}
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE uid IN ({marks})", chunk):
-                task = _task_from_row(row)
-                found[task.uid] = task
-        return found
 
     @staticmethod
     def _filters(query: TaskQuery) -> tuple[str, tuple[Any, ...]]:

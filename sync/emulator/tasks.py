@@ -259,16 +259,22 @@ def _created(uid: str, changes: JsonObject, now: str) -> JsonObject:
         "due_at": now,
         "created_at": now,
     }
-    doc.update(changes)
-    return doc
+    return _merged(doc, changes)
 
 
 def _merged(current: JsonObject, changes: JsonObject) -> JsonObject:
-    """`current` with `changes` applied: `fields` merged key by key, the rest replaced."""
+    """`current` with `changes` applied: `fields` merged key by key, the rest replaced.
+
+    A key set to null is dropped: the read model shows it null either way, and
+    keeping it would make "null" and "never set" differ, so that re-sending
+    an identical task could count as a change.
+    """
     doc = dict(current)
     for key, value in changes.items():
         if key == "fields":
             doc["fields"] = {**current.get("fields", {}), **value}
+        elif value is None:
+            doc.pop(key, None)
         else:
             doc[key] = value
     return doc

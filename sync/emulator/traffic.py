@@ -49,7 +49,8 @@ class TrafficLog:
 
     def add(self, record: RequestRecord) -> None:
         """Remember one request."""
-        key = f"{record.method} {record.route} {record.status if record.status is not None else 'dropped'}"
+        outcome = "dropped" if record.status is None else record.status
+        key = f"{record.method} {record.route} {outcome}"
         with self._lock:
             self._recent.append(record)
             self._counts[key] += 1

@@ -224,7 +224,9 @@ class StateStore:
     # Failed items
 
     def failed_items(self, connector: str | None = None) -> list[FailedItem]:
-        query = sa.select(failed_items).order_by(failed_items.c.connector, failed_items.c.first_seen)
+        query = sa.select(failed_items).order_by(
+            failed_items.c.connector, failed_items.c.first_seen
+        )
         if connector is not None:
             query = query.where(failed_items.c.connector == connector)
         with self.engine.connect() as conn:
@@ -323,23 +325,29 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+def _upsert(
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]
+) -> None:
     """Insert `rows`, replacing the non-key columns of rows whose keys exist."""
     dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        statement = insert(table)
-        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
-    elif dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
 
-        statement = mysql_insert(table)
-        updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in keys}
-        conn.execute(statement.on_duplicate_key_update(**updates), rows)
+        lite = sqlite.insert(table)
+        updates = {c.name: lite.excluded[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(lite.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(table)
+        updates = {c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(pg.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+    elif dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        my = mysql.insert(table)
+        updates = {c.name: my.inserted[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(my.on_duplicate_key_update(**updates), rows)
     else:
         key_columns = [table.c[k] for k in keys]
         for row in rows:

@@ -56,13 +56,21 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("change", "key", "words"),
     [
-        (("lookback = \"2m\"", "lookback = \"soon\""), "connectors.helpdesk.lookback", "duration"),
-        (("kind = \"jsonl\"", "kind = \"zendeskk\""), "connectors.helpdesk.kind", "unknown"),
-        (("path = \"tickets.jsonl\"", "pathh = \"x\""), "connectors.helpdesk.path", "pathh: unknown"),
+        (('lookback = "2m"', 'lookback = "soon"'), "connectors.helpdesk.lookback", "duration"),
+        (('kind = "jsonl"', 'kind = "zendeskk"'), "connectors.helpdesk.kind", "unknown"),
+        (('path = "tickets.jsonl"', 'pathh = "x"'), "connectors.helpdesk.path", "pathh: unknown"),
         (("[fragment]", "[fragment]\nbatchsize = 5"), "fragment.batchsize", "unknown key"),
         (("[fragment]", "[fragment]\nbatch_size = 5000"), "fragment.batch_size", "less than"),
-        (("title = \"{subject}\"", "title = \"{subject\""), "connectors.helpdesk.mapping.title", "template"),
-        (("title = \"{subject}\"", "hook = \"nowhere.at_all:fn\""), "connectors.helpdesk.mapping.hook", "import"),
+        (
+            ('title = "{subject}"', 'title = "{subject"'),
+            "connectors.helpdesk.mapping.title",
+            "template",
+        ),
+        (
+            ('title = "{subject}"', 'hook = "nowhere.at_all:fn"'),
+            "connectors.helpdesk.mapping.hook",
+            "import",
+        ),
         (("*/5 * * * *", "every five"), "connectors.helpdesk.schedule", "five fields"),
     ],
 )

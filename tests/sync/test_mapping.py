@@ -44,7 +44,7 @@ def ticket(record: dict[str, Any] | None = None, deleted: bool = False) -> Sourc
 
 
 def test_uid_follows_the_docs_md5_recipe_and_is_stable() -> None:
-    expected = uuid.UUID(hashlib.md5(b"helpdesk#ticket#4242").hexdigest())
+    expected = uuid.UUID(hashlib.md5(b"helpdesk#ticket#4242", usedforsecurity=False).hexdigest())
     assert task_uid("helpdesk", "4242") == str(expected)
     assert task_uid("helpdesk", "4242") == task_uid("helpdesk", "4242")
     assert task_uid("helpdesk", "4242") != task_uid("billing", "4242")
@@ -66,17 +66,21 @@ def test_keys_are_normalised_to_snake_case(name: str, key: str) -> None:
 
 
 def test_a_full_declarative_mapping_produces_the_documented_task() -> None:
-    task = mapper(
-        title="[{priority}] {subject}",
-        url="https://support.example.com/tickets/{id}",
-        status="status",
-        status_map={"pending": "STARTED", "solved": "DONE"},
-        due_at="due_at",
-        assignee_email="assignee",
-        external_created_at="created_at",
-        external_updated_at="updated_at",
-        fields={"Country Code": "requester.country", "firstTag": "tags.0", "tags": "tags"},
-    ).map(ticket()).task()
+    task = (
+        mapper(
+            title="[{priority}] {subject}",
+            url="https://support.example.com/tickets/{id}",
+            status="status",
+            status_map={"pending": "STARTED", "solved": "DONE"},
+            due_at="due_at",
+            assignee_email="assignee",
+            external_created_at="created_at",
+            external_updated_at="updated_at",
+            fields={"Country Code": "requester.country", "firstTag": "tags.0", "tags": "tags"},
+        )
+        .map(ticket())
+        .task()
+    )
     assert task == {
         "uid": task_uid("helpdesk", "4242"),
         "archived": False,
@@ -189,7 +193,9 @@ def test_template_with_unbalanced_brace_is_a_config_error() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -209,7 +215,8 @@ def test_arbitrary_records_map_to_valid_json_or_a_mapping_error(
     try:
         payload = m.map(SourceTicket(source_id, T0, record))
     except MappingError as exc:
-        assert exc.source_id == source_id and exc.field
+        # Either outcome is allowed; a mapping error must still name the ticket and field.
+        assert exc.source_id == source_id and exc.field  # noqa: PT017
         return
     task = json.loads(payload.body)
     assert task["uid"] == task_uid("helpdesk", source_id)

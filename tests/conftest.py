@@ -1,0 +1,86 @@
+"""Shared fixtures: the Fragment emulator over real HTTP, state stores on SQLite and PostgreSQL.
+
+Every test that syncs talks to a real `sync.emulator.Emulator` on loopback;
+every state test uses a real database. PostgreSQL is the machine's server at
+127.0.0.1:5432 (trust auth); each test session gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from synckit import TOKEN
+
+from sync.emulator import Emulator
+from sync.state import StateStore
+
+PG_ADMIN_URL = os.environ.get(
+    "SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A fresh in-memory Fragment emulator on a free loopback port."""
+    with Emulator(db_path=":memory:", tokens=[TOKEN]) as server:
+        yield server
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this session, dropped at the end."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"fragment_sync_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise  # CI machines run PostgreSQL: not reaching it is a failure
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": name},
+        )
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied of state tables after each test."""
+    yield postgres_database
+    engine = sa.create_engine(postgres_database)
+    with engine.begin() as conn:
+        for table in ("failed_items", "runs", "tasks", "watermarks", "alembic_version"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A state database URL: each test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    state = StateStore.open(state_url)
+    yield state
+    state.close()

@@ -1,0 +1,373 @@
+"""End to end over real HTTP: ticket files -> the run loop -> the Fragment emulator.
+
+Each test asserts on what a user would see: the tasks in the emulator, the
+rows of the state store, the requests Fragment received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from synckit import (
+    TOKEN,
+    live_ids,
+    make_config,
+    pushed_items,
+    read_tickets,
+    tasks_by_ticket,
+    write_tickets,
+)
+
+from sync.config import Config
+from sync.demo import generate_tickets
+from sync.emulator import Emulator
+from sync.fragment import FragmentClient, PushResult
+from sync.mapping import TaskPayload, task_uid
+from sync.run import ConnectorRun, RunOptions, RunSummary, run_once
+from sync.state import StateStore
+
+
+def sync(config: Config, **options: Any) -> RunSummary:
+    store = StateStore.open(config.state.url)
+    try:
+        [summary] = run_once(config, store, options=RunOptions(**options))
+    finally:
+        store.close()
+    return summary
+
+
+@pytest.fixture
+def demo_file(tmp_path: Path) -> Path:
+    return write_tickets(tmp_path / "tickets.jsonl", generate_tickets(400))
+
+
+def test_demo_tickets_land_once_each_and_a_second_run_pushes_nothing(
+    emulator: Emulator, demo_file: Path, state_url: str
+) -> None:
+    config = make_config(emulator, demo_file, state_url)
+    tickets = read_tickets(demo_file)
+
+    first = sync(config)
+
+    assert first.ok, first.error
+    landed = tasks_by_ticket(emulator)
+    assert set(landed) == live_ids(tickets)
+    for ticket in tickets:
+        if ticket["deleted"]:
+            continue
+        task = landed[str(ticket["id"])]
+        assert task["uid"] == task_uid("helpdesk", str(ticket["id"]))
+        assert task["fields"]["title"] == f"[{ticket['priority']}] {ticket['subject']}"
+        assert task["fields"]["country"] == ticket["requester"]["country"]
+        assert task["external_status"] in ("TODO", "STARTED", "DONE")
+    assert first.pushed == len(landed)
+    assert first.requests == math.ceil(first.pushed / config.fragment.batch_size)
+
+    requests_before = len(emulator.requests)
+    second = sync(config)
+    assert (second.ok, second.pushed, second.requests) == (True, 0, 0)
+    assert len(emulator.requests) == requests_before
+
+
+def test_changing_ten_tickets_pushes_exactly_those_ten(
+    emulator: Emulator, demo_file: Path, sqlite_url: str
+) -> None:
+    config = make_config(emulator, demo_file, sqlite_url)
+    assert sync(config).ok
+    tickets = read_tickets(demo_file)
+    live = [t for t in tickets if not t["deleted"]]
+    changed = {str(t["id"]) for t in live[::37][:10]}
+    for ticket in tickets:
+        if str(ticket["id"]) in changed:
+            ticket["subject"] += " (follow-up)"
+            ticket["updated_at"] = "2026-11-15T10:00:00Z"
+    write_tickets(demo_file, tickets)
+    pushed_before = pushed_items(emulator)
+
+    summary = sync(config)
+
+    assert (summary.pushed, summary.requests) == (10, 1)
+    assert pushed_items(emulator) - pushed_before == 10
+    landed = tasks_by_ticket(emulator)
+    assert all(landed[i]["fields"]["title"].endswith("(follow-up)") for i in changed)
+
+
+def test_a_fresh_state_database_resyncs_to_the_same_uids_without_duplicates(
+    emulator: Emulator, demo_file: Path, tmp_path: Path
+) -> None:
+    sync(make_config(emulator, demo_file, f"sqlite:///{tmp_path / 'one.db'}"))
+    before = {k: t["uid"] for k, t in tasks_by_ticket(emulator).items()}
+
+    summary = sync(make_config(emulator, demo_file, f"sqlite:///{tmp_path / 'two.db'}"))
+
+    assert summary.ok
+    after = {k: t["uid"] for k, t in tasks_by_ticket(emulator).items()}
+    assert after == before
+    assert emulator.store.count() == len(before)
+
+
+class StopAfterFirstBatch(FragmentClient):
+    """A real client whose run is asked to stop as soon as one batch is acknowledged."""
+
+    def push(self, items: Any) -> PushResult:
+        result = super().push(items)
+        self.stop.set()
+        return result
+
+
+def test_tickets_sharing_a_timestamp_across_a_batch_boundary_are_pushed_once(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    tie = "2026-11-02T09:00:00Z"
+    tickets = [_ticket(i, tie) for i in range(25)] + [
+        _ticket(100 + i, f"2026-11-02T09:0{i + 1}:00Z") for i in range(5)
+    ]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(emulator, path, sqlite_url, fragment={"batch_size": 10})
+    store = StateStore.open(sqlite_url)
+    stop = threading.Event()
+
+    # First pass: stopped right after its first batch of 10 of the 25 tied tickets.
+    with StopAfterFirstBatch(config.fragment, stop=stop) as client:
+        interrupted = ConnectorRun(
+            config.connectors["helpdesk"], store, client, 10, RunOptions(stop=stop)
+        ).execute()
+    assert not interrupted.ok and interrupted.pushed == 10
+    assert store.watermark(config.connectors["helpdesk"].uid_namespace) == dt.datetime(
+        2026, 11, 2, 9, 0, tzinfo=dt.UTC
+    )
+
+    # Late arrivals at the same second, then the pass resumes.
+    tickets += [_ticket(200 + i, tie) for i in range(3)]
+    write_tickets(path, tickets)
+    resumed = sync(config)
+
+    assert resumed.ok
+    assert resumed.pushed == 23
+    assert resumed.unchanged == 10
+    assert set(tasks_by_ticket(emulator)) == {str(t["id"]) for t in tickets}
+    assert pushed_items(emulator) == len(tickets)  # none sent twice
+    store.close()
+
+
+def test_rejected_items_are_set_aside_and_delivered_once_the_mapping_is_fixed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    known = [f"agent{i}@support.example.com" for i in range(5)]
+    tickets = [
+        {**_ticket(i, f"2026-11-02T09:{i:02d}:00Z"), "assignee": known[i % 5]} for i in range(40)
+    ]
+    poisoned = {3, 17, 18, 29}
+    for index in poisoned:
+        tickets[index]["assignee"] = "ghost@elsewhere.example"
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with Emulator(tokens=[TOKEN], users=known) as emulator:
+        config = make_config(emulator, path, sqlite_url, fragment={"batch_size": 20})
+
+        first = sync(config)
+
+        assert first.ok
+        assert (first.pushed, first.failed) == (36, 4)
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(40) if i not in poisoned}
+        store = StateStore.open(sqlite_url)
+        failed = {item.source_id: item for item in store.failed_items("helpdesk")}
+        assert set(failed) == {str(i) for i in poisoned}
+        assert all("unknown user ghost@elsewhere.example" in f.error for f in failed.values())
+        assert all(f.stage == "rejected" for f in failed.values())
+
+        # The fix: map assignees only from the support domain.
+        fixed = make_config(
+            emulator,
+            path,
+            sqlite_url,
+            mapping={"title": "[{priority}] {subject}", "fields": {"country": "requester.country"}},
+        )
+        second = sync(fixed)
+
+        assert second.ok and second.failed == 0
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(40)}
+        assert store.failed_items("helpdesk") == []
+        store.close()
+
+
+def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(50)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with Emulator(tokens=[TOKEN]) as emulator:
+        emulator.faults.rate_limit = (2, 1.5)
+        config = make_config(emulator, path, sqlite_url, fragment={"batch_size": 10})
+        timeline: list[tuple[str, float, float | None]] = []
+        store = StateStore.open(sqlite_url)
+        with FragmentClient(config.fragment) as client:
+            client._http.event_hooks["request"].append(
+                lambda request: timeline.append(("sent", time.monotonic(), None))
+            )
+            client._http.event_hooks["response"].append(
+                lambda response: timeline.append(
+                    (
+                        str(response.status_code),
+                        time.monotonic(),
+                        float(response.headers["Retry-After"])
+                        if response.status_code == 429
+                        else None,
+                    )
+                )
+            )
+            summary = ConnectorRun(
+                config.connectors["helpdesk"], store, client, 10, RunOptions()
+            ).execute()
+        store.close()
+
+        assert summary.ok and summary.pushed == 50
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(50)}
+        limited = [i for i, (kind, _, _) in enumerate(timeline) if kind == "429"]
+        assert limited, "the emulator never rate-limited: the test proves nothing"
+        for index in limited:
+            _, answered_at, retry_after = timeline[index]
+            assert retry_after is not None
+            next_send = next(t for kind, t, _ in timeline[index + 1 :] if kind == "sent")
+            assert next_send - answered_at >= retry_after
+
+
+def test_5xx_and_dropped_connections_are_retried_to_the_exact_final_state(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T{i // 60:02d}:{i % 60:02d}:00Z") for i in range(200)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with Emulator(tokens=[TOKEN]) as emulator:
+        emulator.faults.update(
+            {"error_rate": 0.2, "drop_rate": 0.1, "lost_response_rate": 0.1, "seed": 7}
+        )
+        config = make_config(
+            emulator,
+            path,
+            sqlite_url,
+            fragment={"batch_size": 10, "max_attempts": 30, "max_retry_wait": "50ms"},
+        )
+        summary = sync(config)
+        assert summary.ok, summary.error
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(200)}
+        assert summary.requests > 20  # the faults really hit
+
+
+def test_fragment_down_fails_the_run_and_the_next_run_resumes(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = make_config(
+            emulator,
+            path,
+            sqlite_url,
+            fragment={"batch_size": 10, "max_attempts": 2, "max_retry_wait": "10ms"},
+        )
+        emulator.faults.error_rate = 1.0
+        down = sync(config)
+        assert not down.ok
+        assert "still failing after 2 attempts" in (down.error or "")
+        store = StateStore.open(sqlite_url)
+        assert store.watermark("helpdesk") is None
+        [run] = store.recent_runs("helpdesk")
+        assert run.outcome == "failed" and run.error == down.error
+
+        emulator.faults.error_rate = 0.0
+        up = sync(config)
+        assert up.ok and up.pushed == 30
+        assert store.watermark("helpdesk") == dt.datetime(2026, 11, 2, 9, 29, tzinfo=dt.UTC)
+        store.close()
+
+
+def test_a_bad_line_is_recorded_and_the_rest_of_the_file_goes_on(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    path = write_tickets(
+        tmp_path / "tickets.jsonl", [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(5)]
+    )
+    with path.open("a") as file:
+        file.write(
+            '{"id": 99, "subject": "no cursor"}\n{"id": 98, "updated_at": "2026-11-02T10:00:00Z"}\n'
+        )
+    summary = sync(make_config(emulator, path, sqlite_url))
+    assert summary.ok
+    assert summary.failed == 2
+    assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(5)}
+    store = StateStore.open(sqlite_url)
+    failed = {item.source_id: item for item in store.failed_items("helpdesk")}
+    assert failed["99"].field == "updated_at"
+    assert failed["98"].field == "title" and "is absent" in failed["98"].error
+    store.close()
+
+
+def test_deleted_ticket_archives_its_task(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(emulator, path, sqlite_url)
+    sync(config)
+    tickets[1] = {"id": 1, "updated_at": "2026-11-03T00:00:00Z", "deleted": True}
+    write_tickets(path, tickets)
+
+    summary = sync(config)
+
+    assert summary.pushed == 1
+    landed = tasks_by_ticket(emulator)
+    assert landed["1"]["archived"] is True
+    assert landed["1"]["fields"]["title"] == "[normal] Ticket 1"  # kept from before
+    assert landed["0"]["archived"] is False
+
+
+def test_dry_run_pushes_and_stores_nothing(
+    emulator: Emulator, demo_file: Path, sqlite_url: str
+) -> None:
+    planned: list[TaskPayload] = []
+    summary = sync(
+        make_config(emulator, demo_file, sqlite_url),
+        dry_run=True,
+        planned=lambda name, payload: planned.append(payload),
+    )
+    assert summary.pushed == len(planned) > 0
+    assert emulator.store.count() == 0
+    assert emulator.requests == []
+    store = StateStore.open(sqlite_url)
+    assert store.watermark("helpdesk") is None and store.recent_runs() == []
+    store.close()
+
+
+def test_a_wrong_token_fails_the_run_with_a_clear_message(
+    emulator: Emulator, demo_file: Path, sqlite_url: str
+) -> None:
+    summary = sync(make_config(emulator, demo_file, sqlite_url, fragment={"token": "wrong-one"}))
+    assert not summary.ok
+    assert "401" in (summary.error or "") and "fragment.token" in (summary.error or "")
+
+
+def test_the_client_sends_bearer_auth_and_a_user_agent(emulator: Emulator) -> None:
+    seen: list[httpx.Request] = []
+    config_fragment = make_config(emulator, Path("unused"), "sqlite://").fragment
+    with FragmentClient(config_fragment) as client:
+        client._http.event_hooks["request"].append(seen.append)
+        assert client.account()
+    assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert seen[0].headers["User-Agent"].startswith("fragment-sync/")
+
+
+def _ticket(number: int, updated_at: str) -> dict[str, Any]:
+    return {
+        "id": number,
+        "subject": f"Ticket {number}",
+        "priority": "normal",
+        "status": "open",
+        "assignee": None,
+        "requester": {"country": "FR"},
+        "updated_at": updated_at,
+        "deleted": False,
+    }

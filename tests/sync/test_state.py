@@ -1,0 +1,96 @@
+"""The state store on real SQLite and PostgreSQL: one transaction per checkpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from sync.state import Acked, FailedItem, StateError, StateStore
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def test_a_new_database_gets_the_latest_schema_and_no_watermark(store: StateStore) -> None:
+    assert store.watermark("helpdesk") is None
+    tables = set(sa.inspect(store.engine).get_table_names())
+    assert {"watermarks", "tasks", "runs", "failed_items", "alembic_version"} <= tables
+
+
+def test_commit_batch_stores_hashes_failures_and_watermark_together(store: StateStore) -> None:
+    store.commit_batch(
+        "helpdesk",
+        acked=[Acked("1", "uid-1", "h1", T0), Acked("2", "uid-2", "h2", T0)],
+        failed=[FailedItem("3", "uid-3", "mapping", "title", "boom", cursor="7")],
+        watermark=T0,
+    )
+    assert store.watermark("helpdesk") == T0
+    stored = store.stored_tasks("helpdesk", ["1", "2", "3"])
+    assert {k: v.content_hash for k, v in stored.items()} == {"1": "h1", "2": "h2"}
+    [failed] = store.failed_items("helpdesk")
+    assert (failed.source_id, failed.field, failed.error, failed.attempts) == (
+        "3",
+        "title",
+        "boom",
+        1,
+    )
+
+
+def test_failing_again_counts_attempts_and_acking_clears_the_failure(store: StateStore) -> None:
+    item = FailedItem("3", "uid-3", "rejected", None, "unknown user")
+    store.commit_batch("helpdesk", failed=[item])
+    store.commit_batch("helpdesk", failed=[item])
+    [failed] = store.failed_items("helpdesk")
+    assert failed.attempts == 2
+    assert failed.first_seen is not None and failed.last_seen is not None
+    assert failed.first_seen <= failed.last_seen
+    store.commit_batch("helpdesk", acked=[Acked("3", "uid-3", "h3", T0)])
+    assert store.failed_items("helpdesk") == []
+
+
+def test_rehashing_a_ticket_replaces_its_row(store: StateStore) -> None:
+    store.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "old", T0)])
+    store.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "new", T0)])
+    assert store.stored_tasks("helpdesk", ["1"])["1"].content_hash == "new"
+    assert store.task_count("helpdesk") == 1
+
+
+def test_connectors_do_not_see_each_others_state(store: StateStore) -> None:
+    store.commit_batch("a", acked=[Acked("1", "uid-a", "h", T0)], watermark=T0)
+    assert store.stored_tasks("b", ["1"]) == {}
+    assert store.watermark("b") is None
+
+
+def test_integer_watermarks_round_trip(store: StateStore) -> None:
+    store.set_watermark("versions", 1_234_567_890_123)
+    assert store.watermark("versions") == 1_234_567_890_123
+    store.set_watermark("versions", None)
+    assert store.watermark("versions") is None
+
+
+def test_runs_record_counts_and_outcome(store: StateStore) -> None:
+    run_id = store.start_run("helpdesk", "helpdesk", None)
+    store.finish_run(
+        run_id,
+        outcome="ok",
+        counts={"pulled": 5, "pushed": 3, "unchanged": 1, "failed": 1, "requests": 1},
+        watermark=T0,
+    )
+    [run] = store.recent_runs("helpdesk")
+    assert (run.outcome, run.pulled, run.pushed, run.failed) == ("ok", 5, 3, 1)
+    assert run.ended_at is not None
+
+
+def test_many_ids_are_looked_up_in_chunks(store: StateStore) -> None:
+    acked = [Acked(str(i), f"uid-{i}", f"h{i}", T0) for i in range(1_300)]
+    store.commit_batch("helpdesk", acked=acked)
+    found = store.stored_tasks("helpdesk", [str(i) for i in range(1_400)])
+    assert len(found) == 1_300
+
+
+def test_an_unreachable_state_database_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(StateError) as caught:
+        StateStore.open("postgresql+psycopg://sync:hunter2secret@127.0.0.1:1/nowhere")
+    assert "127.0.0.1" in str(caught.value)
+    assert "hunter2secret" not in str(caught.value)

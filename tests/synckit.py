@@ -1,0 +1,98 @@
+"""The shared test kit: ticket files, configs pointing at the emulator, views of what landed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sync.config import Config, build_config
+from sync.emulator import Emulator
+
+TOKEN = "test-token-7c1f9e2ab4"
+
+MAPPING: dict[str, Any] = {
+    "title": "[{priority}] {subject}",
+    "url": "https://support.example.com/tickets/{id}",
+    "status": "status",
+    "status_map": {
+        "new": "TODO",
+        "open": "TODO",
+        "pending": "STARTED",
+        "hold": "STARTED",
+        "solved": "DONE",
+        "closed": "DONE",
+    },
+    "assignee_email": "assignee",
+    "due_at": "due_at",
+    "external_updated_at": "updated_at",
+    "fields": {"country": "requester.country", "priority": "priority"},
+}
+
+
+def write_tickets(path: Path, tickets: Iterable[dict[str, Any]]) -> Path:
+    """Write `tickets` as JSON Lines at `path`."""
+    path.write_text("".join(json.dumps(t, sort_keys=True) + "\n" for t in tickets))
+    return path
+
+
+def read_tickets(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_config(
+    emulator: Emulator,
+    tickets: Path,
+    state_url: str,
+    *,
+    fragment: dict[str, Any] | None = None,
+    mapping: dict[str, Any] | None = None,
+    connector: dict[str, Any] | None = None,
+    name: str = "helpdesk",
+) -> Config:
+    """A config syncing the JSONL file `tickets` into `emulator`."""
+    raw = {
+        "fragment": {
+            "url": emulator.base_url,
+            "token": TOKEN,
+            "requests_per_minute": 100_000,
+            "max_retry_wait": "5s",
+            **(fragment or {}),
+        },
+        "state": {"url": state_url},
+        "connectors": {
+            name: {
+                "kind": "jsonl",
+                "path": str(tickets),
+                "deleted_field": "deleted",
+                "mapping": MAPPING if mapping is None else mapping,
+                **(connector or {}),
+            }
+        },
+    }
+    return build_config(raw, source="test")
+
+
+def tasks_by_ticket(emulator: Emulator, field: str = "ticket_id") -> dict[str, dict[str, Any]]:
+    """Every task in the emulator, by the source id it carries; fails on a duplicate."""
+    found: dict[str, dict[str, Any]] = {}
+    for task in emulator.store.all_tasks():
+        key = str(task["fields"][field])
+        assert key not in found, f"ticket {key} is in Fragment twice"
+        found[key] = task
+    return found
+
+
+def live_ids(tickets: Iterable[dict[str, Any]]) -> set[str]:
+    """The ids of the tickets that are not deleted."""
+    return {str(t["id"]) for t in tickets if not t.get("deleted")}
+
+
+def pushed_items(emulator: Emulator) -> int:
+    """How many task items were sent in accepted PUT /tasks/batch requests."""
+    return sum(
+        r["items"] or 0
+        for r in emulator.requests
+        if r["method"] == "PUT" and r["path"].endswith("/tasks/batch") and r["status"] == 200
+    )

@@ -30,8 +30,14 @@ log = structlog.get_logger("sync.cli")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["emulator"]:
+        # The emulator has its own flags (faults, users, rate limit): one parser, one place.
+        from sync.emulator.__main__ import main as emulator_main
+
+        return emulator_main(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_CONFIG
@@ -40,10 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _configure_logging(None)
         log.error("config_error", key=exc.key, error=str(exc))
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except StateError as exc:
-        print(f"state error (state.url): {exc}", file=sys.stderr)
+        print(f"state error (state.url): {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 
@@ -82,9 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     uid.add_argument("source_id")
     uid.set_defaults(handler=_uid)
 
-    failures = commands.add_parser("failures", help="list or drop failed items")
+    failures = commands.add_parser("failures", help="list, retry or drop failed items")
     _config_flag(failures)
-    failures.add_argument("action", nargs="?", choices=["list", "drop"], default="list")
+    failures.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
     failures.add_argument("--connector", metavar="NAME")
     failures.add_argument("--json", action="store_true")
     failures.set_defaults(handler=_failures)
@@ -92,12 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     connectors = commands.add_parser("connectors", help="list the installed connector kinds")
     connectors.set_defaults(handler=_connectors)
 
-    emulator = commands.add_parser("emulator", help="serve the Fragment API emulator")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8400)
-    emulator.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
-    emulator.add_argument("--token", action="append", help="accepted bearer token (repeat)")
-    emulator.set_defaults(handler=_emulator)
+    commands.add_parser(
+        "emulator",
+        help="serve the Fragment API emulator (python -m sync emulator --help for its flags)",
+        add_help=False,
+    )
 
     db = commands.add_parser("db", help="state database maintenance")
     _config_flag(db)
@@ -180,7 +185,6 @@ def _run(args: argparse.Namespace) -> int:
         )
         with _stop_on_signals(stop):
             summaries = run_once(config, store, names, options)
-        progress.close()
         store.close()
     ok = all(s.ok for s in summaries)
     if args.json:
@@ -198,7 +202,7 @@ def _print_plan(name: str, payload: Any) -> None:
 def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
     verb = "would push" if dry_run else "pushed"
     for s in summaries:
-        status = "ok" if s.ok else f"FAILED: {s.error}"
+        status = "ok" if s.ok else f"FAILED: {logs.redact(s.error or '')}"
         print(
             f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}, "
             f"failed {s.failed}, watermark {s.watermark or '-'} in {s.duration_s:.1f}s "
@@ -288,7 +292,15 @@ def _uid(args: argparse.Namespace) -> int:
 def _failures(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _open_state(config)
+    if args.connector and args.connector not in config.connectors:
+        raise ConfigError("--connector", f"no connector named {args.connector!r}")
     names = [args.connector] if args.connector else list(config.connectors)
+    if args.action == "retry":
+        from sync.run import RunOptions, run_once
+
+        summaries = run_once(config, store, names, RunOptions(retry_only=True))
+        _print_summaries(summaries, dry_run=False)
+        return EXIT_OK if all(s.ok for s in summaries) else EXIT_FAILED
     if args.action == "drop":
         for name in names:
             dropped = store.drop_failed(config.connectors[name].uid_namespace)
@@ -329,14 +341,6 @@ def _connectors(_args: argparse.Namespace) -> int:
 
     for kind, cls in available().items():
         print(f"{kind:12} {cls.summary}")
-    return EXIT_OK
-
-
-def _emulator(args: argparse.Namespace) -> int:
-    from sync.emulator import serve
-
-    _configure_logging(None)
-    serve(host=args.host, port=args.port, db=args.db, tokens=args.token or ["dev-token"])
     return EXIT_OK
 
 

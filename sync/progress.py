@@ -12,7 +12,7 @@ log = structlog.get_logger("sync.progress")
 
 
 class Progress:
-    """Called by the run loop with (connector, consumed, expected total or None)."""
+    """The run loop's `ProgressReporter`: updated per chunk of tickets, finished per pass."""
 
     def __init__(self, stream: TextIO | None = None, every: float = 10.0) -> None:
         self.stream = stream or sys.stderr
@@ -22,7 +22,7 @@ class Progress:
         self._last_report = 0.0
         self._drawn = False
 
-    def __call__(self, name: str, consumed: int, expected: int | None) -> None:
+    def update(self, name: str, consumed: int, expected: int | None) -> None:
         now = time.monotonic()
         started = self._started.setdefault(name, now)
         rate = consumed / (now - started) if now > started else 0.0
@@ -49,8 +49,9 @@ class Progress:
         self.stream.flush()
         self._drawn = True
 
-    def close(self) -> None:
+    def finish(self, name: str) -> None:
         """End the bar's line so the next output starts clean."""
+        self._started.pop(name, None)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -73,16 +73,22 @@ class RunSummary:
         return asdict(self)
 
 
-ProgressHook = Callable[[str, int, int | None], None]
-"""Called as (connector name, tickets consumed so far, expected total or None)."""
+class ProgressReporter(Protocol):
+    """Told how far each pass has got (`sync.progress.Progress` draws it)."""
+
+    def update(self, name: str, consumed: int, expected: int | None) -> None: ...
+
+    def finish(self, name: str) -> None: ...
 
 
 @dataclass
 class RunOptions:
     full: bool = False
     dry_run: bool = False
+    retry_only: bool = False
+    """Only retry the failed items; pull nothing new (`failures retry`)."""
     planned: Callable[[str, TaskPayload], None] | None = None
-    progress: ProgressHook | None = None
+    progress: ProgressReporter | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -132,7 +138,8 @@ class ConnectorRun:
         try:
             source = connector_class(self.config.kind)(self.name, self.config.options)
             self._retry_failed()
-            self._pull(source)
+            if not self.options.retry_only:
+                self._pull(source)
         except RunInterrupted as exc:
             outcome, error = "interrupted", str(exc)
         except (SourceError, FragmentError) as exc:
@@ -143,6 +150,8 @@ class ConnectorRun:
         finally:
             if source is not None:
                 source.close()
+            if self.options.progress:
+                self.options.progress.finish(self.name)
         summary = RunSummary(
             name=self.name,
             ok=outcome == "ok",
@@ -211,7 +220,7 @@ class ConnectorRun:
                 if len(self._pending) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
                     self._flush(watermark=checkpoint.safe())
             if self.options.progress:
-                self.options.progress(self.name, consumed, expected)
+                self.options.progress.update(self.name, consumed, expected)
         self._flush(watermark=checkpoint.complete())
 
     @property

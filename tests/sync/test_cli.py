@@ -1,0 +1,224 @@
+"""The command line, run as a real process: exit codes, JSON output, the demo, the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from synckit import TOKEN, tasks_by_ticket, write_tickets
+
+from sync.emulator import Emulator
+from sync.mapping import task_uid
+
+SECRET = "s3cr3t-fragment-token-XYZ"
+
+
+def sync_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(directory: Path, emulator: Emulator, extra: str = "", **values: Any) -> Path:
+    tickets = write_tickets(
+        directory / "tickets.jsonl",
+        [
+            {"id": i, "subject": f"Printer {i} jammed", "updated_at": f"2026-11-02T09:{i:02d}:00Z"}
+            for i in range(12)
+        ],
+    )
+    text = f"""
+[fragment]
+url = "{emulator.base_url}"
+token = "{values.get("token", "${FRAGMENT_TOKEN}")}"
+max_attempts = 2
+max_retry_wait = "10ms"
+
+[state]
+url = "{values.get("state", f"sqlite:///{directory / 'state.db'}")}"
+
+[logging]
+level = "{values.get("level", "info")}"
+
+[connectors.helpdesk]
+kind = "jsonl"
+path = "{tickets}"
+uid_namespace = "{values.get("namespace", "helpdesk")}"
+schedule = {{ interval = "1s" }}
+
+[connectors.helpdesk.mapping]
+title = "{{subject}}"
+{extra}
+"""
+    path = directory / "sync.toml"
+    path.write_text(text)
+    return path
+
+
+def test_with_no_config_the_demo_runs_and_a_second_run_pushes_nothing(tmp_path: Path) -> None:
+    first = sync_cli("run", "--once", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)  # stdout is exactly one JSON document
+    assert report["ok"] is True
+    [demo] = report["connectors"]
+    assert demo["name"] == "demo"
+    assert demo["pulled"] == 1200
+    assert demo["pushed"] + demo["unchanged"] == 1200
+    assert demo["pushed"] > 1100
+    assert "built-in demo" in first.stderr
+    assert set(demo) >= {
+        "name",
+        "pulled",
+        "pushed",
+        "unchanged",
+        "failed",
+        "watermark",
+        "duration_s",
+    }
+
+    second = sync_cli("run", "--once", "--json", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["connectors"][0]["pushed"] == 0
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    config.write_text(
+        config.read_text().replace('schedule = { interval = "1s" }', "batch_size = 0")
+    )
+    result = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "connectors.helpdesk.batch_size" in result.stderr
+    assert emulator.requests == []
+
+
+def test_an_unreachable_state_database_exits_2_without_its_password(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(
+        tmp_path, emulator, token=TOKEN, state="postgresql+psycopg://sync:pw-9f8e7d@127.0.0.1:9/x"
+    )
+    result = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "state.url" in result.stderr
+    assert "pw-9f8e7d" not in result.stderr + result.stdout
+
+
+def test_run_once_syncs_and_status_reports_it(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    result = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "helpdesk: pulled 12, pushed 12" in result.stdout
+    assert len(tasks_by_ticket(emulator)) == 12
+
+    status = sync_cli("status", "--json", "--config", str(config), cwd=tmp_path)
+    [row] = json.loads(status.stdout)
+    assert row["name"] == "helpdesk"
+    assert row["watermark"].startswith("2026-11-02T09:11:00")
+    assert row["tasks"] == 12
+    assert row["last_run"]["outcome"] == "ok"
+    table = sync_cli("status", "--config", str(config), cwd=tmp_path)
+    assert "helpdesk" in table.stdout and "ok at" in table.stdout
+
+
+def test_a_failing_connector_exits_1_and_the_others_still_sync(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    broken = '\n[connectors.broken]\nkind = "jsonl"\npath = "/nonexistent/tickets.jsonl"\n'
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    config.write_text(config.read_text() + broken)
+    result = sync_cli("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    report = {c["name"]: c for c in json.loads(result.stdout)["connectors"]}
+    assert report["broken"]["ok"] is False
+    assert "/nonexistent/tickets.jsonl" in report["broken"]["error"]
+    assert report["helpdesk"]["ok"] is True
+    assert report["helpdesk"]["pushed"] == 12
+
+
+def test_dry_run_prints_the_tasks_and_pushes_nothing(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    result = sync_cli("run", "--once", "--dry-run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    planned = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(planned) == 12
+    assert planned[0]["would_push"]["fields"]["title"] == "Printer 0 jammed"
+    assert emulator.store.count() == 0
+
+
+def test_uid_prints_the_task_uid_honouring_the_pinned_namespace(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN, namespace="zendesk-eu")
+    result = sync_cli("uid", "helpdesk", "4242", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == task_uid("zendesk-eu", "4242")
+
+
+def test_connectors_lists_the_built_in_kinds(tmp_path: Path) -> None:
+    result = sync_cli("connectors", cwd=tmp_path)
+    kinds = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"jsonl", "csv"} <= kinds
+
+
+def test_secrets_never_reach_the_logs_even_when_things_fail(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(tmp_path, emulator, level="debug")
+    result = sync_cli(
+        "run", "--once", "--config", str(config), cwd=tmp_path, env={"FRAGMENT_TOKEN": SECRET}
+    )
+    assert result.returncode == 1  # Fragment refuses the token
+    output = result.stdout + result.stderr
+    assert "401" in output
+    assert SECRET not in output
+    check = sync_cli("check", "--config", str(config), cwd=tmp_path, env={"FRAGMENT_TOKEN": SECRET})
+    assert "FAILED" in check.stdout
+    assert SECRET not in check.stdout + check.stderr
+
+
+def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "sync", "run", "--config", str(config)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while emulator.store.count() < 12 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert emulator.store.count() == 12
+        time.sleep(2.5)  # a few more scheduled passes, each pushing nothing
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, stderr
+    assert "daemon_stopped" in stderr
+    finished = [line for line in stderr.splitlines() if "run_finished" in line]
+    assert len(finished) >= 2
+    assert len(tasks_by_ticket(emulator)) == 12

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import math
 import random
 import threading
 import time
@@ -123,10 +124,13 @@ class RequestBudget:
 
     @classmethod
     def per_minute(cls, rate: float, stop: threading.Event | None = None) -> RequestBudget:
-        """A budget of `rate` requests a minute, spread so bursts stay small."""
-        if rate >= 1:
-            return cls(max(1, int(rate)), 60.0, stop=stop)
-        return cls(1, 60.0 / rate, stop=stop)
+        """A budget of `rate` requests a minute, in bursts of at most a tenth of it.
+
+        Spreading the minute's requests over ten windows keeps us clear of a
+        server that counts over a shorter window than the minute it documents.
+        """
+        burst = max(1, math.ceil(rate / 10))
+        return cls(burst, 60.0 * burst / rate, stop=stop)
 
     def hold(self, seconds: float) -> None:
         """Send nothing for `seconds` from now (the server said so)."""

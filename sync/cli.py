@@ -1,8 +1,8 @@
 """The command line: `python -m sync …` and the `fragment-sync` script.
 
 Sits on top of everything; nothing imports it. Exit codes: 0 every connector
-succeeded, 1 some connector failed, 2 the configuration (or the state
-database it names) is unusable, 130 interrupted before any work.
+succeeded, 1 some connector failed or was stopped (its checkpoint is intact),
+2 the configuration (or the state database it names) is unusable.
 """
 
 from __future__ import annotations

@@ -217,6 +217,24 @@ class ConnectorConfig(BaseModel):
     def kind(self) -> str:
         return self.settings.kind
 
+    def fingerprint(self) -> str:
+        """A hash of what decides the tasks this connector produces: kind, options, mapping.
+
+        When it differs from the one stored with the last complete pass, the
+        next pass reads everything again (the hash diff then pushes only the
+        tasks the change really altered). Secrets enter it masked.
+        """
+        import hashlib
+        import json
+
+        decisive = {
+            "kind": self.kind,
+            "options": self.options.model_dump(mode="json"),
+            "mapping": self.settings.mapping.model_dump(mode="json"),
+        }
+        text = json.dumps(decisive, sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
 
 class Config(BaseModel):
     """The validated configuration the rest of the engine reads."""

@@ -229,7 +229,12 @@ class FragmentClient:
                 self.stats.rate_limited += 1
                 assert isinstance(outcome, httpx.Response)
                 asked = wait_from_headers(outcome.headers)
-                wait = min(cap, MIN_WAIT if asked is None else asked)
+                wait = MIN_WAIT if asked is None else asked
+                if wait > cap:
+                    raise FragmentUnavailable(
+                        f"Fragment asked to wait {wait:.0f}s (Retry-After), longer than "
+                        f"fragment.max_retry_wait ({cap:.0f}s); the next run resumes"
+                    )
                 # Nothing at all goes out before the server's time is up.
                 self.budget.hold(wait)
             else:

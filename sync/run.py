@@ -197,7 +197,14 @@ class ConnectorRun:
         self._flush(watermark=None)
 
     def _pull(self, source: Connector) -> None:
-        since = None if self.options.full else pull_bound(self.watermark, self._lookback)
+        fingerprint = self.config.fingerprint()
+        full = self.options.full
+        stored = self.store.settings_fingerprint(self.namespace)
+        if not full and self.watermark is not None and stored != fingerprint:
+            # A changed mapping alters tasks behind the watermark too: read them all again.
+            self.log.info("settings_changed", detail="reading every ticket again")
+            full = True
+        since = None if full else pull_bound(self.watermark, self._lookback)
         checkpoint = Checkpoint(ordered=type(source).ordered)
         expected = source.estimate(since)
         self.log.info("pull_started", since=None if since is None else encode(since))
@@ -221,7 +228,7 @@ class ConnectorRun:
                     self._flush(watermark=checkpoint.safe())
             if self.options.progress:
                 self.options.progress.update(self.name, consumed, expected)
-        self._flush(watermark=checkpoint.complete())
+        self._flush(watermark=checkpoint.complete(), fingerprint=fingerprint)
 
     @property
     def _lookback(self) -> Any:
@@ -302,8 +309,12 @@ class ConnectorRun:
 
     # The checkpoint
 
-    def _flush(self, watermark: Cursor | None) -> None:
-        """Push what is pending, then record it all in one transaction."""
+    def _flush(self, watermark: Cursor | None, fingerprint: str | None = None) -> None:
+        """Push what is pending, then record it all in one transaction.
+
+        `fingerprint` is given once the whole pass is through: it records the
+        settings the pass ran with.
+        """
         batch, self._pending = self._pending, []
         failures, self._failures = self._failures, []
         resolved, self._resolved = self._resolved, []
@@ -328,6 +339,7 @@ class ConnectorRun:
             failed=failures,
             resolved=resolved,
             watermark=new_watermark if new_watermark != self.watermark else None,
+            fingerprint=fingerprint,
         )
         self.watermark = new_watermark
 

@@ -64,9 +64,9 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
     """The session's PostgreSQL database, emptied of state tables after each test."""
     yield postgres_database
     engine = sa.create_engine(postgres_database)
-    with engine.begin() as conn:
-        for table in ("failed_items", "runs", "tasks", "watermarks", "alembic_version"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    tables.drop_all(engine)
     engine.dispose()
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
-from sync.state.schema import failed_items, runs, tasks, watermarks
+from sync.state.schema import connectors, failed_items, runs, tasks, watermarks
 from sync.watermark import cursor_kind, decode, encode
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -186,12 +186,14 @@ class StateStore:
         failed: Sequence[FailedItem] = (),
         resolved: Sequence[str] = (),
         watermark: Cursor | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         """Record one acknowledged batch, in one transaction.
 
         Stores the hashes of `acked`, adds or updates `failed`, clears the
-        failed items `resolved` (and those of every acked ticket), and moves
-        the watermark to `watermark` when given.
+        failed items `resolved` (and those of every acked ticket), moves the
+        watermark to `watermark` when given, and records `fingerprint` as the
+        settings of a complete pass when given.
         """
         now = utcnow()
         with self.engine.begin() as conn:
@@ -220,6 +222,23 @@ class StateStore:
                 _record_failures(conn, connector, failed, now)
             if watermark is not None:
                 _save_watermark(conn, connector, watermark)
+            if fingerprint is not None:
+                row = {
+                    "connector": connector,
+                    "settings_fingerprint": fingerprint,
+                    "full_pass_at": now,
+                }
+                _upsert(conn, connectors, [row], keys=("connector",))
+
+    def settings_fingerprint(self, connector: str) -> str | None:
+        """The fingerprint of the settings the connector's last complete pass ran with."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(connectors.c.settings_fingerprint).where(
+                    connectors.c.connector == connector
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
 
     # Failed items
 
@@ -328,25 +347,26 @@ def _engine(url: str) -> Engine:
 def _upsert(
     conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]
 ) -> None:
-    """Insert `rows`, replacing the non-key columns of rows whose keys exist."""
+    """Insert `rows`, replacing the given non-key columns of rows whose keys exist."""
+    given = [c for c in table.columns if c.name in rows[0] and c.name not in keys]
     dialect = conn.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 
         lite = sqlite.insert(table)
-        updates = {c.name: lite.excluded[c.name] for c in table.columns if c.name not in keys}
+        updates = {c.name: lite.excluded[c.name] for c in given}
         conn.execute(lite.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
     elif dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         pg = postgresql.insert(table)
-        updates = {c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
+        updates = {c.name: pg.excluded[c.name] for c in given}
         conn.execute(pg.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
     elif dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects import mysql
 
         my = mysql.insert(table)
-        updates = {c.name: my.inserted[c.name] for c in table.columns if c.name not in keys}
+        updates = {c.name: my.inserted[c.name] for c in given}
         conn.execute(my.on_duplicate_key_update(**updates), rows)
     else:
         key_columns = [table.c[k] for k in keys]

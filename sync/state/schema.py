@@ -70,3 +70,12 @@ failed_items = sa.Table(
     sa.Column("first_seen", UTC_TIME, nullable=False),
     sa.Column("last_seen", UTC_TIME, nullable=False),
 )
+
+connectors = sa.Table(
+    "connectors",
+    metadata,
+    sa.Column("connector", ID, primary_key=True),
+    # The hash of the settings the last complete pass ran with (see sync.run).
+    sa.Column("settings_fingerprint", sa.String(32), nullable=False),
+    sa.Column("full_pass_at", UTC_TIME, nullable=False),
+)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from synckit import (
+    MAPPING,
     TOKEN,
     live_ids,
     make_config,
@@ -371,3 +372,20 @@ def _ticket(number: int, updated_at: str) -> dict[str, Any]:
         "updated_at": updated_at,
         "deleted": False,
     }
+
+
+def test_a_changed_mapping_rereads_everything_and_pushes_what_it_changed(
+    emulator: Emulator, demo_file: Path, sqlite_url: str
+) -> None:
+    assert sync(make_config(emulator, demo_file, sqlite_url)).ok
+    unchanged_config = sync(make_config(emulator, demo_file, sqlite_url))
+    assert unchanged_config.pulled <= 1  # only the inclusive boundary is read again
+
+    mapping = {**MAPPING, "fields": {**MAPPING["fields"], "channel": "channel"}}
+    changed = sync(make_config(emulator, demo_file, sqlite_url, mapping=mapping))
+
+    live = live_ids(read_tickets(demo_file))
+    assert changed.pulled == len(read_tickets(demo_file))
+    assert changed.pushed == len(live)
+    assert all(t["fields"]["channel"] for t in tasks_by_ticket(emulator).values())
+    assert sync(make_config(emulator, demo_file, sqlite_url, mapping=mapping)).pulled <= 1

@@ -94,3 +94,20 @@ def test_an_unreachable_state_database_is_a_clear_error_without_the_password() -
         StateStore.open("postgresql+psycopg://sync:hunter2secret@127.0.0.1:1/nowhere")
     assert "127.0.0.1" in str(caught.value)
     assert "hunter2secret" not in str(caught.value)
+
+
+def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state(
+    state_url: str,
+) -> None:
+    old = StateStore.open(state_url, upgrade=False)
+    old.upgrade("0001")
+    old.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "h1", T0)], watermark=T0)
+    old.close()
+
+    upgraded = StateStore.open(state_url)
+
+    assert upgraded.watermark("helpdesk") == T0
+    assert upgraded.stored_tasks("helpdesk", ["1"])["1"].content_hash == "h1"
+    upgraded.commit_batch("helpdesk", fingerprint="f" * 32)
+    assert upgraded.settings_fingerprint("helpdesk") == "f" * 32
+    upgraded.close()

@@ -199,8 +199,8 @@ class ConnectorRun:
     def _pull(self, source: Connector) -> None:
         fingerprint = self.config.fingerprint()
         full = self.options.full
-        stored = self.store.settings_fingerprint(self.namespace)
-        if not full and self.watermark is not None and stored != fingerprint:
+        last_fingerprint = self.store.settings_fingerprint(self.namespace)
+        if not full and self.watermark is not None and last_fingerprint != fingerprint:
             # A changed mapping alters tasks behind the watermark too: read them all again.
             self.log.info("settings_changed", detail="reading every ticket again")
             full = True

@@ -15,6 +15,32 @@ from typing import Any
 from sync.config import Config, build_config
 
 DEMO_DIR = Path(".sync")
+DEMO_MAPPING: dict[str, Any] = {
+    "title": "[{priority}] {subject}",
+    "url": "https://support.example.com/tickets/{id}",
+    "status": "status",
+    "status_map": {
+        "new": "TODO",
+        "open": "TODO",
+        "pending": "STARTED",
+        "hold": "STARTED",
+        "solved": "DONE",
+        "closed": "DONE",
+    },
+    "due_at": "due_at",
+    "assignee_email": "assignee",
+    "external_created_at": "created_at",
+    "external_updated_at": "updated_at",
+    "fields": {
+        "country": "requester.country",
+        "requesterEmail": "requester.email",
+        "priority": "priority",
+        "Support Group": "group",
+        "channel": "channel",
+        "tags": "tags",
+    },
+}
+"""How the demo maps its tickets; the tests use it too."""
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 (the in-process emulator's only token)
 
 
@@ -29,31 +55,7 @@ def demo_config(base_url: str, directory: Path = DEMO_DIR) -> Config:
                 "kind": "jsonl",
                 "path": str(tickets),
                 "deleted_field": "deleted",
-                "mapping": {
-                    "title": "[{priority}] {subject}",
-                    "url": "https://support.example.com/tickets/{id}",
-                    "status": "status",
-                    "status_map": {
-                        "new": "TODO",
-                        "open": "TODO",
-                        "pending": "STARTED",
-                        "hold": "STARTED",
-                        "solved": "DONE",
-                        "closed": "DONE",
-                    },
-                    "due_at": "due_at",
-                    "assignee_email": "assignee",
-                    "external_created_at": "created_at",
-                    "external_updated_at": "updated_at",
-                    "fields": {
-                        "country": "requester.country",
-                        "requesterEmail": "requester.email",
-                        "priority": "priority",
-                        "Support Group": "group",
-                        "channel": "channel",
-                        "tags": "tags",
-                    },
-                },
+                "mapping": DEMO_MAPPING,
             }
         },
     }

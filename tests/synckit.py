@@ -7,28 +7,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sync.builtin_demo import DEMO_MAPPING
 from sync.config import Config, build_config
 from sync.emulator import Emulator
 
 TOKEN = "test-token-7c1f9e2ab4"
 
-MAPPING: dict[str, Any] = {
-    "title": "[{priority}] {subject}",
-    "url": "https://support.example.com/tickets/{id}",
-    "status": "status",
-    "status_map": {
-        "new": "TODO",
-        "open": "TODO",
-        "pending": "STARTED",
-        "hold": "STARTED",
-        "solved": "DONE",
-        "closed": "DONE",
-    },
-    "assignee_email": "assignee",
-    "due_at": "due_at",
-    "external_updated_at": "updated_at",
-    "fields": {"country": "requester.country", "priority": "priority"},
-}
+MAPPING = DEMO_MAPPING
 
 
 def write_tickets(path: Path, tickets: Iterable[dict[str, Any]]) -> Path:

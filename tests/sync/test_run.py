@@ -381,11 +381,11 @@ def test_a_changed_mapping_rereads_everything_and_pushes_what_it_changed(
     unchanged_config = sync(make_config(emulator, demo_file, sqlite_url))
     assert unchanged_config.pulled <= 1  # only the inclusive boundary is read again
 
-    mapping = {**MAPPING, "fields": {**MAPPING["fields"], "channel": "channel"}}
+    mapping = {**MAPPING, "fields": {**MAPPING["fields"], "summary": "description"}}
     changed = sync(make_config(emulator, demo_file, sqlite_url, mapping=mapping))
 
     live = live_ids(read_tickets(demo_file))
     assert changed.pulled == len(read_tickets(demo_file))
     assert changed.pushed == len(live)
-    assert all(t["fields"]["channel"] for t in tasks_by_ticket(emulator).values())
+    assert all(t["fields"]["summary"] for t in tasks_by_ticket(emulator).values())
     assert sync(make_config(emulator, demo_file, sqlite_url, mapping=mapping)).pulled <= 1

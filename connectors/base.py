@@ -14,6 +14,7 @@ acknowledged batch. A connector that cannot promise the order sets
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,9 +71,16 @@ class Connector:
     Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
     ordered: ClassVar[bool] = True
 
-    def __init__(self, name: str, options: ConnectorOptions) -> None:
+    default_mapping: ClassVar[dict[str, Any]] = {}
+    """The mapping a user gets without writing one; each key can be overridden in config."""
+
+    def __init__(
+        self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
+    ) -> None:
         self.name = name
         self.options = options
+        self.stop = stop or threading.Event()
+        """Set when the run must stop: long waits (rate limits) end early on it."""
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
         """Yield the tickets whose cursor is at or after `since` (all when None).

@@ -14,3 +14,7 @@ class SourceError(Exception):
         super().__init__(f"connector {connector!r}: {message}")
         self.connector = connector
         self.reason = message
+
+
+class StopRequested(Exception):
+    """A stop was requested (SIGTERM, a timeout) while a connector waited; not a failure."""

@@ -22,25 +22,38 @@ class UnknownConnectorKind(LookupError):
 
 
 @cache
-def available() -> dict[str, type[Connector]]:
-    """Every installed connector class by kind, sorted by kind.
-
-    Raises `TypeError` when an entry point does not name a `Connector` subclass.
-    """
+def _discover() -> tuple[dict[str, type[Connector]], dict[str, str]]:
     found: dict[str, type[Connector]] = {}
+    broken: dict[str, str] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            broken[entry.name] = f"{entry.value} failed to load: {type(exc).__name__}: {exc}"
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise TypeError(f"entry point {entry.name!r} ({entry.value}) is not a Connector class")
+            broken[entry.name] = f"{entry.value} is not a Connector class"
+            continue
         found[entry.name] = cls
-    return dict(sorted(found.items()))
+    return dict(sorted(found.items())), broken
+
+
+def available() -> dict[str, type[Connector]]:
+    """Every installed connector class that loads, by kind, sorted by kind."""
+    return _discover()[0]
+
+
+def broken() -> dict[str, str]:
+    """Installed connector kinds that failed to load, with the reason."""
+    return _discover()[1]
 
 
 def connector_class(kind: str) -> type[Connector]:
     """The connector class for `kind`; raises `UnknownConnectorKind` naming the known ones."""
-    classes = available()
-    try:
+    classes, failed = _discover()
+    if kind in classes:
         return classes[kind]
-    except KeyError:
-        known = ", ".join(classes) or "none installed"
-        raise UnknownConnectorKind(f"unknown connector kind {kind!r} (known: {known})") from None
+    if kind in failed:
+        raise UnknownConnectorKind(f"connector kind {kind!r} is installed but {failed[kind]}")
+    known = ", ".join(classes) or "none installed"
+    raise UnknownConnectorKind(f"unknown connector kind {kind!r} (known: {known})")

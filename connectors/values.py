@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
+
+from pydantic import BeforeValidator
 
 from connectors.base import Cursor
 
@@ -90,3 +93,33 @@ def isoformat(moment: dt.datetime) -> str:
     """`moment` in UTC as ISO 8601 with a `Z`, microseconds only when present."""
     text = moment.astimezone(dt.UTC).isoformat()
     return text.replace("+00:00", "Z")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """`value` ("90s", "5m", "1h30m", "250ms", or a number of seconds) as a timedelta.
+
+    Raises `ValueError` for anything else, including negative durations.
+    """
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        parts = list(_DURATION.finditer(text))
+        if not parts or "".join(p.group(0) for p in parts) != text:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
+        seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
+    else:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
+    if seconds < 0:
+        raise ValueError("a duration can't be negative")
+    return dt.timedelta(seconds=seconds)
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+"""A config duration: "90s", "5m", "1h30m", "250ms", or a number of seconds."""

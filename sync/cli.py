@@ -337,10 +337,12 @@ def _failed_json(item: Any) -> dict[str, Any]:
 
 
 def _connectors(_args: argparse.Namespace) -> int:
-    from connectors.registry import available
+    from connectors.registry import available, broken
 
     for kind, cls in available().items():
         print(f"{kind:12} {cls.summary}")
+    for kind, reason in broken().items():
+        print(f"{kind:12} BROKEN: {reason}")
     return EXIT_OK
 
 

@@ -21,11 +21,10 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -37,6 +36,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from connectors.base import ConnectorOptions
 from connectors.registry import UnknownConnectorKind, connector_class
+from connectors.values import Duration
 from sync.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
@@ -44,35 +44,8 @@ FRAGMENT_URL = "https://api.onfragment.com/api/v1"
 STATUSES = ("TODO", "STARTED", "DONE")
 Status = Literal["TODO", "STARTED", "DONE"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def parse_duration(value: Any) -> dt.timedelta:
-    """`value` ("90s", "5m", "1h30m", "250ms", or a number of seconds) as a timedelta.
-
-    Raises `ValueError` for anything else, including negative durations.
-    """
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip().replace(" ", "")
-        parts = list(_DURATION.finditer(text))
-        if not parts or "".join(p.group(0) for p in parts) != text:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
-        seconds = sum(float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()] for p in parts)
-    else:
-        raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)")
-    if seconds < 0:
-        raise ValueError("a duration can't be negative")
-    return dt.timedelta(seconds=seconds)
-
-
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 
 
 class _Section(BaseModel):
@@ -332,11 +305,28 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
         options = cls.Options.model_validate(settings.model_extra or {})
     except ValidationError as exc:
         raise _config_error(exc, prefix=key) from None
+    if cls.default_mapping:
+        settings = settings.model_copy(
+            update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
+        )
     # Imported here: mapping imports this module for its settings types.
     from sync.mapping import check_mapping
 
     check_mapping(settings.mapping, key=f"{key}.mapping")
     return ConnectorConfig(name=name, settings=settings, options=options)
+
+
+def _with_defaults(defaults: Mapping[str, Any], mapping: MappingSettings) -> MappingSettings:
+    """The connector's default mapping, overridden key by key by what the user wrote.
+
+    `fields` and `status_map` merge entry by entry, so a user adds one custom
+    field without restating the connector's others.
+    """
+    chosen = mapping.model_dump(include=mapping.model_fields_set)
+    merged = {**defaults, **chosen}
+    for table in ("fields", "status_map"):
+        merged[table] = {**defaults.get(table, {}), **chosen.get(table, {})}
+    return MappingSettings.model_validate(merged)
 
 
 def _check_namespaces_unique(connectors: Mapping[str, ConnectorConfig]) -> None:

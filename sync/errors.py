@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from connectors.errors import StopRequested
+
 
 class SyncError(Exception):
     """Base of every error fragment-sync raises on purpose."""
@@ -48,5 +50,5 @@ class FragmentAuthError(FragmentError):
     """Fragment refused the token (401/403); nothing will go through until it is fixed."""
 
 
-class RunInterrupted(SyncError):
+class RunInterrupted(SyncError, StopRequested):
     """A stop was requested; the run ended after its batch in flight, state saved."""

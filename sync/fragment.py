@@ -10,79 +10,36 @@ state or watermarks.
 
 from __future__ import annotations
 
-import enum
 import json
-import random
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import structlog
 
-from connectors.ratelimit import MIN_WAIT, RequestBudget, backoff_delay, wait_from_headers
+from connectors.errors import StopRequested
+from connectors.http.policy import TRANSIENT, Action, Policy, Rule, classify
+from connectors.http.session import HttpSession, RequestFailed, RetrySettings
+from connectors.ratelimit import RequestBudget
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
 
-log = structlog.get_logger("sync.fragment")
-
-
-class Action(enum.Enum):
-    """What the client does with an answer."""
-
-    ACCEPT = "accept"
-    RETRY = "retry"  # transient: back off and send again
-    RATE_LIMITED = "rate_limited"  # wait what the server says, then send again
-    REJECT = "reject"  # the items are invalid: isolate the bad ones
-    FAIL_AUTH = "fail_auth"  # nothing will work until the token is fixed
-    FAIL = "fail"  # a bug or a misconfiguration: stop this run
-
-
-@dataclass(frozen=True)
-class Rule:
-    action: Action
-    meaning: str
-
-
-RETRY_POLICY: dict[int | type[Exception], Rule] = {
-    200: Rule(Action.ACCEPT, "applied"),
+RETRY_POLICY: Policy = {
+    **TRANSIENT,
     400: Rule(Action.REJECT, "bad request: some items are invalid"),
     401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
     403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
     404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
-    408: Rule(Action.RETRY, "request timeout"),
     409: Rule(Action.FAIL, "conflict"),
     413: Rule(Action.REJECT, "batch too large: it is split"),
     422: Rule(Action.REJECT, "some items are invalid"),
-    425: Rule(Action.RETRY, "too early"),
-    429: Rule(Action.RATE_LIMITED, "rate limited"),
-    500: Rule(Action.RETRY, "server error"),
-    502: Rule(Action.RETRY, "bad gateway"),
-    503: Rule(Action.RETRY, "service unavailable"),
-    504: Rule(Action.RETRY, "gateway timeout"),
-    httpx.TimeoutException: Rule(Action.RETRY, "timed out"),
-    httpx.TransportError: Rule(Action.RETRY, "connection failed"),
 }
-"""Status code or exception type → what to do. Unlisted 2xx accept, 5xx retry, 4xx fail."""
+"""Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail)."""
 
-
-def classify(outcome: int | Exception) -> Rule:
-    """The rule for an HTTP status or a transport exception."""
-    if isinstance(outcome, int):
-        if outcome in RETRY_POLICY:
-            return RETRY_POLICY[outcome]
-        if 200 <= outcome < 300:
-            return Rule(Action.ACCEPT, "applied")
-        if outcome >= 500:
-            return Rule(Action.RETRY, f"server error {outcome}")
-        return Rule(Action.FAIL, f"unexpected status {outcome}")
-    for kind in type(outcome).__mro__:
-        rule = RETRY_POLICY.get(kind)
-        if rule is not None:
-            return rule
-    return Rule(Action.FAIL, f"{type(outcome).__name__}: {outcome}")
+FRAGMENT_RATE_LIMIT_FLOOR = 2.0
+"""Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
 
 
 @dataclass
@@ -95,14 +52,6 @@ class PushResult:
     """HTTP requests sent for this batch, retries and isolation included."""
     isolation_requests: int = 0
     """Of those, the extra requests spent isolating rejected items."""
-
-
-@dataclass
-class ClientStats:
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
 
 
 class FragmentClient:
@@ -118,19 +67,24 @@ class FragmentClient:
         token = settings.token.get_secret_value() if settings.token else ""
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.budget = RequestBudget.per_minute(settings.requests_per_minute, stop=self.stop)
-        self.stats = ClientStats()
-        self._rng = random.Random()
-        self._http = httpx.Client(
-            base_url=settings.url,
-            timeout=httpx.Timeout(settings.timeout.total_seconds()),
+        self.session = HttpSession(
+            "fragment",
+            settings.url,
+            classify=lambda outcome: classify(outcome, RETRY_POLICY),
+            budget=RequestBudget.per_minute(settings.requests_per_minute, stop=self.stop),
+            retry=RetrySettings(
+                max_attempts=settings.max_attempts,
+                max_wait=settings.max_retry_wait.total_seconds(),
+                rate_limit_floor=FRAGMENT_RATE_LIMIT_FLOOR,
+            ),
             headers={
                 "Authorization": f"Bearer {token}",
                 "User-Agent": settings.user_agent,
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             },
-            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
+            timeout=settings.timeout.total_seconds(),
+            stop=self.stop,
             transport=transport,
         )
 
@@ -141,7 +95,7 @@ class FragmentClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self.session.close()
 
     def account(self) -> dict[str, Any]:
         """`GET /accounts/me`: proves the URL and token work. Raises `FragmentError`."""
@@ -165,7 +119,7 @@ class FragmentClient:
             return
         result.isolation_requests += isolating
         response = self._send("PUT", "/tasks/batch", _batch_body(items), result)
-        if classify(response.status_code).action is Action.ACCEPT:
+        if classify(response, RETRY_POLICY).action is Action.ACCEPT:
             result.acked.extend(items)
             return
         detail = _detail(response)
@@ -187,68 +141,19 @@ class FragmentClient:
     def _send(
         self, method: str, path: str, body: bytes | None, tally: PushResult | None = None
     ) -> httpx.Response:
-        """One logical request: paced, retried per `RETRY_POLICY`, until accepted or rejected.
-
-        Each HTTP attempt is counted in `self.stats` and, when given, in `tally`.
-        """
-        attempt = 0
-        cap = self.settings.max_retry_wait.total_seconds()
-        while True:
-            if not self.budget.acquire():
-                raise RunInterrupted("stop requested while waiting to send to Fragment")
-            attempt += 1
-            self.stats.requests += 1
+        """One logical request through the session's retry loop; translates its failures."""
+        attempts: list[int] = []
+        try:
+            return self.session.send(method, path, content=body, attempts=attempts)
+        except RequestFailed as exc:
+            if exc.rule.action is Action.FAIL_AUTH:
+                raise FragmentAuthError(f"Fragment: {exc}") from None
+            raise FragmentUnavailable(f"Fragment: {exc}") from None
+        except StopRequested as exc:
+            raise RunInterrupted(str(exc)) from None
+        finally:
             if tally is not None:
-                tally.requests += 1
-            outcome: httpx.Response | Exception
-            try:
-                outcome = self._http.request(method, path, content=body)
-                key = str(outcome.status_code)
-            except httpx.HTTPError as exc:
-                outcome = exc
-                key = type(exc).__name__
-            self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
-            status = outcome.status_code if isinstance(outcome, httpx.Response) else outcome
-            rule = classify(status)
-            if rule.action in (Action.ACCEPT, Action.REJECT):
-                assert isinstance(outcome, httpx.Response)
-                return outcome
-            if rule.action is Action.FAIL_AUTH:
-                raise FragmentAuthError(f"Fragment answered {key}: {rule.meaning}")
-            if rule.action is Action.FAIL:
-                raise FragmentUnavailable(
-                    f"Fragment answered {key} to {method} {path}: {rule.meaning}{_excerpt(outcome)}"
-                )
-            if attempt >= self.settings.max_attempts:
-                raise FragmentUnavailable(
-                    f"Fragment still failing after {attempt} attempts "
-                    f"({method} {path}, last: {key} {rule.meaning})"
-                )
-            self.stats.retries += 1
-            if rule.action is Action.RATE_LIMITED:
-                self.stats.rate_limited += 1
-                assert isinstance(outcome, httpx.Response)
-                asked = wait_from_headers(outcome.headers)
-                wait = MIN_WAIT if asked is None else asked
-                if wait > cap:
-                    raise FragmentUnavailable(
-                        f"Fragment asked to wait {wait:.0f}s (Retry-After), longer than "
-                        f"fragment.max_retry_wait ({cap:.0f}s); the next run resumes"
-                    )
-                # Nothing at all goes out before the server's time is up.
-                self.budget.hold(wait)
-            else:
-                wait = backoff_delay(attempt, base=0.5, cap=cap, rng=self._rng)
-                self.budget.hold(wait)
-            log.warning(
-                "fragment_retry",
-                method=method,
-                path=path,
-                answer=key,
-                reason=rule.meaning,
-                attempt=attempt,
-                wait_s=round(wait, 3),
-            )
+                tally.requests += len(attempts)
 
 
 def _batch_body(items: Iterable[TaskPayload]) -> bytes:
@@ -291,9 +196,3 @@ def _item_message(detail: Any, index: int) -> str | None:
 def _summary(detail: Any) -> str:
     text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
     return text[:1000]
-
-
-def _excerpt(outcome: httpx.Response | Exception) -> str:
-    if isinstance(outcome, httpx.Response):
-        return f" ({_summary(_detail(outcome))[:200]})"
-    return f" ({outcome})"

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
-from connectors.errors import SourceError
+from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
 from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
@@ -114,7 +114,8 @@ class ConnectorRun:
         self.counts = Counts()
         self.isolation_requests = 0
         self.watermark: Cursor | None = None
-        self._pending: list[tuple[SourceTicket, TaskPayload]] = []
+        # By source id: a ticket met twice before its batch goes out is pushed once, latest wins.
+        self._pending: dict[str, tuple[SourceTicket, TaskPayload]] = {}
         self._failures: list[FailedItem] = []
         self._resolved: list[str] = []
         self._failed_ids: set[str] = set()
@@ -136,11 +137,13 @@ class ConnectorRun:
         outcome = "ok"
         source: Connector | None = None
         try:
-            source = connector_class(self.config.kind)(self.name, self.config.options)
+            source = connector_class(self.config.kind)(
+                self.name, self.config.options, self.options.stop
+            )
             self._retry_failed()
             if not self.options.retry_only:
                 self._pull(source)
-        except RunInterrupted as exc:
+        except StopRequested as exc:
             outcome, error = "interrupted", str(exc)
         except (SourceError, FragmentError) as exc:
             outcome, error = "failed", str(exc)
@@ -253,7 +256,7 @@ class ConnectorRun:
             if ticket.source_id in self._failed_ids:
                 self._resolved.append(ticket.source_id)
             return
-        self._pending.append((ticket, payload))
+        self._pending[ticket.source_id] = (ticket, payload)
 
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
@@ -315,7 +318,7 @@ class ConnectorRun:
         `fingerprint` is given once the whole pass is through: it records the
         settings the pass ran with.
         """
-        batch, self._pending = self._pending, []
+        batch, self._pending = list(self._pending.values()), {}
         failures, self._failures = self._failures, []
         resolved, self._resolved = self._resolved, []
         self._since_commit = 0

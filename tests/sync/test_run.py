@@ -207,10 +207,10 @@ def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite
         timeline: list[tuple[str, float, float | None]] = []
         store = StateStore.open(sqlite_url)
         with FragmentClient(config.fragment) as client:
-            client._http.event_hooks["request"].append(
+            client.session.http.event_hooks["request"].append(
                 lambda request: timeline.append(("sent", time.monotonic(), None))
             )
-            client._http.event_hooks["response"].append(
+            client.session.http.event_hooks["response"].append(
                 lambda response: timeline.append(
                     (
                         str(response.status_code),
@@ -355,7 +355,7 @@ def test_the_client_sends_bearer_auth_and_a_user_agent(emulator: Emulator) -> No
     seen: list[httpx.Request] = []
     config_fragment = make_config(emulator, Path("unused"), "sqlite://").fragment
     with FragmentClient(config_fragment) as client:
-        client._http.event_hooks["request"].append(seen.append)
+        client.session.http.event_hooks["request"].append(seen.append)
         assert client.account()
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert seen[0].headers["User-Agent"].startswith("fragment-sync/")

@@ -1,0 +1,188 @@
+"""Paginators: small swappable objects that say where the next page is.
+
+Each reads a response and either returns the next `PageRequest` or None.
+They stop only on an explicit signal (no next token, no next link, an
+`isLast`/`end_of_stream` flag, the total reached), never because a page came
+back short: servers return short pages mid-stream. The base class refuses a
+token or URL it has already followed (`PaginationLoop`), so a server that
+repeats itself fails the run instead of spinning.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from connectors.records import MISSING, get_path
+
+
+class PaginationLoop(Exception):
+    """The server sent a page pointer it had already sent."""
+
+
+@dataclass
+class PageRequest:
+    """Where to get a page: a URL (absolute or relative) and its query parameters."""
+
+    url: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Paginator(ABC):
+    """Base: `next_page` plus loop detection. One instance per query."""
+
+    def __init__(self) -> None:
+        self._followed: set[str] = set()
+
+    @abstractmethod
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        """The request for the page after `current` (which gave `count` records), or None."""
+
+    def _follow(self, pointer: str) -> None:
+        if pointer in self._followed:
+            raise PaginationLoop(f"the server sent the same page pointer twice: {pointer[:200]}")
+        self._followed.add(pointer)
+
+
+def _present(value: Any) -> bool:
+    return value is not MISSING and value is not None and value != ""
+
+
+class NextTokenPaginator(Paginator):
+    """A token in the body goes back as a parameter (Jira's `nextPageToken`)."""
+
+    def __init__(self, token_path: str, param: str, last_path: str | None = None) -> None:
+        super().__init__()
+        self.token_path, self.param, self.last_path = token_path, param, last_path
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        if self.last_path is not None and get_path(body, self.last_path) is True:
+            return None
+        token = get_path(body, self.token_path)
+        if not _present(token):
+            return None
+        self._follow(str(token))
+        return PageRequest(current.url, {**current.params, self.param: token})
+
+
+class NextUrlPaginator(Paginator):
+    """A full URL to the next page in the body (Zendesk's `after_url`)."""
+
+    def __init__(self, url_path: str, end_path: str | None = None) -> None:
+        super().__init__()
+        self.url_path, self.end_path = url_path, end_path
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        if self.end_path is not None and get_path(body, self.end_path) is True:
+            return None
+        url = get_path(body, self.url_path)
+        if not _present(url):
+            return None
+        self._follow(str(url))
+        return PageRequest(str(url))
+
+
+class LinkHeaderPaginator(Paginator):
+    """The `Link: <…>; rel="next"` header (GitHub, ServiceNow, Freshdesk)."""
+
+    def __init__(self, rel: str = "next") -> None:
+        super().__init__()
+        self.rel = rel
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        link = response.links.get(self.rel)
+        if not link or not link.get("url"):
+            return None
+        self._follow(link["url"])
+        return PageRequest(link["url"])
+
+
+class OffsetPaginator(Paginator):
+    """`offset`/`limit` parameters; stops at the reported total, else on an empty page.
+
+    Offset paging over a set that changes while it is read skips or repeats
+    rows; connectors using it re-anchor on the cursor (see `RestConnector`).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        total_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.limit, self.offset_param, self.limit_param = limit, offset_param, limit_param
+        self.total_path = total_path
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, self.offset_param: 0, self.limit_param: self.limit}
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        offset = int(current.params.get(self.offset_param, 0)) + count
+        if self.total_path is not None:
+            total = get_path(body, self.total_path)
+            if isinstance(total, int) and offset >= total:
+                return None
+        if count == 0:
+            return None  # without a total, an empty page is the only end there is
+        self._follow(str(offset))
+        return PageRequest(current.url, {**current.params, self.offset_param: offset})
+
+
+class PageNumberPaginator(Paginator):
+    """A `page` parameter; stops at the reported page count, else on an empty page."""
+
+    def __init__(self, param: str = "page", start: int = 1, pages_path: str | None = None) -> None:
+        super().__init__()
+        self.param, self.start, self.pages_path = param, start, pages_path
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, self.param: self.start}
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        page = int(current.params.get(self.param, self.start))
+        if self.pages_path is not None:
+            pages = get_path(body, self.pages_path)
+            if isinstance(pages, int) and page >= pages:
+                return None
+        if count == 0:
+            return None
+        self._follow(str(page + 1))
+        return PageRequest(current.url, {**current.params, self.param: page + 1})
+
+
+class GraphQLCursorPaginator(Paginator):
+    """Relay-style `pageInfo { hasNextPage endCursor }`; the cursor goes in as a variable."""
+
+    def __init__(self, page_info_path: str, variable: str = "after") -> None:
+        super().__init__()
+        self.page_info_path, self.variable = page_info_path, variable
+
+    def next_page(
+        self, current: PageRequest, response: httpx.Response, body: Any, count: int
+    ) -> PageRequest | None:
+        info = get_path(body, self.page_info_path)
+        if not isinstance(info, dict) or info.get("hasNextPage") is not True:
+            return None
+        cursor = info.get("endCursor")
+        if not _present(cursor):
+            return None
+        self._follow(str(cursor))
+        variables = {**current.params.get("variables", {}), self.variable: cursor}
+        return PageRequest(current.url, {**current.params, "variables": variables})

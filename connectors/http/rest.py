@@ -1,0 +1,244 @@
+"""`RestConnector`: the base a JSON REST source declares itself on.
+
+A vendor connector states its endpoint, the parameters that carry the
+watermark, its paginator, where the records are, and the paths of the id and
+the cursor; this base does the rest: the session (auth, pacing, retries,
+rate limits), paging with loop detection, turning records into tickets (or
+`BadRecord`s naming the field), dropping what lies before the bound, and
+moving the query window forward when a source caps how deep one query may
+page (Freshdesk's 300 pages) instead of paging deeper.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, field_validator
+
+from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
+from connectors.errors import SourceError
+from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
+from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
+from connectors.http.session import HttpSession, RequestFailed, RetrySettings
+from connectors.ratelimit import RequestBudget
+from connectors.records import MISSING, get_path
+from connectors.values import CursorKind, Duration, parse_cursor
+
+USER_AGENT = "fragment-sync/0.1"
+WHOLE_RECORD = "(record)"
+
+
+class HttpOptions(ConnectorOptions):
+    """Keys every HTTP connector takes, besides its own."""
+
+    base_url: str
+    timeout: Duration = dt.timedelta(seconds=30)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    max_retry_wait: Duration = dt.timedelta(minutes=5)
+    requests_per_minute: float = Field(default=600.0, gt=0)
+    rate_limit_floor: Duration = dt.timedelta(seconds=60)
+    page_size: int = Field(default=100, ge=1, le=5000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/")
+
+
+class RestConnector(Connector):
+    """Base of the JSON REST connectors. Subclasses declare; see the module docstring."""
+
+    Options: ClassVar[type[ConnectorOptions]] = HttpOptions
+    path: ClassVar[str] = ""
+    records_path: ClassVar[str] = ""
+    """Where the list of records is in the body; "" when the body is the list."""
+    id_path: ClassVar[str] = "id"
+    cursor_path: ClassVar[str] = "updated_at"
+    cursor_kind: ClassVar[CursorKind] = "datetime"
+    policy: ClassVar[Policy] = SOURCE_POLICY
+    reanchor_after_pages: ClassVar[int | None] = None
+    """Re-issue the query from the last cursor seen after this many pages, when it moved.
+
+    For offset paging over a live set (Redmine, ServiceNow): a ticket edited
+    mid-scan shifts the offsets, and re-anchoring on the cursor is what keeps
+    the shift from skipping a ticket.
+    """
+    max_pages_per_query: ClassVar[int | None] = None
+    """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
+
+    options: HttpOptions
+    _session: HttpSession | None = None
+
+    # What a vendor declares
+
+    def params(self, since: Cursor | None) -> dict[str, Any]:
+        """Query parameters of the first page for a pull from `since`."""
+        return {}
+
+    def paginator(self) -> Paginator:
+        raise NotImplementedError
+
+    def first_request(self, since: Cursor | None, paginator: Paginator) -> PageRequest:
+        params = self.params(since)
+        start = getattr(paginator, "first", None)
+        return PageRequest(self.path, start(params) if callable(start) else params)
+
+    def auth(self) -> httpx.Auth | None:
+        return None
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def keep(self, record: Mapping[str, Any]) -> bool:
+        """False for records that are not tickets (GitHub's pull requests)."""
+        return True
+
+    def is_deleted(self, record: Mapping[str, Any]) -> bool:
+        return False
+
+    def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add keys the source lacks but a mapping wants, such as `web_url` back to the ticket."""
+        return record
+
+    def cursor_of(self, record: Mapping[str, Any]) -> Any:
+        return get_path(record, self.cursor_path)
+
+    def parse_cursor(self, value: Any) -> Cursor:
+        return parse_cursor(value, self.cursor_kind)
+
+    # The machinery
+
+    @property
+    def session(self) -> HttpSession:
+        if self._session is None:
+            options = self.options
+            self._session = HttpSession(
+                self.name,
+                options.base_url,
+                classify=source_classifier(self.policy),
+                budget=RequestBudget.per_minute(options.requests_per_minute, stop=self.stop),
+                retry=RetrySettings(
+                    max_attempts=options.max_attempts,
+                    max_wait=options.max_retry_wait.total_seconds(),
+                    rate_limit_floor=options.rate_limit_floor.total_seconds(),
+                ),
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
+                auth=self.auth(),
+                timeout=options.timeout.total_seconds(),
+                stop=self.stop,
+            )
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def check(self) -> None:
+        paginator = self.paginator()
+        self.fetch(self.first_request(None, paginator))
+
+    def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        """GET one page; its response and decoded body. Raises `SourceError`."""
+        try:
+            response = self.session.send("GET", request.url, params=request.params or None)
+        except RequestFailed as exc:
+            raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
+        if response.status_code == 304:
+            return response, None
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            start = " ".join(response.text[:120].split())
+            raise SourceError(
+                self.name,
+                f"{request.url} answered {response.status_code} with something that is not "
+                f"JSON (it starts {start!r}); a proxy error page, or a truncated answer",
+            ) from None
+        return response, body
+
+    def records(self, body: Any) -> list[Any]:
+        found = get_path(body, self.records_path) if self.records_path else body
+        if not isinstance(found, list):
+            where = f"at {self.records_path!r}" if self.records_path else "as the body"
+            raise SourceError(self.name, f"the answer has no list of records {where}")
+        return found
+
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
+        anchor = since
+        boundary: set[str] = set()  # ids already yielded at cursor == anchor
+        while True:
+            paginator = self.paginator()
+            request: PageRequest | None = self.first_request(anchor, paginator)
+            assert request is not None
+            pages = 0
+            last: Cursor | None = None
+            at_last: set[str] = set()
+            while True:
+                response, body = self.fetch(request)
+                records = self.records(body) if body is not None else []
+                for index, raw in enumerate(records):
+                    if isinstance(raw, dict):
+                        if not self.keep(raw):
+                            continue
+                        raw = self.enrich(raw)
+                    item = self.ticket(raw, f"page {pages + 1}, item {index + 1}")
+                    if isinstance(item, SourceTicket):
+                        if since is not None and _before(item.cursor, since):
+                            continue  # the server's filter is looser than ours
+                        if item.cursor == anchor and item.source_id in boundary:
+                            continue  # read already, before the window moved
+                        if last is None or item.cursor != last:
+                            last, at_last = item.cursor, set()
+                        at_last.add(item.source_id)
+                    yield item
+                pages += 1
+                try:
+                    request = paginator.next_page(request, response, body, len(records))
+                except PaginationLoop as exc:
+                    raise SourceError(self.name, str(exc)) from None
+                if request is None:
+                    return
+                must = self.max_pages_per_query is not None and pages >= self.max_pages_per_query
+                may = self.reanchor_after_pages is not None and pages >= self.reanchor_after_pages
+                if (must or may) and last is not None and last != anchor:
+                    break
+                if must:
+                    raise SourceError(
+                        self.name,
+                        f"the cursor stopped advancing: {pages} pages of tickets share {anchor}, "
+                        "more than one query can page through (raise page_size)",
+                    )
+            # Re-read from the last cursor, inclusively, skipping the ids already yielded there.
+            boundary, anchor = at_last, last
+
+    def ticket(self, raw: Any, locator: str) -> SourceTicket | BadRecord:
+        """`raw` as a ticket, or a `BadRecord` naming what is wrong with it."""
+        if not isinstance(raw, dict):
+            return BadRecord(None, locator, WHOLE_RECORD, f"expected an object, got {raw!r:.80}")
+        raw_id = get_path(raw, self.id_path)
+        if raw_id is MISSING or raw_id is None or isinstance(raw_id, dict | list | bool):
+            return BadRecord(None, locator, self.id_path, "the id is missing or not a value", raw)
+        source_id = str(raw_id)
+        value = self.cursor_of(raw)
+        if value is MISSING or value is None:
+            return BadRecord(source_id, locator, self.cursor_path, "the cursor is missing", raw)
+        try:
+            cursor = self.parse_cursor(value)
+        except ValueError as exc:
+            return BadRecord(source_id, locator, self.cursor_path, str(exc), raw)
+        return SourceTicket(source_id, cursor, raw, self.is_deleted(raw))
+
+
+def _before(a: Cursor, b: Cursor) -> bool:
+    if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+        return a < b
+    if isinstance(a, int) and isinstance(b, int):
+        return a < b
+    return False

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.config import load_config, parse_duration
+from connectors.values import parse_duration
+from sync.config import load_config
 from sync.errors import ConfigError
 
 GOOD = """

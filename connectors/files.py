@@ -18,6 +18,7 @@ nothing is held: records stream in file order while the order is checked.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,13 +132,15 @@ class FileConnector(Connector):
 
     options: FileOptions
 
-    def __init__(self, name: str, options: ConnectorOptions) -> None:
+    def __init__(
+        self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
+    ) -> None:
         if not isinstance(options, self.Options) or not isinstance(options, FileOptions):
             raise TypeError(
                 f"connector {name!r}: expected {self.Options.__name__}, "
                 f"got {type(options).__name__}"
             )
-        super().__init__(name, options)
+        super().__init__(name, options, stop)
         self.options = options
         self._zone = values.timezone(options.timezone)
 

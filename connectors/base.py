@@ -63,7 +63,9 @@ class Connector:
 
     Subclasses declare `kind`, `summary` (one line for `python -m sync
     connectors`), `Options` (a `ConnectorOptions` model of their own keys) and
-    `ordered`, and implement `pull`. `check` and `close` are optional.
+    `ordered`, and implement `pull`. `check` and `close` are optional. The
+    engine reads `ordered` from the instance, so a connector whose order
+    depends on its configuration may set it in `__init__`.
     """
 
     kind: ClassVar[str]

@@ -208,7 +208,7 @@ class ConnectorRun:
             self.log.info("settings_changed", detail="reading every ticket again")
             full = True
         since = None if full else pull_bound(self.watermark, self._lookback)
-        checkpoint = Checkpoint(ordered=type(source).ordered)
+        checkpoint = Checkpoint(ordered=source.ordered)
         expected = source.estimate(since)
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from synckit import TOKEN
 
 from sync.emulator import Emulator
 from sync.state import StateStore
+from synckit import TOKEN
 
 PG_ADMIN_URL = os.environ.get(
     "SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from fakes import Reply, Request
 from fakes.redmine import FakeRedmine
 from fakes.suite import T0, ConnectorSuite, VendorCase

@@ -15,13 +15,12 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from typing import Any
 
-from synckit import TOKEN, pushed_items, tasks_by_ticket
-
 from fakes import HTML_ERROR, FakeApi, Reply, Request
 from sync.config import Config, build_config
 from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from synckit import TOKEN, pushed_items, tasks_by_ticket
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synckit import TOKEN, tasks_by_ticket, write_tickets
-
 from sync.emulator import Emulator
 from sync.mapping import task_uid
+from synckit import TOKEN, tasks_by_ticket, write_tickets
 
 SECRET = "s3cr3t-fragment-token-XYZ"
 

@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from synckit import MAPPING, TOKEN, live_ids, read_tickets, tasks_by_ticket, write_tickets
-
 from connectors.values import parse_datetime
 from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.state import StateStore
+from synckit import MAPPING, TOKEN, live_ids, read_tickets, tasks_by_ticket, write_tickets
 
 KILLS = 8
 

@@ -15,6 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+
+from sync.config import Config
+from sync.demo import generate_tickets
+from sync.emulator import Emulator
+from sync.fragment import FragmentClient, PushResult
+from sync.mapping import TaskPayload, task_uid
+from sync.run import ConnectorRun, RunOptions, RunSummary, run_once
+from sync.state import StateStore
 from synckit import (
     MAPPING,
     TOKEN,
@@ -25,14 +33,6 @@ from synckit import (
     tasks_by_ticket,
     write_tickets,
 )
-
-from sync.config import Config
-from sync.demo import generate_tickets
-from sync.emulator import Emulator
-from sync.fragment import FragmentClient, PushResult
-from sync.mapping import TaskPayload, task_uid
-from sync.run import ConnectorRun, RunOptions, RunSummary, run_once
-from sync.state import StateStore
 
 
 def sync(config: Config, **options: Any) -> RunSummary:

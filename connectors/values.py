@@ -21,7 +21,7 @@ from connectors.base import Cursor
 CursorKind = Literal["datetime", "int"]
 
 # Unix timestamps above this are taken as milliseconds (year 5138 in seconds).
-_MILLISECONDS_THRESHOLD = 100_000_000_000
+MILLISECONDS_THRESHOLD = 100_000_000_000
 
 
 def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
@@ -38,7 +38,7 @@ def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
     elif isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError(f"expected a date-time, got {value!r}")
-        seconds = value / 1000 if abs(value) >= _MILLISECONDS_THRESHOLD else value
+        seconds = value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
         try:
             return dt.datetime.fromtimestamp(seconds, dt.UTC)
         except (OverflowError, OSError, ValueError) as exc:

@@ -231,7 +231,10 @@ class Config(BaseModel):
 
 def _secret_values(value: Any) -> Iterator[str]:
     if isinstance(value, SecretStr):
-        yield value.get_secret_value()
+        secret = value.get_secret_value()
+        password = _url_password(secret)
+        # A database URL's secret part is its password; the rest is what errors must show.
+        yield secret if password is None else password
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             yield from _secret_values(getattr(value, name))
@@ -241,6 +244,21 @@ def _secret_values(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _secret_values(item)
+
+
+def _url_password(text: str) -> str | None:
+    """The password of a URL like `scheme://user:password@host/db`; None for anything else."""
+    if "://" not in text:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return parts.password or ""
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -333,6 +351,12 @@ def _check_namespaces_unique(connectors: Mapping[str, ConnectorConfig]) -> None:
     owners: dict[str, str] = {}
     for name, connector in connectors.items():
         namespace = connector.uid_namespace
+        if not UID_NAMESPACE.match(namespace):
+            raise ConfigError(
+                f"connectors.{name}",
+                f"the name {name!r} stands in for uid_namespace, which allows letters, digits, "
+                "'_', '.' and '-' only: rename the connector or pin uid_namespace",
+            )
         if namespace in owners:
             raise ConfigError(
                 f"connectors.{name}.uid_namespace",

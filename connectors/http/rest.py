@@ -62,14 +62,16 @@ class RestConnector(Connector):
     cursor_path: ClassVar[str] = "updated_at"
     cursor_kind: ClassVar[CursorKind] = "datetime"
     policy: ClassVar[Policy] = SOURCE_POLICY
-    reanchor_after_pages: ClassVar[int | None] = None
+    reanchor_after_pages: int | None = None
     """Re-issue the query from the last cursor seen after this many pages, when it moved.
+
+    Class-wide by default; a connector may set it per instance from its options.
 
     For offset paging over a live set (Redmine, ServiceNow): a ticket edited
     mid-scan shifts the offsets, and re-anchoring on the cursor is what keeps
     the shift from skipping a ticket.
     """
-    max_pages_per_query: ClassVar[int | None] = None
+    max_pages_per_query: int | None = None
     """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
 
     options: HttpOptions
@@ -173,6 +175,7 @@ class RestConnector(Connector):
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
         anchor = since
         boundary: set[str] = set()  # ids already yielded at cursor == anchor
+        reported: set[str] = set()  # bad records already yielded (a re-anchor reads them again)
         while True:
             paginator = self.paginator()
             request: PageRequest | None = self.first_request(anchor, paginator)
@@ -189,7 +192,13 @@ class RestConnector(Connector):
                             continue
                         raw = self.enrich(raw)
                     item = self.ticket(raw, f"page {pages + 1}, item {index + 1}")
-                    if isinstance(item, SourceTicket):
+                    if isinstance(item, BadRecord):
+                        # Without an id, the record itself is what says it was seen before.
+                        key = item.source_id or json.dumps(raw, sort_keys=True, default=str)
+                        if key in reported:
+                            continue
+                        reported.add(key)
+                    else:
                         if since is not None and _before(item.cursor, since):
                             continue  # the server's filter is looser than ours
                         if item.cursor == anchor and item.source_id in boundary:

@@ -151,7 +151,7 @@ class Scripted(FakeApi):
 @pytest.fixture
 def scripted() -> Iterator[Scripted]:
     with Scripted([]) as api:
-        yield api  # type: ignore[misc]
+        yield api
 
 
 def session(api: FakeApi, stop: threading.Event | None = None, **retry: Any) -> HttpSession:

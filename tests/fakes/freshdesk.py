@@ -1,0 +1,241 @@
+"""A fake Freshdesk `GET /api/v2/tickets` (List All Tickets), as Freshdesk documents it.
+
+`updated_since` (ISO UTC, whole seconds, inclusive); without it only tickets
+created in the last 30 days; `order_by` created_at/due_by/updated_at/status
+and `order_type` (default created_at desc); `page` from 1 and `per_page` up to
+100 (default 30, more is a 400); a `link` header with the next page's URL
+while more exist; a page past the cap (300 at Freshdesk, smaller in tests)
+is a 400 "You cannot access tickets beyond the 300th page". Deleted and spam
+tickets are hidden unless `filter=deleted` / `filter=spam`. Basic auth with the
+API key as the user and any password, else 401. Every answer carries
+`X-Ratelimit-Total/-Remaining/-Used-CurrentRequest`; past the account's budget
+(`requests_per_window` in `window` seconds, invalid requests counted too) a 429
+with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from fakes import FakeApi, Reply, Request
+
+PATH = "/api/v2/tickets"
+ORDER_FIELDS = ("created_at", "due_by", "updated_at", "status")
+FILTERS = ("new_and_my_open", "watching", "spam", "deleted")
+DEFAULT_WINDOW = dt.timedelta(days=30)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class FakeFreshdesk(FakeApi):
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        page_cap: int = 300,
+        requests_per_window: int = 5000,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.page_cap = page_cap
+        self.requests_per_window = requests_per_window
+        self.window = window
+        self.clock = clock
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.stamps: dict[int, dt.datetime] = {}
+        """Each ticket's `updated_at` as the list filters and sorts on it (kept apart from the
+        record, so a test can garble the record's own)."""
+        self._served: collections.deque[float] = collections.deque()
+
+    # Test controls
+
+    def add(self, number: int, updated: dt.datetime, **fields: Any) -> dict[str, Any]:
+        ticket = {
+            "id": number,
+            "subject": f"Ticket {number}",
+            "status": 2,
+            "priority": 1,
+            "source": 2,
+            "type": "Incident",
+            "requester_id": 5001,
+            "responder_id": 6001,
+            "group_id": 7001,
+            "company_id": None,
+            "due_by": iso(updated + dt.timedelta(days=3)),
+            "fr_due_by": iso(updated + dt.timedelta(days=1)),
+            "is_escalated": False,
+            "fr_escalated": False,
+            "spam": False,
+            "tags": ["printer"],
+            "custom_fields": {},
+            "created_at": iso(updated - dt.timedelta(hours=1)),
+            "updated_at": iso(updated),
+            **fields,
+        }
+        with self.lock:
+            self.tickets[number] = ticket
+            self.stamps[number] = updated
+        return ticket
+
+    def touch(self, number: int, updated: dt.datetime, **fields: Any) -> None:
+        with self.lock:
+            self.tickets[number].update(fields, updated_at=iso(updated))
+            self.stamps[number] = updated
+
+    def delete(self, number: int, at: dt.datetime) -> None:
+        """Move the ticket to the trash (it leaves the default list)."""
+        self.touch(number, at, deleted=True)
+
+    def mark_spam(self, number: int, at: dt.datetime) -> None:
+        self.touch(number, at, spam=True)
+
+    # The API
+
+    def route(self, request: Request) -> Reply:
+        with self.lock:
+            reply = self._answer(request)
+            reply.headers.update(self._quota_headers(reply))
+            return reply
+
+    def _answer(self, request: Request) -> Reply:
+        now = self.clock()
+        while self._served and self._served[0] <= now - self.window:
+            self._served.popleft()
+        if len(self._served) >= self.requests_per_window:
+            wait = math.ceil(self._served[0] + self.window - now)
+            return Reply(
+                429,
+                {"message": "You have exceeded the limit of requests per minute"},
+                headers={"Retry-After": str(max(1, wait))},
+            )
+        self._served.append(now)
+        if request.path != PATH:
+            return Reply(404, {"code": "not_found", "message": "Resource not found"})
+        if self._user(request) != self.api_key:
+            return Reply(
+                401,
+                {
+                    "code": "invalid_credentials",
+                    "message": "You have to be logged in to perform this action.",
+                },
+            )
+        errors: list[tuple[str, str]] = []
+        page = _integer(request.param("page", "1"))
+        per_page = _integer(request.param("per_page", "30"))
+        if page is None or page < 1:
+            errors.append(("page", "It should be a Positive Number"))
+        elif page > self.page_cap:
+            errors.append(
+                ("page", f"You cannot access tickets beyond the {ordinal(self.page_cap)} page")
+            )
+        if per_page is None or not 1 <= per_page <= 100:
+            errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
+        order_by = request.param("order_by", "created_at")
+        order_type = request.param("order_type", "desc")
+        if order_by not in ORDER_FIELDS:
+            errors.append(("order_by", f"It should be one of these values: {ORDER_FIELDS}"))
+        if order_type not in ("asc", "desc"):
+            errors.append(("order_type", "It should be one of these values: 'asc,desc'"))
+        ticket_filter = request.param("filter")
+        if ticket_filter is not None and ticket_filter not in FILTERS:
+            errors.append(("filter", f"It should be one of these values: {FILTERS}"))
+        since = request.param("updated_since")
+        bound: dt.datetime | None = None
+        if since is not None:
+            try:
+                bound = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                errors.append(("updated_since", "It should be a valid date in ISO format"))
+        if errors:
+            return _validation_failed(errors)
+        assert page is not None and per_page is not None
+
+        tickets = [t for t in self.tickets.values() if _in_list(t, ticket_filter)]
+        if bound is not None:
+            cut = bound.replace(microsecond=0)
+            tickets = [t for t in tickets if self.stamps[t["id"]] >= cut]
+        else:  # Freshdesk's default: only the tickets created in the last 30 days
+            created_after = dt.datetime.fromtimestamp(now, dt.UTC) - DEFAULT_WINDOW
+            tickets = [t for t in tickets if t["created_at"] >= iso(created_after)]
+        tickets.sort(key=lambda t: (self._sort_value(t, order_by), t["id"]))
+        if order_type == "desc":
+            tickets.reverse()
+        start = (page - 1) * per_page
+        headers: dict[str, str] = {}
+        if len(tickets) > start + per_page:
+            query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
+            headers["Link"] = f'<{self.base_url}{PATH}?{urlencode(query)}>; rel="next"'
+        return Reply(200, tickets[start : start + per_page], headers=headers)
+
+    def _sort_value(self, ticket: dict[str, Any], order_by: str) -> Any:
+        if order_by == "updated_at":
+            return iso(self.stamps[ticket["id"]])
+        value = ticket[order_by]
+        return "" if value is None else value
+
+    def _user(self, request: Request) -> str | None:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Basic":
+            return None
+        try:
+            user, _, _ = base64.b64decode(encoded).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user
+
+    def _quota_headers(self, reply: Reply) -> dict[str, str]:
+        remaining = max(0, self.requests_per_window - len(self._served))
+        return {
+            "X-Ratelimit-Total": str(self.requests_per_window),
+            "X-Ratelimit-Remaining": str(remaining),
+            "X-Ratelimit-Used-CurrentRequest": "0" if reply.status == 429 else "1",
+        }
+
+
+def _in_list(ticket: dict[str, Any], ticket_filter: str | None) -> bool:
+    if ticket_filter == "deleted":
+        return ticket.get("deleted") is True
+    if ticket_filter == "spam":
+        return ticket.get("spam") is True and ticket.get("deleted") is not True
+    if ticket.get("deleted") is True or ticket.get("spam") is True:
+        return False
+    if ticket_filter == "new_and_my_open":
+        return bool(ticket["status"] == 2)
+    return True  # no filter; "watching" would need a user, and no one watches here
+
+
+def _integer(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _validation_failed(errors: list[tuple[str, str]]) -> Reply:
+    return Reply(
+        400,
+        {
+            "description": "Validation failed",
+            "errors": [
+                {"field": field, "message": message, "code": "invalid_value"}
+                for field, message in errors
+            ],
+        },
+    )

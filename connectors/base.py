@@ -71,7 +71,7 @@ class Connector:
     kind: ClassVar[str]
     summary: ClassVar[str] = ""
     Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
-    ordered: ClassVar[bool] = True
+    ordered: bool = True
 
     default_mapping: ClassVar[dict[str, Any]] = {}
     """The mapping a user gets without writing one; each key can be overridden in config."""

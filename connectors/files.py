@@ -126,7 +126,7 @@ class FileConnector(Connector):
     """
 
     Options: ClassVar[type[ConnectorOptions]] = FileOptions
-    ordered: ClassVar[bool] = True
+    ordered = True
     header_lines: ClassVar[int] = 0
     """Lines before the first record (a CSV header), left out of `estimate`."""
 

@@ -190,7 +190,7 @@ class SqlConnector(Connector):
         "SQLAlchemy URL), paged by (cursor, id)"
     )
     Options: ClassVar[type[ConnectorOptions]] = SqlOptions
-    ordered: ClassVar[bool] = True
+    ordered = True
 
     options: SqlOptions
 

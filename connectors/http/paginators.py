@@ -25,10 +25,11 @@ class PaginationLoop(Exception):
 
 @dataclass
 class PageRequest:
-    """Where to get a page: a URL (absolute or relative) and its query parameters."""
+    """Where to get a page: a URL (absolute or relative), its query parameters and headers."""
 
     url: str
     params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Paginator(ABC):

@@ -55,12 +55,12 @@ class RestConnector(Connector):
     """Base of the JSON REST connectors. Subclasses declare; see the module docstring."""
 
     Options: ClassVar[type[ConnectorOptions]] = HttpOptions
-    path: ClassVar[str] = ""
-    records_path: ClassVar[str] = ""
+    path: str = ""
+    records_path: str = ""
     """Where the list of records is in the body; "" when the body is the list."""
-    id_path: ClassVar[str] = "id"
-    cursor_path: ClassVar[str] = "updated_at"
-    cursor_kind: ClassVar[CursorKind] = "datetime"
+    id_path: str = "id"
+    cursor_path: str = "updated_at"
+    cursor_kind: CursorKind = "datetime"
     policy: ClassVar[Policy] = SOURCE_POLICY
     reanchor_after_pages: int | None = None
     """Re-issue the query from the last cursor seen after this many pages, when it moved.
@@ -149,7 +149,9 @@ class RestConnector(Connector):
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page; its response and decoded body. Raises `SourceError`."""
         try:
-            response = self.session.send("GET", request.url, params=request.params or None)
+            response = self.session.send(
+                "GET", request.url, params=request.params or None, headers=request.headers or None
+            )
         except RequestFailed as exc:
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
         if response.status_code == 304:
@@ -199,8 +201,8 @@ class RestConnector(Connector):
                             continue
                         reported.add(key)
                     else:
-                        if since is not None and _before(item.cursor, since):
-                            continue  # the server's filter is looser than ours
+                        if anchor is not None and _before(item.cursor, anchor):
+                            continue  # the server's filter is looser (coarser) than ours
                         if item.cursor == anchor and item.source_id in boundary:
                             continue  # read already, before the window moved
                         if last is None or item.cursor != last:

@@ -149,10 +149,14 @@ class HttpSession:
             )
 
     def _wait_for(self, rule: Rule, outcome: httpx.Response | Exception, attempt: int) -> float:
-        if rule.action is not Action.RATE_LIMITED:
-            return backoff_delay(attempt, self.retry.backoff_base, self.retry.max_wait, self._rng)
-        self.stats.rate_limited += 1
         asked = wait_from_headers(outcome.headers) if isinstance(outcome, httpx.Response) else None
+        if rule.action is not Action.RATE_LIMITED:
+            # A 503 may say when to come back; never sooner than it asks.
+            backoff = backoff_delay(
+                attempt, self.retry.backoff_base, self.retry.max_wait, self._rng
+            )
+            return backoff if asked is None else max(backoff, min(asked, self.retry.max_wait))
+        self.stats.rate_limited += 1
         if asked is None:
             # No hint: the floor, growing with each attempt; retrying early lengthens some blocks.
             asked = self.retry.rate_limit_floor * 2 ** (attempt - 1)

@@ -1,0 +1,212 @@
+"""GitHub: one repository's issues, every state, oldest change first.
+
+Calls `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
+&since=W&per_page=N` with a Bearer token and follows the `Link` header's
+`rel="next"` (page numbers are never computed). `state=all` matters: the
+default is open issues only.
+
+- `since` filters on `updated_at` at whole seconds. It is read as inclusive:
+  GitHub's older docs say "at or after"; today's "after" is wording shared by
+  every `since` parameter (github/docs#25608). Ids read at the bound are
+  skipped, and the engine's hash diff absorbs any other re-read.
+- Page numbers shift when an issue already read is edited mid-scan (it jumps
+  to the end, the rest move up a slot, one is skipped for good). So every page
+  re-anchors: the query is issued again from the last `updated_at` seen.
+- Pull requests come through this endpoint too, marked by a `pull_request`
+  key; they are dropped unless `include_pull_requests` is set.
+- Rate limits: 403 or 429 with `x-ratelimit-remaining: 0` waits until
+  `x-ratelimit-reset`; a secondary limit (`retry-after`, or only a message)
+  waits at least `rate_limit_floor`, doubling. A 403 without those signals is
+  a permission problem and fails the run saying which permission.
+- Conditional requests: see `GitHubConnector.fetch`.
+- The ticket id is the issue's global `id`, which is immutable and survives
+  renames and transfers; the `number` people see is kept as a field. Deleted
+  and transferred-out issues vanish from the list: their tasks stay as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from connectors.base import Cursor
+from connectors.http import (
+    SOURCE_POLICY,
+    Action,
+    HttpOptions,
+    LinkHeaderPaginator,
+    PageRequest,
+    Paginator,
+    RestConnector,
+    Rule,
+)
+from connectors.http.auth import bearer
+from connectors.http.policy import Policy
+
+API_VERSION = "2022-11-28"
+_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
+
+GITHUB_POLICY: Policy = {
+    **SOURCE_POLICY,
+    401: Rule(
+        Action.FAIL_AUTH,
+        "GitHub refused the credentials: the token is invalid, expired or revoked",
+    ),
+    403: Rule(
+        Action.FAIL_AUTH,
+        "GitHub denied the token permission to read this repository's issues: a "
+        "fine-grained token needs 'Issues: read' on the repository, a classic token the "
+        "'repo' scope for a private one; an organisation with SAML SSO must authorise it",
+    ),
+    404: Rule(
+        Action.FAIL,
+        "no such repository, or the token can't see it (GitHub answers 404 for private "
+        "repositories outside the token's access): check repository and the token",
+    ),
+    410: Rule(Action.FAIL, "issues are disabled for this repository (410 Gone)"),
+}
+"""GitHub's answers. Rate limits in 403s are recognised before this table is read."""
+
+
+class GitHubOptions(HttpOptions):
+    repository: str
+    """`owner/name`, e.g. `octo-org/helpdesk`."""
+    token: SecretStr
+    """A fine-grained token with 'Issues: read', a classic one, or an App installation token."""
+    base_url: str = "https://api.github.com"
+    """GitHub Enterprise Server: `https://HOST/api/v3`."""
+    include_pull_requests: bool = False
+    page_size: int = Field(default=100, ge=1, le=100)
+
+    @field_validator("repository")
+    @classmethod
+    def _owner_and_name(cls, value: str) -> str:
+        if not _REPOSITORY.fullmatch(value) or value.endswith(("/.", "/..")):
+            raise ValueError(f"{value!r} is not owner/name (e.g. octo-org/helpdesk)")
+        return value
+
+
+@dataclass(frozen=True)
+class _RememberedPage:
+    params: tuple[tuple[str, str], ...]
+    etag: str
+    body: Any
+
+
+_REMEMBERED_PAGES: dict[tuple[str, str, str], _RememberedPage] = {}
+"""The last single-page answer per server, repository and token; this process only."""
+
+
+class GitHubConnector(RestConnector):
+    kind = "github"
+    summary = "GitHub issues of one repository (REST); needs repository and a token (Issues: read)"
+    Options = GitHubOptions
+    options: GitHubOptions
+
+    id_path = "id"
+    cursor_path = "updated_at"
+    reanchor_after_pages = 1
+    policy = GITHUB_POLICY
+
+    default_mapping: ClassVar[dict[str, Any]] = {
+        "title": "#{number} {title}",
+        "url": "{html_url}",
+        "status": "state",
+        "status_map": {"open": "TODO", "closed": "DONE"},
+        "external_created_at": "created_at",
+        "external_updated_at": "updated_at",
+        "fields": {
+            "issue_number": "number",
+            "state_reason": "state_reason",
+            "labels": "label_names",
+            "milestone": "milestone.title",
+            "author": "user.login",
+            "assignee": "assignee.login",
+            "comments": "comments",
+            "is_pull_request": "is_pull_request",
+        },
+    }
+
+    def auth(self) -> httpx.Auth:
+        return bearer(self.options.token)
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
+
+    def paginator(self) -> Paginator:
+        return LinkHeaderPaginator()
+
+    @property
+    def issues_path(self) -> str:
+        return f"/repos/{self.options.repository}/issues"
+
+    def first_request(self, since: Cursor | None, paginator: Paginator) -> PageRequest:
+        return PageRequest(self.issues_path, self.params(since))
+
+    def params(self, since: Cursor | None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "state": "all",
+            "sort": "updated",
+            "direction": "asc",
+            "per_page": self.options.page_size,
+        }
+        if isinstance(since, dt.datetime):
+            # GitHub compares whole seconds; flooring keeps the bound inclusive.
+            params["since"] = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return params
+
+    def keep(self, record: Mapping[str, Any]) -> bool:
+        return self.options.include_pull_requests or "pull_request" not in record
+
+    def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
+        labels = record.get("labels") or []
+        names = [label.get("name") if isinstance(label, dict) else label for label in labels]
+        return {**record, "label_names": names, "is_pull_request": "pull_request" in record}
+
+    def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        """GET one page, conditionally when the same query was answered in one page before.
+
+        A daemon polling a quiet repository asks the same question every pass
+        (`since` = a watermark that has not moved) and gets the same page. So
+        the last answer that fit in one page is remembered with its ETag, and
+        the identical query goes out with `If-None-Match`; a 304 costs no
+        quota. A 304 replays the remembered page instead of yielding nothing,
+        so it reads exactly as a 200 would: a pass that read the page but
+        could not push it gets its tickets again. Memory only, per process:
+        ETags belong to one token and one page (App installation tokens
+        rotate hourly, which just costs one full answer). Answers of several
+        pages are not remembered: they are a catch-up, where one request saved
+        is nothing.
+        """
+        first_page = request.url == self.issues_path
+        if not first_page:
+            return super().fetch(request)
+        key = self._conditional_key()
+        params = tuple(sorted((name, str(value)) for name, value in request.params.items()))
+        remembered = _REMEMBERED_PAGES.get(key)
+        if remembered is None or remembered.params != params:
+            response, body = super().fetch(request)
+        else:
+            conditional = PageRequest(
+                request.url, request.params, {**request.headers, "If-None-Match": remembered.etag}
+            )
+            response, body = super().fetch(conditional)
+            if response.status_code == 304:
+                return response, remembered.body
+        etag = response.headers.get("etag")
+        if etag and "next" not in response.links:
+            _REMEMBERED_PAGES[key] = _RememberedPage(params, etag, body)
+        else:
+            _REMEMBERED_PAGES.pop(key, None)
+        return response, body
+
+    def _conditional_key(self) -> tuple[str, str, str]:
+        token = hashlib.blake2b(self.options.token.get_secret_value().encode(), digest_size=16)
+        return (self.options.base_url, self.options.repository, token.hexdigest())

@@ -1,0 +1,333 @@
+"""Declarative REST: a JSON API no built-in connector covers, described in config alone.
+
+The config says what a vendor connector declares in code (compare
+`connectors.redmine`): the endpoint and its auth, the parameter that carries
+the watermark and how to spell it, the paginator, and the paths of the
+records, ids, cursors and tombstones. Every key is checked at config load and
+a problem names the key. The request loop, paging, retries, rate limits,
+re-anchoring and turning records into tickets are `RestConnector`'s.
+
+What it can't describe: request bodies (GET only), OAuth flows with token
+refresh, records spread over several lists, a call per record. Those need a
+connector in code: a plugin (see `connectors.registry`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from connectors.base import ConnectorOptions, Cursor
+from connectors.http import (
+    HttpOptions,
+    LinkHeaderPaginator,
+    NextTokenPaginator,
+    NextUrlPaginator,
+    OffsetPaginator,
+    PageNumberPaginator,
+    Paginator,
+    RestConnector,
+)
+from connectors.http.auth import api_key_header, basic, bearer
+from connectors.records import get_path, is_flag_set
+from connectors.values import CursorKind
+
+SINCE_FORMATS: Final = ("iso8601", "iso8601_offset", "epoch_seconds", "epoch_ms", "date")
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Auth: `[connectors.NAME.auth]`, one table per `type`; each builds its httpx auth.
+
+
+class NoAuth(_Table):
+    type: Literal["none"]
+
+    def build(self) -> httpx.Auth | None:
+        return None
+
+
+class BearerAuth(_Table):
+    """`Authorization: Bearer <token>`."""
+
+    type: Literal["bearer"]
+    token: SecretStr
+
+    def build(self) -> httpx.Auth | None:
+        return bearer(self.token)
+
+
+class BasicAuth(_Table):
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+    def build(self) -> httpx.Auth | None:
+        return basic(self.username, self.password)
+
+
+class HeaderKeyAuth(_Table):
+    """The secret alone in a header of its own, e.g. `X-Api-Key`."""
+
+    type: Literal["header"]
+    header: str
+    value: SecretStr
+
+    def build(self) -> httpx.Auth | None:
+        return api_key_header(self.header, self.value)
+
+
+AuthConfig = Annotated[NoAuth | BearerAuth | BasicAuth | HeaderKeyAuth, Field(discriminator="type")]
+
+
+# Paginators: `[connectors.NAME.paginator]`, one table per `type`; each builds its paginator.
+
+
+class NextTokenPaging(_Table):
+    """A token in the body goes back as a query parameter."""
+
+    type: Literal["next_token"]
+    token_path: str
+    param: str
+    last_path: str | None = None
+    """A flag in the body that says this page is the last (`isLast`)."""
+
+    def build(self, page_size: int) -> Paginator:
+        return NextTokenPaginator(self.token_path, self.param, self.last_path)
+
+
+class NextUrlPaging(_Table):
+    """The body carries the full URL of the next page."""
+
+    type: Literal["next_url"]
+    url_path: str
+    end_path: str | None = None
+    """A flag in the body that says the stream is at its end (`end_of_stream`)."""
+
+    def build(self, page_size: int) -> Paginator:
+        return NextUrlPaginator(self.url_path, self.end_path)
+
+
+class LinkHeaderPaging(_Table):
+    """The `Link` header's `rel="next"` URL."""
+
+    type: Literal["link_header"]
+    rel: str = "next"
+
+    def build(self, page_size: int) -> Paginator:
+        return LinkHeaderPaginator(self.rel)
+
+
+class OffsetPaging(_Table):
+    """`offset`/`limit` parameters; the limit is the connector's `page_size`."""
+
+    type: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str | None = None
+    """Where the body reports how many records match; without it, an empty page ends."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_limit(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "limit" in data:
+            raise ValueError("the limit is the connector's page_size; set that instead")
+        return data
+
+    def build(self, page_size: int) -> Paginator:
+        return OffsetPaginator(page_size, self.offset_param, self.limit_param, self.total_path)
+
+
+class PageNumberPaging(_Table):
+    """A page-number parameter counting from `start`."""
+
+    type: Literal["page_number"]
+    param: str = "page"
+    start: int = Field(default=1, ge=0)
+    pages_path: str | None = None
+    """Where the body reports the number of pages; without it, an empty page ends."""
+
+    def build(self, page_size: int) -> Paginator:
+        return PageNumberPaginator(self.param, self.start, self.pages_path)
+
+
+PagingConfig = Annotated[
+    NextTokenPaging | NextUrlPaging | LinkHeaderPaging | OffsetPaging | PageNumberPaging,
+    Field(discriminator="type"),
+]
+
+ParamValue = str | int | float | bool
+
+
+class RestApiOptions(HttpOptions):
+    """The keys of a `kind = "rest"` connector; see the README for an example."""
+
+    path: str
+    """The endpoint under `base_url`, e.g. `/api/v2/tickets`."""
+    auth: AuthConfig = NoAuth(type="none")
+    paginator: PagingConfig
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    """Query parameters sent with the first request of every query (sort order, filters)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers (an API version); secrets belong in `auth`."""
+    page_size_param: str | None = None
+    """The parameter carrying `page_size` (`per_page`); offset paging sends its `limit_param`."""
+    since_param: str | None = None
+    """The parameter carrying the watermark; without it every pass reads everything."""
+    since_format: str = "iso8601"
+    """How the watermark is spelled: one of `SINCE_FORMATS`, or a strftime pattern (UTC)."""
+    since_initial: str | None = None
+    """Sent as is in `since_param` when there is no watermark yet; omitted when unset."""
+    records_path: str = ""
+    """Where the list of records is in the body; "" when the body is the list."""
+    id_path: str = "id"
+    cursor_path: str = "updated_at"
+    cursor_kind: CursorKind = "datetime"
+    deleted_path: str | None = None
+    """A record field whose truthy value (true, a timestamp) marks a deletion."""
+    reanchor_after_pages: int | None = Field(default=None, ge=1)
+    """Re-issue the query from the last cursor seen after this many pages (offset paging)."""
+    max_pages_per_query: int | None = Field(default=None, ge=1)
+    """How deep the API lets one query page; the query moves its window first."""
+    ordered: bool = True
+    """False when the API can't sort by the cursor, oldest first."""
+
+    # Fields are validated in the order above; each check sits on the later key it involves.
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"{path!r} must start with '/' (the server goes in base_url)")
+        return path
+
+    @field_validator("page_size_param")
+    @classmethod
+    def _not_with_offset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and isinstance(info.data.get("paginator"), OffsetPaging):
+            raise ValueError("offset paging already sends page_size, as its limit_param")
+        return value
+
+    @field_validator("since_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in SINCE_FORMATS and "%" not in value:
+            named = ", ".join(SINCE_FORMATS)
+            raise ValueError(
+                f"{value!r} is neither one of {named} nor a strftime pattern "
+                "such as '%Y-%m-%d %H:%M:%S'"
+            )
+        return value
+
+    @field_validator("since_initial")
+    @classmethod
+    def _has_a_parameter(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("since_param") is None:
+            raise ValueError("needs since_param, the parameter to send it in")
+        return value
+
+    @field_validator("ordered")
+    @classmethod
+    def _restarts_need_order(cls, ordered: bool, info: ValidationInfo) -> bool:
+        restarts = [k for k in ("reanchor_after_pages", "max_pages_per_query") if info.data.get(k)]
+        if not ordered and restarts:
+            verb = "restarts" if len(restarts) == 1 else "restart"
+            raise ValueError(
+                f"{' and '.join(restarts)} {verb} the query from the last cursor read, "
+                "which needs records oldest first; drop it or set ordered = true"
+            )
+        return ordered
+
+
+def render_since(since: Cursor, since_format: str) -> str:
+    """`since` as the API wants it in its query; integer cursors go as they are.
+
+    Times go in UTC, floored to the format's precision (seconds, milliseconds
+    for `epoch_ms`, the day for `date`), so the bound stays inclusive: the
+    engine's hash diff absorbs what is read twice.
+    """
+    if isinstance(since, int):
+        return str(since)
+    moment = since.astimezone(dt.UTC)
+    if since_format == "epoch_ms":
+        return str((moment - _EPOCH) // dt.timedelta(milliseconds=1))
+    moment = moment.replace(microsecond=0)
+    if since_format == "iso8601":
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if since_format == "iso8601_offset":
+        return moment.isoformat()
+    if since_format == "epoch_seconds":
+        return str((moment - _EPOCH) // dt.timedelta(seconds=1))
+    if since_format == "date":
+        return moment.date().isoformat()
+    return moment.strftime(since_format)
+
+
+class RestApiConnector(RestConnector):
+    kind = "rest"
+    summary = "any JSON REST API described in config: path, auth, since parameter, paginator"
+    Options = RestApiOptions
+    options: RestApiOptions
+
+    _DECLARED: ClassVar[tuple[str, ...]] = (
+        "path",
+        "records_path",
+        "id_path",
+        "cursor_path",
+        "cursor_kind",
+        "reanchor_after_pages",
+        "max_pages_per_query",
+        "ordered",
+    )
+    """What a vendor connector declares per class and this one reads from its config."""
+
+    def __init__(
+        self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
+    ) -> None:
+        super().__init__(name, options, stop)
+        # Vendor connectors declare these per class; the base and the engine read
+        # them through the instance (`self.path`, `source.ordered`), so this one sets
+        # them per instance.
+        for attribute in self._DECLARED:
+            setattr(self, attribute, getattr(self.options, attribute))
+
+    def auth(self) -> httpx.Auth | None:
+        return self.options.auth.build()
+
+    def headers(self) -> dict[str, str]:
+        return dict(self.options.headers)
+
+    def paginator(self) -> Paginator:
+        return self.options.paginator.build(self.options.page_size)
+
+    def params(self, since: Cursor | None) -> dict[str, Any]:
+        options = self.options
+        params: dict[str, Any] = dict(options.params)
+        if options.page_size_param is not None:
+            params[options.page_size_param] = options.page_size
+        if options.since_param is not None:
+            if since is not None:
+                params[options.since_param] = render_since(since, options.since_format)
+            elif options.since_initial is not None:
+                params[options.since_param] = options.since_initial
+        return params
+
+    def is_deleted(self, record: Mapping[str, Any]) -> bool:
+        path = self.options.deleted_path
+        return path is not None and is_flag_set(get_path(record, path))

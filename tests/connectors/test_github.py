@@ -1,0 +1,274 @@
+"""The GitHub connector against a fake of GitHub's issues API, plus its own pitfalls."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors import github
+from connectors.base import SourceTicket
+from connectors.github import GitHubConnector, GitHubOptions
+from fakes import Request
+from fakes.github import (
+    NO_PERMISSION,
+    SECONDARY_RATE_LIMIT,
+    FakeGitHub,
+    primary_rate_limit,
+    stamp,
+)
+from fakes.suite import T0, ConnectorSuite, VendorCase
+from sync.config import build_config
+from sync.emulator import Emulator
+from sync.errors import ConfigError
+from sync.run import RunSummary
+from synckit import TOKEN, tasks_by_ticket
+
+GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
+
+
+class GitHubCase(VendorCase):
+    """Ticket `n` is the issue whose global id is `n`; its number, shown in titles, is n + 1000."""
+
+    kind = "github"
+    fake: FakeGitHub
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        super().__init__(fake)
+        self.extra: dict[str, Any] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.fake.base_url,
+            "repository": self.fake.repository,
+            "token": GITHUB_TOKEN,
+            "page_size": self.page_size,
+            **self.extra,
+        }
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        title = f"Printer {number} jammed v{version}"
+        if number in self.fake.issues:
+            self.fake.touch(number, updated, title=title)
+        else:
+            self.fake.add(number, updated, title=title)
+
+    def remove(self, number: int, at: dt.datetime) -> None:
+        del self.fake.issues[number]
+
+    def put_malformed(self, number: int, updated: dt.datetime) -> str:
+        issue = self.fake.add(number, updated)
+        issue["updated_at"] = "yesterday-ish"
+        return "updated_at"
+
+    def rate_limit(self, wait: int) -> Any:
+        return primary_rate_limit(wait)
+
+    def title(self, number: int, version: int) -> str:
+        return f"#{number + 1000} Printer {number} jammed v{version}"
+
+    def is_page_request(self, request: Request) -> bool:
+        return request.path == self.fake.issues_path
+
+    def connector(self, **options: Any) -> GitHubConnector:
+        return GitHubConnector("github", GitHubOptions.model_validate(self.options() | options))
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with a process that has never asked GitHub anything."""
+    monkeypatch.setattr(github, "_REMEMBERED_PAGES", {})
+
+
+@pytest.fixture
+def case() -> Iterator[GitHubCase]:
+    with FakeGitHub(GITHUB_TOKEN) as fake:
+        yield GitHubCase(fake)
+
+
+class TestGitHub(ConnectorSuite):
+    pass
+
+
+def sync(case: GitHubCase, emulator: Emulator, state_url: str) -> RunSummary:
+    return ConnectorSuite().sync(case, emulator, state_url)
+
+
+def pull(connector: GitHubConnector, since: dt.datetime | None) -> list[SourceTicket]:
+    try:
+        tickets = list(connector.pull(since))
+    finally:
+        connector.close()
+    assert all(isinstance(t, SourceTicket) for t in tickets)
+    return tickets  # type: ignore[return-value]
+
+
+def test_the_query_asks_for_every_state_oldest_change_first_from_the_watermark(
+    case: GitHubCase,
+) -> None:
+    for n in range(1, 8):
+        case.fake.add(n, T0 + dt.timedelta(minutes=n), state="closed" if n == 2 else "open")
+    tickets = pull(case.connector(), T0)
+    assert [t.source_id for t in tickets] == [str(n) for n in range(1, 8)]  # the closed one too
+    first, second = case.fake.gets(case.fake.issues_path)
+    assert first.param("state") == "all"
+    assert first.param("sort") == "updated"
+    assert first.param("direction") == "asc"
+    assert first.param("since") == "2026-11-02T09:00:00Z"
+    assert first.param("per_page") == "5"
+    assert first.headers["authorization"] == f"Bearer {GITHUB_TOKEN}"
+    assert first.headers["accept"] == "application/vnd.github+json"
+    assert first.headers["x-github-api-version"] == "2022-11-28"
+    # The second page is the query again from the last update read, not "page=2".
+    assert second.param("since") == stamp(T0 + dt.timedelta(minutes=5))
+    assert second.param("page") is None
+
+
+def test_pull_requests_are_left_out_unless_asked_for(case: GitHubCase) -> None:
+    case.fake.add(1, T0)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), pull_request=True)
+    case.fake.add(3, T0 + dt.timedelta(minutes=2))
+    assert [t.source_id for t in pull(case.connector(), None)] == ["1", "3"]
+
+    with_prs = pull(case.connector(include_pull_requests=True), None)
+    assert [t.source_id for t in with_prs] == ["1", "2", "3"]
+    assert [t.record["is_pull_request"] for t in with_prs] == [False, True, False]
+
+
+def test_a_primary_rate_limit_403_is_waited_out_until_the_reset(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.fail_next(primary_rate_limit(1))
+    summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    assert summary.pushed == 3
+    limited, retried = case.fake.gets(case.fake.issues_path)
+    assert retried.at - limited.at >= 1.0  # until x-ratelimit-reset, not the floor
+
+
+def test_a_secondary_rate_limit_with_only_a_message_waits_the_floor(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    case.extra = {"rate_limit_floor": "400ms"}
+    case.fake.fail_next(SECONDARY_RATE_LIMIT)
+    summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    limited, retried = case.fake.gets(case.fake.issues_path)
+    assert retried.at - limited.at >= 0.4
+
+
+def test_a_403_without_rate_limit_signals_fails_naming_the_permission(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    case.fake.fail_next(NO_PERMISSION, times=10)
+    summary = sync(case, emulator, sqlite_url)
+    assert not summary.ok
+    error = summary.error or ""
+    assert "'Issues: read'" in error
+    assert "403" in error
+    assert "Resource not accessible" in error  # GitHub's own words
+    assert len(case.fake.gets(case.fake.issues_path)) == 1  # not retried
+
+
+def test_an_unknown_repository_fails_saying_so(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.extra = {"repository": "octo-org/no-such-repo"}
+    summary = sync(case, emulator, sqlite_url)
+    assert not summary.ok
+    assert "no such repository" in (summary.error or "")
+    assert "404" in (summary.error or "")
+
+
+def test_a_quiet_repository_is_polled_with_etags_at_no_quota_cost(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).pushed == 3
+    assert sync(case, emulator, sqlite_url).pushed == 0  # a new query: since moved
+    spent = case.fake.quota_used
+
+    quiet = sync(case, emulator, sqlite_url)
+    assert (quiet.ok, quiet.pushed) == (True, 0)
+    assert case.fake.quota_used == spent  # answered 304
+    assert "if-none-match" in case.fake.gets(case.fake.issues_path)[-1].headers
+
+    case.update(3, T0 + dt.timedelta(minutes=3, seconds=30))
+    changed = sync(case, emulator, sqlite_url)
+    assert (changed.ok, changed.pushed) == (True, 1)
+    assert tasks_by_ticket(emulator)["3"]["fields"]["title"] == case.title(3, 2)
+
+
+def test_a_304_replays_the_remembered_page_so_a_pass_that_failed_to_push_loses_nothing(
+    case: GitHubCase,
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    first = pull(case.connector(), T0)
+    spent = case.fake.quota_used
+    again = pull(case.connector(), T0)  # a new pass builds a new connector
+    assert case.fake.quota_used == spent  # a 304
+    assert [(t.source_id, t.cursor, t.record) for t in again] == [
+        (t.source_id, t.cursor, t.record) for t in first
+    ]
+
+
+def test_the_default_mapping_makes_a_readable_task(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add(
+        7,
+        T0,
+        title="Printer on floor 3 jams",
+        state="closed",
+        state_reason="completed",
+        labels=[{"id": 1, "name": "bug"}, {"id": 2, "name": "printer"}],
+        milestone={"id": 9, "title": "Q4 cleanup", "due_on": "2026-12-01T08:00:00Z"},
+        assignee={"login": "bo-dev", "id": 8},
+        comments=4,
+    )
+    assert sync(case, emulator, sqlite_url).ok
+    task = tasks_by_ticket(emulator)["7"]
+    assert task["fields"] == {
+        "title": "#1007 Printer on floor 3 jams",
+        "url": f"https://github.com/{case.fake.repository}/issues/1007",
+        "ticket_id": "7",
+        "issue_number": 1007,
+        "state_reason": "completed",
+        "labels": ["bug", "printer"],
+        "milestone": "Q4 cleanup",
+        "author": "ana-ops",
+        "assignee": "bo-dev",
+        "comments": 4,
+        "is_pull_request": False,
+    }
+    assert task["status"] == "DONE"
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"repository": "octo-org"}, "repository"),
+        ({"repository": "https://github.com/octo-org/helpdesk"}, "repository"),
+        ({"page_size": 101}, "page_size"),
+        ({"token": None}, "token"),
+    ],
+)
+def test_bad_options_fail_at_config_load_naming_the_key(
+    options: dict[str, Any], key: str, emulator: Emulator
+) -> None:
+    connector = {"kind": "github", "repository": "octo-org/helpdesk", "token": "t", **options}
+    raw = {
+        "fragment": {"url": emulator.base_url, "token": TOKEN},
+        "connectors": {"issues": {k: v for k, v in connector.items() if v is not None}},
+    }
+    with pytest.raises(ConfigError) as caught:
+        build_config(raw, source="test")
+    assert caught.value.key == f"connectors.issues.{key}"

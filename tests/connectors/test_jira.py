@@ -1,0 +1,288 @@
+"""The Jira Cloud connector against a fake of the enhanced JQL search, plus Jira's own traps.
+
+The fake's API user lives in Los Angeles (UTC-8 in November), so every
+timestamp it returns carries `-0800` and every date string it reads is
+local: a connector that got time zones wrong would fail the standard suite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import SourceTicket
+from connectors.errors import SourceError
+from connectors.jira import JiraConnector, JiraOptions
+from fakes import Reply, Request
+from fakes.jira import SEARCH, FakeJira
+from fakes.suite import T0, ConnectorSuite, VendorCase
+from sync.config import build_config
+from sync.emulator import Emulator
+from sync.errors import ConfigError
+from sync.mapping import Mapper, task_uid
+from synckit import TOKEN, tasks_by_ticket
+
+EMAIL = "ops-bot@example.com"
+API_TOKEN = "jira-token-4f2a9c"
+ORDER = "ORDER BY updated ASC, id ASC"
+
+
+class JiraCase(VendorCase):
+    kind = "jira"
+    fake: FakeJira
+    jql = "project = OPS"
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.fake.base_url,
+            "email": EMAIL,
+            "api_token": API_TOKEN,
+            "jql": self.jql,
+            "page_size": self.page_size,
+        }
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        summary = f"Printer {number} jammed v{version}"
+        if str(number) in self.fake.issues:
+            self.fake.touch(number, updated, summary=summary)
+        else:
+            self.fake.add(number, updated, summary=summary)
+
+    def remove(self, number: int, at: dt.datetime) -> None:
+        del self.fake.issues[str(number)]  # search simply stops finding it
+
+    def put_malformed(self, number: int, updated: dt.datetime) -> str:
+        self.fake.add(number, updated).broken_updated = "last Tuesday"
+        return "fields.updated"
+
+    def rate_limit(self, wait: int) -> Reply:
+        return self.fake.rate_limited(wait)
+
+    def title(self, number: int, version: int) -> str:
+        return f"OPS-{number} Printer {number} jammed v{version}"
+
+    def is_page_request(self, request: Request) -> bool:
+        return request.path == SEARCH
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeJira]:
+    fake = FakeJira(EMAIL, API_TOKEN)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def case(server: FakeJira) -> JiraCase:
+    server.reset(profile_tz="America/Los_Angeles")
+    return JiraCase(server)
+
+
+class TestJira(ConnectorSuite):
+    pass
+
+
+def connector(case: JiraCase, **overrides: Any) -> JiraConnector:
+    options = {"rate_limit_floor": "100ms", "max_retry_wait": "10s", **case.options()}
+    return JiraConnector("jira", JiraOptions.model_validate({**options, **overrides}))
+
+
+def pull(case: JiraCase, since: dt.datetime | None, **overrides: Any) -> list[SourceTicket]:
+    with closing(connector(case, **overrides)) as source:
+        items = list(source.pull(since))
+    assert all(isinstance(item, SourceTicket) for item in items)
+    return [item for item in items if isinstance(item, SourceTicket)]
+
+
+def test_the_jql_sent_is_the_scope_and_an_epoch_bound_floored_to_the_minute(
+    case: JiraCase,
+) -> None:
+    case.add(1, T0 + dt.timedelta(minutes=5, seconds=10))
+    case.add(2, T0 + dt.timedelta(minutes=5, seconds=40))
+    since = T0 + dt.timedelta(minutes=5, seconds=37, milliseconds=500)
+
+    tickets = pull(case, since)
+
+    assert [t.source_id for t in tickets] == ["2"]  # 1 is re-read by the floor, then dropped
+    [request] = case.fake.gets(SEARCH)
+    minute = int((T0 + dt.timedelta(minutes=5)).timestamp()) * 1000
+    assert request.param("jql") == f"(project = OPS) AND updated >= {minute} {ORDER}"
+    assert "updated" in (request.param("fields") or "").split(",")
+    assert request.param("maxResults") == "5"
+
+
+def test_an_epoch_bound_finds_what_a_utc_date_string_would_miss(case: JiraCase) -> None:
+    case.add(1, T0 + dt.timedelta(minutes=10))  # 09:10 UTC, 01:10 in Los Angeles
+
+    [ticket] = pull(case, T0)
+
+    assert ticket.source_id == "1"
+    assert ticket.record["fields"]["updated"] == "2026-11-02T01:10:00.000-0800"
+    assert ticket.cursor == T0 + dt.timedelta(minutes=10)  # read as aware UTC
+    # A connector writing its UTC watermark as a JQL date string: Jira reads it in the
+    # user's zone, 09:00 in Los Angeles = 17:00 UTC, and the issue is silently skipped.
+    naive_jql = f'project = OPS AND updated >= "{T0:%Y-%m-%d %H:%M}" {ORDER}'
+    answer = httpx.get(
+        case.fake.base_url + SEARCH,
+        params={"jql": naive_jql, "fields": "updated"},
+        auth=(EMAIL, API_TOKEN),
+    )
+    assert answer.status_code == 200
+    assert answer.json()["issues"] == []
+
+
+def test_an_issue_moved_to_another_project_updates_the_same_task(
+    case: JiraCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.jql = "project in (OPS, INFRA)"
+    case.add(7, T0)
+    suite = TestJira()
+    assert suite.sync(case, emulator, sqlite_url).ok
+    before = tasks_by_ticket(emulator)["7"]
+    assert before["fields"]["issue_key"] == "OPS-7"
+
+    case.fake.move(7, "INFRA", 3, T0 + dt.timedelta(hours=1))
+    summary = suite.sync(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert summary.pushed == 1
+    [(source_id, task)] = tasks_by_ticket(emulator).items()  # one task, not two
+    assert source_id == "7"
+    assert task["uid"] == before["uid"] == task_uid("source", "7")
+    assert task["fields"]["title"] == "INFRA-3 Printer 7 jammed v1"
+    assert task["fields"]["issue_key"] == "INFRA-3"
+    assert task["fields"]["project"] == "INFRA"
+    assert task["fields"]["url"] == f"{case.fake.base_url}/browse/INFRA-3"
+
+
+def test_the_default_mapping_uses_the_status_category_and_tolerates_a_hidden_email(
+    case: JiraCase,
+) -> None:
+    case.fake.add(
+        1,
+        T0,
+        summary="Renamed status",
+        status="In Progress",
+        assignee={"displayName": "Private Person"},  # no emailAddress: privacy settings
+        duedate="2026-11-20",
+        labels=["printer", "floor-2"],
+        priority="High",
+    )
+    case.fake.add(2, T0, summary="Finished", status="Done", assignee={"emailAddress": "a@x.io"})
+    config = build_config(
+        {
+            "fragment": {"url": "http://127.0.0.1:9", "token": TOKEN},
+            "connectors": {"ops": {"kind": "jira", **case.options()}},
+        },
+        source="test",
+    )
+    mapper = Mapper("ops", "ops", config.connectors["ops"].settings.mapping)
+
+    started, done = (mapper.map(t).task() for t in pull(case, None))
+
+    assert (started["status"], done["status"]) == ("STARTED", "DONE")
+    assert started["assignee_email"] is None
+    assert done["assignee_email"] == "a@x.io"
+    assert started["due_at"] == "2026-11-20T00:00:00Z"
+    assert started["external_updated_at"] == "2026-11-02T09:00:00Z"
+    assert started["fields"] == {
+        "title": "OPS-1 Renamed status",
+        "url": f"{case.fake.base_url}/browse/OPS-1",
+        "ticket_id": "1",
+        "issue_key": "OPS-1",
+        "project": "OPS",
+        "issue_type": "Task",
+        "priority": "High",
+        "labels": ["printer", "floor-2"],
+        "reporter": "Ana Ops",
+    }
+
+
+def test_a_jql_with_its_own_order_by_is_refused_at_config_load() -> None:
+    def load(jql: str) -> None:
+        build_config(
+            {
+                "fragment": {"url": "http://127.0.0.1:9", "token": TOKEN},
+                "connectors": {
+                    "ops": {
+                        "kind": "jira",
+                        "site": "acme",
+                        "email": EMAIL,
+                        "api_token": API_TOKEN,
+                        "jql": jql,
+                    }
+                },
+            },
+            source="test",
+        )
+
+    with pytest.raises(ConfigError) as raised:
+        load("project = OPS order by created DESC")
+    assert raised.value.key == "connectors.ops.jql"
+    assert "ORDER BY" in str(raised.value)
+    load('project = OPS AND summary ~ "sort order by size"')  # quoted text is fine
+
+
+def test_a_site_name_becomes_the_api_and_the_link_address() -> None:
+    options = JiraOptions.model_validate(
+        {"site": "acme", "email": EMAIL, "api_token": API_TOKEN, "jql": "project = OPS"}
+    )
+    assert options.base_url == "https://acme.atlassian.net"
+    gateway = "https://api.atlassian.com/ex/jira/2a4f"  # a scoped token's API address
+    scoped = options.model_copy(update={"base_url": gateway})
+    source = JiraConnector("jira", scoped)
+    assert source.enrich({"key": "OPS-1"})["web_url"] == "https://acme.atlassian.net/browse/OPS-1"
+    with pytest.raises(ValueError, match="site"):
+        JiraOptions.model_validate({"email": EMAIL, "api_token": API_TOKEN, "jql": "x = 1"})
+
+
+def test_a_short_page_mid_stream_does_not_end_the_pull(case: JiraCase) -> None:
+    case.fake.page_cap = 3  # Jira may send fewer than maxResults and more after
+    for n in range(1, 13):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+
+    tickets = pull(case, None)
+
+    assert [t.source_id for t in tickets] == [str(n) for n in range(1, 13)]
+    requests = case.fake.gets(SEARCH)
+    assert len(requests) == 4
+    assert requests[0].param("maxResults") == "5"
+
+
+def test_the_removed_search_endpoint_fails_loudly(case: JiraCase) -> None:
+    class OldSearch(JiraConnector):
+        path = "/rest/api/3/search"
+
+    case.add(1, T0)
+    source = OldSearch("jira", connector(case).options)
+    with closing(source), pytest.raises(SourceError) as raised:
+        list(source.pull(None))
+    message = str(raised.value)
+    assert "410" in message
+    assert "/rest/api/3/search/jql" in message
+    assert len(case.fake.requests) == 1  # not retried
+
+
+def test_a_503_with_retry_after_is_waited_out(case: JiraCase) -> None:
+    case.add(1, T0)
+    case.fake.fail_next(Reply(503, {"errorMessages": ["busy"]}, headers={"Retry-After": "1"}))
+
+    [ticket] = pull(case, None)
+
+    assert ticket.source_id == "1"
+    first, second = case.fake.gets(SEARCH)
+    assert second.at - first.at >= 1.0
+
+
+def test_a_wrong_api_token_fails_with_a_clear_message(case: JiraCase) -> None:
+    case.add(1, T0)
+    with pytest.raises(SourceError) as raised:
+        pull(case, None, api_token="revoked")
+    assert "credentials" in str(raised.value)
+    assert "401" in str(raised.value)

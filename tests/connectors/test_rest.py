@@ -1,0 +1,305 @@
+"""The declarative `rest` connector, configured for a fake back-office API in each paging style."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import SourceTicket
+from connectors.rest import RestApiConnector, RestApiOptions, render_since
+from fakes import Reply, Request
+from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
+from fakes.suite import T0, ConnectorSuite, VendorCase
+from sync.config import ConnectorSettings, build_config
+from sync.emulator import Emulator
+from sync.errors import ConfigError
+from sync.state import StateStore
+from sync.watermark import encode
+from synckit import TOKEN, tasks_by_ticket
+
+API_KEY = "bo-key-93f1c2"
+
+STYLES: dict[PagingStyle, dict[str, Any]] = {
+    "next_token": {
+        "paginator": {"type": "next_token", "token_path": "paging.next_cursor", "param": "cursor"},
+        "page_size_param": "per_page",
+    },
+    "offset": {
+        # Offsets over a live set shift when a ticket is edited mid-scan: re-anchor every page.
+        "paginator": {"type": "offset", "total_path": "paging.total"},
+        "reanchor_after_pages": 1,
+        "since_format": "epoch_seconds",
+    },
+    "next_url": {
+        "paginator": {"type": "next_url", "url_path": "paging.next"},
+        "page_size_param": "per_page",
+        "reanchor_after_pages": 1,
+    },
+    "page_number": {
+        "paginator": {"type": "page_number", "pages_path": "paging.pages"},
+        "page_size_param": "per_page",
+        "reanchor_after_pages": 1,
+    },
+    "link_header": {
+        "paginator": {"type": "link_header"},
+        "page_size_param": "per_page",
+        "reanchor_after_pages": 1,
+    },
+}
+"""The `rest` options that describe each paging style of the fake."""
+
+MAPPING = {
+    "title": "{headline}",
+    "status": "state",
+    "status_map": {"open": "TODO", "working": "STARTED", "done": "DONE"},
+    "external_updated_at": "modified",
+    "fields": {"owner": "owner.name"},
+}
+
+
+class BackOfficeCase(VendorCase):
+    kind = "rest"
+    shows_deletions = True  # the feed keeps deleted tickets, `removed` set
+    fake: FakeBackOffice
+
+    def __init__(self, fake: FakeBackOffice, **extra: Any) -> None:
+        super().__init__(fake)
+        self.extra = {**STYLES[fake.paging], **extra}
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.fake.base_url,
+            "path": PATH,
+            "auth": {"type": "header", "header": "X-Api-Key", "value": API_KEY},
+            "since_param": "modified_since",
+            "records_path": "data.tickets",
+            "id_path": "ref",
+            "cursor_path": "modified",
+            "deleted_path": "removed",
+            "page_size": self.page_size,
+            "mapping": MAPPING,
+            **self.extra,
+        }
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        headline = f"Printer {number} jammed v{version}"
+        if number in self.fake.tickets:
+            self.fake.touch(number, updated, headline=headline)
+        else:
+            self.fake.add(number, updated, headline=headline)
+
+    def remove(self, number: int, at: dt.datetime) -> None:
+        self.fake.remove(number, at)
+
+    def put_malformed(self, number: int, updated: dt.datetime) -> str:
+        ticket = self.fake.add(number, updated)
+        ticket["modified"] = "yesterday-ish"
+        return "modified"
+
+    def rate_limit(self, wait: int) -> Reply:
+        return Reply(429, {"error": "slow down"}, headers={"Retry-After": str(wait)})
+
+    def title(self, number: int, version: int) -> str:
+        return f"Printer {number} jammed v{version}"
+
+    def is_page_request(self, request: Request) -> bool:
+        return request.path == PATH
+
+    def connector(self, **options: Any) -> RestApiConnector:
+        settings = ConnectorSettings.model_fields  # the engine's keys, not the connector's
+        raw = {k: v for k, v in (self.options() | options).items() if k not in settings}
+        return RestApiConnector("backoffice", RestApiOptions.model_validate(raw))
+
+
+class TestRestWithNextTokenPaging(ConnectorSuite):
+    @pytest.fixture
+    def case(self) -> Iterator[BackOfficeCase]:
+        with FakeBackOffice(API_KEY, "next_token") as fake:
+            yield BackOfficeCase(fake)
+
+
+class TestRestWithOffsetPaging(ConnectorSuite):
+    @pytest.fixture
+    def case(self) -> Iterator[BackOfficeCase]:
+        with FakeBackOffice(API_KEY, "offset") as fake:
+            yield BackOfficeCase(fake)
+
+
+def pull(connector: RestApiConnector, since: dt.datetime | None) -> list[SourceTicket]:
+    try:
+        tickets = list(connector.pull(since))
+    finally:
+        connector.close()
+    assert all(isinstance(t, SourceTicket) for t in tickets)
+    return tickets  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_every_paging_style_reads_every_page_once(style: PagingStyle) -> None:
+    with FakeBackOffice(API_KEY, style) as fake:
+        case = BackOfficeCase(fake)
+        for n in range(1, 13):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        tickets = pull(case.connector(), None)
+        assert [t.source_id for t in tickets] == [str(n) for n in range(1, 13)]
+        assert len(fake.gets(PATH)) >= 3  # 12 tickets, 5 a page
+
+
+def test_the_query_carries_the_configured_parameters_headers_and_auth() -> None:
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        case = BackOfficeCase(
+            fake,
+            auth={"type": "bearer", "token": API_KEY},
+            params={"sort": "modified", "include_removed": True},
+            headers={"X-Api-Version": "2026-01"},
+            since_format="epoch_seconds",
+            since_initial="0",
+        )
+        case.add(1, T0)
+        pull(case.connector(), T0 + dt.timedelta(microseconds=999_999))
+        pull(case.connector(), None)
+        from_watermark, from_scratch = fake.gets(PATH)
+        assert from_watermark.param("modified_since") == str(int(T0.timestamp()))  # floored
+        assert from_scratch.param("modified_since") == "0"  # since_initial
+        assert from_watermark.param("per_page") == "5"
+        assert from_watermark.param("sort") == "modified"
+        assert from_watermark.param("include_removed") == "true"
+        assert from_watermark.headers["x-api-version"] == "2026-01"
+        assert from_watermark.headers["authorization"] == f"Bearer {API_KEY}"
+
+
+@pytest.mark.parametrize(
+    ("since_format", "expected"),
+    [
+        ("iso8601", "2026-11-02T09:00:05Z"),
+        ("iso8601_offset", "2026-11-02T09:00:05+00:00"),
+        ("epoch_seconds", "1793610005"),
+        ("epoch_ms", "1793610005678"),
+        ("date", "2026-11-02"),
+        ("%Y-%m-%d %H:%M:%S", "2026-11-02 09:00:05"),
+    ],
+)
+def test_the_watermark_is_spelled_as_configured_floored_to_stay_inclusive(
+    since_format: str, expected: str
+) -> None:
+    moment = dt.datetime(2026, 11, 2, 10, 0, 5, 678_900, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert render_since(moment, since_format) == expected
+    assert render_since(41, since_format) == "41"  # integer cursors go as they are
+
+
+def test_an_api_that_cant_sort_moves_the_watermark_only_after_a_whole_pass(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeBackOffice(API_KEY, "next_token", newest_first=True) as fake:
+        case = BackOfficeCase(fake, ordered=False, page_size=100)
+        assert case.connector().ordered is False
+        for n in range(1, 511):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        pages = [0]
+
+        def sixth_page(request: Request) -> bool:
+            pages[0] += 1
+            return pages[0] == 6
+
+        case.fake.fail_next(Reply(400, {"error": "cursor expired"}), when=sixth_page)
+        suite = ConnectorSuite()
+        broken = suite.sync(case, emulator, sqlite_url)
+        assert not broken.ok
+        assert broken.pushed == 500  # the engine pushed what it had read ...
+        store = StateStore.open(sqlite_url)
+        assert store.watermark("source") is None  # ... but could not know it was all up to here
+        store.close()
+
+        healed = suite.sync(case, emulator, sqlite_url)
+        assert healed.ok, healed.error
+        assert healed.watermark == encode(T0 + dt.timedelta(minutes=510))
+        suite.assert_exact(case, emulator)
+
+
+def test_a_tombstone_archives_the_task(emulator: Emulator, sqlite_url: str) -> None:
+    with FakeBackOffice(API_KEY, "offset") as fake:
+        case = BackOfficeCase(fake)
+        case.add(1, T0)
+        case.add(2, T0 + dt.timedelta(minutes=1))
+        suite = ConnectorSuite()
+        assert suite.sync(case, emulator, sqlite_url).ok
+        case.delete(2, T0 + dt.timedelta(hours=1))
+        assert suite.sync(case, emulator, sqlite_url).ok
+        landed = tasks_by_ticket(emulator)
+        assert (landed["1"]["archived"], landed["2"]["archived"]) == (False, True)
+
+
+def config_error(**options: Any) -> ConfigError:
+    connector = {
+        "kind": "rest",
+        "base_url": "https://backoffice.example.com",
+        "path": "/api/v1/tickets",
+        "paginator": {"type": "next_token", "token_path": "next", "param": "cursor"},
+        **options,
+    }
+    raw = {"fragment": {"token": TOKEN}, "connectors": {"api": connector}}
+    with pytest.raises(ConfigError) as caught:
+        build_config(raw, source="test")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "words"),
+    [
+        ({"paginator": {"type": "cursor"}}, "paginator", "'next_token', 'next_url'"),
+        (
+            {"paginator": {"type": "next_token", "param": "c"}},
+            "paginator.next_token.token_path",
+            "required",
+        ),
+        ({"paginator": {"type": "offset", "limit": 50}}, "paginator.offset", "page_size"),
+        ({"auth": {"type": "bearer"}}, "auth.bearer.token", "required"),
+        ({"auth": {"type": "oauth2"}}, "auth", "'bearer', 'basic'"),
+        ({"since_format": "rfc2822"}, "since_format", "strftime"),
+        ({"since_initial": "0"}, "since_initial", "since_param"),
+        ({"sinse_param": "updated"}, "sinse_param", "unknown key"),
+        ({"path": "api/v1/tickets"}, "path", "start with '/'"),
+        ({"ordered": False, "reanchor_after_pages": 1}, "ordered", "oldest first"),
+        (
+            {"paginator": {"type": "offset"}, "page_size_param": "per_page"},
+            "page_size_param",
+            "limit_param",
+        ),
+    ],
+)
+def test_a_bad_config_fails_at_load_naming_the_key(
+    options: dict[str, Any], key: str, words: str
+) -> None:
+    error = config_error(**options)
+    assert error.key == f"connectors.api.{key}"
+    assert words in error.reason
+
+
+@pytest.mark.parametrize(
+    ("auth", "header", "value"),
+    [
+        ({"type": "none"}, "authorization", None),
+        ({"type": "bearer", "token": "t0k"}, "authorization", "Bearer t0k"),
+        ({"type": "basic", "username": "ana", "password": "pw"}, "authorization", "Basic YW5hOnB3"),
+        ({"type": "header", "header": "X-Api-Key", "value": "k3y"}, "x-api-key", "k3y"),
+    ],
+)
+def test_each_auth_type_puts_its_secret_where_it_belongs(
+    auth: dict[str, str], header: str, value: str | None
+) -> None:
+    options = RestApiOptions.model_validate(
+        {
+            "base_url": "https://backoffice.example.com",
+            "path": PATH,
+            "auth": auth,
+            "paginator": {"type": "link_header"},
+        }
+    )
+    built = RestApiConnector("backoffice", options).auth()
+    request = httpx.Request("GET", "https://backoffice.example.com/api/v1/tickets")
+    sent = request if built is None else next(built.sync_auth_flow(request))
+    assert sent.headers.get(header) == value

@@ -1,0 +1,323 @@
+"""The ServiceNow connector against a fake of the Table API, plus ServiceNow's own traps.
+
+The fake's API user sits in New York, so display values and `gs.dateGenerate`
+are five hours behind the UTC that raw values and query literals use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import BadRecord, SourceTicket
+from connectors.errors import SourceError
+from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
+from fakes import Reply, Request
+from fakes.servicenow import FakeServiceNow, sys_id_of
+from fakes.suite import T0, ConnectorSuite, VendorCase
+from sync.config import build_config
+from sync.emulator import Emulator
+from sync.errors import ConfigError
+from sync.mapping import Mapper
+from synckit import TOKEN, tasks_by_ticket
+
+USERNAME = "fragment.sync"
+PASSWORD = "snow-pass-81d2"
+OAUTH_TOKEN = "snow-oauth-5e77c0"
+TABLE = "/api/now/table/incident"
+ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
+
+
+class ServiceNowCase(VendorCase):
+    kind = "servicenow"
+    fake: FakeServiceNow
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.fake.base_url,
+            "username": USERNAME,
+            "password": PASSWORD,
+            "page_size": self.page_size,
+        }
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        text = f"Printer {number} jammed v{version}"
+        if sys_id_of(number) in self.fake.tables["incident"]:
+            self.fake.touch(number, updated, short_description=text)
+        else:
+            self.fake.add(number, updated, short_description=text)
+
+    def remove(self, number: int, at: dt.datetime) -> None:
+        self.fake.delete(number)  # gone from the table; only sys_audit_delete would know
+
+    def put_malformed(self, number: int, updated: dt.datetime) -> str:
+        # Inserted by a script with autoSysFields(false): no sys_updated_on at all.
+        self.fake.add(number, None)
+        return "sys_updated_on"
+
+    def rate_limit(self, wait: int) -> Reply:
+        return self.fake.rate_limited(wait)
+
+    def title(self, number: int, version: int) -> str:
+        return f"INC{number:07d} Printer {number} jammed v{version}"
+
+    def is_page_request(self, request: Request) -> bool:
+        return request.path == TABLE
+
+    def live(self) -> dict[str, str]:
+        # Records are keyed on their sys_id, not on the suite's ticket number.
+        return {sys_id_of(int(n)): title for n, title in super().live().items()}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeServiceNow]:
+    fake = FakeServiceNow(USERNAME, PASSWORD, OAUTH_TOKEN)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def case(server: FakeServiceNow) -> ServiceNowCase:
+    server.reset(user_tz="America/New_York")
+    return ServiceNowCase(server)
+
+
+class TestServiceNow(ConnectorSuite):
+    def test_a_deleted_ticket_is_archived_or_left_alone_as_the_vendor_allows(
+        self, case: VendorCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        # The suite's version, reading task "3" by its sys_id (suite.py looks up "3").
+        for n in range(1, 6):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        assert self.sync(case, emulator, sqlite_url).ok
+        case.delete(3, T0 + dt.timedelta(hours=1))
+        summary = self.sync(case, emulator, sqlite_url)
+        assert summary.ok, summary.error
+        self.assert_exact(case, emulator)
+        assert tasks_by_ticket(emulator)[sys_id_of(3)]["archived"] is False
+
+
+def connector(case: ServiceNowCase, **overrides: Any) -> ServiceNowConnector:
+    options = {"rate_limit_floor": "100ms", "max_retry_wait": "10s", **case.options()}
+    merged = {k: v for k, v in {**options, **overrides}.items() if v is not None}
+    return ServiceNowConnector("snow", ServiceNowOptions.model_validate(merged))
+
+
+def pull(
+    case: ServiceNowCase, since: dt.datetime | None, **overrides: Any
+) -> list[SourceTicket | BadRecord]:
+    with closing(connector(case, **overrides)) as source:
+        return list(source.pull(since))
+
+
+def tickets(items: list[SourceTicket | BadRecord]) -> list[SourceTicket]:
+    assert all(isinstance(item, SourceTicket) for item in items)
+    return [item for item in items if isinstance(item, SourceTicket)]
+
+
+def ids(items: list[SourceTicket | BadRecord]) -> list[str | None]:
+    return [item.source_id for item in items]
+
+
+def test_the_query_sent_is_the_scope_then_a_keyset_after_the_last_row(
+    case: ServiceNowCase,
+) -> None:
+    for n in range(1, 8):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+
+    items = pull(case, T0 + dt.timedelta(minutes=1, microseconds=700), query="active=true")
+
+    assert ids(items) == [sys_id_of(n) for n in range(2, 8)]  # 1 is read, then dropped
+    first, second, last = case.fake.gets(TABLE)
+    assert first.param("sysparm_query") == (
+        f"active=true^sys_updated_on>=2026-11-02 09:01:00^{ORDER}"
+    )
+    after = f"2026-11-02 09:05:00^sys_id>{sys_id_of(5)}"
+    assert second.param("sysparm_query") == (
+        "active=true^sys_updated_on>2026-11-02 09:05:00"
+        f"^NQactive=true^sys_updated_on={after}^{ORDER}"
+    )
+    assert (last.param("sysparm_query") or "").endswith(f"^sys_id>{sys_id_of(7)}^{ORDER}")
+    for request in (first, second, last):
+        assert request.param("sysparm_display_value") == "false"
+        assert request.param("sysparm_exclude_reference_link") == "true"
+        assert request.param("sysparm_no_count") == "true"
+        assert request.param("sysparm_limit") == "5"
+        assert request.param("sysparm_offset") == "0"  # never deeper: each page is a keyset
+
+
+def test_timestamps_without_a_zone_are_read_as_utc(case: ServiceNowCase) -> None:
+    late = dt.datetime(2026, 11, 2, 23, 30, tzinfo=dt.UTC)  # 18:30 for the New York user
+    case.fake.add(1, late, due_date="2026-11-03 08:00:00")
+
+    [ticket] = tickets(pull(case, late - dt.timedelta(seconds=1)))
+
+    assert ticket.record["sys_updated_on"] == "2026-11-02 23:30:00"
+    assert ticket.cursor == late
+    task = mapper(case).map(ticket).task()
+    assert task["external_updated_at"] == "2026-11-02T23:30:00Z"
+    assert task["due_at"] == "2026-11-03T08:00:00Z"
+    # The trap the connector avoids: gs.dateGenerate reads the user's zone (23:00 in New
+    # York is 04:00 UTC the next day), so this query misses a row it should return.
+    user_zoned = "sys_updated_on>=javascript:gs.dateGenerate('2026-11-02','23:00:00')"
+    answer = httpx.get(
+        case.fake.base_url + TABLE,
+        params={"sysparm_query": user_zoned},
+        auth=(USERNAME, PASSWORD),
+    )
+    assert answer.json()["result"] == []
+
+
+def test_a_tie_group_larger_than_several_pages_is_read_completely_once(
+    case: ServiceNowCase,
+) -> None:
+    tie = T0 + dt.timedelta(minutes=30)  # one bulk import, one second
+    for n in range(1, 24):
+        case.add(n, tie)
+    case.add(50, tie + dt.timedelta(seconds=1))
+
+    items = pull(case, tie)
+
+    counts = Counter(ids(items))
+    assert set(counts) == {sys_id_of(n) for n in [*range(1, 24), 50]}
+    assert set(counts.values()) == {1}
+    assert ids(items)[:-1] == sorted(sys_id_of(n) for n in range(1, 24))  # by sys_id
+    assert len(case.fake.gets(TABLE)) == 6  # 24 rows in pages of 5, then the empty page
+
+
+def test_a_tie_member_edited_mid_scan_does_not_shift_the_rest_out(case: ServiceNowCase) -> None:
+    tie = T0 + dt.timedelta(minutes=30)
+    for n in range(1, 24):
+        case.add(n, tie)
+    in_order = sorted(range(1, 24), key=sys_id_of)
+    pages = [0]
+
+    def third_page(request: Request) -> bool:
+        pages[0] += 1
+        return pages[0] == 3
+
+    # Rows read on page 1 leave the tie group: with offsets, the unread ones would
+    # move up into pages already passed and be skipped.
+    moved = in_order[:3]
+
+    def bulk_edit() -> None:
+        for n in moved:
+            case.fake.touch(n, tie + dt.timedelta(hours=1))
+
+    case.fake.when(third_page, bulk_edit)
+
+    items = pull(case, tie)
+
+    counts = Counter(ids(items))
+    assert set(counts) == {sys_id_of(n) for n in range(1, 24)}  # nothing skipped
+    assert {counts[sys_id_of(n)] for n in moved} == {2}  # read before and after the edit
+    assert sum(counts.values()) == 23 + len(moved)
+
+
+def test_rows_hidden_by_acls_leave_short_and_empty_pages_that_do_not_end_the_pull(
+    case: ServiceNowCase,
+) -> None:
+    for n in range(1, 16):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.acl_hidden = {sys_id_of(n) for n in (2, *range(6, 11))}  # page 2 entirely
+
+    items = pull(case, None)
+
+    assert ids(items) == [sys_id_of(n) for n in (1, 3, 4, 5, *range(11, 16))]
+
+
+def test_bearer_and_basic_auth_both_work(case: ServiceNowCase) -> None:
+    case.add(1, T0)
+
+    basic = pull(case, None)
+    bearer = pull(case, None, username=None, password=None, token=OAUTH_TOKEN)
+
+    assert ids(basic) == ids(bearer) == [sys_id_of(1)]
+    first, second = (r.headers["authorization"] for r in case.fake.gets(TABLE)[::2])
+    assert first.startswith("Basic ")
+    assert second == f"Bearer {OAUTH_TOKEN}"
+
+
+def test_a_wrong_password_fails_with_a_clear_message(case: ServiceNowCase) -> None:
+    case.add(1, T0)
+    with pytest.raises(SourceError) as raised:
+        pull(case, None, password="stale")
+    assert "credentials" in str(raised.value)
+    assert "401" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "complaint"),
+    [
+        ({}, "username and password (Basic auth) or token"),
+        ({"username": "u", "password": "p", "token": "t"}, "not both"),
+        ({"username": "u"}, "needs both username and password"),
+    ],
+)
+def test_credentials_are_checked_at_config_load(
+    credentials: dict[str, str], complaint: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load({"instance": "acme", **credentials})
+    assert raised.value.key == "connectors.snow"
+    assert complaint in str(raised.value)
+
+
+def test_a_query_that_would_break_the_keyset_is_refused_at_config_load() -> None:
+    for query in ("active=true^ORDERBYnumber", "active=true^NQpriority=1"):
+        with pytest.raises(ConfigError) as raised:
+            load({"instance": "acme", "token": "t", "query": query})
+        assert raised.value.key == "connectors.snow.query"
+
+
+def test_an_instance_name_becomes_the_service_now_url() -> None:
+    config = load({"instance": "acme", "token": "t", "table": "sc_req_item"})
+    options = config.connectors["snow"].options
+    assert isinstance(options, ServiceNowOptions)
+    assert options.base_url == "https://acme.service-now.com"
+
+
+def test_the_default_mapping_reads_incident_states_and_links_back(case: ServiceNowCase) -> None:
+    case.fake.add(1, T0, state="2", assigned_to="5137153cc611227c000bbd1bd8cd2005")
+    case.fake.add(2, T0 + dt.timedelta(seconds=1), state="7")
+
+    started, closed = (mapper(case).map(t).task() for t in tickets(pull(case, None)))
+
+    assert (started["status"], closed["status"]) == ("STARTED", "DONE")
+    assert "assignee_email" not in started  # assigned_to is a sys_id, kept as a field
+    assert started["due_at"] is None  # an empty due_date
+    assert started["fields"] == {
+        "title": "INC0000001 Incident 1",
+        "url": f"{case.fake.base_url}/nav_to.do?uri=incident.do?sys_id={sys_id_of(1)}",
+        "ticket_id": sys_id_of(1),
+        "number": "INC0000001",
+        "priority": "4",
+        "urgency": "3",
+        "impact": "3",
+        "category": "inquiry",
+        "assignment_group": "287ebd7da9fe198100f92cc8d1d2154e",
+        "assigned_to": "5137153cc611227c000bbd1bd8cd2005",
+        "caller_id": "681ccaf9c0a8016400b98a06818d57c7",
+    }
+
+
+def load(options: dict[str, Any]) -> Any:
+    return build_config(
+        {
+            "fragment": {"url": "http://127.0.0.1:9", "token": TOKEN},
+            "connectors": {"snow": {"kind": "servicenow", **options}},
+        },
+        source="test",
+    )
+
+
+def mapper(case: ServiceNowCase) -> Mapper:
+    config = load(case.options())
+    return Mapper("snow", "snow", config.connectors["snow"].settings.mapping)

@@ -1,0 +1,156 @@
+"""A fake in-house back-office API: `GET /api/v1/tickets`, paging in a style the test picks.
+
+No vendor stands behind it; it is what the `rest` connector is for. Tickets
+are `{"ref", "headline", "state", "modified", "removed"}` under `data.tickets`.
+`modified_since` (ISO 8601, or Unix seconds) filters inclusively at whole
+seconds; answers are sorted by `(modified, ref)`, oldest first unless the fake
+is told to answer newest first (an API that can't sort). A deleted ticket
+stays in the feed with `removed` set to when, and `modified` bumped. The key
+goes in `X-Api-Key` or as a Bearer token. Paging styles:
+
+- `next_token`: `cursor` parameter, `paging.next_cursor` in the body; a
+  keyset token, so edits mid-scan shift nothing.
+- `offset`: `offset`/`limit`, `paging.total`; a live set, so edits shift it.
+- `next_url`: `paging.next` holds the next page's full URL.
+- `page_number`: `page`/`per_page`, `paging.pages`.
+- `link_header`: `page`/`per_page`, with a `Link: <…>; rel="next"` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from fakes import FakeApi, Reply, Request
+
+PagingStyle = Literal["next_token", "offset", "next_url", "page_number", "link_header"]
+PATH = "/api/v1/tickets"
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeBackOffice(FakeApi):
+    def __init__(
+        self, api_key: str, paging: PagingStyle = "next_token", newest_first: bool = False
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.paging = paging
+        self.newest_first = newest_first
+        self.tickets: dict[int, dict[str, Any]] = {}
+
+    def add(self, ref: int, modified: dt.datetime, **fields: Any) -> dict[str, Any]:
+        ticket = {
+            "ref": ref,
+            "headline": f"Ticket {ref}",
+            "state": "open",
+            "owner": {"name": "Ana Ops", "email": "ana@example.com"},
+            "modified": stamp(modified),
+            "removed": None,
+            **fields,
+        }
+        with self.lock:
+            self.tickets[ref] = ticket
+        return ticket
+
+    def touch(self, ref: int, modified: dt.datetime, **fields: Any) -> None:
+        with self.lock:
+            self.tickets[ref].update(fields, modified=stamp(modified))
+
+    def remove(self, ref: int, at: dt.datetime) -> None:
+        self.touch(ref, at, removed=stamp(at))
+
+    def route(self, request: Request) -> Reply:
+        if request.path != PATH:
+            return Reply(404, {"error": "no such endpoint"})
+        if self.api_key not in (
+            request.headers.get("x-api-key"),
+            (request.headers.get("authorization") or "").removeprefix("Bearer "),
+        ):
+            return Reply(401, {"error": "missing or wrong API key"})
+        tickets = sorted(self.tickets.values(), key=lambda t: (t["modified"], t["ref"]))
+        since = request.param("modified_since")
+        if since:
+            try:
+                bound = (
+                    dt.datetime.fromtimestamp(int(since), dt.UTC)
+                    if since.isdigit()
+                    else dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+                )
+            except ValueError:
+                return Reply(400, {"error": f"modified_since: can't read {since!r}"})
+            tickets = [t for t in tickets if t["modified"] >= stamp(bound)]
+        if self.newest_first:
+            tickets.reverse()
+        answer = {
+            "next_token": self._next_token,
+            "offset": self._offset,
+            "next_url": self._next_url,
+            "page_number": self._page_number,
+            "link_header": self._link_header,
+        }[self.paging]
+        return answer(request, tickets)
+
+    @staticmethod
+    def _size(request: Request, name: str) -> int:
+        return max(1, min(100, int(request.param(name, "20") or 20)))
+
+    @staticmethod
+    def _body(tickets: list[dict[str, Any]], **paging: Any) -> dict[str, Any]:
+        return {"data": {"tickets": tickets}, "paging": paging}
+
+    def _next_token(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
+        size = self._size(request, "per_page")
+        cursor = request.param("cursor")
+        if cursor:
+            modified, ref = base64.urlsafe_b64decode(cursor).decode().split("|")
+            after = (modified, int(ref))
+            if self.newest_first:
+                tickets = [t for t in tickets if (t["modified"], t["ref"]) < after]
+            else:
+                tickets = [t for t in tickets if (t["modified"], t["ref"]) > after]
+        page = tickets[:size]
+        token = None
+        if len(tickets) > size:
+            last = page[-1]
+            token = base64.urlsafe_b64encode(f"{last['modified']}|{last['ref']}".encode()).decode()
+        return Reply(200, self._body(page, next_cursor=token))
+
+    def _offset(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
+        size = self._size(request, "limit")
+        offset = int(request.param("offset", "0") or 0)
+        return Reply(200, self._body(tickets[offset : offset + size], total=len(tickets)))
+
+    def _numbered(self, request: Request, tickets: list[dict[str, Any]]) -> tuple[Any, int, int]:
+        size = self._size(request, "per_page")
+        page = int(request.param("page", "1") or 1)
+        return (
+            tickets[(page - 1) * size : page * size],
+            page,
+            max(1, math.ceil(len(tickets) / size)),
+        )
+
+    def _next_url(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
+        page, number, pages = self._numbered(request, tickets)
+        following = self._url(request, number + 1) if number < pages else None
+        return Reply(200, self._body(page, next=following))
+
+    def _page_number(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
+        page, _number, pages = self._numbered(request, tickets)
+        return Reply(200, self._body(page, pages=pages))
+
+    def _link_header(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
+        page, number, pages = self._numbered(request, tickets)
+        headers = (
+            {"Link": f'<{self._url(request, number + 1)}>; rel="next"'} if number < pages else {}
+        )
+        return Reply(200, self._body(page), headers=headers)
+
+    def _url(self, request: Request, page: int) -> str:
+        query = {name: values[-1] for name, values in request.query.items()}
+        return f"{self.base_url}{PATH}?{urlencode({**query, 'page': page})}"

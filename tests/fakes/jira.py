@@ -1,0 +1,464 @@
+"""A fake Jira Cloud issue search, as Atlassian's REST v3 docs describe it.
+
+`GET /rest/api/3/search/jql` with `jql`, `fields`, `maxResults` and an opaque
+`nextPageToken` tied to its query; answers `issues`, `isLast` and, only when
+more follow, `nextPageToken` (no `total`). Pages can come back shorter than
+`maxResults` mid-stream (`page_cap`, and 100 at most unless only ids are
+asked for). A bare `ORDER BY` (an unbounded query) is refused. JQL is parsed
+for what a sync sends: `project = X`, `project in (A, B)`, `key`/`id`,
+`updated`/`created` against an epoch-milliseconds number or a date string,
+`AND`/`OR`/`NOT`, parentheses, `ORDER BY updated ASC, id ASC` (`id` is an alias
+of the issue key, as in JQL). A date string has minute precision and is read
+in the API user's profile time zone (`profile_tz`); an epoch number is taken
+at minute precision too, the pessimistic reading of the docs. Timestamps come
+back in the profile zone with a colon-less offset (`...T01:04:00.000-0800`).
+Basic `email:api_token` or 401; the removed `/rest/api/{2,3}/search` answers
+410 Gone; deleted issues vanish.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fakes import FakeApi, Reply, Request
+
+SEARCH = "/rest/api/3/search/jql"
+REMOVED = ("/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search")
+ID_ONLY = {"id", "key"}
+CATEGORIES = {"To Do": "new", "In Progress": "indeterminate", "Done": "done"}
+
+
+@dataclass
+class FakeIssue:
+    id: str
+    project: str
+    number: int
+    updated: dt.datetime
+    created: dt.datetime
+    fields: dict[str, Any] = field(default_factory=dict)
+    broken_updated: str | None = None
+    """Sent instead of `updated` when set: a value no client can read."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}-{self.number}"
+
+
+class JqlError(ValueError):
+    """The query is not valid JQL (or not what this fake understands): a 400."""
+
+
+Predicate = Callable[[FakeIssue], bool]
+
+
+class FakeJira(FakeApi):
+    def __init__(self, email: str, api_token: str, profile_tz: str = "America/Los_Angeles") -> None:
+        super().__init__()
+        self.email, self.api_token = email, api_token
+        self.profile_tz = ZoneInfo(profile_tz)
+        self.issues: dict[str, FakeIssue] = {}
+        self.page_cap: int | None = None
+        """Return at most this many issues a page, whatever `maxResults` says."""
+
+    # Test controls
+
+    def reset(self, profile_tz: str = "America/Los_Angeles") -> None:
+        """Forget every issue, request and scripted fault (one server serves many tests)."""
+        with self.lock:
+            self.issues.clear()
+            self.requests.clear()
+            self.faults.clear()
+            self.page_cap = None
+            self.profile_tz = ZoneInfo(profile_tz)
+
+    def add(
+        self, issue_id: int, updated: dt.datetime, project: str = "OPS", **fields: Any
+    ) -> FakeIssue:
+        issue = FakeIssue(
+            str(issue_id),
+            project,
+            issue_id,
+            updated,
+            updated - dt.timedelta(hours=1),
+            {
+                "summary": f"Issue {issue_id}",
+                "status": "To Do",
+                "issuetype": "Task",
+                "priority": "Medium",
+                "labels": [],
+                "duedate": None,
+                "assignee": None,
+                "reporter": "Ana Ops",
+                **fields,
+            },
+        )
+        with self.lock:
+            self.issues[issue.id] = issue
+        return issue
+
+    def touch(self, issue_id: int | str, updated: dt.datetime, **fields: Any) -> None:
+        with self.lock:
+            issue = self.issues[str(issue_id)]
+            issue.fields.update(fields)
+            issue.updated = updated
+
+    def move(self, issue_id: int | str, project: str, number: int, updated: dt.datetime) -> None:
+        """Move an issue to another project: its key changes, its id does not."""
+        with self.lock:
+            issue = self.issues[str(issue_id)]
+            issue.project, issue.number, issue.updated = project, number, updated
+
+    def rate_limited(self, wait: int) -> Reply:
+        reset = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
+        return Reply(
+            429,
+            {"errorMessages": ["Rate limit exceeded."]},
+            headers={
+                "Retry-After": str(wait),
+                "X-RateLimit-Limit": "100",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "RateLimit-Reason": "jira-burst-based",
+            },
+        )
+
+    # Serving
+
+    def route(self, request: Request) -> Reply:
+        if request.path in REMOVED:
+            return Reply(
+                410,
+                {
+                    "errorMessages": [
+                        "This API has been removed; migrate to /rest/api/3/search/jql "
+                        "(see CHANGE-2046 in the developer changelog)."
+                    ]
+                },
+            )
+        if request.path != SEARCH:
+            return Reply(404, {"errorMessages": ["Not found"]})
+        if request.method != "GET":
+            return Reply(405, {"errorMessages": ["Method not allowed"]})
+        expected = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return Reply(401, {"errorMessages": ["You are not authenticated."]})
+        jql = request.param("jql") or ""
+        try:
+            where, order = parse_jql(jql, self.profile_tz)
+        except JqlError as exc:
+            return Reply(400, {"errorMessages": [str(exc)], "errors": {}})
+        order = order or [("key", True)]  # no ORDER BY: newest key first
+        if where is None:
+            return Reply(
+                400,
+                {"errorMessages": ["Unbounded JQL queries are not allowed here."], "errors": {}},
+            )
+        fields = [f for v in request.query.get("fields", []) for f in v.split(",") if f]
+        limit = int(request.param("maxResults") or 50)
+        limit = min(limit, 5000 if set(fields) <= ID_ONLY else 100, self.page_cap or limit)
+        digest = hashlib.sha256(jql.encode()).hexdigest()[:16]
+        with self.lock:
+            matching = sorted(
+                (i for i in self.issues.values() if where(i)), key=lambda i: _sort_key(i, order)
+            )
+            token = request.param("nextPageToken")
+            if token:
+                try:
+                    state = json.loads(base64.urlsafe_b64decode(token))
+                except ValueError:
+                    state = {}
+                if state.get("q") != digest:
+                    return Reply(400, {"errorMessages": ["The next page token is invalid."]})
+                after = _comparable(state["after"], order)
+                matching = [i for i in matching if _sort_key(i, order) > after]
+            page = matching[:limit]
+            body: dict[str, Any] = {"issues": [self._render(i, fields) for i in page]}
+            if len(matching) > len(page):
+                position = {"q": digest, "after": _sort_values(page[-1], order)}
+                body["nextPageToken"] = base64.urlsafe_b64encode(
+                    json.dumps(position).encode()
+                ).decode()
+                body["isLast"] = False
+            else:
+                body["isLast"] = True
+        return Reply(200, body)
+
+    def _render(self, issue: FakeIssue, fields: list[str]) -> dict[str, Any]:
+        values = {
+            "updated": issue.broken_updated or self._stamp(issue.updated),
+            "created": self._stamp(issue.created),
+            "summary": issue.fields["summary"],
+            "status": {
+                "name": issue.fields["status"],
+                "statusCategory": {"key": CATEGORIES[issue.fields["status"]]},
+            },
+            "issuetype": {"name": issue.fields["issuetype"]},
+            "priority": {"name": issue.fields["priority"]},
+            "project": {"key": issue.project, "name": issue.project.title()},
+            "labels": issue.fields["labels"],
+            "duedate": issue.fields["duedate"],
+            "assignee": issue.fields["assignee"],
+            "reporter": {"displayName": issue.fields["reporter"]},
+        }
+        wanted = set(values) if {"*all", "*navigable"} & set(fields) else set(fields)
+        rendered = {name: value for name, value in values.items() if name in wanted}
+        return {
+            "id": issue.id,
+            "key": issue.key,
+            "self": f"{self.base_url}/rest/api/3/issue/{issue.id}",
+            "fields": rendered,
+        }
+
+    def _stamp(self, moment: dt.datetime) -> str:
+        local = moment.astimezone(self.profile_tz)
+        return (
+            local.strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{local.microsecond // 1000:03d}"
+            + (local.strftime("%z"))
+        )
+
+
+# JQL, as far as a sync needs it
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')|(?P<op>>=|<=|!=|=|>|<)"
+    r"|(?P<punct>[(),])|(?P<word>[^\s(),=<>!\"']+))"
+)
+_DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
+_KEY_FIELDS = {"key", "id", "issue", "issuekey"}
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+}
+
+Order = list[tuple[str, bool]]
+"""(field, descending) pairs."""
+
+
+def parse_jql(jql: str, zone: dt.tzinfo) -> tuple[Predicate | None, Order]:
+    """The filter (None when there is none) and the order of `jql`; raises `JqlError`."""
+    tokens = _tokens(jql)
+    order: Order = []
+    lowered = [t.lower() for t in tokens]
+    for i in range(len(tokens) - 1):
+        if lowered[i] == "order" and lowered[i + 1] == "by":
+            order = _order(tokens[i + 2 :])
+            tokens = tokens[:i]
+            break
+    if not tokens:
+        return None, order
+    parser = _Parser(tokens, zone)
+    predicate = parser.expression()
+    if parser.position != len(tokens):
+        raise JqlError(f"Error in the JQL Query: unexpected {tokens[parser.position]!r}.")
+    return predicate, order
+
+
+def _tokens(jql: str) -> list[str]:
+    tokens: list[str] = []
+    position = 0
+    text = jql.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise JqlError(f"Error in the JQL Query: can't read {text[position:]!r}.")
+        tokens.append(match.group(match.lastgroup or "word"))
+        position = match.end()
+    return tokens
+
+
+def _order(tokens: list[str]) -> Order:
+    order: Order = []
+    for part in " ".join(tokens).split(","):
+        words = part.split()
+        if not words or len(words) > 2:
+            raise JqlError("Error in the JQL Query: bad ORDER BY clause.")
+        name = words[0].lower()
+        if name not in {"updated", "created", *_KEY_FIELDS}:
+            raise JqlError(f"Not able to sort using field '{words[0]}'.")
+        direction = words[1].lower() if len(words) == 2 else "asc"
+        if direction not in ("asc", "desc"):
+            raise JqlError(f"Error in the JQL Query: bad direction {words[1]!r}.")
+        order.append(("key" if name in _KEY_FIELDS else name, direction == "desc"))
+    return order
+
+
+class _Parser:
+    def __init__(self, tokens: list[str], zone: dt.tzinfo) -> None:
+        self.tokens, self.zone, self.position = tokens, zone, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise JqlError("Error in the JQL Query: the query ends too soon.")
+        self.position += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token is not None and token.lower() == word:
+            self.position += 1
+            return True
+        return False
+
+    def expression(self) -> Predicate:
+        terms = [self.conjunction()]
+        while self.keyword("or"):
+            terms.append(self.conjunction())
+        return terms[0] if len(terms) == 1 else lambda i: any(t(i) for t in terms)
+
+    def conjunction(self) -> Predicate:
+        terms = [self.term()]
+        while self.keyword("and"):
+            terms.append(self.term())
+        return terms[0] if len(terms) == 1 else lambda i: all(t(i) for t in terms)
+
+    def term(self) -> Predicate:
+        if self.keyword("not"):
+            inner = self.term()
+            return lambda i: not inner(i)
+        if self.peek() == "(":
+            self.take()
+            inner = self.expression()
+            if self.take() != ")":
+                raise JqlError("Error in the JQL Query: expected ')'.")
+            return inner
+        return self.clause()
+
+    def clause(self) -> Predicate:
+        name = self.take().lower()
+        read = _reader(name)
+        negate = self.keyword("not")
+        if self.keyword("in"):
+            wanted = {self.value(name, v) for v in self.values()}
+            if name in _KEY_FIELDS:  # a key or a numeric id
+                return lambda i: bool({i.key, i.id} & wanted) != negate
+            return lambda i: (read(i) in wanted) != negate
+        if negate:
+            raise JqlError("Error in the JQL Query: expected IN after NOT.")
+        op = self.take()
+        if op not in _COMPARE:
+            raise JqlError(f"Error in the JQL Query: unknown operator {op!r}.")
+        value = self.value(name, self.take())
+        compare = _COMPARE[op]
+        if name in _KEY_FIELDS:
+            if op not in ("=", "!="):
+                raise JqlError(f"The operator '{op}' is not supported by this fake for keys.")
+            return lambda i: (value in (i.key, i.id)) == (op == "=")
+        if name == "labels":
+            return lambda i: any(compare(label, value) for label in i.fields["labels"])
+        return lambda i: compare(read(i), value)
+
+    def values(self) -> list[str]:
+        if self.take() != "(":
+            raise JqlError("Error in the JQL Query: expected '(' after IN.")
+        values = [self.take()]
+        while self.peek() == ",":
+            self.take()
+            values.append(self.take())
+        if self.take() != ")":
+            raise JqlError("Error in the JQL Query: expected ')'.")
+        return values
+
+    def value(self, name: str, token: str) -> Any:
+        text = token[1:-1] if token[:1] in ("'", '"') else token
+        if name in ("updated", "created"):
+            return _instant(token, text, self.zone)
+        if name in _KEY_FIELDS:
+            return text.upper()
+        return text.casefold()
+
+
+def _reader(name: str) -> Callable[[FakeIssue], Any]:
+    readers: dict[str, Callable[[FakeIssue], Any]] = {
+        "project": lambda i: i.project.casefold(),
+        "updated": lambda i: i.updated,
+        "created": lambda i: i.created,
+        "status": lambda i: i.fields["status"].casefold(),
+        "issuetype": lambda i: i.fields["issuetype"].casefold(),
+        "type": lambda i: i.fields["issuetype"].casefold(),
+        "labels": lambda i: None,
+    }
+    if name in _KEY_FIELDS:
+        return lambda i: i.key
+    if name not in readers:
+        raise JqlError(f"Field '{name}' does not exist or you do not have permission to view it.")
+    return readers[name]
+
+
+def _instant(token: str, text: str, zone: dt.tzinfo) -> dt.datetime:
+    """A date literal as an instant: epoch ms (a bare number) or a string in `zone`."""
+    if token.isdigit():
+        moment = dt.datetime.fromtimestamp(int(token) / 1000, dt.UTC)
+        return moment.replace(second=0, microsecond=0)  # minute precision
+    for layout in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, layout).replace(tzinfo=zone)
+        except ValueError:
+            continue
+    raise JqlError(
+        f"Date value '{text}' for field is invalid. Valid formats include: "
+        "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format."
+    )
+
+
+# Ordering and the position a page token carries
+
+
+def _sort_values(issue: FakeIssue, order: Order) -> list[Any]:
+    values: list[Any] = []
+    for name, _ in order:
+        if name == "key":
+            values.append([issue.project, issue.number])
+        else:
+            moment: dt.datetime = getattr(issue, name)
+            values.append(int(moment.timestamp() * 1000))
+    values.append(int(issue.id))  # the index's own tiebreak keeps the order total
+    return values
+
+
+def _comparable(values: list[Any], order: Order) -> tuple[Any, ...]:
+    directions = [desc for _, desc in order] + [False]
+    return tuple(
+        _Desc(_frozen(v)) if desc else _frozen(v)
+        for v, desc in zip(values, directions, strict=False)
+    )
+
+
+def _sort_key(issue: FakeIssue, order: Order) -> tuple[Any, ...]:
+    return _comparable(_sort_values(issue, order), order)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@functools.total_ordering
+class _Desc:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(self.value > other.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)

@@ -1,0 +1,294 @@
+"""A fake ServiceNow Table API (`/api/now/table/{table}`), as ServiceNow documents it.
+
+Raw values (`sysparm_display_value=false`) are strings; date-times are UTC
+`YYYY-MM-DD HH:MM:SS` with no zone marker. Display values are rendered in
+the API user's zone (`user_tz`), and so is `javascript:gs.dateGenerate(...)`
+in a query; a plain date literal is UTC. Encoded queries: conditions
+(`=`, `!=`, `>`, `>=`, `<`, `<=`, `IN`, `LIKE`, `STARTSWITH`, `ISEMPTY`,
+`ISNOTEMPTY`) joined by `^`, `^OR` binding to the condition before it,
+`^NQ` starting an ORed group, `ORDERBY`/`ORDERBYDESC` anywhere. An empty
+value compares like SQL NULL (never greater, never equal). Paging by
+`sysparm_limit`/`sysparm_offset` with a `Link` header (first/prev/next, last
+only when counting; none at all when one page holds everything) and
+`X-Total-Count` unless `sysparm_no_count=true`. Rows an ACL hides
+(`acl_hidden`) are dropped from a page after the query ran: short and even
+empty pages with more to come. Basic or Bearer auth, else 401. Unlike a real
+instance, which by default ignores a condition on an unknown field, this fake
+answers 400, so a connector's typo can't pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fakes import FakeApi, Reply, Request
+
+STAMP = "%Y-%m-%d %H:%M:%S"
+DATETIMES = {"sys_created_on", "sys_updated_on", "due_date", "opened_at"}
+REFERENCES = {"assigned_to", "assignment_group", "caller_id"}
+FIELDS = {
+    "sys_id",
+    "number",
+    "short_description",
+    "state",
+    "priority",
+    "urgency",
+    "impact",
+    "category",
+    "active",
+    *DATETIMES,
+    *REFERENCES,
+}
+STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed"}
+_CONDITION = re.compile(
+    r"^(?P<field>[a-z0-9_]+)"
+    r"(?P<op>ISNOTEMPTY|ISEMPTY|STARTSWITH|LIKE|NOT IN|IN|>=|<=|!=|=|>|<)(?P<value>.*)$"
+)
+_DATE_GENERATE = re.compile(
+    r"^javascript:gs\.dateGenerate\('(\d{4}-\d{2}-\d{2})','(\d{2}:\d{2}:\d{2})'\)$"
+)
+_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def sys_id_of(number: int) -> str:
+    """The 32-hex sys_id of test record `number` (ids sort in no relation to numbers)."""
+    return hashlib.md5(f"incident-{number}".encode()).hexdigest()  # noqa: S324
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime(STAMP)
+
+
+class QueryError(ValueError):
+    """An encoded query the fake can't run: a 400."""
+
+
+Condition = Callable[[dict[str, str]], bool]
+
+
+class FakeServiceNow(FakeApi):
+    def __init__(
+        self, username: str, password: str, token: str, user_tz: str = "America/New_York"
+    ) -> None:
+        super().__init__()
+        self.username, self.password, self.token = username, password, token
+        self.user_tz = ZoneInfo(user_tz)
+        self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}}
+        self.acl_hidden: set[str] = set()
+        """sys_ids the API user may not read: dropped from pages after the query ran."""
+
+    # Test controls
+
+    def reset(self, user_tz: str = "America/New_York") -> None:
+        """Forget every record, request and scripted fault (one server serves many tests)."""
+        with self.lock:
+            self.tables = {"incident": {}}
+            self.requests.clear()
+            self.faults.clear()
+            self.acl_hidden.clear()
+            self.user_tz = ZoneInfo(user_tz)
+
+    def add(self, number: int, updated: dt.datetime | None, **fields: str) -> dict[str, str]:
+        """Insert incident `number`; `updated=None` leaves `sys_updated_on` empty."""
+        created = stamp(updated - dt.timedelta(hours=1)) if updated else ""
+        record = {
+            "sys_id": sys_id_of(number),
+            "number": f"INC{number:07d}",
+            "short_description": f"Incident {number}",
+            "state": "1",
+            "priority": "4",
+            "urgency": "3",
+            "impact": "3",
+            "category": "inquiry",
+            "active": "true",
+            "assigned_to": "",
+            "assignment_group": "287ebd7da9fe198100f92cc8d1d2154e",
+            "caller_id": "681ccaf9c0a8016400b98a06818d57c7",
+            "due_date": "",
+            "opened_at": created,
+            "sys_created_on": created,
+            "sys_updated_on": stamp(updated) if updated else "",
+            **fields,
+        }
+        with self.lock:
+            self.tables["incident"][record["sys_id"]] = record
+        return record
+
+    def touch(self, number: int, updated: dt.datetime, **fields: str) -> None:
+        with self.lock:
+            self.tables["incident"][sys_id_of(number)].update(fields, sys_updated_on=stamp(updated))
+
+    def delete(self, number: int) -> None:
+        with self.lock:
+            del self.tables["incident"][sys_id_of(number)]
+
+    def rate_limited(self, wait: int) -> Reply:
+        return Reply(
+            429,
+            {
+                "error": {"message": "Rate limit exceeded", "detail": "Too many requests"},
+                "status": "failure",
+            },
+            headers={
+                "Retry-After": str(wait),
+                "X-RateLimit-Limit": "1000",
+                "X-RateLimit-Reset": str(int(time.time()) + wait),
+                "X-RateLimit-Rule": "d4cf6ed9c0a8016400e2aa1b6f5e1a6c",
+            },
+        )
+
+    # Serving
+
+    def route(self, request: Request) -> Reply:
+        if not request.path.startswith("/api/now/table/"):
+            return _failure(400, "Requested URI does not represent any resource")
+        if not self._authorized(request.headers.get("authorization", "")):
+            return _failure(401, "User Not Authenticated", "Required to provide Auth information")
+        table = request.path.removeprefix("/api/now/table/")
+        if table not in self.tables:
+            return _failure(400, f"Invalid table {table}")
+        try:
+            where, order = self._parse(request.param("sysparm_query") or "")
+            limit = int(request.param("sysparm_limit") or 10_000)
+            offset = int(request.param("sysparm_offset") or 0)
+        except (QueryError, ValueError) as exc:
+            return _failure(400, str(exc))
+        with self.lock:
+            rows = [dict(r) for r in self.tables[table].values() if where(r)]
+        for name, descending in reversed(order):
+            rows.sort(key=lambda r, n=name: r.get(n, ""), reverse=descending)  # type: ignore[misc]
+        total = len(rows)
+        page = [r for r in rows[offset : offset + limit] if r["sys_id"] not in self.acl_hidden]
+        counting = request.param("sysparm_no_count") != "true"
+        headers = {"X-Total-Count": str(total)} if counting else {}
+        if offset > 0 or offset + limit < total:
+            headers["Link"] = self._links(request, offset, limit, total, counting)
+        return Reply(200, {"result": [self._render(r, request) for r in page]}, headers=headers)
+
+    def _authorized(self, header: str) -> bool:
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return header in (f"Basic {basic}", f"Bearer {self.token}")
+
+    def _links(self, request: Request, offset: int, limit: int, total: int, counting: bool) -> str:
+        def at(position: int) -> str:
+            params = {k: v[-1] for k, v in request.query.items()}
+            params["sysparm_offset"] = str(max(0, position))
+            return f"{self.base_url}{request.path}?{urlencode(params)}"
+
+        links = [f'<{at(0)}>;rel="first"']
+        if offset > 0:
+            links.append(f'<{at(offset - limit)}>;rel="prev"')
+        if offset + limit < total:
+            links.append(f'<{at(offset + limit)}>;rel="next"')
+        if counting:
+            links.append(f'<{at((max(0, total - 1) // limit) * limit)}>;rel="last"')
+        return ",".join(links)
+
+    def _render(self, record: dict[str, str], request: Request) -> dict[str, Any]:
+        display = request.param("sysparm_display_value", "false")
+        links = request.param("sysparm_exclude_reference_link") != "true"
+        wanted = [f for f in (request.param("sysparm_fields") or "").split(",") if f]
+        out: dict[str, Any] = {}
+        for name in wanted or list(record):
+            value = record.get(name, "")
+            if display == "true" and name in DATETIMES and value:
+                value = self._local(value)
+            elif display == "true" and name == "state":
+                value = STATES.get(value, value)
+            if links and name in REFERENCES and value:
+                out[name] = {
+                    "link": f"{self.base_url}/api/now/table/sys_user/{value}",
+                    "value": value,
+                }
+            else:
+                out[name] = value
+        return out
+
+    def _local(self, value: str) -> str:
+        moment = dt.datetime.strptime(value, STAMP).replace(tzinfo=dt.UTC)
+        return moment.astimezone(self.user_tz).strftime(STAMP)
+
+    # Encoded queries
+
+    def _parse(self, query: str) -> tuple[Condition, list[tuple[str, bool]]]:
+        order: list[tuple[str, bool]] = []
+        groups: list[list[list[Condition]]] = []
+        for text in query.split("^NQ"):
+            group: list[list[Condition]] = []  # AND of ORs
+            for term in text.split("^"):
+                if not term or term == "EQ":
+                    continue
+                if term.startswith("ORDERBYDESC"):
+                    order.append((self._field(term[11:]), True))
+                elif term.startswith("ORDERBY"):
+                    order.append((self._field(term[7:]), False))
+                elif term.startswith("OR") and group:
+                    group[-1].append(self._condition(term[2:]))
+                else:
+                    group.append([self._condition(term)])
+            if group:
+                groups.append(group)
+
+        def matches(record: dict[str, str]) -> bool:
+            if not groups:
+                return True
+            return any(all(any(c(record) for c in ors) for ors in group) for group in groups)
+
+        return matches, order
+
+    def _field(self, name: str) -> str:
+        if name not in FIELDS:
+            raise QueryError(f"Invalid query: unknown field {name!r}")
+        return name
+
+    def _condition(self, term: str) -> Condition:
+        match = _CONDITION.match(term)
+        if match is None:
+            raise QueryError(f"Invalid query: can't read condition {term!r}")
+        name, op, value = self._field(match["field"]), match["op"], match["value"]
+        if name in DATETIMES and op not in ("ISEMPTY", "ISNOTEMPTY"):
+            value = self._datetime(value)
+        if op == "ISEMPTY":
+            return lambda r: r.get(name, "") == ""
+        if op == "ISNOTEMPTY":
+            return lambda r: r.get(name, "") != ""
+        if op in ("IN", "NOT IN"):
+            options = set(value.split(","))
+            return lambda r: (r.get(name, "") in options) == (op == "IN")
+        if op == "LIKE":
+            return lambda r: value.lower() in r.get(name, "").lower()
+        if op == "STARTSWITH":
+            return lambda r: r.get(name, "").lower().startswith(value.lower())
+        if op == "!=":
+            return lambda r: r.get(name, "") != value
+        compare: dict[str, Callable[[str, str], bool]] = {
+            "=": lambda a, b: a == b,
+            ">": lambda a, b: a > b,
+            ">=": lambda a, b: a >= b,
+            "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b,
+        }
+        check = compare[op]
+        # An empty value is NULL in the database: no comparison holds for it.
+        return lambda r: r.get(name, "") != "" and check(r.get(name, ""), value)
+
+    def _datetime(self, value: str) -> str:
+        generated = _DATE_GENERATE.match(value)
+        if generated:  # the user's zone, as the platform evaluates it
+            local = dt.datetime.strptime(f"{generated[1]} {generated[2]}", STAMP)
+            return stamp(local.replace(tzinfo=self.user_tz))
+        if not _LITERAL.match(value):
+            raise QueryError(f"Invalid query: {value!r} is not a date-time (YYYY-MM-DD HH:MM:SS)")
+        return value  # a literal is UTC
+
+
+def _failure(status: int, message: str, detail: str | None = None) -> Reply:
+    return Reply(status, {"error": {"message": message, "detail": detail}, "status": "failure"})

@@ -13,10 +13,12 @@ import pytest
 
 from connectors.errors import StopRequested
 from connectors.http.paginators import (
+    GraphQLCursorPaginator,
     LinkHeaderPaginator,
     NextTokenPaginator,
     NextUrlPaginator,
     OffsetPaginator,
+    PageNumberPaginator,
     PageRequest,
     PaginationLoop,
 )
@@ -242,3 +244,21 @@ def test_the_budget_never_exceeds_its_rate() -> None:
         sent.append(time.monotonic())
     for i in range(3, 7):
         assert sent[i] - sent[i - 3] >= 0.5 - 1e-3
+
+
+def test_page_number_and_graphql_paginators_stop_on_their_own_signals() -> None:
+    pages = PageNumberPaginator(pages_path="meta.pages")
+    request = PageRequest("/list", pages.first({"q": "x"}))
+    assert request.params == {"q": "x", "page": 1}
+    second = pages.next_page(request, response(200), {"meta": {"pages": 2}}, 3)
+    assert second is not None and second.params["page"] == 2
+    assert pages.next_page(second, response(200), {"meta": {"pages": 2}}, 3) is None
+
+    graph = GraphQLCursorPaginator("data.issues.pageInfo")
+    query = PageRequest("/graphql", {"variables": {"first": 50}})
+    more = {"data": {"issues": {"pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}}
+    done = {"data": {"issues": {"pageInfo": {"hasNextPage": False, "endCursor": "c2"}}}}
+    following = graph.next_page(query, response(200), more, 50)
+    assert following is not None
+    assert following.params["variables"] == {"first": 50, "after": "c1"}
+    assert graph.next_page(following, response(200), done, 50) is None

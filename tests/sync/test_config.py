@@ -111,3 +111,42 @@ def test_two_connectors_sharing_a_uid_namespace_are_refused(
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_config_example_loads_and_every_commented_connector_in_it_is_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """config.example.toml documents every key: it must stay loadable, examples included."""
+    import re
+    import tomllib
+
+    from sync.config import build_config
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config.example.toml").read_text()
+    for name in set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text)):
+        monkeypatch.setenv(name, f"secret-for-{name.lower()}")
+    config = load_config(root / "config.example.toml")
+    assert "helpdesk" in config.connectors
+
+    commented = "\n".join(line[2:] if line.startswith("# ") else "" for line in text.splitlines())
+    tables = [
+        t
+        for t in re.split(r"\n(?=\[connectors\.[^.\]]+\]\n)", commented)
+        if t.startswith("[connectors.")
+    ]
+    kinds = set()
+    for table in tables:
+        raw = tomllib.loads(table)
+        built = build_config(raw, source="config.example.toml (commented)")
+        kinds.update(c.kind for c in built.connectors.values())
+    assert {
+        "sql",
+        "redmine",
+        "zendesk",
+        "freshdesk",
+        "jira",
+        "servicenow",
+        "github",
+        "rest",
+    } <= kinds

@@ -28,20 +28,19 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
 from connectors.base import BadRecord, ConnectorOptions, Cursor, SourceTicket
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
 from connectors.http.auth import api_key_as_user
+from connectors.http.rest import base_url_from_site
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 
 
 class FreshdeskOptions(HttpOptions):
@@ -64,19 +63,7 @@ class FreshdeskOptions(HttpOptions):
     @model_validator(mode="before")
     @classmethod
     def _base_url_from_domain(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and not data.get("base_url"):
-            domain = data.get("domain")
-            if not domain:
-                raise ValueError("set domain (acme for acme.freshdesk.com), or base_url")
-            return {**data, "base_url": f"https://{domain}.freshdesk.com"}
-        return data
-
-    @field_validator("domain")
-    @classmethod
-    def _domain_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _DOMAIN.match(value):
-            raise ValueError(f"{value!r}: give the subdomain only, acme for acme.freshdesk.com")
-        return value
+        return base_url_from_site(data, "domain", "freshdesk.com")
 
 
 class FreshdeskConnector(RestConnector):
@@ -145,7 +132,7 @@ class FreshdeskConnector(RestConnector):
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         domain = self.options.domain
-        site = f"https://{domain}.freshdesk.com" if domain else self.options.base_url
+        site = vendor_site(domain, "freshdesk.com") if domain else self.options.base_url
         return {**record, "web_url": f"{site}/a/tickets/{record.get('id')}"}
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:

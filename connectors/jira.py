@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -32,6 +31,7 @@ from connectors.base import Cursor
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.auth import basic
 from connectors.http.paginators import NextTokenPaginator, Paginator
+from connectors.http.rest import base_url_from_site, vendor_site
 
 SEARCH_PATH = "/rest/api/3/search/jql"
 ORDER = "ORDER BY updated ASC, id ASC"
@@ -66,16 +66,12 @@ class JiraOptions(HttpOptions):
     @model_validator(mode="before")
     @classmethod
     def _base_url_from_site(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or data.get("base_url"):
-            return data
-        if not data.get("site"):
-            raise ValueError("set site (acme for https://acme.atlassian.net) or base_url")
-        return {**data, "base_url": site_url(str(data["site"]))}
+        return base_url_from_site(data, "site", "atlassian.net")
 
     @property
     def browse_base(self) -> str:
         """Where people open issues: the site, even when the API goes through a gateway."""
-        return site_url(self.site) if self.site else self.base_url
+        return vendor_site(self.site, "atlassian.net") if self.site else self.base_url
 
     @field_validator("jql")
     @classmethod
@@ -156,14 +152,6 @@ class JiraConnector(RestConnector):
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.browse_base}/browse/{record.get('key')}"}
-
-
-def site_url(site: str) -> str:
-    """`acme`, `acme.atlassian.net` or a URL, as the site's https URL."""
-    site = site.strip().rstrip("/")
-    if "://" in site:
-        return site
-    return f"https://{site if '.' in site else site + '.atlassian.net'}"
 
 
 def epoch_ms_floored_to_minute(moment: dt.datetime) -> int:

@@ -15,7 +15,7 @@ is never used. Deleted rows vanish from the table (their tasks stay);
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from connectors.base import Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
 from connectors.http.auth import basic, bearer
+from connectors.http.rest import base_url_from_site
 from connectors.records import get_path
 
 ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
@@ -50,13 +51,7 @@ class ServiceNowOptions(HttpOptions):
     @model_validator(mode="before")
     @classmethod
     def _base_url_from_instance(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or data.get("base_url"):
-            return data
-        instance = str(data.get("instance") or "").strip().rstrip("/")
-        if not instance:
-            raise ValueError("set instance (acme for https://acme.service-now.com) or base_url")
-        host = instance if "." in instance else f"{instance}.service-now.com"
-        return {**data, "base_url": instance if "://" in instance else f"https://{host}"}
+        return base_url_from_site(data, "instance", "service-now.com")
 
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceNowOptions:

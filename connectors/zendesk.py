@@ -28,17 +28,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
 from connectors.base import Cursor
 from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
 from connectors.http.auth import zendesk_token
+from connectors.http.rest import base_url_from_site
 
 START_TIME_LAG = 300
 """Never ask for a `start_time` younger than this many seconds.
@@ -47,8 +47,6 @@ Zendesk answers a too recent `start_time` with 422 (its docs say one minute
 today, five minutes in the past). Starting earlier is always safe: the bound
 is inclusive and what lies before `since` is dropped.
 """
-
-_SUBDOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 
 
 class ZendeskOptions(HttpOptions):
@@ -65,19 +63,7 @@ class ZendeskOptions(HttpOptions):
     @model_validator(mode="before")
     @classmethod
     def _base_url_from_subdomain(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and not data.get("base_url"):
-            subdomain = data.get("subdomain")
-            if not subdomain:
-                raise ValueError("set subdomain (acme for acme.zendesk.com), or base_url")
-            return {**data, "base_url": f"https://{subdomain}.zendesk.com"}
-        return data
-
-    @field_validator("subdomain")
-    @classmethod
-    def _subdomain_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _SUBDOMAIN.match(value):
-            raise ValueError(f"{value!r}: give the subdomain only, acme for acme.zendesk.com")
-        return value
+        return base_url_from_site(data, "subdomain", "zendesk.com")
 
 
 class ZendeskConnector(RestConnector):
@@ -135,7 +121,7 @@ class ZendeskConnector(RestConnector):
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         subdomain = self.options.subdomain
-        site = f"https://{subdomain}.zendesk.com" if subdomain else self.options.base_url
+        site = vendor_site(subdomain, "zendesk.com") if subdomain else self.options.base_url
         return {**record, "web_url": f"{site}/agent/tickets/{record.get('id')}"}
 
     def check(self) -> None:

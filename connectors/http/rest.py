@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -30,6 +31,36 @@ from connectors.values import CursorKind, Duration, parse_cursor
 
 USER_AGENT = "fragment-sync/0.1"
 WHOLE_RECORD = "(record)"
+
+
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def vendor_site(name: str, domain: str) -> str:
+    """A vendor site's https URL from `acme`, a full host name, or a URL.
+
+    `acme` becomes `https://acme.{domain}`. Raises `ValueError` for anything
+    that is not a host name.
+    """
+    name = name.strip().rstrip("/")
+    if "://" in name:
+        return name
+    if not _HOST.match(name):
+        raise ValueError(f"{name!r} is not a site name: give acme for https://acme.{domain}")
+    return f"https://{name if '.' in name else f'{name}.{domain}'}"
+
+
+def base_url_from_site(data: Any, key: str, domain: str) -> Any:
+    """For an options model's before-validator: fill `base_url` from the site option `key`."""
+    if not isinstance(data, Mapping):
+        return data
+    name = str(data.get(key) or "").strip()
+    if name:
+        site = vendor_site(name, domain)  # validated even when base_url is given
+        return data if data.get("base_url") else {**data, "base_url": site}
+    if not data.get("base_url"):
+        raise ValueError(f"set {key} (acme for https://acme.{domain}) or base_url")
+    return data
 
 
 class HttpOptions(ConnectorOptions):

@@ -236,5 +236,7 @@ def test_the_incremental_export_budget_of_ten_requests_a_minute_is_the_default()
 def test_a_subdomain_or_a_base_url_is_required() -> None:
     with pytest.raises(ValueError, match="subdomain"):
         ZendeskOptions.model_validate({"email": EMAIL, "api_token": API_TOKEN})
-    with pytest.raises(ValueError, match=r"acme for acme\.zendesk\.com"):
-        ZendeskOptions(subdomain="acme.zendesk.com", email=EMAIL, api_token=API_TOKEN)
+    full_host = ZendeskOptions(subdomain="acme.zendesk.com", email=EMAIL, api_token=API_TOKEN)
+    assert full_host.base_url == "https://acme.zendesk.com"
+    with pytest.raises(ValueError, match=r"acme for https://acme\.zendesk\.com"):
+        ZendeskOptions(subdomain="acme support", email=EMAIL, api_token=API_TOKEN)

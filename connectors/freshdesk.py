@@ -38,7 +38,7 @@ from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from connectors.base import BadRecord, ConnectorOptions, Cursor, SourceTicket
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
 from connectors.http.auth import api_key_as_user
-from connectors.http.rest import base_url_from_site
+from connectors.http.rest import base_url_from_site, vendor_site
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

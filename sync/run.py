@@ -81,6 +81,18 @@ class ProgressReporter(Protocol):
     def finish(self, name: str) -> None: ...
 
 
+class RunObserver(Protocol):
+    """Told when each pass starts and ends (`sync.metrics` records it)."""
+
+    def started(self, name: str, run_id: str | None) -> None: ...
+
+    def finished(self, summary: RunSummary, outcome: str) -> None: ...
+
+
+RUN_OBSERVERS: list[RunObserver] = []
+"""Process-wide, like the metrics registry they feed."""
+
+
 @dataclass
 class RunOptions:
     full: bool = False
@@ -133,6 +145,8 @@ class ConnectorRun:
         if not self.options.dry_run:
             run_id = self.store.start_run(self.namespace, self.name, self.watermark)
         self.log = self.log.bind(run_id=run_id)
+        for observer in RUN_OBSERVERS:
+            observer.started(self.name, run_id)
         error: str | None = None
         outcome = "ok"
         source: Connector | None = None
@@ -175,6 +189,8 @@ class ConnectorRun:
             )
         event = self.log.info if summary.ok else self.log.error
         event("run_finished", outcome=outcome, **summary.as_json())
+        for observer in RUN_OBSERVERS:
+            observer.finished(summary, outcome)
         return summary
 
     # The two phases

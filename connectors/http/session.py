@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -23,6 +23,18 @@ from connectors.http.policy import Action, Classifier, Rule, remaining_quota
 from connectors.ratelimit import RequestBudget, backoff_delay, wait_from_headers
 
 log = structlog.get_logger("connectors.http")
+
+
+class HttpObserver(Protocol):
+    """Told of every answer and every wait, for metrics (`sync.metrics` registers one)."""
+
+    def answered(self, server: str, answer: str) -> None: ...
+
+    def waited(self, server: str, reason: str, seconds: float) -> None: ...
+
+
+OBSERVERS: list[HttpObserver] = []
+"""Process-wide, like the metrics registry they feed."""
 
 
 class RequestFailed(Exception):
@@ -116,6 +128,8 @@ class HttpSession:
             except httpx.HTTPError as exc:
                 outcome, key = exc, type(exc).__name__
             self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
+            for observer in OBSERVERS:
+                observer.answered(self.name, key)
             rule = self.classify(outcome)
             if isinstance(outcome, httpx.Response):
                 self._pace_from_quota(outcome)
@@ -135,6 +149,8 @@ class HttpSession:
             wait = self._wait_for(rule, outcome, attempt)
             self.stats.retries += 1
             self.stats.waited_s += wait
+            for observer in OBSERVERS:
+                observer.waited(self.name, rule.action.value, wait)
             # Nothing at all goes out before the wait is over, not even other requests.
             self.budget.hold(wait)
             log.warning(

@@ -2,7 +2,9 @@
 
 Sits on top of everything; nothing imports it. Exit codes: 0 every connector
 succeeded, 1 some connector failed or was stopped (its checkpoint is intact),
-2 the configuration (or the state database it names) is unusable.
+2 the configuration (or the state database it names) is unusable, 75
+(EX_TEMPFAIL) some connector was skipped because another process runs it
+and none failed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sync.config import Config, find_config_file, load_config
 from sync.errors import ConfigError, SyncError
 from sync.state import StateError, StateStore
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
 log = structlog.get_logger("sync.cli")
 
 
@@ -94,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--connector", metavar="NAME")
     failures.add_argument("--json", action="store_true")
     failures.set_defaults(handler=_failures)
+
+    reset = commands.add_parser("reset", help="move a connector's watermark back, to replay")
+    _config_flag(reset)
+    reset.add_argument("connector")
+    reset.add_argument("--to", metavar="ISO8601", help="the new watermark (default: none: all)")
+    reset.add_argument(
+        "--forget-hashes",
+        action="store_true",
+        help="also forget what was pushed, so every ticket read is pushed again",
+    )
+    reset.set_defaults(handler=_reset)
 
     connectors = commands.add_parser("connectors", help="list the installed connector kinds")
     connectors.set_defaults(handler=_connectors)
@@ -180,8 +193,17 @@ def _run(args: argparse.Namespace) -> int:
             return run_daemon(config, store, names, stop)
         progress = Progress()
         planned = _print_plan if args.dry_run else None
+        locking = config.locking
         options = RunOptions(
-            full=args.full, dry_run=args.dry_run, planned=planned, progress=progress, stop=stop
+            full=args.full,
+            dry_run=args.dry_run,
+            planned=planned,
+            progress=progress,
+            stop=stop,
+            lease_ttl=locking.lease_ttl.total_seconds(),
+            wait_for_lease=(
+                locking.wait_timeout.total_seconds() if locking.when_busy == "wait" else None
+            ),
         )
         with _stop_on_signals(stop):
             summaries = run_once(config, store, names, options)
@@ -192,7 +214,16 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(document, ensure_ascii=False))
     else:
         _print_summaries(summaries, dry_run=args.dry_run)
-    return EXIT_OK if ok else EXIT_FAILED
+    return _exit_code(summaries)
+
+
+def _exit_code(summaries: Sequence[Any]) -> int:
+    outcomes = {s.outcome for s in summaries}
+    if outcomes <= {"ok"}:
+        return EXIT_OK
+    if outcomes <= {"ok", "busy"}:
+        return EXIT_BUSY
+    return EXIT_FAILED
 
 
 def _print_plan(name: str, payload: Any) -> None:
@@ -202,7 +233,7 @@ def _print_plan(name: str, payload: Any) -> None:
 def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
     verb = "would push" if dry_run else "pushed"
     for s in summaries:
-        status = "ok" if s.ok else f"FAILED: {logs.redact(s.error or '')}"
+        status = "ok" if s.ok else f"{s.outcome.upper()}: {logs.redact(s.error or '')}"
         print(
             f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}, "
             f"failed {s.failed}, watermark {s.watermark or '-'} in {s.duration_s:.1f}s "
@@ -320,6 +351,38 @@ def _failures(args: argparse.Namespace) -> int:
                 f"attempts {item['attempts']}: {item['error']}"
             )
         print(f"{len(items)} failed items")
+    return EXIT_OK
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from connectors.values import parse_datetime
+    from sync.run import owner_id
+
+    config = _load(args)
+    if args.connector not in config.connectors:
+        raise ConfigError("connector", f"no connector named {args.connector!r}")
+    namespace = config.connectors[args.connector].uid_namespace
+    target = None
+    if args.to is not None:
+        try:
+            target = int(args.to) if args.to.lstrip("-").isdigit() else parse_datetime(args.to)
+        except ValueError as exc:
+            raise ConfigError("--to", str(exc)) from None
+    store = _open_state(config)
+    owner = owner_id()
+    # Take the lease so no pass of this connector runs while its state changes under it.
+    if not store.acquire_lease(namespace, owner, config.locking.lease_ttl.total_seconds()):
+        print(f"{args.connector} is being run by another process; try again later", file=sys.stderr)
+        return EXIT_BUSY
+    try:
+        store.set_watermark(namespace, target)
+        if args.forget_hashes:
+            store.forget_tasks(namespace)
+    finally:
+        store.release_lease(namespace, owner)
+    where = "nothing (the next pass reads everything)" if target is None else args.to
+    hashes = "; pushed-content hashes forgotten" if args.forget_hashes else ""
+    print(f"{args.connector}: watermark set to {where}{hashes}")
     return EXIT_OK
 
 

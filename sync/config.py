@@ -4,7 +4,9 @@ Where the file comes from: `--config FILE`, else `$SYNC_CONFIG`, else
 `./sync.toml`. `${VAR}` (or `${VAR:-default}`) anywhere in a string value is
 replaced by the environment variable, so secrets stay out of the file.
 Environment variables then override any key: `SYNC_FRAGMENT__TOKEN`,
-`SYNC_STATE__URL`, `SYNC_CONNECTORS__ZENDESK__BATCH_SIZE`.
+`SYNC_STATE__URL`, `SYNC_CONNECTORS__ZENDESK__BATCH_SIZE`. Docker secrets:
+`VAR_FILE=/run/secrets/x` stands in for an unset `VAR`, in `${VAR}` and for
+`SYNC_*` variables alike.
 
 Everything that can be checked without touching the network is checked here,
 and the first problem found raises `ConfigError` naming the key: unknown
@@ -84,6 +86,35 @@ class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class LockingSettings(_Section):
+    """How processes sharing one state database take turns on a connector."""
+
+    lease_ttl: Duration = dt.timedelta(seconds=60)
+    """A holder that dies (kill -9, lost host) loses the connector after this long."""
+    when_busy: Literal["skip", "wait"] = "skip"
+    """`run --once` on a connector another process runs: skip it (exit 75) or wait."""
+    wait_timeout: Duration = dt.timedelta(minutes=15)
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _ttl_floor(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() < 3:
+            raise ValueError("must be at least 3s (the lease is renewed every third of it)")
+        return value
+
+
+class DaemonSettings(_Section):
+    """The long-lived process: its HTTP endpoint and how it stops."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9464, ge=0, le=65535)
+    """/healthz, /readyz, /metrics and the status page; 0 turns the endpoint off."""
+    shutdown_timeout: Duration = dt.timedelta(seconds=30)
+    """After SIGTERM, how long passes in flight get to checkpoint before the process exits."""
+    stuck_after: Duration = dt.timedelta(hours=1)
+    """/readyz fails when a pass runs longer than this (or its connector's timeout)."""
+
+
 class ScheduleSettings(_Section):
     """When the daemon runs a connector: every `interval`, or on a `cron` line."""
 
@@ -158,6 +189,8 @@ class Settings(BaseSettings):
     fragment: FragmentSettings = FragmentSettings()
     state: StateSettings = StateSettings()
     logging: LoggingSettings = LoggingSettings()
+    locking: LockingSettings = LockingSettings()
+    daemon: DaemonSettings = DaemonSettings()
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
 
     @classmethod
@@ -169,8 +202,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file arrives as init kwargs; the environment must win over it.
-        return (env_settings, init_settings)
+        # The file arrives as init kwargs; the environment (and its secret files) win over it.
+        return (
+            _WithoutFileVariables(env_settings),
+            _SecretFilesSource(settings_cls),
+            init_settings,
+        )
 
 
 class ConnectorConfig(BaseModel):
@@ -217,6 +254,8 @@ class Config(BaseModel):
     fragment: FragmentSettings
     state: StateSettings
     logging: LoggingSettings
+    locking: LockingSettings
+    daemon: DaemonSettings
     connectors: dict[str, ConnectorConfig]
     source: str
     """Where the config came from: a file path, or "built-in demo"."""
@@ -308,6 +347,8 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
         fragment=settings.fragment,
         state=settings.state,
         logging=settings.logging,
+        locking=settings.locking,
+        daemon=settings.daemon,
         connectors=connectors,
         source=source,
     )
@@ -379,11 +420,70 @@ def _interpolate(value: Any, key: str) -> Any:
 def _variable(match: re.Match[str], key: str) -> str:
     name, default = match.group(1), match.group(2)
     value = os.environ.get(name)
+    if value is None and os.environ.get(f"{name}_FILE"):
+        value = _read_secret_file(f"{name}_FILE", key)
     if value is None:
         if default is None:
             raise ConfigError(key, f"environment variable {name} is not set")
         return default
     return value
+
+
+def _read_secret_file(variable: str, key: str) -> str:
+    """The content of the file `$variable` names (Docker secrets), without the final newline."""
+    path = os.environ[variable]
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            key or variable, f"can't read {variable}={path}: {exc.strerror}"
+        ) from None
+
+
+class _WithoutFileVariables(PydanticBaseSettingsSource):
+    """The environment source, minus `SYNC_*_FILE` variables (`_SecretFilesSource` reads those)."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _drop_file_keys(self.inner())
+
+
+def _drop_file_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _drop_file_keys(v) if isinstance(v, dict) else v
+        for k, v in tree.items()
+        if not k.endswith("_file")
+    }
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
+
+    The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is returned at once, by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for variable in sorted(os.environ):
+            if not (variable.startswith("SYNC_") and variable.endswith("_FILE")):
+                continue
+            if variable.removesuffix("_FILE") in os.environ:
+                continue
+            keys = variable.removeprefix("SYNC_").removesuffix("_FILE").lower().split("__")
+            node = tree
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = _read_secret_file(variable, ".".join(keys))
+        return tree
 
 
 def _config_error(exc: ValidationError, prefix: str) -> ConfigError:

@@ -17,8 +17,11 @@ checkpointed.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -32,7 +35,7 @@ from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
-from sync.state import Acked, FailedItem, StateStore, StoredTask, record_json
+from sync.state import Acked, FailedItem, LeaseLost, StateStore, StoredTask, record_json
 from sync.watermark import Checkpoint, decode_text, encode, later, pull_bound
 
 log = structlog.get_logger("sync.run")
@@ -68,6 +71,8 @@ class RunSummary:
     requests: int = 0
     isolation_requests: int = 0
     error: str | None = None
+    outcome: str = "ok"
+    """ok, failed, interrupted, busy (another process runs it), lease_lost."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +100,11 @@ RUN_OBSERVERS: list[RunObserver] = []
 
 @dataclass
 class RunOptions:
+    owner: str = field(default_factory=lambda: owner_id())
+    """Who this process is, in the connectors' leases."""
+    lease_ttl: float = 60.0
+    wait_for_lease: float | None = None
+    """Seconds to wait for a busy connector; None: skip it at once."""
     full: bool = False
     dry_run: bool = False
     retry_only: bool = False
@@ -102,6 +112,11 @@ class RunOptions:
     planned: Callable[[str, TaskPayload], None] | None = None
     progress: ProgressReporter | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+def owner_id() -> str:
+    """This process in a lease: host, pid and a nonce (a restarted pid is someone else)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class ConnectorRun:
@@ -133,11 +148,48 @@ class ConnectorRun:
         self._failed_ids: set[str] = set()
         self._since_commit = 0
         self._deadline: float | None = None
+        self._lease_keeper: _LeaseKeeper | None = None
         self.log = log.bind(connector=self.name)
 
     def execute(self) -> RunSummary:
         """Run the pass; never raises for a failure of this connector, it reports it."""
         started = time.monotonic()
+        if self.options.dry_run:
+            return self._execute(started)
+        if not self._take_lease():
+            holder = self.store.lease(self.namespace)
+            who = (
+                f"{holder.owner} until {holder.expires_at:%H:%M:%S}Z"
+                if holder
+                else "another process"
+            )
+            message = f"connector {self.name!r} is being run by {who}"
+            self.log.info("connector_busy", holder=who)
+            return self._summary(started, None, "busy", message)
+        keeper = _LeaseKeeper(
+            self.store, self.namespace, self.options.owner, self.options.lease_ttl
+        )
+        keeper.start()
+        self._lease_keeper = keeper
+        try:
+            return self._execute(started)
+        finally:
+            keeper.stop()
+            if not keeper.lost:
+                self.store.release_lease(self.namespace, self.options.owner)
+
+    def _take_lease(self) -> bool:
+        options = self.options
+        deadline = time.monotonic() + (options.wait_for_lease or 0)
+        while True:
+            if self.store.acquire_lease(self.namespace, options.owner, options.lease_ttl):
+                return True
+            if options.wait_for_lease is None or time.monotonic() >= deadline:
+                return False
+            if options.stop.wait(min(1.0, options.lease_ttl / 10)):
+                return False
+
+    def _execute(self, started: float) -> RunSummary:
         timeout = self.config.settings.timeout
         self._deadline = started + timeout.total_seconds() if timeout else None
         self.watermark = self.store.watermark(self.namespace)
@@ -157,6 +209,8 @@ class ConnectorRun:
             self._retry_failed()
             if not self.options.retry_only:
                 self._pull(source)
+        except LeaseLost as exc:
+            outcome, error = "lease_lost", str(exc)
         except StopRequested as exc:
             outcome, error = "interrupted", str(exc)
         except (SourceError, FragmentError) as exc:
@@ -169,16 +223,7 @@ class ConnectorRun:
                 source.close()
             if self.options.progress:
                 self.options.progress.finish(self.name)
-        summary = RunSummary(
-            name=self.name,
-            ok=outcome == "ok",
-            watermark=None if self.watermark is None else encode(self.watermark),
-            duration_s=round(time.monotonic() - started, 3),
-            run_id=run_id,
-            isolation_requests=self.isolation_requests,
-            error=error,
-            **asdict(self.counts),
-        )
+        summary = self._summary(started, run_id, outcome, error)
         if run_id is not None:
             self.store.finish_run(
                 run_id,
@@ -187,8 +232,24 @@ class ConnectorRun:
                 watermark=self.watermark,
                 error=error,
             )
-        event = self.log.info if summary.ok else self.log.error
-        event("run_finished", outcome=outcome, **summary.as_json())
+        return summary
+
+    def _summary(
+        self, started: float, run_id: str | None, outcome: str, error: str | None
+    ) -> RunSummary:
+        summary = RunSummary(
+            name=self.name,
+            ok=outcome == "ok",
+            watermark=None if self.watermark is None else encode(self.watermark),
+            duration_s=round(time.monotonic() - started, 3),
+            run_id=run_id,
+            isolation_requests=self.isolation_requests,
+            error=error,
+            outcome=outcome,
+            **asdict(self.counts),
+        )
+        event = self.log.info if summary.ok or outcome == "busy" else self.log.error
+        event("run_finished", **summary.as_json())
         for observer in RUN_OBSERVERS:
             observer.finished(summary, outcome)
         return summary
@@ -359,6 +420,9 @@ class ConnectorRun:
             resolved=resolved,
             watermark=new_watermark if new_watermark != self.watermark else None,
             fingerprint=fingerprint,
+            lease=None
+            if self._lease_keeper is None
+            else (self.options.owner, self.options.lease_ttl),
         )
         self.watermark = new_watermark
 
@@ -378,12 +442,47 @@ class ConnectorRun:
         return result
 
     def _check_stop(self) -> None:
+        if self._lease_keeper is not None and self._lease_keeper.lost:
+            raise LeaseLost(f"connector {self.name!r}: the lease passed to another process")
         if self.options.stop.is_set():
             raise RunInterrupted("stop requested; the pass ends at its last checkpoint")
         if self._deadline is not None and time.monotonic() > self._deadline:
             raise RunInterrupted(
                 f"timed out after {self.config.settings.timeout}; the next pass resumes"
             )
+
+
+class _LeaseKeeper:
+    """Renews a pass's lease every third of its TTL, in the background.
+
+    A pass can spend longer than the TTL between checkpoints (a rate limit, a
+    slow source); renewing apart from them keeps a live holder's lease. If a
+    renewal finds the lease gone, `lost` turns true and the pass stops at its
+    next ticket.
+    """
+
+    def __init__(self, store: StateStore, connector: str, owner: str, ttl: float) -> None:
+        self.store, self.connector, self.owner, self.ttl = store, connector, owner, ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{connector}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.store.renew_lease(self.connector, self.owner, self.ttl):
+                    self.lost = True
+                    log.error("lease_lost", connector=self.connector, owner=self.owner)
+                    return
+            except Exception as exc:  # the database is down: the next checkpoint will tell
+                log.warning("lease_renewal_failed", connector=self.connector, error=str(exc))
 
 
 def run_once(

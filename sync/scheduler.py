@@ -1,17 +1,23 @@
 """The daemon: each connector on its own schedule, until SIGTERM or SIGINT.
 
 APScheduler (3.x) runs one job per connector, on its interval or cron line,
-with jitter. A job never overlaps itself (`max_instances=1`) and missed runs
-are coalesced into one. A stop request lets each running pass finish its
-batch in flight and checkpoint, then the process exits 0. Sits on top of the
-engine; nothing imports it but the CLI.
+with jitter. A job never overlaps itself in this process (`max_instances=1`),
+missed runs are coalesced into one, and across processes sharing the state
+database the connector's lease lets exactly one of them run it: a replica
+that finds it busy skips that turn. A stop request lets each pass finish its
+batch in flight and checkpoint; the process exits 0 once they have, or once
+`daemon.shutdown_timeout` is up (their state is at the last checkpoint
+either way). Sits on top of the engine; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,45 +39,84 @@ def trigger_for(schedule: ScheduleSettings) -> Any:
     """The APScheduler trigger for a connector's schedule (interval by default)."""
     jitter = int(schedule.jitter.total_seconds()) or None
     if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=dt.UTC)
+        return CronTrigger.from_crontab(schedule.cron, timezone=dt.UTC, jitter=jitter)
     interval = schedule.interval or DEFAULT_INTERVAL
     return IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter, timezone=dt.UTC)
+
+
+class Daemon:
+    """The scheduled connectors of one process, and the passes it has in flight."""
+
+    def __init__(
+        self, config: Config, store: StateStore, names: Sequence[str] | None, stop: threading.Event
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.stop = stop
+        self.names = (
+            list(names)
+            if names
+            else [n for n, c in config.connectors.items() if c.settings.enabled]
+        )
+        # One client for every connector: Fragment's request budget is per token.
+        self.client = FragmentClient(config.fragment, stop=stop)
+        self.options = RunOptions(stop=stop, lease_ttl=config.locking.lease_ttl.total_seconds())
+        self.scheduler = BackgroundScheduler(timezone=dt.UTC)
+        self.in_flight: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def schedule(self) -> None:
+        for name in self.names:
+            schedule = self.config.connectors[name].settings.schedule
+            interval = schedule.interval or DEFAULT_INTERVAL
+            self.scheduler.add_job(
+                self.run_connector,
+                trigger_for(schedule),
+                args=[name],
+                id=name,
+                name=f"sync {name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval.total_seconds())),
+                next_run_time=dt.datetime.now(dt.UTC),
+            )
+
+    def run_connector(self, name: str) -> None:
+        if self.stop.is_set():
+            return
+        with self._lock:
+            self.in_flight[name] = time.monotonic()
+        try:
+            ConnectorRun(
+                self.config.connectors[name],
+                self.store,
+                self.client,
+                self.config.fragment.batch_size,
+                self.options,
+            ).execute()
+        finally:
+            with self._lock:
+                self.in_flight.pop(name, None)
+
+    def running(self) -> bool:
+        return bool(self.scheduler.running) and not self.stop.is_set()
+
+    def wait_for_passes(self, timeout: float) -> bool:
+        """Wait until no pass is in flight; False if some still are after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.in_flight:
+                    return True
+            time.sleep(0.1)
+        return False
 
 
 def run_daemon(
     config: Config, store: StateStore, names: Sequence[str] | None, stop: threading.Event
 ) -> int:
     """Run the scheduled connectors until a stop signal; returns the exit code (0)."""
-    selected = (
-        list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
-    )
-    # One client for every connector: Fragment's request budget is per token, not per connector.
-    client = FragmentClient(config.fragment, stop=stop)
-    options = RunOptions(stop=stop)
-    scheduler = BackgroundScheduler(timezone=dt.UTC)
-    for name in selected:
-        connector = config.connectors[name]
-
-        def job(connector_name: str = name) -> None:
-            ConnectorRun(
-                config.connectors[connector_name],
-                store,
-                client,
-                config.fragment.batch_size,
-                options,
-            ).execute()
-
-        interval = connector.settings.schedule.interval or DEFAULT_INTERVAL
-        scheduler.add_job(
-            job,
-            trigger_for(connector.settings.schedule),
-            id=name,
-            name=f"sync {name}",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(interval.total_seconds())),
-            next_run_time=dt.datetime.now(dt.UTC),
-        )
+    daemon = Daemon(config, store, names, stop)
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.warning("stop_requested", signal=signal.Signals(signum).name)
@@ -79,15 +124,39 @@ def run_daemon(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    scheduler.start()
-    log.info("daemon_started", connectors=selected)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        log.info("daemon_stopping", detail="waiting for passes in flight to checkpoint")
-        scheduler.shutdown(wait=True)
-        client.close()
-        store.close()
+    daemon.schedule()
+    daemon.scheduler.start()
+    web = _start_web(config, store, daemon)
+    log.info("daemon_started", connectors=daemon.names, owner=daemon.options.owner)
+    while not stop.wait(1.0):
+        pass
+    bound = config.daemon.shutdown_timeout.total_seconds()
+    log.info("daemon_stopping", detail="passes in flight finish their batch", bound_s=bound)
+    daemon.scheduler.shutdown(wait=False)
+    finished = daemon.wait_for_passes(bound)
+    if web is not None:
+        web.stop()
+    daemon.client.close()
+    if not finished:
+        log.warning(
+            "daemon_stopped_with_passes_in_flight",
+            connectors=sorted(daemon.in_flight),
+            detail="their state is at their last checkpoint; the next pass resumes there",
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # worker threads still waiting on the network would hold the exit
+    store.close()
     log.info("daemon_stopped")
     return 0
+
+
+def _start_web(config: Config, store: StateStore, daemon: Daemon) -> Any:
+    """The /healthz, /readyz, /metrics and status page endpoint, unless turned off."""
+    if config.daemon.http_port == 0:
+        return None
+    try:
+        from sync.web import start_daemon_web
+    except ImportError:  # pragma: no cover - sync.web ships with the package
+        return None
+    return start_daemon_web(config, store, daemon)

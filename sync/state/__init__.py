@@ -10,7 +10,9 @@ runs ahead of what Fragment acknowledged. What to store is decided by
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
-from sync.state.schema import connectors, failed_items, runs, tasks, watermarks
+from sync.state.schema import connectors, failed_items, leases, runs, tasks, watermarks
 from sync.watermark import cursor_kind, decode, encode
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,6 +33,18 @@ _IN_CHUNK = 500  # ids per IN (...) lookup: well under every database's paramete
 
 class StateError(Exception):
     """The state database can't be reached or used."""
+
+
+class LeaseLost(Exception):
+    """Another process holds the connector's lease now: this one must stop writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    connector: str
+    owner: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +140,13 @@ class StateStore:
 
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        # Replicas starting together must not migrate at once: the first takes a lock,
+        # the others wait for it and then find nothing left to do.
+        with _migration_lock(self.engine), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
@@ -169,6 +189,13 @@ class StateStore:
                     found[row.source_id] = StoredTask(row.uid, row.content_hash, row.source_cursor)
         return found
 
+    def forget_tasks(self, connector: str) -> int:
+        """Forget the pushed-content hashes, so the next pass pushes every ticket it reads."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(sa.delete(tasks).where(tasks.c.connector == connector)).rowcount
+            )
+
     def task_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(
@@ -187,16 +214,21 @@ class StateStore:
         resolved: Sequence[str] = (),
         watermark: Cursor | None = None,
         fingerprint: str | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> None:
         """Record one acknowledged batch, in one transaction.
 
         Stores the hashes of `acked`, adds or updates `failed`, clears the
         failed items `resolved` (and those of every acked ticket), moves the
         watermark to `watermark` when given, and records `fingerprint` as the
-        settings of a complete pass when given.
+        settings of a complete pass when given. With `lease` (owner, ttl
+        seconds) the same transaction renews the lease, and raises `LeaseLost`
+        (writing nothing) if another process holds it now.
         """
         now = utcnow()
         with self.engine.begin() as conn:
+            if lease is not None and not _renew(conn, connector, *lease, now):
+                raise LeaseLost(f"connector {connector!r}: the lease passed to another process")
             if acked:
                 rows = [
                     {
@@ -239,6 +271,67 @@ class StateStore:
                 )
             ).scalar_one_or_none()
         return None if value is None else str(value)
+
+    # Leases
+
+    def acquire_lease(self, connector: str, owner: str, ttl: float) -> bool:
+        """Take the connector's lease for `ttl` seconds if it is free, expired or ours.
+
+        Returns False when another live process holds it.
+        """
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=ttl)
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                sa.update(leases)
+                .where(
+                    leases.c.connector == connector,
+                    sa.or_(leases.c.expires_at < now, leases.c.owner == owner),
+                )
+                .values(owner=owner, acquired_at=now, expires_at=expires)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(
+                sa.select(leases.c.owner).where(leases.c.connector == connector)
+            ).first()
+            if exists is not None:
+                return False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(leases).values(
+                        connector=connector, owner=owner, acquired_at=now, expires_at=expires
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False  # another process inserted it first
+        return True
+
+    def renew_lease(self, connector: str, owner: str, ttl: float) -> bool:
+        """Extend our lease by `ttl` from now; False if it is no longer ours."""
+        with self.engine.begin() as conn:
+            return _renew(conn, connector, owner, ttl, utcnow())
+
+    def release_lease(self, connector: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(leases).where(leases.c.connector == connector, leases.c.owner == owner)
+            )
+
+    def lease(self, connector: str) -> Lease | None:
+        """Who holds the connector's lease, if anyone does and it has not expired."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.connector == connector)).first()
+        if row is None:
+            return None
+        expires = _aware(row.expires_at)
+        assert expires is not None
+        if expires < utcnow():
+            return None
+        acquired = _aware(row.acquired_at)
+        assert acquired is not None
+        return Lease(row.connector, row.owner, acquired, expires)
 
     # Failed items
 
@@ -321,6 +414,31 @@ class StateStore:
                 RunRecord(**{**row, "started_at": _aware(row["started_at"])})
                 for row in conn.execute(query).mappings()
             ]
+
+
+_LOCK_KEY = 0x46534D47  # "FSMG": fragment-sync migrations
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """A lock for the databases whose DDL transactions can't take an advisory lock."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        with open(f"{database}.migrate-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT GET_LOCK('fragment_sync_migrate', 300)"))
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT RELEASE_LOCK('fragment_sync_migrate')"))
+    else:
+        yield
 
 
 def _engine(url: str) -> Engine:
@@ -408,6 +526,16 @@ def _record_failures(
             }
         )
     _upsert(conn, failed_items, rows, keys=("connector", "source_id"))
+
+
+def _renew(conn: Connection, connector: str, owner: str, ttl: float, now: dt.datetime) -> bool:
+    expires = now + dt.timedelta(seconds=ttl)
+    renewed = conn.execute(
+        sa.update(leases)
+        .where(leases.c.connector == connector, leases.c.owner == owner)
+        .values(expires_at=expires)
+    ).rowcount
+    return bool(renewed)
 
 
 def _save_watermark(conn: Connection, connector: str, cursor: Cursor) -> None:

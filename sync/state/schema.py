@@ -79,3 +79,13 @@ connectors = sa.Table(
     sa.Column("settings_fingerprint", sa.String(32), nullable=False),
     sa.Column("full_pass_at", UTC_TIME, nullable=False),
 )
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("connector", ID, primary_key=True),
+    # Who runs the connector now ("host:pid:nonce"), and until when unless renewed.
+    sa.Column("owner", ID, nullable=False),
+    sa.Column("acquired_at", UTC_TIME, nullable=False),
+    sa.Column("expires_at", UTC_TIME, nullable=False),
+)

@@ -150,3 +150,34 @@ def test_config_example_loads_and_every_commented_connector_in_it_is_valid(
         "github",
         "rest",
     } <= kinds
+
+
+def test_secrets_can_come_from_files_the_docker_secrets_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "fragment_token"
+    token_file.write_text("tok-from-a-file\n")
+    monkeypatch.delenv("FRAGMENT_TEST_TOKEN", raising=False)
+    monkeypatch.setenv("FRAGMENT_TEST_TOKEN_FILE", str(token_file))
+    config = load_config(write(tmp_path, GOOD))
+    assert config.fragment.token is not None
+    assert config.fragment.token.get_secret_value() == "tok-from-a-file"
+
+    monkeypatch.setenv("FRAGMENT_TEST_TOKEN", "direct-wins")
+    password_file = tmp_path / "db_password"
+    password_file.write_text("sqlite:///from-secret.db")
+    monkeypatch.setenv("SYNC_STATE__URL_FILE", str(password_file))
+    monkeypatch.delenv("SYNC_STATE__URL", raising=False)
+    config = load_config(write(tmp_path, GOOD))
+    assert config.state.url == "sqlite:///from-secret.db"
+    assert config.fragment.token is not None
+    assert config.fragment.token.get_secret_value() == "direct-wins"
+
+
+def test_an_unreadable_secret_file_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FRAGMENT_TEST_TOKEN", raising=False)
+    monkeypatch.setenv("FRAGMENT_TEST_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="FRAGMENT_TEST_TOKEN_FILE"):
+        load_config(write(tmp_path, GOOD))

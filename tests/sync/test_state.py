@@ -111,3 +111,35 @@ def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state
     upgraded.commit_batch("helpdesk", fingerprint="f" * 32)
     assert upgraded.settings_fingerprint("helpdesk") == "f" * 32
     upgraded.close()
+
+
+def test_a_lease_is_exclusive_until_it_expires_or_is_released(store: StateStore) -> None:
+    assert store.acquire_lease("helpdesk", "host-a:1:x", ttl=30)
+    assert not store.acquire_lease("helpdesk", "host-b:2:y", ttl=30)
+    assert store.acquire_lease("helpdesk", "host-a:1:x", ttl=30)  # ours: renewed
+    holder = store.lease("helpdesk")
+    assert holder is not None and holder.owner == "host-a:1:x"
+    store.release_lease("helpdesk", "host-a:1:x")
+    assert store.lease("helpdesk") is None
+    assert store.acquire_lease("helpdesk", "host-b:2:y", ttl=30)
+
+
+def test_an_expired_lease_passes_to_the_next_process_and_fences_the_old_one(
+    store: StateStore,
+) -> None:
+    import time
+
+    from sync.state import LeaseLost
+
+    assert store.acquire_lease("helpdesk", "dead:1:x", ttl=0.2)
+    time.sleep(0.3)
+    assert store.lease("helpdesk") is None
+    assert store.acquire_lease("helpdesk", "alive:2:y", ttl=30)
+    assert not store.renew_lease("helpdesk", "dead:1:x", ttl=30)
+    with pytest.raises(LeaseLost):
+        store.commit_batch(
+            "helpdesk", acked=[Acked("1", "u", "h", T0)], watermark=T0, lease=("dead:1:x", 30)
+        )
+    assert store.watermark("helpdesk") is None  # the fenced commit wrote nothing
+    store.commit_batch("helpdesk", watermark=T0, lease=("alive:2:y", 30))
+    assert store.watermark("helpdesk") == T0

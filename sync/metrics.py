@@ -1,0 +1,254 @@
+"""Prometheus metrics of the daemon: what the passes did, what the HTTP servers answered.
+
+`Metrics` owns a registry of its own (never the process-wide default, so each
+test can make a fresh one) and is both a `sync.run.RunObserver` and a
+`connectors.http.session.HttpObserver`: `install()` registers it with both.
+Counters come from the observer calls; the watermark lag, the failed items
+and the task counts are read from the state store at scrape time, so they are
+fresh even when no pass has run for an hour. It also keeps which passes are
+in flight, for `/readyz` to tell a stuck one. Serving the registry over HTTP
+is `sync.web`'s job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from connectors.http import session
+from sync import run as run_loop
+from sync.config import Config
+from sync.run import RunSummary
+from sync.state import StateError, StateStore
+from sync.status import collect
+
+log = structlog.get_logger("sync.metrics")
+
+PREFIX = "fragment_sync"
+OUTCOMES = ("ok", "failed", "interrupted")
+"""Outcomes whose series exist from the start (at 0), so `increase()` sees the first one."""
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+"""Seconds: a quiet incremental pass takes well under a second, a backfill up to an hour."""
+NOT_RUN = frozenset({"busy"})
+"""Outcomes of passes that did not run (another holder had the lease): no duration."""
+
+
+@dataclass(frozen=True)
+class PassInFlight:
+    """A pass that has started and not finished yet."""
+
+    name: str
+    run_id: str | None
+    started: float
+    """`time.monotonic()` when it started."""
+
+    def running_s(self, now: float | None = None) -> float:
+        """Seconds since it started."""
+        return (time.monotonic() if now is None else now) - self.started
+
+
+class Metrics:
+    """The daemon's metrics, fed by the run loop and the HTTP sessions once installed.
+
+    `config` names the connectors (their series exist from the start, at 0)
+    and, with `store`, lets each scrape read the state: watermark lag, failed
+    items, task counts, and `fragment_sync_state_up`.
+    """
+
+    def __init__(self, config: Config, store: StateStore) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        by_connector = ["connector"]
+        self.pulled = Counter(
+            f"{PREFIX}_tickets_pulled",
+            "Tickets read from the source.",
+            by_connector,
+            registry=registry,
+        )
+        self.pushed = Counter(
+            f"{PREFIX}_tasks_pushed",
+            "Tasks Fragment acknowledged.",
+            by_connector,
+            registry=registry,
+        )
+        self.unchanged = Counter(
+            f"{PREFIX}_tickets_unchanged",
+            "Tickets read whose task was already up to date in Fragment.",
+            by_connector,
+            registry=registry,
+        )
+        self.failed = Counter(
+            f"{PREFIX}_tickets_failed",
+            "Tickets set aside as failed items (bad record, mapping, rejected by Fragment).",
+            by_connector,
+            registry=registry,
+        )
+        self.runs = Counter(
+            f"{PREFIX}_runs",
+            "Passes finished, by outcome.",
+            ["connector", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            f"{PREFIX}_run_duration_seconds",
+            "How long each pass took.",
+            by_connector,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "When the connector's last pass that ended ok finished (unix time).",
+            by_connector,
+            registry=registry,
+        )
+        self.running = Gauge(
+            f"{PREFIX}_runs_in_progress",
+            "Passes of the connector running now (0 or 1).",
+            by_connector,
+            registry=registry,
+        )
+        self.requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP answers, by server ('fragment' or the connector) and status code "
+            "(or exception name when there was no answer).",
+            ["server", "answer"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            f"{PREFIX}_http_retries",
+            "Requests sent again, by server and reason (rate_limited, retry).",
+            ["server", "reason"],
+            registry=registry,
+        )
+        self.wait_seconds = Counter(
+            f"{PREFIX}_http_wait_seconds",
+            "Seconds spent waiting before sending again (rate limits and backoff).",
+            ["server", "reason"],
+            registry=registry,
+        )
+        registry.register(StateCollector(config, store))
+        for name in config.connectors:
+            for family in (self.pulled, self.pushed, self.unchanged, self.failed, self.running):
+                family.labels(name)
+            for outcome in OUTCOMES:
+                self.runs.labels(name, outcome)
+        self._in_flight: dict[str, PassInFlight] = {}
+        self._lock = threading.Lock()
+
+    # Registration
+
+    def install(self) -> None:
+        """Start observing every pass and every HTTP answer in this process (idempotent)."""
+        if self not in run_loop.RUN_OBSERVERS:
+            run_loop.RUN_OBSERVERS.append(self)
+        if self not in session.OBSERVERS:
+            session.OBSERVERS.append(self)
+
+    def uninstall(self) -> None:
+        """Stop observing (idempotent)."""
+        if self in run_loop.RUN_OBSERVERS:
+            run_loop.RUN_OBSERVERS.remove(self)
+        if self in session.OBSERVERS:
+            session.OBSERVERS.remove(self)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format, as `/metrics` serves it."""
+        return generate_latest(self.registry)
+
+    # RunObserver
+
+    def started(self, name: str, run_id: str | None) -> None:
+        with self._lock:
+            self._in_flight[name] = PassInFlight(name, run_id, time.monotonic())
+        self.running.labels(name).set(1)
+
+    def finished(self, summary: RunSummary, outcome: str) -> None:
+        name = summary.name
+        with self._lock:
+            self._in_flight.pop(name, None)
+        self.running.labels(name).set(0)
+        self.runs.labels(name, outcome).inc()
+        self.pulled.labels(name).inc(summary.pulled)
+        self.pushed.labels(name).inc(summary.pushed)
+        self.unchanged.labels(name).inc(summary.unchanged)
+        self.failed.labels(name).inc(summary.failed)
+        if outcome not in NOT_RUN:
+            self.duration.labels(name).observe(summary.duration_s)
+        if outcome == "ok":
+            self.last_success.labels(name).set(time.time())
+
+    def passes_in_flight(self) -> list[PassInFlight]:
+        """The passes started and not finished, oldest first."""
+        with self._lock:
+            return sorted(self._in_flight.values(), key=lambda p: p.started)
+
+    # HttpObserver
+
+    def answered(self, server: str, answer: str) -> None:
+        self.requests.labels(server, answer).inc()
+
+    def waited(self, server: str, reason: str, seconds: float) -> None:
+        self.retries.labels(server, reason).inc()
+        self.wait_seconds.labels(server, reason).inc(max(0.0, seconds))
+
+
+class StateCollector(Collector):
+    """Reads the state store at each scrape: lag, failed items, tasks, and whether it answers."""
+
+    def __init__(self, config: Config, store: StateStore) -> None:
+        self.config = config
+        self.store = store
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Names only: registering must not touch the database.
+        return list(self._families())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag, failed, tasks, up = self._families()
+        try:
+            rows = collect(self.config, self.store)
+        except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
+            log.warning("state_scrape_failed", error=f"{type(exc).__name__}: {exc}")
+            up.add_metric([], 0)
+            yield up
+            return
+        for row in rows:
+            if row["lag_s"] is not None:
+                lag.add_metric([row["name"]], row["lag_s"])
+            failed.add_metric([row["name"]], row["failed_items"])
+            tasks.add_metric([row["name"]], row["tasks"])
+        up.add_metric([], 1)
+        yield from (lag, failed, tasks, up)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                f"{PREFIX}_watermark_lag_seconds",
+                "Now minus the connector's watermark (timestamp cursors only), at scrape time.",
+                labels=["connector"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_failed_items",
+                "Failed items the state holds for the connector, retried on every pass.",
+                labels=["connector"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_tasks",
+                "Tasks the state records as pushed for the connector.",
+                labels=["connector"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_state_up",
+                "1 when the state database answered this scrape, else 0.",
+            ),
+        )

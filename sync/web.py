@@ -1,0 +1,587 @@
+"""The daemon's small HTTP server: health and readiness probes, metrics, a status page.
+
+    GET /healthz   200 "ok" while the process lives
+    GET /readyz    200 when the state database answers, the scheduler runs and no
+                   pass has outrun its bound; else 503 with the reasons
+                   (`?format=json` for JSON)
+    GET /metrics   Prometheus text exposition of `sync.metrics.Metrics`
+    GET /          a status page for people, refreshed every 30 s
+
+Served by the standard library's threading HTTP server from a daemon thread;
+it reads the state and the metrics, never changes them. Everything shown on
+the page passes through `sync.logs.redact` and is HTML-escaped: ticket errors
+are user data, run errors come from exceptions. Started by the scheduler;
+nothing else imports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from sync.config import Config
+from sync.logs import redact, register_secrets
+from sync.metrics import Metrics, PassInFlight
+from sync.state import FailedItem, RunRecord, StateError, StateStore
+from sync.status import collect
+
+log = structlog.get_logger("sync.web")
+
+RUNS_SHOWN = 10
+"""Recent runs listed per connector on the status page."""
+FAILED_SHOWN = 20
+"""Failed items listed per connector; the rest are counted in an "N more" line."""
+REFRESH_S = 30
+STUCK_GRACE_S = 300.0
+"""Beyond a pass's timeout: its last batch may still be retrying toward Fragment."""
+
+Query = dict[str, list[str]]
+StuckAfter = Callable[[str], float | None]
+
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    # No script runs on these pages, whatever a ticket's error says.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+}
+
+
+def no_bound(_name: str) -> float | None:
+    """A `stuck_after` that never calls a pass stuck."""
+    return None
+
+
+def stuck_bounds(config: Config, grace_s: float = STUCK_GRACE_S) -> StuckAfter:
+    """A `stuck_after` from the config: each connector's `timeout`, plus retry time, plus grace.
+
+    A pass checks its deadline between tickets, so it can outlive its timeout
+    by a batch that is still retrying (up to `max_retry_wait`); connectors
+    without a timeout have no bound.
+    """
+    retry_s = config.fragment.max_retry_wait.total_seconds()
+
+    def bound(name: str) -> float | None:
+        connector = config.connectors.get(name)
+        if connector is None or connector.settings.timeout is None:
+            return None
+        return connector.settings.timeout.total_seconds() + retry_s + grace_s
+
+    return bound
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Why the daemon is not ready (no reasons: ready), and what it is running."""
+
+    reasons: list[str]
+    passes: list[dict[str, Any]]
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ready": self.ready, "reasons": self.reasons, "passes": self.passes}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class WebServer:
+    """The probes, the metrics and the status page on `host:port` (port 0 picks a free one).
+
+    `scheduler_running` says whether the daemon's scheduler is up;
+    `stuck_after(name)` is how many seconds a pass of that connector may run
+    before `/readyz` calls it stuck (None: no bound; see `stuck_bounds`).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        metrics: Metrics,
+        scheduler_running: Callable[[], bool],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stuck_after: StuckAfter = no_bound,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.scheduler_running = scheduler_running
+        self.host = host
+        self.port = port
+        self.stuck_after = stuck_after
+        # The CLI registers them too; the page must not depend on having been started by it.
+        register_secrets(config.secrets())
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where it serves, e.g. `http://127.0.0.1:9464`; raises `RuntimeError` before start."""
+        if self._server is None:
+            raise RuntimeError("the web server is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._server.server_address[1]}"
+
+    def start(self) -> WebServer:
+        """Bind and serve from a daemon thread; returns self. Raises `OSError` if it can't bind."""
+        if self._server is not None:
+            raise RuntimeError("the web server is already started")
+        self._server = _Server((self.host, self.port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sync-web", daemon=True
+        )
+        self._thread.start()
+        log.info("web_started", url=self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # What each route answers
+
+    def respond(self, path: str, query: Query) -> Response:
+        """The answer to `GET path?query`."""
+        route = ROUTES.get(path)
+        if route is None:
+            return Response(404, TEXT, b"not found\n")
+        return route(self, query)
+
+    def healthz(self, _query: Query) -> Response:
+        return Response(200, TEXT, b"ok\n")
+
+    def readyz(self, query: Query) -> Response:
+        readiness = self.readiness()
+        status = 200 if readiness.ready else 503
+        if query.get("format") == ["json"]:
+            return Response(status, JSON, json.dumps(readiness.as_json()).encode())
+        if readiness.ready:
+            return Response(status, TEXT, b"ready\n")
+        text = "not ready:\n" + "".join(f"- {reason}\n" for reason in readiness.reasons)
+        return Response(status, TEXT, text.encode())
+
+    def metrics_text(self, _query: Query) -> Response:
+        return Response(200, CONTENT_TYPE_LATEST, self.metrics.exposition())
+
+    def status_page(self, _query: Query) -> Response:
+        page = render_status(self.config, self.store, self.readiness(), dt.datetime.now(dt.UTC))
+        return Response(200, HTML, page.encode())
+
+    def readiness(self) -> Readiness:
+        """What `/readyz` checks: the state database, the scheduler, passes outrunning bounds."""
+        reasons = []
+        problem = state_problem(self.store)
+        if problem is not None:
+            reasons.append(problem)
+        if not self.scheduler_running():
+            reasons.append("the scheduler is not running")
+        now = time.monotonic()
+        passes = []
+        for flight in self.metrics.passes_in_flight():
+            running_s = flight.running_s(now)
+            bound = self.stuck_after(flight.name)
+            if bound is not None and running_s > bound:
+                reasons.append(
+                    f"the pass of {flight.name!r} (run {flight.run_id}) has run for "
+                    f"{running_s:.0f}s, more than its bound of {bound:.0f}s: stuck?"
+                )
+            passes.append(_pass_json(flight, running_s, bound))
+        return Readiness([redact(reason) for reason in reasons], passes)
+
+
+ROUTES: dict[str, Callable[[WebServer, Query], Response]] = {
+    "/": WebServer.status_page,
+    "/healthz": WebServer.healthz,
+    "/readyz": WebServer.readyz,
+    "/metrics": WebServer.metrics_text,
+}
+
+
+def state_problem(store: StateStore) -> str | None:
+    """None when the state database answers a trivial query, else what went wrong."""
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        return f"the state database does not answer: {_first_line(exc)}"
+    return None
+
+
+def _pass_json(flight: PassInFlight, running_s: float, bound: float | None) -> dict[str, Any]:
+    return {
+        "connector": flight.name,
+        "run_id": flight.run_id,
+        "running_s": round(running_s, 3),
+        "bound_s": bound,
+    }
+
+
+# The HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], web: WebServer) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.web = web
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "fragment-sync"
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def _answer(self, with_body: bool) -> None:
+        parts = urlsplit(self.path)
+        try:
+            response = self.server.web.respond(parts.path, parse_qs(parts.query))
+        except Exception:  # a bug on one page must not take the probes down
+            log.exception("web_request_failed", path=parts.path)
+            response = Response(500, TEXT, b"internal error; see the daemon's log\n")
+        self.send_response(response.status)
+        headers = {
+            "Content-Type": response.content_type,
+            "Content-Length": str(len(response.body)),
+            **_SECURITY_HEADERS,
+            **response.headers,
+        }
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if with_body:
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("web_request", client=self.client_address[0], line=format % args)
+
+
+# The status page
+
+
+@dataclass(frozen=True)
+class ConnectorView:
+    """What the page shows of one connector."""
+
+    row: dict[str, Any]
+    """As `sync.status.collect` gives it."""
+    runs: list[RunRecord]
+    failed: list[FailedItem]
+    failed_total: int
+
+
+def render_status(config: Config, store: StateStore, readiness: Readiness, now: dt.datetime) -> str:
+    """The status page as HTML; a state database that fails shows as a banner, not a 500."""
+    views: list[ConnectorView] | None = None
+    problem = ""
+    try:
+        views = _connector_views(config, store)
+    except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
+        problem = f"the state database could not be read: {_first_line(exc)}"
+    body = [
+        "<header><h1>fragment-sync</h1>",
+        f'<span class="muted">config {_h(config.source)} &middot; '
+        f"{_h(_utc(now))} &middot; refreshes every {REFRESH_S} s</span></header>",
+        _readiness_banner(readiness),
+    ]
+    if views is None:
+        body.append(f'<div class="banner bad">{_h(problem)}</div>')
+    elif not views:
+        body.append('<p class="muted">No connector is configured.</p>')
+    else:
+        body.append(_summary_table(views, now))
+        body.extend(_connector_section(view, now) for view in views)
+    return _PAGE.format(refresh=REFRESH_S, style=_STYLE, body="\n".join(body))
+
+
+def _connector_views(config: Config, store: StateStore) -> list[ConnectorView]:
+    views = []
+    for row in collect(config, store):
+        namespace = row["uid_namespace"]
+        failed = store.failed_items(namespace)
+        views.append(
+            ConnectorView(
+                row=row,
+                runs=store.recent_runs(namespace, limit=RUNS_SHOWN),
+                failed=sorted(failed, key=_last_seen, reverse=True)[:FAILED_SHOWN],
+                failed_total=len(failed),
+            )
+        )
+    return views
+
+
+def _readiness_banner(readiness: Readiness) -> str:
+    running = ", ".join(
+        f"{_h(p['connector'])} (for {_h(_duration(p['running_s']))})" for p in readiness.passes
+    )
+    in_flight = f" &middot; running now: {running}" if running else ""
+    if readiness.ready:
+        return f'<div class="banner ok">Ready{in_flight}</div>'
+    reasons = "".join(f"<li>{_h(reason)}</li>" for reason in readiness.reasons)
+    return f'<div class="banner bad">Not ready{in_flight}<ul>{reasons}</ul></div>'
+
+
+def _summary_table(views: Sequence[ConnectorView], now: dt.datetime) -> str:
+    rows = []
+    for view in views:
+        row = view.row
+        last = view.runs[0] if view.runs else None
+        last_run = (
+            '<span class="muted">never</span>'
+            if last is None
+            else f"{_outcome(last.outcome)} {_ago(last.started_at, now)}"
+        )
+        disabled = "" if row["enabled"] else ' <span class="muted">(disabled)</span>'
+        rows.append(
+            "<tr>"
+            f'<td><a href="#c-{_h(row["name"])}">{_h(row["name"])}</a>{disabled}</td>'
+            f"<td>{_h(row['kind'])}</td>"
+            f"<td><code>{_h(row['watermark'] or '-')}</code></td>"
+            f"<td>{_h(_lag(row['lag_s'], row['watermark']))}</td>"
+            f'<td class="num">{row["tasks"]}</td>'
+            f'<td class="num">{_failed_count(row["failed_items"])}</td>'
+            f"<td>{last_run}</td>"
+            "</tr>"
+        )
+    return (
+        '<section class="card"><h2>Connectors</h2><table>'
+        "<tr><th>Connector</th><th>Kind</th><th>Watermark</th><th>Lag</th>"
+        '<th class="num">Tasks</th><th class="num">Failed items</th><th>Last run</th></tr>'
+        + "".join(rows)
+        + "</table></section>"
+    )
+
+
+def _connector_section(view: ConnectorView, now: dt.datetime) -> str:
+    row = view.row
+    name = row["name"]
+    parts = [
+        f'<section class="card" id="c-{_h(name)}">',
+        f'<h2>{_h(name)} <span class="kind">{_h(row["kind"])}</span></h2>',
+        f"<h3>Recent runs</h3>{_runs_table(view.runs, now)}",
+        f"<h3>Failed items ({view.failed_total})</h3>",
+        _failed_table(view.failed, now),
+    ]
+    hidden = view.failed_total - len(view.failed)
+    if hidden > 0:
+        parts.append(
+            f'<p class="more">{hidden} more: <code>python -m sync failures list '
+            f"--connector {_h(name)}</code></p>"
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _runs_table(runs: Sequence[RunRecord], now: dt.datetime) -> str:
+    if not runs:
+        return '<p class="muted">No run yet.</p>'
+    rows = []
+    for run in runs:
+        ended = _aware(run.ended_at)
+        took = _duration(((ended or now) - run.started_at).total_seconds())
+        rows.append(
+            "<tr>"
+            f"<td>{_when(run.started_at, now)}</td>"
+            f"<td>{_outcome(run.outcome)}</td>"
+            f'<td class="num">{_h(took)}</td>'
+            f'<td class="num">{run.pulled}</td><td class="num">{run.pushed}</td>'
+            f'<td class="num">{run.unchanged}</td><td class="num">{run.failed}</td>'
+            f'<td class="err">{_h(run.error or "")}</td>'
+            "</tr>"
+        )
+    return (
+        "<table><tr><th>Started</th><th>Outcome</th><th class='num'>Took</th>"
+        "<th class='num'>Pulled</th><th class='num'>Pushed</th><th class='num'>Unchanged</th>"
+        "<th class='num'>Failed</th><th>Error</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _failed_table(items: Sequence[FailedItem], now: dt.datetime) -> str:
+    if not items:
+        return '<p class="muted">None.</p>'
+    rows = [
+        "<tr>"
+        f"<td><code>{_h(item.source_id)}</code></td>"
+        f"<td>{_h(item.stage)}</td>"
+        f"<td>{_h(item.field or '-')}</td>"
+        f'<td class="err">{_h(item.error)}</td>'
+        f'<td class="num">{item.attempts}</td>'
+        f"<td>{_when(item.last_seen, now)}</td>"
+        "</tr>"
+        for item in items
+    ]
+    return (
+        "<table><tr><th>Source id</th><th>Stage</th><th>Field</th><th>Error</th>"
+        "<th class='num'>Attempts</th><th>Last seen</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+# Words for people
+
+
+def _h(value: object) -> str:
+    """`value` as HTML text: redacted, then escaped (quotes too, for attributes)."""
+    return html.escape(redact(str(value)), quote=True)
+
+
+_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost"})
+
+
+def _outcome(outcome: str) -> str:
+    kind = outcome if outcome in _OUTCOMES else "other"
+    return f'<span class="badge o-{kind}">{_h(outcome)}</span>'
+
+
+def _failed_count(count: int) -> str:
+    return f'<span class="bad">{count}</span>' if count else "0"
+
+
+def _lag(lag_s: float | None, watermark: str | None) -> str:
+    if watermark is None:
+        return "no watermark yet"
+    if lag_s is None:
+        return "-"  # not a timestamp cursor: there is no "behind" to tell
+    if lag_s < 0:
+        return "ahead of this clock"
+    return f"{_duration(lag_s)} behind"
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` in the largest units that read well: "42 s", "3 min", "2 h 5 min", "3 days"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(moment: dt.datetime, now: dt.datetime) -> str:
+    seconds = (now - moment).total_seconds()
+    words = "just now" if seconds < 1 else f"{_duration(seconds)} ago"
+    return f'<span class="muted" title="{_h(_utc(moment))}">{_h(words)}</span>'
+
+
+def _when(moment: dt.datetime | None, now: dt.datetime) -> str:
+    if moment is None:
+        return "-"
+    moment = _aware(moment) or moment
+    return f'<time datetime="{_h(moment.isoformat())}">{_h(_utc(moment))}</time> ' + _ago(
+        moment, now
+    )
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands timestamps back naive; the state writes them in UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def _last_seen(item: FailedItem) -> dt.datetime:
+    return _aware(item.last_seen) or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>fragment-sync status</title>
+<style>{style}</style>
+</head>
+<body><main>
+{body}
+</main></body>
+</html>
+"""
+
+_STYLE = """
+body{margin:0;background:#f5f6f8;color:#1d2330;
+ font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif}
+main{max-width:1240px;margin:0 auto;padding:18px 28px 40px}
+header{display:flex;align-items:baseline;gap:16px;flex-wrap:wrap}
+h1{font-size:22px;margin:0}
+h2{font-size:18px;margin:0 0 10px}
+h3{font-size:14px;margin:16px 0 6px;color:#475467;text-transform:uppercase;letter-spacing:.04em}
+a{color:#1a56c4;text-decoration:none}
+.muted{color:#667085}
+.bad{color:#a1251b;font-weight:600}
+.kind{font-size:13px;font-weight:500;color:#667085;margin-left:6px}
+.banner{padding:10px 14px;border-radius:6px;margin:14px 0;font-weight:600}
+.banner ul{margin:6px 0 0;padding-left:20px;font-weight:500}
+.banner.ok{background:#e6f4ea;color:#1e6b34}
+.banner.bad{background:#fdecea;color:#a1251b}
+.card{background:#fff;border:1px solid #e3e6eb;border-radius:8px;padding:14px 18px;margin:16px 0}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #edf0f3;vertical-align:top}
+th{font-weight:600;color:#475467;background:#fafbfc;white-space:nowrap}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+code,.err{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:12.5px}
+.err{color:#7a1f1f;word-break:break-word;max-width:560px}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12.5px;font-weight:600}
+.o-ok{background:#e6f4ea;color:#1e6b34}
+.o-failed,.o-lease_lost{background:#fdecea;color:#a1251b}
+.o-interrupted{background:#fff4e5;color:#8a5300}
+.o-running{background:#e8f0fe;color:#1a56c4}
+.o-busy,.o-other{background:#eef0f3;color:#475467}
+.more{margin:8px 0 0;color:#475467}
+time{white-space:nowrap}
+"""

@@ -1,23 +1,31 @@
-# fragment-sync daemon image.
-# Build: docker build -t fragment-sync .
-# Run:   docker run -v $PWD/sync.toml:/etc/fragment-sync/sync.toml:ro \
-#          -e SYNC_FRAGMENT__TOKEN=... fragment-sync
+# fragment-sync: the daemon image.
+#   docker build -t fragment-sync .
+#   docker run -v $PWD/sync.toml:/etc/fragment-sync/sync.toml:ro \
+#     -e SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/fragment_token -p 9464:9464 fragment-sync
+# .ci/run performs the same wheel build and install in a fresh virtual environment.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sync ./sync
 COPY connectors ./connectors
-RUN python -m pip install --no-cache-dir --upgrade pip build \
- && python -m build --wheel --outdir /wheels \
- && python -m pip wheel --no-cache-dir --wheel-dir /wheels "psycopg[binary]>=3.1,<4"
+RUN python -m pip install --no-cache-dir --upgrade pip \
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 sync
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN python -m pip install --no-cache-dir --no-index --find-links /wheels "fragment-sync[postgres]" \
+ && rm -rf /wheels
 USER sync
 WORKDIR /home/sync
 ENV SYNC_CONFIG=/etc/fragment-sync/sync.toml \
+    SYNC_DAEMON__HTTP_HOST=0.0.0.0 \
+    SYNC_DAEMON__HTTP_PORT=9464 \
     PYTHONUNBUFFERED=1
+EXPOSE 9464
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)"]
+# SIGTERM lets passes in flight checkpoint; give it longer than daemon.shutdown_timeout.
+STOPSIGNAL SIGTERM
 CMD ["fragment-sync", "run"]

@@ -33,12 +33,12 @@ from sync.status import collect
 log = structlog.get_logger("sync.metrics")
 
 PREFIX = "fragment_sync"
-OUTCOMES = ("ok", "failed", "interrupted")
+OUTCOMES = ("ok", "failed", "interrupted", "busy", "lease_lost")
 """Outcomes whose series exist from the start (at 0), so `increase()` sees the first one."""
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """Seconds: a quiet incremental pass takes well under a second, a backfill up to an hour."""
 NOT_RUN = frozenset({"busy"})
-"""Outcomes of passes that did not run (another holder had the lease): no duration."""
+"""Outcomes of passes that never started (another process held the lease): counted, no more."""
 
 
 @dataclass(frozen=True)
@@ -173,16 +173,17 @@ class Metrics:
 
     def finished(self, summary: RunSummary, outcome: str) -> None:
         name = summary.name
+        self.runs.labels(name, outcome).inc()
+        if outcome in NOT_RUN:
+            return  # never started here; a pass of ours may be in flight under that name
         with self._lock:
             self._in_flight.pop(name, None)
         self.running.labels(name).set(0)
-        self.runs.labels(name, outcome).inc()
         self.pulled.labels(name).inc(summary.pulled)
         self.pushed.labels(name).inc(summary.pushed)
         self.unchanged.labels(name).inc(summary.unchanged)
         self.failed.labels(name).inc(summary.failed)
-        if outcome not in NOT_RUN:
-            self.duration.labels(name).observe(summary.duration_s)
+        self.duration.labels(name).observe(summary.duration_s)
         if outcome == "ok":
             self.last_success.labels(name).set(time.time())
 

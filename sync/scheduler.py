@@ -30,6 +30,7 @@ from sync.config import Config, ScheduleSettings
 from sync.fragment import FragmentClient
 from sync.run import ConnectorRun, RunOptions
 from sync.state import StateStore
+from sync.web import WebServer, start_daemon_web
 
 log = structlog.get_logger("sync.scheduler")
 DEFAULT_INTERVAL = dt.timedelta(minutes=5)
@@ -124,9 +125,11 @@ def run_daemon(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
+    # The endpoint first: a port in use fails the start, and /readyz says 503 until
+    # the scheduler runs; the metrics see the first passes too.
+    web = _start_web(config, store, daemon)
     daemon.schedule()
     daemon.scheduler.start()
-    web = _start_web(config, store, daemon)
     log.info("daemon_started", connectors=daemon.names, owner=daemon.options.owner)
     while not stop.wait(1.0):
         pass
@@ -151,12 +154,8 @@ def run_daemon(
     return 0
 
 
-def _start_web(config: Config, store: StateStore, daemon: Daemon) -> Any:
+def _start_web(config: Config, store: StateStore, daemon: Daemon) -> WebServer | None:
     """The /healthz, /readyz, /metrics and status page endpoint, unless turned off."""
     if config.daemon.http_port == 0:
-        return None
-    try:
-        from sync.web import start_daemon_web
-    except ImportError:  # pragma: no cover - sync.web ships with the package
         return None
     return start_daemon_web(config, store, daemon)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -68,21 +68,47 @@ def no_bound(_name: str) -> float | None:
 
 
 def stuck_bounds(config: Config, grace_s: float = STUCK_GRACE_S) -> StuckAfter:
-    """A `stuck_after` from the config: each connector's `timeout`, plus retry time, plus grace.
+    """A `stuck_after` from the config: how long a pass of each connector may run.
 
-    A pass checks its deadline between tickets, so it can outlive its timeout
-    by a batch that is still retrying (up to `max_retry_wait`); connectors
-    without a timeout have no bound.
+    A connector with a `timeout` gets it plus `fragment.max_retry_wait` plus
+    `grace_s`: a pass checks its deadline between tickets, so it can outlive
+    its timeout by a batch still retrying toward Fragment. The others get
+    `daemon.stuck_after`.
     """
     retry_s = config.fragment.max_retry_wait.total_seconds()
+    default = config.daemon.stuck_after.total_seconds()
 
     def bound(name: str) -> float | None:
         connector = config.connectors.get(name)
         if connector is None or connector.settings.timeout is None:
-            return None
+            return default
         return connector.settings.timeout.total_seconds() + retry_s + grace_s
 
     return bound
+
+
+class Scheduled(Protocol):
+    """What the web server asks of the daemon (`sync.scheduler.Daemon`)."""
+
+    def running(self) -> bool: ...
+
+
+def start_daemon_web(config: Config, store: StateStore, daemon: Scheduled) -> WebServer:
+    """The daemon's endpoint on `daemon.http_host:http_port`, serving fresh metrics.
+
+    Start it before the scheduler, so the metrics see the first passes.
+    Raises `OSError` when the address can't be bound.
+    """
+    server = WebServer(
+        config,
+        store,
+        Metrics(config, store),
+        daemon.running,
+        host=config.daemon.http_host,
+        port=config.daemon.http_port,
+        stuck_after=stuck_bounds(config),
+    )
+    return server.start()
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,9 @@ class Response:
 
 class WebServer:
     """The probes, the metrics and the status page on `host:port` (port 0 picks a free one).
+
+    While started, `metrics` is installed: it observes every pass and HTTP
+    request of this process.
 
     `scheduler_running` says whether the daemon's scheduler is up;
     `stuck_after(name)` is how many seconds a pass of that connector may run
@@ -147,12 +176,16 @@ class WebServer:
         return f"http://{host}:{self._server.server_address[1]}"
 
     def start(self) -> WebServer:
-        """Bind and serve from a daemon thread; returns self. Raises `OSError` if it can't bind."""
+        """Bind, install the metrics and serve from a daemon thread; returns self.
+
+        Raises `OSError` if it can't bind.
+        """
         if self._server is not None:
             raise RuntimeError("the web server is already started")
         self._server = _Server((self.host, self.port), self)
+        self.metrics.install()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sync-web", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="sync-web", daemon=True
         )
         self._thread.start()
         log.info("web_started", url=self.url)
@@ -163,6 +196,7 @@ class WebServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self.metrics.uninstall()
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -220,7 +254,7 @@ class WebServer:
             if bound is not None and running_s > bound:
                 reasons.append(
                     f"the pass of {flight.name!r} (run {flight.run_id}) has run for "
-                    f"{running_s:.0f}s, more than its bound of {bound:.0f}s: stuck?"
+                    f"{running_s:.1f}s, more than its bound of {bound:g}s: stuck?"
                 )
             passes.append(_pass_json(flight, running_s, bound))
         return Readiness([redact(reason) for reason in reasons], passes)
@@ -237,8 +271,7 @@ ROUTES: dict[str, Callable[[WebServer, Query], Response]] = {
 def state_problem(store: StateStore) -> str | None:
     """None when the state database answers a trivial query, else what went wrong."""
     try:
-        with store.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        store.ping()
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         return f"the state database does not answer: {_first_line(exc)}"
     return None
@@ -324,7 +357,7 @@ def render_status(config: Config, store: StateStore, readiness: Readiness, now: 
         problem = f"the state database could not be read: {_first_line(exc)}"
     body = [
         "<header><h1>fragment-sync</h1>",
-        f'<span class="muted">config {_h(config.source)} &middot; '
+        f'<span class="muted">config: {_h(config.source)} &middot; '
         f"{_h(_utc(now))} &middot; refreshes every {REFRESH_S} s</span></header>",
         _readiness_banner(readiness),
     ]
@@ -342,13 +375,14 @@ def _connector_views(config: Config, store: StateStore) -> list[ConnectorView]:
     views = []
     for row in collect(config, store):
         namespace = row["uid_namespace"]
-        failed = store.failed_items(namespace)
+        # The oldest failures first: they are the ones that need a person.
+        failed = store.failed_items(namespace, limit=FAILED_SHOWN)
         views.append(
             ConnectorView(
                 row=row,
                 runs=store.recent_runs(namespace, limit=RUNS_SHOWN),
-                failed=sorted(failed, key=_last_seen, reverse=True)[:FAILED_SHOWN],
-                failed_total=len(failed),
+                failed=failed,
+                failed_total=row["failed_items"],
             )
         )
     return views
@@ -491,7 +525,9 @@ def _lag(lag_s: float | None, watermark: str | None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    """`seconds` in the largest units that read well: "42 s", "3 min", "2 h 5 min", "3 days"."""
+    """`seconds` in the units that read well: "20 ms", "42 s", "3 min", "2 h 5 min", "3 days"."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     minutes = int(seconds // 60)
@@ -517,9 +553,8 @@ def _when(moment: dt.datetime | None, now: dt.datetime) -> str:
     if moment is None:
         return "-"
     moment = _aware(moment) or moment
-    return f'<time datetime="{_h(moment.isoformat())}">{_h(_utc(moment))}</time> ' + _ago(
-        moment, now
-    )
+    stamp = f'<time datetime="{_h(moment.isoformat())}">{_h(_utc(moment))}</time>'
+    return f'<span class="when">{stamp} {_ago(moment, now)}</span>'
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
@@ -527,10 +562,6 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
-
-
-def _last_seen(item: FailedItem) -> dt.datetime:
-    return _aware(item.last_seen) or dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -583,5 +614,5 @@ code,.err{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;fon
 .o-running{background:#e8f0fe;color:#1a56c4}
 .o-busy,.o-other{background:#eef0f3;color:#475467}
 .more{margin:8px 0 0;color:#475467}
-time{white-space:nowrap}
+.when,time{white-space:nowrap}
 """

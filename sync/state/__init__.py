@@ -153,6 +153,11 @@ class StateStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """Raise if the database does not answer a trivial query."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     # Watermarks
 
     def watermark(self, connector: str) -> Cursor | None:
@@ -335,12 +340,17 @@ class StateStore:
 
     # Failed items
 
-    def failed_items(self, connector: str | None = None) -> list[FailedItem]:
+    def failed_items(
+        self, connector: str | None = None, limit: int | None = None
+    ) -> list[FailedItem]:
+        """The failed items, oldest first (at most `limit`)."""
         query = sa.select(failed_items).order_by(
             failed_items.c.connector, failed_items.c.first_seen
         )
         if connector is not None:
             query = query.where(failed_items.c.connector == connector)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
 

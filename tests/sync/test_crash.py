@@ -79,6 +79,11 @@ requests_per_minute = 100000
 [state]
 url = "{state_url}"
 
+[locking]
+# A killed run's lease lives on for lease_ttl; the next run waits it out.
+lease_ttl = "3s"
+when_busy = "wait"
+
 [connectors.helpdesk]
 kind = "jsonl"
 path = "{tickets}"

@@ -10,6 +10,7 @@ ticket once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -132,10 +133,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
                 for i in range(120, 150)
             ]
             with files["alpha"].open("a") as handle:
-                handle.writelines(
-                    f'{{"id": {t["id"]}, "subject": "{t["subject"]}", "updated_at": "{t["updated_at"]}"}}\n'
-                    for t in tickets
-                )
+                handle.writelines(json.dumps(ticket) + "\n" for ticket in tickets)
             while emulator.store.count() < 270 and time.monotonic() < deadline:
                 time.sleep(0.2)
             taken_over_after = time.monotonic() - killed_at
@@ -155,7 +153,8 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
                     daemon.kill()
 
         survivors = [d for d in daemons if d.pid != pid]
-        assert all(d.returncode == 0 for d in survivors), [l.read_text()[-2000:] for l in logs]
+        tails = [log.read_text()[-2000:] for log in logs]
+        assert all(d.returncode == 0 for d in survivors), tails
         titles = [task["fields"]["title"] for task in emulator.store.all_tasks()]
         expected = {f"{name} {i}" for name in ("alpha", "beta") for i in range(120)}
         expected |= {f"alpha {i} v2" for i in range(120, 150)}

@@ -408,7 +408,12 @@ class ConnectorRun:
         result = self._push([payload for _ticket, payload in batch])
         tickets = {ticket.source_id: ticket for ticket, _payload in batch}
         failures.extend(
-            self._failed(tickets[p.source_id], "rejected", None, f"Fragment rejected it: {message}")
+            self._failed(
+                tickets[p.source_id],
+                "rejected",
+                None,
+                f"connector {self.name!r}, ticket {p.source_id!r}: Fragment rejected it: {message}",
+            )
             for p, message in result.rejected
         )
         self.counts.pushed += len(result.acked)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -62,7 +63,9 @@ class Daemon:
         # One client for every connector: Fragment's request budget is per token.
         self.client = FragmentClient(config.fragment, stop=stop)
         self.options = RunOptions(stop=stop, lease_ttl=config.locking.lease_ttl.total_seconds())
-        self.scheduler = BackgroundScheduler(timezone=dt.UTC)
+        # A thread per connector: one that hangs can't hold a turn another one needs.
+        workers = ThreadPoolExecutor(max_workers=max(1, len(self.names)))
+        self.scheduler = BackgroundScheduler(timezone=dt.UTC, executors={"default": workers})
         self.in_flight: dict[str, float] = {}
         self._lock = threading.Lock()
 

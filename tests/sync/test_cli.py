@@ -221,3 +221,31 @@ def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_sigterm(
     finished = [line for line in stderr.splitlines() if "run_finished" in line]
     assert len(finished) >= 2
     assert len(tasks_by_ticket(emulator)) == 12
+
+
+def test_reset_replays_from_a_point_and_forget_hashes_pushes_everything_again(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0
+
+    reset = sync_cli(
+        "reset", "helpdesk", "--to", "2026-11-02T09:05:00Z", "--config", str(config), cwd=tmp_path
+    )
+    assert reset.returncode == 0, reset.stderr
+    replay = sync_cli("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
+    [summary] = json.loads(replay.stdout)["connectors"]
+    assert (summary["pulled"], summary["pushed"]) == (7, 0)  # 09:05..09:11, all unchanged
+
+    forget = sync_cli("reset", "helpdesk", "--forget-hashes", "--config", str(config), cwd=tmp_path)
+    assert forget.returncode == 0, forget.stderr
+    again = sync_cli("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
+    [summary] = json.loads(again.stdout)["connectors"]
+    assert (summary["pulled"], summary["pushed"]) == (12, 12)
+    assert len(tasks_by_ticket(emulator)) == 12  # pushed again, to the same tasks
+
+    bad = sync_cli(
+        "reset", "helpdesk", "--to", "last tuesday", "--config", str(config), cwd=tmp_path
+    )
+    assert bad.returncode == 2
+    assert "--to" in bad.stderr

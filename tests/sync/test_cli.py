@@ -249,3 +249,24 @@ def test_reset_replays_from_a_point_and_forget_hashes_pushes_everything_again(
     )
     assert bad.returncode == 2
     assert "--to" in bad.stderr
+
+
+def test_failures_list_and_drop(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    tickets = tmp_path / "tickets.jsonl"
+    with tickets.open("a") as handle:
+        handle.write('{"id": 99, "updated_at": "2026-11-02T10:00:00Z"}\n')  # no subject
+    run = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+
+    listed = sync_cli("failures", "list", "--json", "--config", str(config), cwd=tmp_path)
+    [item] = json.loads(listed.stdout)
+    assert (item["connector"], item["source_id"], item["stage"]) == ("helpdesk", "99", "mapping")
+    assert "'subject'" in item["error"]
+    table = sync_cli("failures", "--config", str(config), cwd=tmp_path)
+    assert "helpdesk 99 [mapping]" in table.stdout
+
+    dropped = sync_cli("failures", "drop", "--config", str(config), cwd=tmp_path)
+    assert "dropped 1" in dropped.stdout
+    empty = sync_cli("failures", "list", "--json", "--config", str(config), cwd=tmp_path)
+    assert json.loads(empty.stdout) == []

@@ -30,6 +30,7 @@ from connectors import values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.records import MISSING, get_path, is_flag_set
+from connectors.values import check_cursor_kind
 
 WHOLE_RECORD: Final = "(record)"
 """`BadRecord.field` when the record as a whole is unreadable (bad JSON, bad row)."""
@@ -295,15 +296,7 @@ class FileConnector(Connector):
         return field is not None and is_flag_set(get_path(record, field))
 
     def _check_since(self, since: Cursor | None) -> None:
-        if since is None:
-            return
-        wanted = dt.datetime if self.options.cursor_kind == "datetime" else int
-        if isinstance(since, bool) or not isinstance(since, wanted):
-            raise SourceError(
-                self.name,
-                f"the saved watermark {since!r} is not a {self.options.cursor_kind} cursor; "
-                "cursor_kind changed since the last run, so reset this connector's state",
-            )
+        check_cursor_kind(self.name, since, self.options.cursor_kind)
 
     def _open(self) -> BinaryIO:
         try:

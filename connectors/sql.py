@@ -76,6 +76,7 @@ from connectors import values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.records import is_flag_set
+from connectors.values import check_cursor_kind
 
 CONNECT_TIMEOUT_S: Final = 10
 """Seconds to wait for a PostgreSQL connection when the URL doesn't say."""
@@ -479,15 +480,7 @@ class SqlConnector(Connector):
         )
 
     def _check_since(self, since: Cursor | None) -> None:
-        if since is None:
-            return
-        wanted = dt.datetime if self.options.cursor_kind == "datetime" else int
-        if isinstance(since, bool) or not isinstance(since, wanted):
-            raise SourceError(
-                self.name,
-                f"the saved watermark {since!r} is not a {self.options.cursor_kind} cursor; "
-                "cursor_kind changed since the last run, so reset this connector's state",
-            )
+        check_cursor_kind(self.name, since, self.options.cursor_kind)
 
     # The database
 

@@ -79,6 +79,21 @@ def parse_cursor(value: Any, kind: CursorKind, default_tz: dt.tzinfo = dt.UTC) -
     raise ValueError(f"expected an integer cursor, got {value!r}")
 
 
+def check_cursor_kind(connector: str, since: Cursor | None, kind: CursorKind) -> None:
+    """Raise `SourceError` when the stored watermark is not of the connector's cursor kind."""
+    from connectors.errors import SourceError
+
+    if since is None:
+        return
+    wanted = dt.datetime if kind == "datetime" else int
+    if isinstance(since, bool) or not isinstance(since, wanted):
+        raise SourceError(
+            connector,
+            f"the saved watermark {since!r} is not a {kind} cursor; cursor_kind changed "
+            "since the last run, so reset this connector's state (python -m sync reset)",
+        )
+
+
 def timezone(name: str) -> dt.tzinfo:
     """The time zone called `name` ("UTC", "Europe/Paris"); raises `ValueError` if unknown."""
     if name.upper() == "UTC":

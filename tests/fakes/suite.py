@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from fakes import HTML_ERROR, FakeApi, Reply, Request
@@ -91,6 +92,18 @@ class VendorCase(ABC):
             for n, v in self.versions.items()
             if n not in self.deleted or not self.shows_deletions
         }
+
+
+def nth_page_request(case: VendorCase, n: int) -> Callable[[Request], bool]:
+    """A predicate true for the `n`th page request the fake receives (1-based)."""
+    pages = [0]
+
+    def matches(request: Request) -> bool:
+        if case.is_page_request(request):
+            pages[0] += 1
+        return pages[0] == n
+
+    return matches
 
 
 class ConnectorSuite:
@@ -176,12 +189,7 @@ class ConnectorSuite:
     ) -> None:
         for n in range(1, case.page_size * 3 + 1):
             case.add(n, T0 + dt.timedelta(minutes=n))
-        pages = [0]
-
-        def second_page(request: Request) -> bool:
-            if case.is_page_request(request):
-                pages[0] += 1
-            return pages[0] == 2
+        second_page = nth_page_request(case, 2)
 
         late = T0 + dt.timedelta(days=1)
 
@@ -202,12 +210,7 @@ class ConnectorSuite:
     ) -> None:
         for n in range(1, case.page_size * 3 + 1):
             case.add(n, T0 + dt.timedelta(minutes=n))
-        pages = [0]
-
-        def second_page(request: Request) -> bool:
-            if case.is_page_request(request):
-                pages[0] += 1
-            return pages[0] == 2
+        second_page = nth_page_request(case, 2)
 
         case.fake.fail_next(case.rate_limit(1), when=second_page)
         summary = self.sync(case, emulator, sqlite_url)

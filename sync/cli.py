@@ -46,8 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        _configure_logging(None)
-        log.error("config_error", key=exc.key, error=str(exc))
         print(f"configuration error: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except StateError as exc:

@@ -77,7 +77,8 @@ class FragmentSettings(_Section):
 class StateSettings(_Section):
     """Where watermarks, hashes, runs and failed items live (any SQLAlchemy URL)."""
 
-    url: str = "sqlite:///.sync/state.db"
+    url: str = Field(default="sqlite:///.sync/state.db", repr=False)
+    """Its password, if any, is a secret: kept out of reprs and redacted from logs."""
     auto_upgrade: bool = True
 
 
@@ -262,7 +263,7 @@ class Config(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for log redaction."""
-        found: list[str] = []
+        found: list[str] = [_url_password(self.state.url) or ""]
         for model in (self.fragment, *(c.options for c in self.connectors.values())):
             found.extend(_secret_values(model))
         return [s for s in found if s]
@@ -339,6 +340,8 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
         settings = Settings(**data)
     except ValidationError as exc:
         raise _config_error(exc, prefix="") from None
+    if not settings.connectors:
+        raise ConfigError("connectors", "no connectors configured: add a [connectors.NAME] table")
     connectors = {
         name: _connector_config(name, connector) for name, connector in settings.connectors.items()
     }
@@ -364,6 +367,10 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
         options = cls.Options.model_validate(settings.model_extra or {})
     except ValidationError as exc:
         raise _config_error(exc, prefix=key) from None
+    # The options live in `options` (typed, secrets masked); keep no raw copy of them.
+    settings = ConnectorSettings.model_validate(
+        settings.model_dump(include=set(ConnectorSettings.model_fields))
+    )
     if cls.default_mapping:
         settings = settings.model_copy(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}

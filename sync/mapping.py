@@ -206,6 +206,11 @@ class Mapper:
             task = self._run_hook(ticket, task)
         try:
             return TaskPayload.encode(ticket.source_id, ticket.cursor, task)
+        except UnicodeEncodeError:
+            field = _unencodable(task) or "hook"
+            raise self._error(
+                ticket, field, "text that UTF-8 can't carry (a lone surrogate)"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise self._error(ticket, "hook", f"result is not JSON: {exc}") from None
 
@@ -339,6 +344,32 @@ class Mapper:
 
     def _error(self, ticket: SourceTicket, field: str, message: str) -> MappingError:
         return MappingError(self.connector, ticket.source_id, field, message)
+
+
+def _unencodable(task: Mapping[str, Any]) -> str | None:
+    """The task key (a `fields` key for custom fields) holding text UTF-8 can't encode."""
+
+    def bad(value: Any) -> bool:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(value, Mapping):
+            return any(bad(k) or bad(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(bad(v) for v in value)
+        return False
+
+    for key, value in task.items():
+        if key == "fields" and isinstance(value, Mapping):
+            for name, item in value.items():
+                if bad(name) or bad(item):
+                    return str(name)
+        elif bad(value):
+            return key
+    return None
 
 
 def _kind(value: Any) -> str:

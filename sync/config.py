@@ -369,7 +369,7 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
         raise _config_error(exc, prefix=key) from None
     # The options live in `options` (typed, secrets masked); keep no raw copy of them.
     settings = ConnectorSettings.model_validate(
-        settings.model_dump(include=set(ConnectorSettings.model_fields))
+        settings.model_dump(include=set(ConnectorSettings.model_fields), exclude_unset=True)
     )
     if cls.default_mapping:
         settings = settings.model_copy(

@@ -319,7 +319,7 @@ class ConnectorRun:
     def _consider(self, ticket: SourceTicket, stored: StoredTask | None) -> None:
         """Map `ticket` and queue it if its content differs from what was last pushed."""
         try:
-            if ticket.deleted and stored is None:
+            if ticket.deleted and stored is None and not self._maybe_in_fragment(ticket):
                 self.counts.unchanged += 1  # deleted before it ever reached Fragment
                 return
             payload = self.mapper.map(ticket)
@@ -334,6 +334,12 @@ class ConnectorRun:
                 self._resolved.append(ticket.source_id)
             return
         self._pending[ticket.source_id] = (ticket, payload)
+
+    def _maybe_in_fragment(self, ticket: SourceTicket) -> bool:
+        """Whether a push of `ticket` went out unrecorded: Fragment may hold its task."""
+        if self.options.dry_run:
+            return False
+        return self.store.was_in_flight(self.namespace, ticket.source_id)
 
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
@@ -405,6 +411,9 @@ class ConnectorRun:
                     self.options.planned(self.name, payload)
             self.counts.pushed += len(batch)
             return
+        if batch:
+            # Written ahead: if the answer is lost, a later deletion still knows to archive.
+            self.store.mark_in_flight(self.namespace, [t.source_id for t, _payload in batch])
         result = self._push([payload for _ticket, payload in batch])
         tickets = {ticket.source_id: ticket for ticket, _payload in batch}
         failures.extend(

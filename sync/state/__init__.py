@@ -24,7 +24,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
-from sync.state.schema import connectors, failed_items, leases, runs, tasks, watermarks
+from sync.state.schema import (
+    connectors,
+    failed_items,
+    leases,
+    pushes_in_flight,
+    runs,
+    tasks,
+    watermarks,
+)
 from sync.watermark import cursor_kind, decode, encode
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -201,6 +209,26 @@ class StateStore:
                 conn.execute(sa.delete(tasks).where(tasks.c.connector == connector)).rowcount
             )
 
+    def mark_in_flight(self, connector: str, source_ids: Sequence[str]) -> None:
+        """Record that these tickets are about to be sent, before they are."""
+        if not source_ids:
+            return
+        now = utcnow()
+        rows = [{"connector": connector, "source_id": i, "sent_at": now} for i in source_ids]
+        with self.engine.begin() as conn:
+            _upsert(conn, pushes_in_flight, rows, keys=("connector", "source_id"))
+
+    def was_in_flight(self, connector: str, source_id: str) -> bool:
+        """Whether a push of this ticket went out and its answer was never recorded."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(pushes_in_flight.c.source_id).where(
+                    pushes_in_flight.c.connector == connector,
+                    pushes_in_flight.c.source_id == source_id,
+                )
+            ).first()
+        return row is not None
+
     def task_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(
@@ -253,6 +281,14 @@ class StateStore:
                     sa.delete(failed_items).where(
                         failed_items.c.connector == connector,
                         failed_items.c.source_id.in_(chunk),
+                    )
+                )
+            answered = [*(item.source_id for item in acked), *(item.source_id for item in failed)]
+            for chunk in _chunks(answered, _IN_CHUNK):
+                conn.execute(
+                    sa.delete(pushes_in_flight).where(
+                        pushes_in_flight.c.connector == connector,
+                        pushes_in_flight.c.source_id.in_(chunk),
                     )
                 )
             if failed:

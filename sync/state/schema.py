@@ -89,3 +89,13 @@ leases = sa.Table(
     sa.Column("acquired_at", UTC_TIME, nullable=False),
     sa.Column("expires_at", UTC_TIME, nullable=False),
 )
+
+pushes_in_flight = sa.Table(
+    "pushes_in_flight",
+    metadata,
+    # Written before a batch goes out, cleared by its checkpoint: a row left here means
+    # Fragment may hold the task though no hash was recorded (see sync.run).
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("source_id", ID, primary_key=True),
+    sa.Column("sent_at", UTC_TIME, nullable=False),
+)

@@ -164,12 +164,6 @@ def test_a_run_out_of_bounds_exits_nonzero_with_its_checkpoint_and_the_next_resu
             store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch Fragment applied but the run never checkpointed (lost answer, crash "
-    "before commit) leaves no stored hash; when the ticket is then deleted, the run "
-    "treats it as 'deleted before it ever reached Fragment' and never archives the task",
-)
 def test_a_ticket_deleted_after_an_unrecorded_push_is_archived(
     tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -101,7 +101,16 @@ def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state
 ) -> None:
     old = StateStore.open(state_url, upgrade=False)
     old.upgrade("0001")
-    old.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "h1", T0)], watermark=T0)
+    # Written as revision 0001's code would have: only its tables exist.
+    old.set_watermark("helpdesk", T0)
+    with old.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tasks (connector, source_id, uid, content_hash, source_cursor,"
+                " pushed_at) VALUES ('helpdesk', '1', 'uid-1', 'h1', 'x', :now)"
+            ),
+            {"now": T0},
+        )
     old.close()
 
     upgraded = StateStore.open(state_url)

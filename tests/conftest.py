@@ -84,3 +84,21 @@ def store(state_url: str) -> Iterator[StateStore]:
     state = StateStore.open(state_url)
     yield state
     state.close()
+
+
+SUITE_SECRETS = (TOKEN,)
+"""Secrets the whole suite configures; no test's captured output may ever show one."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Fail any test whose captured stdout, stderr or log lines contain a suite secret."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or report.failed:
+        return
+    captured = "\n".join(content for _name, content in report.sections)
+    leaked = [secret for secret in SUITE_SECRETS if secret in captured]
+    if leaked:
+        report.outcome = "failed"
+        report.longrepr = f"a secret reached this test's captured output: {leaked}"

@@ -81,3 +81,37 @@ def pushed_items(emulator: Emulator) -> int:
         for r in emulator.requests
         if r["method"] == "PUT" and r["path"].endswith("/tasks/batch") and r["status"] == 200
     )
+
+
+def restartable_config_text(base_url: str, tickets: Path, state_url: str, batch_size: int) -> str:
+    """A TOML config for a jsonl → emulator sync that is killed and restarted.
+
+    A killed run's lease lives on for its TTL, so the lease is short and the next run
+    waits it out instead of exiting busy.
+    """
+    return f"""
+[fragment]
+url = "{base_url}"
+token = "{TOKEN}"
+batch_size = {batch_size}
+requests_per_minute = 100000
+
+[state]
+url = "{state_url}"
+
+[locking]
+lease_ttl = "3s"
+when_busy = "wait"
+
+[connectors.helpdesk]
+kind = "jsonl"
+path = "{tickets}"
+deleted_field = "deleted"
+
+[connectors.helpdesk.mapping]
+title = "{MAPPING["title"]}"
+status = "status"
+assignee_email = "assignee"
+due_at = "due_at"
+fields = {{ country = "requester.country", priority = "priority" }}
+"""

@@ -32,7 +32,13 @@ from connectors.values import parse_datetime
 from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.state import StateStore
-from synckit import MAPPING, TOKEN, live_ids, tasks_by_ticket, write_tickets
+from synckit import (
+    TOKEN,
+    live_ids,
+    restartable_config_text,
+    tasks_by_ticket,
+    write_tickets,
+)
 
 LATENCY = 0.02
 """Seconds the emulator holds every request: a request is in flight for at least this long."""
@@ -70,7 +76,9 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
     with Emulator(tokens=[TOKEN]) as emulator:
         emulator.faults.latency = LATENCY
         config = tmp_path / "sync.toml"
-        config.write_text(_config_text(emulator.base_url, tickets_path, state_url, scale))
+        config.write_text(
+            restartable_config_text(emulator.base_url, tickets_path, state_url, scale.batch_size)
+        )
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
         command = [sys.executable, "-m", "sync", "run", "--once", "--config", str(config)]
 
@@ -169,33 +177,3 @@ def _kills_with_a_request_in_flight(kill_times: list[float], requests: list[dict
     """Kills that fell within a request's guaranteed time at the emulator (arrival + latency)."""
     arrivals = [r["t"] for r in requests if r["method"] == "PUT"]
     return sum(any(t <= kill < t + LATENCY for t in arrivals) for kill in kill_times)
-
-
-def _config_text(base_url: str, tickets: Path, state_url: str, scale: Scale) -> str:
-    return f"""
-[fragment]
-url = "{base_url}"
-token = "{TOKEN}"
-batch_size = {scale.batch_size}
-requests_per_minute = 100000
-
-[state]
-url = "{state_url}"
-
-[locking]
-# A killed run's lease lives on for lease_ttl; the next run waits it out.
-lease_ttl = "3s"
-when_busy = "wait"
-
-[connectors.helpdesk]
-kind = "jsonl"
-path = "{tickets}"
-deleted_field = "deleted"
-
-[connectors.helpdesk.mapping]
-title = "{MAPPING["title"]}"
-status = "status"
-assignee_email = "assignee"
-due_at = "due_at"
-fields = {{ country = "requester.country", priority = "priority" }}
-"""

@@ -20,7 +20,14 @@ from connectors.values import parse_datetime
 from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.state import StateStore
-from synckit import MAPPING, TOKEN, live_ids, read_tickets, tasks_by_ticket, write_tickets
+from synckit import (
+    TOKEN,
+    live_ids,
+    read_tickets,
+    restartable_config_text,
+    tasks_by_ticket,
+    write_tickets,
+)
 
 KILLS = 8
 
@@ -35,7 +42,7 @@ def test_sigkill_at_random_moments_then_restart_ends_with_every_ticket_once(
     with Emulator(tokens=[TOKEN]) as emulator:
         emulator.faults.latency = 0.02  # long enough a pass for kills to land inside it
         config = tmp_path / "sync.toml"
-        config.write_text(_config_text(emulator.base_url, tickets_path, state_url))
+        config.write_text(restartable_config_text(emulator.base_url, tickets_path, state_url, 50))
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
         command = [sys.executable, "-m", "sync", "run", "--once", "--config", str(config)]
 
@@ -66,33 +73,3 @@ def test_sigkill_at_random_moments_then_restart_ends_with_every_ticket_once(
     assert store.watermark("helpdesk") == max(parse_datetime(t["updated_at"]) for t in tickets)
     assert store.failed_items("helpdesk") == []
     store.close()
-
-
-def _config_text(base_url: str, tickets: Path, state_url: str) -> str:
-    return f"""
-[fragment]
-url = "{base_url}"
-token = "{TOKEN}"
-batch_size = 50
-requests_per_minute = 100000
-
-[state]
-url = "{state_url}"
-
-[locking]
-# A killed run's lease lives on for lease_ttl; the next run waits it out.
-lease_ttl = "3s"
-when_busy = "wait"
-
-[connectors.helpdesk]
-kind = "jsonl"
-path = "{tickets}"
-deleted_field = "deleted"
-
-[connectors.helpdesk.mapping]
-title = "{MAPPING["title"]}"
-status = "status"
-assignee_email = "assignee"
-due_at = "due_at"
-fields = {{ country = "requester.country", priority = "priority" }}
-"""

@@ -97,6 +97,15 @@ class Connector:
         """How many tickets `pull(since)` will yield, if cheap to know; else None."""
         return None
 
+    def snapshot(self) -> str | None:
+        """A token of the source's whole content, where that is cheap; else None.
+
+        The engine takes it before a pass reads and keeps it with a complete
+        pass; the next pass ends at once when the token is unchanged. It must
+        change whenever any ticket could have (a file's content hash does).
+        """
+        return None
+
     def check(self) -> None:
         """Reach the source once; raise `SourceError` with a clear message if it can't."""
 

@@ -26,7 +26,7 @@ from connectors.files import (
 )
 from connectors.records import MISSING, get_path
 
-# Rows are found by splitting bytes at b"\n" and read again by byte offset,
+# Rows are found by splitting bytes at b"\n" (to number lines and offsets),
 # which works only when ASCII characters are stored as themselves.
 _ASCII_PROBE: Final = b"\r\n\t ,;|\"'0123456789AZaz:-_."
 
@@ -111,15 +111,6 @@ class CsvRecords:
             if any(field.strip() for field in row):
                 yield self._record(line, offset, row)
 
-    def read_at(self, line: int, offset: int) -> RawRecord:
-        self._handle.seek(offset)
-        lines = _DecodedLines(self._handle, self._options.encoding, line, offset)
-        try:
-            row = next(self._reader(lines))
-        except (StopIteration, csv.Error) as exc:
-            return RawRecord(line, offset, None, f"not a valid CSV row: {exc}")
-        return self._record(line, offset, row)
-
     def _reader(self, lines: Iterator[str]) -> Iterator[list[str]]:
         return csv.reader(lines, delimiter=self._options.delimiter)
 
@@ -145,7 +136,7 @@ class CsvRecords:
 
     def _record(self, line: int, offset: int, row: Sequence[str]) -> RawRecord:
         if self._columns is None:
-            raise RuntimeError("read_at called before the header was read")
+            raise RuntimeError("a row was read before the header")
         width = len(self._columns)
         # Trailing empty fields past the header are a common export quirk, not an error.
         if len(row) < width or any(row[width:]):

@@ -7,17 +7,19 @@ bound, yielding in cursor order, and turning malformed records into
 `BadRecord`s. Parsing one line or row is the format module's job, through the
 small `RecordFile` protocol.
 
-Memory: with `sorted = false` the whole file is scanned once and only an index
-entry per ticket at or after `since` is kept (cursor, source id, line number,
-byte offset; about 250 bytes each). The index is sorted, then each record is
-read again by seeking to its offset. Full records are never held, so a file of
-a few hundred thousand tickets costs tens of megabytes. With `sorted = true`
-nothing is held: records stream in file order while the order is checked.
+Order and memory: records stream in file order, each parsed once, and
+nothing is held, so memory does not grow with the file. With `sorted = false`
+(the default) the connector makes no promise of order: the engine moves the
+watermark only once a whole pass is through, and when one ticket appears more
+than once the version with the latest cursor wins. With `sorted = true` the
+user promises ascending cursors; the order is checked as records stream and
+the engine checkpoints the watermark after every batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,8 +31,10 @@ from pydantic import Field, field_validator
 from connectors import values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
-from connectors.records import MISSING, get_path, is_flag_set
+from connectors.records import MISSING, field_path, is_flag_set
 from connectors.values import check_cursor_kind
+
+_HASH_CHUNK: Final = 1 << 20
 
 WHOLE_RECORD: Final = "(record)"
 """`BadRecord.field` when the record as a whole is unreadable (bad JSON, bad row)."""
@@ -55,7 +59,7 @@ class FileOptions(ConnectorOptions):
     timezone: str = "UTC"
     """Zone of naive timestamps in the file; aware ones keep their own offset."""
     sorted: bool = False
-    """The user promises the file is in ascending cursor order: stream it instead of sorting."""
+    """The user promises ascending cursor order: the watermark may move mid-pass."""
 
     @field_validator("timezone")
     @classmethod
@@ -81,18 +85,10 @@ class RawRecord:
 
 
 class RecordFile(Protocol):
-    """A file opened by a format module: records in file order, and any one again."""
+    """A file opened by a format module: its records in file order."""
 
     def __iter__(self) -> Iterator[RawRecord]:
         """Every record in file order; raises `UnreadableFile` for file-wide problems."""
-        ...
-
-    def read_at(self, line: int, offset: int) -> RawRecord:
-        """The record that starts at byte `offset` (physical line `line`).
-
-        Called only after a full iteration, which may have learnt what it
-        needs to read one record alone (a CSV header).
-        """
         ...
 
 
@@ -113,21 +109,14 @@ def numbered_lines(handle: BinaryIO, offset: int = 0, line: int = 1) -> Iterator
         line += 1
 
 
-# A ticket's place in the sorted pass: cursor, source id, line, then the byte
-# offset to re-read it or, for a bad record, the BadRecord itself. Lines are
-# unique, so comparison never reaches the last member.
-_IndexEntry = tuple[Cursor, str, int, int | BadRecord]
-
-
 class FileConnector(Connector):
     """Base of connectors that read a local file of tickets.
 
     Subclasses set `kind`, `summary` and `Options`, and implement
-    `open_records`; they yield tickets in ascending cursor order.
+    `open_records`. Tickets come in file order; `ordered` is the `sorted` option.
     """
 
     Options: ClassVar[type[ConnectorOptions]] = FileOptions
-    ordered = True
     header_lines: ClassVar[int] = 0
     """Lines before the first record (a CSV header), left out of `estimate`."""
 
@@ -143,28 +132,30 @@ class FileConnector(Connector):
             )
         super().__init__(name, options, stop)
         self.options = options
+        self.ordered = options.sorted
         self._zone = values.timezone(options.timezone)
+        self._id_path = field_path(options.id_field)
+        self._cursor_path = field_path(options.cursor_field)
+        self._deleted_path = (
+            None if options.deleted_field is None else field_path(options.deleted_field)
+        )
 
     def open_records(self, handle: BinaryIO) -> RecordFile:
         """The records of the file open as `handle` (binary, at offset 0)."""
         raise NotImplementedError
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
-        """Tickets with cursor >= `since`, ascending by (cursor, source id).
+        """Tickets with cursor >= `since`, in file order.
 
-        Malformed records come as `BadRecord`s: those with a known cursor in
-        their place in the order, those without one first (sorted = false) or
-        where they stand in the file (sorted = true). Raises `SourceError`
-        when the file cannot be read, or breaks the `sorted = true` promise.
+        Malformed records come as `BadRecord`s where they stand in the file
+        (one whose cursor is known and before `since` is left out). Raises
+        `SourceError` when the file cannot be read, or breaks the
+        `sorted = true` promise.
         """
         self._check_since(since)
         try:
             with self._open() as handle:
-                records = self.open_records(handle)
-                if self.options.sorted:
-                    yield from self._in_file_order(records, since)
-                else:
-                    yield from self._in_cursor_order(records, since)
+                yield from self._in_file_order(self.open_records(handle), since)
         except UnreadableFile as exc:
             raise SourceError(self.name, f"{self._where()}: {exc}") from exc
         except OSError as exc:
@@ -186,6 +177,17 @@ class FileConnector(Connector):
             return None
         return max(lines - self.header_lines, 0)
 
+    def snapshot(self) -> str | None:
+        """The file's content hash (about 1 GB/s), so an unchanged file is not read at all."""
+        digest = hashlib.blake2b(digest_size=20)
+        try:
+            with self.options.path.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+        except OSError:
+            return None  # the pull will report it
+        return f"blake2b:{digest.hexdigest()}"
+
     def check(self) -> None:
         """Open the file and read its first record; raises `SourceError` if that fails."""
         try:
@@ -199,52 +201,30 @@ class FileConnector(Connector):
     def _in_file_order(
         self, records: RecordFile, since: Cursor | None
     ) -> Iterator[SourceTicket | BadRecord]:
+        check_order = self.options.sorted
         previous: tuple[Cursor, int] | None = None
         for raw in records:
             item = self._ticket(raw)
-            if item.cursor is not None:
-                if previous is not None and _before(item.cursor, previous[0]):
-                    raise SourceError(
-                        self.name,
-                        f"{self._where()} line {raw.line}: {self.options.cursor_field} "
-                        f"{_show(item.cursor)} is earlier than {_show(previous[0])} on line "
-                        f"{previous[1]}, but sorted = true promises ascending order; "
-                        "sort the file or set sorted = false",
-                    )
-                previous = (item.cursor, raw.line)
-                if since is not None and _before(item.cursor, since):
+            cursor = item.cursor
+            if cursor is not None:
+                if check_order:
+                    if previous is not None and _before(cursor, previous[0]):
+                        raise self._broken_promise(raw.line, cursor, previous)
+                    previous = (cursor, raw.line)
+                if since is not None and _before(cursor, since):
                     continue
             yield item
 
-    def _in_cursor_order(
-        self, records: RecordFile, since: Cursor | None
-    ) -> Iterator[SourceTicket | BadRecord]:
-        index: list[_IndexEntry] = []
-        for raw in records:
-            item = self._ticket(raw)
-            if item.cursor is None:
-                # No position in the order: report it before any ticket.
-                yield item
-            elif since is None or not _before(item.cursor, since):
-                if isinstance(item, BadRecord):
-                    index.append((item.cursor, item.source_id or "", raw.line, item))
-                else:
-                    index.append((item.cursor, item.source_id, raw.line, raw.offset))
-        index.sort()
-        for cursor, source_id, line, where in index:
-            if isinstance(where, BadRecord):
-                yield where
-                continue
-            # The scan already checked this record; reading it again only
-            # has to confirm it is still the same ticket.
-            record = records.read_at(line, where).record
-            if record is None or self._source_id(record)[0] != source_id:
-                raise SourceError(
-                    self.name,
-                    f"{self._where()} line {line} changed while it was being read; run again "
-                    "once whatever writes the file has finished",
-                )
-            yield SourceTicket(source_id, cursor, record, self._deleted(record))
+    def _broken_promise(
+        self, line: int, cursor: Cursor, previous: tuple[Cursor, int]
+    ) -> SourceError:
+        return SourceError(
+            self.name,
+            f"{self._where()} line {line}: {self.options.cursor_field} "
+            f"{_show(cursor)} is earlier than {_show(previous[0])} on line "
+            f"{previous[1]}, but sorted = true promises ascending order; "
+            "sort the file or set sorted = false",
+        )
 
     def _ticket(self, raw: RawRecord) -> SourceTicket | BadRecord:
         """`raw` as a ticket, or as a `BadRecord` naming the field at fault."""
@@ -256,7 +236,7 @@ class FileConnector(Connector):
         # The cursor is read first so a record with a bad id still carries its
         # position, and the watermark can move past it.
         cursor: Cursor | None = None
-        cursor_value = get_path(record, options.cursor_field)
+        cursor_value = self._cursor_path.read(record)
         if cursor_value is MISSING or cursor_value is None:
             cursor_problem = (
                 f"no {options.cursor_field!r} value; every ticket needs its last-change "
@@ -278,7 +258,7 @@ class FileConnector(Connector):
     def _source_id(self, record: Mapping[str, Any]) -> tuple[str | None, str]:
         """The record's id as source-id text, or None and why it is not usable."""
         field = self.options.id_field
-        value = get_path(record, field)
+        value = self._id_path.read(record)
         if value is MISSING or value is None:
             return None, f"no {field!r} value; every ticket needs an id (set id_field to its field)"
         if isinstance(value, str):
@@ -292,8 +272,8 @@ class FileConnector(Connector):
         )
 
     def _deleted(self, record: Mapping[str, Any]) -> bool:
-        field = self.options.deleted_field
-        return field is not None and is_flag_set(get_path(record, field))
+        path = self._deleted_path
+        return path is not None and is_flag_set(path.read(record))
 
     def _check_since(self, since: Cursor | None) -> None:
         check_cursor_kind(self.name, since, self.options.cursor_kind)

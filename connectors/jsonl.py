@@ -45,10 +45,6 @@ class JsonlRecords:
             if not line.data.isspace():
                 yield _parse(line)
 
-    def read_at(self, line: int, offset: int) -> RawRecord:
-        self._handle.seek(offset)
-        return _parse(RawLine(line, offset, self._handle.readline()))
-
 
 def _parse(line: RawLine) -> RawRecord:
     try:

@@ -65,6 +65,8 @@ class FragmentSettings(_Section):
     timeout: Duration = dt.timedelta(seconds=30)
     max_attempts: int = Field(default=8, ge=1, le=100)
     max_retry_wait: Duration = dt.timedelta(minutes=5)
+    max_in_flight: int = Field(default=2, ge=1, le=16)
+    """Batches sent at once per connector; checkpoints still follow the source's order."""
 
     @field_validator("url")
     @classmethod

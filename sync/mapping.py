@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.base import Cursor, SourceTicket
-from connectors.records import MISSING, get_path
+from connectors.records import MISSING, FieldPath
 from connectors.values import isoformat, parse_datetime
 from sync.config import STATUSES, MappingSettings, resolve_callable
 from sync.errors import ConfigError, MappingError
@@ -41,11 +41,20 @@ _NOT_WORD = re.compile(r"[\W_]+")
 
 Hook = Callable[[SourceTicket, dict[str, Any]], dict[str, Any] | None]
 
+# One encoder for every task: `json.dumps` with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_PLAIN_JSON = (str, int, bool, type(None))
+"""Types a custom field value keeps as they are (`bool` is listed: its type is not int)."""
+
 
 def task_uid(namespace: str, source_id: str) -> str:
     """The Fragment uid of ticket `source_id` of the connector whose namespace is `namespace`."""
     key = f"{namespace}#ticket#{source_id}"
-    return str(uuid.UUID(hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()))
+    digest = hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()
+    # str(uuid.UUID(digest)), spelt out: this runs once per ticket.
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
 def snake_case(name: str) -> str:
@@ -74,9 +83,7 @@ class TaskPayload:
     @classmethod
     def encode(cls, source_id: str, cursor: Cursor, task: Mapping[str, Any]) -> TaskPayload:
         """Canonical encoding (sorted keys, no spaces), so equal tasks hash equal."""
-        body = json.dumps(
-            task, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        body = _CANONICAL.encode(task).encode("utf-8")
         digest = hashlib.blake2b(body, digest_size=16).hexdigest()
         return cls(source_id, str(task["uid"]), cursor, body, digest)
 
@@ -92,14 +99,15 @@ class Template:
     def __init__(self, text: str) -> None:
         """Parse `text`; raises `ValueError` for unbalanced braces or a `!conversion`."""
         self.text = text
-        self.parts: list[tuple[str, str | None, str]] = []
+        self.parts: list[tuple[str, FieldPath | None, str]] = []
         try:
             for literal, name, spec, conversion in string.Formatter().parse(text):
                 if conversion:
                     raise ValueError(f"conversion !{conversion} is not supported")
                 if name is not None and not name:
                     raise ValueError("empty {} placeholder; name a field, e.g. {subject}")
-                self.parts.append((literal, name, spec or ""))
+                path = None if name is None else FieldPath(name)
+                self.parts.append((literal, path, spec or ""))
         except ValueError as exc:
             raise ValueError(f"template {text!r}: {exc}") from None
 
@@ -109,14 +117,17 @@ class Template:
         `{source_id}` is the ticket's id unless the record has a key of that name.
         """
         out: list[str] = []
-        for literal, name, spec in self.parts:
+        for literal, path, spec in self.parts:
             out.append(literal)
-            if name is None:
+            if path is None:
                 continue
-            value = get_path(record, name)
+            value = path.read(record)
+            if type(value) is str and not spec:
+                out.append(value)
+                continue
             if value is MISSING:
-                if name != "source_id":
-                    raise KeyError(name)
+                if path.path != "source_id":
+                    raise KeyError(path.path)
                 value = source_id
             if value is None:
                 continue
@@ -133,11 +144,18 @@ def check_mapping(settings: MappingSettings, key: str) -> None:
 
 @dataclass(frozen=True)
 class _Compiled:
+    """A mapping parsed once: templates split, paths split, keys normalised."""
+
     title: Template
     url: Template | None
     queue_uid: Template | None
-    fields: tuple[tuple[str, str], ...]
+    source_id_key: str
+    fields: tuple[tuple[str, FieldPath], ...]
+    status: FieldPath | None
     status_map: Mapping[str, str]
+    datetimes: tuple[tuple[str, FieldPath], ...]
+    """(task key, path) of due_at, external_created_at, external_updated_at when mapped."""
+    assignee_email: FieldPath | None
     hook: Hook | None
 
 
@@ -174,8 +192,18 @@ def _compile(settings: MappingSettings, key: str) -> _Compiled:
         title=title,
         url=templates["url"],
         queue_uid=templates["queue_uid"],
-        fields=tuple(fields),
+        source_id_key=source_key,
+        fields=tuple((name, FieldPath(path)) for name, path in fields),
+        status=None if settings.status is None else FieldPath(settings.status),
         status_map={str(k).casefold(): v for k, v in settings.status_map.items()},
+        datetimes=tuple(
+            (target, FieldPath(path))
+            for target in ("due_at", "external_created_at", "external_updated_at")
+            if (path := getattr(settings, target)) is not None
+        ),
+        assignee_email=(
+            None if settings.assignee_email is None else FieldPath(settings.assignee_email)
+        ),
         hook=hook,
     )
 
@@ -220,7 +248,7 @@ class Mapper:
         return TaskPayload.encode(ticket.source_id, ticket.cursor, task)
 
     def _declarative(self, ticket: SourceTicket) -> dict[str, Any]:
-        settings, compiled = self.settings, self._compiled
+        compiled, record = self._compiled, ticket.record
         fields: dict[str, Any] = {"title": self._render(ticket, "title", compiled.title)}
         if not fields["title"].strip():
             raise self._error(ticket, "title", "is empty")
@@ -228,26 +256,30 @@ class Mapper:
             url = self._render(ticket, "url", compiled.url).strip()
             if url:
                 fields["url"] = url
-        fields[snake_case(settings.source_id_field)] = ticket.source_id
+        fields[compiled.source_id_key] = ticket.source_id
         for name, path in compiled.fields:
-            value = get_path(ticket.record, path)
-            fields[name] = None if value is MISSING else self._json(ticket, name, value, 0)
+            value = path.read(record)
+            kind = type(value)
+            if kind in _PLAIN_JSON:
+                fields[name] = value
+            elif kind is list and all(type(item) in _PLAIN_JSON for item in value):
+                fields[name] = list(value)  # a list of tags, the other common shape
+            else:
+                fields[name] = None if value is MISSING else self._json(ticket, name, value, 0)
         task: dict[str, Any] = {
             "uid": self.uid(ticket.source_id),
             "archived": ticket.deleted,
             "fields": fields,
         }
-        if settings.status is not None:
-            status = self._status(ticket)
+        if compiled.status is not None:
+            status = self._status(ticket, compiled.status)
             task["external_status"] = status
-            if settings.set_status:
+            if self.settings.set_status:
                 task["status"] = status
-        for target in ("due_at", "external_created_at", "external_updated_at"):
-            path = getattr(settings, target)
-            if path is not None:
-                task[target] = self._datetime(ticket, target, path)
-        if settings.assignee_email is not None:
-            task["assignee_email"] = self._email(ticket, settings.assignee_email)
+        for target, path in compiled.datetimes:
+            task[target] = self._datetime(ticket, target, path)
+        if compiled.assignee_email is not None:
+            task["assignee_email"] = self._email(ticket, compiled.assignee_email)
         if compiled.queue_uid is not None:
             task["queue_uid"] = self._queue_uid(ticket, compiled.queue_uid)
         return task
@@ -260,26 +292,27 @@ class Mapper:
         except (TypeError, ValueError) as exc:
             raise self._error(ticket, field, f"can't format: {exc}") from None
 
-    def _status(self, ticket: SourceTicket) -> str:
-        assert self.settings.status is not None
-        value = get_path(ticket.record, self.settings.status)
+    def _status(self, ticket: SourceTicket, path: FieldPath) -> str:
+        value = path.read(ticket.record)
         if value is MISSING or value is None:
             return self.settings.status_default
         if isinstance(value, dict | list):
             raise self._error(ticket, "status", f"expected a status value, got {_kind(value)}")
         return self._compiled.status_map.get(str(value).casefold(), self.settings.status_default)
 
-    def _datetime(self, ticket: SourceTicket, field: str, path: str) -> str | None:
-        value = get_path(ticket.record, path)
+    def _datetime(self, ticket: SourceTicket, field: str, path: FieldPath) -> str | None:
+        value = path.read(ticket.record)
         if value is MISSING or value is None or value == "":
             return None
+        if type(value) is str and _is_canonical_utc(value):
+            return value  # already what isoformat(parse_datetime(value)) would give
         try:
             return isoformat(parse_datetime(value))
         except ValueError as exc:
             raise self._error(ticket, field, str(exc)) from None
 
-    def _email(self, ticket: SourceTicket, path: str) -> str | None:
-        value = get_path(ticket.record, path)
+    def _email(self, ticket: SourceTicket, path: FieldPath) -> str | None:
+        value = path.read(ticket.record)
         if value is MISSING or value is None or value == "":
             return None
         if not isinstance(value, str) or "@" not in value:
@@ -344,6 +377,23 @@ class Mapper:
 
     def _error(self, ticket: SourceTicket, field: str, message: str) -> MappingError:
         return MappingError(self.connector, ticket.source_id, field, message)
+
+
+def _is_canonical_utc(text: str) -> bool:
+    """Whether `text` is a valid `YYYY-MM-DDTHH:MM:SSZ`, the form `isoformat` writes."""
+    if not (
+        len(text) == 20
+        and text[19] == "Z"
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    ):
+        return False
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unencodable(task: Mapping[str, Any]) -> str | None:

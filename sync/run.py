@@ -12,6 +12,12 @@ source, Fragment, a stop request, a timeout) leaves the watermark at the last
 checkpoint, so the next pass resumes there and the hash diff absorbs what it
 reads again. Fragment's idempotent upsert absorbs what was pushed but not
 checkpointed.
+
+Up to `fragment.max_in_flight` batches are out at once while the next one is
+mapped; their checkpoints are committed in the order the batches were cut, so
+the watermark still only ever covers acknowledged tickets. Within a pass an
+older version of a ticket never replaces a newer one, whatever order an
+unordered source gives them in.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -35,7 +43,15 @@ from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
-from sync.state import Acked, FailedItem, LeaseLost, StateStore, StoredTask, record_json
+from sync.state import (
+    Acked,
+    FailedItem,
+    LeaseLost,
+    StateStore,
+    StoredTask,
+    record_json,
+    utcnow,
+)
 from sync.watermark import Checkpoint, decode_text, encode, later, pull_bound
 
 log = structlog.get_logger("sync.run")
@@ -114,6 +130,21 @@ class RunOptions:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class _Shipment:
+    """A batch cut from the stream: sent (or nothing to send), then settled in cut order."""
+
+    tickets: dict[str, SourceTicket]
+    payloads: list[TaskPayload]
+    failures: list[FailedItem]
+    resolved: list[str]
+    watermark: Cursor | None
+    """Where the watermark may go once this and every earlier shipment are settled."""
+    fingerprint: str | None
+    snapshot: str | None
+    answer: Future[PushResult] | None = None
+
+
 def owner_id() -> str:
     """This process in a lease: host, pid and a nonce (a restarted pid is someone else)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -136,6 +167,7 @@ class ConnectorRun:
         self.store = store
         self.client = client
         self.batch_size = connector.settings.batch_size or batch_size
+        self.max_in_flight = client.settings.max_in_flight if client is not None else 1
         self.options = options
         self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping)
         self.counts = Counts()
@@ -149,6 +181,12 @@ class ConnectorRun:
         self._since_commit = 0
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
+        # Whole seconds: some databases keep no fraction (MySQL's DATETIME).
+        self._pass_started = utcnow().replace(microsecond=0)
+        self._sender: ThreadPoolExecutor | None = None
+        self._outbox: deque[_Shipment] = deque()
+        # Tickets settled since the last hash lookup, which could not see them yet.
+        self._settled_recently: dict[str, Cursor] = {}
         self.log = log.bind(connector=self.name)
 
     def execute(self) -> RunSummary:
@@ -202,13 +240,22 @@ class ConnectorRun:
         error: str | None = None
         outcome = "ok"
         source: Connector | None = None
-        try:
-            source = connector_class(self.config.kind)(
-                self.name, self.config.options, self.options.stop
+        if self.client is not None and not self.options.dry_run:
+            self._sender = ThreadPoolExecutor(
+                max_workers=self.max_in_flight, thread_name_prefix=f"push-{self.name}"
             )
-            self._retry_failed()
-            if not self.options.retry_only:
-                self._pull(source)
+        try:
+            try:
+                source = connector_class(self.config.kind)(
+                    self.name, self.config.options, self.options.stop
+                )
+                self._retry_failed()
+                if not self.options.retry_only:
+                    self._pull(source)
+                self._settle_all()
+            except BaseException:
+                self._abandon()
+                raise
         except LeaseLost as exc:
             outcome, error = "lease_lost", str(exc)
         except StopRequested as exc:
@@ -219,6 +266,8 @@ class ConnectorRun:
             self.log.exception("run_crashed")
             outcome, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
+            if self._sender is not None:
+                self._sender.shutdown(wait=True)
             if source is not None:
                 source.close()
             if self.options.progress:
@@ -265,6 +314,7 @@ class ConnectorRun:
             return
         self.log.info("retrying_failed_items", count=len(retryable))
         stored = self.store.stored_tasks(self.namespace, (i.source_id for i in retryable))
+        tickets = []
         for item in retryable:
             assert item.record is not None and item.cursor is not None
             cursor = decode_text(item.cursor)
@@ -273,8 +323,12 @@ class ConnectorRun:
                 self._resolved.append(item.source_id)  # a later version already went through
                 continue
             record = json.loads(item.record)
-            self._consider(SourceTicket(item.source_id, cursor, record, item.deleted), known)
+            tickets.append(SourceTicket(item.source_id, cursor, record, item.deleted))
+        sent = self._sent_unrecorded(tickets, stored)
+        for ticket in tickets:
+            self._consider(ticket, stored.get(ticket.source_id), ticket.source_id in sent)
         self._flush(watermark=None)
+        self._settle_all()
 
     def _pull(self, source: Connector) -> None:
         fingerprint = self.config.fingerprint()
@@ -284,14 +338,25 @@ class ConnectorRun:
             # A changed mapping alters tasks behind the watermark too: read them all again.
             self.log.info("settings_changed", detail="reading every ticket again")
             full = True
+        snapshot = source.snapshot()  # before reading: a change during the pass isn't missed
+        if (
+            not full
+            and self.watermark is not None
+            and snapshot is not None
+            and snapshot == self.store.source_snapshot(self.namespace)
+        ):
+            self.log.info("source_unchanged", detail="same content as the last complete pass")
+            return
         since = None if full else pull_bound(self.watermark, self._lookback)
         checkpoint = Checkpoint(ordered=source.ordered)
         expected = source.estimate(since)
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0
         for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
-            ids = [item.source_id for item in chunk if isinstance(item, SourceTicket)]
-            stored = self.store.stored_tasks(self.namespace, ids)
+            tickets = [item for item in chunk if isinstance(item, SourceTicket)]
+            self._settled_recently.clear()  # the lookup below sees what they recorded
+            stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
+            sent = self._sent_unrecorded(tickets, stored)
             for item in chunk:
                 self._check_stop()
                 cursor = item.cursor
@@ -299,7 +364,7 @@ class ConnectorRun:
                     self._bad_record(item)
                 else:
                     self.counts.pulled += 1
-                    self._consider(item, stored.get(item.source_id))
+                    self._consider(item, stored.get(item.source_id), item.source_id in sent)
                 if cursor is not None:
                     self._observe(checkpoint, cursor)
                 consumed += 1
@@ -308,7 +373,7 @@ class ConnectorRun:
                     self._flush(watermark=checkpoint.safe())
             if self.options.progress:
                 self.options.progress.update(self.name, consumed, expected)
-        self._flush(watermark=checkpoint.complete(), fingerprint=fingerprint)
+        self._flush(watermark=checkpoint.complete(), fingerprint=fingerprint, snapshot=snapshot)
 
     @property
     def _lookback(self) -> Any:
@@ -316,10 +381,18 @@ class ConnectorRun:
 
     # One ticket
 
-    def _consider(self, ticket: SourceTicket, stored: StoredTask | None) -> None:
-        """Map `ticket` and queue it if its content differs from what was last pushed."""
+    def _consider(
+        self, ticket: SourceTicket, stored: StoredTask | None, sent_unrecorded: bool
+    ) -> None:
+        """Map `ticket` and queue it if its content differs from what was last pushed.
+
+        `sent_unrecorded`: a push of it went out whose answer was never recorded.
+        """
+        if self._superseded(ticket, stored):
+            self.counts.unchanged += 1  # this pass already met a later version
+            return
         try:
-            if ticket.deleted and stored is None and not self._maybe_in_fragment(ticket):
+            if ticket.deleted and stored is None and not sent_unrecorded:
                 self.counts.unchanged += 1  # deleted before it ever reached Fragment
                 return
             payload = self.mapper.map(ticket)
@@ -335,11 +408,37 @@ class ConnectorRun:
             return
         self._pending[ticket.source_id] = (ticket, payload)
 
-    def _maybe_in_fragment(self, ticket: SourceTicket) -> bool:
-        """Whether a push of `ticket` went out unrecorded: Fragment may hold its task."""
+    def _superseded(self, ticket: SourceTicket, stored: StoredTask | None) -> bool:
+        """Whether this pass already queued, sent or recorded a later version of `ticket`."""
+        source_id, cursor = ticket.source_id, ticket.cursor
+        queued = self._pending.get(source_id)
+        if queued is not None and _newer(queued[0].cursor, cursor):
+            return True
+        for shipment in self._outbox:
+            sent = shipment.tickets.get(source_id)
+            if sent is not None and _newer(sent.cursor, cursor):
+                return True
+        settled = self._settled_recently.get(source_id)
+        if settled is not None and _newer(settled, cursor):
+            return True
+        return (
+            stored is not None
+            and stored.pushed_at is not None
+            and stored.pushed_at >= self._pass_started
+            and _newer(decode_text(stored.cursor), cursor)
+        )
+
+    def _sent_unrecorded(
+        self, tickets: list[SourceTicket], stored: dict[str, StoredTask]
+    ) -> set[str]:
+        """The deleted tickets with no stored hash whose push went out unrecorded.
+
+        Fragment may hold their tasks, so their tombstones must still be pushed.
+        """
         if self.options.dry_run:
-            return False
-        return self.store.was_in_flight(self.namespace, ticket.source_id)
+            return set()
+        unknown = [t.source_id for t in tickets if t.deleted and t.source_id not in stored]
+        return self.store.in_flight(self.namespace, unknown) if unknown else set()
 
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
@@ -395,54 +494,102 @@ class ConnectorRun:
 
     # The checkpoint
 
-    def _flush(self, watermark: Cursor | None, fingerprint: str | None = None) -> None:
-        """Push what is pending, then record it all in one transaction.
+    def _flush(
+        self,
+        watermark: Cursor | None,
+        fingerprint: str | None = None,
+        snapshot: str | None = None,
+    ) -> None:
+        """Cut a shipment of what is pending and send it; settle the oldest when too many are out.
 
-        `fingerprint` is given once the whole pass is through: it records the
-        settings the pass ran with.
+        `watermark` is where the checkpoint of this shipment may move the
+        watermark; `fingerprint` and `snapshot` are given once the whole pass
+        is through: the settings it ran with and the source's content token.
         """
-        batch, self._pending = list(self._pending.values()), {}
+        batch, self._pending = self._pending, {}
         failures, self._failures = self._failures, []
         resolved, self._resolved = self._resolved, []
         self._since_commit = 0
         if self.options.dry_run:
-            for _ticket, payload in batch:
+            for _ticket, payload in batch.values():
                 if self.options.planned:
                     self.options.planned(self.name, payload)
             self.counts.pushed += len(batch)
             return
-        if batch:
+        shipment = _Shipment(
+            tickets={source_id: ticket for source_id, (ticket, _p) in batch.items()},
+            payloads=[payload for _ticket, payload in batch.values()],
+            failures=failures,
+            resolved=resolved,
+            watermark=watermark,
+            fingerprint=fingerprint,
+            snapshot=snapshot,
+        )
+        while len(self._outbox) >= self.max_in_flight:
+            self._settle(self._outbox.popleft())
+        if shipment.payloads:
+            assert self._sender is not None
+            self._check_stop()  # a stop request sends nothing new
             # Written ahead: if the answer is lost, a later deletion still knows to archive.
-            self.store.mark_in_flight(self.namespace, [t.source_id for t, _payload in batch])
-        result = self._push([payload for _ticket, payload in batch])
-        tickets = {ticket.source_id: ticket for ticket, _payload in batch}
-        failures.extend(
+            self.store.mark_in_flight(self.namespace, list(shipment.tickets))
+            shipment.answer = self._sender.submit(self._push, shipment.payloads)
+        self._outbox.append(shipment)
+
+    def _settle(self, shipment: _Shipment, move_watermark: bool = True) -> None:
+        """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled."""
+        result = shipment.answer.result() if shipment.answer is not None else PushResult()
+        self.counts.requests += result.requests
+        self.isolation_requests += result.isolation_requests
+        failures = shipment.failures + [
             self._failed(
-                tickets[p.source_id],
+                shipment.tickets[p.source_id],
                 "rejected",
                 None,
                 f"connector {self.name!r}, ticket {p.source_id!r}: Fragment rejected it: {message}",
             )
             for p, message in result.rejected
-        )
+        ]
         self.counts.pushed += len(result.acked)
-        new_watermark = later(self.watermark, watermark)
+        new_watermark = later(self.watermark, shipment.watermark) if move_watermark else None
         self.store.commit_batch(
             self.namespace,
             acked=[Acked(p.source_id, p.uid, p.content_hash, p.cursor) for p in result.acked],
             failed=failures,
-            resolved=resolved,
+            resolved=shipment.resolved,
             watermark=new_watermark if new_watermark != self.watermark else None,
-            fingerprint=fingerprint,
+            fingerprint=shipment.fingerprint if move_watermark else None,
+            snapshot=shipment.snapshot,
             lease=None
             if self._lease_keeper is None
             else (self.options.owner, self.options.lease_ttl),
         )
-        self.watermark = new_watermark
+        if move_watermark:
+            self.watermark = new_watermark
+        for source_id, ticket in shipment.tickets.items():
+            self._settled_recently[source_id] = ticket.cursor
+
+    def _settle_all(self) -> None:
+        while self._outbox:
+            self._settle(self._outbox.popleft())
+
+    def _abandon(self) -> None:
+        """The pass is failing: wait for every batch still out and keep what landed.
+
+        Shipments settle in order, moving the watermark, until one fails; after
+        that the acknowledged tasks of later ones are recorded but the
+        watermark stays, so nothing behind the failed batch is skipped.
+        """
+        move_watermark = True
+        while self._outbox:
+            shipment = self._outbox.popleft()
+            try:
+                self._settle(shipment, move_watermark)
+            except Exception as exc:  # the pass already fails; keep the first error
+                move_watermark = False
+                self.log.warning("batch_not_checkpointed", error=str(exc))
 
     def _push(self, payloads: list[TaskPayload]) -> PushResult:
-        if not payloads:
-            return PushResult()
+        """Send `payloads` in batches (on a sender thread); the counts are the caller's."""
         assert self.client is not None
         result = PushResult()
         for start in range(0, len(payloads), self.batch_size):
@@ -451,8 +598,6 @@ class ConnectorRun:
             result.rejected.extend(part.rejected)
             result.requests += part.requests
             result.isolation_requests += part.isolation_requests
-        self.counts.requests += result.requests
-        self.isolation_requests += result.isolation_requests
         return result
 
     def _check_stop(self) -> None:

@@ -78,6 +78,8 @@ connectors = sa.Table(
     # The hash of the settings the last complete pass ran with (see sync.run).
     sa.Column("settings_fingerprint", sa.String(32), nullable=False),
     sa.Column("full_pass_at", UTC_TIME, nullable=False),
+    # The source's content token then, if its connector gives one (see Connector.snapshot).
+    sa.Column("source_snapshot", sa.String(128)),
 )
 
 leases = sa.Table(

@@ -159,7 +159,9 @@ def _wait_for_a_push_after(
 
 
 def _edit_the_source(tickets: list[dict[str, Any]], dice: random.Random, round_number: int) -> None:
-    """Edit 30 random tickets at one shared second, later than any before.
+    """Edit 250 random tickets at one shared second, later than any before.
+
+    Enough for a few batches, so a restarted run has requests to be killed in.
 
     No deletions here: a ticket deleted after a kill between Fragment's answer
     and the checkpoint stays active in Fragment (the product bug pinned by
@@ -168,7 +170,7 @@ def _edit_the_source(tickets: list[dict[str, Any]], dice: random.Random, round_n
     moment = dt.datetime(2026, 11, 2, tzinfo=dt.UTC) + dt.timedelta(minutes=round_number)
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     live = [ticket for ticket in tickets if not ticket["deleted"]]
-    for ticket in dice.sample(live, 30):
+    for ticket in dice.sample(live, 250):
         ticket["subject"] = f"{ticket['subject'].split(' ~ ')[0]} ~ edit {round_number}"
         ticket["updated_at"] = stamp
 

@@ -64,6 +64,9 @@ def test_a_misbehaving_fragment_ends_exact_and_no_request_beats_a_retry_after(
                 "timeout": "1s",
                 "max_attempts": 30,
                 "max_retry_wait": "3s",
+                # One batch out at a time: a request already on the wire when another's
+                # 429 arrives can't be recalled, and this test times every arrival.
+                "max_in_flight": 1,
             },
         )
         rate_limits: list[tuple[float, float]] = []  # (answered at, Retry-After), epoch seconds
@@ -124,9 +127,9 @@ def test_a_run_out_of_bounds_exits_nonzero_with_its_checkpoint_and_the_next_resu
             output = process.communicate(timeout=60)[0].decode()
             expected_error = "still failing after 3 attempts"
         else:
-            # 20 batches at 0.2s each can't fit in the connector's 2s.
+            # 20 batches at 0.5s each, two at a time, can't fit in the connector's 2s.
             config.write_text(_config_toml(emulator, path, state_url, timeout="2s"))
-            emulator.faults.latency = 0.2
+            emulator.faults.latency = 0.5
             process = subprocess.Popen(
                 command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
@@ -271,6 +274,7 @@ url = "{state_url}"
 kind = "jsonl"
 path = "{tickets}"
 deleted_field = "deleted"
+sorted = true
 {connector_timeout}
 
 [connectors.helpdesk.mapping]

@@ -131,7 +131,14 @@ def test_tickets_sharing_a_timestamp_across_a_batch_boundary_are_pushed_once(
         _ticket(100 + i, f"2026-11-02T09:0{i + 1}:00Z") for i in range(5)
     ]
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
-    config = make_config(emulator, path, sqlite_url, fragment={"batch_size": 10})
+    # A sorted file checkpoints mid-pass; one batch in flight makes the stop point exact.
+    config = make_config(
+        emulator,
+        path,
+        sqlite_url,
+        fragment={"batch_size": 10, "max_in_flight": 1},
+        connector={"sorted": True},
+    )
     store = StateStore.open(sqlite_url)
     stop = threading.Event()
 
@@ -147,7 +154,7 @@ def test_tickets_sharing_a_timestamp_across_a_batch_boundary_are_pushed_once(
 
     # Late arrivals at the same second, then the pass resumes.
     tickets += [_ticket(200 + i, tie) for i in range(3)]
-    write_tickets(path, tickets)
+    write_tickets(path, sorted(tickets, key=lambda ticket: ticket["updated_at"]))
     resumed = sync(config)
 
     assert resumed.ok
@@ -389,3 +396,69 @@ def test_a_changed_mapping_rereads_everything_and_pushes_what_it_changed(
     assert changed.pushed == len(live)
     assert all(t["fields"]["summary"] for t in tasks_by_ticket(emulator).values())
     assert sync(make_config(emulator, demo_file, sqlite_url, mapping=mapping)).pulled <= 1
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_an_unsorted_file_keeps_the_latest_version_of_a_ticket_met_twice(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str, max_in_flight: int
+) -> None:
+    """Newest first in the file, far apart: the older copy, read later, must not win."""
+    newer = {**_ticket(7, "2026-11-02T10:00:00Z"), "subject": "Second version"}
+    older = {**_ticket(7, "2026-11-02T09:00:00Z"), "subject": "First version"}
+    filler = [_ticket(100 + i, f"2026-11-02T09:{i % 60:02d}:00Z") for i in range(45)]
+    # Ticket 8's two copies share a cursor: the later line wins, as in a sorted read.
+    tie_first = {**_ticket(8, "2026-11-02T09:30:00Z"), "subject": "Tie, first line"}
+    tie_last = {**_ticket(8, "2026-11-02T09:30:00Z"), "subject": "Tie, last line"}
+    tickets = [newer, tie_first, *filler[:20], older, *filler[20:], tie_last]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(
+        emulator,
+        path,
+        sqlite_url,
+        fragment={"batch_size": 5, "max_in_flight": max_in_flight},
+    )
+
+    first = sync(config)
+
+    assert first.ok and first.pulled == len(tickets)
+    tasks = tasks_by_ticket(emulator)
+    assert tasks["7"]["fields"]["title"].endswith("Second version")
+    assert tasks["8"]["fields"]["title"].endswith("Tie, last line")
+    assert first.pushed == len(filler) + 3  # the older copy of 7 is never sent
+    assert StateStore.open(sqlite_url).watermark(
+        config.connectors["helpdesk"].uid_namespace
+    ) == dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)
+
+    again = sync(config)  # a second pass over the same file changes nothing
+
+    assert again.ok and again.pushed == 0
+    assert tasks_by_ticket(emulator)["7"]["fields"]["title"].endswith("Second version")
+
+
+def test_an_unchanged_file_is_not_read_again_until_it_changes_or_is_reset(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(emulator, path, sqlite_url)
+    namespace = config.connectors["helpdesk"].uid_namespace
+    assert sync(config).pushed == 30
+
+    unchanged = sync(config)
+
+    assert unchanged.ok and (unchanged.pulled, unchanged.pushed, unchanged.requests) == (0, 0, 0)
+
+    tickets[4] = {**tickets[4], "subject": "Edited", "updated_at": "2026-11-02T10:00:00Z"}
+    write_tickets(path, tickets)
+    edited = sync(config)
+
+    assert edited.pulled > 0 and edited.pushed == 1
+    assert tasks_by_ticket(emulator)["4"]["fields"]["title"].endswith("Edited")
+    assert sync(config).pulled == 0
+
+    store = StateStore.open(sqlite_url)
+    store.set_watermark(namespace, dt.datetime(2026, 11, 2, 9, 20, tzinfo=dt.UTC))  # `reset --to`
+    store.close()
+    replayed = sync(config)
+
+    assert replayed.pulled > 0 and replayed.pushed == 0  # read again; the hashes say unchanged

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync.state import Acked, FailedItem, StateError, StateStore
+from sync.watermark import encode
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -102,8 +103,14 @@ def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state
     old = StateStore.open(state_url, upgrade=False)
     old.upgrade("0001")
     # Written as revision 0001's code would have: only its tables exist.
-    old.set_watermark("helpdesk", T0)
     with old.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO watermarks (connector, cursor_kind, cursor_value, updated_at)"
+                " VALUES ('helpdesk', 'datetime', :cursor, :now)"
+            ),
+            {"cursor": encode(T0), "now": T0},
+        )
         conn.execute(
             sa.text(
                 "INSERT INTO tasks (connector, source_id, uid, content_hash, source_cursor,"
@@ -117,8 +124,9 @@ def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state
 
     assert upgraded.watermark("helpdesk") == T0
     assert upgraded.stored_tasks("helpdesk", ["1"])["1"].content_hash == "h1"
-    upgraded.commit_batch("helpdesk", fingerprint="f" * 32)
+    upgraded.commit_batch("helpdesk", fingerprint="f" * 32, snapshot="blake2b:00")
     assert upgraded.settings_fingerprint("helpdesk") == "f" * 32
+    assert upgraded.source_snapshot("helpdesk") == "blake2b:00"
     upgraded.close()
 
 
@@ -152,3 +160,33 @@ def test_an_expired_lease_passes_to_the_next_process_and_fences_the_old_one(
     assert store.watermark("helpdesk") is None  # the fenced commit wrote nothing
     store.commit_batch("helpdesk", watermark=T0, lease=("alive:2:y", 30))
     assert store.watermark("helpdesk") == T0
+
+
+def test_the_head_revision_the_store_knows_is_alembics_head(state_url: str) -> None:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from sync.state import HEAD_REVISION, MIGRATIONS
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+    store = StateStore.open(state_url)
+    assert store.revision() == HEAD_REVISION
+    store.close()
+
+
+def test_bulk_writes_store_times_the_way_every_other_write_reads_them(store: StateStore) -> None:
+    """The checkpoint's rows bypass SQLAlchemy's per-row handling; their times must not."""
+    before = dt.datetime.now(dt.UTC)
+    store.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "h1", T0)])
+    after = dt.datetime.now(dt.UTC)
+
+    pushed_at = store.stored_tasks("helpdesk", ["1"])["1"].pushed_at
+
+    assert pushed_at is not None
+    assert before - dt.timedelta(seconds=1) <= pushed_at <= after
+    with store.engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT pushed_at FROM tasks")).scalar_one()
+    if store.engine.dialect.name == "sqlite":
+        assert raw == pushed_at.replace(tzinfo=None).isoformat(sep=" ")  # SQLAlchemy's format

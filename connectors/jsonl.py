@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
 from connectors.base import ConnectorOptions
-from connectors.files import FileConnector, FileOptions, RawLine, RawRecord, numbered_lines
+from connectors.files import FileConnector, FileOptions, RawRecord
 
 
 class JsonlOptions(FileOptions):
@@ -41,34 +41,29 @@ class JsonlRecords:
 
     def __iter__(self) -> Iterator[RawRecord]:
         self._handle.seek(0)
-        for line in numbered_lines(self._handle):
-            if not line.data.isspace():
-                yield _parse(line)
+        offset = 0
+        for number, data in enumerate(self._handle, start=1):
+            if not data.isspace():
+                yield _parse(number, offset, data)
+            offset += len(data)
 
 
-def _parse(line: RawLine) -> RawRecord:
+def _parse(number: int, offset: int, data: bytes) -> RawRecord:
     try:
-        text = line.data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return RawRecord(line.line, line.offset, None, f"not valid UTF-8: {exc.reason}")
-    if line.offset == 0:
+        return RawRecord(number, offset, None, f"not valid UTF-8: {exc.reason}")
+    if offset == 0:
         # Some editors put a byte-order mark at the start of the file.
         text = text.removeprefix("\ufeff")
     try:
         # Without the line break, the error's column is the column in the line.
         value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
-        return RawRecord(
-            line.line, line.offset, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
-        )
+        return RawRecord(number, offset, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(value, dict):
-        return RawRecord(
-            line.line,
-            line.offset,
-            None,
-            f"expected a JSON object, got {_json_kind(value)}",
-        )
-    return RawRecord(line.line, line.offset, value)
+        return RawRecord(number, offset, None, f"expected a JSON object, got {_json_kind(value)}")
+    return RawRecord(number, offset, value)
 
 
 def _json_kind(value: object) -> str:

@@ -70,7 +70,8 @@ def snake_case(name: str) -> str:
     return key
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per ticket, and frozen dataclasses cost ~1 µs more each.
+@dataclass(slots=True)
 class TaskPayload:
     """One task ready to push: its canonical JSON `body` and that body's hash."""
 

@@ -44,7 +44,6 @@ from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
-    Acked,
     FailedItem,
     LeaseLost,
     StateStore,
@@ -553,7 +552,7 @@ class ConnectorRun:
         new_watermark = later(self.watermark, shipment.watermark) if move_watermark else None
         self.store.commit_batch(
             self.namespace,
-            acked=[Acked(p.source_id, p.uid, p.content_hash, p.cursor) for p in result.acked],
+            acked=result.acked,
             failed=failures,
             resolved=shipment.resolved,
             watermark=new_watermark if new_watermark != self.watermark else None,

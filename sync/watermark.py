@@ -55,7 +55,9 @@ def cursor_kind(cursor: Cursor) -> str:
 def encode(cursor: Cursor) -> str:
     """`cursor` as stored text: fixed-width ISO 8601 in UTC, or the integer."""
     if isinstance(cursor, dt.datetime):
-        return cursor.astimezone(dt.UTC).isoformat(timespec="microseconds")
+        if cursor.tzinfo is not dt.UTC:  # sources give UTC almost always: skip the copy
+            cursor = cursor.astimezone(dt.UTC)
+        return cursor.isoformat(timespec="microseconds")
     return str(cursor)
 
 

@@ -1,0 +1,483 @@
+"""Judging and printing a bench run: the targets of issue 6, the count checks, table and JSON.
+
+Owns the thresholds (a target is a figure that should be fast or small
+enough: PASS or MISS) and the checks (counts that must be exact whatever the
+machine: OK or WRONG), and both renderings of the results. Measures nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bench.figures import MemoryPoint
+from bench.runner import SyncRun
+from bench.suite import Results, SourceFigures
+
+Unit = Literal["x", "%", ""]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure and the threshold issue 6 sets for it."""
+
+    section: str
+    name: str
+    label: str
+    value: float
+    threshold: float
+    comparison: Literal[">=", "<="]
+    unit: Unit
+
+    @property
+    def passed(self) -> bool:
+        if self.comparison == ">=":
+            return self.value >= self.threshold
+        return self.value <= self.threshold
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "value": self.value,
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "pass": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class Check:
+    """A count that must come out exactly as expected (not a time)."""
+
+    section: str
+    name: str
+    label: str
+    expected: int
+    actual: int
+
+    @property
+    def passed(self) -> bool:
+        return self.expected == self.actual
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "expected": self.expected,
+            "actual": self.actual,
+            "pass": self.passed,
+        }
+
+
+# --- Judging -----------------------------------------------------------------------
+
+
+def targets(results: Results) -> list[Target]:
+    """Every target of issue 6, with the value this run measured."""
+    found: list[Target] = []
+    naive = results.naive.tickets_per_s
+    for kind, figures in results.sources.items():
+        filled, unchanged = figures.backfill, figures.nothing_changed
+        found += [
+            Target(
+                f"backfill:{kind}",
+                f"backfill_vs_naive.{kind}",
+                "speed vs the naive client",
+                filled.tickets_per_s / naive,
+                30,
+                ">=",
+                "x",
+            ),
+            Target(
+                f"floor:{kind}",
+                f"cpu_vs_floor.{kind}",
+                "backfill CPU per ticket vs the floor",
+                filled.cpu_per_ticket_s / figures.floor.cpu_per_ticket_s,
+                3,
+                "<=",
+                "x",
+            ),
+            Target(
+                f"nothing:{kind}",
+                f"nothing_changed_wall.{kind}",
+                "wall time vs the backfill's",
+                unchanged.measured.wall_s / filled.run.measured.wall_s,
+                0.05,
+                "<=",
+                "%",
+            ),
+            Target(
+                f"nothing:{kind}",
+                f"nothing_changed_requests.{kind}",
+                "requests (emulator)",
+                unchanged.traffic.api_requests,
+                0,
+                "<=",
+                "",
+            ),
+        ]
+    limited = results.under_limit
+    found += [
+        Target(
+            "limit",
+            "under_limit_fraction",
+            "sustained vs rate x batch",
+            limited.fraction,
+            0.95,
+            ">=",
+            "%",
+        ),
+        Target(
+            "limit",
+            "under_limit_429s",
+            "429 answers (emulator)",
+            limited.run.traffic.with_status(429),
+            0,
+            "<=",
+            "",
+        ),
+    ]
+    small, large = _memory_pair(results)
+    found.append(
+        Target(
+            "memory",
+            "peak_rss_growth",
+            f"peak RSS at {large.n:,} vs at {small.n:,}",
+            large.peak_rss_mib / small.peak_rss_mib,
+            1.2,
+            "<=",
+            "x",
+        )
+    )
+    return found
+
+
+def _memory_pair(results: Results) -> tuple[MemoryPoint, MemoryPoint]:
+    """The small and the N-ticket points of figure 7."""
+    by_size = {point.n: point for point in results.memory}
+    return by_size[results.parameters.memory_small], by_size[results.parameters.n]
+
+
+def checks(results: Results) -> list[Check]:
+    """Every exact count the run should show: what was pushed, in how many requests."""
+    found: list[Check] = []
+    for kind, figures in results.sources.items():
+        found += list(_source_checks(kind, figures))
+    naive = results.naive
+    found += [
+        Check("naive", "naive_all_ok", "answers 200", naive.tickets, naive.statuses.get("200", 0)),
+        Check(
+            "naive",
+            "naive_requests",
+            "requests (emulator)",
+            naive.tickets,
+            naive.traffic.api_requests,
+        ),
+    ]
+    limited = results.under_limit
+    found.append(Check("limit", "under_limit_failed", "failed", 0, limited.run.count("failed")))
+    return found
+
+
+def _source_checks(kind: str, figures: SourceFigures) -> Iterator[Check]:
+    filled = figures.backfill
+    run = filled.run
+    yield Check(
+        f"backfill:{kind}",
+        f"backfill_pushed.{kind}",
+        "pushed (all but the deleted)",
+        filled.corpus.live,
+        run.count("pushed"),
+    )
+    yield Check(
+        f"backfill:{kind}",
+        f"backfill_seen.{kind}",
+        "pushed + unchanged",
+        filled.corpus.n,
+        run.count("pushed") + run.count("unchanged"),
+    )
+    yield Check(f"backfill:{kind}", f"backfill_failed.{kind}", "failed", 0, run.count("failed"))
+    yield Check(
+        f"floor:{kind}",
+        f"floor_read.{kind}",
+        "tickets read",
+        filled.corpus.n,
+        figures.floor.tickets_read,
+    )
+    yield Check(
+        f"nothing:{kind}",
+        f"nothing_changed_client_requests.{kind}",
+        "requests (client)",
+        0,
+        figures.nothing_changed.count("requests"),
+    )
+    yield Check(
+        f"nothing:{kind}",
+        f"full_reread_requests.{kind}",
+        "full re-read: requests (emulator)",
+        0,
+        figures.full_reread.traffic.api_requests,
+    )
+    changed = figures.one_percent
+    yield Check(
+        f"percent:{kind}",
+        f"one_percent_pushed.{kind}",
+        "pushed",
+        changed.changed,
+        changed.run.count("pushed"),
+    )
+    yield Check(
+        f"percent:{kind}",
+        f"one_percent_client_requests.{kind}",
+        "requests (client)",
+        changed.expected_requests,
+        changed.run.count("requests"),
+    )
+    yield Check(
+        f"percent:{kind}",
+        f"one_percent_requests.{kind}",
+        "requests (emulator)",
+        changed.expected_requests,
+        changed.run.traffic.api_requests,
+    )
+
+
+# --- JSON --------------------------------------------------------------------------
+
+
+def as_json(results: Results) -> dict[str, Any]:
+    """The whole run as one JSON document: machine, parameters, figures, targets, checks."""
+    judged, counted = targets(results), checks(results)
+    return {
+        "machine": results.machine,
+        "parameters": results.parameters.as_json(),
+        "figures": {
+            "sources": {
+                kind: {
+                    "backfill": figures.backfill.as_json(),
+                    "floor": figures.floor.as_json(),
+                    "nothing_changed": figures.nothing_changed.as_json(),
+                    "full_reread": figures.full_reread.as_json(),
+                    "one_percent": figures.one_percent.as_json(),
+                }
+                for kind, figures in results.sources.items()
+            },
+            "startup": {"wall_s": results.startup.wall_s, "cpu_s": results.startup.cpu_s},
+            "naive": results.naive.as_json(),
+            "under_limit": results.under_limit.as_json(),
+            "memory": [point.as_json() for point in results.memory],
+        },
+        "targets": [target.as_json() for target in judged],
+        "checks": [check.as_json() for check in counted],
+        "all_targets_pass": all(target.passed for target in judged),
+        "all_checks_pass": all(check.passed for check in counted),
+    }
+
+
+# --- The table ----------------------------------------------------------------------
+
+Row = tuple[str, str, str, str]
+"""Label, value, target, verdict."""
+
+
+def table(results: Results) -> str:
+    """The run as a plain-text table, one section per figure and source."""
+    judged, counted = targets(results), checks(results)
+    params, host = results.parameters, results.machine
+    lines = [
+        f"fragment-sync bench: N={params.n:,}, batch {params.batch}, seed {params.seed}"
+        + (" (quick)" if params.quick else ""),
+        f"machine: {host['cpu_count']} CPUs ({host['cpu_model'] or 'unknown model'}), "
+        f"Python {host['python']}, {host['platform']}",
+        "",
+        f"{'':<48}{'value':>22}  {'target':<10}{'':<6}",
+    ]
+    for section, title, rows in _sections(results):
+        rows += [_target_row(t) for t in judged if t.section == section]
+        rows += [_check_row(c) for c in counted if c.section == section]
+        lines.append(title)
+        lines += [
+            f"   {label:<45}{value:>22}  {goal:<10}{verdict}"
+            for label, value, goal, verdict in rows
+        ]
+    passed = sum(t.passed for t in judged)
+    wrong = [c.name for c in counted if not c.passed]
+    lines += [
+        "",
+        f"targets: {passed} of {len(judged)} PASS; "
+        + ("every count check OK" if not wrong else f"count checks WRONG: {', '.join(wrong)}"),
+    ]
+    return "\n".join(lines)
+
+
+Section = tuple[str, str, list[Row]]
+"""Key (which targets and checks join it), title, the figure's own rows."""
+
+
+def _sections(results: Results) -> Iterator[Section]:
+    """The sections of the table in the issue's order, each figure per source."""
+    sources = results.sources.items()
+    yield from (_backfill_section(kind, figures) for kind, figures in sources)
+    yield from (_floor_section(kind, figures) for kind, figures in sources)
+    yield _naive_section(results)
+    yield from (_nothing_changed_section(kind, figures, results) for kind, figures in sources)
+    yield from (_one_percent_section(kind, figures) for kind, figures in sources)
+    yield _under_limit_section(results)
+    yield _memory_section(results)
+
+
+def _backfill_section(kind: str, figures: SourceFigures) -> Section:
+    filled = figures.backfill
+    run = filled.run
+    return (
+        f"backfill:{kind}",
+        f"1. Backfill, {kind}: {filled.corpus.n:,} tickets, rate limit off",
+        [
+            _row("wall time", _seconds(run.measured.wall_s)),
+            _row("tickets per second", f"{filled.tickets_per_s:,.0f}"),
+            _row("CPU per ticket (sync process)", _micros(filled.cpu_per_ticket_s)),
+            _row("peak RSS (sync process)", _mib(run.measured.peak_rss_mib)),
+            _row("emulator CPU during the run", _seconds(run.emulator_cpu_s)),
+            _row("requests (client / emulator)", _requests(run)),
+            _row(
+                "tickets per request",
+                f"{run.count('pushed') / max(1, run.count('requests')):,.1f}",
+            ),
+        ],
+    )
+
+
+def _floor_section(kind: str, figures: SourceFigures) -> Section:
+    return (
+        f"floor:{kind}",
+        f"2. Floor, {kind}: read and JSON-encode each ticket once",
+        [
+            _row("wall time", _seconds(figures.floor.measured.wall_s)),
+            _row("CPU per ticket", _micros(figures.floor.cpu_per_ticket_s)),
+        ],
+    )
+
+
+def _naive_section(results: Results) -> Section:
+    naive = results.naive
+    return (
+        "naive",
+        f"3. Naive client: one PUT /tasks/{{uid}} per ticket, {naive.tickets:,} tickets",
+        [
+            _row("tickets per second", f"{naive.tickets_per_s:,.0f}"),
+            _row("emulator CPU per request", _micros(naive.emulator_cpu_s / naive.tickets)),
+        ],
+    )
+
+
+def _nothing_changed_section(kind: str, figures: SourceFigures, results: Results) -> Section:
+    unchanged, reread = figures.nothing_changed, figures.full_reread
+    return (
+        f"nothing:{kind}",
+        f"4. Nothing changed, {kind}: the same pass again",
+        [
+            _row("wall time", _seconds(unchanged.measured.wall_s)),
+            _row(
+                "the pass alone (what a daemon pays each interval)",
+                _seconds(unchanged.summary["duration_s"]),
+            ),
+            _row("tickets read again", f"{unchanged.count('pulled'):,}"),
+            _row("requests (client / emulator)", _requests(unchanged)),
+            _row("start-up alone (python -m sync --help)", _seconds(results.startup.wall_s)),
+            _row("full re-read (--full): wall time", _seconds(reread.measured.wall_s)),
+            _row("full re-read: requests (client / emulator)", _requests(reread)),
+        ],
+    )
+
+
+def _one_percent_section(kind: str, figures: SourceFigures) -> Section:
+    changed = figures.one_percent
+    return (
+        f"percent:{kind}",
+        f"5. 1% changed, {kind}: {changed.changed:,} tickets edited, batch {changed.batch}",
+        [_row("wall time", _seconds(changed.run.measured.wall_s))],
+    )
+
+
+def _under_limit_section(results: Results) -> Section:
+    limited = results.under_limit
+    run = limited.run
+    return (
+        "limit",
+        f"6. Under the limit: emulator {limited.rate}/60 s, client {limited.rate}/min, "
+        f"batch {limited.batch}",
+        [
+            _row("ceiling: rate x batch", f"{limited.ceiling_per_min:,} tasks/min"),
+            _row(
+                "sustained (slope of acknowledged tasks)",
+                f"{limited.sustained_per_min:,.0f} tasks/min",
+            ),
+            _row("plain (pushed / wall time)", f"{limited.plain_per_min:,.0f} tasks/min"),
+            _row(
+                "pushed in wall time",
+                f"{run.count('pushed'):,} in {_seconds(run.measured.wall_s)}",
+            ),
+            _row("requests (client / emulator)", _requests(run)),
+        ],
+    )
+
+
+def _memory_section(results: Results) -> Section:
+    return (
+        "memory",
+        "7. Memory: peak RSS of a jsonl backfill",
+        [
+            _row(f"{point.n:,} tickets", f"{_mib(point.peak_rss_mib)} ({_seconds(point.wall_s)})")
+            for point in results.memory
+        ],
+    )
+
+
+def _row(label: str, value: str) -> Row:
+    return (label, value, "", "")
+
+
+def _target_row(target: Target) -> Row:
+    sign = "≥" if target.comparison == ">=" else "≤"
+    return (
+        target.label,
+        _with_unit(target.value, target.unit),
+        f"{sign} {_with_unit(target.threshold, target.unit)}",
+        "PASS" if target.passed else "MISS",
+    )
+
+
+def _check_row(check: Check) -> Row:
+    return (
+        check.label,
+        f"{check.actual:,}",
+        f"= {check.expected:,}",
+        "OK" if check.passed else "WRONG",
+    )
+
+
+def _with_unit(value: float, unit: Unit) -> str:
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    if unit == "x":
+        return f"{value:,.2f}x"
+    return f"{value:,.0f}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.2f} s"
+
+
+def _micros(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def _mib(value: float) -> str:
+    return f"{value:,.1f} MiB"
+
+
+def _requests(run: SyncRun) -> str:
+    """The run's requests as the client counted them / as the emulator answered them."""
+    return f"{run.count('requests'):,} / {run.traffic.api_requests:,}"

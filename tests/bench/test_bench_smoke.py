@@ -1,0 +1,109 @@
+"""The benchmark harness end to end: `python -m bench --quick --json` runs and counts right.
+
+One quick bench run (the real `python -m sync` against the emulator in its
+own process) is shared by every test here. They assert what was pushed and
+how many requests it took, never a time: the figures are benchmarks, and a
+slow machine must not fail a test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync.demo import generate_tickets
+
+REPO = Path(__file__).resolve().parents[2]
+HANG_GUARD_S = 600
+"""Only stops a hung run; the quick run itself takes well under a minute."""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    workdir = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", "--workdir", str(workdir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def _sources(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sources: dict[str, dict[str, Any]] = report["figures"]["sources"]
+    assert set(sources) == {"jsonl", "sql"}
+    return sources
+
+
+def test_backfill_pushes_every_ticket_not_deleted_before_its_first_sync(
+    report: dict[str, Any],
+) -> None:
+    parameters = report["parameters"]
+    tickets = list(generate_tickets(parameters["n"], parameters["seed"]))
+    live = sum(1 for ticket in tickets if not ticket["deleted"])
+    for kind, figures in _sources(report).items():
+        filled = figures["backfill"]
+        assert filled["pushed"] == live, kind
+        assert filled["pushed"] + filled["unchanged"] == len(tickets), kind
+        assert filled["failed"] == 0, kind
+        assert filled["requests"] == filled["emulator_requests"], kind
+
+
+def test_second_run_over_unchanged_tickets_sends_no_request(report: dict[str, Any]) -> None:
+    for kind, figures in _sources(report).items():
+        unchanged = figures["nothing_changed"]
+        assert unchanged["requests"] == 0, kind
+        assert unchanged["emulator_requests"] == 0, kind
+        assert unchanged["pushed"] == 0, kind
+        reread = figures["full_reread"]
+        assert reread["emulator_requests"] == 0, kind
+
+
+def test_one_percent_changed_pushes_exactly_those_in_the_fewest_batches(
+    report: dict[str, Any],
+) -> None:
+    parameters = report["parameters"]
+    changed = parameters["n"] // 100
+    batches = math.ceil(changed / parameters["batch"])
+    for kind, figures in _sources(report).items():
+        edit = figures["one_percent"]
+        assert edit["changed"] == changed, kind
+        assert edit["pushed"] == changed, kind
+        assert edit["requests"] == edit["emulator_requests"] == batches, kind
+
+
+def test_client_paced_at_the_emulators_limit_meets_no_429(report: dict[str, Any]) -> None:
+    limited = report["figures"]["under_limit"]
+    assert limited["emulator_429s"] == 0
+    assert limited["failed"] == 0
+    assert limited["pushed"] > 0
+
+
+def test_naive_client_upserted_every_sampled_ticket(report: dict[str, Any]) -> None:
+    naive = report["figures"]["naive"]
+    assert naive["tickets"] == report["parameters"]["naive_sample"]
+    assert naive["statuses"] == {"200": naive["tickets"]}
+    assert naive["emulator_requests"] == naive["tickets"]
+
+
+def test_every_target_reports_its_value_threshold_and_verdict(report: dict[str, Any]) -> None:
+    names = {target["name"] for target in report["targets"]}
+    assert {"under_limit_fraction", "under_limit_429s", "peak_rss_growth"} <= names
+    for kind in ("jsonl", "sql"):
+        assert {f"backfill_vs_naive.{kind}", f"cpu_vs_floor.{kind}"} <= names
+    for target in report["targets"]:
+        assert {"value", "threshold", "pass"} <= set(target), target["name"]
+        assert isinstance(target["pass"], bool), target["name"]
+    assert report["all_checks_pass"] is True
+    assert report["machine"]["cpu_count"]

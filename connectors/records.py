@@ -75,7 +75,7 @@ class FieldPath:
     def _walk(self, node: Any, level: int) -> Any:
         if level == self._count:
             return node
-        if isinstance(node, Mapping):
+        if type(node) is dict or isinstance(node, Mapping):
             for key, following in self._keys[level]:
                 if key in node:
                     found = self._walk(node[key], following)

@@ -31,6 +31,12 @@ def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
     and Unix seconds or milliseconds, as numbers or digit-only strings. Raises `ValueError` naming
     what was wrong.
     """
+    if type(value) is str and len(value) == 20 and value[19] == "Z":
+        # The common shape, `2026-11-02T09:00:00Z`: already UTC, nothing to convert.
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass  # the general path below names the problem
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, bool):

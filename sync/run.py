@@ -184,6 +184,8 @@ class ConnectorRun:
         self._pass_started = utcnow().replace(microsecond=0)
         self._sender: ThreadPoolExecutor | None = None
         self._outbox: deque[_Shipment] = deque()
+        self._held = False
+        """A shipment failed to settle: no later checkpoint may move the watermark."""
         # Tickets settled since the last hash lookup, which could not see them yet.
         self._settled_recently: dict[str, Cursor] = {}
         self.log = log.bind(connector=self.name)
@@ -534,8 +536,20 @@ class ConnectorRun:
             shipment.answer = self._sender.submit(self._push, shipment.payloads)
         self._outbox.append(shipment)
 
-    def _settle(self, shipment: _Shipment, move_watermark: bool = True) -> None:
-        """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled."""
+    def _settle(self, shipment: _Shipment) -> None:
+        """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled.
+
+        Once one shipment fails to settle, later ones still record what
+        Fragment acknowledged but never move the watermark: it would pass
+        the failed shipment's tickets.
+        """
+        try:
+            self._checkpoint(shipment, move_watermark=not self._held)
+        except BaseException:
+            self._held = True
+            raise
+
+    def _checkpoint(self, shipment: _Shipment, move_watermark: bool) -> None:
         result = shipment.answer.result() if shipment.answer is not None else PushResult()
         self.counts.requests += result.requests
         self.isolation_requests += result.isolation_requests
@@ -574,17 +588,13 @@ class ConnectorRun:
     def _abandon(self) -> None:
         """The pass is failing: wait for every batch still out and keep what landed.
 
-        Shipments settle in order, moving the watermark, until one fails; after
-        that the acknowledged tasks of later ones are recorded but the
-        watermark stays, so nothing behind the failed batch is skipped.
+        Shipments settle in order, moving the watermark, until one fails (see
+        `_settle`): nothing behind a failed batch is skipped.
         """
-        move_watermark = True
         while self._outbox:
-            shipment = self._outbox.popleft()
             try:
-                self._settle(shipment, move_watermark)
+                self._settle(self._outbox.popleft())
             except Exception as exc:  # the pass already fails; keep the first error
-                move_watermark = False
                 self.log.warning("batch_not_checkpointed", error=str(exc))
 
     def _push(self, payloads: list[TaskPayload]) -> PushResult:

@@ -685,7 +685,7 @@ def _by_ids(conn: Connection, kind: str, connector: str, ids: Sequence[str]) -> 
     values = {"connector": connector, **{f"id_{i}": v for i, v in enumerate(ids)}}
     parameters = tuple(values[name] for name in order) if positional else values
     result = conn.exec_driver_sql(sql, parameters)
-    return list(result) if result.returns_rows else []
+    return list(result.fetchall()) if result.returns_rows else []
 
 
 def _has_failed_items(conn: Connection, connector: str) -> bool:
@@ -693,12 +693,20 @@ def _has_failed_items(conn: Connection, connector: str) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
+_TIME_READERS: dict[Any, Any] = {}
+
+
 def _read_time(conn: Connection, value: Any) -> dt.datetime | None:
     """A time column read by raw SQL, as SQLAlchemy would have returned it."""
     if value is None or isinstance(value, dt.datetime):
         return value
-    process = tasks.c.pushed_at.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
-    return process(value) if process else value
+    dialect = conn.dialect
+    if dialect not in _TIME_READERS:
+        time_type = tasks.c.pushed_at.type.dialect_impl(dialect)
+        _TIME_READERS[dialect] = time_type.result_processor(dialect, None)
+    process = _TIME_READERS[dialect]
+    moment: dt.datetime | None = process(value) if process else value
+    return moment
 
 
 def _upsert_row_by_row(

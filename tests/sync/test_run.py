@@ -462,3 +462,64 @@ def test_an_unchanged_file_is_not_read_again_until_it_changes_or_is_reset(
     replayed = sync(config)
 
     assert replayed.pulled > 0 and replayed.pushed == 0  # read again; the hashes say unchanged
+
+
+class FailsTheBatchWith(FragmentClient):
+    """A real client whose batch holding one given ticket fails, slowly, as if Fragment died.
+
+    The batches after it are answered first, so their checkpoints are ready
+    before the failure is known: the order of checkpoints is what is tested.
+    """
+
+    def __init__(self, *args: Any, poisoned: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.poisoned = poisoned
+
+    def push(self, items: Any) -> PushResult:
+        if any(item.source_id == self.poisoned for item in items):
+            time.sleep(0.3)
+            from sync.errors import FragmentUnavailable
+
+            raise FragmentUnavailable("Fragment: still failing after 3 attempts (test)")
+        return super().push(items)
+
+
+def test_a_failed_batch_holds_the_watermark_though_later_batches_landed_first(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(
+        emulator,
+        path,
+        sqlite_url,
+        fragment={"batch_size": 5, "max_in_flight": 4},
+        connector={"sorted": True},
+    )
+    namespace = config.connectors["helpdesk"].uid_namespace
+    store = StateStore.open(sqlite_url)
+
+    # Batches of 5: tickets 0-4, 5-9 (holding the poisoned 7), 10-14, ...
+    with FailsTheBatchWith(config.fragment, poisoned="7") as client:
+        failed = ConnectorRun(
+            config.connectors["helpdesk"], store, client, 5, RunOptions()
+        ).execute()
+
+    assert failed.outcome == "failed" and "still failing" in (failed.error or "")
+    # The checkpoint stops before the failed batch: the first batch's last ticket.
+    assert store.watermark(namespace) == dt.datetime(2026, 11, 2, 9, 4, tzinfo=dt.UTC)
+    landed = set(tasks_by_ticket(emulator))
+    assert {str(i) for i in range(5)} <= landed
+    assert not {str(i) for i in range(5, 10)} & landed
+    later_landed = landed - {str(i) for i in range(5)}
+    assert later_landed, "no later batch was out when the failure came: the test proves nothing"
+    # What landed after the failure is recorded, so the next pass doesn't send it again.
+    assert set(store.stored_tasks(namespace, later_landed)) == later_landed
+    store.close()
+
+    resumed = sync(config)
+
+    assert resumed.ok
+    assert resumed.pushed == 30 - len(landed)
+    assert set(tasks_by_ticket(emulator)) == {str(t["id"]) for t in tickets}
+    assert pushed_items(emulator) == len(tickets)  # nothing sent twice

@@ -10,7 +10,7 @@ group, so a separate package adds one by declaring, in its pyproject.toml::
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from connectors.base import Connector
 
@@ -22,38 +22,46 @@ class UnknownConnectorKind(LookupError):
 
 
 @cache
-def _discover() -> tuple[dict[str, type[Connector]], dict[str, str]]:
-    found: dict[str, type[Connector]] = {}
-    broken: dict[str, str] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry.load()
-        except Exception as exc:  # a broken plugin must not take the others down
-            broken[entry.name] = f"{entry.value} failed to load: {type(exc).__name__}: {exc}"
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            broken[entry.name] = f"{entry.value} is not a Connector class"
-            continue
-        found[entry.name] = cls
-    return dict(sorted(found.items())), broken
+def _entries() -> dict[str, EntryPoint]:
+    """The declared connectors by kind; nothing imported yet."""
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@cache
+def _load(kind: str) -> type[Connector] | str:
+    """The connector class of `kind`, or why it failed to load.
+
+    One kind at a time: importing every connector (and what each imports)
+    cost a `run --once` a tenth of a second before it did anything.
+    """
+    entry = _entries()[kind]
+    try:
+        cls = entry.load()
+    except Exception as exc:  # a broken plugin must not take the others down
+        return f"{entry.value} failed to load: {type(exc).__name__}: {exc}"
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        return f"{entry.value} is not a Connector class"
+    return cls
 
 
 def available() -> dict[str, type[Connector]]:
     """Every installed connector class that loads, by kind, sorted by kind."""
-    return _discover()[0]
+    loaded = {kind: _load(kind) for kind in sorted(_entries())}
+    return {kind: cls for kind, cls in loaded.items() if not isinstance(cls, str)}
 
 
 def broken() -> dict[str, str]:
     """Installed connector kinds that failed to load, with the reason."""
-    return _discover()[1]
+    loaded = {kind: _load(kind) for kind in sorted(_entries())}
+    return {kind: reason for kind, reason in loaded.items() if isinstance(reason, str)}
 
 
 def connector_class(kind: str) -> type[Connector]:
     """The connector class for `kind`; raises `UnknownConnectorKind` naming the known ones."""
-    classes, failed = _discover()
-    if kind in classes:
-        return classes[kind]
-    if kind in failed:
-        raise UnknownConnectorKind(f"connector kind {kind!r} is installed but {failed[kind]}")
-    known = ", ".join(classes) or "none installed"
-    raise UnknownConnectorKind(f"unknown connector kind {kind!r} (known: {known})")
+    if kind not in _entries():
+        known = ", ".join(sorted(_entries())) or "none installed"
+        raise UnknownConnectorKind(f"unknown connector kind {kind!r} (known: {known})")
+    loaded = _load(kind)
+    if isinstance(loaded, str):
+        raise UnknownConnectorKind(f"connector kind {kind!r} is installed but {loaded}")
+    return loaded

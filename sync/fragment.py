@@ -64,10 +64,24 @@ class FragmentClient:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        token = settings.token.get_secret_value() if settings.token else ""
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.session = HttpSession(
+        self._transport = transport
+        self._session: HttpSession | None = None
+        self._session_lock = threading.Lock()
+
+    @property
+    def session(self) -> HttpSession:
+        """The connection, opened at the first request: a pass with nothing to push opens none."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = self._open()
+            return self._session
+
+    def _open(self) -> HttpSession:
+        settings = self.settings
+        token = settings.token.get_secret_value() if settings.token else ""
+        return HttpSession(
             "fragment",
             settings.url,
             classify=lambda outcome: classify(outcome, RETRY_POLICY),
@@ -85,7 +99,7 @@ class FragmentClient:
             },
             timeout=settings.timeout.total_seconds(),
             stop=self.stop,
-            transport=transport,
+            transport=self._transport,
         )
 
     def __enter__(self) -> FragmentClient:
@@ -95,7 +109,10 @@ class FragmentClient:
         self.close()
 
     def close(self) -> None:
-        self.session.close()
+        with self._session_lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     def account(self) -> dict[str, Any]:
         """`GET /accounts/me`: proves the URL and token work. Raises `FragmentError`."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         code: int = args.handler(args)
+    except BrokenPipeError:  # whoever read our output has gone (`| head`)
+        _silence_stdout()
+        return EXIT_OK
     except ConfigError as exc:
         print(f"configuration error: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
@@ -190,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
 
             return run_daemon(config, store, names, stop)
         progress = Progress()
-        planned = _print_plan if args.dry_run else None
+        planned = _plan_printer(stop) if args.dry_run else None
         locking = config.locking
         options = RunOptions(
             full=args.full,
@@ -224,8 +228,24 @@ def _exit_code(summaries: Sequence[Any]) -> int:
     return EXIT_FAILED
 
 
-def _print_plan(name: str, payload: Any) -> None:
-    print(json.dumps({"connector": name, "would_push": payload.task()}, ensure_ascii=False))
+def _plan_printer(stop: threading.Event) -> Callable[[str, Any], None]:
+    """Prints each planned task as a JSON line; stops the run once the reader has gone."""
+
+    def print_plan(name: str, payload: Any) -> None:
+        try:
+            print(json.dumps({"connector": name, "would_push": payload.task()}, ensure_ascii=False))
+        except BrokenPipeError:  # `--dry-run | head`: nobody reads the rest
+            _silence_stdout()
+            stop.set()
+
+    return print_plan
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises nothing more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:

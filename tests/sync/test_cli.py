@@ -270,3 +270,34 @@ def test_failures_list_and_drop(tmp_path: Path, emulator: Emulator) -> None:
     assert "dropped 1" in dropped.stdout
     empty = sync_cli("failures", "list", "--json", "--config", str(config), cwd=tmp_path)
     assert json.loads(empty.stdout) == []
+
+
+def test_a_dry_run_piped_into_a_reader_that_leaves_early_ends_quietly(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """`run --dry-run | head -1`: the rest of the plan has no reader; no traceback, no crash."""
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    many = [
+        {"id": i, "subject": f"Printer {i} jammed", "updated_at": f"2026-11-02T09:{i % 60:02d}:00Z"}
+        for i in range(2_000)
+    ]
+    write_tickets(tmp_path / "tickets.jsonl", many)  # far more than a pipe's buffer
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "run", "--once", "--dry-run", "--config", str(config)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    errors = process.stderr.read()
+    process.wait(timeout=60)
+
+    assert json.loads(first)["would_push"]["fields"]["title"].startswith("Printer")
+    assert "Traceback" not in errors, errors
+    assert "internal error" not in errors and "run_crashed" not in errors, errors
+    assert emulator.store.count() == 0

@@ -53,6 +53,8 @@ class Parameters:
     memory_small: int
     """The smaller backfill of figure 7; the larger one is the N-ticket backfill."""
     million: bool
+    profile: bool
+    """Also run a jsonl backfill under py-spy and print where its CPU went."""
     quick: bool
     json_output: bool
     workdir: Path | None
@@ -77,6 +79,7 @@ class Parameters:
             "rate_tickets": self.rate_tickets,
             "memory_small": self.memory_small,
             "million": self.million,
+            "profile": self.profile,
             "quick": self.quick,
         }
 
@@ -114,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--million", action="store_true", help="figure 7 adds a 1,000,000-ticket backfill"
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile a jsonl backfill with py-spy (pip install py-spy); "
+        "with --keep or --workdir its stacks stay",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="keep generated sources and runs here (default: a temp dir)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary workdir")
@@ -141,6 +150,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> Parameters:
         rate_minutes=chosen("rate_minutes"),
         memory_small=min(preset["memory_small"], chosen("n")),
         million=args.million,
+        profile=args.profile,
         quick=args.quick,
         json_output=args.json,
         workdir=args.workdir,

@@ -38,6 +38,7 @@ from bench.figures import (
 )
 from bench.parameters import MILLION, Parameters, SourceKind
 from bench.process import Measured
+from bench.profile import profile_backfill
 from bench.runner import SyncRun, prepare_scenario
 from bench.sources import Corpus, as_source, ensure_corpus, source_copy
 
@@ -101,6 +102,8 @@ def run_suite(parameters: Parameters, workdir: Path) -> Results:
             {} if "jsonl" not in sources else {parameters.n: memory_of(sources["jsonl"].backfill)}
         )
         memory = _memory(parameters, cache, emulator, known, runs)
+        if parameters.profile:
+            _profile(corpus, emulator, parameters.batch, runs / "profile")
     rate_corpus = _corpus(cache, parameters.rate_tickets, parameters.seed)
     say(
         f"under the limit: {parameters.rate}/min, batch {parameters.rate_batch}, "
@@ -137,6 +140,13 @@ def _source_figures(
     say(f"{kind}: floor")
     lowest = floor(scenario.source, corpus.n, directory)
     return SourceFigures(filled, unchanged, reread, changed, lowest)
+
+
+def _profile(corpus: Corpus, emulator: EmulatorProcess, batch: int, directory: Path) -> None:
+    say(f"profile: jsonl backfill of {corpus.n:,} tickets under py-spy --gil")
+    for stage, share in profile_backfill(corpus, emulator, batch, UNLIMITED_RATE, directory):
+        say(f"  {share:6.1%}  {stage}")
+    say(f"profile: stacks in {directory / 'backfill.stacks'}")
 
 
 def _memory(

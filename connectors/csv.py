@@ -22,11 +22,10 @@ from connectors.files import (
     FileOptions,
     RawRecord,
     UnreadableFile,
-    numbered_lines,
 )
 from connectors.records import MISSING, get_path
 
-# Rows are found by splitting bytes at b"\n" (to number lines and offsets),
+# Rows are found by splitting bytes at b"\n" (to number lines),
 # which works only when ASCII characters are stored as themselves.
 _ASCII_PROBE: Final = b"\r\n\t ,;|\"'0123456789AZaz:-_."
 
@@ -100,16 +99,16 @@ class CsvRecords:
             return
         self._columns = self._read_header(header)
         while True:
-            line, offset = lines.next_line, lines.next_offset
+            line = lines.next_line
             try:
                 row = next(rows)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield RawRecord(line, offset, None, f"not a valid CSV row: {exc}")
+                yield RawRecord(line, None, f"not a valid CSV row: {exc}")
                 continue
             if any(field.strip() for field in row):
-                yield self._record(line, offset, row)
+                yield self._record(line, row)
 
     def _reader(self, lines: Iterator[str]) -> Iterator[list[str]]:
         return csv.reader(lines, delimiter=self._options.delimiter)
@@ -134,50 +133,45 @@ class CsvRecords:
                 )
         return columns
 
-    def _record(self, line: int, offset: int, row: Sequence[str]) -> RawRecord:
+    def _record(self, line: int, row: Sequence[str]) -> RawRecord:
         if self._columns is None:
             raise RuntimeError("a row was read before the header")
         width = len(self._columns)
         # Trailing empty fields past the header are a common export quirk, not an error.
         if len(row) < width or any(row[width:]):
             return RawRecord(
-                line,
-                offset,
-                None,
-                f"the row has {len(row)} fields but the header row has {width} columns",
+                line, None, f"the row has {len(row)} fields but the header row has {width} columns"
             )
         record = {
             name: value if value != "" else None
             for name, value in zip(self._columns, row, strict=False)
             if name is not None
         }
-        return RawRecord(line, offset, record)
+        return RawRecord(line, record)
 
 
 class _DecodedLines:
-    """Decoded lines for `csv.reader`, remembering where the next unread line starts.
+    """Decoded lines for `csv.reader`, remembering which line is read next.
 
     `csv.reader` pulls lines only as a row needs them, so before each row is
-    read, `next_line` and `next_offset` are where that row starts.
+    read, `next_line` is the line that row starts on.
     """
 
-    def __init__(self, handle: BinaryIO, encoding: str, line: int = 1, offset: int = 0) -> None:
-        self._lines = numbered_lines(handle, offset, line)
+    def __init__(self, handle: BinaryIO, encoding: str) -> None:
+        self._lines = iter(handle)
         self._encoding = encoding
-        self.next_line = line
-        self.next_offset = offset
+        self.next_line = 1
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._lines)
-        self.next_line = raw.line + 1
-        self.next_offset = raw.offset + len(raw.data)
+        data = next(self._lines)
+        line, self.next_line = self.next_line, self.next_line + 1
         try:
-            return raw.data.decode(self._encoding)
+            return data.decode(self._encoding)
         except UnicodeDecodeError as exc:
             raise UnreadableFile(
-                f"line {raw.line} is not valid {self._encoding} ({exc.reason}); "
+                f"line {line} is not valid {self._encoding} ({exc.reason}); "
                 "set encoding to the file's encoding, for example cp1252"
             ) from exc

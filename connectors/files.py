@@ -74,13 +74,11 @@ class FileOptions(ConnectorOptions):
 class RawRecord:
     """One record as a format module read it, before it is a ticket.
 
-    `line` is the physical line it starts on (1-based) and `offset` the byte
-    offset of that line, so it can be read again. `record` is None when the
-    line could not be parsed; `problem` then says why.
+    `line` is the physical line it starts on (1-based). `record` is None when
+    the line could not be parsed; `problem` then says why.
     """
 
     line: int
-    offset: int
     record: Mapping[str, Any] | None
     problem: str = ""
 
@@ -91,23 +89,6 @@ class RecordFile(Protocol):
     def __iter__(self) -> Iterator[RawRecord]:
         """Every record in file order; raises `UnreadableFile` for file-wide problems."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class RawLine:
-    """One physical line of a file, undecoded, with its line number and byte offset."""
-
-    line: int
-    offset: int
-    data: bytes
-
-
-def numbered_lines(handle: BinaryIO, offset: int = 0, line: int = 1) -> Iterator[RawLine]:
-    """The physical lines of `handle` from its current position, with where each starts."""
-    for raw in handle:
-        yield RawLine(line, offset, raw)
-        offset += len(raw)
-        line += 1
 
 
 class FileConnector(Connector):

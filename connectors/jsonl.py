@@ -41,29 +41,27 @@ class JsonlRecords:
 
     def __iter__(self) -> Iterator[RawRecord]:
         self._handle.seek(0)
-        offset = 0
         for number, data in enumerate(self._handle, start=1):
             if not data.isspace():
-                yield _parse(number, offset, data)
-            offset += len(data)
+                yield _parse(number, data)
 
 
-def _parse(number: int, offset: int, data: bytes) -> RawRecord:
+def _parse(number: int, data: bytes) -> RawRecord:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return RawRecord(number, offset, None, f"not valid UTF-8: {exc.reason}")
-    if offset == 0:
+        return RawRecord(number, None, f"not valid UTF-8: {exc.reason}")
+    if number == 1:
         # Some editors put a byte-order mark at the start of the file.
         text = text.removeprefix("\ufeff")
     try:
         # Without the line break, the error's column is the column in the line.
         value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
-        return RawRecord(number, offset, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+        return RawRecord(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(value, dict):
-        return RawRecord(number, offset, None, f"expected a JSON object, got {_json_kind(value)}")
-    return RawRecord(number, offset, value)
+        return RawRecord(number, None, f"expected a JSON object, got {_json_kind(value)}")
+    return RawRecord(number, value)
 
 
 def _json_kind(value: object) -> str:

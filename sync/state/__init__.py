@@ -551,39 +551,57 @@ def _upsert(
 ) -> None:
     """Insert `rows`, replacing the given non-key columns of rows whose keys exist.
 
-    The statement is compiled once per table and column set and the rows go
-    straight to the driver's `executemany`: SQLAlchemy's per-row parameter
-    handling was a fifth of a backfill's CPU.
+    The statement is compiled once per table and column set (see `_Compiled`)
+    and the rows go straight to the driver's `executemany`.
     """
     columns = tuple(rows[0])
     plan = _upsert_plan(conn.dialect, table, columns, tuple(keys))
     if plan is None:
         _upsert_row_by_row(conn, table, rows, keys)
         return
-    conn.exec_driver_sql(plan.sql, plan.parameters(rows))
+    conn.exec_driver_sql(plan.statement.sql, plan.rows(rows))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement compiled once for one dialect, for the driver's own execute.
+
+    SQLAlchemy's per-row parameter handling (and its re-expansion of every
+    `IN` list) was a fifth of a backfill's CPU; these statements skip it.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    """Bind names in the order a positional driver takes them."""
+    positional: bool
+
+    @classmethod
+    def of(cls, statement: Any, dialect: sa.Dialect, names: Sequence[str]) -> _Compiled:
+        compiled = statement.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(names)
+        return cls(compiled.string, order, compiled.positional)
+
+    def parameters(self, values: Sequence[Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """`values`, given in `names` order, as the driver takes them."""
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
 
 @dataclass(frozen=True)
 class _UpsertPlan:
-    """An upsert compiled for one dialect: its SQL and how to lay out each row."""
+    """A compiled upsert and the dialect's bind processor of each of its columns."""
 
-    sql: str
-    names: tuple[str, ...]
-    """Row keys in parameter order (positional drivers) or the keys to pass (named ones)."""
-    positional: bool
+    statement: _Compiled
     processors: tuple[Any, ...]
-    """The dialect's bind processor of each name, None where the value goes as is."""
+    """None where the value goes as is."""
 
-    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+    def rows(self, rows: list[dict[str, Any]]) -> list[Any]:
         columns = []
-        for name, process in zip(self.names, self.processors, strict=True):
+        for name, process in zip(self.statement.names, self.processors, strict=True):
             values = [row[name] for row in rows]
             if process is not None:
                 values = _processed(values, process)
             columns.append(values)
-        if self.positional:
-            return list(zip(*columns, strict=True))
-        return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
+        return [self.statement.parameters(row) for row in zip(*columns, strict=True)]
 
 
 def _processed(values: list[Any], process: Any) -> list[Any]:
@@ -604,35 +622,28 @@ def _upsert_plan(
     if cache_key in _PLANS:
         return _PLANS[cache_key]
     given = [table.c[name] for name in columns if name not in keys]
+    values: dict[str, Any] = {name: sa.bindparam(name) for name in columns}
     statement: Any
-    if dialect.name == "sqlite":
-        from sqlalchemy.dialects import sqlite
+    if dialect.name in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
 
-        lite = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
-        updates = {c.name: lite.excluded[c.name] for c in given}
-        statement = lite.on_conflict_do_update(index_elements=list(keys), set_=updates)
-    elif dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        pg = postgresql.insert(table).values({name: sa.bindparam(name) for name in columns})
-        updates = {c.name: pg.excluded[c.name] for c in given}
-        statement = pg.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        insert = (sqlite if dialect.name == "sqlite" else postgresql).insert(table).values(values)
+        updates = {c.name: insert.excluded[c.name] for c in given}
+        statement = insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
     elif dialect.name in ("mysql", "mariadb"):
         from sqlalchemy.dialects import mysql
 
-        my = mysql.insert(table).values({name: sa.bindparam(name) for name in columns})
+        my = mysql.insert(table).values(values)
         statement = my.on_duplicate_key_update(**{c.name: my.inserted[c.name] for c in given})
     else:
         _PLANS[cache_key] = None
         return None
-    compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup or ()) if compiled.positional else columns
+    compiled = _Compiled.of(statement, dialect, columns)
     plan = _UpsertPlan(
-        sql=compiled.string,
-        names=names,
-        positional=compiled.positional,
-        processors=tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        compiled,
+        tuple(
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in compiled.names
         ),
     )
     _PLANS[cache_key] = plan
@@ -664,27 +675,20 @@ def _by_ids_statement(kind: str, ids: list[sa.BindParameter[Any]]) -> Any:
     return sa.delete(table).where(table.c.connector == connector, table.c.source_id.in_(ids))
 
 
-_BY_IDS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], bool]] = {}
+_BY_IDS: dict[tuple[Any, ...], _Compiled] = {}
 
 
 def _by_ids(conn: Connection, kind: str, connector: str, ids: Sequence[str]) -> list[Any]:
-    """Run statement `kind` for `connector` and `ids`, compiled once per dialect and count.
-
-    SQLAlchemy re-expands an `IN` list on every execution; with 500 ids per
-    query that was a tenth of a checkpoint's CPU. Returns the rows (empty for
-    a delete).
-    """
+    """Run statement `kind` for `connector` and `ids`; the rows (none for a delete)."""
     key = (conn.dialect, kind, len(ids))
     if key not in _BY_IDS:
-        names = [f"id_{index}" for index in range(len(ids))]
-        statement = _by_ids_statement(kind, [sa.bindparam(name) for name in names])
-        compiled = statement.compile(dialect=conn.dialect)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else ()
-        _BY_IDS[key] = (compiled.string, order, compiled.positional)
-    sql, order, positional = _BY_IDS[key]
-    values = {"connector": connector, **{f"id_{i}": v for i, v in enumerate(ids)}}
-    parameters = tuple(values[name] for name in order) if positional else values
-    result = conn.exec_driver_sql(sql, parameters)
+        names = ["connector", *(f"id_{index}" for index in range(len(ids)))]
+        statement = _by_ids_statement(kind, [sa.bindparam(name) for name in names[1:]])
+        _BY_IDS[key] = _Compiled.of(statement, conn.dialect, names)
+    compiled = _BY_IDS[key]
+    by_name = {"connector": connector, **{f"id_{i}": v for i, v in enumerate(ids)}}
+    values = [by_name[name] for name in compiled.names]
+    result = conn.exec_driver_sql(compiled.sql, compiled.parameters(values))
     return list(result.fetchall()) if result.returns_rows else []
 
 

@@ -46,14 +46,16 @@ def _load(kind: str) -> type[Connector] | str:
 
 def available() -> dict[str, type[Connector]]:
     """Every installed connector class that loads, by kind, sorted by kind."""
-    loaded = {kind: _load(kind) for kind in sorted(_entries())}
-    return {kind: cls for kind, cls in loaded.items() if not isinstance(cls, str)}
+    return {kind: cls for kind, cls in _all().items() if not isinstance(cls, str)}
 
 
 def broken() -> dict[str, str]:
     """Installed connector kinds that failed to load, with the reason."""
-    loaded = {kind: _load(kind) for kind in sorted(_entries())}
-    return {kind: reason for kind, reason in loaded.items() if isinstance(reason, str)}
+    return {kind: reason for kind, reason in _all().items() if isinstance(reason, str)}
+
+
+def _all() -> dict[str, type[Connector] | str]:
+    return {kind: _load(kind) for kind in sorted(_entries())}
 
 
 def connector_class(kind: str) -> type[Connector]:

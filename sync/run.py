@@ -133,8 +133,8 @@ class RunOptions:
 class _Shipment:
     """A batch cut from the stream: sent (or nothing to send), then settled in cut order."""
 
-    tickets: dict[str, SourceTicket]
-    payloads: list[TaskPayload]
+    batch: dict[str, tuple[SourceTicket, TaskPayload]]
+    """By source id, as `ConnectorRun._pending` held it."""
     failures: list[FailedItem]
     resolved: list[str]
     watermark: Cursor | None
@@ -416,8 +416,8 @@ class ConnectorRun:
         if queued is not None and _newer(queued[0].cursor, cursor):
             return True
         for shipment in self._outbox:
-            sent = shipment.tickets.get(source_id)
-            if sent is not None and _newer(sent.cursor, cursor):
+            sent = shipment.batch.get(source_id)
+            if sent is not None and _newer(sent[0].cursor, cursor):
                 return True
         settled = self._settled_recently.get(source_id)
         if settled is not None and _newer(settled, cursor):
@@ -518,8 +518,7 @@ class ConnectorRun:
             self.counts.pushed += len(batch)
             return
         shipment = _Shipment(
-            tickets={source_id: ticket for source_id, (ticket, _p) in batch.items()},
-            payloads=[payload for _ticket, payload in batch.values()],
+            batch=batch,
             failures=failures,
             resolved=resolved,
             watermark=watermark,
@@ -528,12 +527,13 @@ class ConnectorRun:
         )
         while len(self._outbox) >= self.max_in_flight:
             self._settle(self._outbox.popleft())
-        if shipment.payloads:
+        if batch:
             assert self._sender is not None
             self._check_stop()  # a stop request sends nothing new
             # Written ahead: if the answer is lost, a later deletion still knows to archive.
-            self.store.mark_in_flight(self.namespace, list(shipment.tickets))
-            shipment.answer = self._sender.submit(self._push, shipment.payloads)
+            self.store.mark_in_flight(self.namespace, list(batch))
+            payloads = [payload for _ticket, payload in batch.values()]
+            shipment.answer = self._sender.submit(self._push, payloads)
         self._outbox.append(shipment)
 
     def _settle(self, shipment: _Shipment) -> None:
@@ -555,7 +555,7 @@ class ConnectorRun:
         self.isolation_requests += result.isolation_requests
         failures = shipment.failures + [
             self._failed(
-                shipment.tickets[p.source_id],
+                shipment.batch[p.source_id][0],
                 "rejected",
                 None,
                 f"connector {self.name!r}, ticket {p.source_id!r}: Fragment rejected it: {message}",
@@ -578,7 +578,7 @@ class ConnectorRun:
         )
         if move_watermark:
             self.watermark = new_watermark
-        for source_id, ticket in shipment.tickets.items():
+        for source_id, (ticket, _payload) in shipment.batch.items():
             self._settled_recently[source_id] = ticket.cursor
 
     def _settle_all(self) -> None:

@@ -100,14 +100,24 @@ class Connector:
         """How many tickets `pull(since)` will yield, if cheap to know; else None."""
         return None
 
-    def snapshot(self) -> str | None:
+    def snapshot(self, previous: str | None = None) -> str | None:
         """A token of the source's whole content, where that is cheap; else None.
 
         The engine takes it before a pass reads and keeps it with a complete
-        pass; the next pass ends at once when the token is unchanged. It must
-        change whenever any ticket could have (a file's content hash does).
+        pass; the next pass ends at once when the token equals that kept one,
+        `previous`. It must change whenever any ticket could have (a file's
+        content hash does); a connector that can prove the content is what
+        `previous` describes without reading it all may return `previous`.
         """
         return None
+
+    def same_content(self, snapshot: str, previous: str) -> bool:
+        """Whether two of this connector's `snapshot` tokens describe the same content.
+
+        Tokens may carry hints besides the content (a file's size and times);
+        the engine keeps the fresher one when only those differ.
+        """
+        return snapshot == previous
 
     def check(self) -> None:
         """Reach the source once; raise `SourceError` with a clear message if it can't."""

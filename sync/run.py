@@ -339,13 +339,17 @@ class ConnectorRun:
             # A changed mapping alters tasks behind the watermark too: read them all again.
             self.log.info("settings_changed", detail="reading every ticket again")
             full = True
-        snapshot = source.snapshot()  # before reading: a change during the pass isn't missed
+        previous = self.store.source_snapshot(self.namespace)
+        snapshot = source.snapshot(previous)  # before reading: a change during the pass counts
         if (
             not full
             and self.watermark is not None
             and snapshot is not None
-            and snapshot == self.store.source_snapshot(self.namespace)
+            and previous is not None
+            and source.same_content(snapshot, previous)
         ):
+            if snapshot != previous and not self.options.dry_run:
+                self.store.refresh_snapshot(self.namespace, previous, snapshot)
             self.log.info("source_unchanged", detail="same content as the last complete pass")
             return
         since = None if full else pull_bound(self.watermark, self._lookback)

@@ -341,6 +341,21 @@ class StateStore:
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
+    def refresh_snapshot(self, connector: str, previous: str, snapshot: str) -> None:
+        """Keep `snapshot`, a fresher token of the content `previous` describes.
+
+        Only while `previous` is still the token kept: a reset in between wins.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(connectors)
+                .where(
+                    connectors.c.connector == connector,
+                    connectors.c.source_snapshot == previous,
+                )
+                .values(source_snapshot=snapshot)
+            )
+
     def settings_fingerprint(self, connector: str) -> str | None:
         """The fingerprint of the settings the connector's last complete pass ran with."""
         with self.engine.connect() as conn:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from connectors import files
 from connectors.base import BadRecord, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.files import WHOLE_RECORD
@@ -498,3 +499,27 @@ def test_demo_export_arrives_in_order_with_its_bulk_update_tie_whole(tmp_path: P
 def test_jsonl_kind_is_installed_as_a_connector() -> None:
     assert connector_class("jsonl") is JsonlConnector
     assert connector_class("jsonl").Options is JsonlOptions
+
+
+def test_a_settled_file_is_vouched_for_by_its_size_and_times_without_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_file(tmp_path, {"id": "1", "updated_at": "2026-10-01T09:00:00Z"})
+    source = connector(path)
+    fresh = source.snapshot()
+    assert fresh is not None and " " not in fresh  # written just now: its times vouch for nothing
+
+    monkeypatch.setattr(files, "_SETTLED_S", 0.0)
+    settled = source.snapshot()
+    assert settled is not None and settled.startswith(f"{fresh} stat:")
+    assert source.same_content(settled, fresh) and source.same_content(fresh, settled)
+
+    # A token whose hash is wrong but whose identity matches comes back as it is: not hashed.
+    forged = "blake2b:0000 " + settled.split(" ", 1)[1]
+    assert source.snapshot(forged) == forged
+
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "2", "updated_at": "2026-10-01T10:00:00Z"}) + "\n")
+    changed = source.snapshot(forged)
+    assert changed is not None and changed != forged
+    assert not source.same_content(changed, settled)

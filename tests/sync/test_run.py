@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors import files
 from sync.config import Config
 from sync.demo import generate_tickets
 from sync.emulator import Emulator
@@ -462,6 +463,26 @@ def test_an_unchanged_file_is_not_read_again_until_it_changes_or_is_reset(
     replayed = sync(config)
 
     assert replayed.pulled > 0 and replayed.pushed == 0  # read again; the hashes say unchanged
+
+
+def test_an_unchanged_file_keeps_the_token_that_spares_the_next_pass_its_hash(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_tickets(tmp_path / "tickets.jsonl", [_ticket(1, "2026-11-02T09:00:00Z")])
+    config = make_config(emulator, path, sqlite_url)
+    namespace = config.connectors["helpdesk"].uid_namespace
+    assert sync(config).pushed == 1
+    store = StateStore.open(sqlite_url)
+    written = store.source_snapshot(namespace)
+    assert written is not None and " stat:" not in written  # the file was seconds old
+
+    monkeypatch.setattr(files, "_SETTLED_S", 0.0)
+    unchanged = sync(config)
+
+    refreshed = store.source_snapshot(namespace)
+    store.close()
+    assert unchanged.ok and unchanged.pulled == 0
+    assert refreshed is not None and refreshed.startswith(f"{written} stat:")
 
 
 class FailsTheBatchWith(FragmentClient):

@@ -314,7 +314,6 @@ def _identity(status: os.stat_result) -> str | None:
     """Device, inode, size and times of a file whose last change has settled; else None."""
     if time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) < _SETTLED_S * 1e9:
         return None
-    return (
-        f"stat:{status.st_dev}:{status.st_ino}:{status.st_size}"
-        f":{status.st_mtime_ns}:{status.st_ctime_ns}"
-    )
+    facts = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    # Digested: the token must fit the state's 128-character column.
+    return "stat:" + hashlib.blake2b(repr(facts).encode(), digest_size=8).hexdigest()

@@ -18,6 +18,7 @@ from connectors.files import WHOLE_RECORD
 from connectors.jsonl import JsonlConnector, JsonlOptions
 from connectors.registry import connector_class
 from sync.demo import BULK_SIZE, generate_tickets, write_jsonl
+from sync.state.schema import connectors as connectors_table
 
 
 def utc(text: str) -> dt.datetime:
@@ -512,6 +513,7 @@ def test_a_settled_file_is_vouched_for_by_its_size_and_times_without_hashing(
     monkeypatch.setattr(files, "_SETTLED_S", 0.0)
     settled = source.snapshot()
     assert settled is not None and settled.startswith(f"{fresh} stat:")
+    assert len(settled) <= connectors_table.c.source_snapshot.type.length  # fits the state
     assert source.same_content(settled, fresh) and source.same_content(fresh, settled)
 
     # A token whose hash is wrong but whose identity matches comes back as it is: not hashed.

@@ -190,3 +190,37 @@ def test_bulk_writes_store_times_the_way_every_other_write_reads_them(store: Sta
         raw = conn.execute(sa.text("SELECT pushed_at FROM tasks")).scalar_one()
     if store.engine.dialect.name == "sqlite":
         assert raw == pushed_at.replace(tzinfo=None).isoformat(sep=" ")  # SQLAlchemy's format
+
+
+def test_one_write_naming_a_ticket_twice_keeps_its_last_row(store: StateStore) -> None:
+    """PostgreSQL takes a batch as one statement, which may not touch a row twice."""
+    store.mark_in_flight("helpdesk", ["1", "2", "1"])
+    store.commit_batch(
+        "helpdesk",
+        acked=[Acked("3", "uid-3", "old", T0), Acked("3", "uid-3", "new", T0)],
+        failed=[
+            FailedItem("4", None, "source", None, "first", None),
+            FailedItem("4", None, "source", None, "second", None),
+        ],
+    )
+
+    assert store.in_flight("helpdesk", ["1", "2", "3"]) == {"1", "2"}
+    assert store.stored_tasks("helpdesk", ["3"])["3"].content_hash == "new"
+    assert [(item.source_id, item.error) for item in store.failed_items()] == [("4", "second")]
+
+
+@pytest.mark.postgres
+def test_postgresql_learns_as_the_tasks_table_grows(postgres_url: str) -> None:
+    """Where autovacuum lags (or is off), a backfilled table kept the planner's empty-table
+    estimate and every hash lookup scanned it whole; the store analyses it as it grows."""
+    store = StateStore.open(postgres_url)
+    for start in range(0, 3_000, 500):
+        batch = [Acked(str(i), f"uid-{i}", f"h{i}", T0) for i in range(start, start + 500)]
+        store.commit_batch("helpdesk", acked=batch)
+
+    with store.engine.connect() as conn:
+        estimate = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass")
+        ).scalar_one()
+    store.close()
+    assert estimate >= 2_000  # analysed at 1,000 rows written, and again at twice that

@@ -59,6 +59,8 @@ class Parameters:
     json_output: bool
     workdir: Path | None
     keep: bool
+    state_server: str | None = None
+    """A PostgreSQL server URL: figures 1, 2, 4, 5 keep the sync's state there, not in SQLite."""
 
     @property
     def rate_tickets(self) -> int:
@@ -81,6 +83,7 @@ class Parameters:
             "million": self.million,
             "profile": self.profile,
             "quick": self.quick,
+            "state": "sqlite" if self.state_server is None else "postgresql",
         }
 
 
@@ -126,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, help="keep generated sources and runs here (default: a temp dir)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary workdir")
+    parser.add_argument(
+        "--state-server",
+        metavar="URL",
+        help="keep the sync's state of figures 1, 2, 4, 5 in a fresh database on this "
+        "PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres) "
+        "instead of SQLite",
+    )
     return parser
 
 
@@ -155,6 +165,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> Parameters:
         json_output=args.json,
         workdir=args.workdir,
         keep=args.keep,
+        state_server=args.state_server,
     )
     problem = _problem(parameters)
     if problem:

@@ -287,7 +287,8 @@ def table(results: Results) -> str:
     judged, counted = targets(results), checks(results)
     params, host = results.parameters, results.machine
     lines = [
-        f"fragment-sync bench: N={params.n:,}, batch {params.batch}, seed {params.seed}"
+        f"fragment-sync bench: N={params.n:,}, batch {params.batch}, seed {params.seed}, "
+        f"state in {'SQLite' if params.state_server is None else 'PostgreSQL'}"
         + (" (quick)" if params.quick else ""),
         f"machine: {host['cpu_count']} CPUs ({host['cpu_model'] or 'unknown model'}), "
         f"Python {host['python']}, {host['platform']}",

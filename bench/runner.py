@@ -71,8 +71,12 @@ def prepare_scenario(
     fragment_url: str,
     batch_size: int,
     requests_per_minute: int,
+    state_url: str | None = None,
 ) -> Scenario:
-    """A fresh `directory` (any earlier state removed) with a config syncing `source`."""
+    """A fresh `directory` (any earlier state removed) with a config syncing `source`.
+
+    The sync keeps its state at `state_url`, by default a SQLite file in `directory`.
+    """
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     connector = f"bench-{source.kind}"
@@ -83,7 +87,7 @@ def prepare_scenario(
             "batch_size": batch_size,
             "requests_per_minute": requests_per_minute,
         },
-        "state": {"url": f"sqlite:///{directory / 'state.db'}"},
+        "state": {"url": state_url or f"sqlite:///{directory / 'state.db'}"},
         "logging": {"level": "warning"},
         f"connectors.{connector}": {
             "kind": source.kind,

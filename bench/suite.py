@@ -41,6 +41,7 @@ from bench.process import Measured
 from bench.profile import profile_backfill
 from bench.runner import SyncRun, prepare_scenario
 from bench.sources import Corpus, as_source, ensure_corpus, source_copy
+from bench.state import state_database
 
 _STARTED = time.monotonic()
 
@@ -84,7 +85,7 @@ def run_suite(parameters: Parameters, workdir: Path) -> Results:
     corpus = _corpus(cache, parameters.n, parameters.seed)
     with EmulatorProcess(workdir / "emulator.log") as emulator:
         sources = {
-            kind: _source_figures(kind, corpus, emulator, parameters.batch, runs / kind)
+            kind: _source_figures(kind, corpus, emulator, parameters, runs / kind)
             for kind in parameters.sources
         }
         say("start-up of python -m sync alone")
@@ -119,24 +120,31 @@ def _corpus(cache: Path, n: int, seed: int) -> Corpus:
 
 
 def _source_figures(
-    kind: SourceKind, corpus: Corpus, emulator: EmulatorProcess, batch: int, directory: Path
+    kind: SourceKind,
+    corpus: Corpus,
+    emulator: EmulatorProcess,
+    parameters: Parameters,
+    directory: Path,
 ) -> SourceFigures:
     """Figures 1, 4, 5 and 2 for `kind`, on a private copy of `corpus`."""
-    scenario = prepare_scenario(
-        directory,
-        source_copy(kind, corpus, directory.with_name(f"{kind}-source")),
-        emulator.api_url,
-        batch,
-        UNLIMITED_RATE,
-    )
-    say(f"{kind}: backfill of {corpus.n:,} tickets")
-    filled = backfill(scenario, emulator, corpus)
-    say(f"{kind}: nothing changed")
-    unchanged = nothing_changed(scenario, emulator)
-    say(f"{kind}: full re-read, nothing changed")
-    reread = full_reread(scenario, emulator)
-    say(f"{kind}: 1% changed")
-    changed = one_percent(scenario, emulator, corpus, batch)
+    batch = parameters.batch
+    with state_database(parameters.state_server, directory, f"fragment_bench_{kind}") as state:
+        scenario = prepare_scenario(
+            directory,
+            source_copy(kind, corpus, directory.with_name(f"{kind}-source")),
+            emulator.api_url,
+            batch,
+            UNLIMITED_RATE,
+            state_url=state,
+        )
+        say(f"{kind}: backfill of {corpus.n:,} tickets")
+        filled = backfill(scenario, emulator, corpus)
+        say(f"{kind}: nothing changed")
+        unchanged = nothing_changed(scenario, emulator)
+        say(f"{kind}: full re-read, nothing changed")
+        reread = full_reread(scenario, emulator)
+        say(f"{kind}: 1% changed")
+        changed = one_percent(scenario, emulator, corpus, batch)
     say(f"{kind}: floor")
     lowest = floor(scenario.source, corpus.n, directory)
     return SourceFigures(filled, unchanged, reread, changed, lowest)

@@ -472,14 +472,14 @@ class FragmentApi:
         """POST /tasks, PUT and PATCH /tasks/{uid}."""
         uid = None if path_uid is None else _path_uid(path_uid)
         item = _parse_task(request)
-        if uid is not None and item.uid is not None and str(item.uid) != uid:
+        if uid is not None and item.uid is not None and item.uid != uid:
             raise Unprocessable(
                 [
                     error_detail(
                         ["body", "uid"],
                         f"uid in the body ({item.uid}) differs from the path ({uid})",
                         "uid_mismatch",
-                        str(item.uid),
+                        item.uid,
                     )
                 ]
             )

@@ -104,7 +104,7 @@ def assign_uids(
     errors: list[ItemError] = []
     first_seen: dict[str, int] = {}
     for index, item in enumerate(items):
-        uid = None if item is None or item.uid is None else str(item.uid)
+        uid = None if item is None else item.uid
         if item is not None and uid is None:
             if mode is WriteMode.CREATE:
                 uid = str(uuid.uuid4())

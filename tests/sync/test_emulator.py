@@ -199,6 +199,44 @@ def test_garbage_uid_is_422_at_its_item(emulator: Emulator, client: httpx.Client
     assert emulator.store.count() == 0
 
 
+def test_uid_valued_keys_are_normalised_like_the_task_uid(client: httpx.Client) -> None:
+    digest = hashlib.md5(b"queue#billing").hexdigest()  # noqa: S324 (the docs' recipe)
+    canonical = str(uuid.UUID(digest))
+
+    response = client.put(
+        "/tasks/batch", json={"items": [ticket(1, queue_uid=digest.upper(), skills=[digest])]}
+    )
+
+    task = response.json()["items"][0]
+    assert task["queue_uid"] == canonical
+    assert task["skills"] == [canonical]
+
+
+# -- timestamp forms -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        pytest.param("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.000000Z", id="utc"),
+        pytest.param(
+            "2024-05-01T12:00:00.5+02:00", "2024-05-01T10:00:00.500000Z", id="offset-and-fraction"
+        ),
+        pytest.param(
+            "2024-12-31T23:30:00.000001-01:00", "2025-01-01T00:30:00.000001Z", id="into-next-year"
+        ),
+        pytest.param("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z", id="year-one-padded"),
+    ],
+)
+def test_timestamps_are_stored_as_fixed_width_utc_text(
+    client: httpx.Client, sent: str, stored: str
+) -> None:
+    response = client.put("/tasks/batch", json={"items": [ticket(1, due_at=sent)]})
+
+    assert response.json()["items"][0]["due_at"] == stored
+    assert client.get(f"/tasks/{ticket(1)['uid']}").json()["due_at"] == stored
+
+
 # -- validation: the bad item is named, nothing is written -----------------------
 
 

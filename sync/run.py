@@ -529,7 +529,7 @@ class ConnectorRun:
             fingerprint=fingerprint,
             snapshot=snapshot,
         )
-        while len(self._outbox) >= self.max_in_flight:
+        while len(self._outbox) >= self.max_in_flight or self._still_out(batch):
             self._settle(self._outbox.popleft())
         if batch:
             assert self._sender is not None
@@ -539,6 +539,14 @@ class ConnectorRun:
             payloads = [payload for _ticket, payload in batch.values()]
             shipment.answer = self._sender.submit(self._push, payloads)
         self._outbox.append(shipment)
+
+    def _still_out(self, batch: dict[str, tuple[SourceTicket, TaskPayload]]) -> bool:
+        """Whether a shipment still out carries an earlier version of a ticket in `batch`.
+
+        Two requests in flight may be applied in either order: the newer
+        version leaves only once the older one has landed.
+        """
+        return any(not shipment.batch.keys().isdisjoint(batch) for shipment in self._outbox)
 
     def _settle(self, shipment: _Shipment) -> None:
         """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled.

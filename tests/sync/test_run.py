@@ -485,6 +485,47 @@ def test_an_unchanged_file_keeps_the_token_that_spares_the_next_pass_its_hash(
     assert refreshed is not None and refreshed.startswith(f"{written} stat:")
 
 
+class SendsTheBatchLate(FragmentClient):
+    """A real client that holds back the batch carrying one given ticket before sending it.
+
+    As a slow connection or a retried request would: later batches reach
+    Fragment first unless the engine waits for it.
+    """
+
+    def __init__(self, *args: Any, held: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: str | None = held
+
+    def push(self, items: Any) -> PushResult:
+        if any(item.source_id == self.held for item in items):
+            self.held = None  # only its first batch
+            time.sleep(0.3)
+        return super().push(items)
+
+
+def test_a_newer_version_is_not_sent_while_an_older_one_is_still_out(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    """Two versions of a ticket in flight at once could land in either order."""
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(10)]
+    tickets.append(
+        {**tickets[2], "subject": "Second version", "updated_at": "2026-11-02T10:00:00Z"}
+    )
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)  # an unsorted file: 2 twice
+    config = make_config(emulator, path, sqlite_url, fragment={"batch_size": 5, "max_in_flight": 3})
+    store = StateStore.open(sqlite_url)
+
+    # Batches of 5: tickets 0-4 (the first 2, held back), 5-9, then the second 2.
+    with SendsTheBatchLate(config.fragment, held="2") as client:
+        summary = ConnectorRun(
+            config.connectors["helpdesk"], store, client, 5, RunOptions()
+        ).execute()
+    store.close()
+
+    assert summary.ok and summary.pushed == 11
+    assert tasks_by_ticket(emulator)["2"]["fields"]["title"].endswith("Second version")
+
+
 class FailsTheBatchWith(FragmentClient):
     """A real client whose batch holding one given ticket fails, slowly, as if Fragment died.
 

@@ -174,6 +174,8 @@ class ConnectorRun:
         self.watermark: Cursor | None = None
         # By source id: a ticket met twice before its batch goes out is pushed once, latest wins.
         self._pending: dict[str, tuple[SourceTicket, TaskPayload]] = {}
+        # Those of them with no stored hash: only their pushes are marked in flight.
+        self._unrecorded: set[str] = set()
         self._failures: list[FailedItem] = []
         self._resolved: list[str] = []
         self._failed_ids: set[str] = set()
@@ -412,6 +414,8 @@ class ConnectorRun:
                 self._resolved.append(ticket.source_id)
             return
         self._pending[ticket.source_id] = (ticket, payload)
+        if stored is None:
+            self._unrecorded.add(ticket.source_id)
 
     def _superseded(self, ticket: SourceTicket, stored: StoredTask | None) -> bool:
         """Whether this pass already queued, sent or recorded a later version of `ticket`."""
@@ -512,6 +516,8 @@ class ConnectorRun:
         is through: the settings it ran with and the source's content token.
         """
         batch, self._pending = self._pending, {}
+        unrecorded = [source_id for source_id in batch if source_id in self._unrecorded]
+        self._unrecorded.difference_update(unrecorded)
         failures, self._failures = self._failures, []
         resolved, self._resolved = self._resolved, []
         self._since_commit = 0
@@ -534,8 +540,9 @@ class ConnectorRun:
         if batch:
             assert self._sender is not None
             self._check_stop()  # a stop request sends nothing new
-            # Written ahead: if the answer is lost, a later deletion still knows to archive.
-            self.store.mark_in_flight(self.namespace, list(batch))
+            # Written ahead: if the answer is lost, a later deletion of a ticket that has no
+            # stored hash still knows to archive its task (one with a hash is archived anyway).
+            self.store.mark_in_flight(self.namespace, unrecorded)
             payloads = [payload for _ticket, payload in batch.values()]
             shipment.answer = self._sender.submit(self._push, payloads)
         self._outbox.append(shipment)

@@ -316,13 +316,14 @@ class StateStore:
                     for item in acked
                 ]
                 _upsert(conn, tasks, rows, keys=("connector", "source_id"))
-            if resolved or _has_failed_items(conn, connector):
+            if resolved or _has_rows(conn, failed_items, connector):
                 cleared = [*resolved, *(item.source_id for item in acked)]
                 for chunk in _chunks(cleared, _IN_CHUNK):
                     _by_ids(conn, _CLEAR_FAILED, connector, chunk)
-            answered = [*(item.source_id for item in acked), *(item.source_id for item in failed)]
-            for chunk in _chunks(answered, _IN_CHUNK):
-                _by_ids(conn, _CLEAR_IN_FLIGHT, connector, chunk)
+            if _has_rows(conn, pushes_in_flight, connector):
+                answered = [*(i.source_id for i in acked), *(i.source_id for i in failed)]
+                for chunk in _chunks(answered, _IN_CHUNK):
+                    _by_ids(conn, _CLEAR_IN_FLIGHT, connector, chunk)
             if failed:
                 _record_failures(conn, connector, failed, now)
             if watermark is not None:
@@ -822,8 +823,9 @@ def _by_ids(conn: Connection, kind: str, connector: str, ids: Sequence[str]) -> 
     return list(result.fetchall()) if result.returns_rows else []
 
 
-def _has_failed_items(conn: Connection, connector: str) -> bool:
-    query = sa.select(failed_items.c.source_id).where(failed_items.c.connector == connector)
+def _has_rows(conn: Connection, table: sa.Table, connector: str) -> bool:
+    """Whether `table` holds any row of `connector` (so a batch's ids are worth clearing)."""
+    query = sa.select(table.c.source_id).where(table.c.connector == connector)
     return conn.execute(query.limit(1)).first() is not None
 
 

@@ -812,13 +812,12 @@ def _by_ids(conn: Connection, kind: str, connector: str, ids: Sequence[str]) -> 
             names = ["connector", *(f"id_{index}" for index in range(len(ids)))]
             binds: list[sa.BindParameter[Any]] = [sa.bindparam(name) for name in names[1:]]
             statement = _by_ids_statement(kind, lambda column: column.in_(binds))
-        _BY_IDS[key] = _Compiled.of(statement, conn.dialect, names)
+        compiled = _Compiled.of(statement, conn.dialect, names)
+        # The binds appear in the text in the order they were made: values go in as given.
+        assert compiled.names == tuple(names), (compiled.names, names)
+        _BY_IDS[key] = compiled
     compiled = _BY_IDS[key]
-    if as_array:
-        by_name: dict[str, Any] = {"connector": connector, "ids": list(ids)}
-    else:
-        by_name = {"connector": connector, **{f"id_{i}": v for i, v in enumerate(ids)}}
-    values = [by_name[name] for name in compiled.names]
+    values = [connector, list(ids)] if as_array else [connector, *ids]
     result = conn.exec_driver_sql(compiled.sql, compiled.parameters(values))
     return list(result.fetchall()) if result.returns_rows else []
 

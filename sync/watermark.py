@@ -57,8 +57,14 @@ def encode(cursor: Cursor) -> str:
     if isinstance(cursor, dt.datetime):
         if cursor.tzinfo is not dt.UTC:  # sources give UTC almost always: skip the copy
             cursor = cursor.astimezone(dt.UTC)
-        return cursor.isoformat(timespec="microseconds")
+        # What isoformat(timespec="microseconds") writes, at two thirds of its cost:
+        # every acknowledged ticket's cursor is stored.
+        c = cursor
+        return _UTC_TEXT % (c.year, c.month, c.day, c.hour, c.minute, c.second, c.microsecond)
     return str(cursor)
+
+
+_UTC_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00"
 
 
 def decode(kind: str, text: str) -> Cursor:

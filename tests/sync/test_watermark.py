@@ -40,6 +40,20 @@ def test_datetime_cursors_survive_storage_exactly(moment: dt.datetime) -> None:
     assert decode_text(encode(moment)) == moment
 
 
+@given(
+    st.datetimes(  # kept clear of years 1 and 9999, where a UTC offset overflows
+        min_value=dt.datetime(1000, 1, 1),
+        max_value=dt.datetime(9000, 1, 1),
+        timezones=st.timezones(),
+    )
+)
+def test_datetime_cursors_are_stored_as_fixed_width_utc_iso_text(moment: dt.datetime) -> None:
+    """Stored cursors compare as text, so their width and form never vary."""
+    utc = moment.astimezone(dt.UTC)
+    assert encode(moment) == utc.isoformat(timespec="microseconds")
+    assert len(encode(moment)) == len("2026-11-30T00:00:00.000000+00:00")
+
+
 @given(st.integers(min_value=-(2**62), max_value=2**62))
 def test_integer_cursors_survive_storage_exactly(version: int) -> None:
     assert decode("int", encode(version)) == version

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from sync.demo import generate_tickets
 
@@ -107,3 +108,34 @@ def test_every_target_reports_its_value_threshold_and_verdict(report: dict[str, 
         assert isinstance(target["pass"], bool), target["name"]
     assert report["all_checks_pass"] is True
     assert report["machine"]["cpu_count"]
+
+
+@pytest.mark.postgres
+def test_the_figures_hold_with_the_state_on_postgresql(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    """`--state-server`: each source's scenario in a database of its own, dropped after."""
+    options = ["--source", "sql", "--workdir", str(tmp_path), "--state-server", postgres_database]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", *options],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["parameters"]["state"] == "postgresql"
+    figures = report["figures"]["sources"]["sql"]
+    assert figures["backfill"]["pushed"] > 0 and figures["backfill"]["failed"] == 0
+    assert figures["nothing_changed"]["emulator_requests"] == 0
+    assert figures["one_percent"]["pushed"] == report["parameters"]["n"] // 100
+    assert report["all_checks_pass"] is True
+    admin = sa.create_engine(postgres_database)
+    with admin.connect() as conn:
+        left = conn.execute(
+            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'fragment_bench_%'")
+        ).scalars()
+        assert list(left) == []
+    admin.dispose()

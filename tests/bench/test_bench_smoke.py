@@ -27,9 +27,13 @@ HANG_GUARD_S = 600
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    workdir = tmp_path_factory.mktemp("bench")
+    return _quick_bench(tmp_path_factory.mktemp("bench"))
+
+
+def _quick_bench(workdir: Path, *options: str) -> dict[str, Any]:
+    """The JSON report of `python -m bench --quick` with `options`; fails if the run does."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--json", "--workdir", str(workdir)],
+        [sys.executable, "-m", "bench", "--quick", "--json", "--workdir", str(workdir), *options],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -115,17 +119,7 @@ def test_the_figures_hold_with_the_state_on_postgresql(
     tmp_path: Path, postgres_database: str
 ) -> None:
     """`--state-server`: each source's scenario in a database of its own, dropped after."""
-    options = ["--source", "sql", "--workdir", str(tmp_path), "--state-server", postgres_database]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--json", *options],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)
+    report = _quick_bench(tmp_path, "--source", "sql", "--state-server", postgres_database)
     assert report["parameters"]["state"] == "postgresql"
     figures = report["figures"]["sources"]["sql"]
     assert figures["backfill"]["pushed"] > 0 and figures["backfill"]["failed"] == 0

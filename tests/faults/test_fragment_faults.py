@@ -167,57 +167,38 @@ def test_a_run_out_of_bounds_exits_nonzero_with_its_checkpoint_and_the_next_resu
             store.close()
 
 
+@pytest.mark.parametrize("known", [False, True], ids=["new-ticket", "known-ticket"])
 def test_a_ticket_deleted_after_an_unrecorded_push_is_archived(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, sqlite_url: str, known: bool
 ) -> None:
+    """A new ticket's push is marked in flight first; a known one (a stored hash) needs no mark."""
     tickets = [_ticket(i, _minute(i)) for i in range(5)]
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     with Emulator(tokens=[TOKEN]) as emulator:
         config = make_config(
             emulator, path, sqlite_url, fragment={"max_attempts": 1, "max_retry_wait": "10ms"}
         )
+        if known:
+            assert _sync_recording_rate_limits(config, []).ok
+            tickets[2] = {**tickets[2], "subject": "Edited", "updated_at": "2026-11-02T23:00:00Z"}
+            write_tickets(path, tickets)
         # Fragment applies the batch but its answer is lost: the run fails, nothing recorded.
         emulator.faults.lost_response_rate = 1.0
         assert not _sync_recording_rate_limits(config, []).ok
         assert len(tasks_by_ticket(emulator)) == 5
+        store = StateStore.open(sqlite_url)
+        marked = store.in_flight(config.connectors["helpdesk"].uid_namespace, ["2"])
+        store.close()
         emulator.faults.lost_response_rate = 0.0
         tickets[2] = {**tickets[2], "deleted": True, "updated_at": "2026-11-03T00:00:00Z"}
         write_tickets(path, tickets)
 
         assert _sync_recording_rate_limits(config, []).ok
 
+        assert marked == (set() if known else {"2"})
         landed = tasks_by_ticket(emulator)
         assert landed["2"]["archived"] is True, "the deleted ticket's task is still active"
         assert [key for key, task in landed.items() if not task["archived"]] == ["0", "1", "3", "4"]
-
-
-def test_a_known_ticket_deleted_after_an_unrecorded_update_is_archived(
-    tmp_path: Path, sqlite_url: str
-) -> None:
-    """Its update was not marked in flight (it has a stored hash): the deletion still lands."""
-    tickets = [_ticket(i, _minute(i)) for i in range(5)]
-    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
-    with Emulator(tokens=[TOKEN]) as emulator:
-        config = make_config(
-            emulator, path, sqlite_url, fragment={"max_attempts": 1, "max_retry_wait": "10ms"}
-        )
-        assert _sync_recording_rate_limits(config, []).ok
-        tickets[2] = {**tickets[2], "subject": "Edited", "updated_at": "2026-11-03T00:00:00Z"}
-        write_tickets(path, tickets)
-        emulator.faults.lost_response_rate = 1.0
-        assert not _sync_recording_rate_limits(config, []).ok
-        store = StateStore.open(sqlite_url)
-        unmarked = store.in_flight(config.connectors["helpdesk"].uid_namespace, ["2"])
-        store.close()
-        emulator.faults.lost_response_rate = 0.0
-        tickets[2] = {**tickets[2], "deleted": True, "updated_at": "2026-11-03T00:01:00Z"}
-        write_tickets(path, tickets)
-
-        assert _sync_recording_rate_limits(config, []).ok
-
-        assert unmarked == set()
-        landed = tasks_by_ticket(emulator)
-        assert landed["2"]["archived"] is True, "the deleted ticket's task is still active"
 
 
 def _sync_recording_rate_limits(

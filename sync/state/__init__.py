@@ -768,7 +768,8 @@ def _unnest_upsert(
     )
 
 
-# Statements keyed by the connector and a list of source ids, compiled once per id count.
+# Statements keyed by the connector and a list of source ids, compiled once per id count
+# (once in all on PostgreSQL, which takes the ids as an array).
 _STORED_TASKS = "stored_tasks"
 _CLEAR_FAILED = "clear_failed"
 _CLEAR_IN_FLIGHT = "clear_in_flight"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
@@ -37,6 +38,7 @@ from sync.state.schema import (
 )
 from sync.watermark import cursor_kind, decode, encode
 
+log = structlog.get_logger("sync.state")
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0005"
 """The newest migration's revision; a test checks it against Alembic's own head."""
@@ -566,20 +568,28 @@ class _TableStatistics:
         self._known_rows: int | None = None
 
     def wrote(self, engine: Engine, rows: int) -> None:
-        """Count `rows` written; analyse the table when they add up to its last known size."""
-        with self._lock:
-            if self._known_rows is None:
-                self._known_rows = self._estimate(engine)
-            self._written += rows
-            if self._written < max(self.MIN_ROWS, self._known_rows):
-                return
-            self._written = 0
-        with engine.connect() as conn:
-            quoted = conn.dialect.identifier_preparer.format_table(self.table)
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f"ANALYZE {quoted}"
-            )
-        estimate = self._estimate(engine)
+        """Count `rows` written; analyse the table when they add up to its last known size.
+
+        Never raises: the statistics only speed lookups up, and the rows were
+        committed already.
+        """
+        try:
+            with self._lock:
+                if self._known_rows is None:
+                    self._known_rows = self._estimate(engine)
+                self._written += rows
+                if self._written < max(self.MIN_ROWS, self._known_rows):
+                    return
+                self._written = 0
+            with engine.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.format_table(self.table)
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    f"ANALYZE {quoted}"
+                )
+            estimate = self._estimate(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("state_statistics_not_updated", table=self.table.name, error=str(exc))
+            return
         with self._lock:
             self._known_rows = estimate
 

@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
-from sync.state import Acked, FailedItem, StateError, StateStore
+from sync.state import Acked, FailedItem, StateError, StateStore, _TableStatistics
 from sync.watermark import encode
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -224,3 +225,20 @@ def test_postgresql_learns_as_the_tasks_table_grows(postgres_url: str) -> None:
         ).scalar_one()
     store.close()
     assert estimate >= 2_000  # analysed at 1,000 rows written, and again at twice that
+
+
+@pytest.mark.postgres
+def test_statistics_that_cannot_be_taken_never_fail_the_checkpoint_behind_them(
+    postgres_url: str,
+) -> None:
+    """The rows are committed before the table is analysed; a failing ANALYZE is only logged."""
+    store = StateStore.open(postgres_url)
+    missing = sa.Table("no_such_table", sa.MetaData(), sa.Column("id", sa.Integer))
+    statistics = _TableStatistics(missing)
+
+    with capture_logs() as logs:
+        statistics.wrote(store.engine, _TableStatistics.MIN_ROWS)  # ANALYZE: no such table
+
+    store.close()
+    [entry] = [e for e in logs if e["event"] == "state_statistics_not_updated"]
+    assert entry["table"] == "no_such_table" and "no_such_table" in entry["error"]

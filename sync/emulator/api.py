@@ -20,7 +20,7 @@ from email.message import Message
 from typing import Any
 
 import pydantic_core
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from sync.emulator.faults import Faults
 from sync.emulator.models import (
@@ -30,10 +30,10 @@ from sync.emulator.models import (
     Loc,
     TaskBatch,
     TaskWrite,
+    Timestamp,
     error_detail,
     json_syntax_detail,
     now_text,
-    timestamp_text,
     validation_details,
 )
 from sync.emulator.store import TaskPage, TaskQuery, TaskStore
@@ -80,8 +80,13 @@ class Reply:
 def json_reply(
     status: int, payload: Any, headers: tuple[tuple[str, str], ...] = (), items: int = 0
 ) -> Reply:
-    """A JSON `Reply`, encoded once (pydantic-core's encoder: batch answers are large)."""
-    return Reply(status, pydantic_core.to_json(payload), headers=headers, items=items)
+    """A JSON `Reply`, encoded once (pydantic-core's encoder: batch answers are large).
+
+    Always standard JSON: a non-finite number a 422 echoes as its `input`
+    goes out as the string "NaN", "Infinity" or "-Infinity".
+    """
+    body = pydantic_core.to_json(payload, inf_nan_mode="strings")
+    return Reply(status, body, headers=headers, items=items)
 
 
 class HttpError(Exception):
@@ -287,7 +292,7 @@ def decode_cursor(cursor: str) -> int:
     return int(number)
 
 
-_AWARE_DATETIME = TypeAdapter(AwareDatetime)
+_TIMESTAMP = TypeAdapter(Timestamp)
 # Query keys with a meaning of their own; any other key filters a task field.
 _LIST_PARAMS = frozenset(
     {
@@ -346,7 +351,7 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
     for name in ("updated_at_after", "created_at_after"):
         if name in last:
             try:
-                moments[name] = timestamp_text(_AWARE_DATETIME.validate_python(last[name]))
+                moments[name] = _TIMESTAMP.validate_python(last[name])
             except ValidationError as exc:
                 fail(name, exc.errors(include_url=False)[0]["msg"], "datetime_parsing")
     if "order_by" in last:

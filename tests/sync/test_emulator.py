@@ -8,6 +8,7 @@ the emulator ends up holding.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,6 +57,13 @@ def client(emulator: Emulator) -> Iterator[httpx.Client]:
 
 def error_locs(response: httpx.Response) -> list[list[Any]]:
     return [entry["loc"] for entry in response.json()["detail"]]
+
+
+def send_raw_json(client: httpx.Client, method: str, path: str, text: str) -> httpx.Response:
+    """Send `text` as a JSON body as is (httpx's `json=` refuses NaN and Infinity)."""
+    return client.request(
+        method, path, content=text.encode(), headers={"Content-Type": "application/json"}
+    )
 
 
 # -- auth ------------------------------------------------------------------------
@@ -266,6 +274,89 @@ def test_invalid_item_fails_whole_batch_with_its_index(
 
     assert response.status_code == 422
     assert error_locs(response) == [["body", "items", 1, *loc_tail]]
+    assert emulator.store.count() == 0
+
+
+@pytest.mark.parametrize(
+    "sent", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"], ids=["year-0", "year-10000"]
+)
+def test_timestamp_utc_cannot_hold_is_422_at_its_field_not_a_500(
+    emulator: Emulator, client: httpx.Client, sent: str
+) -> None:
+    batch = client.put(
+        "/tasks/batch", json={"items": [ticket(1), ticket(2, external_created_at=sent)]}
+    )
+    single = client.put(
+        f"/tasks/{ticket(3)['uid']}", json={"fields": {"title": "T"}, "due_at": sent}
+    )
+    listed = client.get("/tasks", params={"updated_at_after": sent})
+
+    assert batch.status_code == 422
+    assert batch.json()["detail"] == [
+        {
+            "type": "datetime_parsing",
+            "loc": ["body", "items", 1, "external_created_at"],
+            "msg": "Input should be a valid datetime, in UTC it falls outside years 1-9999",
+            "input": sent,
+            "ctx": {"error": "in UTC it falls outside years 1-9999"},
+        }
+    ]
+    assert single.status_code == 422
+    assert error_locs(single) == [["body", "due_at"]]
+    assert listed.status_code == 422
+    assert error_locs(listed) == [["query", "updated_at_after"]]
+    assert emulator.store.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("number", "echoed"),
+    [
+        pytest.param("NaN", "NaN", id="nan"),
+        pytest.param("Infinity", "Infinity", id="infinity"),
+        pytest.param("-Infinity", "-Infinity", id="minus-infinity"),
+        pytest.param("1e400", "Infinity", id="overflows-a-double"),
+        pytest.param("-1e400", "-Infinity", id="overflows-negative"),
+    ],
+)
+def test_non_finite_number_is_422_at_its_field_and_writes_nothing(
+    emulator: Emulator, client: httpx.Client, number: str, echoed: str
+) -> None:
+    client.put("/tasks/batch", json={"items": [ticket(1, fields={"title": "a", "country": "FR"})]})
+    bad = f'{{"uid": "{ticket(3)["uid"]}", "fields": {{"title": "c", "score": {number}}}}}'
+
+    response = send_raw_json(
+        client, "PUT", "/tasks/batch", f'{{"items": [{json.dumps(ticket(2))}, {bad}]}}'
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {
+            "type": "finite_number",
+            "loc": ["body", "items", 1, "fields", "score"],
+            "msg": "Input should be a finite number",
+            "input": echoed,  # standard JSON: the answer carries no NaN or Infinity token
+        },
+    ]
+    assert emulator.store.count() == 1  # ticket 1, from before
+    assert client.get("/tasks", params={"country": "FR"}).status_code == 200
+
+
+def test_non_finite_number_deep_in_a_single_write_is_422_at_its_key(
+    emulator: Emulator, client: httpx.Client
+) -> None:
+    response = send_raw_json(
+        client, "POST", "/tasks", '{"fields": {"title": "T"}, "form_data": {"x": [1, {"y": NaN}]}}'
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {
+            "type": "finite_number",
+            "loc": ["body", "form_data", "x"],
+            "msg": "Input should be a finite number",
+            "input": [1, {"y": "NaN"}],
+        }
+    ]
     assert emulator.store.count() == 0
 
 

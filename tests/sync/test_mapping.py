@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from connectors.base import SourceTicket
 from sync.config import ConnectorSettings, build_config
 from sync.errors import ConfigError, MappingError
-from sync.mapping import Mapper, Template, snake_case, task_uid
+from sync.mapping import Mapper, TaskPayload, Template, snake_case, task_uid
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -198,6 +198,24 @@ json_values = st.recursive(
     ),
     max_leaves=30,
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=8))
+def test_a_built_task_encodes_to_the_canonical_bytes(fields: dict[str, Any]) -> None:
+    """The mapper's direct C encoder and the checked `JSONEncoder` agree, errors included."""
+    task = {"uid": task_uid("helpdesk", "1"), "archived": False, "fields": fields, **fields}
+    outcomes: list[bytes | type[Exception]] = []
+    for built in (True, False):
+        try:
+            outcomes.append(TaskPayload.encode("1", T0, task, built=built).body)
+        except (ValueError, UnicodeEncodeError) as exc:  # NaN and infinities; lone surrogates
+            outcomes.append(type(exc))
+    assert outcomes[0] == outcomes[1]
+    if isinstance(outcomes[0], bytes):
+        assert outcomes[0] == json.dumps(
+            task, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,33 +10,45 @@ state or watermarks.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from connectors.errors import StopRequested
-from connectors.http.policy import TRANSIENT, Action, Policy, Rule, classify
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
 
-RETRY_POLICY: Policy = {
-    **TRANSIENT,
-    400: Rule(Action.REJECT, "bad request: some items are invalid"),
-    401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
-    403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
-    404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
-    409: Rule(Action.FAIL, "conflict"),
-    413: Rule(Action.REJECT, "batch too large: it is split"),
-    422: Rule(Action.REJECT, "some items are invalid"),
-}
-"""Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail)."""
+if TYPE_CHECKING:
+    import httpx
+
+    from connectors.http.policy import Policy
+    from connectors.http.session import HttpSession
+
+
+@functools.cache
+def retry_policy() -> Policy:
+    """Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail).
+
+    Built at the first request, not at import: its transport rules are keyed by httpx's
+    exception types, and a pass with nothing to push never imports httpx (~30 ms).
+    """
+    from connectors.http.policy import TRANSIENT, Action, Rule
+
+    return {
+        **TRANSIENT,
+        400: Rule(Action.REJECT, "bad request: some items are invalid"),
+        401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
+        403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
+        404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
+        409: Rule(Action.FAIL, "conflict"),
+        413: Rule(Action.REJECT, "batch too large: it is split"),
+        422: Rule(Action.REJECT, "some items are invalid"),
+    }
+
 
 FRAGMENT_RATE_LIMIT_FLOOR = 2.0
 """Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
@@ -79,12 +91,19 @@ class FragmentClient:
             return self._session
 
     def _open(self) -> HttpSession:
+        # The HTTP stack (httpx, ~30 ms to import) loads with the first request: a pass
+        # with nothing to push never sends one.
+        from connectors.http.policy import classify
+        from connectors.http.session import HttpSession, RetrySettings
+        from connectors.ratelimit import RequestBudget
+
         settings = self.settings
+        policy = retry_policy()
         token = settings.token.get_secret_value() if settings.token else ""
         return HttpSession(
             "fragment",
             settings.url,
-            classify=lambda outcome: classify(outcome, RETRY_POLICY),
+            classify=lambda outcome: classify(outcome, policy),
             budget=RequestBudget.per_minute(settings.requests_per_minute, stop=self.stop),
             retry=RetrySettings(
                 max_attempts=settings.max_attempts,
@@ -134,9 +153,11 @@ class FragmentClient:
     def _deliver(self, items: list[TaskPayload], result: PushResult, isolating: bool) -> None:
         if not items:
             return
+        from connectors.http.policy import Action, classify  # see `_open`
+
         result.isolation_requests += isolating
         response = self._send("PUT", "/tasks/batch", _batch_body(items), result)
-        if classify(response, RETRY_POLICY).action is Action.ACCEPT:
+        if classify(response, retry_policy()).action is Action.ACCEPT:
             result.acked.extend(items)
             return
         detail = _detail(response)
@@ -159,6 +180,9 @@ class FragmentClient:
         self, method: str, path: str, body: bytes | None, tally: PushResult | None = None
     ) -> httpx.Response:
         """One logical request through the session's retry loop; translates its failures."""
+        from connectors.http.policy import Action  # see `_open`
+        from connectors.http.session import RequestFailed
+
         attempts: list[int] = []
         try:
             return self.session.send(method, path, content=body, attempts=attempts)

@@ -18,6 +18,7 @@ sources, talk to Fragment or open the state database.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import tomllib
@@ -34,7 +35,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.base import ConnectorOptions
 from connectors.registry import UnknownConnectorKind, connector_class
@@ -42,6 +42,9 @@ from connectors.values import Duration
 from sync.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
+ENV_PREFIX = "SYNC_"
+"""Environment variables that override settings: `SYNC_FRAGMENT__TOKEN` sets `fragment.token`."""
+CONFIG_FILE_VARIABLE = "SYNC_CONFIG"
 FRAGMENT_URL = "https://api.onfragment.com/api/v1"
 STATUSES = ("TODO", "STARTED", "DONE")
 Status = Literal["TODO", "STARTED", "DONE"]
@@ -182,12 +185,8 @@ class ConnectorSettings(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    """The whole file, with `SYNC_*` environment variables overriding it."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SYNC_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+class Settings(_Section):
+    """The whole file; `_settings` lays the `SYNC_*` environment variables over it."""
 
     fragment: FragmentSettings = FragmentSettings()
     state: StateSettings = StateSettings()
@@ -195,22 +194,6 @@ class Settings(BaseSettings):
     locking: LockingSettings = LockingSettings()
     daemon: DaemonSettings = DaemonSettings()
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file arrives as init kwargs; the environment (and its secret files) win over it.
-        return (
-            _WithoutFileVariables(env_settings),
-            _SecretFilesSource(settings_cls),
-            init_settings,
-        )
 
 
 class ConnectorConfig(BaseModel):
@@ -312,11 +295,11 @@ def find_config_file(explicit: Path | None) -> Path | None:
         if not explicit.is_file():
             raise ConfigError("--config", f"file {str(explicit)!r} not found")
         return explicit
-    from_env = os.environ.get("SYNC_CONFIG")
+    from_env = os.environ.get(CONFIG_FILE_VARIABLE)
     if from_env:
         path = Path(from_env)
         if not path.is_file():
-            raise ConfigError("SYNC_CONFIG", f"file {from_env!r} not found")
+            raise ConfigError(CONFIG_FILE_VARIABLE, f"file {from_env!r} not found")
         return path
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
@@ -339,7 +322,7 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     """Validate an already parsed config tree; see `load_config`."""
     data = _interpolate(raw, "")
     try:
-        settings = Settings(**data)
+        settings = _settings(data)
     except ValidationError as exc:
         raise _config_error(exc, prefix="") from None
     if not settings.connectors:
@@ -449,18 +432,75 @@ def _read_secret_file(variable: str, key: str) -> str:
         ) from None
 
 
-class _WithoutFileVariables(PydanticBaseSettingsSource):
-    """The environment source, minus `SYNC_*_FILE` variables (`_SecretFilesSource` reads those)."""
+def _settings(data: dict[str, Any]) -> Settings:
+    """The file's tables, `SYNC_*` environment variables (and their `_FILE` secrets) over them.
 
-    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
-        super().__init__(inner.settings_cls)
-        self.inner = inner
+    Raises `ValidationError` for anything the file or a variable gets wrong.
+    """
+    if any(_may_set(variable) for variable in os.environ):
+        return _settings_with_environment()(**data)
+    # No variable to read: pydantic-settings (~20 ms to import) would add nothing.
+    return Settings(**data)
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.inner.get_field_value(field, field_name)
 
-    def __call__(self) -> dict[str, Any]:
-        return _drop_file_keys(self.inner())
+def _may_set(variable: str) -> bool:
+    """Whether the environment variable `variable` may override a setting."""
+    upper = variable.upper()
+    return upper.startswith(ENV_PREFIX) and upper != CONFIG_FILE_VARIABLE
+
+
+@functools.cache
+def _settings_with_environment() -> type[Settings]:
+    """`Settings` as pydantic-settings builds it: the environment wins over the file."""
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+    class WithoutFileVariables(PydanticBaseSettingsSource):
+        """The environment source, minus `SYNC_*_FILE` variables (`SecretFiles` reads those)."""
+
+        def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+            super().__init__(inner.settings_cls)
+            self.inner = inner
+
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return self.inner.get_field_value(field, field_name)
+
+        def __call__(self) -> dict[str, Any]:
+            return _drop_file_keys(self.inner())
+
+    class SecretFiles(PydanticBaseSettingsSource):
+        """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
+
+        The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
+        """
+
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return None, field_name, False  # everything is returned at once, by __call__
+
+        def __call__(self) -> dict[str, Any]:
+            return _secret_file_settings()
+
+    class SettingsWithEnvironment(BaseSettings, Settings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # The file arrives as init kwargs; the environment (and its secret files) win.
+            return (
+                WithoutFileVariables(env_settings),
+                SecretFiles(settings_cls),
+                init_settings,
+            )
+
+    return SettingsWithEnvironment
 
 
 def _drop_file_keys(tree: dict[str, Any]) -> dict[str, Any]:
@@ -471,28 +511,20 @@ def _drop_file_keys(tree: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _SecretFilesSource(PydanticBaseSettingsSource):
-    """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
-
-    The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
-    """
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything is returned at once, by __call__
-
-    def __call__(self) -> dict[str, Any]:
-        tree: dict[str, Any] = {}
-        for variable in sorted(os.environ):
-            if not (variable.startswith("SYNC_") and variable.endswith("_FILE")):
-                continue
-            if variable.removesuffix("_FILE") in os.environ:
-                continue
-            keys = variable.removeprefix("SYNC_").removesuffix("_FILE").lower().split("__")
-            node = tree
-            for key in keys[:-1]:
-                node = node.setdefault(key, {})
-            node[keys[-1]] = _read_secret_file(variable, ".".join(keys))
-        return tree
+def _secret_file_settings() -> dict[str, Any]:
+    """The settings `SYNC_*_FILE` variables give, as a tree of tables."""
+    tree: dict[str, Any] = {}
+    for variable in sorted(os.environ):
+        if not (variable.startswith(ENV_PREFIX) and variable.endswith("_FILE")):
+            continue
+        if variable.removesuffix("_FILE") in os.environ:
+            continue
+        keys = variable.removeprefix(ENV_PREFIX).removesuffix("_FILE").lower().split("__")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _read_secret_file(variable, ".".join(keys))
+    return tree
 
 
 def _config_error(exc: ValidationError, prefix: str) -> ConfigError:

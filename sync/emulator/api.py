@@ -22,6 +22,7 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
+from sync.emulator.fastpath import plain_batch, plain_task
 from sync.emulator.faults import Faults
 from sync.emulator.models import (
     STATUSES,
@@ -31,6 +32,7 @@ from sync.emulator.models import (
     TaskBatch,
     TaskWrite,
     Timestamp,
+    WrittenTask,
     error_detail,
     json_syntax_detail,
     now_text,
@@ -196,11 +198,14 @@ def _require_json_body(request: ApiRequest) -> None:
         raise Unprocessable([error_detail(["body"], "Field required", "missing")])
 
 
-def _parse_task(request: ApiRequest) -> TaskWrite:
+def _parse_task(request: ApiRequest) -> WrittenTask:
     """The single-task body, or `Unprocessable` with `["body", <field>]` locations."""
     _require_json_body(request)
+    plain = plain_task(request.body)
+    if plain is not None:
+        return plain
     try:
-        return TaskWrite.model_validate_json(request.body, strict=True)
+        return TaskWrite.model_validate_json(request.body, strict=True).written()
     except ValidationError as exc:
         raise Unprocessable(validation_details(exc, request.body)) from None
 
@@ -214,7 +219,7 @@ def _item_index(detail: ErrorDetail) -> int | None:
 
 def _parse_batch(
     request: ApiRequest, max_items: int | None
-) -> tuple[list[TaskWrite | None], list[ErrorDetail]]:
+) -> tuple[list[WrittenTask | None], list[ErrorDetail]]:
     """The batch items (None where an item is invalid) and the validation errors.
 
     When some items are invalid, the valid ones are still returned so that
@@ -222,24 +227,12 @@ def _parse_batch(
     same 422: a client then drops every bad item in one round trip.
     """
     _require_json_body(request)
-    try:
-        items: list[TaskWrite | None] = list(
-            TaskBatch.model_validate_json(request.body, strict=True).items
-        )
+    plain = plain_batch(request.body)
+    if plain is not None:
+        items: list[WrittenTask | None] = list(plain)
         details: list[ErrorDetail] = []
-    except ValidationError as exc:
-        details = validation_details(exc, request.body)
-        try:
-            raw_items = json.loads(request.body).get("items")
-        except (ValueError, AttributeError):
-            raise Unprocessable(details) from None
-        if not isinstance(raw_items, list):
-            raise Unprocessable(details) from None
-        bad = {_item_index(detail) for detail in details}
-        items = [
-            None if index in bad else _revalidate(raw_item)
-            for index, raw_item in enumerate(raw_items)
-        ]
+    else:
+        items, details = _validated_batch(request)
     if max_items is not None and len(items) > max_items:
         raise Unprocessable(
             [
@@ -254,9 +247,30 @@ def _parse_batch(
     return items, details
 
 
-def _revalidate(raw_item: Any) -> TaskWrite | None:
+def _validated_batch(request: ApiRequest) -> tuple[list[WrittenTask | None], list[ErrorDetail]]:
+    """`_parse_batch` through pydantic: for batches the fast path is unsure of."""
     try:
-        return TaskWrite.model_validate_json(json.dumps(raw_item), strict=True)
+        batch = TaskBatch.model_validate_json(request.body, strict=True)
+        return [item.written() for item in batch.items], []
+    except ValidationError as exc:
+        details = validation_details(exc, request.body)
+        try:
+            raw_items = json.loads(request.body).get("items")
+        except (ValueError, AttributeError):
+            raise Unprocessable(details) from None
+        if not isinstance(raw_items, list):
+            raise Unprocessable(details) from None
+        bad = {_item_index(detail) for detail in details}
+        items = [
+            None if index in bad else _revalidate(raw_item)
+            for index, raw_item in enumerate(raw_items)
+        ]
+        return items, details
+
+
+def _revalidate(raw_item: Any) -> WrittenTask | None:
+    try:
+        return TaskWrite.model_validate_json(json.dumps(raw_item), strict=True).written()
     except ValidationError:
         return None
 
@@ -477,14 +491,15 @@ class FragmentApi:
         """POST /tasks, PUT and PATCH /tasks/{uid}."""
         uid = None if path_uid is None else _path_uid(path_uid)
         item = _parse_task(request)
-        if uid is not None and item.uid is not None and item.uid != uid:
+        body_uid = item.get("uid")
+        if uid is not None and body_uid is not None and body_uid != uid:
             raise Unprocessable(
                 [
                     error_detail(
                         ["body", "uid"],
-                        f"uid in the body ({item.uid}) differs from the path ({uid})",
+                        f"uid in the body ({body_uid}) differs from the path ({uid})",
                         "uid_mismatch",
-                        item.uid,
+                        body_uid,
                     )
                 ]
             )

@@ -34,6 +34,8 @@ JsonObject = dict[str, Any]
 Loc = tuple[str | int, ...]
 ErrorDetail = dict[str, Any]
 """One FastAPI validation error: `{"type", "loc", "msg", "input"}`."""
+WrittenTask = dict[str, Any]
+"""One task write as the keys the client sent, values in canonical form (`TaskWrite.written`)."""
 
 
 def timestamp_text(moment: dt.datetime) -> str:
@@ -186,7 +188,7 @@ class TaskWrite(BaseModel):
     external_updated_at: Timestamp | None = None
     external_status_updated_at: Timestamp | None = None
 
-    def written(self) -> JsonObject:
+    def written(self) -> WrittenTask:
         """The keys the client sent, as JSON values in canonical form."""
         return {name: getattr(self, name) for name in self.model_fields_set}
 

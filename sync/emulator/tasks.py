@@ -1,10 +1,11 @@
 """What a write does to a task: uids, create defaults, merge rules, item checks.
 
-Pure functions over plain data: given validated `TaskWrite` items and the
-stored tasks they name, `plan_writes` says which tasks to insert or update (or
-leave alone, when nothing changed) and which items are unacceptable, with the
-item's index so a batch client can isolate them. It neither parses requests
-(`models`) nor touches SQLite (`store`).
+Pure functions over plain data: given validated items (`WrittenTask`: the
+keys each client item sent, canonical values) and the stored tasks they
+name, `plan_writes` says which tasks to insert or update (or leave alone,
+when nothing changed) and which items are unacceptable, with the item's
+index so a batch client can isolate them. It neither parses requests
+(`models`, `fastpath`) nor touches SQLite (`store`).
 
 Rules (fragment-api.md §6-§9, [I] choices adopted):
 - create: `fields.title` required; defaults status TODO, archived false,
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.emulator.models import JsonObject, Loc, TaskWrite
+from sync.emulator.models import JsonObject, Loc, WrittenTask
 from sync.emulator.users import UserDirectory, normalise_email, user_uid
 
 
@@ -91,7 +92,7 @@ class WritePlan:
 
 
 def assign_uids(
-    mode: WriteMode, items: Sequence[TaskWrite | None]
+    mode: WriteMode, items: Sequence[WrittenTask | None]
 ) -> tuple[list[str | None], list[ItemError]]:
     """The uid each item writes to, and the items whose uid is unusable.
 
@@ -104,7 +105,7 @@ def assign_uids(
     errors: list[ItemError] = []
     first_seen: dict[str, int] = {}
     for index, item in enumerate(items):
-        uid = None if item is None else item.uid
+        uid = None if item is None else item.get("uid")
         if item is not None and uid is None:
             if mode is WriteMode.CREATE:
                 uid = str(uuid.uuid4())
@@ -130,7 +131,7 @@ def assign_uids(
 
 def plan_writes(
     mode: WriteMode,
-    items: Sequence[TaskWrite | None],
+    items: Sequence[WrittenTask | None],
     uids: Sequence[str | None],
     stored: Mapping[str, StoredTask],
     users: UserDirectory,
@@ -187,10 +188,10 @@ def plan_writes(
 
 
 def _changes(
-    index: int, item: TaskWrite, users: UserDirectory, new_user_emails: set[str]
+    index: int, item: WrittenTask, users: UserDirectory, new_user_emails: set[str]
 ) -> tuple[JsonObject, list[ItemError]]:
     """The stored keys `item` sets, with write-only keys resolved, and its problems."""
-    changes = item.written()
+    changes = dict(item)
     changes.pop("uid", None)
     problems: list[ItemError] = []
 

@@ -1,0 +1,325 @@
+"""The emulator's fast path reads batch items exactly as its pydantic model does.
+
+`sync.emulator.fastpath` skips pydantic for plainly valid items. Whatever
+awkward JSON a client sends (uids in every spelling, timestamps at and past
+every range limit, offsets, fractions, unicode, huge ints, non-finite
+numbers, duplicate keys, nulls), the fast path either gives exactly what
+`TaskWrite` would (same keys, values of the same type and value) or steps
+aside; and it does not step aside for what a sync client commonly sends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from sync.emulator.fastpath import plain_batch, plain_task
+from sync.emulator.models import TaskBatch, TaskWrite
+
+
+def identical(left: Any, right: Any) -> bool:
+    """Equal and of the same types all the way down (1, 1.0 and True are not alike here)."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return list(left) == list(right) and all(identical(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(identical, left, right))
+    if isinstance(left, float):
+        return math.copysign(1, left) == math.copysign(1, right) and left == right
+    return bool(left == right)
+
+
+def model_written(text: str) -> dict[str, Any] | None:
+    """What pydantic makes of a single-task body, or None when it refuses it."""
+    try:
+        return TaskWrite.model_validate_json(text, strict=True).written()
+    except ValidationError:
+        return None
+
+
+def assert_agrees(text: str) -> dict[str, Any] | None:
+    """Assert the fast path gives what pydantic gives, or nothing; return what it gave."""
+    fast = plain_task(text.encode("utf-8", "surrogatepass"))
+    if fast is not None:
+        slow = model_written(text)
+        assert slow is not None, f"fast path accepted what pydantic refuses: {text}"
+        # `written()` lists keys in set order; the values are what count.
+        assert fast.keys() == slow.keys()
+        assert all(identical(fast[key], slow[key]) for key in fast), (fast, slow)
+    return fast
+
+
+# -- strategies: awkward JSON text, built as text so NaN, 1e400 and duplicates fit ---
+
+
+def two(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map(lambda n: f"{n:02d}")
+
+
+offsets = st.one_of(
+    st.sampled_from(["Z", "z", "", "+00:00", "-00:00", "+0200", "+02", " Z"]),
+    st.tuples(st.sampled_from("+-"), two(0, 25), two(0, 61)).map(lambda p: f"{p[0]}{p[1]}:{p[2]}"),
+)
+timestamp_texts = st.one_of(
+    st.tuples(
+        st.integers(0, 9999).map(lambda n: f"{n:04d}"),
+        two(0, 13),
+        two(0, 32),
+        st.sampled_from(["T", "t", " ", "_"]),
+        two(0, 25),
+        two(0, 61),
+        two(0, 61),
+        st.one_of(
+            st.just(""), st.text("0123456789", min_size=0, max_size=9).map(lambda f: "." + f)
+        ),
+        offsets,
+    ).map(lambda p: f"{p[0]}-{p[1]}-{p[2]}{p[3]}{p[4]}:{p[5]}:{p[6]}{p[7]}{p[8]}"),
+    st.sampled_from(
+        [
+            "2026-08-03",
+            "20260803T010546Z",
+            "2026-W31-1T01:05:46Z",
+            "\uff12\uff10\uff12\uff16-08-03T01:05:46Z",  # fullwidth digits
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+            "2024-02-29T12:00:00Z",
+            "2023-02-29T12:00:00Z",
+        ]
+    ),
+)
+uids = st.uuids().flatmap(
+    lambda u: st.sampled_from(
+        [
+            str(u),
+            str(u).upper(),
+            u.hex,
+            "{" + str(u) + "}",
+            "urn:uuid:" + str(u),
+            str(u)[1:],
+            " " + str(u),
+        ]
+    )
+)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+numbers = st.one_of(
+    st.integers(-(2**80), 2**80).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["-0", "-0.0", "1e400", "-1e400", "NaN", "Infinity", "1E2", "0.1", "4.9e-324"]),
+)
+json_texts = st.recursive(
+    st.one_of(
+        st.sampled_from(["null", "true", "false"]),
+        numbers,
+        texts.map(json.dumps),
+        st.just('"\\ud800"'),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(texts, inner), max_size=3).map(
+            lambda pairs: "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}"
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+def quoted(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return strategy.map(json.dumps)
+
+
+finite_json_texts = st.recursive(
+    st.one_of(
+        st.sampled_from(["null", "true", "false", "-0", "-0.0", "1E2", "0.1", "4.9e-324", "1e308"]),
+        st.integers(-(2**80), 2**80).map(str),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        texts.map(json.dumps),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(texts, inner), max_size=3).map(
+            lambda pairs: "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}"
+        ),
+    ),
+    max_leaves=10,
+)
+zones = st.one_of(
+    st.just(dt.UTC),
+    st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: dt.timezone(dt.timedelta(minutes=m))),
+)
+valid_timestamp_texts = st.tuples(
+    st.datetimes(timezones=zones),
+    st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+    st.booleans(),
+).map(lambda p: p[0].isoformat(timespec=p[1]).replace("+00:00", "Z" if p[2] else "+00:00"))
+
+
+def value_for(key: str, wild: bool) -> st.SearchStrategy[str]:
+    """JSON text for `key`: what its type takes, in awkward forms; `wild` adds anything at all."""
+    if key not in TaskWrite.model_fields:
+        return json_texts
+    annotation = str(TaskWrite.model_fields[key].annotation)
+    if key in ("fields", "legacy_data", "participants", "form_data"):
+        typed = st.lists(st.tuples(texts, finite_json_texts), max_size=4).map(
+            lambda pairs: "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}"
+        )
+    elif key == "skills":
+        typed = st.lists(quoted(st.uuids().map(str)), max_size=3).map(
+            lambda items: "[" + ",".join(items) + "]"
+        )
+    elif key.endswith("_at"):
+        typed = quoted(valid_timestamp_texts)
+    elif "uid" in key or key.endswith("_by"):
+        typed = quoted(st.uuids(version=None).map(str))
+    elif "Literal" in annotation:
+        typed = quoted(st.sampled_from(["TODO", "STARTED", "DONE"]))
+    elif "bool" in annotation:
+        typed = st.sampled_from(["true", "false"])
+    else:
+        typed = quoted(texts)
+    if not wild:
+        return st.one_of(typed, typed, typed, st.just("null"))
+    if key.endswith("_at"):
+        typed = st.one_of(typed, quoted(timestamp_texts))
+    elif "uid" in key or key.endswith("_by"):
+        typed = st.one_of(typed, quoted(uids))
+    return st.one_of(typed, typed, st.just("null"), json_texts)
+
+
+def objects(wild: bool) -> st.SearchStrategy[str]:
+    keys = [*TaskWrite.model_fields, "bogus"] if wild else list(TaskWrite.model_fields)
+    return st.lists(
+        st.sampled_from(keys).flatmap(lambda key: value_for(key, wild).map(lambda v: (key, v))),
+        max_size=8,
+    ).map(lambda pairs: "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}")
+
+
+# Plausible items (most valid, in every awkward spelling), anything-goes items
+# (most invalid), and JSON that is not an object at all.
+items = st.one_of(objects(wild=False), objects(wild=True), json_texts)
+
+
+# -- the tests ----------------------------------------------------------------------
+
+
+@settings(max_examples=1500, deadline=None)
+@given(items)
+def test_fast_path_item_is_exactly_what_the_model_makes_of_it(text: str) -> None:
+    fast = assert_agrees(text)
+
+    event("fast path" if fast is not None else "left to pydantic")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items, max_size=4), st.one_of(st.none(), json_texts))
+def test_fast_path_batch_is_each_item_as_the_model_reads_it(
+    item_texts: list[str], meta: str | None
+) -> None:
+    envelope = '{"items":[' + ",".join(item_texts) + "]" + (f',"meta":{meta}' if meta else "") + "}"
+    fast = plain_batch(envelope.encode("utf-8", "surrogatepass"))
+    if fast is None:
+        return
+    batch = TaskBatch.model_validate_json(envelope, strict=True)
+    assert len(fast) == len(batch.items)
+    for plain, model in zip(fast, batch.items, strict=True):
+        slow = model.written()
+        assert plain.keys() == slow.keys()
+        assert all(identical(plain[key], slow[key]) for key in plain)
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        pytest.param("2026-08-03T01:05:46Z", "2026-08-03T01:05:46.000000Z", id="zulu"),
+        pytest.param("2026-08-03T01:05:46.5Z", "2026-08-03T01:05:46.500000Z", id="fraction"),
+        pytest.param(
+            "2024-12-31T23:30:00.000001-01:00", "2025-01-01T00:30:00.000001Z", id="offset"
+        ),
+        pytest.param(
+            "2026-08-03T01:05:46+23:59", "2026-08-02T01:06:46.000000Z", id="widest-offset"
+        ),
+        pytest.param("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z", id="year-one"),
+    ],
+)
+def test_plain_timestamps_take_the_fast_path_and_are_stored_as_utc_text(
+    sent: str, stored: str
+) -> None:
+    written = assert_agrees(json.dumps({"due_at": sent}))
+
+    assert written == {"due_at": stored}
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "0001-01-01T00:30:00+01:00",  # year 0 in UTC
+        "9999-12-31T23:30:00-01:00",  # year 10000 in UTC
+        "2023-02-29T12:00:00Z",
+        "2026-08-03T01:05:46.1234567Z",  # pydantic truncates; left to it
+        "2026-08-03 01:05:46Z",
+        "2026-W31-1T01:05:46Z",
+    ],
+)
+def test_timestamps_outside_the_plain_shape_are_left_to_pydantic(sent: str) -> None:
+    assert plain_task(json.dumps({"due_at": sent}).encode()) is None
+
+
+def test_what_a_sync_client_sends_takes_the_fast_path() -> None:
+    """The fast path must serve the common case, or it is dead weight."""
+    item = {
+        "uid": str(uuid.uuid4()),
+        "archived": False,
+        "assignee_email": "tobias.richter@support.example.com",
+        "due_at": None,
+        "external_created_at": "2026-08-03T01:05:46Z",
+        "external_status": "DONE",
+        "external_updated_at": "2026-08-03T01:07:05+02:00",
+        "fields": {
+            "title": "[normal] Ünïcode 🎉",
+            "tags": ["a", "b"],
+            "nested": {"n": 10**30, "x": 1.5, "none": None},
+        },
+        "status": "DONE",
+    }
+    body = json.dumps({"items": [item, item | {"uid": str(uuid.uuid4())}]}).encode()
+
+    assert plain_batch(body) is not None
+    assert assert_agrees(json.dumps(item)) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"items": [{"uid": "A0000000-0000-0000-0000-00000000000B"}]}',
+        '{"items": [{"fields": {"score": NaN}}]}',
+        '{"items": [{"fields": {"score": 1e400}}]}',
+        '{"items": [{"bogus": 1}]}',
+        '{"items": [5]}',
+        '{"items": {}}',
+        '{"items": [], "extra": 1}',
+        '{"meta": {}}',
+        '{"items": [{"status": null}]}',
+        '{"items": [{"fields": null}]}',
+        '{"items": [{"archived": 0}]}',
+        '{"items": [{"fields": {"t": "\\ud800"}}]}',
+        "[]",
+    ],
+)
+def test_anything_unusual_is_left_to_pydantic(body: str) -> None:
+    assert plain_batch(body.encode()) is None
+
+
+def test_every_model_field_has_a_fast_path_rule_with_the_models_nullability() -> None:
+    from sync.emulator.fastpath import _RULES
+
+    assert _RULES.keys() == TaskWrite.model_fields.keys()
+    for key, (_convert, nullable) in _RULES.items():
+        assert (model_written(json.dumps({key: None})) is not None) == nullable, key

@@ -229,10 +229,9 @@ class FileConnector(Connector):
 
     def _ticket(self, raw: RawRecord) -> SourceTicket | BadRecord:
         """`raw` as a ticket, or as a `BadRecord` naming the field at fault."""
-        locator = f"line {raw.line}"
         record = raw.record
         if record is None:
-            return BadRecord(None, locator, WHOLE_RECORD, raw.problem)
+            return BadRecord(None, f"line {raw.line}", WHOLE_RECORD, raw.problem)
         options = self.options
         # The cursor is read first so a record with a bad id still carries its
         # position, and the watermark can move past it.
@@ -251,8 +250,10 @@ class FileConnector(Connector):
                 cursor_problem = f"{options.cursor_field!r} is not a {options.cursor_kind}: {exc}"
         source_id, id_problem = self._source_id(record)
         if source_id is None:
+            locator = f"line {raw.line}"
             return BadRecord(None, locator, options.id_field, id_problem, record, cursor)
         if cursor is None:
+            locator = f"line {raw.line}"
             return BadRecord(source_id, locator, options.cursor_field, cursor_problem, record)
         return SourceTicket(source_id, cursor, record, self._deleted(record))
 

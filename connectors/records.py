@@ -68,8 +68,10 @@ class FieldPath:
 
     def read(self, record: Any) -> Any:
         """The value at this path inside `record`, or `MISSING`."""
-        if type(record) is dict and self.path in record:
-            return record[self.path]
+        if type(record) is dict:
+            value = record.get(self.path, MISSING)
+            if value is not MISSING or self._count == 1:
+                return value  # found as it is spelt, or a one-key path that is absent
         return self._walk(record, 0)
 
     def _walk(self, node: Any, level: int) -> Any:

@@ -313,6 +313,8 @@ class Mapper:
 
     def _status(self, ticket: SourceTicket, path: FieldPath) -> str:
         value = path.read(ticket.record)
+        if type(value) is str:  # the common case, ahead of the checks below
+            return self._compiled.status_map.get(value.casefold(), self.settings.status_default)
         if value is MISSING or value is None:
             return self.settings.status_default
         if isinstance(value, dict | list):

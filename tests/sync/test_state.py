@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from sync.state import Acked, FailedItem, StateError, StateStore, _TableStatistics
+from sync.state import HEAD_REVISION, Acked, FailedItem, StateError, StateStore, _TableStatistics
 from sync.watermark import encode
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -174,6 +175,62 @@ def test_the_head_revision_the_store_knows_is_alembics_head(state_url: str) -> N
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
     store = StateStore.open(state_url)
     assert store.revision() == HEAD_REVISION
+    store.close()
+
+
+def _schema(engine: sa.Engine) -> dict[str, Any]:
+    """Every table's columns, keys and indexes as the database reports them."""
+    inspector = sa.inspect(engine)
+    return {
+        table: {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"]))
+                for u in inspector.get_unique_constraints(table)
+            ),
+            "foreign_keys": inspector.get_foreign_keys(table),
+        }
+        for table in sorted(inspector.get_table_names())
+    }
+
+
+def test_a_fresh_database_gets_the_schema_the_migrations_build(state_url: str) -> None:
+    """The one-step schema of a new database must be what replaying every migration builds."""
+    fresh = StateStore.open(state_url)
+    created = _schema(fresh.engine)
+    tables = sa.MetaData()
+    tables.reflect(fresh.engine)
+    tables.drop_all(fresh.engine)
+    assert _schema(fresh.engine) == {}
+
+    fresh.upgrade(replay=True)
+    migrated = _schema(fresh.engine)
+    assert fresh.revision() == HEAD_REVISION
+    fresh.close()
+
+    assert set(created) >= {"alembic_version", "tasks", "watermarks", "pushes_in_flight"}
+    assert created == migrated
+
+
+def test_a_database_with_other_tables_still_gets_the_schema(state_url: str) -> None:
+    """Tables that are not the store's (a shared database) don't stop the one-step schema."""
+    engine = sa.create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE someone_elses (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    store = StateStore.open(state_url)
+    assert store.revision() == HEAD_REVISION
+    assert store.watermark("helpdesk") is None
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE someone_elses"))
     store.close()
 
 

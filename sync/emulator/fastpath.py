@@ -24,8 +24,10 @@ import pydantic_core
 
 from sync.emulator.models import STATUSES, TaskWrite, WrittenTask, timestamp_text
 
-# Stands for "not plainly valid: ask pydantic" where None is a real value.
-_UNSURE = object()
+
+class _Unsure(Exception):
+    """Not plainly valid: pydantic must decide."""
+
 
 # The hyphenated lowercase form is the one `str(UUID)` gives back unchanged.
 _CANONICAL_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -40,51 +42,94 @@ _PLAIN_TIMESTAMP = re.compile(
 _ZULU_SECONDS_LENGTH = len("2026-01-01T00:00:00Z")
 _STATUSES = frozenset(STATUSES)
 
+# pydantic validates every member of a free-form object, even one a later
+# duplicate key overwrites, while decoding keeps only the last: a number too
+# big for a double hidden that way would pass here and fail there. Such a
+# number has an exponent of 3 digits or more, or over 200 digits before it;
+# the body is searched for either, with its digits made "0" and its "E"s "e"
+# first, so that one literal-led search finds them (a uid's hex never ends a
+# number: the exponent must be followed by whitespace, `,`, `]` or `}`).
+_NUMBER_SHAPES = bytes.maketrans(b"123456789E", b"000000000e")
+_HUGE_EXPONENT = re.compile(rb"0e[+-]?0{3,}[\s,\]}]")
+_HUGE_MANTISSA = b"0" * 210
+
+# One converter per kind of key: the value as `written()` holds it, or `_Unsure`
+# raised. The `_or_null` ones take null too, as the model's `... | None` keys do.
+
 
 def _uid(value: Any) -> Any:
     if type(value) is str and _CANONICAL_UID.fullmatch(value):
         return value
-    return _UNSURE
+    raise _Unsure
 
 
-def _timestamp(value: Any) -> Any:
+def _uid_or_null(value: Any) -> Any:
+    return None if value is None else _uid(value)
+
+
+def _timestamp_or_null(value: Any) -> Any:
     """The stored form (`timestamp_text`) of a plainly shaped timestamp."""
+    if value is None:
+        return None
     if type(value) is not str or not _PLAIN_TIMESTAMP.fullmatch(value):
-        return _UNSURE
+        raise _Unsure
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        return _UNSURE
+        raise _Unsure from None
     if len(value) == _ZULU_SECONDS_LENGTH and value[-1] == "Z":
         # Already UTC with whole seconds, the commonest form: skip the arithmetic.
         return value[:-1] + ".000000Z"
     try:
         return timestamp_text(moment)
     except OverflowError:
-        return _UNSURE
+        raise _Unsure from None
 
 
 def _status(value: Any) -> Any:
-    return value if type(value) is str and value in _STATUSES else _UNSURE
+    if type(value) is str and value in _STATUSES:
+        return value
+    raise _Unsure
 
 
-def _boolean(value: Any) -> Any:
-    return value if value is True or value is False else _UNSURE
+def _status_or_null(value: Any) -> Any:
+    return None if value is None else _status(value)
 
 
-def _text(value: Any) -> Any:
-    return value if type(value) is str else _UNSURE
+def _flag(value: Any) -> Any:
+    if value is True or value is False:
+        return value
+    raise _Unsure
 
 
-def _json_object(value: Any) -> Any:
-    return value if type(value) is dict and is_plain_json(value) else _UNSURE
+def _flag_or_null(value: Any) -> Any:
+    if value is None or value is True or value is False:
+        return value
+    raise _Unsure
 
 
-def _uid_list(value: Any) -> Any:
+def _text_or_null(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    raise _Unsure
+
+
+def _object(value: Any) -> Any:
+    if type(value) is dict and is_plain_json(value):
+        return value
+    raise _Unsure
+
+
+def _object_or_null(value: Any) -> Any:
+    return None if value is None else _object(value)
+
+
+def _uid_list_or_null(value: Any) -> Any:
+    if value is None:
+        return None
     if type(value) is not list:
-        return _UNSURE
-    uids = [_uid(entry) for entry in value]
-    return _UNSURE if _UNSURE in uids else uids
+        raise _Unsure
+    return [_uid(entry) for entry in value]
 
 
 def is_plain_json(value: Any) -> bool:
@@ -92,78 +137,86 @@ def is_plain_json(value: Any) -> bool:
 
     Strings, ints of any size, finite floats, booleans, null, and lists and
     objects of them: exactly what `JsonValue` accepts from JSON, and it
-    returns such a value equal to its input.
+    returns such a value equal to its input. (A loop rather than a call per
+    member: `fields` is checked for every item of every batch.)
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if kind is list:
-        return all(map(is_plain_json, value))
     if kind is dict:
-        return all(map(is_plain_json, value.values()))
-    return False
+        members = value.values()
+    elif kind is list:
+        members = value
+    else:
+        return kind is str or kind is int or kind is bool or value is None or _is_finite(value)
+    for member in members:
+        kind = type(member)
+        if kind is str or kind is int or kind is bool or member is None:
+            continue
+        if kind is float:
+            if not math.isfinite(member):
+                return False
+        elif not is_plain_json(member):
+            return False
+    return True
 
 
-# Key → (what its plain value is turned into, whether null is allowed): one
-# row per `TaskWrite` field, as its annotation says (a test holds them level).
-_RULES: dict[str, tuple[Callable[[Any], Any], bool]] = {
-    "uid": (_uid, True),
-    "archived": (_boolean, False),
-    "status": (_status, False),
-    "status_global": (_status, True),
-    "external_status": (_status, True),
-    "fields": (_json_object, False),
-    "legacy_data": (_json_object, True),
-    "participants": (_json_object, True),
-    "form_data": (_json_object, True),
-    "form_type": (_text, True),
-    "skills": (_uid_list, True),
-    "queue_uid": (_uid, True),
-    "assignee_uid": (_uid, True),
-    "assignee_email": (_text, True),
-    "parent_uid": (_uid, True),
-    "case_uid": (_uid, True),
-    "metadata_form_uid": (_uid, True),
-    "external_assignee_uid": (_uid, True),
-    "assignee_updated_by": (_uid, True),
-    "queue_updated_by": (_uid, True),
-    "is_assigned_player": (_boolean, True),
-    "due_at": (_timestamp, True),
-    "snooze_expires_at": (_timestamp, True),
-    "assigned_at": (_timestamp, True),
-    "started_at": (_timestamp, True),
-    "done_at": (_timestamp, True),
-    "created_at": (_timestamp, True),
-    "updated_at": (_timestamp, True),
-    "external_created_at": (_timestamp, True),
-    "external_updated_at": (_timestamp, True),
-    "external_status_updated_at": (_timestamp, True),
+def _is_finite(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
+# Key → its converter: one row per `TaskWrite` field, null allowed where the
+# model allows it (a test holds the two level).
+_RULES: dict[str, Callable[[Any], Any]] = {
+    "uid": _uid_or_null,
+    "archived": _flag,
+    "status": _status,
+    "status_global": _status_or_null,
+    "external_status": _status_or_null,
+    "fields": _object,
+    "legacy_data": _object_or_null,
+    "participants": _object_or_null,
+    "form_data": _object_or_null,
+    "form_type": _text_or_null,
+    "skills": _uid_list_or_null,
+    "queue_uid": _uid_or_null,
+    "assignee_uid": _uid_or_null,
+    "assignee_email": _text_or_null,
+    "parent_uid": _uid_or_null,
+    "case_uid": _uid_or_null,
+    "metadata_form_uid": _uid_or_null,
+    "external_assignee_uid": _uid_or_null,
+    "assignee_updated_by": _uid_or_null,
+    "queue_updated_by": _uid_or_null,
+    "is_assigned_player": _flag_or_null,
+    "due_at": _timestamp_or_null,
+    "snooze_expires_at": _timestamp_or_null,
+    "assigned_at": _timestamp_or_null,
+    "started_at": _timestamp_or_null,
+    "done_at": _timestamp_or_null,
+    "created_at": _timestamp_or_null,
+    "updated_at": _timestamp_or_null,
+    "external_created_at": _timestamp_or_null,
+    "external_updated_at": _timestamp_or_null,
+    "external_status_updated_at": _timestamp_or_null,
 }
 assert _RULES.keys() == TaskWrite.model_fields.keys(), "a TaskWrite field has no fast-path rule"
 
 
+def _written(item: Any) -> WrittenTask:
+    """`TaskWrite.written()` of a plainly valid decoded item; raises `_Unsure` otherwise."""
+    if type(item) is not dict:
+        raise _Unsure
+    try:
+        return {key: _RULES[key](value) for key, value in item.items()}
+    except KeyError:  # a key the model does not have (converters raise no KeyError)
+        raise _Unsure from None
+
+
 def plain_written(item: Any) -> WrittenTask | None:
     """`TaskWrite.written()` of decoded JSON `item` if it is plainly valid, else None."""
-    if type(item) is not dict:
+    try:
+        return _written(item)
+    except _Unsure:
         return None
-    written: WrittenTask = {}
-    for key, value in item.items():
-        rule = _RULES.get(key)
-        if rule is None:
-            return None
-        convert, nullable = rule
-        if value is None:
-            if not nullable:
-                return None
-            written[key] = None
-            continue
-        canonical = convert(value)
-        if canonical is _UNSURE:
-            return None
-        written[key] = canonical
-    return written
 
 
 def plain_batch(body: bytes) -> list[WrittenTask] | None:
@@ -174,13 +227,10 @@ def plain_batch(body: bytes) -> list[WrittenTask] | None:
     items = envelope.get("items")
     if type(items) is not list or not is_plain_json(envelope.get("meta")):
         return None
-    written: list[WrittenTask] = []
-    for item in items:
-        plain = plain_written(item)
-        if plain is None:
-            return None
-        written.append(plain)
-    return written
+    try:
+        return [_written(item) for item in items]
+    except _Unsure:
+        return None
 
 
 def plain_task(body: bytes) -> WrittenTask | None:
@@ -189,8 +239,22 @@ def plain_task(body: bytes) -> WrittenTask | None:
 
 
 def _decoded(body: bytes) -> Any:
-    """`body` as pydantic-core decodes JSON for validation; `_UNSURE` if it cannot."""
+    """`body` as pydantic-core decodes JSON for validation; None if unsure.
+
+    None too when the body holds a number no double can hold, anywhere (NaN
+    and Infinity are refused by the decoder, too large numbers by
+    `_may_overflow`): pydantic refuses those even where decoding drops them.
+    Only keys are interned: a batch's values are mostly unique, and caching
+    them cost more than it saved.
+    """
     try:
-        return pydantic_core.from_json(body)
+        decoded = pydantic_core.from_json(body, allow_inf_nan=False, cache_strings="keys")
     except ValueError:
-        return _UNSURE
+        return None
+    return None if _may_overflow(body) else decoded
+
+
+def _may_overflow(body: bytes) -> bool:
+    """Whether `body` may hold a JSON number too large for a double (false alarms allowed)."""
+    shapes = body.translate(_NUMBER_SHAPES)
+    return _HUGE_MANTISSA in shapes or _HUGE_EXPONENT.search(shapes) is not None

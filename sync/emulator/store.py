@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import pydantic_core
 
 from sync.emulator.models import JsonObject, render_task
-from sync.emulator.tasks import Outcome, PlannedWrite, StoredTask
+from sync.emulator.tasks import StoredTask, WritePlan
 from sync.emulator.users import user_record
 
 _SCHEMA = """
@@ -133,10 +133,9 @@ class StoreWriter:
         """The stored tasks among `uids`, by uid."""
         return _load(self._conn, uids)
 
-    def save(self, writes: Sequence[PlannedWrite]) -> None:
-        """Insert or update the planned tasks (unchanged ones are skipped)."""
-        inserted = [w.task for w in writes if w.outcome is Outcome.INSERTED]
-        updated = [w.task for w in writes if w.outcome is Outcome.UPDATED]
+    def save(self, plan: WritePlan) -> None:
+        """Insert or update the planned tasks (unchanged ones are left alone)."""
+        inserted, updated = plan.inserted, plan.updated
         if inserted:
             self._conn.executemany(
                 "INSERT INTO tasks (uid, doc, version, internal_created_at, internal_updated_at)"

@@ -159,8 +159,13 @@ class StateStore:
                 with engine.connect():
                     pass
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            shown = sa.engine.make_url(url).render_as_string(hide_password=True)
-            raise StateError(f"state database {shown}: {_first_line(exc)}") from None
+            raise StateError(f"state database {_shown(url)}: {_first_line(exc)}") from None
+        except ImportError as exc:  # the URL names a driver this install lacks
+            raise StateError(
+                f"state database {_shown(url)}: its driver is not installed ({exc}); install "
+                "it, or use the drivers the extras bring: postgresql+psycopg (fragment-sync"
+                "[postgres]), mysql+pymysql (fragment-sync[mysql])"
+            ) from None
         return store
 
     def revision(self) -> str | None:
@@ -536,6 +541,11 @@ class StateStore:
 
 
 _LOCK_KEY = 0x46534D47  # "FSMG": fragment-sync migrations
+
+
+def _shown(url: str) -> str:
+    """`url` as it may be shown: without its password."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def _holds_no_state(conn: Connection) -> bool:

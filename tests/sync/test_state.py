@@ -99,6 +99,14 @@ def test_an_unreachable_state_database_is_a_clear_error_without_the_password() -
     assert "hunter2secret" not in str(caught.value)
 
 
+def test_a_state_url_naming_a_missing_driver_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(StateError) as caught:
+        StateStore.open("postgresql+pg8000://sync:hunter2secret@127.0.0.1:1/nowhere")
+    assert "driver is not installed" in str(caught.value)
+    assert "pg8000" in str(caught.value)
+    assert "hunter2secret" not in str(caught.value)
+
+
 def test_a_database_made_by_the_first_schema_revision_upgrades_keeping_its_state(
     state_url: str,
 ) -> None:

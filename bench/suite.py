@@ -37,7 +37,7 @@ from bench.figures import (
     under_limit,
 )
 from bench.parameters import MILLION, Parameters, SourceKind
-from bench.process import Measured
+from bench.process import Measured, compile_project
 from bench.profile import profile_backfill
 from bench.runner import SyncRun, prepare_scenario
 from bench.sources import Corpus, as_source, ensure_corpus, source_copy
@@ -82,6 +82,7 @@ def run_suite(parameters: Parameters, workdir: Path) -> Results:
     on the way out, whatever happens.
     """
     cache, runs = workdir / "cache", workdir / "runs"
+    compile_project()
     corpus = _corpus(cache, parameters.n, parameters.seed)
     with EmulatorProcess(workdir / "emulator.log") as emulator:
         sources = {

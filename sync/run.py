@@ -488,8 +488,11 @@ class ConnectorRun:
     def _observe(self, checkpoint: Checkpoint, cursor: Cursor) -> None:
         was_out_of_order = checkpoint.out_of_order
         try:
+            if checkpoint.highest is None:
+                # Every later cursor must be of the first one's kind (`observe` checks):
+                # comparing the first with the watermark covers them all.
+                later(self.watermark, cursor)
             checkpoint.observe(cursor)
-            later(self.watermark, cursor)
         except TypeError as exc:
             raise SourceError(
                 self.name, f"{exc}; run `python -m sync reset {self.name}` after changing cursors"

@@ -585,3 +585,29 @@ def test_a_failed_batch_holds_the_watermark_though_later_batches_landed_first(
     assert resumed.pushed == 30 - len(landed)
     assert set(tasks_by_ticket(emulator)) == {str(t["id"]) for t in tickets}
     assert pushed_items(emulator) == len(tickets)  # nothing sent twice
+
+
+def test_a_source_whose_cursors_changed_kind_fails_the_pass_and_says_to_reset(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    """A datetime watermark, then integer versions: nothing moves, and the error says to reset."""
+    tickets = write_tickets(
+        tmp_path / "tickets.jsonl",
+        [{"id": n, "subject": f"Ticket {n}", "version": 100 + n} for n in range(1, 4)],
+    )
+    config = make_config(
+        emulator, tickets, state_url, connector={"cursor_field": "version", "cursor_kind": "int"}
+    )
+    watermark = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    store = StateStore.open(state_url)
+    store.set_watermark("helpdesk", watermark)
+    store.close()
+
+    summary = sync(config, full=True)  # a full pass reads from the start, past the kind check
+
+    assert not summary.ok
+    assert summary.error is not None and "python -m sync reset helpdesk" in summary.error
+    assert "cursor kinds differ" in summary.error
+    store = StateStore.open(state_url)
+    assert store.watermark("helpdesk") == watermark
+    store.close()

@@ -265,6 +265,7 @@ def _merged(current: JsonObject, changes: JsonObject) -> JsonObject:
     doc = {**current, **changes}
     if "fields" in changes:
         doc["fields"] = {**current.get("fields", {}), **changes["fields"]}
-    for key in [key for key, value in changes.items() if value is None]:
-        del doc[key]
+    for key, value in changes.items():
+        if value is None:
+            del doc[key]
     return doc

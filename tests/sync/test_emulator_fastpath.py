@@ -1,11 +1,13 @@
-"""The emulator's fast path reads batch items exactly as its pydantic model does.
+"""The emulator's fast paths give exactly what its definitions give, or step aside.
 
 `sync.emulator.fastpath` skips pydantic for plainly valid items. Whatever
 awkward JSON a client sends (uids in every spelling, timestamps at and past
 every range limit, offsets, fractions, unicode, huge ints, non-finite
 numbers, duplicate keys, nulls), the fast path either gives exactly what
 `TaskWrite` would (same keys, values of the same type and value) or steps
-aside; and it does not step aside for what a sync client commonly sends.
+aside. Likewise `sync.emulator.readmodel` writes a task's read model as
+`to_json(render_task(...))` would, or steps aside. Neither steps aside for
+what a sync client commonly sends.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import math
 import uuid
 from typing import Any
 
+import pydantic_core
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sync.emulator.fastpath import plain_batch, plain_task
-from sync.emulator.models import TaskBatch, TaskWrite
+from sync.emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskBatch, TaskWrite, render_task
+from sync.emulator.readmodel import read_model_text
 
 
 def identical(left: Any, right: Any) -> bool:
@@ -329,3 +333,105 @@ def test_null_takes_the_fast_path_for_exactly_the_keys_the_model_lets_be_null() 
     for key in TaskWrite.model_fields:
         text = json.dumps({key: None})
         assert (plain_task(text.encode()) is not None) == (model_written(text) is not None), key
+
+
+# -- the read model's text --------------------------------------------------------
+
+
+def reference_text(doc: dict[str, Any], assignee: dict[str, Any] | None) -> str:
+    """The read model's text as the dict path makes it: the definition."""
+    rendered = render_task(doc, CREATED, UPDATED, assignee)
+    return pydantic_core.to_json(rendered, inf_nan_mode="strings").decode()
+
+
+CREATED = "2026-11-30T12:00:00.000000Z"
+UPDATED = "2026-11-30T12:00:01.500000Z"
+ASSIGNEE = {"uid": str(uuid.UUID(int=7)), "email": "zoë@x.example", "skills": [], "n": None}
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**80), 2**80),
+        st.floats(),  # NaN and infinities too: answers write them as strings
+        texts,
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(texts, inner, max_size=3)),
+    max_leaves=8,
+)
+doc_values = st.one_of(
+    st.uuids().map(str),
+    valid_timestamp_texts,
+    st.sampled_from(["TODO", "DONE", 'say "hi"', "back\\slash", "tab\there", "del\x7f", "é", ""]),
+    json_values,
+)
+doc_keys = st.sampled_from([*READ_KEYS, "bogus", "status_global"])
+
+
+def plausible_value(key: str) -> st.SearchStrategy[Any]:
+    """What validation leaves under `key`, in awkward forms; now and then anything."""
+    if key in ("archived", "is_assigned_player"):
+        typed: st.SearchStrategy[Any] = st.booleans()
+    elif key.endswith("_at"):
+        typed = valid_timestamp_texts
+    elif "uid" in key or key.endswith("_by"):
+        typed = st.uuids().map(str)
+    elif "status" in key:
+        typed = st.sampled_from(["TODO", "STARTED", "DONE"])
+    elif key == "skills":
+        typed = st.lists(st.uuids().map(str), max_size=2)
+    elif key == "form_type":
+        typed = texts
+    else:
+        typed = st.dictionaries(texts, json_values, max_size=4)
+    return st.one_of(typed, typed, typed, typed, doc_values)
+
+
+plausible_docs = st.lists(
+    st.sampled_from(
+        [*sorted(set(TaskWrite.model_fields) - WRITE_ONLY_KEYS), "internal_created_at"]
+    ).flatmap(lambda key: plausible_value(key).map(lambda value: (key, value))),
+    max_size=12,
+).map(dict)
+docs = st.one_of(st.dictionaries(doc_keys, doc_values, max_size=12), plausible_docs)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(docs, st.sampled_from([None, ASSIGNEE]))
+def test_read_model_text_is_exactly_the_dicts_json_or_nothing(
+    doc: dict[str, Any], assignee: dict[str, Any] | None
+) -> None:
+    assignee_json = pydantic_core.to_json(assignee).decode()
+
+    text = read_model_text(doc, CREATED, UPDATED, assignee_json)
+
+    event("template" if text is not None else "dict path")
+    if text is not None:
+        assert text == reference_text(doc, assignee)
+
+
+def test_a_sync_clients_task_takes_the_template() -> None:
+    item = json.dumps(
+        {
+            "uid": str(uuid.uuid4()),
+            "archived": False,
+            "external_status": "DONE",
+            "external_created_at": "2026-08-03T01:05:46Z",
+            "fields": {"title": 'Ünïcode 🎉 "quoted"', "tags": ["a"], "n": 1.5, "big": 10**30},
+            "status": "DONE",
+            "assignee_uid": ASSIGNEE["uid"],
+        }
+    )
+    doc = plain_task(item.encode())
+    assert doc is not None
+
+    text = read_model_text(doc, CREATED, UPDATED, pydantic_core.to_json(ASSIGNEE).decode())
+
+    assert text == reference_text(doc, ASSIGNEE)
+
+
+def test_every_key_a_document_can_hold_comes_before_the_servers_keys() -> None:
+    """The templates put the document's values first, then the server's."""
+    writable = set(TaskWrite.model_fields) - WRITE_ONLY_KEYS
+    first_server_key = READ_KEYS.index("internal_created_at")
+
+    assert writable <= set(READ_KEYS[:first_server_key])

@@ -1,0 +1,160 @@
+"""A task's read model as JSON text, without building it as a dict first.
+
+`models.render_task` defines the read model, and `pydantic_core.to_json` of
+it is the answer's text. Answering a 500-task batch that way built 500 dicts
+of 51 keys, most of them null, and encoded every key again: 7 µs per task,
+the largest cost left in a batch after validation. Here each document shape
+(its keys, in order) gets a template once: the JSON text of every key, with
+a slot for each value the task has. Filling one costs a quarter of that.
+
+`read_model_text` gives exactly `to_json(render_task(...))`, or None where
+it cannot vouch for that (a key outside the read model, a text value that
+would need escaping, a flag that is not a boolean); the caller then takes
+the dict path. It encodes; it stores and looks up nothing (`store` does).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic_core
+
+from sync.emulator.models import READ_KEYS
+
+# The read keys a stored document can hold: all of them come before the
+# server's (`internal_created_at` and after), so a template's slots are the
+# document's values, then the server's.
+_DOCUMENT_KEYS = frozenset(READ_KEYS[: READ_KEYS.index("internal_created_at")])
+_SERVER_KEYS = frozenset({"internal_created_at", "internal_updated_at", "assignee"})
+# Keys whose values validation leaves as uids, timestamps or statuses: text
+# that, as stored, never needs escaping, so it goes between quotes as it is.
+# Which keys are listed only decides speed: every such value is still checked.
+_TEXT_KEYS = frozenset(
+    {
+        "uid",
+        "status",
+        "queue_uid",
+        "assignee_uid",
+        "case_uid",
+        "parent_uid",
+        "metadata_form_uid",
+        "assignee_updated_by",
+        "queue_updated_by",
+        "external_status",
+        "external_assignee_uid",
+        "due_at",
+        "snooze_expires_at",
+        "assigned_at",
+        "started_at",
+        "done_at",
+        "created_at",
+        "updated_at",
+        "external_created_at",
+        "external_updated_at",
+        "external_status_updated_at",
+    }
+)
+_FLAG_KEYS = frozenset({"archived", "is_assigned_player"})
+
+
+def _tuple_getter(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """`itemgetter(*keys)`, but giving a tuple for any number of keys (not the item for one)."""
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda doc: (doc[key],)
+    if not keys:
+        return lambda doc: ()
+    return operator.itemgetter(*keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """The read model's text for one document shape, with `%s` where values go.
+
+    The slots follow `READ_KEYS` order: the document's own keys (`values`),
+    then the two server timestamps and the assignee, which come last there.
+    Text slots are already quoted; `flags` and `json` index the values that
+    need turning into JSON text first.
+    """
+
+    text: str
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    texts: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    flags: tuple[int, ...]
+    json: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _template(shape: tuple[str, ...]) -> _Template | None:
+    """The template for documents with these keys, or None for a key no document holds."""
+    keys = set(shape)
+    if not keys <= _DOCUMENT_KEYS:
+        return None
+    present = [key for key in READ_KEYS if key in keys]
+    pieces: list[str] = []
+    for key in READ_KEYS:
+        if key in _SERVER_KEYS:
+            # The server's timestamps are text; the assignee comes as JSON text.
+            slot = "%s" if key == "assignee" else '"%s"'
+        elif key not in keys:
+            slot = "null"
+        else:
+            slot = '"%s"' if key in _TEXT_KEYS else "%s"
+        pieces.append(f'"{key}":{slot}')
+    return _Template(
+        text="{" + ",".join(pieces) + "}",
+        values=_tuple_getter(present),
+        texts=_tuple_getter([key for key in present if key in _TEXT_KEYS]),
+        flags=tuple(i for i, key in enumerate(present) if key in _FLAG_KEYS),
+        json=tuple(
+            i for i, key in enumerate(present) if key not in _TEXT_KEYS and key not in _FLAG_KEYS
+        ),
+    )
+
+
+# The characters JSON shows as they are between quotes: printable ASCII but `"` and `\\`.
+_UNESCAPED = bytes(range(0x20, 0x7F)).translate(None, b'"\\')
+
+
+def _needs_no_escaping(text: str) -> bool:
+    """Whether JSON shows `text` as is between quotes.
+
+    (Deleting the unescaped characters and finding none left is about twice
+    as fast as `isascii`, `isprintable` and two `in` scans.)
+    """
+    try:
+        return not text.encode("ascii").translate(None, _UNESCAPED)
+    except UnicodeEncodeError:
+        return False
+
+
+def read_model_text(
+    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: str
+) -> str | None:
+    """`to_json(render_task(doc, ...))` as text, or None when a template cannot vouch for it.
+
+    `assignee_json` is the JSON text of the assignee's record (or "null").
+    """
+    template = _template(tuple(doc))
+    if template is None:
+        return None
+    try:
+        texts = "".join(template.texts(doc)) + internal_created_at + internal_updated_at
+    except TypeError:  # a text key holding something else
+        return None
+    if not _needs_no_escaping(texts):
+        return None
+    values = list(template.values(doc))
+    for index in template.flags:
+        flag = values[index]
+        if flag is not True and flag is not False:
+            return None
+        values[index] = "true" if flag else "false"
+    for index in template.json:
+        values[index] = pydantic_core.to_json(values[index], inf_nan_mode="strings").decode()
+    values += (internal_created_at, internal_updated_at, assignee_json)
+    return template.text % tuple(values)

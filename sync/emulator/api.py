@@ -534,9 +534,9 @@ class FragmentApi:
             plan = plan_writes(mode, [item], uids, stored, self.users, now)
             if plan.errors:
                 raise Unprocessable([_located(("body",), problem) for problem in plan.errors])
-            writer.save(plan)
             writer.add_users(plan.new_user_emails, now)
-        return json_reply(200, self.store.render(plan.tasks[0]), items=1)
+            (answer,) = writer.save(plan)
+        return Reply(200, answer.encode(), items=1)
 
     def _write_batch(self, mode: WriteMode, request: ApiRequest) -> Reply:
         """POST, PUT and PATCH /tasks/batch: validate everything, then apply all or nothing."""
@@ -555,9 +555,8 @@ class FragmentApi:
                     [*details, *problems], key=lambda d: -1 if (i := _item_index(d)) is None else i
                 )
                 raise Unprocessable(every)
-            writer.save(plan)
             writer.add_users(plan.new_user_emails, now)
-        tasks = [self.store.render_text(task) for task in plan.tasks]
+            tasks = writer.save(plan)
         meta = _page_meta(len(tasks), None, None, len(tasks))
         return task_list_reply(tasks, {"meta": meta}, items=len(items))
 

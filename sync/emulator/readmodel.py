@@ -73,15 +73,17 @@ def _tuple_getter(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, .
 
 @dataclass(frozen=True, slots=True)
 class _Template:
-    """The read model's text for one document shape, with `%s` where values go.
+    """The texts of one document shape, with `%s` where values go.
 
-    The slots follow `READ_KEYS` order: the document's own keys (`values`),
-    then the two server timestamps and the assignee, which come last there.
+    `read_model` has a slot per document key in `READ_KEYS` order, then the
+    two server timestamps and the assignee, which come last there; `document`
+    (the stored text) has the document's slots alone, keys in the same order.
     Text slots are already quoted; `flags` and `json` index the values that
     need turning into JSON text first.
     """
 
-    text: str
+    read_model: str
+    document: str
     values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     texts: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     flags: tuple[int, ...]
@@ -105,8 +107,10 @@ def _template(shape: tuple[str, ...]) -> _Template | None:
         else:
             slot = '"%s"' if key in _TEXT_KEYS else "%s"
         pieces.append(f'"{key}":{slot}')
+    document = [f'"{key}":' + ('"%s"' if key in _TEXT_KEYS else "%s") for key in present]
     return _Template(
-        text="{" + ",".join(pieces) + "}",
+        read_model="{" + ",".join(pieces) + "}",
+        document="{" + ",".join(document) + "}",
         values=_tuple_getter(present),
         texts=_tuple_getter([key for key in present if key in _TEXT_KEYS]),
         flags=tuple(i for i, key in enumerate(present) if key in _FLAG_KEYS),
@@ -132,12 +136,14 @@ def _needs_no_escaping(text: str) -> bool:
         return False
 
 
-def read_model_text(
-    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: str
-) -> str | None:
-    """`to_json(render_task(doc, ...))` as text, or None when a template cannot vouch for it.
+def _encoded(
+    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str
+) -> tuple[_Template, tuple[str, ...]] | None:
+    """The document's template and its values as JSON text, or None if unsure.
 
-    `assignee_json` is the JSON text of the assignee's record (or "null").
+    Nested values are encoded as `to_json` encodes them inside the document;
+    a non-finite number would be written differently in an answer (as a
+    string), so any text that may hold one is left to the dict path.
     """
     template = _template(tuple(doc))
     if template is None:
@@ -155,6 +161,38 @@ def read_model_text(
             return None
         values[index] = "true" if flag else "false"
     for index in template.json:
-        values[index] = pydantic_core.to_json(values[index], inf_nan_mode="strings").decode()
-    values += (internal_created_at, internal_updated_at, assignee_json)
-    return template.text % tuple(values)
+        text = pydantic_core.to_json(values[index]).decode()
+        if "NaN" in text or "Infinity" in text:
+            return None
+        values[index] = text
+    return template, tuple(values)
+
+
+def read_model_text(
+    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: str
+) -> str | None:
+    """`to_json(render_task(doc, ...))` as text, or None when a template cannot vouch for it.
+
+    `assignee_json` is the JSON text of the assignee's record (or "null").
+    """
+    encoded = _encoded(doc, internal_created_at, internal_updated_at)
+    if encoded is None:
+        return None
+    template, values = encoded
+    return template.read_model % (*values, internal_created_at, internal_updated_at, assignee_json)
+
+
+def task_texts(
+    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: str
+) -> tuple[str, str] | None:
+    """The stored document's text and `read_model_text`, from one encoding of the values.
+
+    The document's text is `to_json` of `doc` with its keys in read-model order
+    (their order in the stored text was never promised), or None as above.
+    """
+    encoded = _encoded(doc, internal_created_at, internal_updated_at)
+    if encoded is None:
+        return None
+    template, values = encoded
+    read_model = (*values, internal_created_at, internal_updated_at, assignee_json)
+    return template.document % values, template.read_model % read_model

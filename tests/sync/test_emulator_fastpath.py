@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from sync.emulator.fastpath import plain_batch, plain_task
 from sync.emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskBatch, TaskWrite, render_task
-from sync.emulator.readmodel import read_model_text
+from sync.emulator.readmodel import read_model_text, task_texts
 
 
 def identical(left: Any, right: Any) -> bool:
@@ -397,16 +397,23 @@ docs = st.one_of(st.dictionaries(doc_keys, doc_values, max_size=12), plausible_d
 
 @settings(max_examples=1500, deadline=None)
 @given(docs, st.sampled_from([None, ASSIGNEE]))
-def test_read_model_text_is_exactly_the_dicts_json_or_nothing(
+def test_task_texts_are_exactly_the_dicts_json_or_nothing(
     doc: dict[str, Any], assignee: dict[str, Any] | None
 ) -> None:
     assignee_json = pydantic_core.to_json(assignee).decode()
 
     text = read_model_text(doc, CREATED, UPDATED, assignee_json)
+    texts = task_texts(doc, CREATED, UPDATED, assignee_json)
 
     event("template" if text is not None else "dict path")
-    if text is not None:
+    assert (texts is None) == (text is None)
+    if text is not None and texts is not None:
         assert text == reference_text(doc, assignee)
+        stored, answer = texts
+        assert answer == text
+        # The stored text is the document's JSON, keys in read-model order.
+        in_order = {key: doc[key] for key in READ_KEYS if key in doc}
+        assert stored == pydantic_core.to_json(in_order).decode()
 
 
 def test_a_sync_clients_task_takes_the_template() -> None:

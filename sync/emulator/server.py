@@ -11,6 +11,7 @@ raw control of the connection, which an ASGI stack hides.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import signal
 import socket
@@ -396,6 +397,26 @@ class Emulator:
         self.stop()
 
 
+# Objects allocated between young-generation collections: CPython's default
+# (700) collects several times within every batch of 500 tasks, re-reading
+# objects the batch still uses; at this size most of a batch is gone first.
+_YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def _settle_collector() -> None:
+    """Tune the cyclic garbage collector for a process that only serves the emulator.
+
+    What start-up built (modules, classes, schemas: some 55,000 objects)
+    lives as long as the process; frozen, full collections stop reading it
+    again, each one 20-30 ms in a backfill. Young collections run less often
+    (`_YOUNG_COLLECTION_THRESHOLD`). Together they were ~3 µs of CPU per task
+    of a batch. Only `serve` calls this: an in-process `Emulator` leaves its
+    host's collector alone.
+    """
+    gc.freeze()
+    gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8400,
@@ -419,6 +440,7 @@ def serve(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Emulator(db, tokens, users, faults, host, port, max_batch_items, verbose) as emulator:
+            _settle_collector()
             print(
                 f"Fragment emulator listening at {emulator.base_url} (db: {db})",
                 file=sys.stderr,

@@ -39,7 +39,13 @@ _PLAIN_TIMESTAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
-_ZULU_SECONDS_LENGTH = len("2026-01-01T00:00:00Z")
+# The commonest shape, `...:SSZ`, on a day no month lacks (1-28) of a year
+# `datetime` has: a valid moment, already in UTC, so the stored form needs
+# neither parsing nor arithmetic.
+_EARLY_DAY_ZULU_SECONDS = re.compile(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"
+)
 _STATUSES = frozenset(STATUSES)
 
 # pydantic validates every member of a free-form object, even one a later
@@ -64,25 +70,25 @@ def _uid(value: Any) -> Any:
 
 
 def _uid_or_null(value: Any) -> Any:
-    return None if value is None else _uid(value)
+    # `_uid`'s test again rather than a call to it: every item has a uid.
+    if value is None or (type(value) is str and _CANONICAL_UID.fullmatch(value)):
+        return value
+    raise _Unsure
 
 
 def _timestamp_or_null(value: Any) -> Any:
     """The stored form (`timestamp_text`) of a plainly shaped timestamp."""
     if value is None:
         return None
-    if type(value) is not str or not _PLAIN_TIMESTAMP.fullmatch(value):
+    if type(value) is not str:
+        raise _Unsure
+    if _EARLY_DAY_ZULU_SECONDS.fullmatch(value):
+        return value[:-1] + ".000000Z"
+    if not _PLAIN_TIMESTAMP.fullmatch(value):
         raise _Unsure
     try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise _Unsure from None
-    if len(value) == _ZULU_SECONDS_LENGTH and value[-1] == "Z":
-        # Already UTC with whole seconds, the commonest form: skip the arithmetic.
-        return value[:-1] + ".000000Z"
-    try:
-        return timestamp_text(moment)
-    except OverflowError:
+        return timestamp_text(dt.datetime.fromisoformat(value))
+    except (ValueError, OverflowError):  # no such day (February 30); outside years 1-9999 in UTC
         raise _Unsure from None
 
 

@@ -253,6 +253,8 @@ def test_fast_path_batch_is_each_item_as_the_model_reads_it(
             "2026-08-03T01:05:46+23:59", "2026-08-02T01:06:46.000000Z", id="widest-offset"
         ),
         pytest.param("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z", id="year-one"),
+        pytest.param("2024-02-29T23:59:59Z", "2024-02-29T23:59:59.000000Z", id="leap-day"),
+        pytest.param("2026-12-31T00:00:00Z", "2026-12-31T00:00:00.000000Z", id="day-31"),
     ],
 )
 def test_plain_timestamps_take_the_fast_path_and_are_stored_as_utc_text(
@@ -269,6 +271,9 @@ def test_plain_timestamps_take_the_fast_path_and_are_stored_as_utc_text(
         "0001-01-01T00:30:00+01:00",  # year 0 in UTC
         "9999-12-31T23:30:00-01:00",  # year 10000 in UTC
         "2023-02-29T12:00:00Z",
+        "2026-04-31T12:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
         "2026-08-03T01:05:46.1234567Z",  # pydantic truncates; left to it
         "2026-08-03 01:05:46Z",
         "2026-W31-1T01:05:46Z",

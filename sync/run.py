@@ -31,7 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -49,6 +49,7 @@ from sync.state import (
     StateStore,
     StoredTask,
     record_json,
+    storable_text,
     utcnow,
 )
 from sync.watermark import Checkpoint, decode_text, encode, later, pull_bound
@@ -360,6 +361,7 @@ class ConnectorRun:
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0
         for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
+            chunk = _with_usable_ids(chunk)
             tickets = [item for item in chunk if isinstance(item, SourceTicket)]
             self._settled_recently.clear()  # the lookup below sees what they recorded
             stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
@@ -710,6 +712,29 @@ def _newer(a: Cursor, b: Cursor) -> bool:
         return later(b, a) != b
     except TypeError:
         return False
+
+
+def _with_usable_ids(chunk: list[SourceTicket | BadRecord]) -> list[SourceTicket | BadRecord]:
+    """`chunk`, each item whose id UTF-8 can't carry (a lone surrogate) made a bad record.
+
+    Such an id makes no uid and can't be stored: the ticket is recorded as
+    failed under the id's escaped spelling, its cursor kept so that the
+    watermark may pass it, and the rest of the pass goes on.
+    """
+    if "".join([item.source_id or "" for item in chunk]).isascii():
+        return chunk  # the common case, told in one pass
+    return [_with_usable_id(item) for item in chunk]
+
+
+def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
+    source_id = item.source_id
+    if source_id is None or storable_text(source_id) == source_id:
+        return item
+    locator = f"ticket {storable_text(source_id)}"
+    if isinstance(item, BadRecord):
+        return replace(item, source_id=None, locator=f"{locator} ({item.locator})")
+    message = "holds text UTF-8 can't carry (a lone surrogate); fix the id at the source"
+    return BadRecord(None, locator, "id", message, item.record, item.cursor)
 
 
 def _chunks(

@@ -133,8 +133,29 @@ def utcnow() -> dt.datetime:
 
 
 def record_json(record: Any) -> str:
-    """A raw record as JSON text for the failed items (dates become ISO strings)."""
-    return json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+    """A raw record as JSON text for the failed items (dates become ISO strings).
+
+    Text UTF-8 can't carry (a lone surrogate, from a source's half-escaped
+    pair) is written as JSON escapes, which read back as the same record.
+    """
+    text = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record, default=str, sort_keys=True)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """`text` with what UTF-8 can't carry (lone surrogates) as backslash escapes.
+
+    Neither SQLite nor PostgreSQL takes such text; a free-text column gets this.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class StateStore:
@@ -948,8 +969,8 @@ def _record_failures(
                 "source_id": item.source_id,
                 "uid": item.uid,
                 "stage": item.stage,
-                "field": item.field,
-                "error": item.error,
+                "field": None if item.field is None else storable_text(item.field),
+                "error": storable_text(item.error),
                 "cursor_value": item.cursor,
                 "deleted": item.deleted,
                 "record": item.record,

@@ -315,6 +315,36 @@ def test_a_bad_line_is_recorded_and_the_rest_of_the_file_goes_on(
     store.close()
 
 
+def test_text_utf8_cannot_carry_is_recorded_as_failed_and_the_rest_goes_on(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    # A JSON source may escape half of a UTF-16 pair ("\\ud800"): Python reads it as a lone
+    # surrogate, which neither Fragment nor the state database can take.
+    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(4)]
+    bad_id = {**_ticket(0, "2026-11-02T10:00:00Z"), "id": "lost\ud800half"}
+    bad_text = {**_ticket(7, "2026-11-02T10:01:00Z"), "subject": "cut \ud83d here"}
+    path = write_tickets(tmp_path / "tickets.jsonl", [*good, bad_id, bad_text])
+    config = make_config(emulator, path, state_url)
+
+    first = sync(config)
+
+    assert first.ok, first.error
+    assert (first.pushed, first.failed) == (4, 2)
+    assert set(tasks_by_ticket(emulator)) == {"0", "1", "2", "3"}
+    store = StateStore.open(state_url)
+    try:
+        failed = {item.source_id: item for item in store.failed_items("helpdesk")}
+        assert set(failed) == {"7", "ticket lost\\ud800half"}  # the id shown escaped
+        assert failed["7"].field == "title" and "surrogate" in failed["7"].error
+        shown = failed["ticket lost\\ud800half"]
+        assert shown.field == "id" and "'helpdesk'" in shown.error and "surrogate" in shown.error
+        assert store.watermark("helpdesk") == dt.datetime(2026, 11, 2, 10, 1, tzinfo=dt.UTC)
+    finally:
+        store.close()
+    second = sync(config)
+    assert (second.ok, second.pushed, second.requests, second.failed) == (True, 0, 0, 1)
+
+
 def test_deleted_ticket_archives_its_task(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:

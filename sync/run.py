@@ -22,6 +22,7 @@ unordered source gives them in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -44,6 +45,7 @@ from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
+    MAX_ID_LENGTH,
     FailedItem,
     LeaseLost,
     StateStore,
@@ -715,26 +717,40 @@ def _newer(a: Cursor, b: Cursor) -> bool:
 
 
 def _with_usable_ids(chunk: list[SourceTicket | BadRecord]) -> list[SourceTicket | BadRecord]:
-    """`chunk`, each item whose id UTF-8 can't carry (a lone surrogate) made a bad record.
+    """`chunk`, each item whose id the state can't keep made a bad record.
 
-    Such an id makes no uid and can't be stored: the ticket is recorded as
-    failed under the id's escaped spelling, its cursor kept so that the
-    watermark may pass it, and the rest of the pass goes on.
+    Such an id holds text UTF-8 can't carry (a lone surrogate: it makes no
+    uid, and no database takes it) or is longer than the state's id columns
+    (PostgreSQL would cut it short, so that it never matched again). The
+    ticket is recorded as failed under the id's shown spelling, its cursor
+    kept so that the watermark may pass it, and the rest of the pass goes on.
     """
-    if "".join([item.source_id or "" for item in chunk]).isascii():
-        return chunk  # the common case, told in one pass
+    ids = [item.source_id or "" for item in chunk]
+    if "".join(ids).isascii() and max(map(len, ids), default=0) <= MAX_ID_LENGTH:
+        return chunk  # the common case, told in two passes over the ids
     return [_with_usable_id(item) for item in chunk]
 
 
 def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
     source_id = item.source_id
-    if source_id is None or storable_text(source_id) == source_id:
+    if source_id is None:
         return item
-    locator = f"ticket {storable_text(source_id)}"
+    shown = storable_text(source_id)
+    if len(source_id) > MAX_ID_LENGTH:
+        problem = (
+            f"is {len(source_id):,} characters long; the state keeps ids of up to "
+            f"{MAX_ID_LENGTH} (is id_field the ticket's id?)"
+        )
+        # Cut short for the failed-items key, and told apart by a digest of the whole id.
+        digest = hashlib.blake2b(shown.encode("utf-8"), digest_size=6).hexdigest()
+        shown = f"{shown[:64]}… (blake2b {digest})"
+    elif shown != source_id:
+        problem = "holds text UTF-8 can't carry (a lone surrogate); fix the id at the source"
+    else:
+        return item
     if isinstance(item, BadRecord):
-        return replace(item, source_id=None, locator=f"{locator} ({item.locator})")
-    message = "holds text UTF-8 can't carry (a lone surrogate); fix the id at the source"
-    return BadRecord(None, locator, "id", message, item.record, item.cursor)
+        return replace(item, source_id=None, locator=f"ticket {shown} ({item.locator})")
+    return BadRecord(None, f"ticket {shown}", "id", problem, item.record, item.cursor)
 
 
 def _chunks(

@@ -12,7 +12,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-ID = sa.String(255)
+MAX_ID_LENGTH = 255
+"""Characters of the longest source id (or connector name) the tables keep."""
+ID = sa.String(MAX_ID_LENGTH)
 UTC_TIME = sa.DateTime(timezone=True)
 
 watermarks = sa.Table(

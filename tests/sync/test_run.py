@@ -345,6 +345,37 @@ def test_text_utf8_cannot_carry_is_recorded_as_failed_and_the_rest_goes_on(
     assert (second.ok, second.pushed, second.requests, second.failed) == (True, 0, 0, 1)
 
 
+def test_an_id_longer_than_the_state_keeps_is_recorded_as_failed_not_cut_short(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    # PostgreSQL cut such ids to 255 characters: they never matched their stored hash again,
+    # so every pass pushed them anew, and two sharing a prefix overwrote each other's state.
+    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    long_ids = [
+        {**_ticket(0, f"2026-11-02T10:0{n}:00Z"), "id": "k" * 300 + str(n)} for n in range(2)
+    ]
+    path = write_tickets(tmp_path / "tickets.jsonl", [*good, *long_ids])
+    config = make_config(emulator, path, state_url)
+
+    first = sync(config)
+
+    assert first.ok, first.error
+    assert (first.pushed, first.failed) == (3, 2)
+    assert set(tasks_by_ticket(emulator)) == {"0", "1", "2"}
+    store = StateStore.open(state_url)
+    try:
+        failed = store.failed_items("helpdesk")
+        assert len(failed) == 2  # one each: a digest tells the shortened ids apart
+        for item in failed:
+            assert item.field == "id" and len(item.source_id) < 100
+            assert "301 characters long" in item.error and "'helpdesk'" in item.error
+        assert store.watermark("helpdesk") == dt.datetime(2026, 11, 2, 10, 1, tzinfo=dt.UTC)
+    finally:
+        store.close()
+    second = sync(config)
+    assert (second.ok, second.pushed, second.requests) == (True, 0, 0)
+
+
 def test_deleted_ticket_archives_its_task(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -52,6 +52,7 @@ _Member = tuple[str, str, str | None]
 emptiness leaves it out (None: always there)."""
 
 _encode_text = json.encoder.encode_basestring  # what the canonical encoder writes a str with
+_PLAIN_TYPES = frozenset(PLAIN_JSON)
 _names = count()
 
 
@@ -273,7 +274,7 @@ def _value_json(value: Any) -> str | None:
         return int.__repr__(value)
     if kind is float:
         return float.__repr__(value) if math.isfinite(value) else None
-    if kind is list and BUILT_ENCODER and all(type(item) in PLAIN_JSON for item in value):
+    if kind is list and BUILT_ENCODER and all(map(_PLAIN_TYPES.__contains__, map(type, value))):
         return "".join(BUILT_ENCODER(value, 0))
     return None
 

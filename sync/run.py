@@ -54,7 +54,15 @@ from sync.state import (
     storable_text,
     utcnow,
 )
-from sync.watermark import Checkpoint, decode_text, encode, later, pull_bound
+from sync.watermark import (
+    CLOCK_ALLOWANCE,
+    Checkpoint,
+    decode_text,
+    encode,
+    far_ahead,
+    later,
+    pull_bound,
+)
 
 log = structlog.get_logger("sync.run")
 
@@ -175,6 +183,8 @@ class ConnectorRun:
         self.counts = Counts()
         self.isolation_requests = 0
         self.watermark: Cursor | None = None
+        self._stored_watermark: Cursor | None = None
+        """What the state holds: a watermark held back (see `CLOCK_ALLOWANCE`) differs."""
         # By source id: a ticket met twice before its batch goes out is pushed once, latest wins.
         self._pending: dict[str, tuple[SourceTicket, TaskPayload]] = {}
         # Those of them with no stored hash: only their pushes are marked in flight.
@@ -236,11 +246,22 @@ class ConnectorRun:
     def _execute(self, started: float) -> RunSummary:
         timeout = self.config.settings.timeout
         self._deadline = started + timeout.total_seconds() if timeout else None
-        self.watermark = self.store.watermark(self.namespace)
+        self.watermark = self._stored_watermark = self.store.watermark(self.namespace)
         run_id = None
         if not self.options.dry_run:
             run_id = self.store.start_run(self.namespace, self.name, self.watermark)
         self.log = self.log.bind(run_id=run_id)
+        if far_ahead(self.watermark, self._pass_started):
+            assert self.watermark is not None
+            # Stored before watermarks were held back: every change since a bad future
+            # cursor fell behind it. Read everything again; the checkpoint stores a sane one.
+            self.log.warning(
+                "watermark_ahead_of_clock",
+                watermark=encode(self.watermark),
+                detail=f"more than {CLOCK_ALLOWANCE} ahead of this machine's clock; "
+                "reading every ticket again",
+            )
+            self.watermark = None
         for observer in RUN_OBSERVERS:
             observer.started(self.name, run_id)
         error: str | None = None
@@ -358,7 +379,7 @@ class ConnectorRun:
             self.log.info("source_unchanged", detail="same content as the last complete pass")
             return
         since = None if full else pull_bound(self.watermark, self._lookback)
-        checkpoint = Checkpoint(ordered=source.ordered)
+        checkpoint = Checkpoint(ordered=source.ordered, ceiling=self._pass_started)
         expected = source.estimate(since)
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0
@@ -384,6 +405,16 @@ class ConnectorRun:
                     self._flush(watermark=checkpoint.safe())
             if self.options.progress:
                 self.options.progress.update(self.name, consumed, expected)
+        if far_ahead(ahead := checkpoint.ahead(), self._pass_started):
+            assert ahead is not None
+            self.log.warning(
+                "cursor_ahead_of_clock",
+                cursor=encode(ahead),
+                detail=f"a ticket's cursor is more than {CLOCK_ALLOWANCE} ahead of this "
+                "machine's clock; the watermark stops at the time this pass started, so "
+                "that later changes are still read. Fix the value at the source (or the "
+                "connector's timezone)",
+            )
         self._flush(watermark=checkpoint.complete(), fingerprint=fingerprint, snapshot=snapshot)
 
     @property
@@ -595,7 +626,7 @@ class ConnectorRun:
             acked=result.acked,
             failed=failures,
             resolved=shipment.resolved,
-            watermark=new_watermark if new_watermark != self.watermark else None,
+            watermark=new_watermark if new_watermark != self._stored_watermark else None,
             fingerprint=shipment.fingerprint if move_watermark else None,
             snapshot=shipment.snapshot,
             lease=None
@@ -604,6 +635,8 @@ class ConnectorRun:
         )
         if move_watermark:
             self.watermark = new_watermark
+            if new_watermark is not None:
+                self._stored_watermark = new_watermark
         for source_id, (ticket, _payload) in shipment.batch.items():
             self._settled_recently[source_id] = ticket.cursor
 

@@ -3,7 +3,10 @@
 Pure functions and one small tracker over plain values; no SQL, no HTTP.
 
 The rule this module keeps: the watermark never passes a ticket that was
-neither acknowledged by Fragment nor recorded as failed. Pulls are inclusive
+neither acknowledged by Fragment nor recorded as failed, nor the time its pass
+started. A change made after that has a later cursor, which the next pass must
+still read: one ticket dated 9999-12-31 by a source's bad value would
+otherwise put every later change behind the bound. Pulls are inclusive
 (`cursor >= bound`) and start a lookback before the watermark, so tickets
 sharing the watermark's timestamp, or committed late with an older one, are
 read again; the content-hash diff then drops the ones already pushed.
@@ -16,6 +19,26 @@ from dataclasses import dataclass
 
 from connectors.base import Cursor
 from connectors.values import parse_datetime
+
+CLOCK_ALLOWANCE = dt.timedelta(hours=1)
+"""How far ahead of this machine's clock a date-time cursor is taken for a bad
+value (or a source clock or time zone set wrong), not for skew."""
+
+
+def held_back(cursor: Cursor | None, ceiling: dt.datetime) -> Cursor | None:
+    """`cursor`, or `ceiling` when it is a date-time beyond it.
+
+    Holding a watermark back is always safe: the next pass reads the tickets
+    past it again, and the hash diff finds them unchanged.
+    """
+    if isinstance(cursor, dt.datetime) and cursor > ceiling:
+        return ceiling
+    return cursor
+
+
+def far_ahead(cursor: Cursor | None, now: dt.datetime) -> bool:
+    """Whether `cursor` is a date-time more than `CLOCK_ALLOWANCE` after `now`."""
+    return isinstance(cursor, dt.datetime) and cursor > now + CLOCK_ALLOWANCE
 
 
 def pull_bound(watermark: Cursor | None, lookback: dt.timedelta) -> Cursor | None:
@@ -93,6 +116,8 @@ class Checkpoint:
     """
 
     ordered: bool
+    ceiling: dt.datetime | None = None
+    """Where date-time checkpoints stop: the time the pass started (None: no limit)."""
     last: Cursor | None = None
     highest: Cursor | None = None
     out_of_order: bool = False
@@ -108,8 +133,15 @@ class Checkpoint:
         """Where a checkpoint may put the watermark now (None: not yet)."""
         if not self.ordered or self.out_of_order:
             return None
-        return self.last
+        return self._held_back(self.last)
 
     def complete(self) -> Cursor | None:
         """Where the watermark goes once the whole pass is through."""
-        return self.highest
+        return self._held_back(self.highest)
+
+    def ahead(self) -> Cursor | None:
+        """The highest cursor seen, if it is beyond the ceiling (a checkpoint stops short)."""
+        return self.highest if self._held_back(self.highest) != self.highest else None
+
+    def _held_back(self, cursor: Cursor | None) -> Cursor | None:
+        return cursor if self.ceiling is None else held_back(cursor, self.ceiling)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from connectors import files
 from sync.config import Config
@@ -374,6 +375,64 @@ def test_an_id_longer_than_the_state_keeps_is_recorded_as_failed_not_cut_short(
         store.close()
     second = sync(config)
     assert (second.ok, second.pushed, second.requests) == (True, 0, 0)
+
+
+def test_a_ticket_dated_far_ahead_does_not_hide_the_changes_after_it(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    # A source's placeholder date (9999-12-31) used to become the watermark: every later
+    # pass started there, and no change made after it was ever read.
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    tickets.append(_ticket(9, "9999-12-31T23:59:59Z"))
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(emulator, path, state_url)
+
+    with capture_logs() as logs:
+        first = sync(config)
+
+    assert first.ok and first.pushed == 4
+    [warning] = [line for line in logs if line["event"] == "cursor_ahead_of_clock"]
+    assert warning["cursor"].startswith("9999-12-31") and warning["log_level"] == "warning"
+    store = StateStore.open(state_url)
+    try:
+        held = store.watermark("helpdesk")
+        assert isinstance(held, dt.datetime)
+        assert held <= dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=1)
+    finally:
+        store.close()
+    changed_since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # after that pass
+    write_tickets(path, [*tickets, _ticket(4, changed_since)])
+
+    second = sync(config)
+
+    assert (second.ok, second.pushed) == (True, 1)
+    assert set(tasks_by_ticket(emulator)) == {"0", "1", "2", "4", "9"}
+
+
+def test_a_watermark_stored_far_ahead_is_healed_by_reading_everything_again(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(emulator, path, state_url)
+    assert sync(config).pushed == 3
+    store = StateStore.open(state_url)
+    try:  # what an earlier version stored after meeting a ticket dated 9999-12-31
+        store.commit_batch("helpdesk", watermark=dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
+    finally:
+        store.close()
+    write_tickets(path, [*tickets, _ticket(4, "2026-11-03T09:00:00Z")])
+
+    with capture_logs() as logs:
+        healed = sync(config)
+
+    assert (healed.ok, healed.pulled, healed.pushed) == (True, 4, 1)
+    assert "watermark_ahead_of_clock" in [line["event"] for line in logs]
+    store = StateStore.open(state_url)
+    try:
+        assert store.watermark("helpdesk") == dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
+    finally:
+        store.close()
 
 
 def test_deleted_ticket_archives_its_task(

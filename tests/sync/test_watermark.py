@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.watermark import Checkpoint, decode, decode_text, encode, later, pull_bound
+from sync.watermark import (
+    CLOCK_ALLOWANCE,
+    Checkpoint,
+    decode,
+    decode_text,
+    encode,
+    far_ahead,
+    later,
+    pull_bound,
+)
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -88,3 +97,44 @@ def test_unordered_source_checkpoints_only_at_the_end() -> None:
     checkpoint.observe(2)
     assert checkpoint.safe() is None
     assert checkpoint.complete() == 4
+
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+CEILING = NOW  # a pass's checkpoints stop at the time it started
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=dt.datetime(2026, 11, 30, 11), max_value=dt.datetime(9999, 12, 31)
+        ).map(lambda moment: moment.replace(tzinfo=dt.UTC)),
+        min_size=1,
+    )
+)
+def test_a_checkpoint_never_passes_the_clock_ceiling_nor_a_ticket_it_has_not_seen(
+    cursors: list[dt.datetime],
+) -> None:
+    checkpoint = Checkpoint(ordered=True, ceiling=CEILING)
+    for index, cursor in enumerate(sorted(cursors)):
+        checkpoint.observe(cursor)
+        safe = checkpoint.safe()
+        assert safe is not None and safe <= CEILING
+        assert all(rest >= safe for rest in sorted(cursors)[index + 1 :])
+    assert checkpoint.complete() == min(max(cursors), CEILING)
+    assert checkpoint.ahead() == (max(cursors) if max(cursors) > CEILING else None)
+
+
+def test_one_far_future_cursor_holds_the_watermark_at_the_ceiling() -> None:
+    checkpoint = Checkpoint(ordered=False, ceiling=CEILING)
+    checkpoint.observe(NOW - dt.timedelta(minutes=5))
+    checkpoint.observe(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
+    assert checkpoint.complete() == CEILING
+    ahead = checkpoint.ahead()
+    assert ahead == dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+    assert far_ahead(ahead, NOW) and not far_ahead(NOW + CLOCK_ALLOWANCE, NOW)
+
+
+def test_integer_versions_have_no_clock_ceiling() -> None:
+    checkpoint = Checkpoint(ordered=True, ceiling=CEILING)
+    checkpoint.observe(10**15)
+    assert (checkpoint.safe(), checkpoint.complete(), checkpoint.ahead()) == (10**15, 10**15, None)

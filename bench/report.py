@@ -341,6 +341,12 @@ def _backfill_section(kind: str, figures: SourceFigures) -> Section:
             _row("CPU per ticket (sync process)", _micros(filled.cpu_per_ticket_s)),
             _row("peak RSS (sync process)", _mib(run.measured.peak_rss_mib)),
             _row("emulator CPU during the run", _seconds(run.emulator_cpu_s)),
+            # The emulator answers on its own core: the backfill can't outrun it, however
+            # little the sync costs (read it against 30 x the naive client).
+            _row(
+                "the emulator's bound (tickets / its CPU)",
+                f"{filled.corpus.n / max(run.emulator_cpu_s, 1e-9):,.0f} tickets/s",
+            ),
             _row("requests (client / emulator)", _requests(run)),
             _row(
                 "tickets per request",

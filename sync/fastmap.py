@@ -22,11 +22,11 @@ Not compiled: mappings with a hook (it needs the task as a dict) or a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import linecache
 import math
 from collections.abc import Callable, Mapping
-from itertools import count
 from typing import Any
 
 from connectors.base import SourceTicket
@@ -53,7 +53,6 @@ emptiness leaves it out (None: always there)."""
 
 _encode_text = json.encoder.encode_basestring  # what the canonical encoder writes a str with
 _PLAIN_TYPES = frozenset(PLAIN_JSON)
-_names = count()
 
 
 def compile_fast_map(
@@ -226,8 +225,11 @@ class _Writer:
 
     def function(self) -> FastMap:
         source = "\n".join(self.lines) + "\n"
-        # A file name of its own, in linecache, so tracebacks and profilers show the lines.
-        filename = f"<fragment-sync fast map {next(_names)}>"
+        # A file name in linecache, so tracebacks and profilers show the lines. Named by the
+        # source itself: a daemon compiles each connector's mapping every pass, and the same
+        # mapping must take the same entry, not a new one each time.
+        digest = hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
+        filename = f"<fragment-sync fast map {digest}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), self.globals)  # noqa: S102 - our own source
         function: FastMap = self.globals["fast_map"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import linecache
 import math
 from decimal import Decimal
 from typing import Any
@@ -205,3 +206,14 @@ def test_floats_and_nested_fields_are_encoded_as_the_general_path_does() -> None
         payload = fast._fast(ticket)
         assert payload is not None and payload == slow.map(ticket)
     assert fast._fast(SourceTicket("1", T0, {"score": math.inf})) is None
+
+
+def test_mapping_again_with_the_same_settings_keeps_one_source_listing() -> None:
+    """A daemon builds a mapper per pass: the compiled source must not pile up in memory."""
+    before = set(linecache.cache)
+    first, _slow = mappers(FULL)
+    for _ in range(5):
+        mappers(FULL)
+    added = {name for name in set(linecache.cache) - before if "fast map" in name}
+    assert first._fast is not None
+    assert added <= {first._fast.__code__.co_filename} and len(added) <= 1

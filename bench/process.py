@@ -43,9 +43,14 @@ def compile_project() -> None:
     bytecode is still allowed there; only writing it is not, and
     `compileall` writes regardless. `__pycache__` is ignored by git.
     """
+    compile_tree(_PROJECT)
+
+
+def compile_tree(root: Path) -> None:
+    """`compile_project` for the checkout at `root` (one under comparison, say)."""
     for package in _PACKAGES:
-        if not compileall.compile_dir(_PROJECT / package, quiet=1):
-            raise BenchError(f"compiling {package}/ failed")
+        if (root / package).is_dir() and not compileall.compile_dir(root / package, quiet=1):
+            raise BenchError(f"compiling {root / package} failed")
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,12 @@ class StateStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
         with self.engine.connect() as conn:

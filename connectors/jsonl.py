@@ -59,6 +59,8 @@ def _parse(number: int, data: bytes) -> RawRecord:
         value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         return RawRecord(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return RawRecord(number, None, "nested too deeply for the JSON parser (about 1,000 levels)")
     if not isinstance(value, dict):
         return RawRecord(number, None, f"expected a JSON object, got {_json_kind(value)}")
     return RawRecord(number, value)

@@ -349,7 +349,11 @@ class ConnectorRun:
             if known is not None and _newer(decode_text(known.cursor), cursor):
                 self._resolved.append(item.source_id)  # a later version already went through
                 continue
-            record = json.loads(item.record)
+            try:
+                record = json.loads(item.record)
+            except (ValueError, RecursionError) as exc:  # stored by hand, or nested too deep
+                self.log.warning("failed_item_unreadable", source_id=item.source_id, error=str(exc))
+                continue
             tickets.append(SourceTicket(item.source_id, cursor, record, item.deleted))
         sent = self._sent_unrecorded(tickets, stored)
         for ticket in tickets:

@@ -189,6 +189,12 @@ class RestConnector(Connector):
             return response, None
         try:
             body = response.json()
+        except RecursionError:
+            raise SourceError(
+                self.name,
+                f"{request.url} answered JSON nested too deeply for the parser "
+                "(about 1,000 levels)",
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             start = " ".join(response.text[:120].split())
             raise SourceError(

@@ -133,13 +133,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def record_json(record: Any) -> str:
+def record_json(record: Any) -> str | None:
     """A raw record as JSON text for the failed items (dates become ISO strings).
 
     Text UTF-8 can't carry (a lone surrogate, from a source's half-escaped
     pair) is written as JSON escapes, which read back as the same record.
+    None when the record is nested too deeply to write (it can't be retried).
     """
-    text = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+    except RecursionError:
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -241,6 +241,27 @@ def test_invalid_json_line_is_reported_and_the_rest_go_on(tmp_path: Path) -> Non
     )
 
 
+def test_a_line_nested_too_deeply_to_parse_is_a_bad_record_and_the_rest_go_on(
+    tmp_path: Path,
+) -> None:
+    # Python's parser gives up near 1,000 levels with a RecursionError, not a decode error:
+    # uncaught, it failed every pass of the connector on the same line.
+    deep = '{"id": 2, "n": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write_file(
+        tmp_path,
+        {"id": 1, "updated_at": "2026-10-01T00:00:00Z"},
+        deep,
+        {"id": 3, "updated_at": "2026-10-02T00:00:00Z"},
+    )
+
+    items = pull(connector(path))
+
+    assert ids(items) == ["1", None, "3"]
+    assert isinstance(items[1], BadRecord)
+    assert (items[1].locator, items[1].field) == ("line 2", WHOLE_RECORD)
+    assert "nested too deeply" in items[1].message
+
+
 @pytest.mark.parametrize(
     ("line", "kind"),
     [("[1, 2]", "an array"), ('"ticket"', "a string"), ("42", "a number"), ("null", "null")],

@@ -343,6 +343,32 @@ def test_text_utf8_cannot_carry_is_recorded_as_failed_and_the_rest_goes_on(
     assert (second.ok, second.pushed, second.requests, second.failed) == (True, 0, 0, 1)
 
 
+def test_records_nested_near_and_past_the_parser_limit_fail_alone_pass_after_pass(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    path = write_tickets(tmp_path / "tickets.jsonl", good)
+    with path.open("a") as file:  # 900 levels still parse; 100,000 don't
+        for number, depth in ((7, 900), (8, 100_000)):
+            nested = "[" * depth + "]" * depth
+            file.write(
+                f'{{"id": {number}, "subject": "deep", "updated_at": "2026-11-02T10:00:00Z", '
+                f'"priority": "low", "requester": {{"country": {nested}}}}}\n'
+            )
+    config = make_config(emulator, path, state_url)
+
+    first = sync(config)
+    assert (first.ok, first.failed) == (True, 2), first.error
+    retried = sync(config)  # maps ticket 7 again from its stored record
+    assert (retried.ok, retried.failed) == (True, 1), retried.error
+
+    assert set(tasks_by_ticket(emulator)) == {"0", "1", "2"}
+    with StateStore.open(state_url) as store:
+        failed = {item.source_id: item for item in store.failed_items("helpdesk")}
+    assert failed["7"].field == "country" and "nested deeper" in failed["7"].error
+    assert "nested too deeply" in failed["line 5"].error
+
+
 def test_an_id_longer_than_the_state_keeps_is_recorded_as_failed_not_cut_short(
     emulator: Emulator, tmp_path: Path, state_url: str
 ) -> None:

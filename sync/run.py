@@ -45,7 +45,6 @@ from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
-    MAX_ID_LENGTH,
     FailedItem,
     LeaseLost,
     StateStore,
@@ -54,6 +53,7 @@ from sync.state import (
     storable_text,
     utcnow,
 )
+from sync.state.schema import MAX_ID_LENGTH
 from sync.watermark import (
     CLOCK_ALLOWANCE,
     Checkpoint,

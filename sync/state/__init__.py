@@ -28,7 +28,6 @@ from sqlalchemy.engine import Connection, Engine
 from connectors.base import Cursor
 from sync.state.schema import (
     ID,
-    MAX_ID_LENGTH,
     connectors,
     failed_items,
     leases,
@@ -149,9 +148,6 @@ def record_json(record: Any) -> str | None:
     except UnicodeEncodeError:
         return json.dumps(record, default=str, sort_keys=True)
     return text
-
-
-__all__ = ["MAX_ID_LENGTH"]  # re-exported: the run loop refuses longer ids
 
 
 def storable_text(text: str) -> str:

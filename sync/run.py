@@ -757,14 +757,16 @@ def _with_usable_ids(chunk: list[SourceTicket | BadRecord]) -> list[SourceTicket
     """`chunk`, each item whose id the state can't keep made a bad record.
 
     Such an id holds text UTF-8 can't carry (a lone surrogate: it makes no
-    uid, and no database takes it) or is longer than the state's id columns
-    (PostgreSQL would cut it short, so that it never matched again). The
+    uid, and no database takes it), a NUL character (PostgreSQL refuses it),
+    or is longer than the state's id columns (PostgreSQL would cut it short,
+    so that it never matched again). Refused on every backend alike. The
     ticket is recorded as failed under the id's shown spelling, its cursor
     kept so that the watermark may pass it, and the rest of the pass goes on.
     """
     ids = [item.source_id or "" for item in chunk]
-    if "".join(ids).isascii() and max(map(len, ids), default=0) <= MAX_ID_LENGTH:
-        return chunk  # the common case, told in two passes over the ids
+    joined = "".join(ids)
+    if joined.isascii() and "\x00" not in joined and max(map(len, ids), default=0) <= MAX_ID_LENGTH:
+        return chunk  # the common case, told in a few passes over the ids, in C
     return [_with_usable_id(item) for item in chunk]
 
 
@@ -781,6 +783,8 @@ def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
         # Cut short for the failed-items key, and told apart by a digest of the whole id.
         digest = hashlib.blake2b(shown.encode("utf-8"), digest_size=6).hexdigest()
         shown = f"{shown[:64]}… (blake2b {digest})"
+    elif "\x00" in source_id:
+        problem = "holds a NUL character, which the state database can't keep; fix the id"
     elif shown != source_id:
         problem = "holds text UTF-8 can't carry (a lone surrogate); fix the id at the source"
     else:

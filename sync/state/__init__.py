@@ -151,10 +151,13 @@ def record_json(record: Any) -> str | None:
 
 
 def storable_text(text: str) -> str:
-    """`text` with what UTF-8 can't carry (lone surrogates) as backslash escapes.
+    """`text` with what a state database can't keep written as backslash escapes.
 
-    Neither SQLite nor PostgreSQL takes such text; a free-text column gets this.
+    That is a lone surrogate (UTF-8 can't carry it: no database takes it) and
+    the NUL character (PostgreSQL refuses it in text). Free-text columns get this.
     """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -555,7 +558,7 @@ class StateStore:
                     ended_at=utcnow(),
                     outcome=outcome,
                     watermark_after=None if watermark is None else encode(watermark),
-                    error=error,
+                    error=None if error is None else storable_text(error),
                     **counts,
                 )
             )

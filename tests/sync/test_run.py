@@ -316,28 +316,33 @@ def test_a_bad_line_is_recorded_and_the_rest_of_the_file_goes_on(
     store.close()
 
 
-def test_text_utf8_cannot_carry_is_recorded_as_failed_and_the_rest_goes_on(
+def test_ids_and_text_a_database_cannot_keep_are_failed_items_and_the_rest_goes_on(
     emulator: Emulator, tmp_path: Path, state_url: str
 ) -> None:
     # A JSON source may escape half of a UTF-16 pair ("\\ud800"): Python reads it as a lone
-    # surrogate, which neither Fragment nor the state database can take.
+    # surrogate, which neither Fragment nor the state database can take. PostgreSQL also
+    # refuses a NUL ("\\u0000") in text: such an id crashed every pass on the production
+    # backend while SQLite took it.
     good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(4)]
     bad_id = {**_ticket(0, "2026-11-02T10:00:00Z"), "id": "lost\ud800half"}
+    nul_id = {**_ticket(0, "2026-11-02T10:00:30Z"), "id": "nul\u0000inside"}
     bad_text = {**_ticket(7, "2026-11-02T10:01:00Z"), "subject": "cut \ud83d here"}
-    path = write_tickets(tmp_path / "tickets.jsonl", [*good, bad_id, bad_text])
+    path = write_tickets(tmp_path / "tickets.jsonl", [*good, bad_id, nul_id, bad_text])
     config = make_config(emulator, path, state_url)
 
     first = sync(config)
 
     assert first.ok, first.error
-    assert (first.pushed, first.failed) == (4, 2)
+    assert (first.pushed, first.failed) == (4, 3)
     assert set(tasks_by_ticket(emulator)) == {"0", "1", "2", "3"}
     with StateStore.open(state_url) as store:
         failed = {item.source_id: item for item in store.failed_items("helpdesk")}
-        assert set(failed) == {"7", "ticket lost\\ud800half"}  # the id shown escaped
+        # The ids shown with their escapes:
+        assert set(failed) == {"7", "ticket lost\\ud800half", "ticket nul\\x00inside"}
         assert failed["7"].field == "title" and "surrogate" in failed["7"].error
         shown = failed["ticket lost\\ud800half"]
         assert shown.field == "id" and "'helpdesk'" in shown.error and "surrogate" in shown.error
+        assert "NUL" in failed["ticket nul\\x00inside"].error
         assert store.watermark("helpdesk") == dt.datetime(2026, 11, 2, 10, 1, tzinfo=dt.UTC)
     second = sync(config)
     assert (second.ok, second.pushed, second.requests, second.failed) == (True, 0, 0, 1)

@@ -278,7 +278,7 @@ class Mapper:
             raise self._error(
                 ticket, field, "text that UTF-8 can't carry (a lone surrogate)"
             ) from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # only a hook puts these here
             raise self._error(ticket, "hook", f"result is not JSON: {exc}") from None
 
     def tombstone(self, ticket: SourceTicket) -> TaskPayload:

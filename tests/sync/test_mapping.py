@@ -163,6 +163,22 @@ def test_a_python_hook_adjusts_the_task() -> None:
     assert task["fields"]["vip"] is True
 
 
+def copy_raw(ticket: SourceTicket, task: dict[str, Any]) -> dict[str, Any]:
+    task["fields"]["raw"] = ticket.record.get("raw")
+    return task
+
+
+def test_a_hook_result_nested_too_deeply_to_encode_names_the_hook() -> None:
+    # A hook copying hostile source data through: the encoder's RecursionError used to
+    # escape as an internal error of the whole pass, on the same ticket every time.
+    nested: list[Any] = []
+    for _ in range(5_000):
+        nested = [nested]
+    with pytest.raises(MappingError) as caught:
+        mapper(hook=f"{__name__}:copy_raw").map(ticket({**RECORD, "raw": nested}))
+    assert caught.value.field == "hook"
+
+
 def test_a_hook_may_not_change_the_uid() -> None:
     with pytest.raises(MappingError, match="uid") as caught:
         mapper(hook=f"{__name__}:break_uid").map(ticket())

@@ -31,7 +31,6 @@ from typing import Any
 
 from connectors.base import SourceTicket
 from connectors.records import MISSING, FieldPath
-from connectors.values import isoformat, parse_datetime
 from sync.config import MappingSettings
 from sync.mapping import (
     BUILT_ENCODER,
@@ -40,6 +39,7 @@ from sync.mapping import (
     TaskPayload,
     Template,
     content_hash,
+    datetime_text,
     is_canonical_utc,
     task_uid,
 )
@@ -52,7 +52,6 @@ _Member = tuple[str, str, str | None]
 emptiness leaves it out (None: always there)."""
 
 _encode_text = json.encoder.encode_basestring  # what the canonical encoder writes a str with
-_PLAIN_TYPES = frozenset(PLAIN_JSON)
 
 
 def compile_fast_map(
@@ -276,16 +275,15 @@ def _value_json(value: Any) -> str | None:
         return int.__repr__(value)
     if kind is float:
         return float.__repr__(value) if math.isfinite(value) else None
-    if kind is list and BUILT_ENCODER and all(map(_PLAIN_TYPES.__contains__, map(type, value))):
+    if kind is list and BUILT_ENCODER and all(map(PLAIN_JSON.__contains__, map(type, value))):
         return "".join(BUILT_ENCODER(value, 0))
     return None
 
 
 def _datetime_json(value: Any) -> str | None:
-    """A date-time value other than canonical UTC text, as JSON; None to leave it."""
-    if value is MISSING or value is None or value == "":
-        return "null"
+    """A date-time value as JSON (`datetime_text`'s rules); None to leave it to the general path."""
     try:
-        return _encode_text(isoformat(parse_datetime(value)))
+        text = datetime_text(value)
     except Exception:  # the general path raises it again, naming the field
         return None
+    return "null" if text is None else _encode_text(text)

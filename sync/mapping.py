@@ -53,7 +53,7 @@ _C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # None without 
 BUILT_ENCODER = _C_MAKE_ENCODER and _C_MAKE_ENCODER(
     None, _CANONICAL.default, json.encoder.encode_basestring, None, ":", ",", True, False, False
 )
-PLAIN_JSON = (str, int, bool, type(None))
+PLAIN_JSON = frozenset((str, int, bool, type(None)))
 """Types a custom field value keeps as they are (`bool` is listed: its type is not int)."""
 
 
@@ -342,13 +342,8 @@ class Mapper:
         return self._compiled.status_map.get(str(value).casefold(), self.settings.status_default)
 
     def _datetime(self, ticket: SourceTicket, field: str, path: FieldPath) -> str | None:
-        value = path.read(ticket.record)
-        if value is MISSING or value is None or value == "":
-            return None
-        if type(value) is str and is_canonical_utc(value):
-            return value  # already what isoformat(parse_datetime(value)) would give
         try:
-            return isoformat(parse_datetime(value))
+            return datetime_text(path.read(ticket.record))
         except ValueError as exc:
             raise self._error(ticket, field, str(exc)) from None
 
@@ -418,6 +413,18 @@ class Mapper:
 
     def _error(self, ticket: SourceTicket, field: str, message: str) -> MappingError:
         return MappingError(self.connector, ticket.source_id, field, message)
+
+
+def datetime_text(value: Any) -> str | None:
+    """A date-time field's value as a task carries it: UTC ISO 8601 text, or None if unset.
+
+    Raises `ValueError` naming what is wrong with the value.
+    """
+    if value is MISSING or value is None or value == "":
+        return None
+    if type(value) is str and is_canonical_utc(value):
+        return value  # already what isoformat(parse_datetime(value)) would give
+    return isoformat(parse_datetime(value))
 
 
 def is_canonical_utc(text: str) -> bool:

@@ -83,6 +83,22 @@ def pushed_items(emulator: Emulator) -> int:
     )
 
 
+def small_config_file(
+    path: Path, fragment_url: str, state_url: str, name: str, options: dict[str, Any]
+) -> Path:
+    """Write at `path` the smallest TOML config: Fragment, state, one connector; returns `path`.
+
+    `options` are the connector's plain keys (strings and numbers), `kind` among them.
+    """
+    lines = [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    path.write_text(
+        f'[fragment]\nurl = "{fragment_url}"\ntoken = "{TOKEN}"\n\n'
+        f'[state]\nurl = "{state_url}"\n\n'
+        f"[connectors.{name}]\n" + "\n".join(lines) + "\n"
+    )
+    return path
+
+
 def restartable_config_text(base_url: str, tickets: Path, state_url: str, batch_size: int) -> str:
     """A TOML config for a jsonl → emulator sync that is killed and restarted.
 

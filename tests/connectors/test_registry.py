@@ -23,7 +23,7 @@ from sync.config import UID_NAMESPACE, build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.mapping import task_uid
-from synckit import TOKEN, tasks_by_ticket
+from synckit import TOKEN, small_config_file, tasks_by_ticket
 
 PLUGIN_SOURCE = Path(__file__).parents[1] / "plugin_example"
 SEPARATOR = "#ticket#"
@@ -92,20 +92,12 @@ def test_an_installed_plugin_is_listed_beside_the_built_ins(
 def test_a_plugin_connector_syncs_into_fragment_like_a_built_in(
     plugin_site: Path, tmp_path: Path, emulator: Emulator
 ) -> None:
-    config = tmp_path / "sync.toml"
-    config.write_text(
-        f"""
-[fragment]
-url = "{emulator.base_url}"
-token = "{TOKEN}"
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-[connectors.examples]
-kind = "example"
-count = 2
-"""
+    config = small_config_file(
+        tmp_path / "sync.toml",
+        emulator.base_url,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        "examples",
+        {"kind": "example", "count": 2},
     )
     ran = sync_cli(
         "run", "--once", "--config", str(config), "--json", cwd=tmp_path, site=plugin_site

@@ -18,7 +18,7 @@ import pytest
 
 from sync.config import load_config
 from sync.emulator import Emulator
-from synckit import TOKEN, write_tickets
+from synckit import small_config_file, write_tickets
 
 PROBE = """
 import atexit, json, runpy, sys
@@ -92,22 +92,13 @@ def write_config(directory: Path, fragment_url: str) -> Path:
             for i in range(5)
         ],
     )
-    path = directory / "sync.toml"
-    path.write_text(
-        f"""
-[fragment]
-url = "{fragment_url}"
-token = "{TOKEN}"
-
-[state]
-url = "sqlite:///{directory / "state.db"}"
-
-[connectors.helpdesk]
-kind = "jsonl"
-path = "{tickets}"
-"""
+    return small_config_file(
+        directory / "sync.toml",
+        fragment_url,
+        f"sqlite:///{directory / 'state.db'}",
+        "helpdesk",
+        {"kind": "jsonl", "path": str(tickets)},
     )
-    return path
 
 
 def test_a_run_with_nothing_to_push_loads_no_http_stack_and_no_unused_part(

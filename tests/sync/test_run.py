@@ -208,7 +208,7 @@ def test_rejected_items_are_set_aside_and_delivered_once_the_mapping_is_fixed(
 
 
 def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(50)]
+    tickets = _minute_apart(50)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     with Emulator(tokens=[TOKEN]) as emulator:
         emulator.faults.rate_limit = (2, 1.5)
@@ -270,7 +270,7 @@ def test_5xx_and_dropped_connections_are_retried_to_the_exact_final_state(
 def test_fragment_down_fails_the_run_and_the_next_run_resumes(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    tickets = _minute_apart(30)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     with Emulator(tokens=[TOKEN]) as emulator:
         config = make_config(
@@ -298,9 +298,7 @@ def test_fragment_down_fails_the_run_and_the_next_run_resumes(
 def test_a_bad_line_is_recorded_and_the_rest_of_the_file_goes_on(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:
-    path = write_tickets(
-        tmp_path / "tickets.jsonl", [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(5)]
-    )
+    path = write_tickets(tmp_path / "tickets.jsonl", _minute_apart(5))
     with path.open("a") as file:
         file.write(
             '{"id": 99, "subject": "no cursor"}\n{"id": 98, "updated_at": "2026-11-02T10:00:00Z"}\n'
@@ -323,7 +321,7 @@ def test_ids_and_text_a_database_cannot_keep_are_failed_items_and_the_rest_goes_
     # surrogate, which neither Fragment nor the state database can take. PostgreSQL also
     # refuses a NUL ("\\u0000") in text: such an id crashed every pass on the production
     # backend while SQLite took it.
-    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(4)]
+    good = _minute_apart(4)
     bad_id = {**_ticket(0, "2026-11-02T10:00:00Z"), "id": "lost\ud800half"}
     nul_id = {**_ticket(0, "2026-11-02T10:00:30Z"), "id": "nul\u0000inside"}
     bad_text = {**_ticket(7, "2026-11-02T10:01:00Z"), "subject": "cut \ud83d here"}
@@ -351,7 +349,7 @@ def test_ids_and_text_a_database_cannot_keep_are_failed_items_and_the_rest_goes_
 def test_records_nested_near_and_past_the_parser_limit_fail_alone_pass_after_pass(
     emulator: Emulator, tmp_path: Path, state_url: str
 ) -> None:
-    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    good = _minute_apart(3)
     path = write_tickets(tmp_path / "tickets.jsonl", good)
     with path.open("a") as file:  # 900 levels still parse; 100,000 don't
         for number, depth in ((7, 900), (8, 100_000)):
@@ -379,7 +377,7 @@ def test_an_id_longer_than_the_state_keeps_is_recorded_as_failed_not_cut_short(
 ) -> None:
     # PostgreSQL cut such ids to 255 characters: they never matched their stored hash again,
     # so every pass pushed them anew, and two sharing a prefix overwrote each other's state.
-    good = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    good = _minute_apart(3)
     long_ids = [
         {**_ticket(0, f"2026-11-02T10:0{n}:00Z"), "id": "k" * 300 + str(n)} for n in range(2)
     ]
@@ -407,7 +405,7 @@ def test_a_ticket_dated_far_ahead_does_not_hide_the_changes_after_it(
 ) -> None:
     # A source's placeholder date (9999-12-31) used to become the watermark: every later
     # pass started there, and no change made after it was ever read.
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    tickets = _minute_apart(3)
     tickets.append(_ticket(9, "9999-12-31T23:59:59Z"))
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     config = make_config(emulator, path, state_url)
@@ -433,7 +431,7 @@ def test_a_ticket_dated_far_ahead_does_not_hide_the_changes_after_it(
 def test_a_watermark_stored_far_ahead_is_healed_by_reading_everything_again(
     emulator: Emulator, tmp_path: Path, state_url: str
 ) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    tickets = _minute_apart(3)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     config = make_config(emulator, path, state_url)
     assert sync(config).pushed == 3
@@ -454,7 +452,7 @@ def test_a_watermark_stored_far_ahead_is_healed_by_reading_everything_again(
 def test_deleted_ticket_archives_its_task(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(3)]
+    tickets = _minute_apart(3)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     config = make_config(emulator, path, sqlite_url)
     sync(config)
@@ -503,6 +501,11 @@ def test_the_client_sends_bearer_auth_and_a_user_agent(emulator: Emulator) -> No
         assert client.account()
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert seen[0].headers["User-Agent"].startswith("fragment-sync/")
+
+
+def _minute_apart(count: int) -> list[dict[str, Any]]:
+    """Tickets 0 … count-1, updated a minute apart from 2026-11-02 09:00Z."""
+    return [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(count)]
 
 
 def _ticket(number: int, updated_at: str) -> dict[str, Any]:
@@ -575,7 +578,7 @@ def test_an_unsorted_file_keeps_the_latest_version_of_a_ticket_met_twice(
 def test_an_unchanged_file_is_not_read_again_until_it_changes_or_is_reset(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    tickets = _minute_apart(30)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     config = make_config(emulator, path, sqlite_url)
     namespace = config.connectors["helpdesk"].uid_namespace
@@ -643,7 +646,7 @@ def test_a_newer_version_is_not_sent_while_an_older_one_is_still_out(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:
     """Two versions of a ticket in flight at once could land in either order."""
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(10)]
+    tickets = _minute_apart(10)
     tickets.append(
         {**tickets[2], "subject": "Second version", "updated_at": "2026-11-02T10:00:00Z"}
     )
@@ -685,7 +688,7 @@ class FailsTheBatchWith(FragmentClient):
 def test_a_failed_batch_holds_the_watermark_though_later_batches_landed_first(
     emulator: Emulator, tmp_path: Path, sqlite_url: str
 ) -> None:
-    tickets = [_ticket(i, f"2026-11-02T09:{i:02d}:00Z") for i in range(30)]
+    tickets = _minute_apart(30)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)
     config = make_config(
         emulator,

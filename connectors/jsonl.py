@@ -8,6 +8,7 @@ tombstones are the shared file logic in `connectors.files`. Lines are UTF-8
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
@@ -61,6 +62,9 @@ def _parse(number: int, data: bytes) -> RawRecord:
         return RawRecord(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
     except RecursionError:
         return RawRecord(number, None, "nested too deeply for the JSON parser (about 1,000 levels)")
+    except ValueError:  # the one other refusal: Python's cap on an integer's digits
+        limit = sys.get_int_max_str_digits()
+        return RawRecord(number, None, f"holds a number of more than {limit:,} digits")
     if not isinstance(value, dict):
         return RawRecord(number, None, f"expected a JSON object, got {_json_kind(value)}")
     return RawRecord(number, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -201,6 +202,12 @@ class RestConnector(Connector):
                 self.name,
                 f"{request.url} answered {response.status_code} with something that is not "
                 f"JSON (it starts {start!r}); a proxy error page, or a truncated answer",
+            ) from None
+        except ValueError:  # the one other refusal: Python's cap on an integer's digits
+            raise SourceError(
+                self.name,
+                f"{request.url} answered JSON holding a number of more than "
+                f"{sys.get_int_max_str_digits():,} digits",
             ) from None
         return response, body
 

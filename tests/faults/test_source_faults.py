@@ -205,8 +205,9 @@ def test_a_burst_of_5xx_is_retried_and_nothing_is_lost(
         (Reply(200, raw=HTML_ERROR.raw, content_type="text/html"), ["not JSON"]),
         (HTML_ERROR, ["502"]),
         (Reply(200, raw=b'{"issues": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), ["deeply"]),
+        (Reply(200, raw=b'{"issues": [], "total_count": 1' + b"0" * 5_000 + b"}"), ["digits"]),
     ],
-    ids=["truncated-json", "html-page-200", "html-page-502", "nested-too-deep"],
+    ids=["truncated-json", "html-page-200", "html-page-502", "nested-too-deep", "huge-number"],
 )
 def test_a_broken_body_fails_only_that_connector_with_a_clear_message(
     emulator: Emulator,

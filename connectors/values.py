@@ -23,6 +23,9 @@ CursorKind = Literal["datetime", "int"]
 # Unix timestamps above this are taken as milliseconds (year 5138 in seconds).
 MILLISECONDS_THRESHOLD = 100_000_000_000
 
+MAX_CURSOR_TEXT = 64
+"""Characters of the longest cursor the state keeps (an integer's digits and sign)."""
+
 
 def parse_datetime(value: Any, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
     """`value` as an aware UTC datetime.
@@ -77,12 +80,20 @@ def parse_cursor(value: Any, kind: CursorKind, default_tz: dt.tzinfo = dt.UTC) -
     if isinstance(value, bool):
         raise ValueError(f"expected an integer cursor, got a boolean {value!r}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"expected an integer cursor, got {value!r}")
+        cursor = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        cursor = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        cursor = int(value)
+    else:
+        raise ValueError(f"expected an integer cursor, got {value!r}")
+    if len(text := str(cursor)) > MAX_CURSOR_TEXT:
+        # A version number this long is a mistake; stored, it would be cut short.
+        raise ValueError(
+            f"an integer cursor of {len(text)} characters; the state keeps at most "
+            f"{MAX_CURSOR_TEXT} (it starts {text[:20]}…)"
+        )
+    return cursor
 
 
 def check_cursor_kind(connector: str, since: Cursor | None, kind: CursorKind) -> None:

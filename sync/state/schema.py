@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from connectors.values import MAX_CURSOR_TEXT
+
 metadata = sa.MetaData()
 
 MAX_ID_LENGTH = 255
 """Characters of the longest source id (or connector name) the tables keep."""
 ID = sa.String(MAX_ID_LENGTH)
+CURSOR = sa.String(MAX_CURSOR_TEXT)
 UTC_TIME = sa.DateTime(timezone=True)
 
 watermarks = sa.Table(
@@ -22,7 +25,7 @@ watermarks = sa.Table(
     metadata,
     sa.Column("connector", ID, primary_key=True),
     sa.Column("cursor_kind", sa.String(16), nullable=False),
-    sa.Column("cursor_value", sa.String(64), nullable=False),
+    sa.Column("cursor_value", CURSOR, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
 )
 
@@ -33,7 +36,7 @@ tasks = sa.Table(
     sa.Column("source_id", ID, primary_key=True),
     sa.Column("uid", sa.String(36), nullable=False),
     sa.Column("content_hash", sa.String(32), nullable=False),
-    sa.Column("source_cursor", sa.String(64), nullable=False),
+    sa.Column("source_cursor", CURSOR, nullable=False),
     sa.Column("pushed_at", UTC_TIME, nullable=False),
 )
 
@@ -65,7 +68,7 @@ failed_items = sa.Table(
     sa.Column("stage", sa.String(16), nullable=False),
     sa.Column("field", sa.String(255)),
     sa.Column("error", sa.Text, nullable=False),
-    sa.Column("cursor_value", sa.String(64)),
+    sa.Column("cursor_value", CURSOR),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("record", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, default=1),

@@ -262,6 +262,49 @@ def test_a_line_nested_too_deeply_to_parse_is_a_bad_record_and_the_rest_go_on(
     assert "nested too deeply" in items[1].message
 
 
+def test_a_number_too_long_for_the_parser_is_a_bad_record_and_the_rest_go_on(
+    tmp_path: Path,
+) -> None:
+    # Python refuses to read an integer of more than 4,300 digits with a plain ValueError:
+    # uncaught, it failed every pass of the connector on the same line.
+    path = write_file(
+        tmp_path,
+        {"id": 1, "updated_at": "2026-10-01T00:00:00Z"},
+        '{"id": 2, "n": 1' + "0" * 5_000 + "}",
+        {"id": 3, "updated_at": "2026-10-02T00:00:00Z"},
+    )
+
+    items = pull(connector(path))
+
+    assert ids(items) == ["1", None, "3"]
+    assert items[1] == BadRecord(
+        source_id=None,
+        locator="line 2",
+        field=WHOLE_RECORD,
+        message="holds a number of more than 4,300 digits",
+    )
+
+
+def test_an_integer_cursor_too_long_to_store_is_a_bad_record_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    # The state keeps cursors in 64 characters; PostgreSQL's array cast cut a longer one.
+    path = write_file(
+        tmp_path,
+        {"id": 1, "version": 7},
+        {"id": 2, "version": int("9" * 65)},
+        {"id": 3, "version": -int("9" * 63)},
+    )
+
+    items = pull(connector(path, cursor_field="version", cursor_kind="int"))
+
+    assert ids(items) == ["1", "2", "3"]
+    assert isinstance(items[1], BadRecord)
+    assert (items[1].locator, items[1].field) == ("line 2", "version")
+    assert "65 characters" in items[1].message and "at most 64" in items[1].message
+    assert items[2] == SourceTicket("3", -int("9" * 63), {"id": 3, "version": -int("9" * 63)})
+
+
 @pytest.mark.parametrize(
     ("line", "kind"),
     [("[1, 2]", "an array"), ('"ticket"', "a string"), ("42", "a number"), ("null", "null")],

@@ -849,9 +849,7 @@ def _unnest_upsert(
     """
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
-    arrays = ", ".join(
-        f"%({name})b::{table.c[name].type.compile(dialect=dialect)}[]" for name in columns
-    )
+    arrays = ", ".join(f"%({name})b::{_array_of(table.c[name], dialect)}[]" for name in columns)
     updates = ", ".join(
         f"{quote(name)} = excluded.{quote(name)}" for name in columns if name not in keys
     )
@@ -862,6 +860,18 @@ def _unnest_upsert(
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "  # noqa: S608
         f"SELECT * FROM unnest({arrays}) {conflict} {action}"
     )
+
+
+def _array_of(column: sa.Column[Any], dialect: sa.Dialect) -> str:
+    """The element type of `column`'s array: its own, but text unbounded.
+
+    Cast to `varchar(n)[]`, a longer value would be cut to n characters
+    without a word; as `varchar[]` it reaches the column, which refuses it.
+    """
+    kind = column.type
+    if isinstance(kind, sa.String) and kind.length is not None:
+        kind = sa.String()
+    return kind.compile(dialect=dialect)
 
 
 # Statements keyed by the connector and a list of source ids, compiled once per id count

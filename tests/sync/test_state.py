@@ -275,6 +275,20 @@ def test_one_write_naming_a_ticket_twice_keeps_its_last_row(store: StateStore) -
     assert [(item.source_id, item.error) for item in store.failed_items()] == [("4", "second")]
 
 
+def test_a_value_too_long_for_its_column_is_refused_never_cut_short(store: StateStore) -> None:
+    """PostgreSQL's batch upsert cast each column's array to `varchar(n)[]`, which cuts
+    longer text to n characters without a word: a cursor came back as another number.
+    Connectors refuse such values first; this is the store's own backstop."""
+    cursor = int("9" * 70)
+    if store.engine.dialect.name == "sqlite":  # keeps text of any length whole
+        store.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "h", cursor)])
+        assert store.stored_tasks("helpdesk", ["1"])["1"].cursor == str(cursor)
+        return
+    with pytest.raises(sa.exc.DataError, match="too long"):
+        store.commit_batch("helpdesk", acked=[Acked("1", "uid-1", "h", cursor)])
+    assert store.stored_tasks("helpdesk", ["1"]) == {}
+
+
 @pytest.mark.postgres
 def test_postgresql_learns_as_the_tasks_table_grows(postgres_url: str) -> None:
     """Where autovacuum lags (or is off), a backfilled table kept the planner's empty-table

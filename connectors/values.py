@@ -82,18 +82,23 @@ def parse_cursor(value: Any, kind: CursorKind, default_tz: dt.tzinfo = dt.UTC) -
     if isinstance(value, int):
         cursor = value
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        _check_cursor_length(value.strip().lstrip("-").lstrip("0"))  # int() caps its digits
         cursor = int(value)
     elif isinstance(value, float) and value.is_integer():
         cursor = int(value)
     else:
         raise ValueError(f"expected an integer cursor, got {value!r}")
-    if len(text := str(cursor)) > MAX_CURSOR_TEXT:
-        # A version number this long is a mistake; stored, it would be cut short.
+    _check_cursor_length(str(cursor))
+    return cursor
+
+
+def _check_cursor_length(text: str) -> None:
+    # A version number this long is a mistake, and the state could not keep it whole.
+    if len(text) > MAX_CURSOR_TEXT:
         raise ValueError(
             f"an integer cursor of {len(text)} characters; the state keeps at most "
             f"{MAX_CURSOR_TEXT} (it starts {text[:20]}…)"
         )
-    return cursor
 
 
 def check_cursor_kind(connector: str, since: Cursor | None, kind: CursorKind) -> None:

@@ -116,6 +116,20 @@ def test_integer_cursor_column(tmp_path: Path) -> None:
     assert [(t.source_id, t.cursor) for t in tickets_of(items)] == [("a", 12), ("c", 7)]
 
 
+def test_an_integer_cursor_too_long_to_store_is_a_bad_record(tmp_path: Path) -> None:
+    # Leading zeros don't count; 5,000 digits would also pass Python's own cap on int().
+    zeros = "0" * 80 + "7"
+    path = write_file(tmp_path, f"id,version\na,{zeros}\nb,{'9' * 65}\nc,{'9' * 5_000}\n")
+
+    items = pull(connector(path, cursor_field="version", cursor_kind="int"))
+
+    assert (items[0].source_id, items[0].cursor) == ("a", 7)
+    for bad, length in zip(items[1:], [65, 5_000], strict=True):
+        assert isinstance(bad, BadRecord)
+        assert bad.field == "version"
+        assert f"an integer cursor of {length} characters" in bad.message
+
+
 def test_semicolon_delimiter_and_windows_encoding(tmp_path: Path) -> None:
     path = write_file(
         tmp_path, "id;sujet;updated_at\n1;Problème de facturation;2026-10-01T00:00:00Z\n", "cp1252"

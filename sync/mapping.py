@@ -444,28 +444,36 @@ def is_canonical_utc(text: str) -> bool:
     return True
 
 
-def _unencodable(task: Mapping[str, Any]) -> str | None:
-    """The task key (a `fields` key for custom fields) holding text UTF-8 can't encode."""
+def _holds_unencodable(value: Any) -> bool:
+    """Whether `value` holds a string UTF-8 can't encode, at any depth.
 
-    def bad(value: Any) -> bool:
-        if isinstance(value, str):
+    Searched with a stack, not recursion: the encoder takes nesting deeper
+    than Python's recursion limit allows a recursive walk.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
             try:
-                value.encode("utf-8")
+                item.encode("utf-8")
             except UnicodeEncodeError:
                 return True
-            return False
-        if isinstance(value, Mapping):
-            return any(bad(k) or bad(v) for k, v in value.items())
-        if isinstance(value, list):
-            return any(bad(v) for v in value)
-        return False
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
+
+def _unencodable(task: Mapping[str, Any]) -> str | None:
+    """The task key (a `fields` key for custom fields) holding text UTF-8 can't encode."""
     for key, value in task.items():
         if key == "fields" and isinstance(value, Mapping):
             for name, item in value.items():
-                if bad(name) or bad(item):
+                if _holds_unencodable(name) or _holds_unencodable(item):
                     return str(name)
-        elif bad(value):
+        elif _holds_unencodable(value):
             return key
     return None
 

@@ -179,6 +179,17 @@ def test_a_hook_result_nested_too_deeply_to_encode_names_the_hook() -> None:
     assert caught.value.field == "hook"
 
 
+def test_a_lone_surrogate_deep_in_a_hook_result_names_the_field_holding_it() -> None:
+    # Deep enough for the encoder, too deep for a recursive search of the culprit: that
+    # search's RecursionError escaped as an internal error of the whole pass.
+    nested: list[Any] = ["\ud800"]
+    for _ in range(900):
+        nested = [nested]
+    with pytest.raises(MappingError, match="surrogate") as caught:
+        mapper(hook=f"{__name__}:copy_raw").map(ticket({**RECORD, "raw": nested}))
+    assert caught.value.field == "raw"
+
+
 def test_a_hook_may_not_change_the_uid() -> None:
     with pytest.raises(MappingError, match="uid") as caught:
         mapper(hook=f"{__name__}:break_uid").map(ticket())

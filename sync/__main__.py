@@ -19,6 +19,10 @@ def main() -> int:
     finally:
         gc.freeze()
         gc.enable()
+    # The young-generation threshold stays at its default. Each request to Fragment leaves
+    # a reference cycle (httpx's response and its stream) holding the response body, some
+    # 700 KB for a batch of 500; at 20,000 a backfill's peak RSS grew with its size (80 MiB
+    # at 30,000 tickets, 313 MiB at 100,000), for 0.2 s less collector time.
     try:
         return cli_main()
     finally:

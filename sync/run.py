@@ -191,7 +191,7 @@ class ConnectorRun:
         self._unrecorded: set[str] = set()
         self._failures: list[FailedItem] = []
         self._resolved: list[str] = []
-        self._failed_ids: set[str] = set()
+        self._had_failures = False  # the connector had failed items when the pass began
         self._since_commit = 0
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
@@ -333,33 +333,47 @@ class ConnectorRun:
     # The two phases
 
     def _retry_failed(self) -> None:
-        """Map and push the failed items again: the mapping or the data may be fixed now."""
-        items = self.store.failed_items(self.namespace)
-        self._failed_ids = {item.source_id for item in items}
-        retryable = [i for i in items if i.record is not None and i.stage != "source"]
-        if not retryable:
+        """Map and push the failed items again: the mapping or the data may be fixed now.
+
+        A page at a time, checkpointed like a pull: a broken mapping can leave
+        every ticket of a backfill failed, and its fix must not need them all
+        in memory at once.
+        """
+        self._had_failures = self.store.failed_count(self.namespace) > 0
+        if not self._had_failures:
             return
-        self.log.info("retrying_failed_items", count=len(retryable))
-        stored = self.store.stored_tasks(self.namespace, (i.source_id for i in retryable))
-        tickets = []
-        for item in retryable:
-            assert item.record is not None and item.cursor is not None
-            cursor = decode_text(item.cursor)
-            known = stored.get(item.source_id)
-            if known is not None and _newer(decode_text(known.cursor), cursor):
-                self._resolved.append(item.source_id)  # a later version already went through
-                continue
-            try:
-                record = json.loads(item.record)
-            except (ValueError, RecursionError) as exc:  # stored by hand, or nested too deep
-                self.log.warning("failed_item_unreadable", source_id=item.source_id, error=str(exc))
-                continue
-            tickets.append(SourceTicket(item.source_id, cursor, record, item.deleted))
-        sent = self._sent_unrecorded(tickets, stored)
-        for ticket in tickets:
-            self._consider(ticket, stored.get(ticket.source_id), ticket.source_id in sent)
+        retried = 0
+        for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
+            retryable = [i for i in page if i.record is not None and i.stage != "source"]
+            stored = self.store.stored_tasks(self.namespace, (i.source_id for i in retryable))
+            tickets = [ticket for item in retryable if (ticket := self._again(item, stored))]
+            sent = self._sent_unrecorded(tickets, stored)
+            for ticket in tickets:
+                self._check_stop()
+                self._consider(ticket, stored.get(ticket.source_id), ticket.source_id in sent, True)
+                self._since_commit += 1
+                if len(self._pending) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
+                    self._flush(watermark=None)
+            retried += len(tickets)
         self._flush(watermark=None)
         self._settle_all()
+        if retried:
+            self.log.info("failed_items_retried", count=retried)
+
+    def _again(self, item: FailedItem, stored: dict[str, StoredTask]) -> SourceTicket | None:
+        """The ticket a failed item recorded, to try again; None if there is none to try."""
+        assert item.record is not None and item.cursor is not None
+        cursor = decode_text(item.cursor)
+        known = stored.get(item.source_id)
+        if known is not None and _newer(decode_text(known.cursor), cursor):
+            self._resolved.append(item.source_id)  # a later version already went through
+            return None
+        try:
+            record = json.loads(item.record)
+        except (ValueError, RecursionError) as exc:  # stored by hand, or nested too deep
+            self.log.warning("failed_item_unreadable", source_id=item.source_id, error=str(exc))
+            return None
+        return SourceTicket(item.source_id, cursor, record, item.deleted)
 
     def _pull(self, source: Connector) -> None:
         fingerprint = self.config.fingerprint()
@@ -393,6 +407,7 @@ class ConnectorRun:
             self._settled_recently.clear()  # the lookup below sees what they recorded
             stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
             sent = self._sent_unrecorded(tickets, stored)
+            failed = self._failed_among(tickets)
             for item in chunk:
                 self._check_stop()
                 cursor = item.cursor
@@ -400,7 +415,10 @@ class ConnectorRun:
                     self._bad_record(item)
                 else:
                     self.counts.pulled += 1
-                    self._consider(item, stored.get(item.source_id), item.source_id in sent)
+                    source_id = item.source_id
+                    self._consider(
+                        item, stored.get(source_id), source_id in sent, source_id in failed
+                    )
                 if cursor is not None:
                     self._observe(checkpoint, cursor)
                 consumed += 1
@@ -428,11 +446,12 @@ class ConnectorRun:
     # One ticket
 
     def _consider(
-        self, ticket: SourceTicket, stored: StoredTask | None, sent_unrecorded: bool
+        self, ticket: SourceTicket, stored: StoredTask | None, sent_unrecorded: bool, failed: bool
     ) -> None:
         """Map `ticket` and queue it if its content differs from what was last pushed.
 
         `sent_unrecorded`: a push of it went out whose answer was never recorded.
+        `failed`: it is a failed item, to be cleared if it turns out unchanged.
         """
         if self._superseded(ticket, stored):
             self.counts.unchanged += 1  # this pass already met a later version
@@ -449,7 +468,7 @@ class ConnectorRun:
             payload = self.mapper.tombstone(ticket)  # archive it even if it won't map
         if stored is not None and stored.content_hash == payload.content_hash:
             self.counts.unchanged += 1
-            if ticket.source_id in self._failed_ids:
+            if failed:
                 self._resolved.append(ticket.source_id)
             return
         self._pending[ticket.source_id] = (ticket, payload)
@@ -475,6 +494,12 @@ class ConnectorRun:
             and stored.pushed_at >= self._pass_started
             and _newer(decode_text(stored.cursor), cursor)
         )
+
+    def _failed_among(self, tickets: list[SourceTicket]) -> set[str]:
+        """Those of `tickets` that were failed items when the pass began (or since)."""
+        if not self._had_failures:
+            return set()
+        return self.store.failed_among(self.namespace, (t.source_id for t in tickets))
 
     def _sent_unrecorded(
         self, tickets: list[SourceTicket], stored: dict[str, StoredTask]

@@ -502,6 +502,40 @@ class StateStore:
         with self.engine.connect() as conn:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
 
+    def failed_item_pages(self, connector: str, size: int) -> Iterator[list[FailedItem]]:
+        """The connector's failed items, `size` at a time in source-id order.
+
+        Each page is its own query, keyed past the last id of the one before:
+        items cleared or failing again meanwhile don't shift the pages, and a
+        connector with a million failures is never held in memory at once.
+        """
+        after: str | None = None
+        while True:
+            query = (
+                sa.select(failed_items)
+                .where(failed_items.c.connector == connector)
+                .order_by(failed_items.c.source_id)
+                .limit(size)
+            )
+            if after is not None:
+                query = query.where(failed_items.c.source_id > after)
+            with self.engine.connect() as conn:
+                page = [_failed_item(row) for row in conn.execute(query).mappings()]
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            after = page[-1].source_id
+
+    def failed_among(self, connector: str, source_ids: Iterable[str]) -> set[str]:
+        """Those of `source_ids` that are failed items of `connector`."""
+        wanted = list(dict.fromkeys(source_ids))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                found.update(row[0] for row in _by_ids(conn, _FAILED, connector, chunk))
+        return found
+
     def failed_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(
@@ -880,6 +914,7 @@ _STORED_TASKS = "stored_tasks"
 _CLEAR_FAILED = "clear_failed"
 _CLEAR_IN_FLIGHT = "clear_in_flight"
 _IN_FLIGHT = "in_flight"
+_FAILED = "failed"
 
 
 def _by_ids_statement(kind: str, among: Callable[[sa.Column[Any]], Any]) -> Any:
@@ -896,6 +931,10 @@ def _by_ids_statement(kind: str, among: Callable[[sa.Column[Any]], Any]) -> Any:
     if kind == _IN_FLIGHT:
         return sa.select(pushes_in_flight.c.source_id).where(
             pushes_in_flight.c.connector == connector, among(pushes_in_flight.c.source_id)
+        )
+    if kind == _FAILED:
+        return sa.select(failed_items.c.source_id).where(
+            failed_items.c.connector == connector, among(failed_items.c.source_id)
         )
     table = failed_items if kind == _CLEAR_FAILED else pushes_in_flight
     return sa.delete(table).where(table.c.connector == connector, among(table.c.source_id))

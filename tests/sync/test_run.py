@@ -207,6 +207,41 @@ def test_rejected_items_are_set_aside_and_delivered_once_the_mapping_is_fixed(
         store.close()
 
 
+def test_a_retry_of_failed_items_checkpoints_batch_by_batch(tmp_path: Path, state_url: str) -> None:
+    """A broken mapping can fail a whole backfill: retrying it, once fixed, goes a batch at
+    a time, like a pull. It used to go out as one shipment (every record in memory at
+    once), so a retry cut short recorded none of what had already landed."""
+    path = write_tickets(tmp_path / "tickets.jsonl", _minute_apart(45))
+    with Emulator(tokens=[TOKEN]) as emulator:
+        options = {"batch_size": 10, "max_retry_wait": "1s"}
+        broken = make_config(
+            emulator, path, state_url, fragment=options, mapping={"title": "{subjet}"}
+        )
+        assert sync(broken).failed == 45
+        fixed = make_config(emulator, path, state_url, fragment=options)
+        # Two requests an hour: the third is told to wait longer than the client will.
+        emulator.faults.rate_limit = (2, 3600.0)
+
+        cut_short = sync(fixed)
+
+        assert not cut_short.ok and "rate limited" in (cut_short.error or "")
+        assert cut_short.pushed == 20
+        landed = set(tasks_by_ticket(emulator))
+        assert len(landed) == 20
+        with StateStore.open(state_url) as store:
+            still_failed = {item.source_id for item in store.failed_items("helpdesk")}
+            assert still_failed == {str(i) for i in range(45)} - landed
+            assert set(store.stored_tasks("helpdesk", landed)) == landed
+
+        emulator.faults.rate_limit = None
+        healed = sync(fixed)
+
+        assert healed.ok and (healed.pushed, healed.failed) == (25, 0)
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(45)}
+        with StateStore.open(state_url) as store:
+            assert store.failed_items("helpdesk") == []
+
+
 def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:
     tickets = _minute_apart(50)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)

@@ -275,6 +275,28 @@ def test_one_write_naming_a_ticket_twice_keeps_its_last_row(store: StateStore) -
     assert [(item.source_id, item.error) for item in store.failed_items()] == [("4", "second")]
 
 
+def test_failed_items_are_read_in_pages_that_changes_between_them_do_not_shift(
+    store: StateStore,
+) -> None:
+    failures = [FailedItem(f"t{n}", None, "mapping", "title", "boom", "7") for n in range(7)]
+    store.commit_batch("helpdesk", failed=failures)
+    store.commit_batch("other", failed=[FailedItem("t0", None, "mapping", None, "x", None)])
+
+    pages = store.failed_item_pages("helpdesk", 3)
+    first = next(pages)
+    # Clearing one item already read, failing another again: the next page starts after t2.
+    store.commit_batch("helpdesk", resolved=["t1"], failed=[failures[2]])
+    rest = list(pages)
+
+    assert [[item.source_id for item in page] for page in [first, *rest]] == [
+        ["t0", "t1", "t2"],
+        ["t3", "t4", "t5"],
+        ["t6"],
+    ]
+    assert store.failed_among("helpdesk", ["t1", "t2", "t6", "t9"]) == {"t2", "t6"}
+    assert list(store.failed_item_pages("nobody", 3)) == []
+
+
 def test_a_value_too_long_for_its_column_is_refused_never_cut_short(store: StateStore) -> None:
     """PostgreSQL's batch upsert cast each column's array to `varchar(n)[]`, which cuts
     longer text to n characters without a word: a cursor came back as another number.

@@ -383,21 +383,31 @@ def _failures(args: argparse.Namespace) -> int:
             dropped = store.drop_failed(config.connectors[name].uid_namespace)
             print(f"{name}: dropped {dropped} failed items")
         return EXIT_OK
-    items = [
-        {"connector": name, **_failed_json(item)}
-        for name in names
-        for item in store.failed_items(config.connectors[name].uid_namespace)
-    ]
+    # Streamed a page at a time: a broken mapping can leave a million of them.
+    count = 0
+    for name in names:
+        for page in store.failed_item_pages(config.connectors[name].uid_namespace, _PAGE):
+            for item in page:
+                if args.json:
+                    entry = json.dumps(
+                        {"connector": name, **_failed_json(item)}, ensure_ascii=False, default=str
+                    )
+                    print("[" if count == 0 else ",", entry)
+                else:
+                    print(
+                        f"{name} {item.source_id} [{item.stage}] "
+                        f"attempts {item.attempts}: {item.error}"
+                    )
+                count += 1
     if args.json:
-        print(json.dumps(items, ensure_ascii=False, default=str))
+        print("]" if count else "[]")
     else:
-        for item in items:
-            print(
-                f"{item['connector']} {item['source_id']} [{item['stage']}] "
-                f"attempts {item['attempts']}: {item['error']}"
-            )
-        print(f"{len(items)} failed items")
+        print(f"{count} failed items")
     return EXIT_OK
+
+
+_PAGE = 1000
+"""Failed items read from the state at a time by `failures list`."""
 
 
 def _reset(args: argparse.Namespace) -> int:

@@ -272,6 +272,22 @@ def test_failures_list_and_drop(tmp_path: Path, emulator: Emulator) -> None:
     assert json.loads(empty.stdout) == []
 
 
+def test_failures_list_reads_every_page_of_a_long_list(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    tickets = tmp_path / "tickets.jsonl"
+    with tickets.open("a") as handle:
+        for n in range(1_001):  # no subject: each fails; the list reads 1,000 at a time
+            handle.write(f'{{"id": {1_000 + n}, "updated_at": "2026-11-02T10:00:00Z"}}\n')
+    assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0
+
+    listed = sync_cli("failures", "list", "--json", "--config", str(config), cwd=tmp_path)
+    table = sync_cli("failures", "--config", str(config), cwd=tmp_path)
+
+    items = json.loads(listed.stdout)
+    assert sorted(int(item["source_id"]) for item in items) == list(range(1_000, 2_001))
+    assert table.stdout.splitlines()[-1] == "1001 failed items"
+
+
 def test_a_dry_run_piped_into_a_reader_that_leaves_early_ends_quietly(
     tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -339,7 +339,7 @@ class ConnectorRun:
         every ticket of a backfill failed, and its fix must not need them all
         in memory at once.
         """
-        self._had_failures = self.store.failed_count(self.namespace) > 0
+        self._had_failures = self.store.has_failed(self.namespace)
         if not self._had_failures:
             return
         retried = 0

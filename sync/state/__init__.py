@@ -536,6 +536,11 @@ class StateStore:
                 found.update(row[0] for row in _by_ids(conn, _FAILED, connector, chunk))
         return found
 
+    def has_failed(self, connector: str) -> bool:
+        """Whether the connector has any failed item (without counting them all)."""
+        with self.engine.connect() as conn:
+            return _has_rows(conn, failed_items, connector)
+
     def failed_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(

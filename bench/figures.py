@@ -89,11 +89,24 @@ class Floor:
         }
 
 
-def floor(source: Source, n: int, directory: Path) -> Floor:
-    """Figure 2 over `source` (its `n` tickets), measured like the sync process."""
+REFERENCE_SAMPLES = 3
+"""Runs of each reference (the floor, the naive client); the best one is reported.
+
+Measured once, a reference is at the mercy of one slow second on a shared
+machine: the naive client's speed has been seen to halve from one run to
+the next. Its best run is what it can do, and erring that way only makes
+the sync's ratios against it harder to meet.
+"""
+
+
+def floor(source: Source, n: int, directory: Path, samples: int = REFERENCE_SAMPLES) -> Floor:
+    """Figure 2 over `source` (its `n` tickets), measured like the sync process.
+
+    The run with the least CPU of `samples`.
+    """
     argv = [PYTHON, str(_SCRIPTS / "floor.py"), source.kind, str(source.path)]
-    measured = measure(argv, cwd=directory, logs=directory / "floor")
-    return Floor(n, measured)
+    runs = [measure(argv, cwd=directory, logs=directory / "floor") for _ in range(samples)]
+    return Floor(n, min(runs, key=lambda run: run.cpu_s))
 
 
 # --- 3. The naive client -----------------------------------------------------------
@@ -126,8 +139,20 @@ class Naive:
         }
 
 
-def naive_client(scenario: Scenario, emulator: EmulatorProcess, sample: int) -> Naive:
-    """Figure 3 on the first `sample` tickets of the scenario's source, into an emptied emulator."""
+def naive_client(
+    scenario: Scenario, emulator: EmulatorProcess, sample: int, samples: int = REFERENCE_SAMPLES
+) -> Naive:
+    """Figure 3 on the first `sample` tickets of the scenario's source, into an emptied emulator.
+
+    The fastest of `samples` runs.
+    """
+    return max(
+        (_naive_run(scenario, emulator, sample) for _ in range(samples)),
+        key=lambda run: run.tickets_per_s,
+    )
+
+
+def _naive_run(scenario: Scenario, emulator: EmulatorProcess, sample: int) -> Naive:
     emulator.reset()
     argv = [PYTHON, str(_SCRIPTS / "naive.py"), str(scenario.config), str(sample)]
     cpu_before = emulator.cpu_s()

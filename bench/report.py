@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bench.figures import MemoryPoint
+from bench.figures import REFERENCE_SAMPLES, MemoryPoint
 from bench.runner import SyncRun
 from bench.suite import Results, SourceFigures
 
@@ -359,7 +359,7 @@ def _backfill_section(kind: str, figures: SourceFigures) -> Section:
 def _floor_section(kind: str, figures: SourceFigures) -> Section:
     return (
         f"floor:{kind}",
-        f"2. Floor, {kind}: read and JSON-encode each ticket once",
+        f"2. Floor, {kind}: read and JSON-encode each ticket once (best of {REFERENCE_SAMPLES})",
         [
             _row("wall time", _seconds(figures.floor.measured.wall_s)),
             _row("CPU per ticket", _micros(figures.floor.cpu_per_ticket_s)),
@@ -371,7 +371,8 @@ def _naive_section(results: Results) -> Section:
     naive = results.naive
     return (
         "naive",
-        f"3. Naive client: one PUT /tasks/{{uid}} per ticket, {naive.tickets:,} tickets",
+        f"3. Naive client: one PUT /tasks/{{uid}} per ticket, {naive.tickets:,} tickets "
+        f"(best of {REFERENCE_SAMPLES})",
         [
             _row("tickets per second", f"{naive.tickets_per_s:,.0f}"),
             _row("emulator CPU per request", _micros(naive.emulator_cpu_s / naive.tickets)),

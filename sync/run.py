@@ -153,6 +153,8 @@ class _Shipment:
     fingerprint: str | None
     snapshot: str | None
     answer: Future[PushResult] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    """The last error of each failed item in the batch, by source id."""
 
 
 def owner_id() -> str:
@@ -192,6 +194,9 @@ class ConnectorRun:
         self._failures: list[FailedItem] = []
         self._resolved: list[str] = []
         self._had_failures = False  # the connector had failed items when the pass began
+        # The last error of each failed item queued to push: failing the same way is not news.
+        self._pending_errors: dict[str, str] = {}
+        self._still_failing = 0
         self._since_commit = 0
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
@@ -280,6 +285,7 @@ class ConnectorRun:
                 if not self.options.retry_only:
                     self._pull(source)
                 self._settle_all()
+                self._report_still_failing()
             except BaseException:
                 self._abandon()
                 raise
@@ -345,12 +351,14 @@ class ConnectorRun:
         retried = 0
         for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
             retryable = [i for i in page if i.record is not None and i.stage != "source"]
-            stored = self.store.stored_tasks(self.namespace, (i.source_id for i in retryable))
+            errors = {item.source_id: item.error for item in retryable}
+            stored = self.store.stored_tasks(self.namespace, errors)
             tickets = [ticket for item in retryable if (ticket := self._again(item, stored))]
             sent = self._sent_unrecorded(tickets, stored)
             for ticket in tickets:
                 self._check_stop()
-                self._consider(ticket, stored.get(ticket.source_id), ticket.source_id in sent, True)
+                source_id = ticket.source_id
+                self._consider(ticket, stored.get(source_id), source_id in sent, errors[source_id])
                 self._since_commit += 1
                 if len(self._pending) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
                     self._flush(watermark=None)
@@ -359,6 +367,15 @@ class ConnectorRun:
         self._settle_all()
         if retried:
             self.log.info("failed_items_retried", count=retried)
+
+    def _report_still_failing(self) -> None:
+        # One line a pass, not one per item: a broken mapping fails them all again each pass.
+        if self._still_failing:
+            self.log.warning(
+                "failed_items_still_failing",
+                count=self._still_failing,
+                detail="the same error as when last tried; `python -m sync failures` lists them",
+            )
 
     def _again(self, item: FailedItem, stored: dict[str, StoredTask]) -> SourceTicket | None:
         """The ticket a failed item recorded, to try again; None if there is none to try."""
@@ -407,7 +424,7 @@ class ConnectorRun:
             self._settled_recently.clear()  # the lookup below sees what they recorded
             stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
             sent = self._sent_unrecorded(tickets, stored)
-            failed = self._failed_among(tickets)
+            failed = self._failed_errors(tickets)
             for item in chunk:
                 self._check_stop()
                 cursor = item.cursor
@@ -417,7 +434,7 @@ class ConnectorRun:
                     self.counts.pulled += 1
                     source_id = item.source_id
                     self._consider(
-                        item, stored.get(source_id), source_id in sent, source_id in failed
+                        item, stored.get(source_id), source_id in sent, failed.get(source_id)
                     )
                 if cursor is not None:
                     self._observe(checkpoint, cursor)
@@ -446,12 +463,17 @@ class ConnectorRun:
     # One ticket
 
     def _consider(
-        self, ticket: SourceTicket, stored: StoredTask | None, sent_unrecorded: bool, failed: bool
+        self,
+        ticket: SourceTicket,
+        stored: StoredTask | None,
+        sent_unrecorded: bool,
+        last_error: str | None,
     ) -> None:
         """Map `ticket` and queue it if its content differs from what was last pushed.
 
         `sent_unrecorded`: a push of it went out whose answer was never recorded.
-        `failed`: it is a failed item, to be cleared if it turns out unchanged.
+        `last_error`: it is a failed item, with this error: cleared if it turns out
+        unchanged, and not news if it fails the same way again.
         """
         if self._superseded(ticket, stored):
             self.counts.unchanged += 1  # this pass already met a later version
@@ -463,15 +485,18 @@ class ConnectorRun:
             payload = self.mapper.map(ticket)
         except MappingError as exc:
             if not ticket.deleted:
-                self._failures.append(self._failed(ticket, "mapping", exc.field, str(exc)))
+                failure = self._failed(ticket, "mapping", exc.field, str(exc), last_error)
+                self._failures.append(failure)
                 return
             payload = self.mapper.tombstone(ticket)  # archive it even if it won't map
         if stored is not None and stored.content_hash == payload.content_hash:
             self.counts.unchanged += 1
-            if failed:
+            if last_error is not None:
                 self._resolved.append(ticket.source_id)
             return
         self._pending[ticket.source_id] = (ticket, payload)
+        if last_error is not None:
+            self._pending_errors[ticket.source_id] = last_error
         if stored is None:
             self._unrecorded.add(ticket.source_id)
 
@@ -495,11 +520,11 @@ class ConnectorRun:
             and _newer(decode_text(stored.cursor), cursor)
         )
 
-    def _failed_among(self, tickets: list[SourceTicket]) -> set[str]:
-        """Those of `tickets` that were failed items when the pass began (or since)."""
+    def _failed_errors(self, tickets: list[SourceTicket]) -> dict[str, str]:
+        """The error of each of `tickets` that is a failed item, by source id."""
         if not self._had_failures:
-            return set()
-        return self.store.failed_among(self.namespace, (t.source_id for t in tickets))
+            return {}
+        return self.store.failed_errors(self.namespace, (t.source_id for t in tickets))
 
     def _sent_unrecorded(
         self, tickets: list[SourceTicket], stored: dict[str, StoredTask]
@@ -531,12 +556,29 @@ class ConnectorRun:
         )
 
     def _failed(
-        self, ticket: SourceTicket, stage: str, field: str | None, message: str
+        self,
+        ticket: SourceTicket,
+        stage: str,
+        field: str | None,
+        message: str,
+        last_error: str | None = None,
     ) -> FailedItem:
-        """Log and count a ticket that won't reach Fragment this pass; the item to keep."""
-        self.log.warning(
-            "ticket_failed", source_id=ticket.source_id, stage=stage, field=field, error=message
-        )
+        """Log and count a ticket that won't reach Fragment this pass; the item to keep.
+
+        `last_error`: the error of the failed item being retried. Failing with it
+        again is counted, and logged once per pass (`failed_items_still_failing`).
+        """
+        if message == last_error:
+            self._still_failing += 1
+            self.log.debug("ticket_still_failing", source_id=ticket.source_id, stage=stage)
+        else:
+            self.log.warning(
+                "ticket_failed",
+                source_id=ticket.source_id,
+                stage=stage,
+                field=field,
+                error=message,
+            )
         self.counts.failed += 1
         return FailedItem(
             source_id=ticket.source_id,
@@ -587,6 +629,7 @@ class ConnectorRun:
         self._unrecorded.difference_update(unrecorded)
         failures, self._failures = self._failures, []
         resolved, self._resolved = self._resolved, []
+        errors, self._pending_errors = self._pending_errors, {}
         self._since_commit = 0
         if self.options.dry_run:
             for _ticket, payload in batch.values():
@@ -601,6 +644,7 @@ class ConnectorRun:
             watermark=watermark,
             fingerprint=fingerprint,
             snapshot=snapshot,
+            errors=errors,
         )
         while len(self._outbox) >= self.max_in_flight or self._still_out(batch):
             self._settle(self._outbox.popleft())
@@ -645,6 +689,7 @@ class ConnectorRun:
                 "rejected",
                 None,
                 f"connector {self.name!r}, ticket {p.source_id!r}: Fragment rejected it: {message}",
+                shipment.errors.get(p.source_id),
             )
             for p, message in result.rejected
         ]

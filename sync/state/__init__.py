@@ -527,13 +527,13 @@ class StateStore:
                 return
             after = page[-1].source_id
 
-    def failed_among(self, connector: str, source_ids: Iterable[str]) -> set[str]:
-        """Those of `source_ids` that are failed items of `connector`."""
+    def failed_errors(self, connector: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """The error of each of `source_ids` that is a failed item of `connector`."""
         wanted = list(dict.fromkeys(source_ids))
-        found: set[str] = set()
+        found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(wanted, _IN_CHUNK):
-                found.update(row[0] for row in _by_ids(conn, _FAILED, connector, chunk))
+                found.update(_by_ids(conn, _FAILED, connector, chunk))
         return found
 
     def has_failed(self, connector: str) -> bool:
@@ -938,7 +938,7 @@ def _by_ids_statement(kind: str, among: Callable[[sa.Column[Any]], Any]) -> Any:
             pushes_in_flight.c.connector == connector, among(pushes_in_flight.c.source_id)
         )
     if kind == _FAILED:
-        return sa.select(failed_items.c.source_id).where(
+        return sa.select(failed_items.c.source_id, failed_items.c.error).where(
             failed_items.c.connector == connector, among(failed_items.c.source_id)
         )
     table = failed_items if kind == _CLEAR_FAILED else pushes_in_flight

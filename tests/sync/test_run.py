@@ -242,6 +242,44 @@ def test_a_retry_of_failed_items_checkpoints_batch_by_batch(tmp_path: Path, stat
             assert store.failed_items("helpdesk") == []
 
 
+def test_items_failing_again_the_same_way_are_one_line_a_pass_not_one_each(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A broken mapping in a daemon used to log a warning for every failed item on every
+    pass. Only a new or different failure is news; repeats are counted in one line."""
+    known = ["agent@support.example.com"]
+    tickets = [{**t, "assignee": known[0]} for t in _minute_apart(30)]
+    for index in (4, 9):
+        tickets[index]["assignee"] = "ghost@elsewhere.example"  # Fragment rejects these
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    mapping = {"title": "{subject}", "assignee_email": "assignee"}
+    with Emulator(tokens=[TOKEN], users=known) as emulator:
+        fragment = {"batch_size": 10}
+        broken = make_config(
+            emulator, path, sqlite_url, fragment=fragment, mapping={**mapping, "url": "{link}"}
+        )
+        fixed = make_config(emulator, path, sqlite_url, fragment=fragment, mapping=mapping)
+        passes = []
+        for config in (broken, broken, fixed, fixed):
+            with capture_logs() as logs:
+                summary = sync(config)
+            passes.append((summary, logs))
+
+    def failed(logs: list[Any]) -> list[int]:
+        return sorted(int(e["source_id"]) for e in logs if e["event"] == "ticket_failed")
+
+    def still(logs: list[Any]) -> list[int]:
+        return [e["count"] for e in logs if e["event"] == "failed_items_still_failing"]
+
+    [(first, logs1), (second, logs2), (third, logs3), (fourth, logs4)] = passes
+    assert first.failed == 30 and failed(logs1) == list(range(30)) and still(logs1) == []
+    assert second.failed == 30 and failed(logs2) == [] and still(logs2) == [30]
+    # Mapped now: 28 land; 4 and 9 are rejected, a different error, so news again. The
+    # changed mapping then re-reads every ticket: 4 and 9 are rejected the same way.
+    assert third.failed == 4 and failed(logs3) == [4, 9] and still(logs3) == [2]
+    assert fourth.failed == 2 and failed(logs4) == [] and still(logs4) == [2]
+
+
 def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:
     tickets = _minute_apart(50)
     path = write_tickets(tmp_path / "tickets.jsonl", tickets)

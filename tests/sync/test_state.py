@@ -293,7 +293,7 @@ def test_failed_items_are_read_in_pages_that_changes_between_them_do_not_shift(
         ["t3", "t4", "t5"],
         ["t6"],
     ]
-    assert store.failed_among("helpdesk", ["t1", "t2", "t6", "t9"]) == {"t2", "t6"}
+    assert store.failed_errors("helpdesk", ["t1", "t2", "t6", "t9"]) == {"t2": "boom", "t6": "boom"}
     assert list(store.failed_item_pages("nobody", 3)) == []
 
 

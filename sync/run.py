@@ -352,7 +352,7 @@ class ConnectorRun:
         for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
             retryable = [i for i in page if i.record is not None and i.stage != "source"]
             errors = {item.source_id: item.error for item in retryable}
-            stored = self.store.stored_tasks(self.namespace, errors)
+            stored = self.store.stored_tasks(self.namespace, errors.keys())
             tickets = [ticket for item in retryable if (ticket := self._again(item, stored))]
             sent = self._sent_unrecorded(tickets, stored)
             for ticket in tickets:

@@ -222,11 +222,28 @@ def test_without_deleted_field_no_ticket_is_a_tombstone(tmp_path: Path) -> None:
     assert ticket.deleted is False
 
 
-def test_invalid_json_line_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": 2, "updated_at": ', "not valid JSON: Expecting value at column 25"),
+        # Python's parser gives up near 1,000 levels with a RecursionError, and refuses an
+        # integer of over 4,300 digits with a plain ValueError, not a decode error: either,
+        # uncaught, failed every pass of the connector on the same line.
+        (
+            '{"id": 2, "n": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "nested too deeply for the JSON parser (about 1,000 levels)",
+        ),
+        ('{"id": 2, "n": 1' + "0" * 5_000 + "}", "holds a number of more than 4,300 digits"),
+    ],
+    ids=["invalid", "nested-too-deep", "too-many-digits"],
+)
+def test_a_line_the_parser_refuses_is_a_bad_record_and_the_rest_go_on(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = write_file(
         tmp_path,
         {"id": 1, "updated_at": "2026-10-01T00:00:00Z"},
-        '{"id": 2, "updated_at": ',
+        line,
         {"id": 3, "updated_at": "2026-10-02T00:00:00Z"},
     )
 
@@ -234,54 +251,7 @@ def test_invalid_json_line_is_reported_and_the_rest_go_on(tmp_path: Path) -> Non
 
     assert ids(items) == ["1", None, "3"]
     assert items[1] == BadRecord(
-        source_id=None,
-        locator="line 2",
-        field=WHOLE_RECORD,
-        message="not valid JSON: Expecting value at column 25",
-    )
-
-
-def test_a_line_nested_too_deeply_to_parse_is_a_bad_record_and_the_rest_go_on(
-    tmp_path: Path,
-) -> None:
-    # Python's parser gives up near 1,000 levels with a RecursionError, not a decode error:
-    # uncaught, it failed every pass of the connector on the same line.
-    deep = '{"id": 2, "n": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    path = write_file(
-        tmp_path,
-        {"id": 1, "updated_at": "2026-10-01T00:00:00Z"},
-        deep,
-        {"id": 3, "updated_at": "2026-10-02T00:00:00Z"},
-    )
-
-    items = pull(connector(path))
-
-    assert ids(items) == ["1", None, "3"]
-    assert isinstance(items[1], BadRecord)
-    assert (items[1].locator, items[1].field) == ("line 2", WHOLE_RECORD)
-    assert "nested too deeply" in items[1].message
-
-
-def test_a_number_too_long_for_the_parser_is_a_bad_record_and_the_rest_go_on(
-    tmp_path: Path,
-) -> None:
-    # Python refuses to read an integer of more than 4,300 digits with a plain ValueError:
-    # uncaught, it failed every pass of the connector on the same line.
-    path = write_file(
-        tmp_path,
-        {"id": 1, "updated_at": "2026-10-01T00:00:00Z"},
-        '{"id": 2, "n": 1' + "0" * 5_000 + "}",
-        {"id": 3, "updated_at": "2026-10-02T00:00:00Z"},
-    )
-
-    items = pull(connector(path))
-
-    assert ids(items) == ["1", None, "3"]
-    assert items[1] == BadRecord(
-        source_id=None,
-        locator="line 2",
-        field=WHOLE_RECORD,
-        message="holds a number of more than 4,300 digits",
+        source_id=None, locator="line 2", field=WHOLE_RECORD, message=message
     )
 
 

@@ -22,6 +22,7 @@ unordered source gives them in.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -70,6 +71,10 @@ LOOKUP_CHUNK = 500
 """Tickets whose stored hashes are fetched in one query."""
 IDLE_CHECKPOINT = 5000
 """Checkpoint at least this often (in tickets) even when nothing needs pushing."""
+RETRY_EVERY_PASS = dt.timedelta(minutes=5)
+"""A failed item is retried on every pass while it has been failing for less than this;"""
+RETRY_WAIT_CAP = dt.timedelta(hours=1)
+"""after that, once it has waited as long as it has been failing, up to this long."""
 
 
 @dataclass
@@ -155,6 +160,20 @@ class _Shipment:
     answer: Future[PushResult] | None = None
     errors: dict[str, str] = field(default_factory=dict)
     """The last error of each failed item in the batch, by source id."""
+
+
+def _due(item: FailedItem, now: dt.datetime) -> bool:
+    """Whether a failed item is due for another try (see `RETRY_EVERY_PASS`)."""
+    if item.first_seen is None or item.last_seen is None:
+        return True
+    failing = item.last_seen - item.first_seen
+    if failing < RETRY_EVERY_PASS:
+        return True
+    return item.last_seen + min(failing, RETRY_WAIT_CAP) <= now
+
+
+def _minutes(span: dt.timedelta) -> str:
+    return f"{span.total_seconds() / 60:g} min"
 
 
 def owner_id() -> str:
@@ -348,9 +367,16 @@ class ConnectorRun:
         self._had_failures = self.store.has_failed(self.namespace)
         if not self._had_failures:
             return
-        retried = 0
+        # Changed settings (a fixed mapping) or `failures retry`: everything, now.
+        hurry = self.options.retry_only or (
+            self.store.settings_fingerprint(self.namespace) != self.config.fingerprint()
+        )
+        retried = waiting = 0
         for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
             retryable = [i for i in page if i.record is not None and i.stage != "source"]
+            due = [i for i in retryable if hurry or _due(i, self._pass_started)]
+            waiting += len(retryable) - len(due)
+            retryable = due
             errors = {item.source_id: item.error for item in retryable}
             stored = self.store.stored_tasks(self.namespace, errors.keys())
             tickets = [ticket for item in retryable if (ticket := self._again(item, stored))]
@@ -367,6 +393,14 @@ class ConnectorRun:
         self._settle_all()
         if retried:
             self.log.info("failed_items_retried", count=retried)
+        if waiting:
+            self.log.info(
+                "failed_items_waiting",
+                count=waiting,
+                detail=f"failing for over {_minutes(RETRY_EVERY_PASS)}: each is tried again "
+                f"after as long as it has been failing, at most {_minutes(RETRY_WAIT_CAP)} "
+                "(sooner once the settings change; `python -m sync failures retry` now)",
+            )
 
     def _report_still_failing(self) -> None:
         # One line a pass, not one per item: a broken mapping fails them all again each pass.

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from connectors import files
@@ -25,6 +26,7 @@ from sync.fragment import FragmentClient, PushResult
 from sync.mapping import TaskPayload, task_uid
 from sync.run import ConnectorRun, RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync.state.schema import failed_items as failed_items_table
 from synckit import (
     MAPPING,
     TOKEN,
@@ -278,6 +280,61 @@ def test_items_failing_again_the_same_way_are_one_line_a_pass_not_one_each(
     # changed mapping then re-reads every ticket: 4 and 9 are rejected the same way.
     assert third.failed == 4 and failed(logs3) == [4, 9] and still(logs3) == [2]
     assert fourth.failed == 2 and failed(logs4) == [] and still(logs4) == [2]
+
+
+def test_a_long_failing_item_is_retried_after_a_wait_as_long_as_it_has_been_failing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """Every pass used to map and send every failed item again: a thousand tickets that
+    Fragment keeps rejecting cost requests and state writes each interval, forever."""
+    known = ["agent@support.example.com"]
+    tickets = [{**t, "assignee": known[0]} for t in _minute_apart(12)]
+    for index in (3, 7):
+        tickets[index]["assignee"] = "ghost@elsewhere.example"  # Fragment rejects these
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    mapping = {"title": "{subject}", "assignee_email": "assignee"}
+    with Emulator(tokens=[TOKEN], users=known) as emulator:
+        config = make_config(emulator, path, sqlite_url, mapping=mapping)
+        assert sync(config).failed == 2
+        store = StateStore.open(sqlite_url)
+
+        def failing_since(first: dt.timedelta, last: dt.timedelta) -> None:
+            now = dt.datetime.now(dt.UTC)
+            with store.engine.begin() as conn:
+                conn.execute(
+                    sa.update(failed_items_table).values(
+                        first_seen=now - first, last_seen=now - last
+                    )
+                )
+
+        # Failing for 3 minutes: still tried every pass.
+        failing_since(dt.timedelta(minutes=3), dt.timedelta(seconds=1))
+        before = len(emulator.requests)
+        assert sync(config).failed == 2
+        assert len(emulator.requests) > before
+
+        # Failing for 2 hours, last tried 10 minutes ago: waits (at most an hour).
+        failing_since(dt.timedelta(hours=2), dt.timedelta(minutes=10))
+        before = len(emulator.requests)
+        with capture_logs() as logs:
+            waited = sync(config)
+        assert waited.ok and waited.failed == 0
+        assert len(emulator.requests) == before
+        assert [e["count"] for e in logs if e["event"] == "failed_items_waiting"] == [2]
+        assert {item.source_id for item in store.failed_items("helpdesk")} == {"3", "7"}
+
+        # `failures retry` doesn't wait; nor does a pass once the hour has passed.
+        assert sync(config, retry_only=True).failed == 2
+        failing_since(dt.timedelta(hours=3), dt.timedelta(minutes=61))
+        assert sync(config).failed == 2
+
+        # The mapping changed (assignees no longer sent): no waiting either.
+        failing_since(dt.timedelta(hours=2), dt.timedelta(minutes=10))
+        fixed = make_config(emulator, path, sqlite_url, mapping={"title": "{subject}"})
+        healed = sync(fixed)
+        assert healed.ok and healed.failed == 0
+        assert store.failed_items("helpdesk") == []
+        store.close()
 
 
 def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:

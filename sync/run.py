@@ -362,7 +362,7 @@ class ConnectorRun:
 
         A page at a time, checkpointed like a pull: a broken mapping can leave
         every ticket of a backfill failed, and its fix must not need them all
-        in memory at once.
+        in memory at once. Items failing for a while wait their turn (`_due`).
         """
         self._had_failures = self.store.has_failed(self.namespace)
         if not self._had_failures:
@@ -376,10 +376,9 @@ class ConnectorRun:
             retryable = [i for i in page if i.record is not None and i.stage != "source"]
             due = [i for i in retryable if hurry or _due(i, self._pass_started)]
             waiting += len(retryable) - len(due)
-            retryable = due
-            errors = {item.source_id: item.error for item in retryable}
+            errors = {item.source_id: item.error for item in due}
             stored = self.store.stored_tasks(self.namespace, errors.keys())
-            tickets = [ticket for item in retryable if (ticket := self._again(item, stored))]
+            tickets = [ticket for item in due if (ticket := self._again(item, stored))]
             sent = self._sent_unrecorded(tickets, stored)
             for ticket in tickets:
                 self._check_stop()

@@ -249,18 +249,12 @@ def test_items_failing_again_the_same_way_are_one_line_a_pass_not_one_each(
 ) -> None:
     """A broken mapping in a daemon used to log a warning for every failed item on every
     pass. Only a new or different failure is news; repeats are counted in one line."""
-    known = ["agent@support.example.com"]
-    tickets = [{**t, "assignee": known[0]} for t in _minute_apart(30)]
-    for index in (4, 9):
-        tickets[index]["assignee"] = "ghost@elsewhere.example"  # Fragment rejects these
-    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
-    mapping = {"title": "{subject}", "assignee_email": "assignee"}
-    with Emulator(tokens=[TOKEN], users=known) as emulator:
+    path = _assigned(tmp_path, 30, rejected=(4, 9))
+    with Emulator(tokens=[TOKEN], users=[_AGENT]) as emulator:
         fragment = {"batch_size": 10}
-        broken = make_config(
-            emulator, path, sqlite_url, fragment=fragment, mapping={**mapping, "url": "{link}"}
-        )
-        fixed = make_config(emulator, path, sqlite_url, fragment=fragment, mapping=mapping)
+        unmappable = {**_ASSIGNING, "url": "{link}"}  # no ticket has a link
+        broken = make_config(emulator, path, sqlite_url, fragment=fragment, mapping=unmappable)
+        fixed = make_config(emulator, path, sqlite_url, fragment=fragment, mapping=_ASSIGNING)
         passes = []
         for config in (broken, broken, fixed, fixed):
             with capture_logs() as logs:
@@ -287,14 +281,9 @@ def test_a_long_failing_item_is_retried_after_a_wait_as_long_as_it_has_been_fail
 ) -> None:
     """Every pass used to map and send every failed item again: a thousand tickets that
     Fragment keeps rejecting cost requests and state writes each interval, forever."""
-    known = ["agent@support.example.com"]
-    tickets = [{**t, "assignee": known[0]} for t in _minute_apart(12)]
-    for index in (3, 7):
-        tickets[index]["assignee"] = "ghost@elsewhere.example"  # Fragment rejects these
-    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
-    mapping = {"title": "{subject}", "assignee_email": "assignee"}
-    with Emulator(tokens=[TOKEN], users=known) as emulator:
-        config = make_config(emulator, path, sqlite_url, mapping=mapping)
+    path = _assigned(tmp_path, 12, rejected=(3, 7))
+    with Emulator(tokens=[TOKEN], users=[_AGENT]) as emulator:
+        config = make_config(emulator, path, sqlite_url, mapping=_ASSIGNING)
         assert sync(config).failed == 2
         store = StateStore.open(sqlite_url)
 
@@ -631,6 +620,19 @@ def test_the_client_sends_bearer_auth_and_a_user_agent(emulator: Emulator) -> No
         assert client.account()
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert seen[0].headers["User-Agent"].startswith("fragment-sync/")
+
+
+_AGENT = "agent@support.example.com"
+_ASSIGNING = {"title": "{subject}", "assignee_email": "assignee"}
+
+
+def _assigned(tmp_path: Path, count: int, rejected: tuple[int, ...]) -> Path:
+    """`_minute_apart(count)` assigned to `_AGENT`, but for `rejected`: their assignee is
+    unknown to an emulator whose users are `[_AGENT]`, so it rejects them."""
+    tickets = [{**ticket, "assignee": _AGENT} for ticket in _minute_apart(count)]
+    for index in rejected:
+        tickets[index]["assignee"] = "ghost@elsewhere.example"
+    return write_tickets(tmp_path / "tickets.jsonl", tickets)
 
 
 def _minute_apart(count: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import itertools
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +310,47 @@ def memory_of(run: Backfill) -> MemoryPoint:
     """The figure-7 point an existing backfill already measured."""
     measured = run.run.measured
     return MemoryPoint(run.corpus.n, measured.peak_rss_mib, measured.wall_s)
+
+
+# --- 8. Failed items --------------------------------------------------------------------
+
+BROKEN_TITLE = "{no_such_field}"
+"""The title template of figure 8's broken mapping: no ticket has that field."""
+
+
+@dataclass(frozen=True)
+class BrokenThenFixed:
+    """Figure 8: a jsonl backfill whose every ticket fails to map, then the pass after the fix.
+
+    The fix's pass retries every failed item (and re-reads the source, its
+    settings having changed): the failure path's memory, like the backfill's,
+    must not grow with the number of tickets.
+    """
+
+    corpus: Corpus
+    broken: SyncRun
+    fixed: SyncRun
+
+    def as_json(self) -> dict[str, Any]:
+        return {"broken": self.broken.as_json(), "fixed": self.fixed.as_json()}
+
+
+def broken_then_fixed(
+    corpus: Corpus, emulator: EmulatorProcess, batch: int, directory: Path
+) -> BrokenThenFixed:
+    """Figure 8 over `corpus`; the state outlives the two scenarios' directories."""
+    source = as_source("jsonl", corpus.jsonl)
+    broken_source = replace(source, mapping={**source.mapping, "title": BROKEN_TITLE})
+    state = directory / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "state.db").unlink(missing_ok=True)
+    state_url = f"sqlite:///{state / 'state.db'}"
+    emulator.reset()
+    runs = []
+    for label, chosen in (("broken", broken_source), ("fixed", source)):
+        scenario = prepare_scenario(
+            directory / label, chosen, emulator.api_url, batch, UNLIMITED_RATE, state_url
+        )
+        runs.append(run_sync(scenario, emulator, label))
+    broken, fixed = runs
+    return BrokenThenFixed(corpus, broken, fixed)

@@ -151,6 +151,19 @@ def targets(results: Results) -> list[Target]:
             "x",
         )
     )
+    # Not one of the issue's: the same memory rule, on the failure path.
+    fixed = results.failures.fixed.measured
+    found.append(
+        Target(
+            "failures",
+            "failed_retry_rss",
+            "peak RSS of the fix's pass vs the backfill's",
+            fixed.peak_rss_mib / large.peak_rss_mib,
+            1.2,
+            "<=",
+            "x",
+        )
+    )
     return found
 
 
@@ -178,6 +191,27 @@ def checks(results: Results) -> list[Check]:
     ]
     limited = results.under_limit
     found.append(Check("limit", "under_limit_failed", "failed", 0, limited.run.count("failed")))
+    failures = results.failures
+    live = failures.corpus.live
+    found += [
+        Check(
+            "failures",
+            "broken_failed",
+            "failed (all but the deleted)",
+            live,
+            failures.broken.count("failed"),
+        ),
+        Check(
+            "failures",
+            "fixed_pushed",
+            "pushed by the fix's pass",
+            live,
+            failures.fixed.count("pushed"),
+        ),
+        Check(
+            "failures", "fixed_failed", "failed after the fix", 0, failures.fixed.count("failed")
+        ),
+    ]
     return found
 
 
@@ -268,6 +302,7 @@ def as_json(results: Results) -> dict[str, Any]:
             "naive": results.naive.as_json(),
             "under_limit": results.under_limit.as_json(),
             "memory": [point.as_json() for point in results.memory],
+            "failures": results.failures.as_json(),
         },
         "targets": [target.as_json() for target in judged],
         "checks": [check.as_json() for check in counted],
@@ -327,6 +362,7 @@ def _sections(results: Results) -> Iterator[Section]:
     yield from (_one_percent_section(kind, figures) for kind, figures in sources)
     yield _under_limit_section(results)
     yield _memory_section(results)
+    yield _failures_section(results)
 
 
 def _backfill_section(kind: str, figures: SourceFigures) -> Section:
@@ -439,6 +475,22 @@ def _memory_section(results: Results) -> Section:
         [
             _row(f"{point.n:,} tickets", f"{_mib(point.peak_rss_mib)} ({_seconds(point.wall_s)})")
             for point in results.memory
+        ],
+    )
+
+
+def _failures_section(results: Results) -> Section:
+    failures = results.failures
+    broken, fixed = failures.broken, failures.fixed
+    return (
+        "failures",
+        f"8. Failed items, jsonl: {failures.corpus.n:,} tickets on a broken mapping, then its fix",
+        [
+            _row("broken pass: wall time", _seconds(broken.measured.wall_s)),
+            _row("broken pass: peak RSS", _mib(broken.measured.peak_rss_mib)),
+            _row("the fix's pass: wall time", _seconds(fixed.measured.wall_s)),
+            _row("the fix's pass: peak RSS", _mib(fixed.measured.peak_rss_mib)),
+            _row("the fix's pass: requests (client / emulator)", _requests(fixed)),
         ],
     )
 

@@ -20,12 +20,14 @@ from bench.emulator import EmulatorProcess
 from bench.figures import (
     UNLIMITED_RATE,
     Backfill,
+    BrokenThenFixed,
     Floor,
     MemoryPoint,
     Naive,
     OnePercent,
     UnderLimit,
     backfill,
+    broken_then_fixed,
     floor,
     full_reread,
     memory_of,
@@ -73,6 +75,7 @@ class Results:
     naive: Naive
     memory: list[MemoryPoint]
     under_limit: UnderLimit
+    failures: BrokenThenFixed
 
 
 def run_suite(parameters: Parameters, workdir: Path) -> Results:
@@ -104,6 +107,8 @@ def run_suite(parameters: Parameters, workdir: Path) -> Results:
             {} if "jsonl" not in sources else {parameters.n: memory_of(sources["jsonl"].backfill)}
         )
         memory = _memory(parameters, cache, emulator, known, runs)
+        say(f"failed items: {corpus.n:,} tickets on a broken mapping, then the fix")
+        failures = broken_then_fixed(corpus, emulator, parameters.batch, runs / "failures")
         if parameters.profile:
             _profile(corpus, emulator, parameters.batch, runs / "profile")
     rate_corpus = _corpus(cache, parameters.rate_tickets, parameters.seed)
@@ -112,7 +117,7 @@ def run_suite(parameters: Parameters, workdir: Path) -> Results:
         f"{rate_corpus.n:,} tickets (about {parameters.rate_minutes:g} min)"
     )
     limited = under_limit(rate_corpus, parameters.rate, parameters.rate_batch, runs / "rate")
-    return Results(parameters, machine(), sources, started, naive, memory, limited)
+    return Results(parameters, machine(), sources, started, naive, memory, limited, failures)
 
 
 def _corpus(cache: Path, n: int, seed: int) -> Corpus:

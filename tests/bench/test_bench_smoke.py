@@ -102,9 +102,20 @@ def test_naive_client_upserted_every_sampled_ticket(report: dict[str, Any]) -> N
     assert naive["emulator_requests"] == naive["tickets"]
 
 
+def test_a_broken_mapping_fails_every_ticket_and_its_fix_pushes_them_all(
+    report: dict[str, Any],
+) -> None:
+    failures = report["figures"]["failures"]
+    broken, fixed = failures["broken"], failures["fixed"]
+    assert broken["pushed"] == 0 and broken["failed"] > 0
+    assert fixed["pushed"] == broken["failed"] and fixed["failed"] == 0
+    assert fixed["emulator_requests"] == fixed["requests"] > 0
+
+
 def test_every_target_reports_its_value_threshold_and_verdict(report: dict[str, Any]) -> None:
     names = {target["name"] for target in report["targets"]}
     assert {"under_limit_fraction", "under_limit_429s", "peak_rss_growth"} <= names
+    assert "failed_retry_rss" in names
     for kind in ("jsonl", "sql"):
         assert {f"backfill_vs_naive.{kind}", f"cpu_vs_floor.{kind}"} <= names
     for target in report["targets"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -341,9 +342,9 @@ def broken_then_fixed(
     """Figure 8 over `corpus`; the state outlives the two scenarios' directories."""
     source = as_source("jsonl", corpus.jsonl)
     broken_source = replace(source, mapping={**source.mapping, "title": BROKEN_TITLE})
-    state = directory / "state"
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "state.db").unlink(missing_ok=True)
+    state = directory / "state"  # beside the scenarios' directories, which preparing empties
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
     state_url = f"sqlite:///{state / 'state.db'}"
     emulator.reset()
     runs = []

@@ -172,6 +172,10 @@ def _due(item: FailedItem, now: dt.datetime) -> bool:
     return item.last_seen + min(failing, RETRY_WAIT_CAP) <= now
 
 
+def _tried_before(item: FailedItem, moment: dt.datetime) -> bool:
+    return item.last_seen is None or item.last_seen < moment
+
+
 def _minutes(span: dt.timedelta) -> str:
     return f"{span.total_seconds() / 60:g} min"
 
@@ -219,8 +223,9 @@ class ConnectorRun:
         self._since_commit = 0
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
+        self._began = utcnow()
         # Whole seconds: some databases keep no fraction (MySQL's DATETIME).
-        self._pass_started = utcnow().replace(microsecond=0)
+        self._pass_started = self._began.replace(microsecond=0)
         self._sender: ThreadPoolExecutor | None = None
         self._outbox: deque[_Shipment] = deque()
         self._held = False
@@ -300,9 +305,21 @@ class ConnectorRun:
                 source = connector_class(self.config.kind)(
                     self.name, self.config.options, self.options.stop
                 )
-                self._retry_failed()
-                if not self.options.retry_only:
-                    self._pull(source)
+                self._had_failures = self.store.has_failed(self.namespace)
+                if self.options.retry_only:
+                    self._retry_failed(hurry=True)
+                elif self._reads_everything():
+                    # The pull tries the failed items it meets (their latest version):
+                    # trying them first as well sent and counted each twice. Then those
+                    # it did not meet, at once: the settings may be fixed for them too.
+                    self._pull(source, full=True)
+                    self._settle_all()  # what it pushed is recorded: not tried again
+                    # A stored time without fractions (MySQL's) may read as before this
+                    # pass began: such an item is tried twice, never skipped.
+                    self._retry_failed(hurry=True, untried_since=self._began)
+                else:
+                    self._retry_failed(hurry=False)
+                    self._pull(source, full=False)
                 self._settle_all()
                 self._report_still_failing()
             except BaseException:
@@ -357,23 +374,39 @@ class ConnectorRun:
 
     # The two phases
 
-    def _retry_failed(self) -> None:
+    def _reads_everything(self) -> bool:
+        """Whether this pass reads every ticket again, and says why when it is news.
+
+        It does with no watermark, with `--full`, and when the settings changed
+        since the last complete pass: a changed mapping alters tasks behind the
+        watermark too.
+        """
+        if self.options.full or self.watermark is None:
+            return True
+        if self.store.settings_fingerprint(self.namespace) != self.config.fingerprint():
+            self.log.info("settings_changed", detail="reading every ticket again")
+            return True
+        return False
+
+    def _retry_failed(self, *, hurry: bool, untried_since: dt.datetime | None = None) -> None:
         """Map and push the failed items again: the mapping or the data may be fixed now.
 
         A page at a time, checkpointed like a pull: a broken mapping can leave
         every ticket of a backfill failed, and its fix must not need them all
-        in memory at once. Items failing for a while wait their turn (`_due`).
+        in memory at once. Items failing for a while wait their turn (`_due`)
+        unless `hurry`. `untried_since`: only the items not tried since then.
         """
-        self._had_failures = self.store.has_failed(self.namespace)
         if not self._had_failures:
             return
-        # Changed settings (a fixed mapping) or `failures retry`: everything, now.
-        hurry = self.options.retry_only or (
-            self.store.settings_fingerprint(self.namespace) != self.config.fingerprint()
-        )
         retried = waiting = 0
         for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
-            retryable = [i for i in page if i.record is not None and i.stage != "source"]
+            retryable = [
+                item
+                for item in page
+                if item.record is not None
+                and item.stage != "source"
+                and (untried_since is None or _tried_before(item, untried_since))
+            ]
             due = [i for i in retryable if hurry or _due(i, self._pass_started)]
             waiting += len(retryable) - len(due)
             errors = {item.source_id: item.error for item in due}
@@ -425,19 +458,13 @@ class ConnectorRun:
             return None
         return SourceTicket(item.source_id, cursor, record, item.deleted)
 
-    def _pull(self, source: Connector) -> None:
+    def _pull(self, source: Connector, *, full: bool) -> None:
+        """Read what changed since the watermark (`full`: every ticket), and push it."""
         fingerprint = self.config.fingerprint()
-        full = self.options.full
-        last_fingerprint = self.store.settings_fingerprint(self.namespace)
-        if not full and self.watermark is not None and last_fingerprint != fingerprint:
-            # A changed mapping alters tasks behind the watermark too: read them all again.
-            self.log.info("settings_changed", detail="reading every ticket again")
-            full = True
         previous = self.store.source_snapshot(self.namespace)
         snapshot = source.snapshot(previous)  # before reading: a change during the pass counts
         if (
             not full
-            and self.watermark is not None
             and snapshot is not None
             and previous is not None
             and source.same_content(snapshot, previous)

@@ -396,7 +396,7 @@ def _failures(args: argparse.Namespace) -> int:
                 else:
                     print(
                         f"{name} {item.source_id} [{item.stage}] "
-                        f"attempts {item.attempts}: {item.error}"
+                        f"attempts {item.attempts}, {_next_try(item)}: {item.error}"
                     )
                 count += 1
     if args.json:
@@ -442,6 +442,12 @@ def _reset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _next_try(item: Any) -> str:
+    if item.retry_at is None:
+        return "not retried (no record to map)"
+    return f"next try {item.retry_at:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def _failed_json(item: Any) -> dict[str, Any]:
     return {
         "source_id": item.source_id,
@@ -452,6 +458,7 @@ def _failed_json(item: Any) -> dict[str, Any]:
         "attempts": item.attempts,
         "first_seen": item.first_seen,
         "last_seen": item.last_seen,
+        "retry_at": item.retry_at,
     }
 
 

@@ -46,6 +46,8 @@ from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
+    RETRY_EVERY_PASS,
+    RETRY_WAIT_CAP,
     FailedItem,
     LeaseLost,
     StateStore,
@@ -71,10 +73,6 @@ LOOKUP_CHUNK = 500
 """Tickets whose stored hashes are fetched in one query."""
 IDLE_CHECKPOINT = 5000
 """Checkpoint at least this often (in tickets) even when nothing needs pushing."""
-RETRY_EVERY_PASS = dt.timedelta(minutes=5)
-"""A failed item is retried on every pass while it has been failing for less than this;"""
-RETRY_WAIT_CAP = dt.timedelta(hours=1)
-"""after that, once it has waited as long as it has been failing, up to this long."""
 
 
 @dataclass
@@ -160,16 +158,6 @@ class _Shipment:
     answer: Future[PushResult] | None = None
     errors: dict[str, str] = field(default_factory=dict)
     """The last error of each failed item in the batch, by source id."""
-
-
-def _due(item: FailedItem, now: dt.datetime) -> bool:
-    """Whether a failed item is due for another try (see `RETRY_EVERY_PASS`)."""
-    if item.first_seen is None or item.last_seen is None:
-        return True
-    failing = item.last_seen - item.first_seen
-    if failing < RETRY_EVERY_PASS:
-        return True
-    return item.last_seen + min(failing, RETRY_WAIT_CAP) <= now
 
 
 def _tried_before(item: FailedItem, moment: dt.datetime) -> bool:
@@ -393,22 +381,26 @@ class ConnectorRun:
 
         A page at a time, checkpointed like a pull: a broken mapping can leave
         every ticket of a backfill failed, and its fix must not need them all
-        in memory at once. Items failing for a while wait their turn (`_due`)
-        unless `hurry`. `untried_since`: only the items not tried since then.
+        in memory at once. Only the items due (`sync.state.retry_wait`) unless
+        `hurry`; `untried_since`: only the items not tried since then.
         """
         if not self._had_failures:
             return
-        retried = waiting = 0
-        for page in self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK):
-            retryable = [
+        if hurry:
+            waiting = 0
+            pages = self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK)
+        else:
+            # Due before the pass began: those tried again in it are due after that. (A
+            # time stored without fractions, as MySQL's, may let one be tried twice.)
+            waiting = self.store.waiting_count(self.namespace, self._began)
+            pages = self.store.due_failed_item_pages(self.namespace, LOOKUP_CHUNK, self._began)
+        retried = 0
+        for page in pages:
+            due = [
                 item
                 for item in page
-                if item.record is not None
-                and item.stage != "source"
-                and (untried_since is None or _tried_before(item, untried_since))
+                if item.retryable and (untried_since is None or _tried_before(item, untried_since))
             ]
-            due = [i for i in retryable if hurry or _due(i, self._pass_started)]
-            waiting += len(retryable) - len(due)
             errors = {item.source_id: item.error for item in due}
             stored = self.store.stored_tasks(self.namespace, errors.keys())
             tickets = [ticket for item in due if (ticket := self._again(item, stored))]

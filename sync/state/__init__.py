@@ -41,9 +41,24 @@ from sync.watermark import cursor_kind, decode, encode
 
 log = structlog.get_logger("sync.state")
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest migration's revision; a test checks it against Alembic's own head."""
 _IN_CHUNK = 500  # ids per IN (...) lookup: well under every database's parameter limit
+
+RETRY_EVERY_PASS = dt.timedelta(minutes=5)
+"""A failed item is due on every pass while it has been failing for less than this;"""
+RETRY_WAIT_CAP = dt.timedelta(hours=1)
+"""after that, once it has waited as long as it has been failing, up to this long."""
+
+
+def retry_wait(failing: dt.timedelta) -> dt.timedelta:
+    """How long a failed item waits for its next try, having failed for `failing`.
+
+    Items Fragment keeps refusing would otherwise cost requests and state
+    writes every interval, forever; a fix made at the source or in Fragment
+    still reaches the item within the hour.
+    """
+    return dt.timedelta(0) if failing < RETRY_EVERY_PASS else min(failing, RETRY_WAIT_CAP)
 
 
 class StateError(Exception):
@@ -85,6 +100,11 @@ class FailedItem:
     attempts: int = 1
     first_seen: dt.datetime | None = None
     last_seen: dt.datetime | None = None
+    retry_at: dt.datetime | None = None  # None: it can't be retried (no record to map)
+
+    @property
+    def retryable(self) -> bool:
+        return self.record is not None and self.stage != "source"
 
 
 class AckedTask(Protocol):
@@ -526,6 +546,47 @@ class StateStore:
             if len(page) < size:
                 return
             after = page[-1].source_id
+
+    def due_failed_item_pages(
+        self, connector: str, size: int, before: dt.datetime
+    ) -> Iterator[list[FailedItem]]:
+        """The connector's retryable failed items due before `before`, `size` at a time.
+
+        A range of the index on (connector, retry_at, source_id), keyed past the
+        last item of the page before; an item tried again meanwhile is due
+        after `before` (pass the time the pass began), so it is not met twice.
+        """
+        due = sa.and_(failed_items.c.connector == connector, failed_items.c.retry_at < before)
+        query = (
+            sa.select(failed_items)
+            .order_by(failed_items.c.retry_at, failed_items.c.source_id)
+            .limit(size)
+        )
+        after: tuple[dt.datetime, str] | None = None
+        while True:
+            where = due
+            if after is not None:
+                key = sa.tuple_(failed_items.c.retry_at, failed_items.c.source_id)
+                where = sa.and_(due, key > sa.tuple_(*after))
+            with self.engine.connect() as conn:
+                page = [_failed_item(row) for row in conn.execute(query.where(where)).mappings()]
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            last = page[-1]
+            assert last.retry_at is not None
+            after = (last.retry_at, last.source_id)
+
+    def waiting_count(self, connector: str, before: dt.datetime) -> int:
+        """How many of the connector's retryable failed items are not due before `before`."""
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(failed_items)
+                .where(failed_items.c.connector == connector, failed_items.c.retry_at >= before)
+            ).scalar_one()
+        return int(count)
 
     def failed_errors(self, connector: str, source_ids: Iterable[str]) -> dict[str, str]:
         """The error of each of `source_ids` that is a failed item of `connector`."""
@@ -1030,6 +1091,8 @@ def _record_failures(
     rows = []
     for item in {item.source_id: item for item in failed}.values():
         attempts, first_seen = existing.get(item.source_id, (0, now))
+        failing = now - (_aware(first_seen) or now)
+        retry_at = now + retry_wait(failing) if item.retryable else None
         rows.append(
             {
                 "connector": connector,
@@ -1044,6 +1107,7 @@ def _record_failures(
                 "attempts": attempts + 1,
                 "first_seen": first_seen,
                 "last_seen": now,
+                "retry_at": retry_at,
             }
         )
     _upsert(conn, failed_items, rows, keys=("connector", "source_id"))
@@ -1092,6 +1156,7 @@ def _failed_item(row: Any) -> FailedItem:
         attempts=row["attempts"],
         first_seen=_aware(row["first_seen"]),
         last_seen=_aware(row["last_seen"]),
+        retry_at=_aware(row["retry_at"]),
     )
 
 

@@ -74,6 +74,10 @@ failed_items = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=1),
     sa.Column("first_seen", UTC_TIME, nullable=False),
     sa.Column("last_seen", UTC_TIME, nullable=False),
+    # When a pass may try it again; None for what can't be retried (no record to map).
+    sa.Column("retry_at", UTC_TIME),
+    # A pass reads the items due, not every one: a range, in the order it pages them.
+    sa.Index("ix_failed_items_due", "connector", "retry_at", "source_id"),
 )
 
 connectors = sa.Table(

@@ -278,33 +278,38 @@ def test_items_failing_again_the_same_way_are_one_line_a_pass_not_one_each(
 
 
 def test_a_long_failing_item_is_retried_after_a_wait_as_long_as_it_has_been_failing(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, state_url: str
 ) -> None:
     """Every pass used to map and send every failed item again: a thousand tickets that
     Fragment keeps rejecting cost requests and state writes each interval, forever."""
     path = _assigned(tmp_path, 12, rejected=(3, 7))
     with Emulator(tokens=[TOKEN], users=[_AGENT]) as emulator:
-        config = make_config(emulator, path, sqlite_url, mapping=_ASSIGNING)
+        config = make_config(emulator, path, state_url, mapping=_ASSIGNING)
         assert sync(config).failed == 2
-        store = StateStore.open(sqlite_url)
+        store = StateStore.open(state_url)
 
-        def failing_since(first: dt.timedelta, last: dt.timedelta) -> None:
-            now = dt.datetime.now(dt.UTC)
+        def failing_for(span: dt.timedelta) -> None:
             with store.engine.begin() as conn:
-                conn.execute(
-                    sa.update(failed_items_table).values(
-                        first_seen=now - first, last_seen=now - last
-                    )
-                )
+                first_seen = dt.datetime.now(dt.UTC) - span
+                conn.execute(sa.update(failed_items_table).values(first_seen=first_seen))
 
-        # Failing for 3 minutes: still tried every pass.
-        failing_since(dt.timedelta(minutes=3), dt.timedelta(seconds=1))
+        def retry_at() -> list[dt.datetime | None]:
+            return [item.retry_at for item in store.failed_items("helpdesk")]
+
+        # Failing for 3 minutes: tried on every pass.
+        failing_for(dt.timedelta(minutes=3))
         before = len(emulator.requests)
         assert sync(config).failed == 2
         assert len(emulator.requests) > before
 
-        # Failing for 2 hours, last tried 10 minutes ago: waits (at most an hour).
-        failing_since(dt.timedelta(hours=2), dt.timedelta(minutes=10))
+        # Failing for 2 hours when tried: it waits an hour (the cap) for the next try.
+        failing_for(dt.timedelta(hours=2))
+        tried = dt.datetime.now(dt.UTC)
+        assert sync(config).failed == 2
+        hour = dt.timedelta(hours=1)
+        assert all(
+            tried + hour <= at <= tried + hour + dt.timedelta(minutes=1) for at in retry_at()
+        )
         before = len(emulator.requests)
         with capture_logs() as logs:
             waited = sync(config)
@@ -315,12 +320,15 @@ def test_a_long_failing_item_is_retried_after_a_wait_as_long_as_it_has_been_fail
 
         # `failures retry` doesn't wait; nor does a pass once the hour has passed.
         assert sync(config, retry_only=True).failed == 2
-        failing_since(dt.timedelta(hours=3), dt.timedelta(minutes=61))
+        with store.engine.begin() as conn:
+            an_hour_later = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            conn.execute(sa.update(failed_items_table).values(retry_at=an_hour_later))
         assert sync(config).failed == 2
 
-        # The mapping changed (assignees no longer sent): no waiting either.
-        failing_since(dt.timedelta(hours=2), dt.timedelta(minutes=10))
-        fixed = make_config(emulator, path, sqlite_url, mapping={"title": "{subject}"})
+        # Waiting an hour again, but the mapping changed (assignees no longer sent): no
+        # waiting then either.
+        assert all(at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=59) for at in retry_at())
+        fixed = make_config(emulator, path, state_url, mapping={"title": "{subject}"})
         healed = sync(fixed)
         assert healed.ok and healed.failed == 0
         assert store.failed_items("helpdesk") == []

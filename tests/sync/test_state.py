@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from sync.state import HEAD_REVISION, Acked, FailedItem, StateError, StateStore, _TableStatistics
+from sync.state.schema import failed_items as failed_items_table
 from sync.watermark import encode
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -295,6 +296,83 @@ def test_failed_items_are_read_in_pages_that_changes_between_them_do_not_shift(
     ]
     assert store.failed_errors("helpdesk", ["t1", "t2", "t6", "t9"]) == {"t2": "boom", "t6": "boom"}
     assert list(store.failed_item_pages("nobody", 3)) == []
+
+
+def _retryable(source_id: str, stage: str = "mapping") -> FailedItem:
+    return FailedItem(source_id, None, stage, None, "boom", "7", record='{"id": 1}')
+
+
+def test_a_pass_reads_only_the_failed_items_due_a_page_at_a_time(store: StateStore) -> None:
+    """Finding the items due used to read every failed item, record and all, each pass:
+    a million items waiting out their backoff were a million rows every interval."""
+    unreadable = FailedItem("t8", None, "source", None, "not JSON", None)  # nothing to map
+    start = dt.datetime.now(dt.UTC)
+    store.commit_batch("helpdesk", failed=[*map(_retryable, ["t0", "t1", "t2", "t3", "t4"])])
+    store.commit_batch("helpdesk", failed=[unreadable])
+    store.commit_batch("other", failed=[_retryable("t0")])
+    # t3 and t4 have failed for two hours when tried again: each waits an hour, the cap.
+    with store.engine.begin() as conn:
+        two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        conn.execute(
+            sa.update(failed_items_table)
+            .where(failed_items_table.c.source_id.in_(["t3", "t4"]))
+            .values(first_seen=two_hours_ago)
+        )
+    tried = dt.datetime.now(dt.UTC)
+    store.commit_batch("helpdesk", failed=[_retryable("t3"), _retryable("t4")])
+    began = dt.datetime.now(dt.UTC)
+
+    items = {item.source_id: item for item in store.failed_items("helpdesk")}
+    assert items["t8"].retry_at is None
+    assert all(start <= items[i].retry_at <= tried for i in ["t0", "t1", "t2"])  # type: ignore[operator]
+    hour = dt.timedelta(hours=1)
+    assert all(tried + hour <= items[i].retry_at <= began + hour for i in ["t3", "t4"])  # type: ignore[operator]
+    assert store.waiting_count("helpdesk", began) == 2
+
+    pages = store.due_failed_item_pages("helpdesk", 2, began)
+    first = next(pages)
+    # Tried again meanwhile: due after `began`, so not met twice; t1 went through.
+    store.commit_batch("helpdesk", resolved=["t1"], failed=[_retryable("t0")])
+    rest = list(pages)
+
+    assert [[item.source_id for item in page] for page in [first, *rest]] == [["t0", "t1"], ["t2"]]
+    assert all(item.record == '{"id": 1}' for item in first)
+    assert list(store.due_failed_item_pages("nobody", 2, began)) == []
+
+
+def test_the_migration_makes_existing_failed_items_due_at_once(state_url: str) -> None:
+    """Failed items recorded before `retry_at` existed are due on the next pass, bar those
+    with no record to map (they never were retried)."""
+    store = StateStore.open(state_url, upgrade=False)
+    store.upgrade("0005")
+    rows = [
+        ("1", "mapping", '{"id": 1}'),
+        ("2", "rejected", '{"id": 2}'),
+        ("3", "source", None),
+        ("4", "mapping", None),
+    ]
+    with store.engine.begin() as conn:
+        for source_id, stage, record in rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO failed_items (connector, source_id, stage, error, deleted, "
+                    "record, attempts, first_seen, last_seen) VALUES ('helpdesk', :id, :stage, "
+                    "'boom', false, :record, 1, :seen, :seen)"
+                ),
+                {"id": source_id, "stage": stage, "record": record, "seen": T0},
+            )
+
+    store.upgrade()
+
+    items = {item.source_id: item.retry_at for item in store.failed_items("helpdesk")}
+    assert items == {"1": T0, "2": T0, "3": None, "4": None}
+    due = [
+        item.source_id
+        for page in store.due_failed_item_pages("helpdesk", 10, T0 + dt.timedelta(seconds=1))
+        for item in page
+    ]
+    assert due == ["1", "2"]
+    store.close()
 
 
 def test_a_value_too_long_for_its_column_is_refused_never_cut_short(store: StateStore) -> None:

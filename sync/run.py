@@ -212,7 +212,8 @@ class ConnectorRun:
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
         self._began = utcnow()
-        # Whole seconds: some databases keep no fraction (MySQL's DATETIME).
+        # Whole seconds: MySQL kept no fraction before migration 0007, and a pushed_at
+        # written in this pass's first second must still read as this pass's.
         self._pass_started = self._began.replace(microsecond=0)
         self._sender: ThreadPoolExecutor | None = None
         self._outbox: deque[_Shipment] = deque()
@@ -302,8 +303,6 @@ class ConnectorRun:
                     # it did not meet, at once: the settings may be fixed for them too.
                     self._pull(source, full=True)
                     self._settle_all()  # what it pushed is recorded: not tried again
-                    # A stored time without fractions (MySQL's) may read as before this
-                    # pass began: such an item is tried twice, never skipped.
                     self._retry_failed(hurry=True, untried_since=self._began)
                 else:
                     self._retry_failed(hurry=False)
@@ -390,8 +389,7 @@ class ConnectorRun:
             waiting = 0
             pages = self.store.failed_item_pages(self.namespace, LOOKUP_CHUNK)
         else:
-            # Due before the pass began: those tried again in it are due after that. (A
-            # time stored without fractions, as MySQL's, may let one be tried twice.)
+            # Due before the pass began: those tried again in it are due after that.
             waiting = self.store.waiting_count(self.namespace, self._began)
             pages = self.store.due_failed_item_pages(self.namespace, LOOKUP_CHUNK, self._began)
         retried = 0

@@ -1,8 +1,9 @@
-"""Shared fixtures: the Fragment emulator over real HTTP, state stores on SQLite and PostgreSQL.
+"""Shared fixtures: the Fragment emulator over real HTTP, state stores on real databases.
 
 Every test that syncs talks to a real `sync.emulator.Emulator` on loopback;
-every state test uses a real database. PostgreSQL is the machine's server at
-127.0.0.1:5432 (trust auth); each test session gets a database of its own.
+every state test uses a real database: SQLite, the machine's PostgreSQL at
+127.0.0.1:5432 (trust auth) and its MariaDB at 127.0.0.1:3306 (root, no
+password). Each test session gets a database of its own on each server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from synckit import TOKEN
 
 PG_ADMIN_URL = os.environ.get(
     "SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MARIADB_ADMIN_URL = os.environ.get(
+    "SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
 
 
@@ -70,12 +74,45 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def mariadb_database() -> Iterator[str]:
+    """A throwaway MariaDB (or MySQL) database for this session, dropped at the end."""
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    name = f"fragment_sync_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise  # CI machines run MariaDB: not reaching it is a failure
+        pytest.skip(f"MariaDB not reachable at {MARIADB_ADMIN_URL}: {exc}")
+    yield (
+        sa.engine.make_url(MARIADB_ADMIN_URL)
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_database: str) -> Iterator[str]:
+    """The session's MariaDB database, emptied of state tables after each test."""
+    yield mariadb_database
+    engine = sa.create_engine(mariadb_database)
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    tables.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A state database URL: each test using it runs on SQLite and on PostgreSQL."""
+    """A state database URL: each test using it runs on SQLite, PostgreSQL and MariaDB."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 
 

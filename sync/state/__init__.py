@@ -41,7 +41,7 @@ from sync.watermark import cursor_kind, decode, encode
 
 log = structlog.get_logger("sync.state")
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The newest migration's revision; a test checks it against Alembic's own head."""
 _IN_CHUNK = 500  # ids per IN (...) lookup: well under every database's parameter limit
 

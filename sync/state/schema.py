@@ -8,17 +8,60 @@ a connector in config keeps its watermark, hashes and failed items.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from connectors.values import MAX_CURSOR_TEXT
 
 metadata = sa.MetaData()
 
+
+class ExactText(sa.String):
+    """Text that equals only the same text, on every backend.
+
+    MySQL's and MariaDB's default collations compare ignoring case and accents
+    (MariaDB's also trailing spaces), so tickets `ABC-1` and `abc-1` shared
+    one row of state there. They get a binary collation that doesn't pad.
+    """
+
+    cache_ok = True
+
+
+class UtcTime(sa.DateTime):
+    """A UTC time to the microsecond on every backend (MySQL's `DATETIME` keeps whole seconds)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+
+@compiles(ExactText, "mysql")
+@compiles(ExactText, "mariadb")
+def _exact_text_on_mysql(kind: ExactText, compiler: Any, **_: Any) -> str:
+    dialect = compiler.dialect
+    if dialect.is_mariadb:
+        collation = "utf8mb4_nopad_bin"
+    elif (dialect.server_version_info or (8,)) >= (8,):
+        collation = "utf8mb4_0900_bin"
+    else:  # MySQL 5.7: its binary collation pads (trailing spaces compare equal)
+        collation = "utf8mb4_bin"
+    return f"VARCHAR({kind.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
+
+
+@compiles(UtcTime, "mysql")
+@compiles(UtcTime, "mariadb")
+def _utc_time_on_mysql(_kind: UtcTime, _compiler: Any, **_: Any) -> str:
+    return "DATETIME(6)"
+
+
 MAX_ID_LENGTH = 255
 """Characters of the longest source id (or connector name) the tables keep."""
-ID = sa.String(MAX_ID_LENGTH)
+ID = ExactText(MAX_ID_LENGTH)
 CURSOR = sa.String(MAX_CURSOR_TEXT)
-UTC_TIME = sa.DateTime(timezone=True)
+UTC_TIME = UtcTime()
 
 watermarks = sa.Table(
     "watermarks",

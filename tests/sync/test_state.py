@@ -193,7 +193,14 @@ def _schema(engine: sa.Engine) -> dict[str, Any]:
     return {
         table: {
             "columns": [
-                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                # (MySQL's fractional digits are not in the type's text.)
+                (
+                    c["name"],
+                    str(c["type"]),
+                    getattr(c["type"], "fsp", None),
+                    c["nullable"],
+                    str(c.get("default")),
+                )
                 for c in inspector.get_columns(table)
             ],
             "primary_key": inspector.get_pk_constraint(table),
@@ -373,6 +380,45 @@ def test_the_migration_makes_existing_failed_items_due_at_once(state_url: str) -
     ]
     assert due == ["1", "2"]
     store.close()
+
+
+def test_ids_differing_only_in_case_accents_or_trailing_spaces_are_different_tickets(
+    store: StateStore,
+) -> None:
+    """MariaDB's default collation compares text ignoring all three: there `ABC-1` and
+    `abc-1` shared one row of state, each overwriting the other's hash."""
+    ids = ["ABC-1", "abc-1", "Sé", "Se", "a", "a "]
+    store.commit_batch(
+        "helpdesk", acked=[Acked(i, f"uid-{n}", f"h{n}", T0) for n, i in enumerate(ids)]
+    )
+    store.commit_batch("helpdesk", failed=[_retryable(i) for i in ids])
+
+    stored = store.stored_tasks("helpdesk", ids)
+    assert {i: task.uid for i, task in stored.items()} == {i: f"uid-{n}" for n, i in enumerate(ids)}
+    assert sorted(item.source_id for item in store.failed_items("helpdesk")) == sorted(ids)
+    assert store.failed_errors("helpdesk", ["abc-1", "a "]) == {"abc-1": "boom", "a ": "boom"}
+
+
+def test_times_keep_their_microseconds(store: StateStore) -> None:
+    """MySQL's `DATETIME` kept whole seconds, so a failure recorded in the second a pass
+    began read as older than that pass."""
+    moment = dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(failed_items_table).values(
+                connector="helpdesk",
+                source_id="1",
+                stage="mapping",
+                error="boom",
+                deleted=False,
+                attempts=1,
+                first_seen=moment,
+                last_seen=moment,
+                retry_at=moment,
+            )
+        )
+    [item] = store.failed_items("helpdesk")
+    assert item.first_seen == item.last_seen == item.retry_at == moment
 
 
 def test_a_value_too_long_for_its_column_is_refused_never_cut_short(store: StateStore) -> None:

@@ -73,6 +73,8 @@ LOOKUP_CHUNK = 500
 """Tickets whose stored hashes are fetched in one query."""
 IDLE_CHECKPOINT = 5000
 """Checkpoint at least this often (in tickets) even when nothing needs pushing."""
+FAILURES_LOGGED = 100
+"""New failures a pass logs one by one as warnings; the rest go in one line at its end."""
 
 
 @dataclass
@@ -208,6 +210,7 @@ class ConnectorRun:
         # The last error of each failed item queued to push: failing the same way is not news.
         self._pending_errors: dict[str, str] = {}
         self._still_failing = 0
+        self._new_failures = 0  # logged by `_log_failure`
         self._since_commit = 0
         self._deadline: float | None = None
         self._lease_keeper: _LeaseKeeper | None = None
@@ -308,7 +311,7 @@ class ConnectorRun:
                     self._retry_failed(hurry=False)
                     self._pull(source, full=False)
                 self._settle_all()
-                self._report_still_failing()
+                self._report_failures()
             except BaseException:
                 self._abandon()
                 raise
@@ -424,7 +427,7 @@ class ConnectorRun:
                 "(sooner once the settings change; `python -m sync failures retry` now)",
             )
 
-    def _report_still_failing(self) -> None:
+    def _report_failures(self) -> None:
         # One line a pass, not one per item: a broken mapping fails them all again each pass.
         if self._still_failing:
             self.log.warning(
@@ -432,6 +435,25 @@ class ConnectorRun:
                 count=self._still_failing,
                 detail="the same error as when last tried; `python -m sync failures` lists them",
             )
+        if self._new_failures > FAILURES_LOGGED:
+            self.log.warning(
+                "more_tickets_failed",
+                count=self._new_failures - FAILURES_LOGGED,
+                detail=f"a pass logs its first {FAILURES_LOGGED} failures one by one (the rest "
+                "at debug level); `python -m sync failures list` lists them all",
+            )
+
+    def _log_failure(self, event: str, **fields: Any) -> None:
+        """Log a new failure: a warning for the pass's first `FAILURES_LOGGED`, then debug.
+
+        A mapping typo fails every ticket of a backfill: a warning each was a
+        million lines for a million tickets, at about 70 µs apiece.
+        """
+        self._new_failures += 1
+        if self._new_failures <= FAILURES_LOGGED:
+            self.log.warning(event, **fields)
+        else:
+            self.log.debug(event, **fields)
 
     def _again(self, item: FailedItem, stored: dict[str, StoredTask]) -> SourceTicket | None:
         """The ticket a failed item recorded, to try again; None if there is none to try."""
@@ -591,7 +613,7 @@ class ConnectorRun:
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
         message = f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
-        self.log.warning("bad_record", source_id=item.source_id, field=item.field, error=message)
+        self._log_failure("bad_record", source_id=item.source_id, field=item.field, error=message)
         self.counts.failed += 1
         self._failures.append(
             FailedItem(
@@ -622,12 +644,8 @@ class ConnectorRun:
             self._still_failing += 1
             self.log.debug("ticket_still_failing", source_id=ticket.source_id, stage=stage)
         else:
-            self.log.warning(
-                "ticket_failed",
-                source_id=ticket.source_id,
-                stage=stage,
-                field=field,
-                error=message,
+            self._log_failure(
+                "ticket_failed", source_id=ticket.source_id, stage=stage, field=field, error=message
             )
         self.counts.failed += 1
         return FailedItem(

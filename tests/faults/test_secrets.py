@@ -348,3 +348,26 @@ def test_repr_and_str_of_the_config_show_no_connector_secret(config: Config) -> 
 def test_the_state_url_password_is_treated_as_a_secret(config: Config) -> None:
     assert STATE_PASSWORD in config.secrets()
     _assert_hides_secrets(repr(config.state) + str(config.state))
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Authorization: Bearer eyJhbGciOi.x-y_z", "Authorization: Bearer ***"),
+        ("authorization: basic dXNlcjpwYXNzd29yZA==", "authorization: basic ***"),
+        ("mysql+pymysql://sync:hunter2@db.internal/x", "mysql+pymysql://sync:***@db.internal/x"),
+        ("GET /api?page=2&API_KEY=abc123&x=1", "GET /api?page=2&API_KEY=***&x=1"),
+        ("retry with token=abc secret=def", "retry with token=*** secret=***"),
+        (
+            "ticket 'Basic plan' at https://x.example/a:b",
+            "ticket 'Basic plan' at https://x.example/a:b",
+        ),
+        ("ticket 12, field 'title': no subject", "ticket 12, field 'title': no subject"),
+    ],
+)
+def test_text_shaped_like_a_credential_is_redacted_and_nothing_else(text: str, shown: str) -> None:
+    """`redact` looks for the credential shapes only where a quick search finds one of
+    their labels; every shape must still be caught, and ordinary text left alone."""
+    from sync.logs import redact
+
+    assert redact(text) == shown

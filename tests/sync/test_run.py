@@ -24,7 +24,7 @@ from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import TaskPayload, task_uid
-from sync.run import ConnectorRun, RunOptions, RunSummary, run_once
+from sync.run import FAILURES_LOGGED, ConnectorRun, RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from sync.state.schema import failed_items as failed_items_table
 from synckit import (
@@ -275,6 +275,33 @@ def test_items_failing_again_the_same_way_are_one_line_a_pass_not_one_each(
     # twice, first from the failed items and then by the re-read, and counted twice).
     assert third.failed == 2 and failed(logs3) == [4, 9] and still(logs3) == []
     assert fourth.failed == 2 and failed(logs4) == [] and still(logs4) == [2]
+
+
+def test_a_pass_logs_its_first_hundred_failures_and_counts_the_rest_in_one_line(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A mapping typo fails every ticket of a backfill: a warning each was a million lines
+    for a million tickets. Every ticket is still a failed item, and a debug line."""
+    tickets = [_ticket(i, f"2026-11-02T{9 + i // 60:02d}:{i % 60:02d}:00Z") for i in range(150)]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with path.open("a") as handle:
+        handle.write("not json\n[1]\n{}\n")  # three bad lines, last in the file
+    with Emulator(tokens=[TOKEN]) as emulator:
+        broken = make_config(emulator, path, sqlite_url, mapping={"title": "{subjet}"})
+        with capture_logs() as logs:
+            summary = sync(broken)
+
+    def events(level: str, *names: str) -> list[Any]:
+        return [e for e in logs if e["log_level"] == level and e["event"] in names]
+
+    assert summary.failed == 153
+    warned = events("warning", "ticket_failed", "bad_record")
+    assert [int(e["source_id"]) for e in warned] == list(range(FAILURES_LOGGED))
+    assert [e["count"] for e in events("warning", "more_tickets_failed")] == [53]
+    assert len(events("debug", "ticket_failed")) == 50
+    assert len(events("debug", "bad_record")) == 3
+    with StateStore.open(sqlite_url) as store:
+        assert store.failed_count("helpdesk") == 153
 
 
 def test_a_long_failing_item_is_retried_after_a_wait_as_long_as_it_has_been_failing(

@@ -67,11 +67,7 @@ def postgres_database() -> Iterator[str]:
 def postgres_url(postgres_database: str) -> Iterator[str]:
     """The session's PostgreSQL database, emptied of state tables after each test."""
     yield postgres_database
-    engine = sa.create_engine(postgres_database)
-    tables = sa.MetaData()
-    tables.reflect(engine)
-    tables.drop_all(engine)
-    engine.dispose()
+    _drop_every_table(postgres_database)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +96,11 @@ def mariadb_database() -> Iterator[str]:
 def mariadb_url(mariadb_database: str) -> Iterator[str]:
     """The session's MariaDB database, emptied of state tables after each test."""
     yield mariadb_database
-    engine = sa.create_engine(mariadb_database)
+    _drop_every_table(mariadb_database)
+
+
+def _drop_every_table(url: str) -> None:
+    engine = sa.create_engine(url)
     tables = sa.MetaData()
     tables.reflect(engine)
     tables.drop_all(engine)

@@ -51,34 +51,16 @@ _TIMES = (
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name not in ("mysql", "mariadb"):
-        return
-    for table, column, nullable in _IDS:
-        op.alter_column(
-            table, column, type_=ExactText(255), existing_type=sa.String(255), nullable=nullable
-        )
-    for table, column, nullable in _TIMES:
-        op.alter_column(
-            table,
-            column,
-            type_=UtcTime(),
-            existing_type=sa.DateTime(timezone=True),
-            nullable=nullable,
-        )
+    _convert(ExactText(255), UtcTime())
 
 
 def downgrade() -> None:
+    _convert(sa.String(255), sa.DateTime(timezone=True))
+
+
+def _convert(text: sa.String, time: sa.DateTime) -> None:
     if op.get_bind().dialect.name not in ("mysql", "mariadb"):
         return
-    for table, column, nullable in _IDS:
-        op.alter_column(
-            table, column, type_=sa.String(255), existing_type=ExactText(255), nullable=nullable
-        )
-    for table, column, nullable in _TIMES:
-        op.alter_column(
-            table,
-            column,
-            type_=sa.DateTime(timezone=True),
-            existing_type=UtcTime(),
-            nullable=nullable,
-        )
+    for columns, kind in ((_IDS, text), (_TIMES, time)):
+        for table, column, nullable in columns:
+            op.alter_column(table, column, type_=kind, nullable=nullable)

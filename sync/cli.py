@@ -289,13 +289,14 @@ def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT ask the pass to stop after its batch in flight."""
+    """SIGTERM, SIGINT and SIGHUP ask the pass to stop after its batch in flight."""
+    from sync.run import STOP_SIGNALS
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.warning("stop_requested", signal=signal.Signals(signum).name)
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

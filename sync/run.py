@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -75,6 +76,9 @@ IDLE_CHECKPOINT = 5000
 """Checkpoint at least this often (in tickets) even when nothing needs pushing."""
 FAILURES_LOGGED = 100
 """New failures a pass logs one by one as warnings; the rest go in one line at its end."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""Each asks the passes to stop after their batch in flight and checkpoint. SIGHUP's
+default would kill the process mid-batch (a closed terminal, a reload sent by habit)."""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The daemon: each connector on its own schedule, until SIGTERM or SIGINT.
+"""The daemon: each connector on its own schedule, until SIGTERM, SIGINT or SIGHUP.
 
 APScheduler (3.x) runs one job per connector, on its interval or cron line,
 with jitter. A job never overlaps itself in this process (`max_instances=1`),
@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.config import Config, ScheduleSettings
 from sync.fragment import FragmentClient
-from sync.run import ConnectorRun, RunOptions
+from sync.run import STOP_SIGNALS, ConnectorRun, RunOptions
 from sync.state import StateStore
 from sync.web import WebServer, start_daemon_web
 
@@ -126,7 +126,7 @@ def run_daemon(
         log.warning("stop_requested", signal=signal.Signals(signum).name)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, request_stop)
     # The endpoint first: a port in use fails the start, and /readyz says 503 until
     # the scheduler runs; the metrics see the first passes too.

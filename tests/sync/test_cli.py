@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sync.emulator import Emulator
 from sync.mapping import task_uid
 from synckit import TOKEN, tasks_by_ticket, write_tickets
@@ -193,9 +195,12 @@ def test_secrets_never_reach_the_logs_even_when_things_fail(
     assert SECRET not in check.stdout + check.stderr
 
 
-def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, emulator: Emulator
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_a_stop_signal(
+    tmp_path: Path, emulator: Emulator, stop_signal: signal.Signals
 ) -> None:
+    """SIGHUP used to kill the daemon mid-batch (its default): a closed terminal, or a
+    reload sent by habit, left the lease held until it expired."""
     config = write_config(tmp_path, emulator, token=TOKEN)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
     daemon = subprocess.Popen(
@@ -212,13 +217,13 @@ def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_sigterm(
             time.sleep(0.2)
         assert emulator.store.count() == 12
         time.sleep(2.5)  # a few more scheduled passes, each pushing nothing
-        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(stop_signal)
         _, stderr = daemon.communicate(timeout=30)
     finally:
         if daemon.poll() is None:
             daemon.kill()
     assert daemon.returncode == 0, stderr
-    assert "daemon_stopped" in stderr
+    assert "daemon_stopped" in stderr and stop_signal.name in stderr
     finished = [line for line in stderr.splitlines() if "run_finished" in line]
     assert len(finished) >= 2
     assert len(tasks_by_ticket(emulator)) == 12

@@ -307,10 +307,14 @@ class ConnectorRun:
                 elif self._reads_everything():
                     # The pull tries the failed items it meets (their latest version):
                     # trying them first as well sent and counted each twice. Then those
-                    # it did not meet, at once: the settings may be fixed for them too.
-                    self._pull(source, full=True)
-                    self._settle_all()  # what it pushed is recorded: not tried again
-                    self._retry_failed(hurry=True, untried_since=self._began)
+                    # it did not meet, at once: the settings may be fixed for them too,
+                    # and a source failing part-way must not hold them back.
+                    try:
+                        self._pull(source, full=True)
+                    except SourceError:
+                        self._retry_unmet()
+                        raise
+                    self._retry_unmet()
                 else:
                     self._retry_failed(hurry=False)
                     self._pull(source, full=False)
@@ -381,6 +385,11 @@ class ConnectorRun:
             self.log.info("settings_changed", detail="reading every ticket again")
             return True
         return False
+
+    def _retry_unmet(self) -> None:
+        """After a pull meant to read everything: the failed items it did not meet."""
+        self._settle_all()  # what the pull pushed is recorded: not tried again
+        self._retry_failed(hurry=True, untried_since=self._began)
 
     def _retry_failed(self, *, hurry: bool, untried_since: dt.datetime | None = None) -> None:
         """Map and push the failed items again: the mapping or the data may be fixed now.

@@ -383,6 +383,31 @@ def test_a_fixed_mapping_delivers_failed_items_the_re_read_no_longer_meets(
             assert store.failed_items("helpdesk") == []
 
 
+def test_a_fixed_mapping_delivers_failed_items_though_the_source_fails_part_way(
+    tmp_path: Path, state_url: str
+) -> None:
+    """The re-read after a settings change tries the failed items it meets; when the
+    source fails part-way, the rest still go out from their stored records."""
+    tickets = _minute_apart(10)
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    with Emulator(tokens=[TOKEN]) as emulator:
+        sorted_file = {"sorted": True}
+        broken = make_config(
+            emulator, path, state_url, mapping={"title": "{subjet}"}, connector=sorted_file
+        )
+        assert sync(broken).failed == 10
+        # Line 2 breaks the promised order: the re-read stops there.
+        write_tickets(path, [tickets[5], *tickets[:5], *tickets[6:]])
+
+        fixed = sync(make_config(emulator, path, state_url, connector=sorted_file))
+
+        assert not fixed.ok and "sorted = true" in (fixed.error or "")
+        assert fixed.pushed == 10
+        assert set(tasks_by_ticket(emulator)) == {str(i) for i in range(10)}
+        with StateStore.open(state_url) as store:
+            assert store.failed_items("helpdesk") == []
+
+
 def test_no_request_goes_out_before_a_retry_after_expires(tmp_path: Path, sqlite_url: str) -> None:
     # One batch in flight: with two, the other sender may have passed the budget just
     # before the 429 came back and be on the wire a moment after it (the README's

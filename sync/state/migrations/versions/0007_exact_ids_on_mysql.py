@@ -59,8 +59,16 @@ def downgrade() -> None:
 
 
 def _convert(text: sa.String, time: sa.DateTime) -> None:
-    if op.get_bind().dialect.name not in ("mysql", "mariadb"):
+    """One `ALTER TABLE` per table: each rebuilds it, and `tasks` can hold millions of rows."""
+    dialect = op.get_bind().dialect
+    if dialect.name not in ("mysql", "mariadb"):
         return
+    changes: dict[str, list[str]] = {}
     for columns, kind in ((_IDS, text), (_TIMES, time)):
         for table, column, nullable in columns:
-            op.alter_column(table, column, type_=kind, nullable=nullable)
+            null = "NULL" if nullable else "NOT NULL"
+            changes.setdefault(table, []).append(
+                f"MODIFY {column} {kind.compile(dialect=dialect)} {null}"
+            )
+    for table, modifications in changes.items():
+        op.execute(f"ALTER TABLE {table} {', '.join(modifications)}")

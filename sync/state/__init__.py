@@ -523,60 +523,42 @@ class StateStore:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
 
     def failed_item_pages(self, connector: str, size: int) -> Iterator[list[FailedItem]]:
-        """The connector's failed items, `size` at a time in source-id order.
-
-        Each page is its own query, keyed past the last id of the one before:
-        items cleared or failing again meanwhile don't shift the pages, and a
-        connector with a million failures is never held in memory at once.
-        """
-        after: str | None = None
-        while True:
-            query = (
-                sa.select(failed_items)
-                .where(failed_items.c.connector == connector)
-                .order_by(failed_items.c.source_id)
-                .limit(size)
-            )
-            if after is not None:
-                query = query.where(failed_items.c.source_id > after)
-            with self.engine.connect() as conn:
-                page = [_failed_item(row) for row in conn.execute(query).mappings()]
-            if page:
-                yield page
-            if len(page) < size:
-                return
-            after = page[-1].source_id
+        """The connector's failed items, `size` at a time in source-id order."""
+        where = failed_items.c.connector == connector
+        return self._failed_pages(where, (failed_items.c.source_id,), size)
 
     def due_failed_item_pages(
         self, connector: str, size: int, before: dt.datetime
     ) -> Iterator[list[FailedItem]]:
         """The connector's retryable failed items due before `before`, `size` at a time.
 
-        A range of the index on (connector, retry_at, source_id), keyed past the
-        last item of the page before; an item tried again meanwhile is due
-        after `before` (pass the time the pass began), so it is not met twice.
+        A range of the index on (connector, retry_at, source_id). An item tried
+        again meanwhile is due after `before` (pass the time the pass began), so
+        it is not met twice.
         """
-        due = sa.and_(failed_items.c.connector == connector, failed_items.c.retry_at < before)
-        query = (
-            sa.select(failed_items)
-            .order_by(failed_items.c.retry_at, failed_items.c.source_id)
-            .limit(size)
-        )
-        after: tuple[dt.datetime, str] | None = None
+        where = sa.and_(failed_items.c.connector == connector, failed_items.c.retry_at < before)
+        return self._failed_pages(where, (failed_items.c.retry_at, failed_items.c.source_id), size)
+
+    def _failed_pages(
+        self, where: Any, key: tuple[Any, ...], size: int
+    ) -> Iterator[list[FailedItem]]:
+        """Failed items matching `where`, `size` at a time in the order of the `key` columns.
+
+        Each page is its own query, keyed past the last row of the one before:
+        items cleared or failing again meanwhile don't shift the pages, and a
+        connector with a million failures is never held in memory at once.
+        """
+        query = sa.select(failed_items).order_by(*key).limit(size)
+        after: tuple[Any, ...] | None = None
         while True:
-            where = due
-            if after is not None:
-                key = sa.tuple_(failed_items.c.retry_at, failed_items.c.source_id)
-                where = sa.and_(due, key > sa.tuple_(*after))
+            clause = where if after is None else sa.and_(where, sa.tuple_(*key) > sa.tuple_(*after))
             with self.engine.connect() as conn:
-                page = [_failed_item(row) for row in conn.execute(query.where(where)).mappings()]
-            if page:
-                yield page
-            if len(page) < size:
+                rows = list(conn.execute(query.where(clause)).mappings())
+            if rows:
+                yield [_failed_item(row) for row in rows]
+            if len(rows) < size:
                 return
-            last = page[-1]
-            assert last.retry_at is not None
-            after = (last.retry_at, last.source_id)
+            after = tuple(rows[-1][column.name] for column in key)
 
     def waiting_count(self, connector: str, before: dt.datetime) -> int:
         """How many of the connector's retryable failed items are not due before `before`."""

@@ -130,7 +130,11 @@ class RestConnector(Connector):
         return {}
 
     def keep(self, record: Mapping[str, Any]) -> bool:
-        """False for records that are not tickets (GitHub's pull requests)."""
+        """False for records that are not tickets (GitHub's pull requests).
+
+        A record left out is not yielded, but its cursor still counts as read:
+        the next re-anchored query starts past it.
+        """
         return True
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
@@ -233,12 +237,16 @@ class RestConnector(Connector):
                 response, body = self.fetch(request)
                 records = self.records(body) if body is not None else []
                 for index, raw in enumerate(records):
-                    if isinstance(raw, dict):
-                        if not self.keep(raw):
-                            continue
+                    # A record that is no ticket (GitHub's pull request) is still a
+                    # position in the stream: the re-read must start past it too, or a
+                    # page of nothing else falls back to paging that edits shift.
+                    kept = not isinstance(raw, dict) or self.keep(raw)
+                    if kept and isinstance(raw, dict):
                         raw = self.enrich(raw)
                     item = self.ticket(raw, f"page {pages + 1}, item {index + 1}")
                     if isinstance(item, BadRecord):
+                        if not kept:
+                            continue
                         # Without an id, the record itself is what says it was seen before.
                         key = item.source_id or json.dumps(raw, sort_keys=True, default=str)
                         if key in reported:
@@ -252,6 +260,8 @@ class RestConnector(Connector):
                         if last is None or item.cursor != last:
                             last, at_last = item.cursor, set()
                         at_last.add(item.source_id)
+                        if not kept:
+                            continue
                     yield item
                 pages += 1
                 try:

@@ -74,6 +74,8 @@ class HttpOptions(ConnectorOptions):
     requests_per_minute: float = Field(default=600.0, gt=0)
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
     page_size: int = Field(default=100, ge=1, le=5000)
+    max_pages_per_pass: int = Field(default=10_000, ge=1)
+    """A pass that pages further fails: the guard against a source whose pages never end."""
 
     @field_validator("base_url")
     @classmethod
@@ -226,6 +228,7 @@ class RestConnector(Connector):
         anchor = since
         boundary: set[str] = set()  # ids already yielded at cursor == anchor
         reported: set[str] = set()  # bad records already yielded (a re-anchor reads them again)
+        read = 0  # pages this pass, over every query
         while True:
             paginator = self.paginator()
             request: PageRequest | None = self.first_request(anchor, paginator)
@@ -264,12 +267,24 @@ class RestConnector(Connector):
                             continue
                     yield item
                 pages += 1
+                read += 1
                 try:
                     request = paginator.next_page(request, response, body, len(records))
                 except PaginationLoop as exc:
                     raise SourceError(self.name, str(exc)) from None
                 if request is None:
                     return
+                if read >= self.options.max_pages_per_pass:
+                    # A new pointer every page, forever, never trips the loop check.
+                    raise SourceError(
+                        self.name,
+                        f"read {read:,} pages in this pass and the source still links a next "
+                        f"one (max_pages_per_pass = {self.options.max_pages_per_pass:,}): a "
+                        "paginator that never ends, such as empty pages or the same records "
+                        "with a new token each time; check the paginator's settings, or raise "
+                        "max_pages_per_pass if the source really is that large (the next pass "
+                        "resumes from the last checkpoint)",
+                    )
                 must = self.max_pages_per_query is not None and pages >= self.max_pages_per_query
                 may = self.reanchor_after_pages is not None and pages >= self.reanchor_after_pages
                 if (must or may) and last is not None and last != anchor:

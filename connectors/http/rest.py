@@ -26,7 +26,7 @@ from connectors.errors import SourceError
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget
+from connectors.ratelimit import Backoff, RequestBudget
 from connectors.records import MISSING, get_path
 from connectors.values import CursorKind, Duration, parse_cursor
 
@@ -107,6 +107,8 @@ class RestConnector(Connector):
     """
     max_pages_per_query: int | None = None
     """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
+    backoff: ClassVar[Backoff] = Backoff()
+    """The wait before retrying a transient failure that names none; see `Backoff`."""
 
     options: HttpOptions
     _session: HttpSession | None = None
@@ -167,6 +169,7 @@ class RestConnector(Connector):
                     max_attempts=options.max_attempts,
                     max_wait=options.max_retry_wait.total_seconds(),
                     rate_limit_floor=options.rate_limit_floor.total_seconds(),
+                    backoff=self.backoff,
                 ),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
                 auth=self.auth(),

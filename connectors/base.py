@@ -79,6 +79,10 @@ class Connector:
     default_mapping: ClassVar[dict[str, Any]] = {}
     """The mapping a user gets without writing one; each key can be overridden in config."""
 
+    default_lookback: ClassVar[dt.timedelta] = dt.timedelta(0)
+    """The lookback used when the user sets no `lookback`: how long before the watermark
+    a pass starts reading, for sources where a change can show up after later ones."""
+
     def __init__(
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
     ) -> None:

@@ -116,8 +116,9 @@ class FreshdeskConnector(RestConnector):
     def params(self, since: Cursor | None) -> dict[str, Any]:
         start = since if isinstance(since, dt.datetime) else self.options.start_date or EPOCH
         params: dict[str, Any] = {
-            # Freshdesk compares whole seconds; flooring keeps the bound inclusive.
-            "updated_since": max(start, EPOCH).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # Freshdesk reads it as UTC and compares whole seconds; flooring keeps the
+            # bound inclusive. A `start_date` may carry any offset: convert, don't relabel.
+            "updated_since": max(start, EPOCH).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "order_by": "updated_at",
             "order_type": "asc",
             "per_page": self.options.page_size,

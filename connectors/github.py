@@ -12,8 +12,12 @@ default is open issues only.
 - Page numbers shift when an issue already read is edited mid-scan (it jumps
   to the end, the rest move up a slot, one is skipped for good). So every page
   re-anchors: the query is issued again from the last `updated_at` seen.
+  The `Link` header is followed only when a whole page shares one second; on
+  a large repository it carries an `after=` cursor (deep `page=` numbers are
+  a 422), a keyset that edits don't shift.
 - Pull requests come through this endpoint too, marked by a `pull_request`
-  key; they are dropped unless `include_pull_requests` is set.
+  key; they are dropped unless `include_pull_requests` is set. A dropped one
+  still moves the re-anchoring cursor (see `RestConnector.keep`).
 - Rate limits: 403 or 429 with `x-ratelimit-remaining: 0` waits until
   `x-ratelimit-reset`; a secondary limit (`retry-after`, or only a message)
   waits at least `rate_limit_floor`, doubling. A 403 without those signals is

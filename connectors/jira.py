@@ -13,8 +13,10 @@ rendered as text is hours off for any user not on UTC. Whether an epoch
 literal is honoured below the minute is unconfirmed, so the bound is floored
 to the minute; the inclusive re-read and the content-hash diff absorb the
 tickets read again. Tickets are keyed on the numeric issue `id` (the key
-changes when an issue moves project). Search is eventually consistent: give
-the connector a `lookback`. Deleted issues vanish from search; their tasks stay.
+changes when an issue moves project). Search is eventually consistent, so the
+connector's default lookback is five minutes. A 503 without `Retry-After`
+backs off as Atlassian advises (`JiraConnector.backoff`). Deleted issues vanish
+from search; their tasks stay.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, R
 from connectors.http.auth import basic
 from connectors.http.paginators import NextTokenPaginator, Paginator
 from connectors.http.rest import base_url_from_site, vendor_site
+from connectors.ratelimit import Backoff
 
 SEARCH_PATH = "/rest/api/3/search/jql"
 ORDER = "ORDER BY updated ASC, id ASC"
@@ -98,10 +101,18 @@ class JiraConnector(RestConnector):
     Options = JiraOptions
     options: JiraOptions
 
+    default_lookback = dt.timedelta(minutes=5)
+    """Search is eventually consistent (Atlassian: usually seconds, minutes for a bulk
+    edit): an issue indexed after the watermark passed its `updated` is re-read."""
+
     path = SEARCH_PATH
     records_path = "issues"
     id_path = "id"
     cursor_path = "fields.updated"  # `2024-11-29T10:44:51.887-0800`: read as aware UTC
+    backoff = Backoff(base=2.0, cap=30.0, jitter=(0.7, 1.3))
+    """Atlassian's advice for a 5xx without `Retry-After` (a 503 when a resource limit is
+    reached): back off exponentially from about 2 s, doubling to a cap, times a random
+    0.7 to 1.3. With the default 8 attempts that is 1.4 to 2.6 minutes before giving up."""
     policy = {
         **SOURCE_POLICY,
         400: Rule(Action.FAIL, "Jira refused the JQL (check the jql option)"),

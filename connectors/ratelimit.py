@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 MIN_WAIT = 1.0
 """Wait this long on a rate-limit answer that gives no hint."""
@@ -80,15 +81,30 @@ def _reset_wait(raw: str, now: float) -> float | None:
     return max(0.0, number)  # seconds from now
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Capped exponential backoff with jitter for retry `attempt` (1 for the first retry).
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before retrying an answer that names no wait (a 5xx, a timeout).
 
-    The delay lies in [half, full] of `min(cap, base * 2**(attempt-1))`, so
-    retries from many clients spread out but never come back sooner than half.
+    `base` seconds before the first retry, doubling for each one after, at most
+    `cap` (None: only the caller's limit), times a random factor drawn from
+    `jitter`, so that retries from many clients spread out. The default waits
+    between half and all of the doubled delay; a vendor that documents its
+    own schedule declares it (Jira: 2 s doubling to 30 s, times 0.7 to 1.3).
     """
-    ceiling: float = min(cap, base * 2.0 ** max(0, attempt - 1))
-    jitter = (rng or random).uniform(0.5, 1.0)
-    return ceiling * jitter
+
+    base: float = 0.5
+    cap: float | None = None
+    jitter: tuple[float, float] = (0.5, 1.0)
+
+
+def backoff_delay(
+    attempt: int, backoff: Backoff, limit: float, rng: random.Random | None = None
+) -> float:
+    """The wait before retry `attempt` (1 for the first) under `backoff`, never over `limit`."""
+    cap = limit if backoff.cap is None else min(backoff.cap, limit)
+    ceiling: float = min(cap, backoff.base * 2.0 ** max(0, attempt - 1))
+    low, high = backoff.jitter
+    return min(limit, ceiling * (rng or random).uniform(low, high))
 
 
 class RequestBudget:

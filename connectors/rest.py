@@ -201,12 +201,36 @@ class RestApiOptions(HttpOptions):
     cursor_kind: CursorKind = "datetime"
     deleted_path: str | None = None
     """A record field whose truthy value (true, a timestamp) marks a deletion."""
-    reanchor_after_pages: int | None = Field(default=None, ge=1)
-    """Re-issue the query from the last cursor seen after this many pages (offset paging)."""
+    reanchor_after_pages: int | None = Field(default=None, ge=0)
+    """Re-issue the query from the last cursor seen after this many pages; 0 never.
+
+    Unset, it is every page where an edit mid-scan shifts the pages (see
+    `reanchor_every`), and never for a server-side cursor.
+    """
     max_pages_per_query: int | None = Field(default=None, ge=1)
     """How deep the API lets one query page; the query moves its window first."""
     ordered: bool = True
     """False when the API can't sort by the cursor, oldest first."""
+
+    @property
+    def reanchor_every(self) -> int | None:
+        """After how many pages a query re-reads from the last cursor; None for never.
+
+        Offset and page-number paging shift when a record already read is edited
+        and moves to the end: the next page then starts one record late, and that
+        record is skipped for good. Where the query is sorted (`ordered`) and
+        filtered on the cursor to the second (`since_param`), re-reading from the
+        last cursor after every page costs nothing and skips nothing, so that is
+        the default there. A day-wide filter would re-read the whole day on every
+        page, and a server-side cursor (a token, a URL) doesn't shift.
+        """
+        if self.reanchor_after_pages is not None:
+            return self.reanchor_after_pages or None
+        shifting = isinstance(self.paginator, OffsetPaging | PageNumberPaging)
+        filtered = self.since_param is not None and (
+            self.cursor_kind == "int" or _keeps_seconds(self.since_format)
+        )
+        return 1 if shifting and filtered and self.ordered else None
 
     # Fields are validated in the order above; each check sits on the later key it involves.
 
@@ -279,6 +303,12 @@ def render_since(since: Cursor, since_format: str) -> str:
     return moment.strftime(since_format)
 
 
+def _keeps_seconds(since_format: str) -> bool:
+    """Whether `since_format` tells apart two moments a second apart (a day-wide one doesn't)."""
+    second = dt.timedelta(seconds=1)
+    return render_since(_EPOCH, since_format) != render_since(_EPOCH + second, since_format)
+
+
 class RestApiConnector(RestConnector):
     kind = "rest"
     summary = "any JSON REST API described in config: path, auth, since parameter, paginator"
@@ -291,7 +321,6 @@ class RestApiConnector(RestConnector):
         "id_path",
         "cursor_path",
         "cursor_kind",
-        "reanchor_after_pages",
         "max_pages_per_query",
         "ordered",
     )
@@ -306,6 +335,7 @@ class RestApiConnector(RestConnector):
         # them per instance.
         for attribute in self._DECLARED:
             setattr(self, attribute, getattr(self.options, attribute))
+        self.reanchor_after_pages = self.options.reanchor_every
 
     def auth(self) -> httpx.Auth | None:
         return self.options.auth.build()

@@ -26,7 +26,7 @@ from connectors.errors import SourceError
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget
+from connectors.ratelimit import Backoff, RequestBudget
 from connectors.records import MISSING, get_path
 from connectors.values import CursorKind, Duration, parse_cursor
 
@@ -74,6 +74,8 @@ class HttpOptions(ConnectorOptions):
     requests_per_minute: float = Field(default=600.0, gt=0)
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
     page_size: int = Field(default=100, ge=1, le=5000)
+    max_pages_per_pass: int = Field(default=10_000, ge=1)
+    """A pass that pages further fails: the guard against a source whose pages never end."""
 
     @field_validator("base_url")
     @classmethod
@@ -105,6 +107,8 @@ class RestConnector(Connector):
     """
     max_pages_per_query: int | None = None
     """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
+    backoff: ClassVar[Backoff] = Backoff()
+    """The wait before retrying a transient failure that names none; see `Backoff`."""
 
     options: HttpOptions
     _session: HttpSession | None = None
@@ -130,7 +134,11 @@ class RestConnector(Connector):
         return {}
 
     def keep(self, record: Mapping[str, Any]) -> bool:
-        """False for records that are not tickets (GitHub's pull requests)."""
+        """False for records that are not tickets (GitHub's pull requests).
+
+        A record left out is not yielded, but its cursor still counts as read:
+        the next re-anchored query starts past it.
+        """
         return True
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
@@ -161,6 +169,7 @@ class RestConnector(Connector):
                     max_attempts=options.max_attempts,
                     max_wait=options.max_retry_wait.total_seconds(),
                     rate_limit_floor=options.rate_limit_floor.total_seconds(),
+                    backoff=self.backoff,
                 ),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
                 auth=self.auth(),
@@ -222,6 +231,7 @@ class RestConnector(Connector):
         anchor = since
         boundary: set[str] = set()  # ids already yielded at cursor == anchor
         reported: set[str] = set()  # bad records already yielded (a re-anchor reads them again)
+        read = 0  # pages this pass, over every query
         while True:
             paginator = self.paginator()
             request: PageRequest | None = self.first_request(anchor, paginator)
@@ -233,12 +243,16 @@ class RestConnector(Connector):
                 response, body = self.fetch(request)
                 records = self.records(body) if body is not None else []
                 for index, raw in enumerate(records):
-                    if isinstance(raw, dict):
-                        if not self.keep(raw):
-                            continue
+                    # A record that is no ticket (GitHub's pull request) is still a
+                    # position in the stream: the re-read must start past it too, or a
+                    # page of nothing else falls back to paging that edits shift.
+                    kept = not isinstance(raw, dict) or self.keep(raw)
+                    if kept and isinstance(raw, dict):
                         raw = self.enrich(raw)
                     item = self.ticket(raw, f"page {pages + 1}, item {index + 1}")
                     if isinstance(item, BadRecord):
+                        if not kept:
+                            continue
                         # Without an id, the record itself is what says it was seen before.
                         key = item.source_id or json.dumps(raw, sort_keys=True, default=str)
                         if key in reported:
@@ -252,14 +266,28 @@ class RestConnector(Connector):
                         if last is None or item.cursor != last:
                             last, at_last = item.cursor, set()
                         at_last.add(item.source_id)
+                        if not kept:
+                            continue
                     yield item
                 pages += 1
+                read += 1
                 try:
                     request = paginator.next_page(request, response, body, len(records))
                 except PaginationLoop as exc:
                     raise SourceError(self.name, str(exc)) from None
                 if request is None:
                     return
+                if read >= self.options.max_pages_per_pass:
+                    # A new pointer every page, forever, never trips the loop check.
+                    raise SourceError(
+                        self.name,
+                        f"read {read:,} pages in this pass and the source still links a next "
+                        f"one (max_pages_per_pass = {self.options.max_pages_per_pass:,}): a "
+                        "paginator that never ends, such as empty pages or the same records "
+                        "with a new token each time; check the paginator's settings, or raise "
+                        "max_pages_per_pass if the source really is that large (the next pass "
+                        "resumes from the last checkpoint)",
+                    )
                 must = self.max_pages_per_query is not None and pages >= self.max_pages_per_query
                 may = self.reanchor_after_pages is not None and pages >= self.reanchor_after_pages
                 if (must or may) and last is not None and last != anchor:

@@ -20,7 +20,7 @@ import structlog
 
 from connectors.errors import StopRequested
 from connectors.http.policy import Action, Classifier, Rule, remaining_quota
-from connectors.ratelimit import RequestBudget, backoff_delay, wait_from_headers
+from connectors.ratelimit import Backoff, RequestBudget, backoff_delay, wait_from_headers
 
 log = structlog.get_logger("connectors.http")
 
@@ -60,7 +60,8 @@ class RetrySettings:
     max_attempts: int = 8
     max_wait: float = 300.0
     """The longest single wait; a server asking for longer fails the request instead."""
-    backoff_base: float = 0.5
+    backoff: Backoff = field(default_factory=Backoff)
+    """The wait before retrying a transient failure that names none (a 5xx, a timeout)."""
     rate_limit_floor: float = 60.0
     """Wait at least this long on a rate limit that gives no hint (GitHub, Zendesk edge)."""
     quota_reserve: int = 1
@@ -168,9 +169,7 @@ class HttpSession:
         asked = wait_from_headers(outcome.headers) if isinstance(outcome, httpx.Response) else None
         if rule.action is not Action.RATE_LIMITED:
             # A 503 may say when to come back; never sooner than it asks.
-            backoff = backoff_delay(
-                attempt, self.retry.backoff_base, self.retry.max_wait, self._rng
-            )
+            backoff = backoff_delay(attempt, self.retry.backoff, self.retry.max_wait, self._rng)
             return backoff if asked is None else max(backoff, min(asked, self.retry.max_wait))
         self.stats.rate_limited += 1
         if asked is None:

@@ -27,6 +27,10 @@ class FreshdeskCase(VendorCase):
     fake: FakeFreshdesk
     max_pages = 300
 
+    def __init__(self, fake: FakeFreshdesk) -> None:
+        super().__init__(fake)
+        self.extra: dict[str, Any] = {}
+
     def options(self) -> dict[str, Any]:
         return {
             "domain": "acme",
@@ -34,6 +38,7 @@ class FreshdeskCase(VendorCase):
             "api_key": API_KEY,
             "page_size": self.page_size,
             "max_pages": self.max_pages,
+            **self.extra,
         }
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
@@ -187,6 +192,21 @@ def test_updated_since_is_always_sent_so_old_tickets_are_not_lost(case: Freshdes
     assert request.param("per_page") == "5"
     credentials = base64.b64encode(f"{API_KEY}:X".encode()).decode()
     assert request.headers["authorization"] == f"Basic {credentials}"
+
+
+def test_a_start_date_with_an_offset_starts_at_that_instant(
+    case: FreshdeskCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.extra = {"start_date": "2026-11-02T09:00:00+05:00"}  # 04:00 UTC
+    case.fake.add(1, dt.datetime(2026, 11, 2, 3, 59, 59, tzinfo=dt.UTC))  # before it
+    for n, hour in ((2, 4), (3, 6), (4, 10)):  # at it, inside the five hours, after them
+        case.add(n, dt.datetime(2026, 11, 2, hour, tzinfo=dt.UTC))
+
+    summary = TestFreshdesk().sync(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert sorted(tasks_by_ticket(emulator)) == ["2", "3", "4"]
+    assert case.fake.gets(PATH)[0].param("updated_since") == "2026-11-02T04:00:00Z"
 
 
 def test_updated_since_is_the_bound_floored_to_seconds(case: FreshdeskCase) -> None:

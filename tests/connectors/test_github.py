@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors import github
@@ -19,7 +20,7 @@ from fakes.github import (
     primary_rate_limit,
     stamp,
 )
-from fakes.suite import T0, ConnectorSuite, VendorCase
+from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
@@ -135,6 +136,64 @@ def test_pull_requests_are_left_out_unless_asked_for(case: GitHubCase) -> None:
     with_prs = pull(case.connector(include_pull_requests=True), None)
     assert [t.source_id for t in with_prs] == ["1", "2", "3"]
     assert [t.record["is_pull_request"] for t in with_prs] == [False, True, False]
+
+
+def test_a_page_of_only_pull_requests_still_moves_the_re_read_past_them(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.page_size = 3
+    for n in (101, 102, 103):  # the first page holds pull requests only
+        case.fake.add(n, T0 + dt.timedelta(minutes=n - 100), pull_request=True)
+    for n in range(1, 10):
+        case.add(n, T0 + dt.timedelta(minutes=10 + n))
+
+    def pull_request_edited() -> None:  # it jumps to the end; what follows moves up a slot
+        case.fake.touch(101, T0 + dt.timedelta(days=1))
+
+    case.fake.when(nth_page_request(case, 2), pull_request_edited)
+    first = sync(case, emulator, sqlite_url)
+    assert first.ok, first.error
+    assert sorted(tasks_by_ticket(emulator), key=int) == [str(n) for n in range(1, 10)]
+    again = sync(case, emulator, sqlite_url)
+    assert again.ok, again.error
+    ConnectorSuite().assert_exact(case, emulator)
+    # The second page re-read from the last pull request's update, not "page=2".
+    second = case.fake.gets(case.fake.issues_path)[1]
+    assert (second.param("since"), second.param("page")) == (
+        stamp(T0 + dt.timedelta(minutes=3)),
+        None,
+    )
+
+
+def test_a_repository_too_large_for_page_numbers_is_read_through_after_cursors(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.page_size = 3
+    case.fake.deepest_page = 2  # GitHub's is about 99; past it, `page=` is a 422
+    for n in range(101, 108):  # pages of pull requests only
+        case.fake.add(n, T0 + dt.timedelta(minutes=n - 100), pull_request=True)
+    bulk = T0 + dt.timedelta(hours=1)  # a bulk edit: more issues in one second than pages reach
+    for n in range(1, 14):
+        case.add(n, bulk)
+    case.add(14, bulk + dt.timedelta(seconds=1))
+
+    def pull_request_edited() -> None:
+        case.fake.touch(101, T0 + dt.timedelta(days=1))
+
+    case.fake.when(nth_page_request(case, 4), pull_request_edited)
+    summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    ConnectorSuite().assert_exact(case, emulator)
+    followed = [r for r in case.fake.gets(case.fake.issues_path) if r.param("after")]
+    assert followed  # the bulk second was paged by GitHub's cursor, not by page number
+    assert all(int(r.param("page") or 1) <= 2 for r in case.fake.gets(case.fake.issues_path))
+    deep = httpx.get(
+        case.fake.base_url + case.fake.issues_path,
+        params={"state": "all", "per_page": 3, "page": 3},
+        headers={"Authorization": f"Bearer {GITHUB_TOKEN}"},
+    )
+    assert deep.status_code == 422  # the fake refuses what GitHub refuses
+    assert "cursor based pagination" in deep.json()["message"]
 
 
 def test_a_primary_rate_limit_403_is_waited_out_until_the_reset(

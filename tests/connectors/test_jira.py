@@ -8,6 +8,7 @@ local: a connector that got time zones wrong would fail the standard suite.
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from connectors.base import SourceTicket
 from connectors.errors import SourceError
 from connectors.jira import JiraConnector, JiraOptions
+from connectors.ratelimit import backoff_delay
 from fakes import Reply, Request
 from fakes.jira import SEARCH, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase
@@ -37,6 +39,10 @@ class JiraCase(VendorCase):
     fake: FakeJira
     jql = "project = OPS"
 
+    def __init__(self, fake: FakeJira) -> None:
+        super().__init__(fake)
+        self.extra: dict[str, Any] = {}
+
     def options(self) -> dict[str, Any]:
         return {
             "base_url": self.fake.base_url,
@@ -44,6 +50,7 @@ class JiraCase(VendorCase):
             "api_token": API_TOKEN,
             "jql": self.jql,
             "page_size": self.page_size,
+            **self.extra,
         }
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
@@ -286,3 +293,58 @@ def test_a_wrong_api_token_fails_with_a_clear_message(case: JiraCase) -> None:
         pull(case, None, api_token="revoked")
     assert "credentials" in str(raised.value)
     assert "401" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("lookback", "found_late"),
+    [
+        ("0s", False),  # what the connector had before it set a default
+        # The connector's default; the engine applies it when `lookback` is unset.
+        (f"{JiraConnector.default_lookback.total_seconds():.0f}s", True),
+    ],
+)
+def test_an_issue_search_indexes_late_is_found_with_the_default_lookback(
+    lookback: str, found_late: bool, case: JiraCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.extra = {"lookback": lookback}
+    case.fake.index_lag = dt.timedelta(minutes=5)  # a bulk edit: indexed minutes later
+    case.add(1, T0 + dt.timedelta(seconds=40))
+    case.fake.index_lag = dt.timedelta(seconds=30)
+    case.add(2, T0 + dt.timedelta(minutes=1, seconds=50))
+    suite = TestJira()
+
+    case.fake.now = T0 + dt.timedelta(minutes=4)  # 2 is searchable, 1 not yet
+    first = suite.sync(case, emulator, sqlite_url)
+    assert first.ok, first.error
+    assert sorted(tasks_by_ticket(emulator)) == ["2"]
+
+    case.fake.now = T0 + dt.timedelta(minutes=10)  # 1 is indexed now, below the watermark
+    second = suite.sync(case, emulator, sqlite_url)
+    assert second.ok, second.error
+    assert ("1" in tasks_by_ticket(emulator)) is found_late
+    assert JiraConnector.default_lookback >= dt.timedelta(minutes=5)
+
+
+def test_a_503_without_retry_after_backs_off_as_atlassian_advises(case: JiraCase) -> None:
+    case.add(1, T0)
+    case.fake.fail_next(case.fake.unavailable(), times=2)  # a resource limit, no hint
+
+    [ticket] = pull(case, None)
+
+    assert ticket.source_id == "1"
+    first, second, third = case.fake.gets(SEARCH)
+    assert second.at - first.at >= 2 * 0.7  # 2 s, times a random 0.7 to 1.3
+    assert third.at - second.at >= 4 * 0.7  # doubling
+
+
+def test_jira_retries_a_503_for_minutes_not_seconds_before_giving_up() -> None:
+    backoff = JiraConnector.backoff
+    attempts = JiraOptions.model_fields["max_attempts"].default
+    rng = random.Random(7)
+    shortest = 0.0
+    for retry in range(1, attempts):  # the waits between the default 8 attempts
+        ceiling = min(2.0 * 2 ** (retry - 1), 30.0)  # 2, 4, 8, 16 s, then 30 s at most
+        waits = [backoff_delay(retry, backoff, 300.0, rng) for _ in range(200)]
+        assert all(0.7 * ceiling <= wait <= 1.3 * ceiling for wait in waits)
+        shortest += 0.7 * ceiling
+    assert shortest >= 80  # a 503 spell shorter than about a minute and a half is outlasted

@@ -13,7 +13,7 @@ from connectors.base import SourceTicket
 from connectors.rest import RestApiConnector, RestApiOptions, render_since
 from fakes import Reply, Request
 from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
-from fakes.suite import T0, ConnectorSuite, VendorCase
+from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import ConnectorSettings, build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
@@ -29,9 +29,9 @@ STYLES: dict[PagingStyle, dict[str, Any]] = {
         "page_size_param": "per_page",
     },
     "offset": {
-        # Offsets over a live set shift when a ticket is edited mid-scan: re-anchor every page.
+        # Offsets over a live set shift when a ticket is edited mid-scan: the connector
+        # re-anchors every page by default.
         "paginator": {"type": "offset", "total_path": "paging.total"},
-        "reanchor_after_pages": 1,
         "since_format": "epoch_seconds",
     },
     "next_url": {
@@ -42,7 +42,6 @@ STYLES: dict[PagingStyle, dict[str, Any]] = {
     "page_number": {
         "paginator": {"type": "page_number", "pages_path": "paging.pages"},
         "page_size_param": "per_page",
-        "reanchor_after_pages": 1,
     },
     "link_header": {
         "paginator": {"type": "link_header"},
@@ -129,6 +128,13 @@ class TestRestWithOffsetPaging(ConnectorSuite):
             yield BackOfficeCase(fake)
 
 
+class TestRestWithPageNumberPaging(ConnectorSuite):
+    @pytest.fixture
+    def case(self) -> Iterator[BackOfficeCase]:
+        with FakeBackOffice(API_KEY, "page_number") as fake:
+            yield BackOfficeCase(fake)
+
+
 def pull(connector: RestApiConnector, since: dt.datetime | None) -> list[SourceTicket]:
     try:
         tickets = list(connector.pull(since))
@@ -147,6 +153,77 @@ def test_every_paging_style_reads_every_page_once(style: PagingStyle) -> None:
         tickets = pull(case.connector(), None)
         assert [t.source_id for t in tickets] == [str(n) for n in range(1, 13)]
         assert len(fake.gets(PATH)) >= 3  # 12 tickets, 5 a page
+
+
+@pytest.mark.parametrize("style", ["offset", "page_number"])
+def test_a_record_edited_mid_scan_is_not_skipped_by_offset_or_page_number_paging(
+    style: PagingStyle, emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeBackOffice(API_KEY, style) as fake:
+        case = BackOfficeCase(fake)  # no reanchor_after_pages: the default must be safe
+        assert "reanchor_after_pages" not in case.options()
+        for n in range(1, 13):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+
+        def edited() -> None:  # read on page 1, it moves to the end; the rest move up a slot
+            case.update(2, T0 + dt.timedelta(days=1))
+
+        fake.when(nth_page_request(case, 2), edited)
+        summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+        assert summary.ok, summary.error
+        ConnectorSuite().assert_exact(case, emulator)
+        second = fake.gets(PATH)[1]  # the query again from the last record read, page one
+        assert second.param("offset") in (None, "0")
+        assert second.param("page") in (None, "1")
+        assert second.param("modified_since") is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "every"),
+    [
+        ({}, 1),
+        ({"reanchor_after_pages": 0}, None),  # the way to turn it off
+        ({"reanchor_after_pages": 3}, 3),
+        ({"since_param": None}, None),  # nothing to re-read from
+        ({"since_format": "date"}, None),  # each re-read would start the whole day again
+        ({"since_format": "%Y-%m-%d %H:%M:%S"}, 1),
+        ({"ordered": False}, None),
+        ({"paginator": {"type": "next_token", "token_path": "t", "param": "c"}}, None),
+        ({"paginator": {"type": "link_header"}}, None),
+    ],
+)
+def test_offset_and_page_number_paging_re_anchor_by_default_where_the_query_allows(
+    options: dict[str, Any], every: int | None
+) -> None:
+    base = {
+        "base_url": "https://backoffice.example.com",
+        "path": PATH,
+        "since_param": "modified_since",
+        "paginator": {"type": "offset"},
+    }
+    connector = RestApiConnector("backoffice", RestApiOptions.model_validate(base | options))
+    assert connector.reanchor_after_pages == every
+
+
+def test_a_source_whose_pages_never_end_fails_the_pass_naming_the_cap(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        fake.endless = True  # past the last ticket: empty pages, each with a new token
+        case = BackOfficeCase(fake, max_pages_per_pass=25)
+        for n in range(1, 8):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+        assert not summary.ok
+        error = summary.error or ""
+        assert "connector 'source'" in error
+        assert "max_pages_per_pass = 25" in error
+        assert "never ends" in error
+        assert len(fake.gets(PATH)) == 25
+    default = RestApiOptions.model_validate(
+        {"base_url": "https://x.example.com", "path": PATH, "paginator": {"type": "link_header"}}
+    )
+    assert default.max_pages_per_pass == 10_000
 
 
 def test_the_query_carries_the_configured_parameters_headers_and_auth() -> None:

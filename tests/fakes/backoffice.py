@@ -14,6 +14,9 @@ goes in `X-Api-Key` or as a Bearer token. Paging styles:
 - `next_url`: `paging.next` holds the next page's full URL.
 - `page_number`: `page`/`per_page`, `paging.pages`.
 - `link_header`: `page`/`per_page`, with a `Link: <…>; rel="next"` header.
+
+`endless` makes it a broken API whose pages never end: past the last ticket,
+`next_token` answers empty pages, each with a new token.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class FakeBackOffice(FakeApi):
         self.paging = paging
         self.newest_first = newest_first
         self.tickets: dict[int, dict[str, Any]] = {}
+        self.endless = False
 
     def add(self, ref: int, modified: dt.datetime, **fields: Any) -> dict[str, Any]:
         ticket = {
@@ -107,9 +111,10 @@ class FakeBackOffice(FakeApi):
     def _next_token(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:
         size = self._size(request, "per_page")
         cursor = request.param("cursor")
+        after, turn = ("", 0), 0
         if cursor:
-            modified, ref = base64.urlsafe_b64decode(cursor).decode().split("|")
-            after = (modified, int(ref))
+            modified, ref, *endless = base64.urlsafe_b64decode(cursor).decode().split("|")
+            after, turn = (modified, int(ref)), int(endless[0]) if endless else 0
             if self.newest_first:
                 tickets = [t for t in tickets if (t["modified"], t["ref"]) < after]
             else:
@@ -119,6 +124,9 @@ class FakeBackOffice(FakeApi):
         if len(tickets) > size:
             last = page[-1]
             token = base64.urlsafe_b64encode(f"{last['modified']}|{last['ref']}".encode()).decode()
+        elif self.endless:  # a position past the end, spelled anew every time
+            modified, ref = (page[-1]["modified"], page[-1]["ref"]) if page else after
+            token = base64.urlsafe_b64encode(f"{modified}|{ref}|{turn + 1}".encode()).decode()
         return Reply(200, self._body(page, next_cursor=token))
 
     def _offset(self, request: Request, tickets: list[dict[str, Any]]) -> Reply:

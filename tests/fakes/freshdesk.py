@@ -1,6 +1,8 @@
 """A fake Freshdesk `GET /api/v2/tickets` (List All Tickets), as Freshdesk documents it.
 
-`updated_since` (ISO UTC, whole seconds, inclusive); without it only tickets
+`updated_since` (ISO 8601, whole seconds, inclusive) is a UTC time, written
+`2015-01-19T02:00:00Z` in Freshdesk's docs: a value without a zone is read as
+UTC, one with an offset as the instant it names; without it only tickets
 created in the last 30 days; `order_by` created_at/due_by/updated_at/status
 and `order_type` (default created_at desc); `page` from 1 and `per_page` up to
 100 (default 30, more is a 400); a `link` header with the next page's URL
@@ -163,6 +165,9 @@ class FakeFreshdesk(FakeApi):
                 bound = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
             except ValueError:
                 errors.append(("updated_since", "It should be a valid date in ISO format"))
+            else:
+                if bound.tzinfo is None:  # Freshdesk's API times are UTC
+                    bound = bound.replace(tzinfo=dt.UTC)
         if errors:
             return _validation_failed(errors)
         assert page is not None and per_page is not None

@@ -7,10 +7,18 @@ prev, first and last; pull requests mixed in with a `pull_request` key;
 `Authorization: Bearer` (or `token`); weak ETags per token and page, and a
 304 for a matching `If-None-Match` that costs no quota; `x-ratelimit-*`
 headers on every answer. Deleted issues simply vanish.
+
+Deep paging is GitHub's newer way: a `page=` past `deepest_page` is refused
+with 422 ("Pagination with the page parameter is not supported for large
+datasets, please use cursor based pagination (after/before)"), and an answer
+too large for page numbers to reach its end links its next page with an
+opaque `after=` cursor instead (`cursor:v2:` + the last item's sort key,
+base64; a keyset, so edits mid-scan shift nothing after it).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -22,6 +30,10 @@ from urllib.parse import urlencode
 from fakes import FakeApi, Reply, Request
 
 DOCS = "https://docs.github.com/rest"
+LIST_DOCS = "https://docs.github.com/rest/issues/issues#list-repository-issues"
+DEEPEST_PAGE = 99
+"""GitHub refuses `page=100` at `per_page=100` on large repositories (go-github#3565,
+python-github-backup#429); it documents no number, so the fake takes that one."""
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -73,6 +85,8 @@ class FakeGitHub(FakeApi):
         self.issues: dict[int, dict[str, Any]] = {}
         self.quota_used = 0
         """Requests that counted against the hourly quota (a 304 does not)."""
+        self.deepest_page = DEEPEST_PAGE
+        """The last `page=` number served; deeper is a 422, and longer answers link `after=`."""
 
     @property
     def issues_path(self) -> str:
@@ -140,11 +154,35 @@ class FakeGitHub(FakeApi):
         descending = request.param("direction", "desc") == "desc"
         issues.sort(key=lambda i: (i[field], i["id"]), reverse=descending)
         per_page = min(100, int(request.param("per_page", "30") or 30))
-        page = int(request.param("page", "1") or 1)
-        body = issues[(page - 1) * per_page : page * per_page]
-        pages = max(1, math.ceil(len(issues) / per_page))
+        after = request.param("after")
+        if after is not None:
+            try:
+                position = _position(after)
+            except ValueError:
+                return Reply(422, {"message": "Validation Failed", "documentation_url": DOCS})
+            beyond = [(i, (i[field], i["id"])) for i in issues]
+            issues = [i for i, key in beyond if (key < position if descending else key > position)]
+            body = issues[:per_page]
+            links = self._cursor_link(request, field, body) if len(issues) > per_page else ""
+        else:
+            page = int(request.param("page", "1") or 1)
+            if page > self.deepest_page:
+                return Reply(
+                    422,
+                    {
+                        "message": "Pagination with the page parameter is not supported for "
+                        "large datasets, please use cursor based pagination (after/before)",
+                        "documentation_url": LIST_DOCS,
+                        "status": "422",
+                    },
+                )
+            body = issues[(page - 1) * per_page : page * per_page]
+            pages = max(1, math.ceil(len(issues) / per_page))
+            if pages > self.deepest_page and page < pages:
+                links = self._cursor_link(request, field, body)
+            else:
+                links = self._links(request, page, pages)
         headers = {"ETag": self._etag(body), **self._quota()}
-        links = self._links(request, page, pages)
         if links:
             headers["Link"] = links
         if request.headers.get("if-none-match") == headers["ETag"]:
@@ -171,6 +209,14 @@ class FakeGitHub(FakeApi):
             links += [link(1, "first"), link(page - 1, "prev")]
         return ", ".join(links)
 
+    def _cursor_link(self, request: Request, field: str, body: list[dict[str, Any]]) -> str:
+        query = {name: values[-1] for name, values in request.query.items() if name != "page"}
+        last = body[-1]
+        key = json.dumps([last[field], last["id"]], separators=(",", ":"))
+        cursor = base64.b64encode(f"cursor:v2:{key}".encode()).decode()
+        params = urlencode({**query, "after": cursor})
+        return f'<{self.base_url}{request.path}?{params}>; rel="next"'
+
     def _quota(self) -> dict[str, str]:
         return {
             "x-ratelimit-limit": "5000",
@@ -179,3 +225,15 @@ class FakeGitHub(FakeApi):
             "x-ratelimit-reset": str(int(time.time()) + 3600),
             "x-ratelimit-resource": "core",
         }
+
+
+def _position(cursor: str) -> tuple[str, int]:
+    """The sort key an `after=` cursor carries; ValueError when it isn't one of ours."""
+    try:
+        text = base64.b64decode(cursor, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(cursor) from None
+    if not text.startswith("cursor:v2:"):
+        raise ValueError(cursor)
+    stamp_, issue_id = json.loads(text.removeprefix("cursor:v2:"))
+    return str(stamp_), int(issue_id)

@@ -14,11 +14,20 @@ at minute precision too, the pessimistic reading of the docs. Timestamps come
 back in the profile zone with a colon-less offset (`...T01:04:00.000-0800`).
 Basic `email:api_token` or 401; the removed `/rest/api/{2,3}/search` answers
 410 Gone; deleted issues vanish.
+
+Search is eventually consistent, as Atlassian says of it: a write reaches the
+search index `index_lag` after its `updated` stamp, by the fake's clock (`now`,
+the real time unless a test sets it). Until then search doesn't find a new
+issue and shows an edited one as it was. Limits answer as Atlassian documents
+them: a 429 with `Retry-After` (seconds), `X-RateLimit-Reset` (the request's
+time plus that wait, `yyyy-MM-ddTHH:mmZ`: whole minutes), `RateLimit-Reason`;
+a 503 when a resource limit is reached, with or without `Retry-After`.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -47,6 +56,10 @@ class FakeIssue:
     fields: dict[str, Any] = field(default_factory=dict)
     broken_updated: str | None = None
     """Sent instead of `updated` when set: a value no client can read."""
+    indexed_at: dt.datetime | None = None
+    """When search starts to see this version; None: at once."""
+    stale: FakeIssue | None = None
+    """The version search shows until then (None: search doesn't find the issue yet)."""
 
     @property
     def key(self) -> str:
@@ -68,6 +81,10 @@ class FakeJira(FakeApi):
         self.issues: dict[str, FakeIssue] = {}
         self.page_cap: int | None = None
         """Return at most this many issues a page, whatever `maxResults` says."""
+        self.index_lag = dt.timedelta(0)
+        """How long after its `updated` stamp a write becomes visible to search."""
+        self.now: dt.datetime | None = None
+        """The fake's clock for the index; None for the real time."""
 
     # Test controls
 
@@ -79,6 +96,8 @@ class FakeJira(FakeApi):
             self.faults.clear()
             self.page_cap = None
             self.profile_tz = ZoneInfo(profile_tz)
+            self.index_lag = dt.timedelta(0)
+            self.now = None
 
     def add(
         self, issue_id: int, updated: dt.datetime, project: str = "OPS", **fields: Any
@@ -102,13 +121,19 @@ class FakeJira(FakeApi):
             },
         )
         with self.lock:
+            if self.index_lag:
+                issue.indexed_at = updated + self.index_lag
             self.issues[issue.id] = issue
         return issue
 
     def touch(self, issue_id: int | str, updated: dt.datetime, **fields: Any) -> None:
         with self.lock:
             issue = self.issues[str(issue_id)]
-            issue.fields.update(fields)
+            if self.index_lag:
+                shown = self._searchable(issue, self._now())
+                issue.stale = dataclasses.replace(shown) if shown is issue else shown
+                issue.indexed_at = updated + self.index_lag
+            issue.fields = {**issue.fields, **fields}
             issue.updated = updated
 
     def move(self, issue_id: int | str, project: str, number: int, updated: dt.datetime) -> None:
@@ -118,6 +143,7 @@ class FakeJira(FakeApi):
             issue.project, issue.number, issue.updated = project, number, updated
 
     def rate_limited(self, wait: int) -> Reply:
+        """A burst limit's 429, headers as Atlassian's rate-limiting page lists them."""
         reset = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
         return Reply(
             429,
@@ -126,10 +152,29 @@ class FakeJira(FakeApi):
                 "Retry-After": str(wait),
                 "X-RateLimit-Limit": "100",
                 "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%MZ"),
                 "RateLimit-Reason": "jira-burst-based",
             },
         )
+
+    @staticmethod
+    def unavailable(wait: int | None = None) -> Reply:
+        """A 503 for a resource limit reached: not a rate limit, `Retry-After` only sometimes."""
+        return Reply(
+            503,
+            {"errorMessages": ["Service Unavailable"]},
+            headers={} if wait is None else {"Retry-After": str(wait)},
+        )
+
+    def _now(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
+
+    @staticmethod
+    def _searchable(issue: FakeIssue, now: dt.datetime) -> FakeIssue | None:
+        """The version of `issue` the search index holds at `now`, if any."""
+        if issue.indexed_at is None or issue.indexed_at <= now:
+            return issue
+        return issue.stale
 
     # Serving
 
@@ -167,8 +212,11 @@ class FakeJira(FakeApi):
         limit = min(limit, 5000 if set(fields) <= ID_ONLY else 100, self.page_cap or limit)
         digest = hashlib.sha256(jql.encode()).hexdigest()[:16]
         with self.lock:
+            now = self._now()
+            indexed = (self._searchable(i, now) for i in self.issues.values())
             matching = sorted(
-                (i for i in self.issues.values() if where(i)), key=lambda i: _sort_key(i, order)
+                (i for i in indexed if i is not None and where(i)),
+                key=lambda i: _sort_key(i, order),
             )
             token = request.param("nextPageToken")
             if token:

@@ -46,7 +46,7 @@ WHOLE_RECORD: Final = "(record)"
 
 
 class UnreadableFile(Exception):
-    """The file as a whole is not readable as its format (bad header, wrong encoding).
+    """The file as a whole is not readable as its format (a bad or undecodable header).
 
     Raised by format modules; the connector turns it into a `SourceError`
     naming itself and the file, and its run fails.

@@ -42,6 +42,7 @@ import structlog
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
+from connectors.values import record_zone
 from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
@@ -198,7 +199,12 @@ class ConnectorRun:
         self.batch_size = connector.settings.batch_size or batch_size
         self.max_in_flight = client.settings.max_in_flight if client is not None else 1
         self.options = options
-        self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping)
+        self.mapper = Mapper(
+            connector.name,
+            self.namespace,
+            connector.settings.mapping,
+            zone=record_zone(connector.options),
+        )
         self.counts = Counts()
         self.isolation_requests = 0
         self.watermark: Cursor | None = None

@@ -54,6 +54,7 @@ from sync.state import (
     LeaseLost,
     StateStore,
     StoredTask,
+    error_text,
     record_json,
     storable_text,
     utcnow,
@@ -631,7 +632,9 @@ class ConnectorRun:
 
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
-        message = f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
+        message = error_text(
+            f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
+        )
         self._log_failure("bad_record", source_id=item.source_id, field=item.field, error=message)
         self.counts.failed += 1
         self._failures.append(
@@ -659,6 +662,7 @@ class ConnectorRun:
         `last_error`: the error of the failed item being retried. Failing with it
         again is counted, and logged once per pass (`failed_items_still_failing`).
         """
+        message = error_text(message)  # as the state keeps it, so that it compares equal
         if message == last_error:
             self._still_failing += 1
             self.log.debug("ticket_still_failing", source_id=ticket.source_id, stage=stage)

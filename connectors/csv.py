@@ -95,11 +95,14 @@ class CsvRecords:
             header = next(rows, None)
         except csv.Error as exc:
             raise UnreadableFile(f"the header row is not valid CSV: {exc}") from exc
+        if lines.undecodable:
+            raise UnreadableFile(lines.undecodable)  # no columns: no row can be read
         if header is None:
             return
         self._columns = self._read_header(header)
         while True:
             line = lines.next_line
+            lines.undecodable = ""
             try:
                 row = next(rows)
             except StopIteration:
@@ -107,7 +110,9 @@ class CsvRecords:
             except csv.Error as exc:
                 yield RawRecord(line, None, f"not a valid CSV row: {exc}")
                 continue
-            if any(field.strip() for field in row):
+            if lines.undecodable:
+                yield RawRecord(line, None, lines.undecodable)
+            elif any(field.strip() for field in row):
                 yield self._record(line, row)
 
     def _reader(self, lines: Iterator[str]) -> Iterator[list[str]]:
@@ -154,13 +159,19 @@ class _DecodedLines:
     """Decoded lines for `csv.reader`, remembering which line is read next.
 
     `csv.reader` pulls lines only as a row needs them, so before each row is
-    read, `next_line` is the line that row starts on.
+    read, `next_line` is the line that row starts on. A line that is not valid
+    in the encoding is decoded with replacement characters, so that the reader
+    still finds where its row ends (the encodings allowed store ASCII, quotes
+    and line breaks included, as themselves), and `undecodable` says why: the
+    row is then a bad record, not the end of the file.
     """
 
     def __init__(self, handle: BinaryIO, encoding: str) -> None:
         self._lines = iter(handle)
         self._encoding = encoding
         self.next_line = 1
+        self.undecodable = ""
+        """Why a line read since the caller last cleared this is not valid text; "" if none."""
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -171,7 +182,9 @@ class _DecodedLines:
         try:
             return data.decode(self._encoding)
         except UnicodeDecodeError as exc:
-            raise UnreadableFile(
-                f"line {line} is not valid {self._encoding} ({exc.reason}); "
-                "set encoding to the file's encoding, for example cp1252"
-            ) from exc
+            if not self.undecodable:
+                self.undecodable = (
+                    f"line {line} is not valid {self._encoding} ({exc.reason}); "
+                    "set encoding to the file's encoding, for example cp1252"
+                )
+            return data.decode(self._encoding, errors="replace")

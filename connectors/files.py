@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 from connectors import values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
-from connectors.records import MISSING, field_path, is_flag_set
+from connectors.records import MISSING, field_path, is_flag_set, source_id_text
 from connectors.values import check_cursor_kind
 
 _HASH_CHUNK: Final = 1 << 20
@@ -46,7 +46,7 @@ WHOLE_RECORD: Final = "(record)"
 
 
 class UnreadableFile(Exception):
-    """The file as a whole is not readable as its format (bad header, wrong encoding).
+    """The file as a whole is not readable as its format (a bad or undecodable header).
 
     Raised by format modules; the connector turns it into a `SourceError`
     naming itself and the file, and its run fails.
@@ -259,19 +259,10 @@ class FileConnector(Connector):
 
     def _source_id(self, record: Mapping[str, Any]) -> tuple[str | None, str]:
         """The record's id as source-id text, or None and why it is not usable."""
-        field = self.options.id_field
-        value = self._id_path.read(record)
-        if value is MISSING or value is None:
-            return None, f"no {field!r} value; every ticket needs an id (set id_field to its field)"
-        if isinstance(value, str):
-            if value.strip():
-                return value, ""
-            return None, f"{field!r} is empty"
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value), ""
-        return None, (
-            f"{field!r} is {value!r} ({type(value).__name__}); expected a string or integer"
-        )
+        try:
+            return source_id_text(self._id_path.read(record), self.options.id_field, "id_field"), ""
+        except ValueError as exc:
+            return None, str(exc)
 
     def _deleted(self, record: Mapping[str, Any]) -> bool:
         path = self._deleted_path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -97,6 +98,36 @@ class FieldPath:
 def field_path(path: str) -> FieldPath:
     """`path` parsed, shared by every caller that reads it."""
     return FieldPath(path)
+
+
+def source_id_text(value: Any, field: str, option: str | None = None) -> str:
+    """A record's id value, read from `field`, as source-id text.
+
+    Every JSON-reading connector spells ids this one way, since the task uid is made
+    from the text: a string as written; an integer as its digits; a float that is a
+    whole number as that integer's digits, so that `4.0` and `4` (one JSON number,
+    which exports spell either way) are one ticket "4"; any other finite float in its
+    shortest form ("4.5"). Raises `ValueError` saying why `value` can't be an id:
+    absent or null (naming the config key `option` to fix, if the user sets the
+    field), empty or only whitespace (every such ticket would share one task), a
+    boolean, an object or a list, a number that is not finite.
+    """
+    if isinstance(value, str):
+        if value and not value.isspace():
+            return value
+        raise ValueError(f"{field!r} is empty")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return str(int(value)) if value.is_integer() else repr(value)
+        raise ValueError(f"{field!r} is {value!r}, not a finite number")
+    if value is MISSING or value is None:
+        hint = f" (set {option} to its field)" if option else ""
+        raise ValueError(f"no {field!r} value; every ticket needs an id{hint}")
+    raise ValueError(
+        f"{field!r} is {value!r:.80} ({type(value).__name__}); expected a string or a number"
+    )
 
 
 def is_flag_set(value: Any) -> bool:

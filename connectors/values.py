@@ -126,6 +126,16 @@ def timezone(name: str) -> dt.tzinfo:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
+def record_zone(options: object) -> dt.tzinfo:
+    """Where naive date-times in a connector's records are: its `timezone` option, else UTC.
+
+    The file and SQL connectors read their cursors in it, and the mapping every other
+    date it reads (`due_at`, `external_created_at`, `external_updated_at`).
+    """
+    name = getattr(options, "timezone", None)
+    return timezone(name) if isinstance(name, str) else dt.UTC
+
+
 def isoformat(moment: dt.datetime) -> str:
     """`moment` in UTC as ISO 8601 with a `Z`, microseconds only when present."""
     text = moment.astimezone(dt.UTC).isoformat()

@@ -22,6 +22,7 @@ Not compiled: mappings with a hook (it needs the task as a dict) or a
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import linecache
@@ -86,7 +87,7 @@ def compile_fast_map(
         if settings.set_status:
             task.append(("status", "_enc(status)", None))
     for target, path in mapping.datetimes:
-        task.append((target, writer.datetime(target, path), None))
+        task.append((target, writer.datetime(target, path, mapping.zone), None))
     if mapping.assignee_email is not None:
         task.append(("assignee_email", writer.email(mapping.assignee_email), None))
     writer.line("uid = _task_uid(NAMESPACE, source_id)")
@@ -201,13 +202,13 @@ class _Writer:
         self.line("else:")
         self.line("    return None")
 
-    def datetime(self, target: str, path: FieldPath) -> str:
+    def datetime(self, target: str, path: FieldPath, zone: dt.tzinfo) -> str:
         variable = f"{target}_json"
         self.read(variable, path)
         self.line(f"if type({variable}) is str and _is_canonical_utc({variable}):")
         self.line(f"    {variable} = _enc({variable})")
         self.line("else:")
-        self.line(f"    {variable} = _datetime_json({variable})")
+        self.line(f"    {variable} = _datetime_json({variable}, {self.constant('zone', zone)})")
         self.line(f"    if {variable} is None:")
         self.line("        return None")
         return variable
@@ -280,10 +281,10 @@ def _value_json(value: Any) -> str | None:
     return None
 
 
-def _datetime_json(value: Any) -> str | None:
+def _datetime_json(value: Any, zone: dt.tzinfo) -> str | None:
     """A date-time value as JSON (`datetime_text`'s rules); None to leave it to the general path."""
     try:
-        text = datetime_text(value)
+        text = datetime_text(value, zone)
     except Exception:  # the general path raises it again, naming the field
         return None
     return "null" if text is None else _encode_text(text)

@@ -165,8 +165,9 @@ class FragmentClient:
             result.rejected.append((items[0], _item_message(detail, 0) or _summary(detail)))
             return
         named = _rejected_indexes(detail, len(items))
-        if named and len(named) < len(items):
-            # The server named the bad items: set them aside, send the rest again.
+        if named:
+            # The server named the bad items: set them aside, send the rest (if any) again.
+            # When it names every item, that is all: bisecting would cost 2n - 1 requests.
             for index in sorted(named):
                 result.rejected.append((items[index], named[index]))
             rest = [item for index, item in enumerate(items) if index not in named]

@@ -161,7 +161,7 @@ class Template:
 
 def check_mapping(settings: MappingSettings, key: str) -> None:
     """Raise `ConfigError` naming the key if `settings` can never map a ticket."""
-    _compile(settings, key)
+    _compile(settings, key, dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,13 @@ class CompiledMapping:
     status_map: Mapping[str, str]
     datetimes: tuple[tuple[str, FieldPath], ...]
     """(task key, path) of due_at, external_created_at, external_updated_at when mapped."""
+    zone: dt.tzinfo
+    """Where the record's naive date-times are: the connector's `timezone`."""
     assignee_email: FieldPath | None
     hook: Hook | None
 
 
-def _compile(settings: MappingSettings, key: str) -> CompiledMapping:
+def _compile(settings: MappingSettings, key: str, zone: dt.tzinfo) -> CompiledMapping:
     templates: dict[str, Template | None] = {}
     for name in ("title", "url", "queue_uid"):
         text = getattr(settings, name)
@@ -223,6 +225,7 @@ def _compile(settings: MappingSettings, key: str) -> CompiledMapping:
             for target in ("due_at", "external_created_at", "external_updated_at")
             if (path := getattr(settings, target)) is not None
         ),
+        zone=zone,
         assignee_email=(
             None if settings.assignee_email is None else FieldPath(settings.assignee_email)
         ),
@@ -240,18 +243,26 @@ def _field_key(name: str, key: str) -> str:
 class Mapper:
     """Maps the tickets of one connector; build it once per run.
 
-    `fast`: map plain tickets through the function `sync.fastmap` compiles from
-    the settings (the same payloads, at a fraction of the cost); off, every
-    ticket takes the general path.
+    `zone`: where the records' naive date-times are (the connector's `timezone`
+    option, as `connectors.values.record_zone` reads it); aware ones keep their
+    offset. `fast`: map plain tickets through the function `sync.fastmap`
+    compiles from the settings (the same payloads, at a fraction of the cost);
+    off, every ticket takes the general path.
     """
 
     def __init__(
-        self, connector: str, namespace: str, settings: MappingSettings, *, fast: bool = True
+        self,
+        connector: str,
+        namespace: str,
+        settings: MappingSettings,
+        *,
+        zone: dt.tzinfo = dt.UTC,
+        fast: bool = True,
     ) -> None:
         self.connector = connector
         self.namespace = namespace
         self.settings = settings
-        self._compiled = _compile(settings, key=f"connectors.{connector}.mapping")
+        self._compiled = _compile(settings, f"connectors.{connector}.mapping", zone)
         self._fast = None
         if fast:
             from sync.fastmap import compile_fast_map  # it builds on this module
@@ -343,7 +354,7 @@ class Mapper:
 
     def _datetime(self, ticket: SourceTicket, field: str, path: FieldPath) -> str | None:
         try:
-            return datetime_text(path.read(ticket.record))
+            return datetime_text(path.read(ticket.record), self._compiled.zone)
         except ValueError as exc:
             raise self._error(ticket, field, str(exc)) from None
 
@@ -373,7 +384,7 @@ class Mapper:
                 raise self._error(ticket, field, f"{value!r} is not a JSON number")
             return value
         if isinstance(value, dt.datetime):
-            return isoformat(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+            return isoformat(parse_datetime(value, self._compiled.zone))
         if isinstance(value, dt.date):
             return value.isoformat()
         if isinstance(value, Decimal):
@@ -415,16 +426,16 @@ class Mapper:
         return MappingError(self.connector, ticket.source_id, field, message)
 
 
-def datetime_text(value: Any) -> str | None:
+def datetime_text(value: Any, zone: dt.tzinfo = dt.UTC) -> str | None:
     """A date-time field's value as a task carries it: UTC ISO 8601 text, or None if unset.
 
-    Raises `ValueError` naming what is wrong with the value.
+    A naive value is read in `zone`. Raises `ValueError` naming what is wrong with the value.
     """
     if value is MISSING or value is None or value == "":
         return None
     if type(value) is str and is_canonical_utc(value):
         return value  # already what isoformat(parse_datetime(value)) would give
-    return isoformat(parse_datetime(value))
+    return isoformat(parse_datetime(value, zone))
 
 
 def is_canonical_utc(text: str) -> bool:

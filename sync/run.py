@@ -42,6 +42,7 @@ import structlog
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
+from connectors.values import record_zone
 from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
@@ -53,6 +54,7 @@ from sync.state import (
     LeaseLost,
     StateStore,
     StoredTask,
+    error_text,
     record_json,
     storable_text,
     utcnow,
@@ -198,7 +200,12 @@ class ConnectorRun:
         self.batch_size = connector.settings.batch_size or batch_size
         self.max_in_flight = client.settings.max_in_flight if client is not None else 1
         self.options = options
-        self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping)
+        self.mapper = Mapper(
+            connector.name,
+            self.namespace,
+            connector.settings.mapping,
+            zone=record_zone(connector.options),
+        )
         self.counts = Counts()
         self.isolation_requests = 0
         self.watermark: Cursor | None = None
@@ -625,7 +632,9 @@ class ConnectorRun:
 
     def _bad_record(self, item: BadRecord) -> None:
         key = item.source_id or item.locator
-        message = f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
+        message = error_text(
+            f"connector {self.name!r}, {item.locator}, field {item.field!r}: {item.message}"
+        )
         self._log_failure("bad_record", source_id=item.source_id, field=item.field, error=message)
         self.counts.failed += 1
         self._failures.append(
@@ -653,6 +662,7 @@ class ConnectorRun:
         `last_error`: the error of the failed item being retried. Failing with it
         again is counted, and logged once per pass (`failed_items_still_failing`).
         """
+        message = error_text(message)  # as the state keeps it, so that it compares equal
         if message == last_error:
             self._still_failing += 1
             self.log.debug("ticket_still_failing", source_id=ticket.source_id, stage=stage)

@@ -27,7 +27,7 @@ from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
 from connectors.ratelimit import Backoff, RequestBudget
-from connectors.records import MISSING, get_path
+from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, parse_cursor
 
 USER_AGENT = "fragment-sync/0.1"
@@ -305,10 +305,10 @@ class RestConnector(Connector):
         """`raw` as a ticket, or a `BadRecord` naming what is wrong with it."""
         if not isinstance(raw, dict):
             return BadRecord(None, locator, WHOLE_RECORD, f"expected an object, got {raw!r:.80}")
-        raw_id = get_path(raw, self.id_path)
-        if raw_id is MISSING or raw_id is None or isinstance(raw_id, dict | list | bool):
-            return BadRecord(None, locator, self.id_path, "the id is missing or not a value", raw)
-        source_id = str(raw_id)
+        try:
+            source_id = source_id_text(get_path(raw, self.id_path), self.id_path)
+        except ValueError as exc:
+            return BadRecord(None, locator, self.id_path, str(exc), raw)
         value = self.cursor_of(raw)
         if value is MISSING or value is None:
             return BadRecord(source_id, locator, self.cursor_path, "the cursor is missing", raw)

@@ -41,7 +41,7 @@ from sync.watermark import cursor_kind, decode, encode
 
 log = structlog.get_logger("sync.state")
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 """The newest migration's revision; a test checks it against Alembic's own head."""
 _IN_CHUNK = 500  # ids per IN (...) lookup: well under every database's parameter limit
 
@@ -183,6 +183,33 @@ def storable_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+MAX_ERROR_TEXT = 4000
+"""Characters of the longest error text the state keeps (a failed item's, a run's)."""
+
+
+def error_text(text: str) -> str:
+    """`text` as the state keeps an error: `storable_text`, at most `MAX_ERROR_TEXT` long.
+
+    A message has no reason to run to 100 KB, yet one quoting a bad value can (a
+    100 KB date), and MySQL's `TEXT` holds 64 KB. A longer one keeps its start
+    (connector, ticket, field) and its end (what is wrong), with the number of
+    characters cut between them. Applying it twice changes nothing, so an error
+    compares equal to the one stored for it.
+    """
+    text = storable_text(text)
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+
+    def marker(cut: int) -> str:
+        return f" … [{cut:,} characters cut] … "
+
+    # `len(text)` is more than the count cut: a marker at least as long as the real one.
+    keep = MAX_ERROR_TEXT - len(marker(len(text)))
+    head = keep // 2
+    tail = keep - head
+    return text[:head] + marker(len(text) - keep) + text[len(text) - tail :]
 
 
 class StateStore:
@@ -640,7 +667,7 @@ class StateStore:
                     ended_at=utcnow(),
                     outcome=outcome,
                     watermark_after=None if watermark is None else encode(watermark),
-                    error=None if error is None else storable_text(error),
+                    error=None if error is None else error_text(error),
                     **counts,
                 )
             )
@@ -1082,7 +1109,7 @@ def _record_failures(
                 "uid": item.uid,
                 "stage": item.stage,
                 "field": None if item.field is None else storable_text(item.field),
-                "error": storable_text(item.error),
+                "error": error_text(item.error),
                 "cursor_value": item.cursor,
                 "deleted": item.deleted,
                 "record": item.record,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.compiler import compiles
 
 from connectors.values import MAX_CURSOR_TEXT
@@ -62,6 +63,8 @@ MAX_ID_LENGTH = 255
 ID = ExactText(MAX_ID_LENGTH)
 CURSOR = sa.String(MAX_CURSOR_TEXT)
 UTC_TIME = UtcTime()
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+"""Text of any length: MySQL's and MariaDB's `TEXT` holds 64 KB, less than a big ticket."""
 
 watermarks = sa.Table(
     "watermarks",
@@ -113,7 +116,7 @@ failed_items = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("cursor_value", CURSOR),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
-    sa.Column("record", sa.Text),
+    sa.Column("record", LONG_TEXT),
     sa.Column("attempts", sa.Integer, nullable=False, default=1),
     sa.Column("first_seen", UTC_TIME, nullable=False),
     sa.Column("last_seen", UTC_TIME, nullable=False),

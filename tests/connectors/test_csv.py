@@ -253,12 +253,44 @@ def test_duplicate_column_fails_the_run(tmp_path: Path) -> None:
         pull(connector(path))
 
 
-def test_bytes_not_in_the_encoding_fail_the_run_with_a_hint(tmp_path: Path) -> None:
-    path = write_file(
-        tmp_path, "id,subject,updated_at\n1,Problème,2026-10-01T00:00:00Z\n", "cp1252"
+def test_a_row_with_bytes_not_in_the_encoding_is_a_bad_record_with_a_hint(tmp_path: Path) -> None:
+    """One invalid byte used to fail the whole connector, on every pass; like a jsonl
+    line, the row is a failed item and the rest of the file goes on."""
+    path = tmp_path / "tickets.csv"
+    path.write_bytes(
+        b"id,subject,updated_at\n"
+        b"1,Probl\xe8me,2026-10-01T00:00:00Z\n"
+        b'2,"Two lines,\nthe second \xff bad",2026-10-02T00:00:00Z\n'
+        b"3,Fine,2026-10-03T00:00:00Z\n"
     )
 
-    with pytest.raises(SourceError, match=r"line 2 is not valid utf-8-sig .* set encoding"):
+    items = pull(connector(path))
+
+    hint = "set encoding to the file's encoding, for example cp1252"
+    assert items[:2] == [
+        BadRecord(
+            None,
+            "line 2",
+            WHOLE_RECORD,
+            f"line 2 is not valid utf-8-sig (invalid continuation byte); {hint}",
+        ),
+        BadRecord(
+            None,
+            "line 3",
+            WHOLE_RECORD,
+            f"line 4 is not valid utf-8-sig (invalid start byte); {hint}",
+        ),
+    ]
+    assert [(t.source_id, t.record["subject"]) for t in tickets_of(items[2:])] == [("3", "Fine")]
+
+
+def test_a_header_with_bytes_not_in_the_encoding_fails_the_run_with_a_hint(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tickets.csv"
+    path.write_bytes(b"id,sujet\xe9,updated_at\n1,Ok,2026-10-01T00:00:00Z\n")
+
+    with pytest.raises(SourceError, match=r"line 1 is not valid utf-8-sig .* set encoding"):
         pull(connector(path))
 
 

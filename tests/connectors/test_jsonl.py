@@ -307,7 +307,7 @@ def test_missing_id_is_a_bad_record_that_still_carries_its_cursor(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [(1.5, "1.5 (float)"), (True, "True (bool)"), ({"n": 1}, "{'n': 1} (dict)")],
+    [(True, "True (bool)"), ({"n": 1}, "{'n': 1} (dict)"), (["7"], "['7'] (list)")],
 )
 def test_id_of_the_wrong_type_is_a_bad_record(tmp_path: Path, value: Any, shown: str) -> None:
     path = write_file(tmp_path, {"id": value, "updated_at": "2026-10-01T00:00:00Z"})
@@ -316,7 +316,39 @@ def test_id_of_the_wrong_type_is_a_bad_record(tmp_path: Path, value: Any, shown:
 
     assert isinstance(bad, BadRecord)
     assert bad.field == "id"
-    assert bad.message == f"'id' is {shown}; expected a string or integer"
+    assert bad.message == f"'id' is {shown}; expected a string or a number"
+
+
+def test_a_number_id_has_one_spelling_whole_floats_the_integers(tmp_path: Path) -> None:
+    """`4.0` and `4` are one JSON number: one ticket "4", not two tasks. Other ids keep the
+    text they always had (`4` is "4", a string as written)."""
+    path = tmp_path / "tickets.jsonl"
+    path.write_text(
+        '{"id": 4, "updated_at": "2026-10-01T00:00:00Z"}\n'
+        '{"id": 4.0, "updated_at": "2026-10-02T00:00:00Z"}\n'
+        '{"id": 4e0, "updated_at": "2026-10-03T00:00:00Z"}\n'
+        '{"id": 1e20, "updated_at": "2026-10-04T00:00:00Z"}\n'
+        '{"id": 4.5, "updated_at": "2026-10-05T00:00:00Z"}\n'
+        '{"id": -0.0, "updated_at": "2026-10-06T00:00:00Z"}\n'
+        '{"id": "4.0", "updated_at": "2026-10-07T00:00:00Z"}\n'
+        '{"id": " 4", "updated_at": "2026-10-08T00:00:00Z"}\n'
+    )
+
+    items = tickets_of(pull(connector(path)))
+
+    assert ids(items) == ["4", "4", "4", "100000000000000000000", "4.5", "0", "4.0", " 4"]
+
+
+@pytest.mark.parametrize(("number", "shown"), [("NaN", "nan"), ("-Infinity", "-inf")])
+def test_a_non_finite_number_id_is_a_bad_record(tmp_path: Path, number: str, shown: str) -> None:
+    path = tmp_path / "tickets.jsonl"
+    path.write_text(f'{{"id": {number}, "updated_at": "2026-10-01T00:00:00Z"}}\n')
+
+    [bad] = pull(connector(path))
+
+    assert isinstance(bad, BadRecord)
+    assert (bad.field, bad.cursor) == ("id", utc("2026-10-01T00:00:00"))
+    assert bad.message == f"'id' is {shown}, not a finite number"
 
 
 def test_empty_id_is_a_bad_record(tmp_path: Path) -> None:

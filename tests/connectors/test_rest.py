@@ -310,6 +310,43 @@ def test_a_tombstone_archives_the_task(emulator: Emulator, sqlite_url: str) -> N
         assert (landed["1"]["archived"], landed["2"]["archived"]) == (False, True)
 
 
+def test_an_empty_id_is_a_failed_item_and_a_whole_float_id_is_its_integer(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    """`"ref": ""` was pushed: every ticket with an empty id landed on one task, each
+    overwriting the last. And `4.0` and `4` became two tasks of one ticket."""
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        case = BackOfficeCase(fake)
+        fake.add(1, T0, headline="No id")["ref"] = ""
+        fake.add(2, T0 + dt.timedelta(minutes=1), headline="Blank id")["ref"] = " \t"
+        fake.add(4, T0 + dt.timedelta(minutes=2), headline="Printer 4 jammed")
+        fake.add(5, T0 + dt.timedelta(minutes=3), headline="Printer 5.5 jammed")["ref"] = 5.5
+        suite = ConnectorSuite()
+
+        first = suite.sync(case, emulator, sqlite_url)
+
+        assert first.ok, first.error
+        assert (first.pushed, first.failed) == (2, 2)
+        assert set(tasks_by_ticket(emulator)) == {"4", "5.5"}
+        store = StateStore.open(sqlite_url)
+        errors = sorted(item.error for item in store.failed_items("source"))
+        store.close()
+        assert errors == [
+            "connector 'source', page 1, item 1, field 'ref': 'ref' is empty",
+            "connector 'source', page 1, item 2, field 'ref': 'ref' is empty",
+        ]
+
+        # The API now spells the same ticket's id 4.0: the same task, updated.
+        fake.touch(4, T0 + dt.timedelta(hours=1), headline="Printer 4 on fire")
+        fake.tickets[4]["ref"] = 4.0
+        second = suite.sync(case, emulator, sqlite_url)
+
+        assert second.ok, second.error
+        landed = tasks_by_ticket(emulator)
+        assert set(landed) == {"4", "5.5"}
+        assert landed["4"]["fields"]["title"] == "Printer 4 on fire"
+
+
 def config_error(**options: Any) -> ConfigError:
     connector = {
         "kind": "rest",

@@ -83,6 +83,21 @@ def test_errors_come_from_the_general_path_with_the_field_named() -> None:
     assert isinstance(error, MappingError) and error.field == "due_at"
 
 
+def test_naive_dates_are_read_in_the_connectors_zone_on_both_paths() -> None:
+    settings = ConnectorSettings.model_validate({"kind": "jsonl", "mapping": FULL}).mapping
+    zone = dt.timezone(dt.timedelta(hours=-5))
+    fast = Mapper("helpdesk", "helpdesk", settings, zone=zone)
+    slow = Mapper("helpdesk", "helpdesk", settings, zone=zone, fast=False)
+    ticket = SourceTicket("4242", T0, {**RECORD, "due_at": "2026-11-03 08:00"})
+
+    assert fast._fast is not None
+    payload = fast._fast(ticket)
+
+    assert payload is not None and payload == slow.map(ticket)
+    assert payload.task()["due_at"] == "2026-11-03T13:00:00Z"
+    assert payload.task()["external_created_at"] == "2026-10-30T08:00:00Z"  # aware: as it is
+
+
 KEYS = ["id", "subject", "priority", "status", "when", "who", "requester", "requester.email",
         "tags", "n", "source_id", "Ünïcode"]  # fmt: skip
 PATHS = [*KEYS, "requester.email", "requester.country", "tags.0", "requester.a.b", "absent"]

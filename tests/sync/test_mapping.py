@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,12 @@ from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
 from sync.config import ConnectorSettings, build_config
+from sync.emulator import Emulator
 from sync.errors import ConfigError, MappingError
 from sync.mapping import Mapper, TaskPayload, Template, snake_case, task_uid
+from sync.run import RunOptions, run_once
+from sync.state import StateStore
+from synckit import make_config
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -267,3 +272,64 @@ def test_arbitrary_records_map_to_valid_json_or_a_mapping_error(
     assert task["uid"] == task_uid("helpdesk", source_id)
     assert isinstance(task["fields"]["title"], str) and task["fields"]["title"].strip()
     assert task["status"] in ("TODO", "STARTED", "DONE")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+@pytest.mark.parametrize(
+    ("zone", "offset"),
+    [
+        ("Asia/Kolkata", dt.timedelta(hours=5, minutes=30)),
+        ("America/New_York", -dt.timedelta(hours=5)),
+    ],
+)
+def test_every_naive_date_a_file_mapping_reads_is_in_the_connectors_timezone(
+    kind: str,
+    zone: str,
+    offset: dt.timedelta,
+    emulator: Emulator,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    """`timezone` applied to the cursor only: due_at and the external dates of naive
+    values were read as UTC, off by the zone's offset."""
+    row = {
+        "id": "7",
+        "subject": "Printer on fire",
+        "created_at": "2026-01-14T08:00:00",
+        "updated_at": "2026-01-15 09:30:00",
+        "due_at": "2026-01-20 17:00",
+    }
+    if kind == "jsonl":
+        path = tmp_path / "tickets.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+    else:
+        path = tmp_path / "tickets.csv"
+        path.write_text(",".join(row) + "\n" + ",".join(row.values()) + "\n")
+    mapping = {
+        "title": "{subject}",
+        "external_created_at": "created_at",
+        "external_updated_at": "updated_at",
+        "due_at": "due_at",
+    }
+    config = make_config(
+        emulator,
+        path,
+        sqlite_url,
+        mapping=mapping,
+        connector={"kind": kind, "timezone": zone, "deleted_field": None},
+    )
+    store = StateStore.open(sqlite_url)
+    try:
+        [summary] = run_once(config, store, options=RunOptions())
+    finally:
+        store.close()
+
+    assert summary.ok and summary.pushed == 1, summary.error
+    [task] = emulator.store.all_tasks()
+
+    def utc(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC) - offset
+
+    assert dt.datetime.fromisoformat(task["external_created_at"]) == utc("2026-01-14T08:00")
+    assert dt.datetime.fromisoformat(task["external_updated_at"]) == utc("2026-01-15T09:30")
+    assert dt.datetime.fromisoformat(task["due_at"]) == utc("2026-01-20T17:00")

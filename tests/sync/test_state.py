@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from sync.state import HEAD_REVISION, Acked, FailedItem, StateError, StateStore, _TableStatistics
+from sync.emulator import Emulator
+from sync.run import RunOptions, RunSummary, run_once
+from sync.state import (
+    HEAD_REVISION,
+    MAX_ERROR_TEXT,
+    Acked,
+    FailedItem,
+    StateError,
+    StateStore,
+    _TableStatistics,
+)
 from sync.state.schema import failed_items as failed_items_table
 from sync.watermark import encode
+from synckit import make_config, pushed_items, write_tickets
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -468,3 +481,87 @@ def test_statistics_that_cannot_be_taken_never_fail_the_checkpoint_behind_them(
     store.close()
     [entry] = [e for e in logs if e["event"] == "state_statistics_not_updated"]
     assert entry["table"] == "no_such_table" and "no_such_table" in entry["error"]
+
+
+def test_a_failed_item_keeps_a_record_of_any_size_and_a_bounded_error(store: StateStore) -> None:
+    """MySQL's and MariaDB's `TEXT` holds 64 KB: a bigger record or error failed the whole
+    checkpoint with `Data too long for column`, on every pass."""
+    record = json.dumps({"id": 1, "description": "é" * 100_000})
+    error = "connector 'helpdesk', ticket '1', field 'due_at': '" + "9" * 100_000 + "' is bad"
+    item = FailedItem("1", "uid-1", "mapping", "due_at", error, record=record)
+
+    store.commit_batch("helpdesk", failed=[item])
+    store.commit_batch("helpdesk", failed=[item])  # the update path too
+
+    [failed] = store.failed_items("helpdesk")
+    assert failed.record == record
+    assert failed.attempts == 2
+    assert len(failed.error) <= MAX_ERROR_TEXT < len(error)
+    assert failed.error.startswith("connector 'helpdesk', ticket '1', field 'due_at': '999")
+    assert failed.error.endswith("999' is bad")
+    assert " characters cut] " in failed.error
+
+
+def test_a_run_error_is_kept_bounded(store: StateStore) -> None:
+    run_id = store.start_run("helpdesk", "helpdesk", None)
+    error = "source failed: " + "x" * 100_000 + " (the end)"
+
+    store.finish_run(run_id, outcome="failed", counts={}, watermark=None, error=error)
+
+    [run] = store.recent_runs("helpdesk")
+    assert run.error is not None and len(run.error) <= MAX_ERROR_TEXT
+    assert run.error.startswith("source failed: xxx") and run.error.endswith("x (the end)")
+
+
+def test_huge_unmappable_tickets_are_failed_items_and_the_good_ones_go_out_once(
+    emulator: Emulator, tmp_path: Path, state_url: str
+) -> None:
+    """A ticket over 64 KB with one unmappable field, or a 100 KB bad date, failed every
+    pass on MySQL and MariaDB, and the good tickets were pushed again every pass."""
+    good = [
+        {"id": n, "subject": f"Ticket {n}", "updated_at": f"2026-11-02T09:0{n}:00Z"}
+        for n in range(3)
+    ]
+    big = {"id": 10, "updated_at": "2026-11-02T09:10:00Z", "body": "é" * 70_000}  # no subject
+    bad_date = {
+        "id": 11,
+        "subject": "Bad date",
+        "updated_at": "2026-11-02T09:11:00Z",
+        "due": "9" * 100_000 + "x",
+    }
+    path = write_tickets(tmp_path / "tickets.jsonl", [*good, big, bad_date])
+    mapping = {"title": "{subject}", "due_at": "due"}
+    config = make_config(
+        emulator, path, state_url, mapping=mapping, connector={"deleted_field": None}
+    )
+
+    def sync() -> RunSummary:
+        store = StateStore.open(state_url)
+        try:
+            [summary] = run_once(config, store, options=RunOptions(full=True))
+        finally:
+            store.close()
+        return summary
+
+    first = sync()
+    assert first.ok, first.error
+    assert (first.pushed, first.failed) == (3, 2)
+    with capture_logs() as logs:
+        second = sync()
+    assert second.ok, second.error
+    assert (second.pushed, second.failed) == (0, 2)
+    # Failing the same way again is not news, though the error stored is the bounded one.
+    assert [e["event"] for e in logs if e["event"].startswith("ticket_")] == [
+        "ticket_still_failing",
+        "ticket_still_failing",
+    ]
+
+    assert pushed_items(emulator) == 3
+    store = StateStore.open(state_url)
+    failed = {item.source_id: item for item in store.failed_items("helpdesk")}
+    store.close()
+    assert set(failed) == {"10", "11"}
+    assert failed["10"].record is not None and json.loads(failed["10"].record) == big
+    assert "template key 'subject' is absent" in failed["10"].error
+    assert failed["11"].error.startswith("connector 'helpdesk', ticket '11', field 'due_at'")
+    assert failed["11"].error.endswith("is not an ISO 8601 date-time")

@@ -122,11 +122,21 @@ class DaemonSettings(_Section):
 
 
 class ScheduleSettings(_Section):
-    """When the daemon runs a connector: every `interval`, or on a `cron` line."""
+    """When the daemon runs a connector: every `interval`, or on a `cron` line (UTC)."""
 
     interval: Duration | None = None
     cron: str | None = None
     jitter: Duration = dt.timedelta(0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_line(cls, line: str | None) -> str | None:
+        if line is not None:
+            # Imported here: only a config with a cron line pays for APScheduler at load.
+            from sync.cron import cron_trigger
+
+            cron_trigger(line)  # the trigger the daemon will run: its ValueError says why not
+        return line
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleSettings:
@@ -134,8 +144,8 @@ class ScheduleSettings(_Section):
             raise ValueError("set either interval or cron, not both")
         if self.interval is not None and self.interval.total_seconds() < 1:
             raise ValueError("interval must be at least 1s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} needs five fields (min hour day month weekday)")
+        if self.jitter < dt.timedelta(0):
+            raise ValueError("jitter can't be negative")
         return self
 
 

@@ -5,10 +5,10 @@ test can make a fresh one) and is both a `sync.run.RunObserver` and a
 `connectors.http.session.HttpObserver`: `install()` registers it with both.
 Counters come from the observer calls; the watermark lag, the failed items
 and the task counts are read from the state store at scrape time, so they are
-fresh even when no pass has run for an hour (the counts are shared with the
-status page for a few seconds: `sync.status.CountCache`). It also keeps which passes are
-in flight, for `/readyz` to tell a stuck one. Serving the registry over HTTP
-is `sync.web`'s job.
+fresh even when no pass has run for an hour (the two counts are shared with
+the status page for a few seconds: `sync.status.CountCache`). It also keeps
+which passes are in flight, for `/readyz` to tell a stuck one. Serving the
+registry over HTTP is `sync.web`'s job.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 # fragment-sync: the daemon image.
 #   docker build -t fragment-sync .
+#   openssl rand -hex 32 > secrets/http_token   # the status page's and /metrics' token
 #   docker run -v $PWD/sync.toml:/etc/fragment-sync/sync.toml:ro \
-#     -e SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/fragment_token -p 9464:9464 fragment-sync
+#     -v $PWD/secrets:/run/secrets:ro \
+#     -e SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/fragment_token \
+#     -e SYNC_DAEMON__HTTP_TOKEN_FILE=/run/secrets/http_token -p 9464:9464 fragment-sync
+# It listens on 0.0.0.0, so it won't start without the token (exit 2, naming
+# daemon.http_token); /healthz and /readyz stay open for the HEALTHCHECK and orchestrators.
 # .ci/run performs the same wheel build and install in a fresh virtual environment.
 
 FROM python:3.11-slim AS build

@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -115,18 +115,60 @@ class DaemonSettings(_Section):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
     """/healthz, /readyz, /metrics and the status page; 0 turns the endpoint off."""
+    http_token: SecretStr | None = None
+    """Bearer token for the status page and /metrics; the probes stay open. Required when
+    `http_host` is beyond loopback (`sync.web.check_endpoint`)."""
+    http_allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names the endpoint answers to ("*": any). Empty: the loopback names and
+    `http_host`, or any name when `http_host` is a wildcard address (the token guards)."""
+    http_timeout: Duration = dt.timedelta(seconds=5)
+    """An idle or slow client's connection is closed after this long."""
+    MIN_TOKEN_LENGTH: ClassVar[int] = 16
+    """A shorter `http_token` could be guessed over the network."""
     shutdown_timeout: Duration = dt.timedelta(seconds=30)
     """After SIGTERM, how long passes in flight get to checkpoint before the process exits."""
     stuck_after: Duration = dt.timedelta(hours=1)
     """/readyz fails when a pass runs longer than this (or its connector's timeout)."""
 
+    @field_validator("http_token")
+    @classmethod
+    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        text = token.get_secret_value()
+        if not text.strip() or text != text.strip():
+            raise ValueError("is empty or padded with whitespace")
+        if len(text) < cls.MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"is shorter than {cls.MIN_TOKEN_LENGTH} characters (make one with "
+                "`openssl rand -hex 32`)"
+            )
+        return token
+
+    @field_validator("http_timeout")
+    @classmethod
+    def _timeout_floor(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() < 0.1:
+            raise ValueError("must be at least 0.1s")
+        return value
+
 
 class ScheduleSettings(_Section):
-    """When the daemon runs a connector: every `interval`, or on a `cron` line."""
+    """When the daemon runs a connector: every `interval`, or on a `cron` line (UTC)."""
 
     interval: Duration | None = None
     cron: str | None = None
     jitter: Duration = dt.timedelta(0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_line(cls, line: str | None) -> str | None:
+        if line is not None:
+            # Imported here: only a config with a cron line pays for APScheduler at load.
+            from sync.cron import cron_trigger
+
+            cron_trigger(line)  # the trigger the daemon will run: its ValueError says why not
+        return line
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleSettings:
@@ -134,8 +176,8 @@ class ScheduleSettings(_Section):
             raise ValueError("set either interval or cron, not both")
         if self.interval is not None and self.interval.total_seconds() < 1:
             raise ValueError("interval must be at least 1s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} needs five fields (min hour day month weekday)")
+        if self.jitter < dt.timedelta(0):
+            raise ValueError("jitter can't be negative")
         return self
 
 
@@ -249,7 +291,7 @@ class Config(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret value in the config, for log redaction."""
         found: list[str] = [_url_password(self.state.url) or ""]
-        for model in (self.fragment, *(c.options for c in self.connectors.values())):
+        for model in (self.fragment, self.daemon, *(c.options for c in self.connectors.values())):
             found.extend(_secret_values(model))
         return [s for s in found if s]
 

@@ -5,9 +5,10 @@ test can make a fresh one) and is both a `sync.run.RunObserver` and a
 `connectors.http.session.HttpObserver`: `install()` registers it with both.
 Counters come from the observer calls; the watermark lag, the failed items
 and the task counts are read from the state store at scrape time, so they are
-fresh even when no pass has run for an hour. It also keeps which passes are
-in flight, for `/readyz` to tell a stuck one. Serving the registry over HTTP
-is `sync.web`'s job.
+fresh even when no pass has run for an hour (the two counts are shared with
+the status page for a few seconds: `sync.status.CountCache`). It also keeps
+which passes are in flight, for `/readyz` to tell a stuck one. Serving the
+registry over HTTP is `sync.web`'s job.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sync import run as run_loop
 from sync.config import Config
 from sync.run import RunSummary
 from sync.state import StateError, StateStore
-from sync.status import collect
+from sync.status import CountCache, Counts, collect
 
 log = structlog.get_logger("sync.metrics")
 
@@ -135,7 +136,9 @@ class Metrics:
             ["server", "reason"],
             registry=registry,
         )
-        registry.register(StateCollector(config, store))
+        self.counts = CountCache(store)
+        """Shared with the status page: one count of the tasks for both, every few seconds."""
+        registry.register(StateCollector(config, store, self.counts))
         for name in config.connectors:
             for family in (self.pulled, self.pushed, self.unchanged, self.failed, self.running):
                 family.labels(name)
@@ -205,9 +208,10 @@ class Metrics:
 class StateCollector(Collector):
     """Reads the state store at each scrape: lag, failed items, tasks, and whether it answers."""
 
-    def __init__(self, config: Config, store: StateStore) -> None:
+    def __init__(self, config: Config, store: StateStore, counts: Counts) -> None:
         self.config = config
         self.store = store
+        self.counts = counts
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Names only: registering must not touch the database.
@@ -216,7 +220,7 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         lag, failed, tasks, up = self._families()
         try:
-            rows = collect(self.config, self.store)
+            rows = collect(self.config, self.store, self.counts)
         except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
             log.warning("state_scrape_failed", error=f"{type(exc).__name__}: {exc}")
             up.add_metric([], 0)

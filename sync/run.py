@@ -50,6 +50,7 @@ from sync.mapping import Mapper, TaskPayload
 from sync.state import (
     RETRY_EVERY_PASS,
     RETRY_WAIT_CAP,
+    UNREACHABLE,
     FailedItem,
     LeaseLost,
     StateStore,
@@ -57,6 +58,7 @@ from sync.state import (
     error_text,
     record_json,
     storable_text,
+    unreachable_message,
     utcnow,
 )
 from sync.state.schema import MAX_ID_LENGTH
@@ -235,11 +237,27 @@ class ConnectorRun:
         """A shipment failed to settle: no later checkpoint may move the watermark."""
         # Tickets settled since the last hash lookup, which could not see them yet.
         self._settled_recently: dict[str, Cursor] = {}
+        self._reported: RunSummary | None = None
+        """The pass's summary, once logged and told to the observers."""
         self.log = log.bind(connector=self.name)
 
     def execute(self) -> RunSummary:
-        """Run the pass; never raises for a failure of this connector, it reports it."""
+        """Run the pass; never raises for a failure of this connector, it reports it.
+
+        A state database out of reach fails the pass as a source out of reach
+        does: one line, one failed pass counted, and the next pass tries again.
+        """
         started = time.monotonic()
+        try:
+            return self._execute_leased(started)
+        except UNREACHABLE as exc:
+            if self._reported is not None:
+                # Reported already; only its run row or its lease could not be written
+                # (the lease expires on its own, and the next pass takes it).
+                return self._reported
+            return self._summary(started, None, "failed", unreachable_message(exc))
+
+    def _execute_leased(self, started: float) -> RunSummary:
         if self.options.dry_run:
             return self._execute(started)
         if not self._take_lease():
@@ -336,6 +354,8 @@ class ConnectorRun:
             outcome, error = "interrupted", str(exc)
         except (SourceError, FragmentError) as exc:
             outcome, error = "failed", str(exc)
+        except UNREACHABLE as exc:
+            outcome, error = "failed", unreachable_message(exc)
         except Exception as exc:  # a bug: report it, keep the other connectors going
             self.log.exception("run_crashed")
             outcome, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
@@ -373,6 +393,7 @@ class ConnectorRun:
         )
         event = self.log.info if summary.ok or outcome == "busy" else self.log.error
         event("run_finished", **summary.as_json())
+        self._reported = summary
         for observer in RUN_OBSERVERS:
             observer.finished(summary, outcome)
         return summary

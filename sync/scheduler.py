@@ -24,10 +24,11 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.config import Config, ScheduleSettings
+from sync.cron import cron_trigger
 from sync.fragment import FragmentClient
 from sync.run import STOP_SIGNALS, ConnectorRun, RunOptions
 from sync.state import StateStore
@@ -37,13 +38,16 @@ log = structlog.get_logger("sync.scheduler")
 DEFAULT_INTERVAL = dt.timedelta(minutes=5)
 
 
-def trigger_for(schedule: ScheduleSettings) -> Any:
-    """The APScheduler trigger for a connector's schedule (interval by default)."""
-    jitter = int(schedule.jitter.total_seconds()) or None
+def trigger_for(schedule: ScheduleSettings) -> BaseTrigger:
+    """The APScheduler trigger for a connector's schedule (interval by default).
+
+    Each fire is delayed by up to `jitter`, so connectors on one schedule spread out.
+    """
+    jitter = schedule.jitter.total_seconds()
     if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=dt.UTC, jitter=jitter)
+        return cron_trigger(schedule.cron, jitter)
     interval = schedule.interval or DEFAULT_INTERVAL
-    return IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter, timezone=dt.UTC)
+    return IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter or None, timezone=dt.UTC)
 
 
 class Daemon:

@@ -7,6 +7,15 @@
     GET /metrics   Prometheus text exposition of `sync.metrics.Metrics`
     GET /          a status page for people, refreshed every 30 s
 
+The page and the metrics show ticket values, source URLs and the config path,
+so they answer only a request that names an allowed host (`Host` header: a
+DNS-rebinding page names its own) and, with `daemon.http_token` set, carries
+the token (`Authorization: Bearer`, or as the password of Basic for a
+browser); the daemon won't listen beyond loopback without one. The probes stay
+open to orchestrators and tell such a stranger ready or not, nothing more.
+Connections idle for `daemon.http_timeout` are closed, so they can't hold the
+descriptors the probes need.
+
 Served by the standard library's threading HTTP server from a daemon thread;
 it reads the state and the metrics, never changes them. Everything shown on
 the page passes through `sync.logs.redact` and is HTML-escaped: ticket errors
@@ -16,8 +25,13 @@ nothing else imports it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import errno
+import hmac
 import html
+import ipaddress
 import json
 import socket
 import threading
@@ -32,11 +46,12 @@ import sqlalchemy as sa
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sync.config import Config
+from sync.config import Config, DaemonSettings
+from sync.errors import ConfigError
 from sync.logs import redact, register_secrets
 from sync.metrics import Metrics, PassInFlight
 from sync.state import FailedItem, RunRecord, StateError, StateStore
-from sync.status import collect
+from sync.status import Counts, collect
 
 log = structlog.get_logger("sync.web")
 
@@ -54,6 +69,12 @@ StuckAfter = Callable[[str], float | None]
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Host names a request to a loopback endpoint may carry by default."""
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names, not a binding)
+"""`http_host` values that listen on every interface."""
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="fragment-sync", charset="UTF-8"'}
+"""Makes a browser ask for the token (as the password; any user name)."""
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -97,8 +118,10 @@ def start_daemon_web(config: Config, store: StateStore, daemon: Scheduled) -> We
     """The daemon's endpoint on `daemon.http_host:http_port`, serving fresh metrics.
 
     Start it before the scheduler, so the metrics see the first passes.
-    Raises `OSError` when the address can't be bound.
+    Raises `ConfigError` when it would listen beyond loopback without a token
+    (`check_endpoint`), `OSError` when the address can't be bound.
     """
+    check_endpoint(config.daemon)
     server = WebServer(
         config,
         store,
@@ -109,6 +132,72 @@ def start_daemon_web(config: Config, store: StateStore, daemon: Scheduled) -> We
         stuck_after=stuck_bounds(config),
     )
     return server.start()
+
+
+def check_endpoint(settings: DaemonSettings) -> None:
+    """Raise `ConfigError` naming `daemon.http_token` if the endpoint would serve beyond
+    loopback without one.
+
+    There is no opting out: every client can present the token (Prometheus'
+    `authorization.credentials_file`, a proxy adding the header, a browser
+    answering the Basic prompt), and a page that shows ticket values must not
+    be one forgotten setting away from the network.
+    """
+    if settings.http_port == 0 or settings.http_token is not None:
+        return
+    if not listens_beyond_loopback(settings.http_host):
+        return
+    raise ConfigError(
+        "daemon.http_token",
+        f"the endpoint listens on {settings.http_host!r}, beyond loopback, and its status page "
+        "and /metrics show ticket data: set a token (SYNC_DAEMON__HTTP_TOKEN_FILE=/run/secrets/"
+        "http_token, from `openssl rand -hex 32`), or listen on 127.0.0.1",
+    )
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    """Whether `http_host` may be reached from other machines (a host name: it may)."""
+    if host.lower().rstrip(".") == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True  # a wildcard ("") or a name that could resolve to anything
+
+
+def allowed_host_names(configured: Sequence[str], host: str) -> frozenset[str] | None:
+    """The host names requests may carry (None: any), for an endpoint bound to `host`.
+
+    By default the loopback names and `host` itself; on a wildcard address any
+    name, since the endpoint then requires the token (`check_endpoint`).
+    """
+    if configured:
+        names = frozenset(_host_name(name) for name in configured)
+        return None if "*" in names else names
+    if host in WILDCARD_HOSTS:
+        return None
+    return LOOPBACK_NAMES | {_host_name(host)}
+
+
+def _host_name(header: str) -> str:
+    """The host name of a `Host` header (`localhost:9464`, `[::1]:9464`), without its port."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an answer depends on: the path, the query, and who asks under which name."""
+
+    path: str
+    query: Query
+    hosts: list[str]
+    """Every `Host` header sent (one, from a well-formed request)."""
+    authorization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +211,9 @@ class Readiness:
     def ready(self) -> bool:
         return not self.reasons
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, detailed: bool = True) -> dict[str, Any]:
+        if not detailed:
+            return {"ready": self.ready}
         return {"ready": self.ready, "reasons": self.reasons, "passes": self.passes}
 
 
@@ -143,6 +234,8 @@ class WebServer:
     `scheduler_running` says whether the daemon's scheduler is up;
     `stuck_after(name)` is how many seconds a pass of that connector may run
     before `/readyz` calls it stuck (None: no bound; see `stuck_bounds`).
+    The token, the allowed host names and the connection timeout come from
+    `config.daemon`.
     """
 
     def __init__(
@@ -162,6 +255,11 @@ class WebServer:
         self.host = host
         self.port = port
         self.stuck_after = stuck_after
+        settings = config.daemon
+        token = settings.http_token
+        self.token = None if token is None else token.get_secret_value().encode()
+        self.allowed_hosts = allowed_host_names(settings.http_allowed_hosts, host)
+        self.timeout_s = settings.http_timeout.total_seconds()
         # The CLI registers them too; the page must not depend on having been started by it.
         register_secrets(config.secrets())
         self._server: _Server | None = None
@@ -211,23 +309,61 @@ class WebServer:
 
     # What each route answers
 
-    def respond(self, path: str, query: Query) -> Response:
-        """The answer to `GET path?query`."""
-        route = ROUTES.get(path)
+    def respond(self, request: Request) -> Response:
+        """The answer to `GET request.path?request.query`.
+
+        The probes answer anyone, in detail only a trusted request (an allowed
+        host name, and the token if one is set); every other path answers only
+        a trusted request: 421 for a host name not allowed, 401 without the token.
+        """
+        host_allowed = self.host_allowed(request.hosts)
+        trusted = host_allowed and self.authorized(request.authorization)
+        probe = PROBES.get(request.path)
+        if probe is not None:
+            return probe(self, request.query, trusted)
+        if not host_allowed:
+            return Response(421, TEXT, b"misdirected request: not a host name this serves\n")
+        if not trusted:
+            return Response(401, TEXT, b"this page needs the daemon's token\n", _CHALLENGE)
+        route = ROUTES.get(request.path)
         if route is None:
             return Response(404, TEXT, b"not found\n")
-        return route(self, query)
+        return route(self, request.query)
 
-    def healthz(self, _query: Query) -> Response:
+    def host_allowed(self, hosts: Sequence[str]) -> bool:
+        """Whether a request with these `Host` headers may be answered in full."""
+        if self.allowed_hosts is None:
+            return True
+        return len(hosts) == 1 and _host_name(hosts[0]) in self.allowed_hosts
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Whether the `Authorization` header carries the token (True when none is set)."""
+        if self.token is None:
+            return True
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        offered = credentials.strip().encode()
+        if scheme.lower() == "basic":
+            try:
+                offered = base64.b64decode(offered, validate=True).partition(b":")[2]
+            except (binascii.Error, ValueError):
+                return False
+        elif scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(offered, self.token)
+
+    def healthz(self, _query: Query, _detailed: bool) -> Response:
         return Response(200, TEXT, b"ok\n")
 
-    def readyz(self, query: Query) -> Response:
+    def readyz(self, query: Query, detailed: bool) -> Response:
+        """Ready or not; the reasons and the passes in flight only when `detailed`."""
         readiness = self.readiness()
         status = 200 if readiness.ready else 503
         if query.get("format") == ["json"]:
-            return Response(status, JSON, json.dumps(readiness.as_json()).encode())
+            return Response(status, JSON, json.dumps(readiness.as_json(detailed)).encode())
         if readiness.ready:
             return Response(status, TEXT, b"ready\n")
+        if not detailed:
+            return Response(status, TEXT, b"not ready\n")
         text = "not ready:\n" + "".join(f"- {reason}\n" for reason in readiness.reasons)
         return Response(status, TEXT, text.encode())
 
@@ -235,7 +371,13 @@ class WebServer:
         return Response(200, CONTENT_TYPE_LATEST, self.metrics.exposition())
 
     def status_page(self, _query: Query) -> Response:
-        page = render_status(self.config, self.store, self.readiness(), dt.datetime.now(dt.UTC))
+        page = render_status(
+            self.config,
+            self.store,
+            self.readiness(),
+            dt.datetime.now(dt.UTC),
+            counts=self.metrics.counts,
+        )
         return Response(200, HTML, page.encode())
 
     def readiness(self) -> Readiness:
@@ -260,12 +402,16 @@ class WebServer:
         return Readiness([redact(reason) for reason in reasons], passes)
 
 
-ROUTES: dict[str, Callable[[WebServer, Query], Response]] = {
-    "/": WebServer.status_page,
+PROBES: dict[str, Callable[[WebServer, Query, bool], Response]] = {
     "/healthz": WebServer.healthz,
     "/readyz": WebServer.readyz,
+}
+"""For orchestrators: open to all; the bool says whether to answer in detail."""
+ROUTES: dict[str, Callable[[WebServer, Query], Response]] = {
+    "/": WebServer.status_page,
     "/metrics": WebServer.metrics_text,
 }
+"""For people and Prometheus: trusted requests only."""
 
 
 def state_problem(store: StateStore) -> str | None:
@@ -291,17 +437,37 @@ def _pass_json(flight: PassInFlight, running_s: float, bound: float | None) -> d
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    OUT_OF_DESCRIPTORS_PAUSE_S = 0.05
 
     def __init__(self, address: tuple[str, int], web: WebServer) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.web = web
+        self._warned_at = -3600.0
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # The waiting connection stays queued: pause instead of spinning on it,
+                # while the open ones finish or time out (`daemon.http_timeout`).
+                if time.monotonic() - self._warned_at > 60:
+                    self._warned_at = time.monotonic()
+                    log.warning("web_out_of_descriptors", detail="connections wait their turn")
+                time.sleep(self.OUT_OF_DESCRIPTORS_PAUSE_S)
+            raise
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "fragment-sync"
+
+    def setup(self) -> None:
+        super().setup()
+        # Bounds every read and write: an idle client is dropped, its descriptor freed.
+        self.connection.settimeout(self.server.web.timeout_s)
 
     def do_GET(self) -> None:
         self._answer(with_body=True)
@@ -311,8 +477,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, with_body: bool) -> None:
         parts = urlsplit(self.path)
+        request = Request(
+            parts.path,
+            parse_qs(parts.query),
+            hosts=self.headers.get_all("Host") or [],
+            authorization=self.headers.get("Authorization"),
+        )
         try:
-            response = self.server.web.respond(parts.path, parse_qs(parts.query))
+            response = self.server.web.respond(request)
         except Exception:  # a bug on one page must not take the probes down
             log.exception("web_request_failed", path=parts.path)
             response = Response(500, TEXT, b"internal error; see the daemon's log\n")
@@ -347,12 +519,21 @@ class ConnectorView:
     failed_total: int
 
 
-def render_status(config: Config, store: StateStore, readiness: Readiness, now: dt.datetime) -> str:
-    """The status page as HTML; a state database that fails shows as a banner, not a 500."""
+def render_status(
+    config: Config,
+    store: StateStore,
+    readiness: Readiness,
+    now: dt.datetime,
+    counts: Counts | None = None,
+) -> str:
+    """The status page as HTML; a state database that fails shows as a banner, not a 500.
+
+    Tasks and failed items come from `counts` (counted afresh by default).
+    """
     views: list[ConnectorView] | None = None
     problem = ""
     try:
-        views = _connector_views(config, store)
+        views = _connector_views(config, store, counts)
     except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
         problem = f"the state database could not be read: {_first_line(exc)}"
     body = [
@@ -371,9 +552,11 @@ def render_status(config: Config, store: StateStore, readiness: Readiness, now: 
     return _PAGE.format(refresh=REFRESH_S, style=_STYLE, body="\n".join(body))
 
 
-def _connector_views(config: Config, store: StateStore) -> list[ConnectorView]:
+def _connector_views(
+    config: Config, store: StateStore, counts: Counts | None
+) -> list[ConnectorView]:
     views = []
-    for row in collect(config, store):
+    for row in collect(config, store, counts):
         namespace = row["uid_namespace"]
         # The oldest failures first: they are the ones that need a person.
         failed = store.failed_items(namespace, limit=FAILED_SHOWN)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +137,88 @@ assignee_email = "assignee"
 due_at = "due_at"
 fields = {{ country = "requester.country", priority = "priority" }}
 """
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for a daemon whose endpoint must be reached)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class DaemonProcess:
+    """`python -m sync run --config FILE` in a subprocess, its JSON log lines read back.
+
+    The environment is this one without `SYNC_*` variables, plus `env`. Stop it with
+    `stop()` (SIGTERM, then the exit code); `lines()` are its log events so far.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+        self.log = log
+        self._stderr = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sync", "run", "--config", str(config)],
+            cwd=config.parent,
+            env={**environment, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            preexec_fn=preexec_fn,
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Its log events so far (JSON lines; anything else as {"raw": line})."""
+        events = []
+        for line in self.text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"raw": line})
+        return events
+
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float = 30.0, what: str = ""
+    ) -> None:
+        """Poll `condition()` until true; fail with the log if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"the daemon exited with {self.process.returncode} before {what}:\n"
+                    + self.text()[-4000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout}s:\n" + self.text()[-4000:])
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then its exit code (killed if it outlives `timeout`)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            self._stderr.close()
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._stderr.close()

@@ -65,6 +65,16 @@ class StateError(Exception):
     """The state database can't be reached or used."""
 
 
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+"""What the driver raises when the state database is out of reach: refused, gone, not
+accepting connections, a connection dropped, a file that can't be opened or written."""
+
+
+def unreachable_message(exc: BaseException) -> str:
+    """How a pass reports an `UNREACHABLE` error: what happened, and the driver's reason."""
+    return f"the state database is unreachable: {_first_line(exc)}"
+
+
 class LeaseLost(Exception):
     """Another process holds the connector's lease now: this one must stop writing."""
 

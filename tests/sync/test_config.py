@@ -72,7 +72,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
             "connectors.helpdesk.mapping.hook",
             "import",
         ),
-        (("*/5 * * * *", "every five"), "connectors.helpdesk.schedule", "five fields"),
+        (("*/5 * * * *", "every five"), "connectors.helpdesk.schedule.cron", "five fields"),
     ],
 )
 def test_bad_config_names_the_key(

@@ -38,6 +38,7 @@ from connectors.http import (
     NextUrlPaginator,
     OffsetPaginator,
     PageNumberPaginator,
+    PageRequest,
     Paginator,
     RestConnector,
 )
@@ -382,6 +383,15 @@ class RestApiConnector(RestConnector):
 
     def auth(self) -> httpx.Auth | None:
         return self.options.auth.build(self.options.base_url)
+
+    def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        auth = self.options.auth
+        if isinstance(auth, QueryKeyAuth) and auth.param in httpx.URL(request.url).params:
+            # A next-page link echoing the key: the auth sets it again on the way out, and
+            # the URL any error shows goes without it.
+            url = httpx.URL(request.url).copy_remove_param(auth.param)
+            request = PageRequest(str(url), request.params, request.headers)
+        return super().fetch(request)
 
     def headers(self) -> dict[str, str]:
         return dict(self.options.headers)

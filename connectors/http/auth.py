@@ -424,8 +424,8 @@ class GitHubAppAuth(RefreshingAuth):
     def assertion(self) -> str:
         """A fresh JWT that says this app is asking."""
         now = int(time.time())
-        issuer: str | int = int(self.app_id) if self.app_id.isdigit() else self.app_id
-        claims = {"iat": now - 60, "exp": now - 60 + JWT_LIFETIME, "iss": issuer}
+        # RFC 7519's iss is a string, an app ID too; GitHub takes it so.
+        claims = {"iat": now - 60, "exp": now - 60 + JWT_LIFETIME, "iss": self.app_id}
         return jwt.encode(claims, self._key, algorithm="RS256")
 
     def obtain(self, request: httpx.Request) -> TokenFlow:

@@ -114,6 +114,8 @@ class FakeGitHub(FakeApi):
         self.quota_used = 0
         """Requests that counted against the hourly quota (a 304 does not)."""
         self.app: AppInstallation | None = None
+        self.refused: list[Request] = []
+        """Issue requests answered 401."""
 
     def install_app(self, installation: AppInstallation) -> AppInstallation:
         self.app = installation
@@ -169,6 +171,7 @@ class FakeGitHub(FakeApi):
         if request.path != self.issues_path:
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
             return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
         issues = list(self.issues.values())
         state = request.param("state", "open")

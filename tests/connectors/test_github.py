@@ -27,6 +27,7 @@ from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
+from sync.logs import redact
 from sync.run import RunSummary
 from synckit import TOKEN, tasks_by_ticket
 
@@ -376,6 +377,16 @@ def test_the_app_jwt_carries_what_github_checks(app: GitHubCase) -> None:
     assert mint.headers["x-github-api-version"] == "2022-11-28"
     [page] = app.fake.gets(app.fake.issues_path)
     assert page.headers["authorization"].startswith("Bearer ghs_")
+
+
+def test_installation_tokens_are_secrets_to_the_log_redaction(app: GitHubCase) -> None:
+    assert app.fake.app is not None
+    app.add(1, T0)
+
+    pull(app.connector(), None)
+
+    [token] = app.fake.app.tokens
+    assert redact(f"Bad credentials for {token}") == "Bad credentials for ***"
 
 
 def test_a_numeric_app_id_is_the_jwts_issuer_too(app: GitHubCase) -> None:

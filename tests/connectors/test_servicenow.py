@@ -25,6 +25,7 @@ from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
+from sync.logs import redact
 from sync.mapping import Mapper
 from sync.run import RunSummary
 from synckit import TOKEN, tasks_by_ticket
@@ -452,6 +453,17 @@ def test_a_wrong_client_secret_fails_with_the_instances_reason(oauth: ServiceNow
         raised.value
     )
     assert oauth.fake.gets(TABLE) == []  # nothing was asked without a token
+
+
+def test_the_tokens_obtained_are_secrets_to_the_log_redaction(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+
+    pull(oauth, None)
+
+    [token] = oauth.fake.issued
+    assert token.refresh_token is not None
+    echoed = f"the instance said: {token.access_token} / {token.refresh_token}"
+    assert redact(echoed) == "the instance said: *** / ***"
 
 
 def load(options: dict[str, Any]) -> Any:

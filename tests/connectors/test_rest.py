@@ -14,6 +14,7 @@ import pytest
 
 from connectors.base import SourceTicket
 from connectors.errors import SourceError
+from connectors.http.auth import token_endpoint
 from connectors.rest import RestApiConnector, RestApiOptions, render_since
 from fakes import Reply, Request
 from fakes.backoffice import PATH, TOKEN_PATH, FakeBackOffice, OAuthServer, PagingStyle
@@ -370,6 +371,27 @@ def test_the_url_an_error_shows_leaves_the_query_key_out() -> None:
 
         assert "page=2" in str(raised.value)  # the next link it followed, shown
         assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("token_url", "sent_to"),
+    [
+        ("/oauth/token", "http://127.0.0.1:8080/api/oauth/token"),
+        ("http://127.0.0.1:8080/oauth/token", "http://127.0.0.1:8080/oauth/token"),
+        ("https://login.example.com/oauth2/token", "https://login.example.com/oauth2/token"),
+        ("http://127.0.0.1:8081/oauth/token", None),  # another port, unencrypted
+        ("http://login.example.com/oauth2/token", None),
+        ("ftp://login.example.com/token", None),
+    ],
+)
+def test_client_secrets_go_only_to_https_or_the_sources_own_server(
+    token_url: str, sent_to: str | None
+) -> None:
+    if sent_to is None:
+        with pytest.raises(ValueError, match=r"use https|neither an http"):
+            token_endpoint(token_url, "http://127.0.0.1:8080/api")
+    else:
+        assert token_endpoint(token_url, "http://127.0.0.1:8080/api") == sent_to
 
 
 def oauth_case(fake: FakeBackOffice, **auth: Any) -> BackOfficeCase:

@@ -455,6 +455,15 @@ def test_a_wrong_client_secret_fails_with_the_instances_reason(oauth: ServiceNow
     assert oauth.fake.gets(TABLE) == []  # nothing was asked without a token
 
 
+def test_a_token_endpoint_failing_for_a_moment_is_retried(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+    busy = Reply(503, raw=b"<html>Instance is starting</html>", content_type="text/html")
+    oauth.fake.fail_next(busy, when=lambda request: request.path == "/oauth_token.do")
+
+    assert ids(pull(oauth, None, rate_limit_floor="10ms")) == [sys_id_of(1)]
+    assert oauth.fake.grants() == ["password", "password"]
+
+
 def test_the_tokens_obtained_are_secrets_to_the_log_redaction(oauth: ServiceNowCase) -> None:
     oauth.add(1, T0)
 

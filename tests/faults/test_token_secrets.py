@@ -29,6 +29,7 @@ from fakes import Reply
 from fakes.backoffice import PATH, FakeBackOffice, OAuthServer
 from fakes.github import AppInstallation, FakeGitHub
 from fakes.servicenow import FakeServiceNow, OAuthClient
+from sync.config import load_config
 from sync.emulator import Emulator
 
 FRAGMENT_TOKEN = "frag-SECRET-tok-0a71c9d2"
@@ -37,6 +38,14 @@ SNOW_CLIENT_SECRET = "snow-SECRET-client-93d0"
 BO_CLIENT_SECRET = "bo-SECRET-client-4f2a"
 BO_KEY = "bo-SECRET-key-c81e77"
 CONFIGURED = [FRAGMENT_TOKEN, SNOW_PASSWORD, SNOW_CLIENT_SECRET, BO_CLIENT_SECRET, BO_KEY]
+ENVIRONMENT = {
+    "FRAGMENT_TOKEN": FRAGMENT_TOKEN,
+    "SNOW_PASSWORD": SNOW_PASSWORD,
+    "SNOW_CLIENT_SECRET": SNOW_CLIENT_SECRET,
+    "BO_CLIENT_SECRET": BO_CLIENT_SECRET,
+    "BO_KEY": BO_KEY,
+}
+"""Where the config's `${VAR}`s come from; the app's key comes from `GITHUB_APP_KEY_FILE`."""
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 MAPPING = '{ title = "{headline}", status = "state", external_updated_at = "modified" }'
 
@@ -143,15 +152,7 @@ class Sources:
     def cli_together(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
         """Run commands side by side (each is a fresh interpreter: this saves seconds)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
-        env.update(
-            NO_COLOR="1",
-            FRAGMENT_TOKEN=FRAGMENT_TOKEN,
-            SNOW_PASSWORD=SNOW_PASSWORD,
-            SNOW_CLIENT_SECRET=SNOW_CLIENT_SECRET,
-            BO_CLIENT_SECRET=BO_CLIENT_SECRET,
-            BO_KEY=BO_KEY,
-            GITHUB_APP_KEY_FILE=str(self.key_file),
-        )
+        env.update(ENVIRONMENT, NO_COLOR="1", GITHUB_APP_KEY_FILE=str(self.key_file))
         started = [
             subprocess.Popen(
                 [sys.executable, "-m", "sync", *args, "--config", str(self.config)],
@@ -271,3 +272,21 @@ def test_renewing_auths_show_no_secret_through_good_and_failing_passes(sources: 
     assert "oauth_token.do" in state  # the failed run's error is recorded
     for secret in secrets:
         assert secret not in state
+
+
+def test_every_new_secret_is_registered_for_redaction(
+    sources: Sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GITHUB_APP_KEY_FILE", str(sources.key_file))
+
+    config = load_config(sources.config)
+
+    registered = config.secrets()
+    assert set(CONFIGURED) <= set(registered)
+    key = sources.key_file.read_text().strip()
+    assert key in registered  # the private key, whole
+    for options in (c.options for c in config.connectors.values()):
+        assert SNOW_CLIENT_SECRET not in repr(options) and BO_KEY not in repr(options)
+        assert "PRIVATE KEY" not in repr(options)

@@ -1,7 +1,9 @@
 """GitHub: one repository's issues, every state, oldest change first.
 
 Calls `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
-&since=W&per_page=N` with a Bearer token and follows the `Link` header's
+&since=W&per_page=N` with a Bearer token (a personal access token, or a GitHub
+App's installation token, minted with the app's key and renewed before its
+hour is up: `connectors.http.auth.GitHubAppAuth`) and follows the `Link` header's
 `rel="next"` (page numbers are never computed). `state=all` matters: the
 default is open issues only.
 
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import Cursor
 from connectors.http import (
@@ -51,7 +53,7 @@ from connectors.http import (
     RestConnector,
     Rule,
 )
-from connectors.http.auth import bearer
+from connectors.http.auth import GitHubAppAuth, bearer, rsa_private_key
 from connectors.http.policy import Policy
 
 API_VERSION = "2022-11-28"
@@ -82,8 +84,14 @@ GITHUB_POLICY: Policy = {
 class GitHubOptions(HttpOptions):
     repository: str
     """`owner/name`, e.g. `octo-org/helpdesk`."""
-    token: SecretStr
-    """A fine-grained token with 'Issues: read', a classic one, or an App installation token."""
+    token: SecretStr | None = None
+    """A fine-grained token with 'Issues: read', or a classic one (or set the app_* keys)."""
+    app_id: str | int | None = None
+    """A GitHub App's client ID (GitHub recommends it) or numeric app ID, to act as the app."""
+    installation_id: int | None = Field(default=None, ge=1)
+    """The app's installation on the repository's account (its settings URL ends with it)."""
+    private_key: SecretStr | None = None
+    """The app's private key, PEM: `${GITHUB_APP_KEY}` with `GITHUB_APP_KEY_FILE=/path/app.pem`."""
     base_url: str = "https://api.github.com"
     """GitHub Enterprise Server: `https://HOST/api/v3`."""
     include_pull_requests: bool = False
@@ -95,6 +103,31 @@ class GitHubOptions(HttpOptions):
         if not _REPOSITORY.fullmatch(value) or value.endswith(("/.", "/..")):
             raise ValueError(f"{value!r} is not owner/name (e.g. octo-org/helpdesk)")
         return value
+
+    @field_validator("private_key")
+    @classmethod
+    def _rsa_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            rsa_private_key(key.get_secret_value())  # its reason names no part of the key
+        return key
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GitHubOptions:
+        app: dict[str, object] = {
+            "app_id": self.app_id,
+            "installation_id": self.installation_id,
+            "private_key": self.private_key,
+        }
+        given = [name for name, value in app.items() if value is not None]
+        if self.token is not None and given:
+            raise ValueError(f"set either token or the GitHub App's keys ({', '.join(given)})")
+        if self.token is None and len(given) < len(app):
+            missing = [name for name in app if name not in given]
+            raise ValueError(
+                "set token (a personal access token) or, to act as a GitHub App, "
+                f"app_id, installation_id and private_key (missing: {', '.join(missing)})"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -139,7 +172,17 @@ class GitHubConnector(RestConnector):
     }
 
     def auth(self) -> httpx.Auth:
-        return bearer(self.options.token)
+        options = self.options
+        if options.token is not None:
+            return bearer(options.token)
+        assert options.installation_id is not None and options.private_key is not None
+        return GitHubAppAuth(
+            options.base_url,
+            str(options.app_id),
+            options.installation_id,
+            options.private_key,
+            headers=self.headers(),
+        )
 
     def headers(self) -> dict[str, str]:
         return {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
@@ -212,5 +255,12 @@ class GitHubConnector(RestConnector):
         return response, body
 
     def _conditional_key(self) -> tuple[str, str, str]:
-        token = hashlib.blake2b(self.options.token.get_secret_value().encode(), digest_size=16)
-        return (self.options.base_url, self.options.repository, token.hexdigest())
+        options = self.options
+        # An app's installation tokens change hourly; its ETags are the installation's.
+        who = (
+            options.token.get_secret_value()
+            if options.token is not None
+            else f"app {options.app_id} installation {options.installation_id}"
+        )
+        digest = hashlib.blake2b(who.encode(), digest_size=16)
+        return (options.base_url, options.repository, digest.hexdigest())

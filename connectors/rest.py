@@ -7,9 +7,9 @@ records, ids, cursors and tombstones. Every key is checked at config load and
 a problem names the key. The request loop, paging, retries, rate limits,
 re-anchoring and turning records into tickets are `RestConnector`'s.
 
-What it can't describe: request bodies (GET only), OAuth flows with token
-refresh, records spread over several lists, a call per record. Those need a
-connector in code: a plugin (see `connectors.registry`).
+What it can't describe: request bodies (GET only), OAuth flows that need a
+person (authorization code), records spread over several lists, a call per
+record. Those need a connector in code: a plugin (see `connectors.registry`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,18 @@ from connectors.http import (
     NextUrlPaginator,
     OffsetPaginator,
     PageNumberPaginator,
+    PageRequest,
     Paginator,
     RestConnector,
 )
-from connectors.http.auth import api_key_header, basic, bearer
+from connectors.http.auth import (
+    OAuth2,
+    api_key_header,
+    api_key_query,
+    basic,
+    bearer,
+    token_endpoint,
+)
 from connectors.records import get_path, is_flag_set
 from connectors.values import CursorKind
 
@@ -59,7 +67,7 @@ class _Table(BaseModel):
 class NoAuth(_Table):
     type: Literal["none"]
 
-    def build(self) -> httpx.Auth | None:
+    def build(self, base_url: str) -> httpx.Auth | None:
         return None
 
 
@@ -69,7 +77,7 @@ class BearerAuth(_Table):
     type: Literal["bearer"]
     token: SecretStr
 
-    def build(self) -> httpx.Auth | None:
+    def build(self, base_url: str) -> httpx.Auth | None:
         return bearer(self.token)
 
 
@@ -78,7 +86,7 @@ class BasicAuth(_Table):
     username: str
     password: SecretStr
 
-    def build(self) -> httpx.Auth | None:
+    def build(self, base_url: str) -> httpx.Auth | None:
         return basic(self.username, self.password)
 
 
@@ -89,11 +97,66 @@ class HeaderKeyAuth(_Table):
     header: str
     value: SecretStr
 
-    def build(self) -> httpx.Auth | None:
+    def build(self, base_url: str) -> httpx.Auth | None:
         return api_key_header(self.header, self.value)
 
 
-AuthConfig = Annotated[NoAuth | BearerAuth | BasicAuth | HeaderKeyAuth, Field(discriminator="type")]
+class QueryKeyAuth(_Table):
+    """The secret as a query parameter, e.g. `?key=…`, for APIs that take it nowhere else."""
+
+    type: Literal["query"]
+    param: str = Field(min_length=1)
+    value: SecretStr
+
+    def build(self, base_url: str) -> httpx.Auth | None:
+        return api_key_query(self.param, self.value)
+
+
+class OAuth2Auth(_Table):
+    """Access tokens from an OAuth 2 token endpoint, renewed before they expire.
+
+    `client_credentials`: the client's own id and secret get each token.
+    `refresh_token`: the configured refresh token does (one the server
+    rotates is kept in memory only, so a restart uses the configured one).
+    """
+
+    type: Literal["oauth2"]
+    token_url: str
+    """https, or a path on base_url's own server (`/oauth/token`): the secret goes nowhere else."""
+    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
+    refresh_token: SecretStr | None = None
+    client_auth: Literal["basic", "body"] = "basic"
+    """How the client authenticates: HTTP Basic (RFC 6749's default) or in the form's body."""
+
+    @model_validator(mode="after")
+    def _credentials_for_the_grant(self) -> OAuth2Auth:
+        if self.grant == "client_credentials" and (not self.client_id or not self.client_secret):
+            raise ValueError("the client_credentials grant needs client_id and client_secret")
+        if self.grant == "refresh_token" and self.refresh_token is None:
+            raise ValueError("the refresh_token grant needs refresh_token")
+        if self.client_secret is not None and not self.client_id:
+            raise ValueError("client_secret needs client_id")
+        return self
+
+    def build(self, base_url: str) -> httpx.Auth | None:
+        return OAuth2(
+            token_endpoint(self.token_url, base_url),
+            self.grant,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            client_auth=self.client_auth,
+            scope=self.scope,
+            refresh_token=self.refresh_token,
+        )
+
+
+AuthConfig = Annotated[
+    NoAuth | BearerAuth | BasicAuth | HeaderKeyAuth | QueryKeyAuth | OAuth2Auth,
+    Field(discriminator="type"),
+]
 
 
 # Paginators: `[connectors.NAME.paginator]`, one table per `type`; each builds its paginator.
@@ -241,6 +304,17 @@ class RestApiOptions(HttpOptions):
             raise ValueError(f"{path!r} must start with '/' (the server goes in base_url)")
         return path
 
+    @field_validator("auth")
+    @classmethod
+    def _token_endpoint_may_get_secrets(cls, auth: Any, info: ValidationInfo) -> Any:
+        base_url = info.data.get("base_url")
+        if isinstance(auth, OAuth2Auth) and isinstance(base_url, str):
+            try:
+                token_endpoint(auth.token_url, base_url)
+            except ValueError as exc:
+                raise ValueError(f"token_url: {exc}") from None
+        return auth
+
     @field_validator("page_size_param")
     @classmethod
     def _not_with_offset(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -338,7 +412,16 @@ class RestApiConnector(RestConnector):
         self.reanchor_after_pages = self.options.reanchor_every
 
     def auth(self) -> httpx.Auth | None:
-        return self.options.auth.build()
+        return self.options.auth.build(self.options.base_url)
+
+    def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        auth = self.options.auth
+        if isinstance(auth, QueryKeyAuth) and auth.param in httpx.URL(request.url).params:
+            # A next-page link echoing the key: the auth sets it again on the way out, and
+            # the URL any error shows goes without it.
+            url = httpx.URL(request.url).copy_remove_param(auth.param)
+            request = PageRequest(str(url), request.params, request.headers)
+        return super().fetch(request)
 
     def headers(self) -> dict[str, str]:
         return dict(self.options.headers)

@@ -9,7 +9,10 @@ shift when a row is edited mid-scan and bulk imports stamp thousands of rows
 with one second; a keyset is immune to both and never pages deep. Date
 literals in a query are UTC; `gs.dateGenerate` would be the user's zone and
 is never used. Deleted rows vanish from the table (their tasks stay);
-`sys_audit_delete` could report them, not read yet.
+`sys_audit_delete` could report them, not read yet. OAuth (`client_id`,
+`client_secret`) gets access tokens from `POST /oauth_token.do` by the
+password, refresh_token or client_credentials grant, and renews them before
+they expire (30 minutes by default) and when one is refused mid-pass.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
-from connectors.http.auth import basic, bearer
+from connectors.http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 from connectors.http.rest import base_url_from_site
 from connectors.records import get_path
 
 ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
+OAUTH_PATH = "/oauth_token.do"
 STAMP = "%Y-%m-%d %H:%M:%S"  # what raw values look like, and what a query literal is
 
 Keyset = tuple[str, str]
@@ -45,7 +49,16 @@ class ServiceNowOptions(HttpOptions):
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
-    """An OAuth access token, sent as `Authorization: Bearer`, instead of username/password."""
+    """A fixed OAuth access token, sent as `Authorization: Bearer`; it expires (see client_id)."""
+    client_id: str | None = None
+    """An OAuth application's (System OAuth > Application Registry): tokens from /oauth_token.do.
+
+    With username and password: the password grant; with refresh_token: the
+    refresh_token grant; alone: the client_credentials grant (Washington DC
+    and later, once enabled on the instance).
+    """
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
     page_size: int = Field(default=500, ge=1, le=10_000)
 
     @model_validator(mode="before")
@@ -56,6 +69,10 @@ class ServiceNowOptions(HttpOptions):
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceNowOptions:
         has_basic = self.username is not None or self.password is not None
+        if self.client_id is not None or self.client_secret is not None:
+            return self._oauth_credentials(has_basic)
+        if self.refresh_token is not None:
+            raise ValueError("refresh_token needs client_id and client_secret (OAuth)")
         if has_basic and self.token is not None:
             raise ValueError("set either username and password (Basic) or token (OAuth), not both")
         if not has_basic and self.token is None:
@@ -63,6 +80,26 @@ class ServiceNowOptions(HttpOptions):
         if has_basic and (not self.username or self.password is None):
             raise ValueError("Basic auth needs both username and password")
         return self
+
+    def _oauth_credentials(self, has_basic: bool) -> ServiceNowOptions:
+        if not self.client_id or self.client_secret is None:
+            raise ValueError("OAuth needs both client_id and client_secret")
+        if self.token is not None:
+            raise ValueError("set either client_id (tokens renewed as needed) or token, not both")
+        if has_basic and self.refresh_token is not None:
+            raise ValueError(
+                "set username and password (password grant) or refresh_token, not both"
+            )
+        if has_basic and (not self.username or self.password is None):
+            raise ValueError("the password grant needs both username and password")
+        return self
+
+    @property
+    def grant(self) -> Grant:
+        """The OAuth grant the credentials given call for."""
+        if self.username is not None:
+            return "password"
+        return "refresh_token" if self.refresh_token is not None else "client_credentials"
 
     @field_validator("query")
     @classmethod
@@ -125,6 +162,17 @@ class ServiceNowConnector(RestConnector):
 
     def auth(self) -> httpx.Auth:
         options = self.options
+        if options.client_id is not None:
+            return OAuth2(
+                token_endpoint(OAUTH_PATH, options.base_url),
+                options.grant,
+                client_id=options.client_id,
+                client_secret=options.client_secret,
+                client_auth="body",  # as ServiceNow documents it: all in the form
+                username=options.username,
+                password=options.password,
+                refresh_token=options.refresh_token,
+            )
         if options.token is not None:
             return bearer(options.token)
         assert options.username is not None and options.password is not None

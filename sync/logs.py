@@ -1,8 +1,9 @@
 """Logging: structlog to stderr, readable on a terminal, JSON lines elsewhere.
 
-Owns redaction: every secret in the config is registered here and replaced
-by `***` in every log line, whatever logger wrote it (ours, httpx, alembic),
-along with anything shaped like a bearer token or a password in a URL.
+Owns redaction: every secret in the config, and every token a connector
+obtains while it runs, is registered here and replaced by `***` in every log
+line, whatever logger wrote it (ours, httpx, alembic), along with anything
+shaped like a bearer token or a password in a URL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from connectors.http import auth
 
 REDACTED = "***"
 _PATTERNS = (
@@ -39,6 +42,10 @@ def register_secrets(values: Iterable[str]) -> None:
         _secrets.update(v for v in values if v and len(v) >= 4)
         # Longest first: a secret holding another is replaced whole.
         _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+
+
+# A token a connector obtains at run time (OAuth, GitHub App) is a secret from the moment it exists.
+auth.SECRET_LISTENERS.append(register_secrets)
 
 
 def redact(text: str) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors import github
 from connectors.base import SourceTicket
@@ -16,6 +19,7 @@ from fakes import Request
 from fakes.github import (
     NO_PERMISSION,
     SECONDARY_RATE_LIMIT,
+    AppInstallation,
     FakeGitHub,
     primary_rate_limit,
     stamp,
@@ -24,10 +28,14 @@ from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
+from sync.logs import redact
 from sync.run import RunSummary
 from synckit import TOKEN, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
+APP_ID = 583231
+CLIENT_ID = "Iv23liFAKEclient42"
+INSTALLATION_ID = 52109871
 
 
 class GitHubCase(VendorCase):
@@ -41,13 +49,14 @@ class GitHubCase(VendorCase):
         self.extra: dict[str, Any] = {}
 
     def options(self) -> dict[str, Any]:
-        return {
+        options = {
             "base_url": self.fake.base_url,
             "repository": self.fake.repository,
             "token": GITHUB_TOKEN,
             "page_size": self.page_size,
             **self.extra,
         }
+        return {k: v for k, v in options.items() if v is not None}
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
         title = f"Printer {number} jammed v{version}"
@@ -317,7 +326,10 @@ def test_the_default_mapping_makes_a_readable_task(
         ({"repository": "octo-org"}, "repository"),
         ({"repository": "https://github.com/octo-org/helpdesk"}, "repository"),
         ({"page_size": 101}, "page_size"),
-        ({"token": None}, "token"),
+        ({"token": None}, ""),
+        ({"token": None, "app_id": CLIENT_ID, "installation_id": 7}, ""),
+        ({"app_id": CLIENT_ID}, ""),
+        ({"token": None, "app_id": 1, "installation_id": 7, "private_key": "x"}, "private_key"),
     ],
 )
 def test_bad_options_fail_at_config_load_naming_the_key(
@@ -330,4 +342,131 @@ def test_bad_options_fail_at_config_load_naming_the_key(
     }
     with pytest.raises(ConfigError) as caught:
         build_config(raw, source="test")
-    assert caught.value.key == f"connectors.issues.{key}"
+    assert caught.value.key == "connectors.issues" + (f".{key}" if key else "")
+
+
+# GitHub Apps: installation tokens minted with a JWT, lasting an hour, renewed in time
+
+
+def _pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # "BEGIN RSA PRIVATE KEY", as GitHub's
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture(scope="module")
+def app_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def app(case: GitHubCase, app_key: rsa.RSAPrivateKey) -> GitHubCase:
+    """The case with a GitHub App installed, the connector acting as the app (no token)."""
+    public = app_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    case.fake.install_app(AppInstallation(APP_ID, CLIENT_ID, INSTALLATION_ID, public.decode()))
+    case.extra = {
+        "token": None,
+        "app_id": CLIENT_ID,
+        "installation_id": INSTALLATION_ID,
+        "private_key": _pem(app_key),
+    }
+    return case
+
+
+def minted(case: GitHubCase) -> list[dict[str, Any]]:
+    assert case.fake.app is not None
+    return case.fake.app.jwts
+
+
+def test_an_app_pass_outliving_its_installation_token_renews_it_before_it_expires(
+    app: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    assert app.fake.app is not None
+    app.fake.app.token_lifetime = 3
+    for n in range(1, 61):
+        app.add(n, T0 + dt.timedelta(minutes=n))
+
+    def slow_github(request: Request) -> None:
+        if request.path == app.fake.issues_path:
+            time.sleep(0.3)  # 13 pages take about 4 s: the pass outlives its first token
+
+    app.fake.faults.append(slow_github)
+
+    summary = sync(app, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    ConnectorSuite().assert_exact(app, emulator)
+    assert len(minted(app)) >= 2
+    assert app.fake.refused == []  # renewed before expiry: no page was refused
+
+
+def test_an_installation_token_revoked_mid_pass_is_renewed_once_and_the_pass_completes(
+    app: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    assert app.fake.app is not None
+    for n in range(1, 16):
+        app.add(n, T0 + dt.timedelta(minutes=n))
+    app.fake.when(nth_page_request(app, 2), app.fake.app.revoke)
+
+    summary = sync(app, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    ConnectorSuite().assert_exact(app, emulator)
+    assert len(minted(app)) == 2
+    assert len(app.fake.refused) == 1
+
+
+def test_the_app_jwt_carries_what_github_checks(app: GitHubCase) -> None:
+    app.add(1, T0)
+    before = int(time.time())
+
+    assert [t.source_id for t in pull(app.connector(), None)] == ["1"]
+
+    [claims] = minted(app)
+    assert claims["iss"] == CLIENT_ID
+    assert before - 61 <= claims["iat"] <= int(time.time()) - 59  # a minute back, for drift
+    assert claims["exp"] - claims["iat"] == 600  # GitHub's most
+    [mint] = [r for r in app.fake.requests if r.method == "POST"]
+    assert mint.path == f"/app/installations/{INSTALLATION_ID}/access_tokens"
+    assert mint.headers["accept"] == "application/vnd.github+json"
+    assert mint.headers["x-github-api-version"] == "2022-11-28"
+    [page] = app.fake.gets(app.fake.issues_path)
+    assert page.headers["authorization"].startswith("Bearer ghs_")
+
+
+def test_installation_tokens_are_secrets_to_the_log_redaction(app: GitHubCase) -> None:
+    assert app.fake.app is not None
+    app.add(1, T0)
+
+    pull(app.connector(), None)
+
+    [token] = app.fake.app.tokens
+    assert redact(f"Bad credentials for {token}") == "Bad credentials for ***"
+
+
+def test_a_numeric_app_id_is_the_jwts_issuer_too(app: GitHubCase) -> None:
+    app.add(1, T0)
+    assert [t.source_id for t in pull(app.connector(app_id=APP_ID), None)] == ["1"]
+    assert [claims["iss"] for claims in minted(app)] == [str(APP_ID)]  # RFC 7519: a string
+
+
+def test_a_key_github_does_not_know_fails_the_pass_with_githubs_reason(
+    app: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    app.add(1, T0)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    app.extra["private_key"] = _pem(other)
+
+    summary = sync(app, emulator, sqlite_url)
+
+    assert not summary.ok
+    error = summary.error or ""
+    assert "'source'" in error
+    assert f"/app/installations/{INSTALLATION_ID}/access_tokens refused the app's JWT: 401" in error
+    assert "A JSON web token could not be decoded" in error
+    assert "PRIVATE KEY" not in error
+    assert app.fake.gets(app.fake.issues_path) == []

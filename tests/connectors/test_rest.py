@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from connectors.base import SourceTicket
+from connectors.errors import SourceError
+from connectors.http.auth import token_endpoint
 from connectors.rest import RestApiConnector, RestApiOptions, render_since
 from fakes import Reply, Request
-from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
+from fakes.backoffice import PATH, TOKEN_PATH, FakeBackOffice, OAuthServer, PagingStyle
 from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import ConnectorSettings, build_config
 from sync.emulator import Emulator
@@ -372,7 +377,36 @@ def config_error(**options: Any) -> ConfigError:
         ),
         ({"paginator": {"type": "offset", "limit": 50}}, "paginator.offset", "page_size"),
         ({"auth": {"type": "bearer"}}, "auth.bearer.token", "required"),
-        ({"auth": {"type": "oauth2"}}, "auth", "'bearer', 'basic'"),
+        ({"auth": {"type": "digest"}}, "auth", "'bearer', 'basic'"),
+        (
+            {"auth": {"type": "oauth2", "token_url": "https://id.example/token"}},
+            "auth.oauth2",
+            "client_id",
+        ),
+        (
+            {
+                "auth": {
+                    "type": "oauth2",
+                    "token_url": "https://id.example/t",
+                    "grant": "refresh_token",
+                }
+            },
+            "auth.oauth2",
+            "needs refresh_token",
+        ),
+        (
+            {
+                "auth": {
+                    "type": "oauth2",
+                    "token_url": "http://id.example/token",
+                    "client_id": "c",
+                    "client_secret": "s",
+                }
+            },
+            "auth",
+            "use https",
+        ),
+        ({"auth": {"type": "query", "param": "key"}}, "auth.query.value", "required"),
         ({"since_format": "rfc2822"}, "since_format", "strftime"),
         ({"since_initial": "0"}, "since_initial", "since_param"),
         ({"sinse_param": "updated"}, "sinse_param", "unknown key"),
@@ -417,3 +451,157 @@ def test_each_auth_type_puts_its_secret_where_it_belongs(
     request = httpx.Request("GET", "https://backoffice.example.com/api/v1/tickets")
     sent = request if built is None else next(built.sync_auth_flow(request))
     assert sent.headers.get(header) == value
+
+
+# Query-parameter keys and OAuth 2 tokens
+
+
+def test_a_query_key_goes_in_every_request_once_even_when_next_links_echo_it() -> None:
+    with FakeBackOffice(API_KEY, "next_url") as fake:
+        case = BackOfficeCase(fake, auth={"type": "query", "param": "key", "value": API_KEY})
+        for n in range(1, 13):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+
+        tickets = pull(case.connector(), None)
+
+        assert [t.source_id for t in tickets] == [str(n) for n in range(1, 13)]
+        pages = fake.gets(PATH)
+        assert len(pages) >= 3
+        assert all(page.query["key"] == [API_KEY] for page in pages)
+        assert all("x-api-key" not in p.headers and "authorization" not in p.headers for p in pages)
+
+
+def test_the_url_an_error_shows_leaves_the_query_key_out() -> None:
+    with FakeBackOffice(API_KEY, "next_url") as fake:
+        case = BackOfficeCase(fake, auth={"type": "query", "param": "key", "value": API_KEY})
+        for n in range(1, 13):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        fake.fail_next(
+            Reply(200, raw=b"<html>maintenance</html>"), when=lambda r: len(fake.gets(PATH)) == 2
+        )
+
+        with pytest.raises(SourceError) as raised:
+            pull(case.connector(reanchor_after_pages=None), None)
+
+        assert "page=2" in str(raised.value)  # the next link it followed, shown
+        assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("token_url", "sent_to"),
+    [
+        ("/oauth/token", "http://127.0.0.1:8080/api/oauth/token"),
+        ("http://127.0.0.1:8080/oauth/token", "http://127.0.0.1:8080/oauth/token"),
+        ("https://login.example.com/oauth2/token", "https://login.example.com/oauth2/token"),
+        ("http://127.0.0.1:8081/oauth/token", None),  # another port, unencrypted
+        ("http://login.example.com/oauth2/token", None),
+        ("ftp://login.example.com/token", None),
+    ],
+)
+def test_client_secrets_go_only_to_https_or_the_sources_own_server(
+    token_url: str, sent_to: str | None
+) -> None:
+    if sent_to is None:
+        with pytest.raises(ValueError, match=r"use https|neither an http"):
+            token_endpoint(token_url, "http://127.0.0.1:8080/api")
+    else:
+        assert token_endpoint(token_url, "http://127.0.0.1:8080/api") == sent_to
+
+
+def oauth_case(fake: FakeBackOffice, **auth: Any) -> BackOfficeCase:
+    fake.oauth = OAuthServer(CLIENT_ID, CLIENT_SECRET)
+    return BackOfficeCase(
+        fake,
+        auth={
+            "type": "oauth2",
+            "token_url": TOKEN_PATH,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            **auth,
+        },
+    )
+
+
+CLIENT_ID = "backoffice sync@acme"  # a space and an @: RFC 6749 form-encodes it for Basic
+CLIENT_SECRET = "bo-client-secret-5d1e"
+
+
+def test_client_credentials_tokens_are_renewed_before_they_expire(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        case = oauth_case(fake, scope="tickets:read")
+        assert fake.oauth is not None
+        fake.oauth.lifetime = 3
+        for n in range(1, 61):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+
+        def slow_api(request: Request) -> None:
+            if request.path == PATH:
+                time.sleep(0.3)  # 13 pages take about 4 s: the pass outlives its first token
+
+        fake.faults.append(slow_api)
+
+        summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+
+        assert summary.ok, summary.error
+        ConnectorSuite().assert_exact(case, emulator)
+        asked = [r for r in fake.requests if r.path == TOKEN_PATH]
+        assert len(asked) >= 2
+        for request in asked:
+            assert (
+                request.headers["authorization"]
+                == "Basic "
+                + base64.b64encode(b"backoffice%20sync%40acme:bo-client-secret-5d1e").decode()
+            )
+            assert parse_qs(request.body.decode()) == {
+                "grant_type": ["client_credentials"],
+                "scope": ["tickets:read"],
+            }
+        pages = fake.gets(PATH)
+        assert all(p.headers["authorization"].startswith("Bearer bo-access-") for p in pages)
+
+
+def test_a_rotated_refresh_token_is_the_one_used_when_a_token_is_refused_mid_pass(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        case = oauth_case(
+            fake,
+            grant="refresh_token",
+            refresh_token="bo-refresh-configured",
+            client_auth="body",
+        )
+        assert fake.oauth is not None
+        fake.oauth.rotate = True
+        fake.oauth.refresh_tokens.add("bo-refresh-configured")
+        for n in range(1, 16):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        fake.when(nth_page_request(case, 2), fake.oauth.access.clear)
+
+        summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+
+        assert summary.ok, summary.error
+        ConnectorSuite().assert_exact(case, emulator)
+        forms = [parse_qs(r.body.decode()) for r in fake.requests if r.path == TOKEN_PATH]
+        first, second = forms
+        assert first["refresh_token"] == ["bo-refresh-configured"]
+        assert second["refresh_token"] != first["refresh_token"]  # the rotated one
+        assert second["client_id"] == [CLIENT_ID] and second["client_secret"] == [CLIENT_SECRET]
+
+
+def test_a_refused_client_secret_fails_naming_the_connector_and_the_reason() -> None:
+    with FakeBackOffice(API_KEY, "next_token") as fake:
+        case = oauth_case(fake)
+        case.add(1, T0)
+        case.extra["auth"] = {**case.extra["auth"], "client_secret": "rotated-away"}
+
+        with pytest.raises(SourceError) as raised:
+            pull(case.connector(), None)
+
+        assert "'backoffice'" in str(raised.value)
+        assert f"{fake.base_url}{TOKEN_PATH} refused the client_credentials grant: 401" in str(
+            raised.value
+        )
+        assert "invalid_client: Client authentication failed" in str(raised.value)
+        assert fake.gets(PATH) == []

@@ -7,6 +7,7 @@ are five hours behind the UTC that raw values and query literals use.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -19,17 +20,21 @@ from connectors.base import BadRecord, SourceTicket
 from connectors.errors import SourceError
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
 from fakes import Reply, Request
-from fakes.servicenow import FakeServiceNow, sys_id_of
-from fakes.suite import T0, ConnectorSuite, VendorCase
+from fakes.servicenow import FakeServiceNow, OAuthClient, sys_id_of
+from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
+from sync.logs import redact
 from sync.mapping import Mapper
+from sync.run import RunSummary
 from synckit import TOKEN, tasks_by_ticket
 
 USERNAME = "fragment.sync"
 PASSWORD = "snow-pass-81d2"
 OAUTH_TOKEN = "snow-oauth-5e77c0"
+CLIENT_ID = "be3aeb583ace210011c15b24a43e25d8"
+CLIENT_SECRET = "snow-client-secret-2b90d4"
 TABLE = "/api/now/table/incident"
 ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
 
@@ -38,13 +43,19 @@ class ServiceNowCase(VendorCase):
     kind = "servicenow"
     fake: FakeServiceNow
 
+    def __init__(self, fake: FakeServiceNow) -> None:
+        super().__init__(fake)
+        self.extra: dict[str, Any] = {}
+
     def options(self) -> dict[str, Any]:
-        return {
+        options = {
             "base_url": self.fake.base_url,
             "username": USERNAME,
             "password": PASSWORD,
             "page_size": self.page_size,
+            **self.extra,
         }
+        return {k: v for k, v in options.items() if v is not None}
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
         text = f"Printer {number} jammed v{version}"
@@ -259,6 +270,14 @@ def test_a_wrong_password_fails_with_a_clear_message(case: ServiceNowCase) -> No
         ({}, "username and password (Basic auth) or token"),
         ({"username": "u", "password": "p", "token": "t"}, "not both"),
         ({"username": "u"}, "needs both username and password"),
+        ({"client_id": "c"}, "needs both client_id and client_secret"),
+        ({"client_id": "c", "client_secret": "s", "token": "t"}, "not both"),
+        ({"client_id": "c", "client_secret": "s", "password": "p"}, "needs both username"),
+        ({"refresh_token": "r"}, "refresh_token needs client_id and client_secret"),
+        (
+            {"client_id": "c", "client_secret": "s", "refresh_token": "r", "username": "u"},
+            "not both",
+        ),
     ],
 )
 def test_credentials_are_checked_at_config_load(
@@ -306,6 +325,154 @@ def test_the_default_mapping_reads_incident_states_and_links_back(case: ServiceN
         "assigned_to": "5137153cc611227c000bbd1bd8cd2005",
         "caller_id": "681ccaf9c0a8016400b98a06818d57c7",
     }
+
+
+# OAuth: tokens from /oauth_token.do that expire, renewed on time and once when refused
+
+
+@pytest.fixture
+def oauth(case: ServiceNowCase) -> ServiceNowCase:
+    """The case with an OAuth application registered, the connector using the password grant."""
+    case.fake.oauth_client = OAuthClient(CLIENT_ID, CLIENT_SECRET)
+    case.extra = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    return case
+
+
+def sync(case: ServiceNowCase, emulator: Emulator, state_url: str) -> RunSummary:
+    return ConnectorSuite().sync(case, emulator, state_url)
+
+
+def test_a_pass_outliving_its_access_token_renews_it_before_it_expires(
+    oauth: ServiceNowCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    oauth.fake.token_lifetime = 3  # the instance says "expires_in": 2
+    for n in range(1, 61):
+        oauth.add(n, T0 + dt.timedelta(minutes=n))
+
+    def slow_instance(request: Request) -> None:
+        if request.path == TABLE:
+            time.sleep(0.3)  # 13 pages take about 4 s: the pass outlives its first token
+
+    oauth.fake.faults.append(slow_instance)
+
+    summary = sync(oauth, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    ConnectorSuite().assert_exact(oauth, emulator)
+    grants = oauth.fake.grants()
+    assert grants[0] == "password"
+    assert len(grants) >= 2 and set(grants[1:]) == {"refresh_token"}  # renewed, no password
+    assert oauth.fake.refused == []  # renewed before expiry: no page was refused
+
+
+def test_a_token_revoked_mid_pass_is_renewed_once_and_the_pass_completes(
+    oauth: ServiceNowCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 16):
+        oauth.add(n, T0 + dt.timedelta(minutes=n))
+    oauth.fake.when(nth_page_request(oauth, 2), oauth.fake.revoke_access_tokens)
+
+    summary = sync(oauth, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    ConnectorSuite().assert_exact(oauth, emulator)
+    assert oauth.fake.grants() == ["password", "refresh_token"]
+    [refused] = oauth.fake.refused
+    assert refused.param("sysparm_query") == oauth.fake.gets(TABLE)[2].param("sysparm_query")
+
+
+def test_a_refused_renewal_fails_the_pass_naming_the_connector_and_the_endpoint(
+    oauth: ServiceNowCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 16):
+        oauth.add(n, T0 + dt.timedelta(minutes=n))
+
+    def lock_the_user_out() -> None:
+        oauth.fake.revoke_access_tokens()
+        oauth.fake.revoke_refresh_tokens()
+        oauth.fake.password = "changed-by-an-admin"
+
+    oauth.fake.when(nth_page_request(oauth, 2), lock_the_user_out)
+
+    summary = sync(oauth, emulator, sqlite_url)
+
+    assert not summary.ok
+    error = summary.error or ""
+    assert "'source'" in error  # the connector's name
+    assert f"{oauth.fake.base_url}/oauth_token.do refused the password grant: 401" in error
+    assert "access_denied" in error
+    # The refresh token was tried first, then the password grant, then nothing more.
+    assert oauth.fake.grants() == ["password", "refresh_token", "password"]
+    for secret in (CLIENT_SECRET, PASSWORD, *(t.access_token for t in oauth.fake.issued)):
+        assert secret not in error
+
+
+def test_a_token_refused_again_after_its_renewal_fails_the_pass(
+    oauth: ServiceNowCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 16):
+        oauth.add(n, T0 + dt.timedelta(minutes=n))
+    refusal = Reply(401, {"error": {"message": "User Not Authenticated"}, "status": "failure"})
+
+    def from_the_second_page(request: Request) -> bool:
+        return request.path == TABLE and len(oauth.fake.gets(TABLE)) >= 2
+
+    oauth.fake.fail_next(refusal, times=2, when=from_the_second_page)
+
+    summary = sync(oauth, emulator, sqlite_url)
+
+    assert not summary.ok
+    assert "'source'" in (summary.error or "")
+    assert "refused the credentials" in (summary.error or "")
+    assert "401" in (summary.error or "")
+    assert oauth.fake.grants() == ["password", "refresh_token"]  # renewed once, not in a loop
+
+
+def test_the_client_credentials_and_refresh_token_grants_work(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+    oauth.fake.refresh_tokens.add("snow-refresh-from-setup-41c7")
+
+    by_client = pull(oauth, None, username=None, password=None)
+    by_refresh = pull(
+        oauth, None, username=None, password=None, refresh_token="snow-refresh-from-setup-41c7"
+    )
+
+    assert ids(by_client) == ids(by_refresh) == [sys_id_of(1)]
+    assert oauth.fake.grants() == ["client_credentials", "refresh_token"]
+    [by_client_token, by_refresh_token] = oauth.fake.issued
+    first, second = (r.headers["authorization"] for r in oauth.fake.gets(TABLE)[::2])
+    assert first == f"Bearer {by_client_token.access_token}"
+    assert second == f"Bearer {by_refresh_token.access_token}"
+
+
+def test_a_wrong_client_secret_fails_with_the_instances_reason(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+    with pytest.raises(SourceError) as raised:
+        pull(oauth, None, client_secret="not-the-secret")
+    assert "oauth_token.do refused the password grant: 401 server_error: access_denied" in str(
+        raised.value
+    )
+    assert oauth.fake.gets(TABLE) == []  # nothing was asked without a token
+
+
+def test_a_token_endpoint_failing_for_a_moment_is_retried(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+    busy = Reply(503, raw=b"<html>Instance is starting</html>", content_type="text/html")
+    oauth.fake.fail_next(busy, when=lambda request: request.path == "/oauth_token.do")
+
+    assert ids(pull(oauth, None, rate_limit_floor="10ms")) == [sys_id_of(1)]
+    assert oauth.fake.grants() == ["password", "password"]
+
+
+def test_the_tokens_obtained_are_secrets_to_the_log_redaction(oauth: ServiceNowCase) -> None:
+    oauth.add(1, T0)
+
+    pull(oauth, None)
+
+    [token] = oauth.fake.issued
+    assert token.refresh_token is not None
+    echoed = f"the instance said: {token.access_token} / {token.refresh_token}"
+    assert redact(echoed) == "the instance said: *** / ***"
 
 
 def load(options: dict[str, Any]) -> Any:

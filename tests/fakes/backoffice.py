@@ -6,7 +6,12 @@ are `{"ref", "headline", "state", "modified", "removed"}` under `data.tickets`.
 seconds; answers are sorted by `(modified, ref)`, oldest first unless the fake
 is told to answer newest first (an API that can't sort). A deleted ticket
 stays in the feed with `removed` set to when, and `modified` bumped. The key
-goes in `X-Api-Key` or as a Bearer token. Paging styles:
+goes in `X-Api-Key`, as a Bearer token, or in the `key` query parameter (and
+then, like many such APIs, every next-page URL echoes it). With `oauth` set,
+`POST /oauth/token` is an RFC 6749 token endpoint (client_credentials and
+refresh_token grants, the client authenticated by HTTP Basic or in the form;
+refresh tokens rotated on use when `rotate` is set) whose access tokens expire
+after `lifetime` seconds and are taken as Bearer tokens. Paging styles:
 
 - `next_token`: `cursor` parameter, `paging.next_cursor` in the body; a
   keyset token, so edits mid-scan shift nothing.
@@ -24,8 +29,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import secrets
+import time
+from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, unquote, urlencode
 
 from fakes import FakeApi, Reply, Request
 
@@ -35,6 +43,26 @@ PATH = "/api/v1/tickets"
 
 def stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+TOKEN_PATH = "/oauth/token"
+
+
+@dataclass
+class OAuthServer:
+    """The back office's token endpoint: one registered client, the tokens it issued."""
+
+    client_id: str
+    client_secret: str
+    lifetime: float = 3600.0
+    refresh_tokens: set[str] = field(default_factory=set)
+    rotate: bool = False
+    access: dict[str, float] = field(default_factory=dict)
+    """Access token → when it expires (time.monotonic())."""
+
+    def valid(self, token: str) -> bool:
+        expires = self.access.get(token)
+        return expires is not None and time.monotonic() < expires
 
 
 class FakeBackOffice(FakeApi):
@@ -47,6 +75,7 @@ class FakeBackOffice(FakeApi):
         self.newest_first = newest_first
         self.tickets: dict[int, dict[str, Any]] = {}
         self.endless = False
+        self.oauth: OAuthServer | None = None
 
     def add(self, ref: int, modified: dt.datetime, **fields: Any) -> dict[str, Any]:
         ticket = {
@@ -70,12 +99,16 @@ class FakeBackOffice(FakeApi):
         self.touch(ref, at, removed=stamp(at))
 
     def route(self, request: Request) -> Reply:
+        if request.path == TOKEN_PATH and request.method == "POST" and self.oauth is not None:
+            return self._token(self.oauth, request)
         if request.path != PATH:
             return Reply(404, {"error": "no such endpoint"})
+        bearer = (request.headers.get("authorization") or "").removeprefix("Bearer ")
         if self.api_key not in (
             request.headers.get("x-api-key"),
-            (request.headers.get("authorization") or "").removeprefix("Bearer "),
-        ):
+            bearer,
+            request.param("key"),
+        ) and not (self.oauth is not None and self.oauth.valid(bearer)):
             return Reply(401, {"error": "missing or wrong API key"})
         tickets = sorted(self.tickets.values(), key=lambda t: (t["modified"], t["ref"]))
         since = request.param("modified_since")
@@ -99,6 +132,41 @@ class FakeBackOffice(FakeApi):
             "link_header": self._link_header,
         }[self.paging]
         return answer(request, tickets)
+
+    def _token(self, oauth: OAuthServer, request: Request) -> Reply:
+        """RFC 6749 §4.4 and §6, with §5.2's error answers."""
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        client = (form.get("client_id"), form.get("client_secret"))
+        header = request.headers.get("authorization", "")
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            client = (unquote(user), unquote(password))
+        if client != (oauth.client_id, oauth.client_secret):
+            return Reply(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+                headers={"WWW-Authenticate": 'Basic realm="backoffice"'},
+            )
+        grant = form.get("grant_type")
+        answer: dict[str, Any] = {"token_type": "Bearer", "expires_in": int(oauth.lifetime)}
+        with self.lock:
+            if grant == "refresh_token":
+                refresh = form.get("refresh_token", "")
+                if refresh not in oauth.refresh_tokens:
+                    return Reply(
+                        400,
+                        {"error": "invalid_grant", "error_description": "Refresh token revoked"},
+                    )
+                if oauth.rotate:
+                    oauth.refresh_tokens.discard(refresh)
+                    refresh = f"bo-refresh-{secrets.token_urlsafe(16)}"
+                    oauth.refresh_tokens.add(refresh)
+                answer["refresh_token"] = refresh
+            elif grant != "client_credentials":
+                return Reply(400, {"error": "unsupported_grant_type"})
+            token = f"bo-access-{secrets.token_urlsafe(16)}"
+            oauth.access[token] = time.monotonic() + oauth.lifetime
+        return Reply(200, {"access_token": token, **answer}, headers={"Cache-Control": "no-store"})
 
     @staticmethod
     def _size(request: Request, name: str) -> int:

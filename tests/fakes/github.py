@@ -14,6 +14,14 @@ datasets, please use cursor based pagination (after/before)"), and an answer
 too large for page numbers to reach its end links its next page with an
 opaque `after=` cursor instead (`cursor:v2:` + the last item's sort key,
 base64; a keyset, so edits mid-scan shift nothing after it).
+
+GitHub App installations (`install_app`): `POST /app/installations/{id}/access_tokens`
+with `Authorization: Bearer <JWT>` checks the JWT as GitHub documents it (RS256,
+signed with the app's private key; `iss` the app's client ID or app ID; `iat`
+not in the future; `exp` in the future and at most 10 minutes ahead) and
+answers 201 with an installation token (`ghs_…`) and its `expires_at`, one
+hour ahead by default (`token_lifetime`). An expired or revoked installation
+token gets the same 401 "Bad credentials" as a wrong one.
 """
 
 from __future__ import annotations
@@ -23,9 +31,14 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
+import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
+
+import jwt
 
 from fakes import FakeApi, Reply, Request
 
@@ -77,6 +90,33 @@ NO_PERMISSION = Reply(
 )
 
 
+_ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
+
+
+@dataclass
+class AppInstallation:
+    """A GitHub App installed on the repository's account, and the tokens minted for it."""
+
+    app_id: int
+    client_id: str
+    installation_id: int
+    public_key: str
+    """PEM: GitHub keeps the public half of the private key the app signs its JWTs with."""
+    token_lifetime: float = 3600.0
+    tokens: dict[str, float] = field(default_factory=dict)
+    """Installation token → when it expires (time.monotonic())."""
+    jwts: list[dict[str, Any]] = field(default_factory=list)
+    """The claims of every JWT GitHub accepted, in order."""
+
+    def valid(self, token: str) -> bool:
+        expires = self.tokens.get(token)
+        return expires is not None and time.monotonic() < expires
+
+    def revoke(self) -> None:
+        """`DELETE /installation/token`, for every token minted so far."""
+        self.tokens.clear()
+
+
 class FakeGitHub(FakeApi):
     def __init__(self, token: str, repository: str = "octo-org/helpdesk") -> None:
         super().__init__()
@@ -87,6 +127,13 @@ class FakeGitHub(FakeApi):
         """Requests that counted against the hourly quota (a 304 does not)."""
         self.deepest_page = DEEPEST_PAGE
         """The last `page=` number served; deeper is a 422, and longer answers link `after=`."""
+        self.app: AppInstallation | None = None
+        self.refused: list[Request] = []
+        """Issue requests answered 401."""
+
+    def install_app(self, installation: AppInstallation) -> AppInstallation:
+        self.app = installation
+        return installation
 
     @property
     def issues_path(self) -> str:
@@ -132,12 +179,13 @@ class FakeGitHub(FakeApi):
             self.issues[issue_id].update(fields, updated_at=stamp(updated))
 
     def route(self, request: Request) -> Reply:
+        minting = _ACCESS_TOKENS.match(request.path)
+        if minting is not None and request.method == "POST":
+            return self._access_token(int(minting[1]), request)
         if request.path != self.issues_path:
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
-        if request.headers.get("authorization") not in (
-            f"Bearer {self.token}",
-            f"token {self.token}",
-        ):
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
             return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
         issues = list(self.issues.values())
         state = request.param("state", "open")
@@ -190,6 +238,60 @@ class FakeGitHub(FakeApi):
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
 
+    def _authorized(self, header: str) -> bool:
+        if header in (f"Bearer {self.token}", f"token {self.token}"):
+            return True
+        scheme, _, token = header.partition(" ")
+        return scheme in ("Bearer", "token") and self.app is not None and self.app.valid(token)
+
+    def _access_token(self, installation_id: int, request: Request) -> Reply:
+        """`POST /app/installations/{id}/access_tokens`: a JWT in, an installation token out."""
+        app = self.app
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if app is None or scheme != "Bearer":
+            return _unauthorized("A JSON web token could not be decoded")
+        try:
+            claims = jwt.decode(
+                token,
+                app.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"], "verify_exp": False},
+            )
+        except jwt.InvalidTokenError:
+            return _unauthorized("A JSON web token could not be decoded")
+        now = time.time()
+        if not isinstance(claims["iat"], int) or claims["iat"] > now:
+            return _unauthorized(
+                "'Issued at' claim ('iat') must be an Integer representing the time that the "
+                "assertion was issued"
+            )
+        if not isinstance(claims["exp"], int) or claims["exp"] <= now:
+            return _unauthorized(
+                "'Expiration time' claim ('exp') must be a numeric value representing the "
+                "future time at which the assertion expires"
+            )
+        if claims["exp"] > now + 600:
+            return _unauthorized("'Expiration time' claim ('exp') is too far in the future")
+        if str(claims["iss"]) not in (str(app.app_id), app.client_id):
+            return _unauthorized("Integration not found")  # no app has this key and issuer
+        if installation_id != app.installation_id:
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        minted = f"ghs_{secrets.token_hex(18)}"
+        with self.lock:
+            app.jwts.append(claims)
+            app.tokens[minted] = time.monotonic() + app.token_lifetime
+        # Whole seconds, rounded down: never later than the token really expires.
+        expires_at = dt.datetime.fromtimestamp(math.floor(now + app.token_lifetime), dt.UTC)
+        return Reply(
+            201,
+            {
+                "token": minted,
+                "expires_at": stamp(expires_at),
+                "permissions": {"issues": "read", "metadata": "read"},
+                "repository_selection": "selected",
+            },
+        )
+
     def _etag(self, body: Any) -> str:
         text = f"{self.token}:{json.dumps(body, sort_keys=True)}"
         digest = hashlib.blake2b(text.encode(), digest_size=16)
@@ -237,3 +339,7 @@ def _position(cursor: str) -> tuple[str, int]:
         raise ValueError(cursor)
     stamp_, issue_id = json.loads(text.removeprefix("cursor:v2:"))
     return str(stamp_), int(issue_id)
+
+
+def _unauthorized(message: str) -> Reply:
+    return Reply(401, {"message": message, "documentation_url": DOCS, "status": "401"})

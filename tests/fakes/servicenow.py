@@ -12,7 +12,15 @@ value compares like SQL NULL (never greater, never equal). Paging by
 only when counting; none at all when one page holds everything) and
 `X-Total-Count` unless `sysparm_no_count=true`. Rows an ACL hides
 (`acl_hidden`) are dropped from a page after the query ran: short and even
-empty pages with more to come. Basic or Bearer auth, else 401. Unlike a real
+empty pages with more to come. Basic or Bearer auth, else 401. OAuth
+(`POST /oauth_token.do`, form-encoded, client id and secret in the body): the
+password grant returns an access and a refresh token (the current access token
+again while it is valid), the refresh_token grant a new access token and the
+same refresh token, the client_credentials grant an access token only;
+`expires_in` is `token_lifetime` (1800 s by default, so 1799 as the instance
+says it) and an expired or revoked access token gets the Table API's 401;
+anything refused gets ServiceNow's 401 `{"error": "server_error",
+"error_description": "access_denied"}`. Unlike a real
 instance, which by default ignores a condition on an unknown field, this fake
 answers 400, so a connector's typo can't pass unnoticed.
 """
@@ -23,10 +31,12 @@ import base64
 import datetime as dt
 import hashlib
 import re
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
 from fakes import FakeApi, Reply, Request
@@ -73,6 +83,33 @@ class QueryError(ValueError):
 
 Condition = Callable[[dict[str, str]], bool]
 
+TOKEN_PATH = "/oauth_token.do"
+ACCESS_DENIED = {"error_description": "access_denied", "error": "server_error"}
+"""What the instance answers, with a 401, to any token request it refuses."""
+
+
+@dataclass
+class OAuthClient:
+    """An OAuth application registered on the instance (System OAuth > Application Registry)."""
+
+    client_id: str
+    client_secret: str
+    client_credentials: bool = True
+    """Whether the instance takes the client_credentials grant for it (Washington DC and later,
+    behind a system property, mapped to the OAuth Application User)."""
+
+
+@dataclass
+class IssuedToken:
+    grant: str
+    access_token: str
+    expires_at: float  # time.monotonic()
+    refresh_token: str | None = None
+    revoked: bool = False
+
+    def valid(self) -> bool:
+        return not self.revoked and time.monotonic() < self.expires_at
+
 
 class FakeServiceNow(FakeApi):
     def __init__(
@@ -80,10 +117,18 @@ class FakeServiceNow(FakeApi):
     ) -> None:
         super().__init__()
         self.username, self.password, self.token = username, password, token
+        self._user = (username, password)
         self.user_tz = ZoneInfo(user_tz)
         self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}}
         self.acl_hidden: set[str] = set()
         """sys_ids the API user may not read: dropped from pages after the query ran."""
+        self.oauth_client: OAuthClient | None = None
+        self.token_lifetime = 1800.0
+        """Seconds an access token lives (the instance's default; tests shorten it)."""
+        self.issued: list[IssuedToken] = []
+        self.refresh_tokens: set[str] = set()
+        self.refused: list[Request] = []
+        """Table API requests answered 401."""
 
     # Test controls
 
@@ -95,6 +140,30 @@ class FakeServiceNow(FakeApi):
             self.faults.clear()
             self.acl_hidden.clear()
             self.user_tz = ZoneInfo(user_tz)
+            self.username, self.password = self._user
+            self.oauth_client = None
+            self.token_lifetime = 1800.0
+            self.issued.clear()
+            self.refresh_tokens.clear()
+            self.refused.clear()
+
+    def revoke_access_tokens(self) -> None:
+        """Revoke every access token issued so far (an admin deleting them all)."""
+        with self.lock:
+            for token in self.issued:
+                token.revoked = True
+
+    def revoke_refresh_tokens(self) -> None:
+        with self.lock:
+            self.refresh_tokens.clear()
+
+    def grants(self) -> list[str]:
+        """The grant type of each token request the instance received, in order."""
+        return [
+            (parse_qs(r.body.decode()).get("grant_type") or ["?"])[0]
+            for r in self.requests
+            if r.path == TOKEN_PATH
+        ]
 
     def add(self, number: int, updated: dt.datetime | None, **fields: str) -> dict[str, str]:
         """Insert incident `number`; `updated=None` leaves `sys_updated_on` empty."""
@@ -148,9 +217,12 @@ class FakeServiceNow(FakeApi):
     # Serving
 
     def route(self, request: Request) -> Reply:
+        if request.path == TOKEN_PATH and request.method == "POST":
+            return self._token(request)
         if not request.path.startswith("/api/now/table/"):
             return _failure(400, "Requested URI does not represent any resource")
         if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
             return _failure(401, "User Not Authenticated", "Required to provide Auth information")
         table = request.path.removeprefix("/api/now/table/")
         if table not in self.tables:
@@ -175,7 +247,65 @@ class FakeServiceNow(FakeApi):
 
     def _authorized(self, header: str) -> bool:
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return header in (f"Basic {basic}", f"Bearer {self.token}")
+        if header in (f"Basic {basic}", f"Bearer {self.token}"):
+            return True
+        bearer = header.removeprefix("Bearer ")
+        return any(t.access_token == bearer and t.valid() for t in self.issued)
+
+    def _token(self, request: Request) -> Reply:
+        """`POST /oauth_token.do`, as ServiceNow documents its OAuth API."""
+        if request.headers.get("content-type", "").split(";")[0] != (
+            "application/x-www-form-urlencoded"
+        ):
+            return Reply(401, ACCESS_DENIED)  # "application/json results in an unspecified error"
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        client = self.oauth_client
+        if (
+            client is None
+            or form.get("client_id") != client.client_id
+            or form.get("client_secret") != client.client_secret
+        ):
+            return Reply(401, ACCESS_DENIED)
+        grant = form.get("grant_type")
+        with self.lock:
+            if grant == "password":
+                if (form.get("username"), form.get("password")) != (self.username, self.password):
+                    return Reply(401, ACCESS_DENIED)
+                current = next(
+                    (t for t in reversed(self.issued) if t.grant == "password" and t.valid()), None
+                )
+                if current is not None:  # "always return the current access token"
+                    return self._token_reply(current)
+                refresh = next(iter(self.refresh_tokens), None) or _secret("snow-refresh")
+                self.refresh_tokens.add(refresh)
+                return self._token_reply(self._issue("password", refresh))
+            if grant == "refresh_token":
+                refresh = form.get("refresh_token", "")
+                if refresh not in self.refresh_tokens:
+                    return Reply(401, ACCESS_DENIED)
+                return self._token_reply(self._issue("refresh_token", refresh))
+            if grant == "client_credentials" and client.client_credentials:
+                return self._token_reply(self._issue("client_credentials", None))
+        return Reply(401, ACCESS_DENIED)
+
+    def _issue(self, grant: str, refresh: str | None) -> IssuedToken:
+        token = IssuedToken(
+            grant, _secret("snow-access"), time.monotonic() + self.token_lifetime, refresh
+        )
+        self.issued.append(token)
+        return token
+
+    def _token_reply(self, token: IssuedToken) -> Reply:
+        body: dict[str, Any] = {
+            "access_token": token.access_token,
+            "scope": "useraccount",
+            "token_type": "Bearer",
+            # What is left of it, in whole seconds (1799 for a fresh token of 1800 s).
+            "expires_in": max(0, int(token.expires_at - time.monotonic())),
+        }
+        if token.refresh_token is not None:
+            body["refresh_token"] = token.refresh_token
+        return Reply(200, body)
 
     def _links(self, request: Request, offset: int, limit: int, total: int, counting: bool) -> str:
         def at(position: int) -> str:
@@ -288,6 +418,10 @@ class FakeServiceNow(FakeApi):
         if not _LITERAL.match(value):
             raise QueryError(f"Invalid query: {value!r} is not a date-time (YYYY-MM-DD HH:MM:SS)")
         return value  # a literal is UTC
+
+
+def _secret(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_urlsafe(24)}"
 
 
 def _failure(status: int, message: str, detail: str | None = None) -> Reply:

@@ -211,7 +211,7 @@ def _demo_or_config(args: argparse.Namespace, *, run: bool = False) -> Iterator[
             )
         else:
             print(
-                f"No config found: using the built-in demo's, in {DEMO_DIR}/ (see "
+                f"No config found: using the built-in demo's setup, in {DEMO_DIR}/ (see "
                 "config.example.toml to sync a real source).",
                 file=sys.stderr,
             )
@@ -219,6 +219,8 @@ def _demo_or_config(args: argparse.Namespace, *, run: bool = False) -> Iterator[
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dry_run and not args.once:
+        raise ConfigError("--dry-run", "only with --once: the daemon pushes what it reads")
     with _demo_or_config(args, run=True) as config:
         names = args.connector or None
         for name in names or ():

@@ -472,6 +472,9 @@ def test_a_dry_run_creates_nothing(tmp_path: Path, emulator: Emulator) -> None:
     result = sync_cli("run", "--once", "--dry-run", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(tmp_path.iterdir()) == before
+    daemon = sync_cli("run", "--dry-run", "--config", str(config), cwd=tmp_path)
+    assert daemon.returncode == 2 and "--dry-run" in daemon.stderr  # the daemon always pushes
+    assert sorted(tmp_path.iterdir()) == before
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -113,43 +114,54 @@ def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
-def test_config_example_loads_and_every_commented_connector_in_it_is_valid(
-    monkeypatch: pytest.MonkeyPatch,
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+_BLOCK = re.compile(r"^# \[connectors\.([^.\]]+)\]$")
+
+
+def _example_blocks() -> tuple[list[str], dict[str, range]]:
+    """config.example.toml's lines, and the lines of each commented connector block by name.
+
+    A block runs from its `# [connectors.NAME]` line, below the banner that says
+    how to uncomment them, to the next one.
+    """
+    lines = EXAMPLE.read_text().splitlines()
+    banner = next(i for i, line in enumerate(lines) if line.startswith("## More connectors"))
+    starts = [i for i, line in enumerate(lines) if i > banner and _BLOCK.match(line)]
+    ends = [*starts[1:], len(lines)]
+    return lines, {
+        _BLOCK.match(lines[start]).group(1): range(start, end)  # type: ignore[union-attr]
+        for start, end in zip(starts, ends, strict=True)
+    }
+
+
+def _uncommented(lines: list[str], blocks: list[range]) -> str:
+    """The file with the `# ` of every line of `blocks` removed, as its banner says to."""
+    chosen = {index for block in blocks for index in block}
+    return "\n".join(
+        line[2:] if index in chosen and line.startswith("# ") else line
+        for index, line in enumerate(lines)
+    )
+
+
+@pytest.mark.parametrize("variant", ["as-is", *_example_blocks()[1], "all-blocks"])
+def test_config_example_loads_as_is_with_any_block_uncommented_and_with_every_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
 ) -> None:
-    """config.example.toml documents every key: it must stay loadable, examples included."""
-    import re
-    import tomllib
-
-    from sync.config import build_config
-
-    root = Path(__file__).resolve().parents[2]
-    text = (root / "config.example.toml").read_text()
+    """Uncommented as its banner says, the file gave `Cannot declare ('fragment',) twice`,
+    and two blocks were both [connectors.backoffice]."""
+    lines, blocks = _example_blocks()
+    text = "\n".join(lines)
     for name in set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text)):
         monkeypatch.setenv(name, f"secret-for-{name.lower()}")
-    config = load_config(root / "config.example.toml")
-    assert "helpdesk" in config.connectors
+    chosen = {"as-is": [], "all-blocks": list(blocks.values())}.get(variant, [blocks.get(variant)])
+    config = load_config(write(tmp_path, _uncommented(lines, [b for b in chosen if b])))
 
-    commented = "\n".join(line[2:] if line.startswith("# ") else "" for line in text.splitlines())
-    tables = [
-        t
-        for t in re.split(r"\n(?=\[connectors\.[^.\]]+\]\n)", commented)
-        if t.startswith("[connectors.")
-    ]
-    kinds = set()
-    for table in tables:
-        raw = tomllib.loads(table)
-        built = build_config(raw, source="config.example.toml (commented)")
-        kinds.update(c.kind for c in built.connectors.values())
-    assert {
-        "sql",
-        "redmine",
-        "zendesk",
-        "freshdesk",
-        "jira",
-        "servicenow",
-        "github",
-        "rest",
-    } <= kinds
+    expected = {"as-is": set(), "all-blocks": set(blocks)}.get(variant, {variant})
+    assert set(config.connectors) == {"helpdesk", *expected}
+    if variant == "all-blocks":
+        kinds = {c.kind for c in config.connectors.values()}
+        assert {"csv", "sql", "redmine", "zendesk", "freshdesk", "jira", "servicenow"} <= kinds
+        assert {"github", "rest"} <= kinds
 
 
 def test_secrets_can_come_from_files_the_docker_secrets_way(

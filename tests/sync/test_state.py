@@ -468,3 +468,35 @@ def test_statistics_that_cannot_be_taken_never_fail_the_checkpoint_behind_them(
     store.close()
     [entry] = [e for e in logs if e["event"] == "state_statistics_not_updated"]
     assert entry["table"] == "no_such_table" and "no_such_table" in entry["error"]
+
+
+def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateStore) -> None:
+    store.keep_runs = 3
+    for _ in range(5):
+        store.finish_run(
+            store.start_run("helpdesk", "helpdesk", None), outcome="ok", counts={}, watermark=None
+        )
+    store.start_run("other", "other", None)
+    kept = store.recent_runs("helpdesk", limit=100)
+    assert len(kept) == 3
+    assert len(store.recent_runs("other")) == 1
+
+
+def test_a_run_whose_process_died_reads_abandoned_and_the_next_pass_records_it(
+    store: StateStore,
+) -> None:
+    store.acquire_lease("helpdesk", "host:1:dead", ttl=60)
+    died = store.start_run("helpdesk", "helpdesk", None)
+    assert [run.outcome for run in store.recent_runs("helpdesk")] == ["running"]  # lease held
+
+    store.release_lease("helpdesk", "host:1:dead")  # as its expiry would
+    [abandoned] = store.recent_runs("helpdesk")
+    assert (abandoned.id, abandoned.outcome) == (died, "abandoned")
+    assert abandoned.error is not None and "ended without finishing" in abandoned.error
+
+    store.acquire_lease("helpdesk", "host:2:next", ttl=60)
+    store.start_run("helpdesk", "helpdesk", None)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, outcome FROM runs")).all()
+    assert {(row.id, row.outcome) for row in rows if row.id == died} == {(died, "abandoned")}
+    assert sorted(run.outcome for run in store.recent_runs("helpdesk")) == ["abandoned", "running"]

@@ -228,9 +228,9 @@ def _source_checks(kind: str, figures: SourceFigures) -> Iterator[Check]:
     yield Check(
         f"backfill:{kind}",
         f"backfill_seen.{kind}",
-        "pushed + unchanged",
+        "pushed + unchanged + skipped deleted",
         filled.corpus.n,
-        run.count("pushed") + run.count("unchanged"),
+        run.count("pushed") + run.count("unchanged") + run.count("skipped_deleted"),
     )
     yield Check(f"backfill:{kind}", f"backfill_failed.{kind}", "failed", 0, run.count("failed"))
     yield Check(

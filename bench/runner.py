@@ -45,7 +45,7 @@ class SyncRun:
     """CPU seconds the emulator spent during the run: its share of the wall time."""
 
     def count(self, key: str) -> int:
-        """A count from the summary: `pulled`, `pushed`, `unchanged`, `failed`, `requests`."""
+        """A count from the summary: `pulled`, `pushed`, `unchanged`, `skipped_deleted`, …"""
         value: int = self.summary[key]
         return value
 
@@ -57,7 +57,15 @@ class SyncRun:
             "peak_rss_mib": self.measured.peak_rss_mib,
             **{
                 key: self.summary[key]
-                for key in ("pulled", "pushed", "unchanged", "failed", "requests", "duration_s")
+                for key in (
+                    "pulled",
+                    "pushed",
+                    "unchanged",
+                    "skipped_deleted",
+                    "failed",
+                    "requests",
+                    "duration_s",
+                )
             },
             "emulator_requests": self.traffic.api_requests,
             "emulator_429s": self.traffic.with_status(429),

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gc
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from pydantic import BaseModel
 
 from sync import logs
 from sync.config import Config, find_config_file, load_config
@@ -29,7 +31,11 @@ from sync.errors import ConfigError, SyncError
 from sync.state import StateError, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
+CHECK_TIMEOUT = dt.timedelta(seconds=5)
+"""`check` waits this long for each server's answer, once: it diagnoses, it doesn't ride out."""
+NO_CONFIG = "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
 log = structlog.get_logger("sync.cli")
+_Settings = TypeVar("_Settings", bound=BaseModel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,56 +150,96 @@ def _configure_logging(config: Config | None) -> None:
 def _load(args: argparse.Namespace) -> Config:
     path = find_config_file(args.config)
     if path is None:
-        raise ConfigError(
-            "--config", "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
-        )
+        raise ConfigError("--config", NO_CONFIG)
     config = load_config(path)
     _configure_logging(config)
     return config
 
 
-def _open_state(config: Config) -> StateStore:
-    return StateStore.open(config.state.url, upgrade=config.state.auto_upgrade)
+def _open_state(config: Config, *, dry_run: bool = False) -> StateStore:
+    """The state store; for a dry run, one that reads what is there and creates nothing."""
+    if dry_run:
+        return StateStore.open_to_read(config.state.url)
+    return StateStore.open(
+        config.state.url, upgrade=config.state.auto_upgrade, keep_runs=config.state.keep_runs
+    )
 
 
 @contextlib.contextmanager
-def _demo_or_config(args: argparse.Namespace) -> Iterator[Config]:
-    """The configured setup, or with no config at all, the built-in demo and its emulator."""
+def _demo_or_config(args: argparse.Namespace, *, run: bool = False) -> Iterator[Config]:
+    """The configured setup, or with no config at all, the built-in demo and its emulator.
+
+    `run`: the command runs the demo (and creates it, unless it is a dry run).
+    Other commands (`status`, `failures`, `check`, `reset`) look at a demo that
+    ran in this folder, and fail naming the missing config where none did.
+    """
     path = find_config_file(args.config)
     if path is not None:
         yield _load(args)
         return
+    import tempfile
+
     from sync.builtin_demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
     from sync.emulator import Emulator
 
-    ensure_demo_tickets()
-    with Emulator(db_path=str(DEMO_DIR / "emulator.db"), tokens=[DEMO_TOKEN]) as emulator:
-        config = demo_config(emulator.base_url)
-        _configure_logging(config)
-        print(
-            "No config found: running the built-in demo (1,200 bundled tickets -> the jsonl "
-            f"connector -> a Fragment emulator at {emulator.base_url}; state in "
-            f"{DEMO_DIR}/). See config.example.toml to sync a real source.",
-            file=sys.stderr,
+    dry_run = getattr(args, "dry_run", False)
+    tickets = DEMO_DIR / "demo" / "tickets.jsonl"
+    if not run and not (DEMO_DIR / "state.db").exists():
+        raise ConfigError(
+            "--config",
+            f"{NO_CONFIG}, and the built-in demo has not run in this folder "
+            "(`python -m sync run --once` runs it)",
         )
+    with contextlib.ExitStack() as stack:
+        # A dry run creates nothing: the bundled tickets go to a folder removed after it.
+        directory = (
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fragment-sync-demo-")))
+            if dry_run and not tickets.exists()
+            else DEMO_DIR
+        )
+        ensure_demo_tickets(directory)
+        database = ":memory:" if dry_run else str(DEMO_DIR / "emulator.db")
+        emulator = stack.enter_context(Emulator(db_path=database, tokens=[DEMO_TOKEN]))
+        config = demo_config(emulator.base_url, directory)
+        _configure_logging(config)
+        if run:
+            print(
+                "No config found: running the built-in demo (1,200 bundled tickets -> the jsonl "
+                f"connector -> a Fragment emulator at {emulator.base_url}; state in "
+                f"{DEMO_DIR}/). See config.example.toml to sync a real source.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"No config found: using the built-in demo's setup, in {DEMO_DIR}/ (see "
+                "config.example.toml to sync a real source).",
+                file=sys.stderr,
+            )
         yield config
 
 
 def _run(args: argparse.Namespace) -> int:
-    with _demo_or_config(args) as config:
+    if args.dry_run and not args.once:
+        raise ConfigError("--dry-run", "only with --once: the daemon pushes what it reads")
+    with _demo_or_config(args, run=True) as config:
         names = args.connector or None
         for name in names or ():
             if name not in config.connectors:
                 raise ConfigError("--connector", f"no connector named {name!r} in {config.source}")
-        store = _open_state(config)
+        if not args.dry_run:
+            config.fragment.bearer_token()  # a run without one would only fail at its first push
+        store = _open_state(config, dry_run=args.dry_run)
         stop = threading.Event()
+        plan = _PlanPrinter(stop, as_json=args.json) if args.dry_run else None
         with _start_up_frozen():
             if not args.once:
                 from sync.scheduler import run_daemon
 
                 return run_daemon(config, store, names, stop)
-            summaries = _run_once(args, config, store, names, stop)
-    if args.json:
+            summaries = _run_once(args, config, store, names, stop, plan)
+    if plan is not None and args.json:
+        plan.finish_document(summaries)
+    elif args.json:
         ok = all(s.ok for s in summaries)
         document = {"ok": ok, "connectors": [s.as_json() for s in summaries]}
         print(json.dumps(document, ensure_ascii=False))
@@ -208,6 +254,7 @@ def _run_once(
     store: StateStore,
     names: list[str] | None,
     stop: threading.Event,
+    plan: _PlanPrinter | None,
 ) -> list[Any]:
     from sync.progress import Progress
     from sync.run import RunOptions, run_once
@@ -216,7 +263,7 @@ def _run_once(
     options = RunOptions(
         full=args.full,
         dry_run=args.dry_run,
-        planned=_plan_printer(stop) if args.dry_run else None,
+        planned=plan,
         progress=Progress(),
         stop=stop,
         lease_ttl=locking.lease_ttl.total_seconds(),
@@ -256,17 +303,38 @@ def _exit_code(summaries: Sequence[Any]) -> int:
     return EXIT_FAILED
 
 
-def _plan_printer(stop: threading.Event) -> Callable[[str, Any], None]:
-    """Prints each planned task as a JSON line; stops the run once the reader has gone."""
+class _PlanPrinter:
+    """Prints each task a dry run would push, as it is planned; stops once the reader has gone.
 
-    def print_plan(name: str, payload: Any) -> None:
+    One JSON line each; with `as_json`, entries of one JSON document streamed
+    as they come (`{"planned": [...], "ok": …, "connectors": [...]}`), which
+    `finish_document` closes with the summaries.
+    """
+
+    def __init__(self, stop: threading.Event, *, as_json: bool) -> None:
+        self.stop = stop
+        self.as_json = as_json
+        self.count = 0
+
+    def __call__(self, name: str, payload: Any) -> None:
+        entry = json.dumps({"connector": name, "would_push": payload.task()}, ensure_ascii=False)
+        if self.as_json:
+            entry = ('{"planned": [\n' if self.count == 0 else ",\n") + entry
+        self.count += 1
+        self._print(entry, end="" if self.as_json else "\n")
+
+    def finish_document(self, summaries: Sequence[Any]) -> None:
+        ok = json.dumps(all(s.ok for s in summaries))
+        connectors = json.dumps([s.as_json() for s in summaries], ensure_ascii=False)
+        start = '{"planned": [' if self.count == 0 else "\n"
+        self._print(f'{start}], "ok": {ok}, "connectors": {connectors}}}')
+
+    def _print(self, text: str, end: str = "\n") -> None:
         try:
-            print(json.dumps({"connector": name, "would_push": payload.task()}, ensure_ascii=False))
+            print(text, end=end)
         except BrokenPipeError:  # `--dry-run | head`: nobody reads the rest
             _silence_stdout()
-            stop.set()
-
-    return print_plan
+            self.stop.set()
 
 
 def _silence_stdout() -> None:
@@ -280,8 +348,9 @@ def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
     verb = "would push" if dry_run else "pushed"
     for s in summaries:
         status = "ok" if s.ok else f"{s.outcome.upper()}: {logs.redact(s.error or '')}"
+        skipped = f", skipped {s.skipped_deleted} deleted" if s.skipped_deleted else ""
         print(
-            f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}, "
+            f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}{skipped}, "
             f"failed {s.failed}, watermark {s.watermark or '-'} in {s.duration_s:.1f}s "
             f"({s.requests} requests) — {status}"
         )
@@ -307,9 +376,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _status(args: argparse.Namespace) -> int:
     from sync.status import collect, render_table
 
-    config = _load(args)
-    store = _open_state(config)
-    rows = collect(config, store)
+    with _demo_or_config(args) as config:
+        store = _open_state(config)
+        rows = collect(config, store)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, default=str))
     else:
@@ -318,11 +387,17 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    with _demo_or_config(args) as config:
+        return _check_config(config)
+
+
+def _check_config(config: Config) -> int:
+    """Reach the state, each source and Fragment once each, saying which answered."""
     from connectors.errors import SourceError
     from connectors.registry import connector_class
     from sync.fragment import FragmentClient
 
-    config = _load(args)
+    config.fragment.bearer_token()
     problems = 0
     print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
     try:
@@ -333,7 +408,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"state database: FAILED: {exc}")
         problems += 1
     for name, connector in config.connectors.items():
-        source = connector_class(connector.kind)(name, connector.options)
+        source = connector_class(connector.kind)(name, _diagnosis(connector.options))
         try:
             source.check()
             print(f"connector {name} ({connector.kind}): ok")
@@ -343,13 +418,29 @@ def _check(args: argparse.Namespace) -> int:
         finally:
             source.close()
     try:
-        with FragmentClient(config.fragment) as client:
+        with FragmentClient(_diagnosis(config.fragment)) as client:
             account = client.account()
         print(f"fragment {config.fragment.url}: ok (account {account.get('name', '?')})")
     except SyncError as exc:
         print(f"fragment {config.fragment.url}: FAILED: {exc}")
         problems += 1
     return EXIT_OK if problems == 0 else EXIT_FAILED
+
+
+def _diagnosis(settings: _Settings) -> _Settings:
+    """`settings` for one try with a short timeout, where they say how many and how long.
+
+    `check` answers in seconds: an unreachable server is what it is there to
+    show, not to ride out as a pass does. Fragment's timeout is `timeout`,
+    an HTTP source's `request_timeout`.
+    """
+    fields = type(settings).model_fields
+    changes: dict[str, Any] = {"max_attempts": 1} if "max_attempts" in fields else {}
+    for name in ("timeout", "request_timeout"):
+        value = getattr(settings, name, None) if name in fields else None
+        if isinstance(value, dt.timedelta) and value > CHECK_TIMEOUT:
+            changes[name] = CHECK_TIMEOUT
+    return settings.model_copy(update=changes)
 
 
 def _uid(args: argparse.Namespace) -> int:
@@ -368,7 +459,11 @@ def _uid(args: argparse.Namespace) -> int:
 
 
 def _failures(args: argparse.Namespace) -> int:
-    config = _load(args)
+    with _demo_or_config(args) as config:
+        return _failures_of(args, config)
+
+
+def _failures_of(args: argparse.Namespace, config: Config) -> int:
     store = _open_state(config)
     if args.connector and args.connector not in config.connectors:
         raise ConfigError("--connector", f"no connector named {args.connector!r}")
@@ -376,6 +471,7 @@ def _failures(args: argparse.Namespace) -> int:
     if args.action == "retry":
         from sync.run import RunOptions, run_once
 
+        config.fragment.bearer_token()
         summaries = run_once(config, store, names, RunOptions(retry_only=True))
         _print_summaries(summaries, dry_run=False)
         return EXIT_OK if all(s.ok for s in summaries) else EXIT_FAILED
@@ -412,10 +508,14 @@ _PAGE = 1000
 
 
 def _reset(args: argparse.Namespace) -> int:
+    with _demo_or_config(args) as config:
+        return _reset_in(args, config)
+
+
+def _reset_in(args: argparse.Namespace, config: Config) -> int:
     from connectors.values import parse_datetime
     from sync.run import owner_id
 
-    config = _load(args)
     if args.connector not in config.connectors:
         raise ConfigError("connector", f"no connector named {args.connector!r}")
     namespace = config.connectors[args.connector].uid_namespace

@@ -4,14 +4,18 @@ Where the file comes from: `--config FILE`, else `$SYNC_CONFIG`, else
 `./sync.toml`. `${VAR}` (or `${VAR:-default}`) anywhere in a string value is
 replaced by the environment variable, so secrets stay out of the file.
 Environment variables then override any key: `SYNC_FRAGMENT__TOKEN`,
-`SYNC_STATE__URL`, `SYNC_CONNECTORS__ZENDESK__BATCH_SIZE`. Docker secrets:
+`SYNC_STATE__URL`, `SYNC_CONNECTORS__ZENDESK__BATCH_SIZE`; a key a variable
+overrides is never interpolated, so the file's `${FRAGMENT_TOKEN}` needs no
+value when `SYNC_FRAGMENT__TOKEN` is set. Docker secrets:
 `VAR_FILE=/run/secrets/x` stands in for an unset `VAR`, in `${VAR}` and for
-`SYNC_*` variables alike.
+`SYNC_*` variables alike. A relative path written in the file (a file
+connector's `path`, a SQLite `state.url`) is relative to the file's folder;
+defaults and environment variables keep the working directory's.
 
 Everything that can be checked without touching the network is checked here,
 and the first problem found raises `ConfigError` naming the key: unknown
-keys, wrong types, unknown connector kinds, unset variables, colliding field
-names, bad templates, hooks that can't be imported. This module does not read
+keys, wrong types, unknown connector kinds, unset variables, empty secrets,
+colliding field names, bad templates, hooks that can't be imported. This module does not read
 sources, talk to Fragment or open the state database.
 """
 
@@ -50,6 +54,15 @@ STATUSES = ("TODO", "STARTED", "DONE")
 Status = Literal["TODO", "STARTED", "DONE"]
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/|:memory:|file:)([^?]+)(.*)$")
+"""A SQLite URL naming a relative file: scheme, path, query (`sqlite:///.sync/state.db`)."""
+DEFAULT_PASS_TIMEOUT = dt.timedelta(hours=12)
+"""A pass longer than this stops at its last checkpoint, unless the connector sets `timeout`.
+
+Long enough for a big first backfill: a million tickets at Fragment's 60 requests a
+minute of 100 take under 3 hours, and 9 at a 20-a-minute Freshdesk plan. It bounds a
+source whose pagination never ends; the next pass resumes from the checkpoint.
+"""
 UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -78,6 +91,32 @@ class FragmentSettings(_Section):
             raise ValueError(f"{url!r} is not an http(s) URL")
         return url.rstrip("/")
 
+    @field_validator("token")
+    @classmethod
+    def _usable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # Sent as is in a header: an empty or padded one failed every request as a
+        # "connection failed" (httpx refuses the header), retried for a minute.
+        if token is not None:
+            value = token.get_secret_value()
+            if not value.strip():
+                raise ValueError("is empty: give Fragment's API token")
+            if value != value.strip():
+                raise ValueError("has spaces or line breaks before or after it: remove them")
+        return token
+
+    def bearer_token(self) -> str:
+        """The token to send. Raises `ConfigError` naming `fragment.token` when none is set.
+
+        Only commands that talk to Fragment need one; `status` and the like work without.
+        """
+        if self.token is None:
+            raise ConfigError(
+                "fragment.token",
+                "not set: put Fragment's API token in the environment (FRAGMENT_TOKEN, "
+                'with token = "${FRAGMENT_TOKEN}" in the file) or in SYNC_FRAGMENT__TOKEN',
+            )
+        return self.token.get_secret_value()
+
 
 class StateSettings(_Section):
     """Where watermarks, hashes, runs and failed items live (any SQLAlchemy URL)."""
@@ -85,6 +124,8 @@ class StateSettings(_Section):
     url: str = Field(default="sqlite:///.sync/state.db", repr=False)
     """Its password, if any, is a secret: kept out of reprs and redacted from logs."""
     auto_upgrade: bool = True
+    keep_runs: int = Field(default=1000, ge=1)
+    """Runs kept per connector in the run history; older ones are deleted as passes start."""
 
 
 class LoggingSettings(_Section):
@@ -217,6 +258,7 @@ class ConnectorSettings(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=1000)
     schedule: ScheduleSettings = ScheduleSettings(interval=dt.timedelta(minutes=5))
     timeout: Duration | None = None
+    """How long a pass may run (`pass_timeout`); an HTTP request's own is `request_timeout`."""
     mapping: MappingSettings = MappingSettings()
 
     @field_validator("uid_namespace")
@@ -225,6 +267,11 @@ class ConnectorSettings(BaseModel):
         if value is not None and not UID_NAMESPACE.match(value):
             raise ValueError("use letters, digits, '_', '.' and '-' only")
         return value
+
+    @property
+    def pass_timeout(self) -> dt.timedelta:
+        """`timeout`, else `DEFAULT_PASS_TIMEOUT`."""
+        return DEFAULT_PASS_TIMEOUT if self.timeout is None else self.timeout
 
 
 class Settings(_Section):
@@ -297,20 +344,26 @@ class Config(BaseModel):
 
 
 def _secret_values(value: Any) -> Iterator[str]:
-    if isinstance(value, SecretStr):
-        secret = value.get_secret_value()
+    for _key, secret_str in _secret_fields(value, ""):
+        secret = secret_str.get_secret_value()
         password = _url_password(secret)
         # A database URL's secret part is its password; the rest is what errors must show.
         yield secret if password is None else password
+
+
+def _secret_fields(value: Any, key: str) -> Iterator[tuple[str, SecretStr]]:
+    """Every `SecretStr` in `value` (a model, mapping or list), with its dotted key under `key`."""
+    if isinstance(value, SecretStr):
+        yield key, value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from _secret_values(getattr(value, name))
+            yield from _secret_fields(getattr(value, name), f"{key}.{name}" if key else name)
     elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _secret_values(item)
+        for name, item in value.items():
+            yield from _secret_fields(item, f"{key}.{name}" if key else str(name))
     elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_values(item)
+        for index, item in enumerate(value):
+            yield from _secret_fields(item, f"{key}.{index}")
 
 
 def _url_password(text: str) -> str | None:
@@ -357,12 +410,17 @@ def load_config(path: Path) -> Config:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(str(path), f"can't read: {exc.strerror}") from None
-    return build_config(raw, source=str(path))
+    return build_config(raw, source=str(path), folder=path.absolute().parent)
 
 
-def build_config(raw: Mapping[str, Any], source: str) -> Config:
-    """Validate an already parsed config tree; see `load_config`."""
-    data = _interpolate(raw, "")
+def build_config(raw: Mapping[str, Any], source: str, folder: Path | None = None) -> Config:
+    """Validate an already parsed config tree; see `load_config`.
+
+    `folder`: where the file is, against which its relative paths resolve.
+    """
+    data = _interpolate(raw, "", _overridden_keys())
+    if folder is not None:
+        data = _with_paths_resolved(data, folder)
     try:
         settings = _settings(data)
     except ValidationError as exc:
@@ -394,6 +452,10 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
         options = cls.Options.model_validate(settings.model_extra or {})
     except ValidationError as exc:
         raise _config_error(exc, prefix=key) from None
+    for secret_key, secret in _secret_fields(options, key):
+        # Accepted, an empty secret failed every pass with a 401 (and read everything again).
+        if not secret.get_secret_value().strip():
+            raise ConfigError(secret_key, "is empty: give the secret (or leave the key out)")
     # The options live in `options` (typed, secrets masked); keep no raw copy of them.
     settings = ConnectorSettings.model_validate(
         settings.model_dump(include=set(ConnectorSettings.model_fields), exclude_unset=True)
@@ -441,14 +503,98 @@ def _check_namespaces_unique(connectors: Mapping[str, ConnectorConfig]) -> None:
         owners[namespace] = name
 
 
-def _interpolate(value: Any, key: str) -> Any:
+def _interpolate(value: Any, key: str, overridden: frozenset[str] = frozenset()) -> Any:
+    """`value` with its `${VAR}`s replaced; keys in `overridden` are left as written.
+
+    An environment variable sets those keys anyway: the file's variables there
+    need no value (`SYNC_FRAGMENT__TOKEN` over `token = "${FRAGMENT_TOKEN}"`).
+    """
+    if key.lower() in overridden:
+        return value
     if isinstance(value, str):
         return _VARIABLE.sub(lambda match: _variable(match, key), value)
     if isinstance(value, Mapping):
-        return {k: _interpolate(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {
+            k: _interpolate(v, f"{key}.{k}" if key else str(k), overridden)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, f"{key}.{i}") for i, v in enumerate(value)]
+        return [_interpolate(v, f"{key}.{i}", overridden) for i, v in enumerate(value)]
     return value
+
+
+def _overridden_keys() -> frozenset[str]:
+    """The dotted keys (lower case) that `SYNC_*` variables (or their `_FILE`s) set."""
+    keys: set[str] = set()
+    for variable, value in os.environ.items():
+        if not _may_set(variable):
+            continue
+        name = variable.upper().removeprefix(ENV_PREFIX)
+        if name.endswith("_FILE") and variable.removesuffix("_FILE") not in os.environ:
+            name = name.removesuffix("_FILE")
+        key = ".".join(name.lower().split("__"))
+        keys.update(_json_leaves(key, value))
+    return frozenset(keys)
+
+
+def _json_leaves(key: str, value: str) -> Iterator[str]:
+    """`key`, or for a variable holding a JSON table (`SYNC_FRAGMENT='{"token": …}'`) its keys.
+
+    Such a table is merged key by key over the file's, so only its own keys are overridden.
+    """
+    import json
+
+    try:
+        tree = json.loads(value) if value.lstrip().startswith("{") else None
+    except ValueError:
+        tree = None
+    if not isinstance(tree, dict):
+        yield key
+        return
+    for name, item in tree.items():
+        yield from _json_leaves(f"{key}.{str(name).lower()}", json.dumps(item))
+
+
+def _with_paths_resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`data` (the file's tables) with its relative paths made absolute under `folder`.
+
+    They are a file connector's `Path` options and a SQLite `state.url`. Only
+    what the file itself says: the environment is laid over it afterwards.
+    """
+    resolved = dict(data)
+    state = data.get("state")
+    if isinstance(state, Mapping) and isinstance(state.get("url"), str):
+        resolved["state"] = {**state, "url": _sqlite_url_under(state["url"], folder)}
+    connectors = data.get("connectors")
+    if isinstance(connectors, Mapping):
+        resolved["connectors"] = {
+            name: _connector_paths_under(table, folder) for name, table in connectors.items()
+        }
+    return resolved
+
+
+def _sqlite_url_under(url: str, folder: Path) -> str:
+    match = _RELATIVE_SQLITE.match(url)
+    if match is None:
+        return url
+    scheme, path, query = match.groups()
+    return f"{scheme}{folder / path}{query}"
+
+
+def _connector_paths_under(table: Any, folder: Path) -> Any:
+    if not isinstance(table, Mapping) or not isinstance(table.get("kind"), str):
+        return table
+    try:
+        cls = connector_class(table["kind"])
+    except UnknownConnectorKind:
+        return table  # reported, naming the key, when the connector is built
+    resolved = dict(table)
+    for name, field in cls.Options.model_fields.items():
+        value = table.get(name)
+        if field.annotation in (Path, Path | None) and isinstance(value, str):
+            path = Path(value)
+            resolved[name] = str(path if path.is_absolute() else folder / path)
+    return resolved
 
 
 def _variable(match: re.Match[str], key: str) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.errors import StopRequested
 from sync.config import FragmentSettings
-from sync.errors import FragmentAuthError, FragmentUnavailable, RunInterrupted
+from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
 
 if TYPE_CHECKING:
@@ -54,14 +54,25 @@ FRAGMENT_RATE_LIMIT_FLOOR = 2.0
 """Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """An item Fragment refused: its message, and the task key it named, if it named one."""
+
+    payload: TaskPayload
+    message: str
+    field: str | None = None
+    """As Fragment spells it (`assignee_email`, `fields.due_at`): the `loc` of its 422."""
+
+
 @dataclass
 class PushResult:
     """What became of one batch: the items that landed and the ones refused."""
 
     acked: list[TaskPayload] = field(default_factory=list)
-    rejected: list[tuple[TaskPayload, str]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     requests: int = 0
-    """HTTP requests sent for this batch, retries and isolation included."""
+    """HTTP requests sent for this batch, retries and isolation included; counted as they go
+    out, so a push that raises has still counted each of its attempts."""
     isolation_requests: int = 0
     """Of those, the extra requests spent isolating rejected items."""
 
@@ -99,7 +110,7 @@ class FragmentClient:
 
         settings = self.settings
         policy = retry_policy()
-        token = settings.token.get_secret_value() if settings.token else ""
+        token = settings.bearer_token()
         return HttpSession(
             "fragment",
             settings.url,
@@ -134,19 +145,37 @@ class FragmentClient:
                 self._session = None
 
     def account(self) -> dict[str, Any]:
-        """`GET /accounts/me`: proves the URL and token work. Raises `FragmentError`."""
-        response = self._send("GET", "/accounts/me", None)
-        data: dict[str, Any] = response.json()
-        return data
+        """`GET /accounts/me`: proves the URL and token work. Raises `FragmentError`.
 
-    def push(self, items: Sequence[TaskPayload]) -> PushResult:
+        Anything but a JSON object is an error: a proxy's sign-in page or a
+        wrong `fragment.url` answers 200 too.
+        """
+        response = self._send("GET", "/accounts/me", None)
+        try:
+            data = response.json()
+        except ValueError:
+            what = "something that is not JSON"
+        else:
+            what = "JSON that is not an object"
+            if isinstance(data, dict) and response.status_code < 400:
+                return data
+        if response.status_code >= 400:
+            what = _summary(_detail(response))
+        start = " ".join(response.text[:80].split())
+        raise FragmentError(
+            f"Fragment: GET /accounts/me answered {response.status_code} with {what} "
+            f"(it starts {start!r}); fragment.url should be Fragment's API, ending in /api/v1"
+        )
+
+    def push(self, items: Sequence[TaskPayload], into: PushResult | None = None) -> PushResult:
         """Upsert `items` with `PUT /tasks/batch`, isolating any the server rejects.
 
         Returns which items landed and which were refused (with the server's
-        message). Raises `FragmentUnavailable` when retries run out,
-        `FragmentAuthError` on 401/403, `RunInterrupted` on a stop request.
+        message), added to `into` when given: it keeps the requests counted
+        even when this raises. Raises `FragmentUnavailable` when retries run
+        out, `FragmentAuthError` on 401/403, `RunInterrupted` on a stop request.
         """
-        result = PushResult()
+        result = PushResult() if into is None else into
         self._deliver(list(items), result, isolating=False)
         return result
 
@@ -162,14 +191,15 @@ class FragmentClient:
             return
         detail = _detail(response)
         if len(items) == 1:
-            result.rejected.append((items[0], _item_message(detail, 0) or _summary(detail)))
+            field, message = _rejected_indexes(detail, 1).get(0, (None, _summary(detail)))
+            result.rejected.append(Rejected(items[0], message, field))
             return
         named = _rejected_indexes(detail, len(items))
         if named:
             # The server named the bad items: set them aside, send the rest (if any) again.
             # When it names every item, that is all: bisecting would cost 2n - 1 requests.
             for index in sorted(named):
-                result.rejected.append((items[index], named[index]))
+                result.rejected.append(Rejected(items[index], named[index][1], named[index][0]))
             rest = [item for index, item in enumerate(items) if index not in named]
             self._deliver(rest, result, isolating=True)
             return
@@ -211,9 +241,13 @@ def _detail(response: httpx.Response) -> Any:
     return body.get("detail", body) if isinstance(body, dict) else body
 
 
-def _rejected_indexes(detail: Any, count: int) -> dict[int, str]:
-    """Item index → message, from FastAPI-style `loc: ["body", "items", i, ...]` entries."""
-    named: dict[int, str] = {}
+def _rejected_indexes(detail: Any, count: int) -> dict[int, tuple[str | None, str]]:
+    """Item index → (field, message), from FastAPI-style `loc: ["body", "items", i, ...]` entries.
+
+    The field is the first the server named for the item (None if it named
+    the item as a whole); the message holds every entry's.
+    """
+    named: dict[int, tuple[str | None, str]] = {}
     if not isinstance(detail, list):
         return named
     for entry in detail:
@@ -227,12 +261,12 @@ def _rejected_indexes(detail: Any, count: int) -> dict[int, str]:
             return {}
         where = ".".join(str(part) for part in loc[3:])
         message = f"{where}: {entry.get('msg', 'invalid')}" if where else str(entry.get("msg"))
-        named[index] = f"{named[index]}; {message}" if index in named else message
+        if index in named:
+            field, before = named[index]
+            named[index] = (field or where or None, f"{before}; {message}")
+        else:
+            named[index] = (where or None, message)
     return named
-
-
-def _item_message(detail: Any, index: int) -> str | None:
-    return _rejected_indexes(detail, index + 1).get(index)
 
 
 def _summary(detail: Any) -> str:

@@ -92,6 +92,8 @@ class Counts:
     unchanged: int = 0
     failed: int = 0
     requests: int = 0
+    skipped_deleted: int = 0
+    """Deleted before they ever reached Fragment: nothing to archive."""
 
 
 @dataclass
@@ -109,6 +111,8 @@ class RunSummary:
     run_id: str | None = None
     requests: int = 0
     isolation_requests: int = 0
+    skipped_deleted: int = 0
+    """Tickets deleted before they ever reached Fragment, so not pushed (nor unchanged)."""
     error: str | None = None
     outcome: str = "ok"
     """ok, failed, interrupted, busy (another process runs it), lease_lost."""
@@ -166,6 +170,8 @@ class _Shipment:
     fingerprint: str | None
     snapshot: str | None
     answer: Future[PushResult] | None = None
+    sent: PushResult = field(default_factory=PushResult)
+    """What the sender has got so far: its requests count even when the push fails."""
     errors: dict[str, str] = field(default_factory=dict)
     """The last error of each failed item in the batch, by source id."""
 
@@ -294,8 +300,7 @@ class ConnectorRun:
                 return False
 
     def _execute(self, started: float) -> RunSummary:
-        timeout = self.config.settings.timeout
-        self._deadline = started + timeout.total_seconds() if timeout else None
+        self._deadline = started + self.config.settings.pass_timeout.total_seconds()
         self.watermark = self._stored_watermark = self.store.watermark(self.namespace)
         run_id = None
         if not self.options.dry_run:
@@ -593,7 +598,7 @@ class ConnectorRun:
             return
         try:
             if ticket.deleted and stored is None and not sent_unrecorded:
-                self.counts.unchanged += 1  # deleted before it ever reached Fragment
+                self.counts.skipped_deleted += 1  # deleted before it ever reached Fragment
                 return
             payload = self.mapper.map(ticket)
         except MappingError as exc:
@@ -767,7 +772,7 @@ class ConnectorRun:
             # stored hash still knows to archive its task (one with a hash is archived anyway).
             self.store.mark_in_flight(self.namespace, unrecorded)
             payloads = [payload for _ticket, payload in batch.values()]
-            shipment.answer = self._sender.submit(self._push, payloads)
+            shipment.answer = self._sender.submit(self._push, payloads, shipment.sent)
         self._outbox.append(shipment)
 
     def _still_out(self, batch: dict[str, tuple[SourceTicket, TaskPayload]]) -> bool:
@@ -792,18 +797,23 @@ class ConnectorRun:
             raise
 
     def _checkpoint(self, shipment: _Shipment, move_watermark: bool) -> None:
-        result = shipment.answer.result() if shipment.answer is not None else PushResult()
-        self.counts.requests += result.requests
-        self.isolation_requests += result.isolation_requests
+        result = shipment.sent
+        try:
+            if shipment.answer is not None:
+                shipment.answer.result()
+        finally:  # a batch whose retries ran out sent requests too
+            self.counts.requests += result.requests
+            self.isolation_requests += result.isolation_requests
         failures = shipment.failures + [
             self._failed(
-                shipment.batch[p.source_id][0],
+                shipment.batch[r.payload.source_id][0],
                 "rejected",
-                None,
-                f"connector {self.name!r}, ticket {p.source_id!r}: Fragment rejected it: {message}",
-                shipment.errors.get(p.source_id),
+                r.field,
+                f"connector {self.name!r}, ticket {r.payload.source_id!r}: "
+                f"Fragment rejected it: {r.message}",
+                shipment.errors.get(r.payload.source_id),
             )
-            for p, message in result.rejected
+            for r in result.rejected
         ]
         self.counts.pushed += len(result.acked)
         new_watermark = later(self.watermark, shipment.watermark) if move_watermark else None
@@ -842,16 +852,12 @@ class ConnectorRun:
             except Exception as exc:  # the pass already fails; keep the first error
                 self.log.warning("batch_not_checkpointed", error=str(exc))
 
-    def _push(self, payloads: list[TaskPayload]) -> PushResult:
-        """Send `payloads` in batches (on a sender thread); the counts are the caller's."""
+    def _push(self, payloads: list[TaskPayload], result: PushResult) -> PushResult:
+        """Send `payloads` in batches (on a sender thread) into `result`; the counts are the
+        caller's."""
         assert self.client is not None
-        result = PushResult()
         for start in range(0, len(payloads), self.batch_size):
-            part = self.client.push(payloads[start : start + self.batch_size])
-            result.acked.extend(part.acked)
-            result.rejected.extend(part.rejected)
-            result.requests += part.requests
-            result.isolation_requests += part.isolation_requests
+            self.client.push(payloads[start : start + self.batch_size], into=result)
         return result
 
     def _check_stop(self) -> None:
@@ -860,8 +866,13 @@ class ConnectorRun:
         if self.options.stop.is_set():
             raise RunInterrupted("stop requested; the pass ends at its last checkpoint")
         if self._deadline is not None and time.monotonic() > self._deadline:
+            settings = self.config.settings
+            default = ", the default" if settings.timeout is None else ""
             raise RunInterrupted(
-                f"timed out after {self.config.settings.timeout}; the next pass resumes"
+                f"timed out after {settings.pass_timeout} (connectors.{self.name}.timeout"
+                f"{default}); the pass stopped at its last checkpoint and the next resumes "
+                "there. Raise the timeout for a longer backfill; a source whose pages never "
+                "end needs its paging fixed"
             )
 
 

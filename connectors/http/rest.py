@@ -68,7 +68,8 @@ class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
     base_url: str
-    timeout: Duration = dt.timedelta(seconds=30)
+    request_timeout: Duration = dt.timedelta(seconds=30)
+    """One HTTP request's; the connector's `timeout` is the whole pass's (`ConnectorSettings`)."""
     max_attempts: int = Field(default=8, ge=1, le=100)
     max_retry_wait: Duration = dt.timedelta(minutes=5)
     requests_per_minute: float = Field(default=600.0, gt=0)
@@ -173,7 +174,7 @@ class RestConnector(Connector):
                 ),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
                 auth=self.auth(),
-                timeout=options.timeout.total_seconds(),
+                timeout=options.request_timeout.total_seconds(),
                 stop=self.stop,
             )
         return self._session

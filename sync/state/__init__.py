@@ -17,7 +17,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +49,16 @@ RETRY_EVERY_PASS = dt.timedelta(minutes=5)
 """A failed item is due on every pass while it has been failing for less than this;"""
 RETRY_WAIT_CAP = dt.timedelta(hours=1)
 """after that, once it has waited as long as it has been failing, up to this long."""
+
+
+KEEP_RUNS = 1000
+"""Runs kept per connector by default (`state.keep_runs`)."""
+ABANDONED = "abandoned"
+"""The outcome of a run whose process died (SIGKILL, a lost host) before it could say."""
+_ABANDONED_ERROR = (
+    "the process running this pass ended without finishing it (killed, or its host lost); "
+    "the next pass resumed from the last checkpoint"
+)
 
 
 def retry_wait(failing: dt.timedelta) -> dt.timedelta:
@@ -225,19 +235,21 @@ def error_text(text: str) -> str:
 class StateStore:
     """One state database. Thread-safe: each call takes its own connection."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keep_runs: int = KEEP_RUNS) -> None:
         self.engine = engine
+        self.keep_runs = keep_runs
+        """Runs kept per connector; older ones are deleted as each pass starts."""
         self._statistics = _TableStatistics(tasks) if engine.dialect.name == "postgresql" else None
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True) -> StateStore:
+    def open(cls, url: str, *, upgrade: bool = True, keep_runs: int = KEEP_RUNS) -> StateStore:
         """Connect to `url`, upgrading the schema to the latest revision unless told not to.
 
         Raises `StateError` naming the URL (without its password) when that fails.
         """
         try:
             engine = _engine(url)
-            store = cls(engine)
+            store = cls(engine, keep_runs)
             if upgrade and store.revision() != HEAD_REVISION:
                 store.upgrade()
             else:
@@ -252,6 +264,51 @@ class StateStore:
                 "[postgres]), mysql+pymysql (fragment-sync[mysql])"
             ) from None
         return store
+
+    @classmethod
+    def open_to_read(cls, url: str) -> StateStore:
+        """The state at `url` to read from, changing and creating nothing (a dry run's).
+
+        A database that holds no state yet (a SQLite file not there, a database
+        without our tables) reads as an empty state kept in memory. Raises
+        `StateError` when the database can't be read, or its schema is older
+        than this version reads (upgrading it would change it).
+        """
+        parsed = sa.engine.make_url(url)
+        database = parsed.database
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not Path(database).exists()
+        ):
+            return cls._empty()
+        store = cls.open(url, upgrade=False)
+        try:
+            revision = store.revision()
+        except sa.exc.SQLAlchemyError as exc:
+            store.close()
+            raise StateError(f"state database {_shown(url)}: {_first_line(exc)}") from None
+        if revision is None:
+            store.close()
+            return cls._empty()
+        if revision != HEAD_REVISION:
+            store.close()
+            raise StateError(
+                f"state database {_shown(url)} is at schema revision {revision}; this version "
+                f"reads {HEAD_REVISION}. A dry run changes nothing: run `python -m sync db "
+                "upgrade` first"
+            )
+        return store
+
+    @classmethod
+    def _empty(cls) -> StateStore:
+        """A state with nothing in it, in this process's memory only."""
+        engine = sa.create_engine(
+            "sqlite://", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+        metadata.create_all(engine)
+        return cls(engine)
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None: not created yet).
@@ -641,8 +698,19 @@ class StateStore:
     # Runs
 
     def start_run(self, connector: str, name: str, watermark: Cursor | None) -> str:
+        """Record a pass of `connector` starting; its caller holds the connector's lease.
+
+        So any run of the connector still marked running belongs to a process
+        that died: it is marked abandoned. The connector's runs beyond
+        `keep_runs`, oldest first, are deleted.
+        """
         run_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.connector == connector, runs.c.outcome == "running")
+                .values(outcome=ABANDONED, error=_ABANDONED_ERROR)
+            )
             conn.execute(
                 sa.insert(runs).values(
                     id=run_id,
@@ -658,6 +726,7 @@ class StateStore:
                     watermark_before=None if watermark is None else encode(watermark),
                 )
             )
+            _prune_runs(conn, connector, self.keep_runs)
         return run_id
 
     def finish_run(
@@ -669,6 +738,7 @@ class StateStore:
         watermark: Cursor | None,
         error: str | None = None,
     ) -> None:
+        """Record how the run ended; of `counts`, those the runs table has a column for."""
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(runs)
@@ -678,19 +748,33 @@ class StateStore:
                     outcome=outcome,
                     watermark_after=None if watermark is None else encode(watermark),
                     error=None if error is None else error_text(error),
-                    **counts,
+                    **{name: value for name, value in counts.items() if name in runs.c},
                 )
             )
 
     def recent_runs(self, connector: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first.
+
+        A run still marked running whose process is gone reads as abandoned:
+        it is not the newest of its connector, or no live lease is held on
+        the connector (it expired: its holder stopped renewing it).
+        """
         query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
         if connector is not None:
             query = query.where(runs.c.connector == connector)
         with self.engine.connect() as conn:
-            return [
+            records = [
                 RunRecord(**{**row, "started_at": _aware(row["started_at"])})
                 for row in conn.execute(query).mappings()
             ]
+            running = {record.connector for record in records if record.outcome == "running"}
+            live = {_live_run(conn, name) for name in running}
+        return [
+            replace(record, outcome=ABANDONED, error=record.error or _ABANDONED_ERROR)
+            if record.outcome == "running" and record.id not in live
+            else record
+            for record in records
+        ]
 
 
 _LOCK_KEY = 0x46534D47  # "FSMG": fragment-sync migrations
@@ -1144,6 +1228,43 @@ _RENEW = (
     .where(leases.c.connector == sa.bindparam("which"), leases.c.owner == sa.bindparam("holder"))
     .values(expires_at=sa.bindparam("until"))
 )
+
+
+def _live_run(conn: Connection, connector: str) -> str | None:
+    """The id of the run a live process has going on `connector`, if any.
+
+    That is its newest run, while the connector's lease is unexpired: a pass
+    renews it until it ends, and a dead one's lapses within `lease_ttl`.
+    """
+    expires = conn.execute(
+        sa.select(leases.c.expires_at).where(leases.c.connector == connector)
+    ).scalar()
+    expires_at = _aware(expires)
+    if expires_at is None or expires_at < utcnow():
+        return None
+    newest = conn.execute(
+        sa.select(runs.c.id)
+        .where(runs.c.connector == connector)
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    ).scalar()
+    return None if newest is None else str(newest)
+
+
+def _prune_runs(conn: Connection, connector: str, keep: int) -> None:
+    """Delete the connector's runs older than its `keep` newest: two reads of at most `keep`."""
+    # The cut-off is read first: MySQL refuses a DELETE whose subquery reads its own table.
+    cutoff = conn.execute(
+        sa.select(runs.c.started_at)
+        .where(runs.c.connector == connector)
+        .order_by(runs.c.started_at.desc())
+        .offset(keep - 1)
+        .limit(1)
+    ).scalar()
+    if cutoff is not None:
+        conn.execute(
+            sa.delete(runs).where(runs.c.connector == connector, runs.c.started_at < cutoff)
+        )
 
 
 def _save_watermark(conn: Connection, connector: str, cursor: Cursor) -> None:

@@ -60,7 +60,8 @@ def test_backfill_pushes_every_ticket_not_deleted_before_its_first_sync(
     for kind, figures in _sources(report).items():
         filled = figures["backfill"]
         assert filled["pushed"] == live, kind
-        assert filled["pushed"] + filled["unchanged"] == len(tickets), kind
+        assert filled["unchanged"] == 0, kind  # the deleted ones are skipped, and said so
+        assert filled["pushed"] + filled["skipped_deleted"] == len(tickets), kind
         assert filled["failed"] == 0, kind
         assert filled["requests"] == filled["emulator_requests"], kind
 

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from fakes import FakeApi, Reply, Request
+from fakes.redmine import FakeRedmine
 from sync.emulator import Emulator
 from sync.mapping import task_uid
+from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket, write_tickets
 
 SECRET = "s3cr3t-fragment-token-XYZ"
@@ -81,8 +85,8 @@ def test_with_no_config_the_demo_runs_and_a_second_run_pushes_nothing(tmp_path: 
     [demo] = report["connectors"]
     assert demo["name"] == "demo"
     assert demo["pulled"] == 1200
-    assert demo["pushed"] + demo["unchanged"] == 1200
-    assert demo["pushed"] > 1100
+    # Six tickets were deleted before they ever reached Fragment: skipped, and said so.
+    assert (demo["pushed"], demo["unchanged"], demo["skipped_deleted"]) == (1194, 0, 6)
     assert "built-in demo" in first.stderr
     assert set(demo) >= {
         "name",
@@ -325,3 +329,266 @@ def test_a_dry_run_piped_into_a_reader_that_leaves_early_ends_quietly(
     assert "Traceback" not in errors, errors
     assert "internal error" not in errors and "run_crashed" not in errors, errors
     assert emulator.store.count() == 0
+
+
+def test_after_the_demo_status_failures_and_check_work_on_its_state(tmp_path: Path) -> None:
+    """They used to exit 2, "no config file found", where `run --once` had just worked."""
+    demo = sync_cli("run", "--once", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "demo: pulled 1200, pushed 1194, unchanged 0, skipped 6 deleted" in demo.stdout
+
+    status = sync_cli("status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)
+    assert (row["name"], row["tasks"], row["last_run"]["outcome"]) == ("demo", 1194, "ok")
+    failures = sync_cli("failures", "list", "--json", cwd=tmp_path)
+    assert failures.returncode == 0, failures.stderr
+    assert json.loads(failures.stdout) == []
+    check = sync_cli("check", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "connector demo (jsonl): ok" in check.stdout
+
+
+def test_status_where_neither_a_config_nor_the_demo_is_says_how_to_start(tmp_path: Path) -> None:
+    status = sync_cli("status", cwd=tmp_path)
+    assert status.returncode == 2
+    assert "no config file found" in status.stderr and "run --once" in status.stderr
+    assert list(tmp_path.iterdir()) == []  # looking created nothing
+
+
+@pytest.mark.parametrize(
+    ("command", "token_line"),
+    [
+        (("run", "--once"), None),
+        (("check",), None),
+        (("failures", "retry"), None),
+        (("run", "--once"), 'token = ""'),
+        (("run", "--once"), 'token = "  tok-with-spaces "'),
+    ],
+)
+def test_a_missing_empty_or_padded_fragment_token_is_a_configuration_error(
+    tmp_path: Path, emulator: Emulator, command: tuple[str, ...], token_line: str | None
+) -> None:
+    """It looked like a network failure: "connection failed: still failing after 8 attempts"."""
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    config.write_text(config.read_text().replace(f'token = "{TOKEN}"', token_line or ""))
+    result = sync_cli(*command, "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "configuration error: fragment.token" in result.stderr
+    assert emulator.requests == []
+    if token_line is None:  # commands that don't talk to Fragment need no token
+        assert sync_cli("status", "--config", str(config), cwd=tmp_path).returncode == 0
+
+
+def test_check_tries_each_server_once_and_names_the_ones_that_failed(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """A diagnosis: one attempt each, not 41-62 s of retries before saying anything."""
+    emulator.faults.error_rate = 1.0
+    with FakeRedmine("redmine-key-1") as redmine:
+        redmine.fail_next(Reply(503, {"error": "down for maintenance"}), times=100)
+        extra = (
+            f'\n[connectors.redmine]\nkind = "redmine"\nbase_url = "{redmine.base_url}"\n'
+            'api_key = "redmine-key-1"\nmax_attempts = 3\n'
+        )
+        config = write_config(tmp_path, emulator, token=TOKEN, extra=extra)
+        result = sync_cli("check", "--config", str(config), cwd=tmp_path)
+        requests_to_redmine = len(redmine.requests)
+        redmine_url = redmine.base_url
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "connector helpdesk (jsonl): ok" in lines
+    [source] = [line for line in lines if line.startswith("connector redmine")]
+    assert "FAILED" in source and redmine_url in source and "503" in source
+    [fragment] = [line for line in lines if line.startswith("fragment")]
+    assert "FAILED" in fragment and emulator.base_url in fragment
+    assert requests_to_redmine == 1
+    assert len(emulator.requests) == 1
+
+
+def test_check_gives_up_on_a_server_that_does_not_answer(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """It waited the request timeout (30 s) on each attempt; an answer after 20 s was "ok"."""
+    emulator.faults.timeout_rate = 1.0
+    emulator.faults.hang_seconds = 20
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    result = sync_cli("check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    [fragment] = [line for line in result.stdout.splitlines() if line.startswith("fragment")]
+    assert "FAILED" in fragment and "timed out" in fragment
+
+
+class _OddAccount(FakeApi):
+    """A server at fragment.url whose /accounts/me is not an object (a proxy, a wrong URL)."""
+
+    def __init__(self, answer: Reply) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def route(self, request: Request) -> Reply:
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Reply(200, [{"name": "Acme"}]),
+        Reply(200, raw=b"<html>Sign in</html>", content_type="text/html"),
+    ],
+    ids=["json-list", "not-json"],
+)
+def test_check_reports_an_account_answer_that_is_not_an_object_without_a_traceback(
+    tmp_path: Path, emulator: Emulator, answer: Reply
+) -> None:
+    with _OddAccount(answer) as odd:
+        config = write_config(tmp_path, emulator, token=TOKEN)
+        config.write_text(config.read_text().replace(emulator.base_url, odd.base_url))
+        result = sync_cli("check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [fragment] = [line for line in result.stdout.splitlines() if line.startswith("fragment")]
+    assert "FAILED" in fragment and "/accounts/me" in fragment
+
+
+def test_a_dry_run_with_json_prints_one_json_document(tmp_path: Path, emulator: Emulator) -> None:
+    """The would_push lines came before the summary: no JSON parser could read the output."""
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    result = sync_cli("run", "--once", "--dry-run", "--json", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is True
+    assert [entry["connector"] for entry in document["planned"]] == ["helpdesk"] * 12
+    assert document["planned"][0]["would_push"]["fields"]["title"] == "Printer 0 jammed"
+    assert document["connectors"][0]["pushed"] == 12
+    assert emulator.store.count() == 0
+
+
+def test_a_dry_run_creates_nothing(tmp_path: Path, emulator: Emulator) -> None:
+    """It created the state database (and its folder) it had nothing to write to."""
+    state = tmp_path / "state-folder" / "state.db"
+    config = write_config(tmp_path, emulator, token=TOKEN, state=f"sqlite:///{state}")
+    before = sorted(tmp_path.iterdir())
+    result = sync_cli("run", "--once", "--dry-run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(tmp_path.iterdir()) == before
+    daemon = sync_cli("run", "--dry-run", "--config", str(config), cwd=tmp_path)
+    assert daemon.returncode == 2 and "--dry-run" in daemon.stderr  # the daemon always pushes
+    assert sorted(tmp_path.iterdir()) == before
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    demo = sync_cli("run", "--once", "--dry-run", "--json", cwd=empty)  # the built-in demo
+    assert demo.returncode == 0, demo.stderr
+    assert json.loads(demo.stdout)["connectors"][0]["pushed"] == 1194
+    assert list(empty.iterdir()) == []
+
+
+def test_requests_count_every_attempt_of_a_batch_whose_retries_ran_out(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """1 was reported where 2 went out (6 of 6 with more attempts)."""
+    emulator.faults.error_rate = 1.0
+    config = write_config(tmp_path, emulator, token=TOKEN)  # max_attempts = 2
+    result = sync_cli("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    [summary] = json.loads(result.stdout)["connectors"]
+    sent = [r for r in emulator.requests if r["method"] == "PUT"]
+    assert len(sent) == 2
+    assert summary["requests"] == len(sent)
+
+
+def test_a_killed_run_is_shown_abandoned_once_its_lease_is_gone(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """A SIGKILLed run stayed "running" forever, in the runs table, `status` and the page."""
+    emulator.faults.latency = 120  # the pass waits on its first batch until it is killed
+    state = tmp_path / "state.db"
+    config = write_config(tmp_path, emulator, token=TOKEN, extra='[locking]\nlease_ttl = "3s"\n')
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "run", "--once", "--config", str(config)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _running_runs(state):
+            time.sleep(0.1)
+        assert _running_runs(state)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+    outcome = "running"
+    deadline = time.monotonic() + 60
+    while outcome == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)  # the lease outlives its holder by up to lease_ttl
+        status = sync_cli("status", "--json", "--config", str(config), cwd=tmp_path)
+        outcome = json.loads(status.stdout)[0]["last_run"]["outcome"]
+    assert outcome == "abandoned"
+
+    emulator.faults.latency = 0
+    again = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    engine = sa.create_engine(f"sqlite:///{state}")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT outcome FROM runs ORDER BY started_at")).scalars()
+        assert list(stored) == ["abandoned", "ok"]  # recorded as such by the next pass
+    engine.dispose()
+
+
+def _running_runs(state: Path) -> list[str]:
+    if not state.exists():
+        return []
+    with StateStore.open(f"sqlite:///{state}", upgrade=False) as store:
+        try:
+            return [run.id for run in store.recent_runs() if run.outcome == "running"]
+        except sa.exc.OperationalError:
+            return []  # the schema is being created
+
+
+def test_a_rejected_item_records_the_field_fragment_named(tmp_path: Path) -> None:
+    """Its `field` was null though the server's 422 said `assignee_email`."""
+    with Emulator(tokens=[TOKEN], users=["agent@support.example.com"]) as emulator:
+        config = write_config(tmp_path, emulator, token=TOKEN, extra='assignee_email = "assignee"')
+        with (tmp_path / "tickets.jsonl").open("a") as handle:
+            handle.write(
+                '{"id": 99, "subject": "Ghost", "assignee": "ghost@elsewhere.example", '
+                '"updated_at": "2026-11-02T10:00:00Z"}\n'
+            )
+        run = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+    listed = sync_cli("failures", "list", "--json", "--config", str(config), cwd=tmp_path)
+    [item] = json.loads(listed.stdout)
+    assert (item["source_id"], item["stage"], item["field"]) == ("99", "rejected", "assignee_email")
+    assert "unknown user" in item["error"]
+
+
+def test_the_run_history_keeps_the_configured_number_of_runs(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """The runs table grew by one row a pass, forever (105,000 rows a year at 5 minutes)."""
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    text = config.read_text().replace("[logging]", "keep_runs = 3\n\n[logging]")
+    config.write_text(text)
+    for _ in range(5):
+        assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0
+    with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert len(store.recent_runs("helpdesk", limit=100)) == 3
+
+
+def test_a_pass_past_its_timeout_says_which_key_bounds_it(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    config.write_text(
+        config.read_text().replace('schedule = { interval = "1s" }', 'timeout = "1ms"')
+    )
+    result = sync_cli("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    [summary] = json.loads(result.stdout)["connectors"]
+    assert summary["outcome"] == "interrupted"
+    assert "connectors.helpdesk.timeout" in summary["error"]

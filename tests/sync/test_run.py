@@ -121,8 +121,8 @@ def test_a_fresh_state_database_resyncs_to_the_same_uids_without_duplicates(
 class StopAfterFirstBatch(FragmentClient):
     """A real client whose run is asked to stop as soon as one batch is acknowledged."""
 
-    def push(self, items: Any) -> PushResult:
-        result = super().push(items)
+    def push(self, items: Any, into: PushResult | None = None) -> PushResult:
+        result = super().push(items, into)
         self.stop.set()
         return result
 
@@ -853,11 +853,11 @@ class SendsTheBatchLate(FragmentClient):
         super().__init__(*args, **kwargs)
         self.held: str | None = held
 
-    def push(self, items: Any) -> PushResult:
+    def push(self, items: Any, into: PushResult | None = None) -> PushResult:
         if any(item.source_id == self.held for item in items):
             self.held = None  # only its first batch
             time.sleep(0.3)
-        return super().push(items)
+        return super().push(items, into)
 
 
 def test_a_newer_version_is_not_sent_while_an_older_one_is_still_out(
@@ -894,13 +894,13 @@ class FailsTheBatchWith(FragmentClient):
         super().__init__(*args, **kwargs)
         self.poisoned = poisoned
 
-    def push(self, items: Any) -> PushResult:
+    def push(self, items: Any, into: PushResult | None = None) -> PushResult:
         if any(item.source_id == self.poisoned for item in items):
             time.sleep(0.3)
             from sync.errors import FragmentUnavailable
 
             raise FragmentUnavailable("Fragment: still failing after 3 attempts (test)")
-        return super().push(items)
+        return super().push(items, into)
 
 
 def test_a_failed_batch_holds_the_watermark_though_later_batches_landed_first(

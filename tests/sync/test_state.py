@@ -565,3 +565,35 @@ def test_huge_unmappable_tickets_are_failed_items_and_the_good_ones_go_out_once(
     assert "template key 'subject' is absent" in failed["10"].error
     assert failed["11"].error.startswith("connector 'helpdesk', ticket '11', field 'due_at'")
     assert failed["11"].error.endswith("is not an ISO 8601 date-time")
+
+
+def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateStore) -> None:
+    store.keep_runs = 3
+    for _ in range(5):
+        store.finish_run(
+            store.start_run("helpdesk", "helpdesk", None), outcome="ok", counts={}, watermark=None
+        )
+    store.start_run("other", "other", None)
+    kept = store.recent_runs("helpdesk", limit=100)
+    assert len(kept) == 3
+    assert len(store.recent_runs("other")) == 1
+
+
+def test_a_run_whose_process_died_reads_abandoned_and_the_next_pass_records_it(
+    store: StateStore,
+) -> None:
+    store.acquire_lease("helpdesk", "host:1:dead", ttl=60)
+    died = store.start_run("helpdesk", "helpdesk", None)
+    assert [run.outcome for run in store.recent_runs("helpdesk")] == ["running"]  # lease held
+
+    store.release_lease("helpdesk", "host:1:dead")  # as its expiry would
+    [abandoned] = store.recent_runs("helpdesk")
+    assert (abandoned.id, abandoned.outcome) == (died, "abandoned")
+    assert abandoned.error is not None and "ended without finishing" in abandoned.error
+
+    store.acquire_lease("helpdesk", "host:2:next", ttl=60)
+    store.start_run("helpdesk", "helpdesk", None)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, outcome FROM runs")).all()
+    assert {(row.id, row.outcome) for row in rows if row.id == died} == {(died, "abandoned")}
+    assert sorted(run.outcome for run in store.recent_runs("helpdesk")) == ["abandoned", "running"]

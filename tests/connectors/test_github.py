@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors import github
 from connectors.base import SourceTicket
@@ -272,3 +273,31 @@ def test_bad_options_fail_at_config_load_naming_the_key(
     with pytest.raises(ConfigError) as caught:
         build_config(raw, source="test")
     assert caught.value.key == f"connectors.issues.{key}"
+
+
+def test_a_renamed_repository_is_followed_and_the_operator_told_to_update_the_config(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.extra = {"repository": case.fake.repository}  # the config keeps the old name
+    assert sync(case, emulator, sqlite_url).pushed == 3
+    old_path = case.fake.issues_path
+    case.fake.rename("octo-org/support-desk")
+    for n in range(4, 12):
+        case.add(n, T0 + dt.timedelta(hours=1, minutes=n))
+
+    with capture_logs() as logs:
+        summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    assert summary.pushed == 8
+    ConnectorSuite().assert_exact(case, emulator)
+    redirected = case.fake.gets(old_path)[1:]  # the first pass's request came before the rename
+    followed = case.fake.gets(case.fake.id_issues_path)
+    assert redirected and len(followed) >= len(redirected)
+    assert followed[0].query == redirected[0].query  # the same request, at the new place
+    assert all(r.headers["authorization"] == f"Bearer {GITHUB_TOKEN}" for r in followed)
+    [moved] = [line for line in logs if line["event"] == "http_moved_permanently"]
+    assert moved["log_level"] == "warning"
+    assert (moved["old"], moved["new"]) == (old_path, case.fake.id_issues_path)
+    assert "set repository" in moved["hint"]

@@ -7,6 +7,12 @@ prev, first and last; pull requests mixed in with a `pull_request` key;
 `Authorization: Bearer` (or `token`); weak ETags per token and page, and a
 304 for a matching `If-None-Match` that costs no quota; `x-ratelimit-*`
 headers on every answer. Deleted issues simply vanish.
+
+A renamed or transferred repository (`rename`) answers its former names as
+GitHub does ("Follow redirects" in GitHub's REST best practices): `301 Moved
+Permanently`, `Location` = the same request under `/repositories/{id}`, the
+query kept, and a JSON body repeating it; the repository is served under
+that path too, and its `Link` pages point there.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from urllib.parse import urlencode
 from fakes import FakeApi, Reply, Request
 
 DOCS = "https://docs.github.com/rest"
+FOLLOW_REDIRECTS = (
+    "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects"
+)
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -66,10 +75,15 @@ NO_PERMISSION = Reply(
 
 
 class FakeGitHub(FakeApi):
-    def __init__(self, token: str, repository: str = "octo-org/helpdesk") -> None:
+    def __init__(
+        self, token: str, repository: str = "octo-org/helpdesk", repository_id: int = 1296269
+    ) -> None:
         super().__init__()
         self.token = token
         self.repository = repository
+        self.repository_id = repository_id
+        """The repository's immutable id: what its `/repositories/{id}` path and redirects use."""
+        self.former_names: set[str] = set()
         self.issues: dict[int, dict[str, Any]] = {}
         self.quota_used = 0
         """Requests that counted against the hourly quota (a 304 does not)."""
@@ -77,6 +91,18 @@ class FakeGitHub(FakeApi):
     @property
     def issues_path(self) -> str:
         return f"/repos/{self.repository}/issues"
+
+    @property
+    def id_issues_path(self) -> str:
+        """The issues under the repository's id, where GitHub redirects its former names."""
+        return f"/repositories/{self.repository_id}/issues"
+
+    def rename(self, new_name: str) -> None:
+        """Rename or transfer the repository to `new_name` (`owner/name`); old names redirect."""
+        with self.lock:
+            self.former_names.add(self.repository)
+            self.former_names.discard(new_name)
+            self.repository = new_name
 
     def add(
         self,
@@ -118,13 +144,16 @@ class FakeGitHub(FakeApi):
             self.issues[issue_id].update(fields, updated_at=stamp(updated))
 
     def route(self, request: Request) -> Reply:
-        if request.path != self.issues_path:
+        former = {f"/repos/{name}/issues" for name in self.former_names}
+        if request.path not in (self.issues_path, self.id_issues_path, *former):
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         if request.headers.get("authorization") not in (
             f"Bearer {self.token}",
             f"token {self.token}",
         ):
             return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        if request.path in former:
+            return self._moved(request)
         issues = list(self.issues.values())
         state = request.param("state", "open")
         if state != "all":
@@ -151,6 +180,15 @@ class FakeGitHub(FakeApi):
             return Reply(304, raw=b"", headers=headers)
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
+
+    def _moved(self, request: Request) -> Reply:
+        """GitHub's answer to a former name: the same request, under the repository's id."""
+        self.quota_used += 1
+        query = urlencode([(k, v) for k, values in request.query.items() for v in values])
+        location = f"{self.base_url}{self.id_issues_path}" + (f"?{query}" if query else "")
+        body = {"message": "Moved Permanently", "url": location}
+        body["documentation_url"] = FOLLOW_REDIRECTS
+        return Reply(301, body, headers={"Location": location, **self._quota()})
 
     def _etag(self, body: Any) -> str:
         text = f"{self.token}:{json.dumps(body, sort_keys=True)}"

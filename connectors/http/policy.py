@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from connectors.http.bounded import ResponseTooLarge
+
 
 class Action(enum.Enum):
     """What the client does with an answer."""
@@ -57,6 +59,7 @@ SOURCE_POLICY: Policy = {
     404: Rule(Action.FAIL, "not found: check the URL, project or table"),
     410: Rule(Action.FAIL, "the endpoint is gone (removed by the vendor)"),
     422: Rule(Action.FAIL, "the source could not process the query"),
+    ResponseTooLarge: Rule(Action.FAIL, "the answer is larger than max_response_size allows"),
 }
 """A ticket system's answers; a persistent 4xx fails the connector's run."""
 

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
+from connectors.http.bounded import DEFAULT_MAX_RESPONSE_SIZE
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
@@ -74,6 +75,8 @@ class HttpOptions(ConnectorOptions):
     requests_per_minute: float = Field(default=600.0, gt=0)
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
     page_size: int = Field(default=100, ge=1, le=5000)
+    max_response_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_RESPONSE_SIZE), ge=1024)
+    """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
 
     @field_validator("base_url")
     @classmethod
@@ -105,6 +108,8 @@ class RestConnector(Connector):
     """
     max_pages_per_query: int | None = None
     """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
+    moved_hint: ClassVar[str] = "update base_url (or path) in the connector's config"
+    """What to change when the source says a URL moved for good (logged once per URL)."""
 
     options: HttpOptions
     _session: HttpSession | None = None
@@ -165,6 +170,8 @@ class RestConnector(Connector):
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
                 auth=self.auth(),
                 timeout=options.timeout.total_seconds(),
+                max_response_size=options.max_response_size,
+                moved_hint=self.moved_hint,
                 stop=self.stop,
             )
         return self._session

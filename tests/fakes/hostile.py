@@ -129,6 +129,14 @@ class Exchange:
     """Body bytes written before the answer ended or the client went away."""
     hung_up: bool = False
     """The client closed the connection before the whole answer was written."""
+    finished: threading.Event = field(default_factory=threading.Event)
+    """Set once the server is done with the exchange: answered, or found the client gone."""
+
+    def outcome(self) -> Exchange:
+        """This exchange once the server is done with it (a client's hang-up shows at a write)."""
+        if not self.finished.wait(30):
+            raise AssertionError("the server is still writing its answer after 30s")
+        return self
 
 
 class HostileServer:
@@ -168,6 +176,8 @@ class HostileServer:
                     server._write(self.connection, exchange, body)
                 except (BrokenPipeError, ConnectionResetError):
                     exchange.hung_up = True
+                finally:
+                    exchange.finished.set()
 
             do_GET = do_PUT = do_POST = _answer
 

@@ -114,10 +114,13 @@ class _Inflater:
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """The bytes `data` unpacks to, `INFLATE_STEP` at most at a time."""
-        engine = self._start(data)
-        if engine is None:
-            return
-        data, self._head = self._head + data if self._head else data, b""
+        if self._engine is None:
+            data, self._head = self._head + data, b""
+            self._engine = self._start(data)
+            if self._engine is None:
+                self._head = data  # too little yet to tell raw deflate from zlib
+                return
+        engine = self._engine
         try:
             while not engine.eof:
                 out = engine.decompress(data, INFLATE_STEP)
@@ -132,20 +135,15 @@ class _Inflater:
             ) from None
 
     def _start(self, data: bytes) -> zlib._Decompress | None:
-        if self._engine is not None:
-            return self._engine
         if self.encoding != "deflate":
-            self._engine = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            return self._engine
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
         # "deflate" is meant to be zlib-wrapped, and some servers send it raw:
         # the first two bytes tell which.
-        self._head += data
-        if len(self._head) < 2:
+        if len(data) < 2:
             return None
-        first, second = self._head[0], self._head[1]
+        first, second = data[0], data[1]
         wrapped = first & 0x0F == 8 and ((first << 8) | second) % 31 == 0
-        self._engine = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        return self._engine
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
 
 
 # One deadline per request, enforced on every socket operation.

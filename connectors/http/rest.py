@@ -75,7 +75,11 @@ class HttpOptions(ConnectorOptions):
     requests_per_minute: float = Field(default=600.0, gt=0)
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
     page_size: int = Field(default=100, ge=1, le=5000)
-    max_response_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_RESPONSE_SIZE), ge=1024)
+    max_response_size: ByteSize = Field(
+        default=ByteSize(DEFAULT_MAX_RESPONSE_SIZE),
+        ge=1024,
+        exclude=True,  # a bound on reads decides no task: kept out of the settings fingerprint
+    )
     """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
 
     @field_validator("base_url")

@@ -68,6 +68,7 @@ class RequestFailed(Exception):
 
 OFF_ORIGIN = Rule(Action.FAIL, "refused to send credentials to another origin")
 TOO_MANY_REDIRECTS = Rule(Action.FAIL, "too many redirects")
+BAD_URL = Rule(Action.FAIL, "not a URL that can be requested")
 MAX_REDIRECTS = 5
 """Redirects followed in a row for one request before it fails."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -170,8 +171,9 @@ class HttpSession:
     ) -> httpx.Response:
         """Send until the answer is accepted (or rejected, for the caller to handle).
 
-        `kwargs` go to `httpx.Client.build_request`. Each attempt is appended
-        to `attempts` when given (so callers can count their own requests).
+        `kwargs` go to `httpx.Client.build_request`. Each request sent (attempts
+        and redirects followed) is appended to `attempts` when given, so callers
+        can count their own requests.
         `validate`, when given, reads an accepted answer: one it finds wrong
         is retried like a server error. Redirects within the base URL's
         origin are followed (any redirect for GET and HEAD, 307 and 308 for
@@ -180,15 +182,15 @@ class HttpSession:
         redirect off the base URL's origin (nothing is sent there);
         `StopRequested` when a stop is requested while waiting.
         """
-        attempt = redirects = 0
+        sent = attempt = redirects = 0  # a redirect followed is a request, not an attempt
         while True:
             request = self._request(method, url, kwargs)
             if not self.budget.acquire():
                 raise StopRequested(f"{self.name}: stop requested while waiting to send")
-            attempt += 1
+            sent += 1
             self.stats.requests += 1
             if attempts is not None:
-                attempts.append(attempt)
+                attempts.append(sent)
             outcome = self._exchange(request)
             key = (
                 str(outcome.status_code)
@@ -206,6 +208,7 @@ class HttpSession:
                 url = self._redirect(request, outcome)
                 kwargs = {name: value for name, value in kwargs.items() if name != "params"}
                 continue
+            attempt += 1
             rule = self.classify(outcome)
             if isinstance(outcome, httpx.Response):
                 self._pace_from_quota(outcome)
@@ -246,7 +249,10 @@ class HttpSession:
 
     def _request(self, method: str, url: str, kwargs: Mapping[str, Any]) -> httpx.Request:
         """The request to send; raises `RequestFailed` when it would leave the base origin."""
-        request = self.http.build_request(method, url, **kwargs)
+        try:
+            request = self.http.build_request(method, url, **kwargs)
+        except httpx.InvalidURL as exc:
+            raise RequestFailed(BAD_URL, f"{method} {url[:200]!r}: {exc}") from None
         there = origin_of(request.url)
         if there != self.origin:
             raise RequestFailed(
@@ -276,7 +282,12 @@ class HttpSession:
 
     def _redirect(self, request: httpx.Request, response: httpx.Response) -> str:
         """Where `response` redirects `request`; raises `RequestFailed` when off the origin."""
-        target = request.url.join(response.headers["location"])
+        location = response.headers["location"]
+        try:
+            target = request.url.join(location)
+        except httpx.InvalidURL as exc:
+            detail = f"{request.method} {request.url.path} was redirected to {location[:200]!r}"
+            raise RequestFailed(BAD_URL, f"{detail}: {exc}", response) from None
         there = origin_of(target)
         if there != self.origin:
             raise RequestFailed(

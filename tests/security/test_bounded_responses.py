@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,27 @@ def test_an_endless_answer_from_a_source_is_cut_at_max_response_size() -> None:
     exchange = server.exchanges[0].outcome()
     assert exchange.hung_up and exchange.sent < 256 * MiB
     assert peak[0] < 32 * MiB
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw deflate"])
+def test_a_compressed_page_within_the_cap_reads_as_sent(encoding: str) -> None:
+    """What the bound must not break: pages compressed as servers do, arriving in small pieces."""
+    tickets = [{"id": n, "updated_at": f"2026-11-02T09:0{n}:00Z"} for n in range(1, 4)]
+    page = json.dumps({"items": tickets}).encode()
+    wbits = {"gzip": 31, "deflate": 15, "raw deflate": -15}[encoding]
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    packed = packer.compress(page) + packer.flush()
+    pieces = [packed[i : i + 7] for i in range(0, len(packed), 7)]
+    name = "gzip" if encoding == "gzip" else "deflate"
+    attack = Attack(lambda body: iter(pieces), {"Content-Encoding": name}, chunked=True)
+    with HostileServer(attack) as server:
+        connector = source(server)
+        try:
+            pulled = list(connector.pull(None))
+        finally:
+            connector.close()
+    assert [t.source_id for t in pulled] == ["1", "2", "3"]
+    assert server.exchanges[0].headers["accept-encoding"] == "gzip, deflate"
 
 
 @pytest.mark.parametrize("where", ["body", "head"])

@@ -224,6 +224,22 @@ def test_a_next_link_to_another_origin_fails_the_rest_pass_and_sends_no_credenti
         fake.stop()
 
 
+def test_a_next_link_that_is_no_url_fails_the_pass_with_a_clear_message(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    fake = back_office("next_url")
+    try:
+        rewrite_pages(
+            fake, is_rest_page, lambda reply: reply.body["paging"].update(next="http://[::1")
+        )
+        summary = sync(rest_options(fake), emulator, sqlite_url)
+    finally:
+        fake.stop()
+    assert not summary.ok
+    assert "not a URL that can be requested" in (summary.error or "")
+    assert "internal error" not in (summary.error or "")
+
+
 def test_a_same_origin_redirect_is_followed_with_the_credentials(
     emulator: Emulator, sqlite_url: str
 ) -> None:

@@ -25,6 +25,9 @@ default is open issues only.
   waits at least `rate_limit_floor`, doubling. A 403 without those signals is
   a permission problem and fails the run saying which permission.
 - Conditional requests: see `GitHubConnector.fetch`.
+- A renamed or transferred repository answers its old name with a 301 to
+  `/repositories/{id}/...`; the session follows it (same origin, token kept)
+  and logs once that `repository` should be updated.
 - The ticket id is the issue's global `id`, which is immutable and survives
   renames and transfers; the `number` people see is kept as a field. Deleted
   and transferred-out issues vanish from the list: their tasks stay as they were.
@@ -151,6 +154,10 @@ class GitHubConnector(RestConnector):
     cursor_path = "updated_at"
     reanchor_after_pages = 1
     policy = GITHUB_POLICY
+    moved_hint = (
+        "GitHub moved the repository (renamed or transferred) and redirects to it by id: "
+        "set repository to its new owner/name"
+    )
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{number} {title}",

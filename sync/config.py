@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     SecretStr,
@@ -79,10 +80,13 @@ class FragmentSettings(_Section):
     batch_size: int = Field(default=100, ge=1, le=1000)
     requests_per_minute: float = Field(default=60.0, gt=0)
     timeout: Duration = dt.timedelta(seconds=30)
+    """Each request as a whole: connecting, sending, waiting and reading the answer."""
     max_attempts: int = Field(default=8, ge=1, le=100)
     max_retry_wait: Duration = dt.timedelta(minutes=5)
     max_in_flight: int = Field(default=2, ge=1, le=16)
     """Batches sent at once per connector; checkpoints still follow the source's order."""
+    max_response_size: ByteSize = Field(default=ByteSize(16 * 1024 * 1024), ge=1024)
+    """The largest answer read, once unpacked; a batch's acknowledgment echoes its tasks."""
 
     @field_validator("url")
     @classmethod

@@ -13,9 +13,12 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from connectors.errors import StopRequested
 from sync.config import FragmentSettings
@@ -36,6 +39,7 @@ def retry_policy() -> Policy:
     Built at the first request, not at import: its transport rules are keyed by httpx's
     exception types, and a pass with nothing to push never imports httpx (~30 ms).
     """
+    from connectors.http.bounded import ResponseTooLarge
     from connectors.http.policy import TRANSIENT, Action, Rule
 
     return {
@@ -47,6 +51,9 @@ def retry_policy() -> Policy:
         409: Rule(Action.FAIL, "conflict"),
         413: Rule(Action.REJECT, "batch too large: it is split"),
         422: Rule(Action.REJECT, "some items are invalid"),
+        ResponseTooLarge: Rule(
+            Action.FAIL, "the answer is larger than fragment.max_response_size allows"
+        ),
     }
 
 
@@ -104,13 +111,14 @@ class FragmentClient:
     def _open(self) -> HttpSession:
         # The HTTP stack (httpx, ~30 ms to import) loads with the first request: a pass
         # with nothing to push never sends one.
+        from connectors.http.auth import bearer
         from connectors.http.policy import classify
         from connectors.http.session import HttpSession, RetrySettings
         from connectors.ratelimit import RequestBudget
 
         settings = self.settings
         policy = retry_policy()
-        token = settings.bearer_token()
+        token = SecretStr(settings.bearer_token())  # ConfigError naming fragment.token if unset
         return HttpSession(
             "fragment",
             settings.url,
@@ -122,12 +130,15 @@ class FragmentClient:
                 rate_limit_floor=FRAGMENT_RATE_LIMIT_FLOOR,
             ),
             headers={
-                "Authorization": f"Bearer {token}",
                 "User-Agent": settings.user_agent,
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             },
+            # As auth, not a header: the session sends it to fragment.url's origin only.
+            auth=bearer(token),
             timeout=settings.timeout.total_seconds(),
+            max_response_size=settings.max_response_size,
+            moved_hint="update fragment.url",
             stop=self.stop,
             transport=self._transport,
         )
@@ -185,7 +196,9 @@ class FragmentClient:
         from connectors.http.policy import Action, classify  # see `_open`
 
         result.isolation_requests += isolating
-        response = self._send("PUT", "/tasks/batch", _batch_body(items), result)
+        response = self._send(
+            "PUT", "/tasks/batch", _batch_body(items), result, validate=_acknowledges(items)
+        )
         if classify(response, retry_policy()).action is Action.ACCEPT:
             result.acked.extend(items)
             return
@@ -208,7 +221,12 @@ class FragmentClient:
         self._deliver(items[middle:], result, isolating=True)
 
     def _send(
-        self, method: str, path: str, body: bytes | None, tally: PushResult | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        tally: PushResult | None = None,
+        validate: Callable[[httpx.Response], str | None] | None = None,
     ) -> httpx.Response:
         """One logical request through the session's retry loop; translates its failures."""
         from connectors.http.policy import Action  # see `_open`
@@ -216,7 +234,9 @@ class FragmentClient:
 
         attempts: list[int] = []
         try:
-            return self.session.send(method, path, content=body, attempts=attempts)
+            return self.session.send(
+                method, path, content=body, attempts=attempts, validate=validate
+            )
         except RequestFailed as exc:
             if exc.rule.action is Action.FAIL_AUTH:
                 raise FragmentAuthError(f"Fragment: {exc}") from None
@@ -226,6 +246,38 @@ class FragmentClient:
         finally:
             if tally is not None:
                 tally.requests += len(attempts)
+
+
+def _acknowledges(items: Sequence[TaskPayload]) -> Callable[[httpx.Response], str | None]:
+    """What is wrong with a 2xx to `PUT /tasks/batch` of `items`; None when it acknowledges them.
+
+    Fragment answers a batch with `{"items": [...]}`, the resulting task of
+    each item sent. Anything else (not JSON, another shape, another count,
+    other uids) says nothing about whether the batch landed: it is neither
+    acknowledged nor rejected, but retried, and the pass fails when retries
+    run out so the next one sends it again.
+    """
+    sent = Counter(item.uid.lower() for item in items)
+
+    def check(response: httpx.Response) -> str | None:
+        status = response.status_code
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            return f"answered {status} with something that is not JSON, not an acknowledgment"
+        tasks = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(tasks, list):
+            return f"answered {status} without the list of items acknowledging the batch"
+        if len(tasks) != len(items):
+            return f"answered {status} acknowledging {len(tasks)} items of the {len(items)} sent"
+        answered = Counter(
+            str(task.get("uid")).lower() if isinstance(task, dict) else None for task in tasks
+        )
+        if answered != sent:
+            return f"answered {status} acknowledging tasks other than the batch's"
+        return None
+
+    return check
 
 
 def _batch_body(items: Iterable[TaskPayload]) -> bytes:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.http.auth import TokenEndpointFailed, TokenRefused
+from connectors.http.bounded import ResponseTooLarge
 
 
 class Action(enum.Enum):
@@ -61,6 +62,7 @@ SOURCE_POLICY: Policy = {
     422: Rule(Action.FAIL, "the source could not process the query"),
     TokenEndpointFailed: Rule(Action.RETRY, "the token endpoint failed"),
     TokenRefused: Rule(Action.FAIL_AUTH, "could not get an access token"),
+    ResponseTooLarge: Rule(Action.FAIL, "the answer is larger than max_response_size allows"),
 }
 """A ticket system's answers; a persistent 4xx fails the connector's run."""
 

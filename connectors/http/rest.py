@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
+from connectors.http.bounded import DEFAULT_MAX_RESPONSE_SIZE
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
@@ -77,6 +78,12 @@ class HttpOptions(ConnectorOptions):
     page_size: int = Field(default=100, ge=1, le=5000)
     max_pages_per_pass: int = Field(default=10_000, ge=1)
     """A pass that pages further fails: the guard against a source whose pages never end."""
+    max_response_size: ByteSize = Field(
+        default=ByteSize(DEFAULT_MAX_RESPONSE_SIZE),
+        ge=1024,
+        exclude=True,  # a bound on reads decides no task: kept out of the settings fingerprint
+    )
+    """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
 
     @field_validator("base_url")
     @classmethod
@@ -110,6 +117,8 @@ class RestConnector(Connector):
     """A hard cap on how deep one query may page (Freshdesk: 300); the window moves first."""
     backoff: ClassVar[Backoff] = Backoff()
     """The wait before retrying a transient failure that names none; see `Backoff`."""
+    moved_hint: ClassVar[str] = "update base_url (or path) in the connector's config"
+    """What to change when the source says a URL moved for good (logged once per URL)."""
 
     options: HttpOptions
     _session: HttpSession | None = None
@@ -175,6 +184,8 @@ class RestConnector(Connector):
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
                 auth=self.auth(),
                 timeout=options.request_timeout.total_seconds(),
+                max_response_size=options.max_response_size,
+                moved_hint=self.moved_hint,
                 stop=self.stop,
             )
         return self._session

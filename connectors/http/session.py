@@ -5,13 +5,25 @@ answer with a policy (`connectors.http.policy`), waits what a rate limit asks
 (never less), backs off on transient failures, paces itself down when the
 server's remaining quota runs low, and raises a named error when it must
 stop. The Fragment client and every REST connector send through it.
+
+It is also where the boundaries toward a server are kept, once for every
+client and whatever auth it holds:
+- Origin: a request goes out only to the scheme, host and port of the
+  configured base URL. A pagination link or a redirect pointing anywhere else
+  (another host or port, https to http) fails the request before anything,
+  credentials included, is sent there. Redirects within the origin are
+  followed, and a permanent one is logged once so the operator can update
+  the configuration.
+- Size and time: every answer is read whole through `connectors.http.bounded`,
+  capped at `max_response_size` once unpacked, and each request (connecting,
+  sending, waiting, reading) must end within `timeout`.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +31,14 @@ import httpx
 import structlog
 
 from connectors.errors import StopRequested
+from connectors.http.bounded import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    ResponseTooLarge,
+    deadline_transport,
+    read_answer,
+    request_deadline,
+)
 from connectors.http.policy import Action, Classifier, Rule, remaining_quota
 from connectors.ratelimit import Backoff, RequestBudget, backoff_delay, wait_from_headers
 
@@ -46,6 +66,29 @@ class RequestFailed(Exception):
         self.response = response
 
 
+OFF_ORIGIN = Rule(Action.FAIL, "refused to send credentials to another origin")
+TOO_MANY_REDIRECTS = Rule(Action.FAIL, "too many redirects")
+BAD_URL = Rule(Action.FAIL, "not a URL that can be requested")
+MAX_REDIRECTS = 5
+"""Redirects followed in a row for one request before it fails."""
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PERMANENT = frozenset({301, 308})
+_BODY_KEEPING = frozenset({307, 308})
+"""The redirects that keep the method and body, so any method may follow them."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Validate = Callable[[httpx.Response], str | None]
+"""Reads an accepted answer; returns what is wrong with it, or None when it is what was asked."""
+
+
+def origin_of(url: httpx.URL) -> str:
+    """`scheme://host[:port]` of `url`, the port left out when it is the scheme's default."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    shown = "" if port == _DEFAULT_PORTS.get(url.scheme) else f":{port}"
+    return f"{url.scheme}://{host}{shown}"
+
+
 @dataclass
 class SessionStats:
     requests: int = 0
@@ -69,7 +112,13 @@ class RetrySettings:
 
 
 class HttpSession:
-    """A keep-alive connection to `base_url` with pacing and the retry loop."""
+    """A keep-alive connection to `base_url` with pacing, the retry loop and the bounds.
+
+    `timeout` bounds each request as a whole; `max_response_size` each answer's
+    body, once unpacked. `moved_hint` ends the log line of a permanent
+    redirect: what the operator should change. A `transport` given (tests)
+    replaces the one that enforces the deadline.
+    """
 
     def __init__(
         self,
@@ -82,6 +131,8 @@ class HttpSession:
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         timeout: float = 30.0,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        moved_hint: str = "update the configured URL to the new location",
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -91,49 +142,81 @@ class HttpSession:
         self.retry = retry
         self.stop = stop or threading.Event()
         self.stats = SessionStats()
+        self.origin = origin_of(httpx.URL(base_url))
+        self.timeout = timeout
+        self.max_response_size = max_response_size
+        self.moved_hint = moved_hint
+        self._moved_logged: set[str] = set()
         self._rng = random.Random()
+        limits = httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30)
         self.http = httpx.Client(
             base_url=base_url,
-            headers=dict(headers or {}),
+            headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
             auth=auth,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
-            transport=transport,
+            limits=limits,
+            transport=transport or deadline_transport(limits),
         )
 
     def close(self) -> None:
         self.http.close()
 
     def send(
-        self, method: str, url: str, *, attempts: list[int] | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        attempts: list[int] | None = None,
+        validate: Validate | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         """Send until the answer is accepted (or rejected, for the caller to handle).
 
-        `kwargs` go to `httpx.Client.request`. Each attempt is appended to
-        `attempts` when given (so callers can count their own requests).
-        Raises `RequestFailed` for a persistent failure or when retries run
-        out, `StopRequested` when a stop is requested while waiting.
+        `kwargs` go to `httpx.Client.build_request`. Each request sent (attempts
+        and redirects followed) is appended to `attempts` when given, so callers
+        can count their own requests.
+        `validate`, when given, reads an accepted answer: one it finds wrong
+        is retried like a server error. Redirects within the base URL's
+        origin are followed (any redirect for GET and HEAD, 307 and 308 for
+        the other methods, which keep the body). Raises `RequestFailed` for a
+        persistent failure, when retries run out, or for a request or
+        redirect off the base URL's origin (nothing is sent there);
+        `StopRequested` when a stop is requested while waiting.
         """
-        attempt = 0
+        sent = attempt = redirects = 0  # a redirect followed is a request, not an attempt
         while True:
+            request = self._request(method, url, kwargs)
             if not self.budget.acquire():
                 raise StopRequested(f"{self.name}: stop requested while waiting to send")
-            attempt += 1
+            sent += 1
             self.stats.requests += 1
             if attempts is not None:
-                attempts.append(attempt)
-            outcome: httpx.Response | Exception
-            try:
-                outcome = self.http.request(method, url, **kwargs)
-                key = str(outcome.status_code)
-            except httpx.HTTPError as exc:
-                outcome, key = exc, type(exc).__name__
+                attempts.append(sent)
+            outcome = self._exchange(request)
+            key = (
+                str(outcome.status_code)
+                if isinstance(outcome, httpx.Response)
+                else type(outcome).__name__
+            )
             self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
             for observer in OBSERVERS:
                 observer.answered(self.name, key)
+            if isinstance(outcome, httpx.Response) and self._follows(method, outcome):
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    detail = f"{method} {_path(url)} was redirected more than {MAX_REDIRECTS} times"
+                    raise RequestFailed(TOO_MANY_REDIRECTS, detail, outcome)
+                url = self._redirect(request, outcome)
+                kwargs = {name: value for name, value in kwargs.items() if name != "params"}
+                continue
+            attempt += 1
             rule = self.classify(outcome)
             if isinstance(outcome, httpx.Response):
                 self._pace_from_quota(outcome)
+                if rule.action is Action.ACCEPT and validate is not None:
+                    problem = validate(outcome)
+                    if problem is not None:
+                        rule = Rule(Action.RETRY, problem)
                 if rule.action in (Action.ACCEPT, Action.REJECT):
                     return outcome
             if rule.action in (Action.FAIL, Action.FAIL_AUTH):
@@ -164,6 +247,68 @@ class HttpSession:
                 attempt=attempt,
                 wait_s=round(wait, 3),
             )
+
+    def _request(self, method: str, url: str, kwargs: Mapping[str, Any]) -> httpx.Request:
+        """The request to send; raises `RequestFailed` when it would leave the base origin."""
+        try:
+            request = self.http.build_request(method, url, **kwargs)
+        except httpx.InvalidURL as exc:
+            raise RequestFailed(BAD_URL, f"{method} {url[:200]!r}: {exc}") from None
+        there = origin_of(request.url)
+        if there != self.origin:
+            raise RequestFailed(
+                OFF_ORIGIN,
+                f"{method} {there}{request.url.path} is not on {self.origin}, the origin of "
+                "the configured base URL; credentials go there only, so it was not sent",
+            )
+        return request
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response | Exception:
+        """One request and its whole answer, within the deadline and the size cap."""
+        try:
+            with request_deadline(self.timeout):
+                response = self.http.send(request, stream=True)
+                try:
+                    return read_answer(response, self.max_response_size)
+                finally:
+                    response.close()
+        except (httpx.HTTPError, ResponseTooLarge) as exc:
+            return exc
+
+    @staticmethod
+    def _follows(method: str, response: httpx.Response) -> bool:
+        if response.status_code not in _REDIRECTS or "location" not in response.headers:
+            return False
+        return method in ("GET", "HEAD") or response.status_code in _BODY_KEEPING
+
+    def _redirect(self, request: httpx.Request, response: httpx.Response) -> str:
+        """Where `response` redirects `request`; raises `RequestFailed` when off the origin."""
+        location = response.headers["location"]
+        try:
+            target = request.url.join(location)
+        except httpx.InvalidURL as exc:
+            detail = f"{request.method} {request.url.path} was redirected to {location[:200]!r}"
+            raise RequestFailed(BAD_URL, f"{detail}: {exc}", response) from None
+        there = origin_of(target)
+        if there != self.origin:
+            raise RequestFailed(
+                OFF_ORIGIN,
+                f"{request.method} {request.url.path} was redirected to {there}{target.path}, "
+                f"which is not on {self.origin}, the origin of the configured base URL; "
+                "credentials go there only, so the redirect was not followed",
+                response,
+            )
+        if response.status_code in _PERMANENT and request.url.path not in self._moved_logged:
+            # Once per old address: every page of a pass would otherwise say it again.
+            self._moved_logged.add(request.url.path)
+            log.warning(
+                "http_moved_permanently",
+                server=self.name,
+                old=request.url.path,
+                new=target.path,
+                hint=self.moved_hint,
+            )
+        return str(target)
 
     def _wait_for(self, rule: Rule, outcome: httpx.Response | Exception, attempt: int) -> float:
         asked = wait_from_headers(outcome.headers) if isinstance(outcome, httpx.Response) else None

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from structlog.testing import capture_logs
 
 from connectors import github
 from connectors.base import SourceTicket
@@ -470,3 +471,31 @@ def test_a_key_github_does_not_know_fails_the_pass_with_githubs_reason(
     assert "A JSON web token could not be decoded" in error
     assert "PRIVATE KEY" not in error
     assert app.fake.gets(app.fake.issues_path) == []
+
+
+def test_a_renamed_repository_is_followed_and_the_operator_told_to_update_the_config(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.extra = {"repository": case.fake.repository}  # the config keeps the old name
+    assert sync(case, emulator, sqlite_url).pushed == 3
+    old_path = case.fake.issues_path
+    case.fake.rename("octo-org/support-desk")
+    for n in range(4, 12):
+        case.add(n, T0 + dt.timedelta(hours=1, minutes=n))
+
+    with capture_logs() as logs:
+        summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    assert summary.pushed == 8
+    ConnectorSuite().assert_exact(case, emulator)
+    redirected = case.fake.gets(old_path)[1:]  # the first pass's request came before the rename
+    followed = case.fake.gets(case.fake.id_issues_path)
+    assert redirected and len(followed) >= len(redirected)
+    assert followed[0].query == redirected[0].query  # the same request, at the new place
+    assert all(r.headers["authorization"] == f"Bearer {GITHUB_TOKEN}" for r in followed)
+    [moved] = [line for line in logs if line["event"] == "http_moved_permanently"]
+    assert moved["log_level"] == "warning"
+    assert (moved["old"], moved["new"]) == (old_path, case.fake.id_issues_path)
+    assert "set repository" in moved["hint"]

@@ -22,6 +22,12 @@ not in the future; `exp` in the future and at most 10 minutes ahead) and
 answers 201 with an installation token (`ghs_…`) and its `expires_at`, one
 hour ahead by default (`token_lifetime`). An expired or revoked installation
 token gets the same 401 "Bad credentials" as a wrong one.
+
+A renamed or transferred repository (`rename`) answers its former names as
+GitHub does ("Follow redirects" in GitHub's REST best practices): `301 Moved
+Permanently`, `Location` = the same request under `/repositories/{id}`, the
+query kept, and a JSON body repeating it; the repository is served under
+that path too, and its `Link` pages point there.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ LIST_DOCS = "https://docs.github.com/rest/issues/issues#list-repository-issues"
 DEEPEST_PAGE = 99
 """GitHub refuses `page=100` at `per_page=100` on large repositories (go-github#3565,
 python-github-backup#429); it documents no number, so the fake takes that one."""
+FOLLOW_REDIRECTS = (
+    "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects"
+)
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -118,10 +127,15 @@ class AppInstallation:
 
 
 class FakeGitHub(FakeApi):
-    def __init__(self, token: str, repository: str = "octo-org/helpdesk") -> None:
+    def __init__(
+        self, token: str, repository: str = "octo-org/helpdesk", repository_id: int = 1296269
+    ) -> None:
         super().__init__()
         self.token = token
         self.repository = repository
+        self.repository_id = repository_id
+        """The repository's immutable id: what its `/repositories/{id}` path and redirects use."""
+        self.former_names: set[str] = set()
         self.issues: dict[int, dict[str, Any]] = {}
         self.quota_used = 0
         """Requests that counted against the hourly quota (a 304 does not)."""
@@ -138,6 +152,18 @@ class FakeGitHub(FakeApi):
     @property
     def issues_path(self) -> str:
         return f"/repos/{self.repository}/issues"
+
+    @property
+    def id_issues_path(self) -> str:
+        """The issues under the repository's id, where GitHub redirects its former names."""
+        return f"/repositories/{self.repository_id}/issues"
+
+    def rename(self, new_name: str) -> None:
+        """Rename or transfer the repository to `new_name` (`owner/name`); old names redirect."""
+        with self.lock:
+            self.former_names.add(self.repository)
+            self.former_names.discard(new_name)
+            self.repository = new_name
 
     def add(
         self,
@@ -182,11 +208,14 @@ class FakeGitHub(FakeApi):
         minting = _ACCESS_TOKENS.match(request.path)
         if minting is not None and request.method == "POST":
             return self._access_token(int(minting[1]), request)
-        if request.path != self.issues_path:
+        former = {f"/repos/{name}/issues" for name in self.former_names}
+        if request.path not in (self.issues_path, self.id_issues_path, *former):
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         if not self._authorized(request.headers.get("authorization", "")):
             self.refused.append(request)
             return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        if request.path in former:
+            return self._moved(request)
         issues = list(self.issues.values())
         state = request.param("state", "open")
         if state != "all":
@@ -291,6 +320,15 @@ class FakeGitHub(FakeApi):
                 "repository_selection": "selected",
             },
         )
+
+    def _moved(self, request: Request) -> Reply:
+        """GitHub's answer to a former name: the same request, under the repository's id."""
+        self.quota_used += 1
+        query = urlencode([(k, v) for k, values in request.query.items() for v in values])
+        location = f"{self.base_url}{self.id_issues_path}" + (f"?{query}" if query else "")
+        body = {"message": "Moved Permanently", "url": location}
+        body["documentation_url"] = FOLLOW_REDIRECTS
+        return Reply(301, body, headers={"Location": location, **self._quota()})
 
     def _etag(self, body: Any) -> str:
         text = f"{self.token}:{json.dumps(body, sort_keys=True)}"

@@ -24,6 +24,14 @@ from pydantic import BaseModel, ConfigDict
 Cursor = dt.datetime | int
 """A change cursor: a timezone-aware UTC datetime, or an integer version."""
 
+WHOLE_SECOND_LOOKBACK = dt.timedelta(seconds=2)
+"""The default lookback of a source whose filter compares whole seconds.
+
+One second covers the filter's granularity (a `since` compared strictly, or
+against a time the source rounds), one more a change committed a moment after
+a later one was read. Longer transactions need a longer `lookback`.
+"""
+
 
 # Not frozen: one is built per ticket, and frozen dataclasses cost ~1 µs more each.
 @dataclass(slots=True)
@@ -79,6 +87,10 @@ class Connector:
     default_mapping: ClassVar[dict[str, Any]] = {}
     """The mapping a user gets without writing one; each key can be overridden in config."""
 
+    default_lookback: ClassVar[dt.timedelta] = dt.timedelta(0)
+    """The `lookback` a pass uses when the user sets none: what the source's filter needs
+    to miss nothing (its granularity, its lag); `WHOLE_SECOND_LOOKBACK` for whole seconds."""
+
     def __init__(
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
     ) -> None:
@@ -118,6 +130,17 @@ class Connector:
         the engine keeps the fresher one when only those differ.
         """
         return snapshot == previous
+
+    def clock_offset(self) -> dt.timedelta | None:
+        """How far the source's clock is ahead of this machine's (`connectors.clock`), if known.
+
+        Read during a pull, from what the source says its time is (an HTTP
+        `Date` header, the database's clock). The estimate must never exceed
+        the true offset: the engine stops checkpoints at the time a pass
+        started on the source's clock, and a later one could pass a change made
+        during the pass. None: the source gives no time of its own.
+        """
+        return None
 
     def check(self) -> None:
         """Reach the source once; raise `SourceError` with a clear message if it can't."""

@@ -4,11 +4,13 @@
 answer with a policy (`connectors.http.policy`), waits what a rate limit asks
 (never less), backs off on transient failures, paces itself down when the
 server's remaining quota runs low, and raises a named error when it must
-stop. The Fragment client and every REST connector send through it.
+stop. It also reads the server's clock from each answer's `Date` header
+(`clock_offset`). The Fragment client and every REST connector send through it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from connectors import clock
 from connectors.errors import StopRequested
 from connectors.http.policy import Action, Classifier, Rule, remaining_quota
 from connectors.ratelimit import RequestBudget, backoff_delay, wait_from_headers
@@ -90,6 +93,8 @@ class HttpSession:
         self.retry = retry
         self.stop = stop or threading.Event()
         self.stats = SessionStats()
+        self.clock_offset: dt.timedelta | None = None
+        """The server's clock minus this machine's, the lowest its answers' `Date` showed."""
         self._rng = random.Random()
         self.http = httpx.Client(
             base_url=base_url,
@@ -132,6 +137,7 @@ class HttpSession:
                 observer.answered(self.name, key)
             rule = self.classify(outcome)
             if isinstance(outcome, httpx.Response):
+                self._read_clock(outcome)
                 self._pace_from_quota(outcome)
                 if rule.action in (Action.ACCEPT, Action.REJECT):
                     return outcome
@@ -183,6 +189,19 @@ class HttpSession:
                 "allowed (max_retry_wait); the next run resumes from the checkpoint",
             )
         return asked
+
+    def _read_clock(self, response: httpx.Response) -> None:
+        """Lower `clock_offset` to `Date` minus the time the answer arrived, if that is lower.
+
+        `Date` is truncated to the second and stamped before the answer left,
+        so each estimate is at most the true offset; the lowest is the safest.
+        """
+        stamped = clock.http_date(response.headers.get("date"))
+        if stamped is None:
+            return
+        offset = stamped - clock.now()
+        if self.clock_offset is None or offset < self.clock_offset:
+            self.clock_offset = offset
 
     def _pace_from_quota(self, response: httpx.Response) -> None:
         """Pause before the server's quota runs out instead of running into its 429."""

@@ -205,6 +205,38 @@ class ConnectorSuite:
         assert second.ok, second.error
         self.assert_exact(case, emulator)
 
+    def test_a_change_made_during_a_pass_stays_after_the_watermark_when_this_host_runs_ahead(
+        self, case: VendorCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        """This machine's clock runs 5 s ahead of the source's, which stamps the changes.
+
+        A ticket changed while the pass runs is stamped before the pass's start
+        by this machine's clock: the watermark must stop at the pass's start on
+        the source's clock (its `Date` header says it), or a change the pass
+        skipped is behind the watermark for good.
+        """
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
+        case.fake.clock.stop_at(start)
+        for n in range(1, case.page_size * 2 + 1):
+            case.add(n, start - dt.timedelta(minutes=30) + dt.timedelta(seconds=n))
+
+        def change_during_the_pass() -> None:
+            case.fake.clock.advance(dt.timedelta(seconds=2))
+            case.update(1, case.fake.clock.now())  # read on the first page
+
+        # Not before the first answer: a real clock can't jump 2 s while no time passes here.
+        case.fake.when(nth_page_request(case, 2), change_during_the_pass)
+        summary = self.sync(case, emulator, sqlite_url)
+        assert summary.ok, summary.error
+        store = StateStore.open(sqlite_url)
+        watermark = store.watermark("source")
+        store.close()
+        assert isinstance(watermark, dt.datetime) and watermark <= start, (watermark, start)
+        case.fake.clock.advance(dt.timedelta(minutes=2))  # Zendesk withholds the last minute
+        again = self.sync(case, emulator, sqlite_url)
+        assert again.ok, again.error
+        self.assert_exact(case, emulator)
+
     def test_a_rate_limit_mid_run_is_waited_out_and_loses_nothing(
         self, case: VendorCase, emulator: Emulator, sqlite_url: str
     ) -> None:

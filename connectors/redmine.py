@@ -39,6 +39,7 @@ class RedmineConnector(RestConnector):
     cursor_path = "updated_on"
     reanchor_after_pages = 1
     default_lookback = WHOLE_SECOND_LOOKBACK
+    cursors_from_source_clock = True
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",

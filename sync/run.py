@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
@@ -239,6 +240,8 @@ class ConnectorRun:
         self._settled_recently: dict[str, Cursor] = {}
         self._settings_recorded = False
         """A checkpoint of this pass recorded its settings (`_settings_reached`)."""
+        self._stamped_offset: dt.timedelta | None = None
+        """A lower bound of the source's clock offset, from its cursors (`_read_stamps`)."""
         self.log = log.bind(connector=self.name)
 
     def execute(self) -> RunSummary:
@@ -521,6 +524,8 @@ class ConnectorRun:
             for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
                 chunk = _with_usable_ids(chunk)
                 tickets = [item for item in chunk if isinstance(item, SourceTicket)]
+                if source.cursors_from_source_clock:
+                    self._read_stamps(tickets)
                 self._settled_recently.clear()  # the lookup below sees what they recorded
                 stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
                 sent = self._sent_unrecorded(tickets, stored)
@@ -578,7 +583,26 @@ class ConnectorRun:
 
     def _ceiling(self, source: Connector) -> dt.datetime:
         """Where this pass's checkpoints stop: its start, on the earlier of the two clocks."""
-        return pass_ceiling(self._pass_started, source.clock_offset())
+        return pass_ceiling(self._pass_started, self._source_offset(source))
+
+    def _source_offset(self, source: Connector) -> dt.timedelta | None:
+        """The highest of the lower bounds known of the source's clock offset; None if none."""
+        bounds = [b for b in (source.clock_offset(), self._stamped_offset) if b is not None]
+        return max(bounds, default=None)
+
+    def _read_stamps(self, tickets: list[SourceTicket]) -> None:
+        """Raise `_stamped_offset` to what `tickets`' cursors show of the source's clock.
+
+        Each cursor is a time the source's clock had passed when it answered,
+        before now: the newest, minus this machine's time now, is at most the
+        offset. For a source that sends no `Date` (Redmine served by thin).
+        """
+        newest = max((t.cursor for t in tickets if isinstance(t.cursor, dt.datetime)), default=None)
+        if newest is None:
+            return
+        offset = newest - clock.now()
+        if self._stamped_offset is None or offset > self._stamped_offset:
+            self._stamped_offset = offset
 
     def _safe(self, checkpoint: Checkpoint, source: Connector) -> Cursor | None:
         """Where a checkpoint may move the watermark now (`Checkpoint.safe`)."""
@@ -587,7 +611,7 @@ class ConnectorRun:
         return checkpoint.safe()
 
     def _report_source_clock(self, source: Connector) -> None:
-        offset = source.clock_offset()
+        offset = source.clock_offset()  # the cursors' bound says more of the data than the clock
         if offset is not None and offset < -SOURCE_CLOCK_NOTICE:
             self.log.info(
                 "source_clock_behind",

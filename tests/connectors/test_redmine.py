@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from connectors import clock
 from fakes import HTML_ERROR, Reply, Request
 from fakes.redmine import FakeRedmine, stamp
 from fakes.suite import T0, ConnectorSuite, VendorCase
@@ -125,27 +126,34 @@ def _page_requests_from(fake: FakeRedmine, n: int) -> Callable[[Request], bool]:
     return matches
 
 
+@pytest.mark.parametrize("sends_date", [False, True], ids=["thin", "behind-a-proxy"])
 @pytest.mark.parametrize("host_ahead_s", [2, 5, -3])
 def test_an_edit_in_the_second_of_the_last_issue_read_is_not_lost_whatever_the_clocks(
-    host_ahead_s: int, emulator: Emulator, sqlite_url: str
+    host_ahead_s: int,
+    sends_date: bool,
+    emulator: Emulator,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Issue 2 ends a page; it is edited again within that second, and issue 3 a bit later.
 
     The page after re-anchors on issue 2's second and skips it (read already),
     so only the next pass can bring the edit: the watermark must not pass it,
     with this host's clock ahead of Redmine's (2 s, 5 s) or behind it (3 s),
-    and no lookback to hide a loss.
+    and no lookback to hide a loss. Redmine's clock shows in the issues'
+    `updated_on`, and in a `Date` header when a proxy in front adds one.
     """
-    with FakeRedmine(API_KEY) as fake:
+    with FakeRedmine(API_KEY, sends_date=sends_date) as fake:
         for n in range(1, 6):
             fake.add(n, T0 + dt.timedelta(minutes=n), subject=f"Printer {n} jammed")
         config = _config(fake, emulator, sqlite_url, page_size=3, lookback="0s")
         assert _sync(config).ok
 
-        # Redmine's clock, stopped so that the test places changes exactly, `host_ahead_s`
-        # behind this machine's, a tenth into a second.
-        now = dt.datetime.now(dt.UTC).replace(microsecond=100_000)
-        fake.clock.stop_at(now - dt.timedelta(seconds=host_ahead_s))
+        # One time for both clocks, so that the test places changes exactly: Redmine's,
+        # stopped a tenth into a second and moved by hand, and this machine's, ahead of it.
+        fake.clock.stop_at(dt.datetime.now(dt.UTC).replace(microsecond=100_000))
+        ahead = dt.timedelta(seconds=host_ahead_s)
+        monkeypatch.setattr(clock, "now", lambda: fake.clock.now() + ahead)
         fake.touch(1, subject="Printer 1 fixed")
         fake.clock.advance(dt.timedelta(milliseconds=1))
         fake.touch(2, subject="Printer 2 fixed")
@@ -178,7 +186,7 @@ def test_a_pass_the_source_fails_keeps_every_issue_it_read(
     Three pages of 50 bring 148 distinct issues: each page after the first
     re-anchors on the last issue of the one before and reads it again.
     """
-    with FakeRedmine(API_KEY) as fake:
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
         for n in range(1, 251):
             fake.add(n, T0 + dt.timedelta(minutes=n))
         config = _config(fake, emulator, sqlite_url, page_size=50, lookback="0s")
@@ -205,7 +213,7 @@ def test_a_first_backfill_cut_short_resumes_from_its_checkpoint(
     emulator: Emulator, sqlite_url: str
 ) -> None:
     """No pass has completed yet: the next one resumes, with no settings_changed re-read."""
-    with FakeRedmine(API_KEY) as fake:
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
         for n in range(1, 701):
             fake.add(n, T0 + dt.timedelta(minutes=n))
         config = _config(fake, emulator, sqlite_url, page_size=100, lookback="0s")
@@ -226,3 +234,19 @@ def test_a_first_backfill_cut_short_resumes_from_its_checkpoint(
     assert resumed.ok, resumed.error
     assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 701)}
     assert resumed.pulled == 701 - last  # the last issue read again (unchanged), then the rest
+
+
+@pytest.mark.parametrize(("lookback", "bound"), [(None, "08:59:58"), ("0s", "09:00:00")])
+def test_a_pass_starts_the_default_lookback_before_the_watermark_unless_one_is_set(
+    lookback: str | None, bound: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    """Redmine's filter compares whole seconds: unless told otherwise, re-read two more."""
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
+        fake.add(1, T0)
+        settings = {} if lookback is None else {"lookback": lookback}
+        config = _config(fake, emulator, sqlite_url, **settings)
+        assert _sync(config).ok
+        assert _sync(config).ok
+        second = fake.gets("/issues.json")[-1]
+
+    assert second.param("updated_on") == f">=2026-11-02T{bound}Z"

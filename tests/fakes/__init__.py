@@ -89,6 +89,9 @@ class FakeClock:
 class FakeApi:
     """A vendor fake: subclasses implement `route(request) -> Reply`."""
 
+    sends_date = True
+    """Whether every answer carries a `Date` header, as RFC 9110 asks of a server with a clock."""
+
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
@@ -145,9 +148,14 @@ class FakeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def date_time_string(self, timestamp: float | None = None) -> str:
-                # Every answer's `Date` (sent by `send_response`) is the fake's clock.
-                return email.utils.format_datetime(api.clock.now(), usegmt=True)
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self.log_request(code)
+                self.send_response_only(code, message)
+                self.send_header("Server", self.version_string())
+                if api.sends_date:  # the fake's clock, as a real server's `Date` is its own
+                    self.send_header(
+                        "Date", email.utils.format_datetime(api.clock.now(), usegmt=True)
+                    )
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -13,6 +13,8 @@ means from that day's start. Sorting on `updated_on` sorts on the hidden
 microseconds, so within one shown second the order is that of the changes,
 not of the ids; `sort=updated_on,id` breaks exact ties by id. A change made
 without an explicit time is stamped by the fake's clock (`FakeApi.clock`).
+Like thin, which serves Debian's Redmine, it sends no `Date` header unless
+`sends_date` is set (a proxy in front adds one).
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ def stamp(moment: dt.datetime) -> str:
 
 
 class FakeRedmine(FakeApi):
-    def __init__(self, api_key: str) -> None:
+    sends_date = False
+
+    def __init__(self, api_key: str, *, sends_date: bool = False) -> None:
         super().__init__()
+        self.sends_date = sends_date
         self.api_key = api_key
         self.issues: dict[int, dict[str, Any]] = {}
         self.changed: dict[int, dt.datetime] = {}

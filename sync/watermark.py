@@ -136,7 +136,8 @@ class Checkpoint:
 
     ordered: bool
     ceiling: dt.datetime | None = None
-    """Where date-time checkpoints stop: the time the pass started (None: no limit)."""
+    """Where date-time checkpoints stop (None: no limit): the pass's start (`pass_ceiling`),
+    which the run sets again as it learns more of the source's clock."""
     last: Cursor | None = None
     highest: Cursor | None = None
     out_of_order: bool = False

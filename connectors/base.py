@@ -90,7 +90,7 @@ class Connector:
     cursors_from_source_clock: ClassVar[bool] = False
     """Whether the source stamps each cursor with its own clock as it records a change (an
     `updated_on` it sets itself): the cursors read then bound that clock from below, which
-    the engine uses with `clock_offset` (for a server that sends no `Date`)."""
+    the engine uses when `clock_offset` knows nothing (a server that sends no `Date`)."""
 
     default_lookback: ClassVar[dt.timedelta] = dt.timedelta(0)
     """The `lookback` a pass uses when the user sets none: what the source's filter needs

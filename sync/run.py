@@ -586,21 +586,28 @@ class ConnectorRun:
         return pass_ceiling(self._pass_started, self._source_offset(source))
 
     def _source_offset(self, source: Connector) -> dt.timedelta | None:
-        """The highest of the lower bounds known of the source's clock offset; None if none."""
-        bounds = [b for b in (source.clock_offset(), self._stamped_offset) if b is not None]
-        return max(bounds, default=None)
+        """At most how far the source's clock is ahead of this machine's; None if unknown.
+
+        What the source tells of its clock (`Connector.clock_offset`), else
+        what the cursors it stamped show (`_read_stamps`).
+        """
+        told = source.clock_offset()
+        return told if told is not None else self._stamped_offset
 
     def _read_stamps(self, tickets: list[SourceTicket]) -> None:
         """Raise `_stamped_offset` to what `tickets`' cursors show of the source's clock.
 
         Each cursor is a time the source's clock had passed when it answered,
         before now: the newest, minus this machine's time now, is at most the
-        offset. For a source that sends no `Date` (Redmine served by thin).
+        offset. For a source that tells no time (Redmine served by thin sends
+        no `Date`). A cursor far ahead is a bad value, not the clock.
         """
-        newest = max((t.cursor for t in tickets if isinstance(t.cursor, dt.datetime)), default=None)
+        now = clock.now()
+        stamps = (t.cursor for t in tickets if isinstance(t.cursor, dt.datetime))
+        newest = max((c for c in stamps if not far_ahead(c, now)), default=None)
         if newest is None:
             return
-        offset = newest - clock.now()
+        offset = newest - now
         if self._stamped_offset is None or offset > self._stamped_offset:
             self._stamped_offset = offset
 

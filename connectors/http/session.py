@@ -194,7 +194,8 @@ class HttpSession:
         """Lower `clock_offset` to `Date` minus the time the answer arrived, if that is lower.
 
         `Date` is truncated to the second and stamped before the answer left,
-        so each estimate is at most the true offset; the lowest is the safest.
+        so each estimate is at most the true offset; the lowest is the safest
+        (answers may come from several servers behind one name).
         """
         stamped = clock.http_date(response.headers.get("date"))
         if stamped is None:

@@ -24,6 +24,14 @@ from pydantic import BaseModel, ConfigDict
 Cursor = dt.datetime | int
 """A change cursor: a timezone-aware UTC datetime, or an integer version."""
 
+WHOLE_SECOND_LOOKBACK = dt.timedelta(seconds=2)
+"""The default lookback of a source whose filter compares whole seconds.
+
+One second covers the filter's granularity (a `since` compared strictly, or
+against a time the source rounds), one more a change committed a moment after
+a later one was read. Longer transactions need a longer `lookback`.
+"""
+
 
 # Not frozen: one is built per ticket, and frozen dataclasses cost ~1 µs more each.
 @dataclass(slots=True)
@@ -79,9 +87,14 @@ class Connector:
     default_mapping: ClassVar[dict[str, Any]] = {}
     """The mapping a user gets without writing one; each key can be overridden in config."""
 
+    cursors_from_source_clock: ClassVar[bool] = False
+    """Whether the source stamps each cursor with its own clock as it records a change (an
+    `updated_on` it sets itself): the cursors read then bound that clock from below, which
+    the engine uses when `clock_offset` knows nothing (a server that sends no `Date`)."""
+
     default_lookback: ClassVar[dt.timedelta] = dt.timedelta(0)
-    """The lookback used when the user sets no `lookback`: how long before the watermark
-    a pass starts reading, for sources where a change can show up after later ones."""
+    """The `lookback` a pass uses when the user sets none: what the source's filter needs
+    to miss nothing (its granularity, its lag); `WHOLE_SECOND_LOOKBACK` for whole seconds."""
 
     def __init__(
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
@@ -122,6 +135,17 @@ class Connector:
         the engine keeps the fresher one when only those differ.
         """
         return snapshot == previous
+
+    def clock_offset(self) -> dt.timedelta | None:
+        """How far the source's clock is ahead of this machine's (`connectors.clock`), if known.
+
+        Read during a pull, from what the source says its time is (an HTTP
+        `Date` header, the database's clock). The estimate must never exceed
+        the true offset: the engine stops checkpoints at the time a pass
+        started on the source's clock, and a later one could pass a change made
+        during the pass. None: the source gives no time of its own.
+        """
+        return None
 
     def check(self) -> None:
         """Reach the source once; raise `SourceError` with a clear message if it can't."""

@@ -35,7 +35,13 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
-from connectors.base import BadRecord, ConnectorOptions, Cursor, SourceTicket
+from connectors.base import (
+    WHOLE_SECOND_LOOKBACK,
+    BadRecord,
+    ConnectorOptions,
+    Cursor,
+    SourceTicket,
+)
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
 from connectors.http.auth import api_key_as_user
 from connectors.http.rest import base_url_from_site, vendor_site
@@ -75,6 +81,8 @@ class FreshdeskConnector(RestConnector):
     path = "/api/v2/tickets"
     records_path = ""
     cursor_path = "updated_at"
+    default_lookback = WHOLE_SECOND_LOOKBACK
+    cursors_from_source_clock = True
     reanchor_after_pages = 1
     max_pages_per_query = 300
 

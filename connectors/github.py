@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import (
     SOURCE_POLICY,
     Action,
@@ -152,6 +152,8 @@ class GitHubConnector(RestConnector):
 
     id_path = "id"
     cursor_path = "updated_at"
+    default_lookback = WHOLE_SECOND_LOOKBACK
+    cursors_from_source_clock = True
     reanchor_after_pages = 1
     policy = GITHUB_POLICY
     moved_hint = (

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr
 
-from connectors.base import Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, OffsetPaginator, Paginator, RestConnector
 from connectors.http.auth import api_key_header
 
@@ -38,6 +38,8 @@ class RedmineConnector(RestConnector):
     records_path = "issues"
     cursor_path = "updated_on"
     reanchor_after_pages = 1
+    default_lookback = WHOLE_SECOND_LOOKBACK
+    cursors_from_source_clock = True
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
 from connectors.http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 from connectors.http.rest import base_url_from_site
@@ -128,6 +128,8 @@ class ServiceNowConnector(RestConnector):
     records_path = "result"
     id_path = "sys_id"
     cursor_path = "sys_updated_on"  # UTC without a zone marker: parse_cursor reads it as UTC
+    default_lookback = WHOLE_SECOND_LOOKBACK
+    cursors_from_source_clock = True
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "{number} {short_description}",

@@ -47,6 +47,10 @@ timestamps (PostgreSQL's `now()` is the transaction's start) is caught by the
 connector's `lookback` setting, not here: set it above your longest writing
 transaction.
 
+Clocks. Each pull reads the database's own clock (`clock_offset`), so the
+engine stops its checkpoints at the pass's start on that clock when it runs
+behind this machine's: rows are mostly stamped by it (`DEFAULT now()`).
+
 The `query` option runs as a subquery (`SELECT * FROM (<query>) AS source`);
 it may name no bind parameters, so write a literal colon as `\\:`.
 """
@@ -72,7 +76,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import NullType
 
-from connectors import values
+from connectors import clock, values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.records import is_flag_set
@@ -89,6 +93,14 @@ A cursor computed on each read (`COALESCE(updated_at, now())`) puts the same
 rows after the anchor on every query, and the pass would never end. A real
 row edited faster than one page round trip, page after page, is not plausible.
 """
+_UTC_NOW: Final = {
+    "postgresql": "SELECT CURRENT_TIMESTAMP",  # timestamptz: aware
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "mariadb": "SELECT UTC_TIMESTAMP(6)",
+    "mssql": "SELECT SYSUTCDATETIME()",
+    "oracle": "SELECT SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM DUAL",
+}
+"""Each backend's query for its clock's time, in UTC (SQLite's clock is this machine's)."""
 _BACKGROUND: Final = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 # Text that starts like an ISO 8601 date, optionally with a time; the groups
@@ -205,6 +217,7 @@ class SqlConnector(Connector):
         super().__init__(name, options, stop)
         self.options = options
         self._zone = values.timezone(options.timezone)
+        self._clock_offset: dt.timedelta | None = None
         self._url = make_url(options.url.get_secret_value())
         self._masked_url = self._url.render_as_string(hide_password=True)
         connect_args: dict[str, Any] = {}
@@ -230,6 +243,7 @@ class SqlConnector(Connector):
         """
         self._check_since(since)
         columns, samples = self._inspect()
+        self._clock_offset = self._read_clock()
         yield from self._unplaceable(columns)
         bound = None if since is None else self._since_value(since, samples)
         anchor: tuple[Any, Any] | None = None
@@ -281,6 +295,10 @@ class SqlConnector(Connector):
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
+
+    def clock_offset(self) -> dt.timedelta | None:
+        """The database's clock minus this machine's, as the pull read it; None before."""
+        return self._clock_offset
 
     # Queries
 
@@ -501,6 +519,28 @@ class SqlConnector(Connector):
             # SQLite would create an empty file and then report a missing table.
             raise SourceError(self.name, f"{self._where()}: the database file does not exist")
         return self._engine.connect()
+
+    def _read_clock(self) -> dt.timedelta | None:
+        """The database's clock minus this machine's, at most the true offset; None if unknown.
+
+        The database's time is taken before this machine's, so the difference
+        errs low, the safe side (`Connector.clock_offset`). SQLite runs in this
+        process, and an unknown backend may answer in a zone of its own: None.
+        """
+        query = _UTC_NOW.get(self._url.get_backend_name())
+        if query is None:
+            return None
+        try:
+            with self._connect() as conn:
+                stamped = conn.execute(sa.text(query)).scalar_one()
+        except sa.exc.SQLAlchemyError:
+            return None  # the pull's own queries report a database that can't be read
+        received = clock.now()
+        if not isinstance(stamped, dt.datetime):
+            return None
+        if stamped.tzinfo is None:
+            stamped = stamped.replace(tzinfo=dt.UTC)
+        return stamped - received
 
     @contextlib.contextmanager
     def _reading(self, doing: str) -> Iterator[None]:

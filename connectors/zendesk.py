@@ -78,6 +78,9 @@ class ZendeskConnector(RestConnector):
     path = "/api/v2/incremental/tickets/cursor.json"
     records_path = "tickets"
     cursor_path = "generated_timestamp"
+    cursors_from_source_clock = True
+    # No default lookback: `start_time` is inclusive at the cursor's own whole seconds, and
+    # Zendesk withholds the last minute's changes until they are settled.
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",

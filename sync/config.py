@@ -258,7 +258,8 @@ class ConnectorSettings(BaseModel):
     kind: str
     enabled: bool = True
     uid_namespace: str | None = None
-    lookback: Duration = dt.timedelta(0)
+    lookback: Duration | None = None
+    """Re-read this long before the watermark each pass; None: the connector's default."""
     batch_size: int | None = Field(default=None, ge=1, le=1000)
     schedule: ScheduleSettings = ScheduleSettings(interval=dt.timedelta(minutes=5))
     timeout: Duration | None = None

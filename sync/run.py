@@ -7,11 +7,14 @@
 A pass first retries the connector's failed items, then pulls from the
 watermark (inclusive, minus the lookback). Every acknowledged batch is
 checkpointed in one transaction with its hashes, its failed items and the
-watermark of the last ticket fully dealt with. Whatever stops a pass (the
-source, Fragment, a stop request, a timeout) leaves the watermark at the last
-checkpoint, so the next pass resumes there and the hash diff absorbs what it
-reads again. Fragment's idempotent upsert absorbs what was pushed but not
-checkpointed.
+watermark of the last ticket fully dealt with, never past the time the pass
+started on the source's clock or this machine's, whichever is earlier. When
+the source fails, what it gave before is still pushed and checkpointed.
+Whatever stops a pass (the source, Fragment, a stop request, a timeout) leaves
+the watermark at the last checkpoint, so the next pass resumes there (a first
+backfill too: its settings are recorded with its first checkpoint) and the
+hash diff absorbs what it reads again. Fragment's idempotent upsert absorbs
+what was pushed but not checkpointed.
 
 Up to `fragment.max_in_flight` batches are out at once while the next one is
 mapped; their checkpoints are committed in the order the batches were cut, so
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
@@ -69,6 +73,7 @@ from sync.watermark import (
     encode,
     far_ahead,
     later,
+    pass_ceiling,
     pull_bound,
 )
 
@@ -80,6 +85,9 @@ IDLE_CHECKPOINT = 5000
 """Checkpoint at least this often (in tickets) even when nothing needs pushing."""
 FAILURES_LOGGED = 100
 """New failures a pass logs one by one as warnings; the rest go in one line at its end."""
+SOURCE_CLOCK_NOTICE = dt.timedelta(seconds=2)
+"""A source's clock behind this machine's by more than this is logged (`source_clock_behind`);
+a `Date` header's truncation and the network make up to about a second of it."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Each asks the passes to stop after their batch in flight and checkpoint. SIGHUP's
 default would kill the process mid-batch (a closed terminal, a reload sent by habit)."""
@@ -169,6 +177,8 @@ class _Shipment:
     """Where the watermark may go once this and every earlier shipment are settled."""
     fingerprint: str | None
     snapshot: str | None
+    complete: bool = False
+    """The pass's last shipment: the whole pass is through once it settles."""
     answer: Future[PushResult] | None = None
     sent: PushResult = field(default_factory=PushResult)
     """What the sender has got so far: its requests count even when the push fails."""
@@ -245,6 +255,10 @@ class ConnectorRun:
         self._settled_recently: dict[str, Cursor] = {}
         self._reported: RunSummary | None = None
         """The pass's summary, once logged and told to the observers."""
+        self._settings_recorded = False
+        """A checkpoint of this pass recorded its settings (`_settings_reached`)."""
+        self._stamped_offset: dt.timedelta | None = None
+        """A lower bound of the source's clock offset, from its cursors (`_read_stamps`)."""
         self.log = log.bind(connector=self.name)
 
     def execute(self) -> RunSummary:
@@ -531,37 +545,53 @@ class ConnectorRun:
                 self.store.refresh_snapshot(self.namespace, previous, snapshot)
             self.log.info("source_unchanged", detail="same content as the last complete pass")
             return
-        since = None if full else pull_bound(self.watermark, self._lookback)
-        checkpoint = Checkpoint(ordered=source.ordered, ceiling=self._pass_started)
+        since = None if full else pull_bound(self.watermark, self._lookback(source))
+        checkpoint = Checkpoint(ordered=source.ordered)
+        # Mid-pass checkpoints of a pass that reads everything record its settings once
+        # they reach the watermark (see `_checkpoint`): a first backfill cut short resumes.
+        settings = fingerprint if full else None
         expected = source.estimate(since)
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0
-        for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
-            chunk = _with_usable_ids(chunk)
-            tickets = [item for item in chunk if isinstance(item, SourceTicket)]
-            self._settled_recently.clear()  # the lookup below sees what they recorded
-            stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
-            sent = self._sent_unrecorded(tickets, stored)
-            failed = self._failed_errors(tickets)
-            for item in chunk:
-                self._check_stop()
-                cursor = item.cursor
-                if isinstance(item, BadRecord):
-                    self._bad_record(item)
-                else:
-                    self.counts.pulled += 1
-                    source_id = item.source_id
-                    self._consider(
-                        item, stored.get(source_id), source_id in sent, failed.get(source_id)
-                    )
-                if cursor is not None:
-                    self._observe(checkpoint, cursor)
-                consumed += 1
-                self._since_commit += 1
-                if len(self._pending) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
-                    self._flush(watermark=checkpoint.safe())
-            if self.options.progress:
-                self.options.progress.update(self.name, consumed, expected)
+        try:
+            for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
+                chunk = _with_usable_ids(chunk)
+                tickets = [item for item in chunk if isinstance(item, SourceTicket)]
+                if source.cursors_from_source_clock:
+                    self._read_stamps(tickets)
+                self._settled_recently.clear()  # the lookup below sees what they recorded
+                stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
+                sent = self._sent_unrecorded(tickets, stored)
+                failed = self._failed_errors(tickets)
+                for item in chunk:
+                    self._check_stop()
+                    cursor = item.cursor
+                    if isinstance(item, BadRecord):
+                        self._bad_record(item)
+                    else:
+                        self.counts.pulled += 1
+                        source_id = item.source_id
+                        self._consider(
+                            item, stored.get(source_id), source_id in sent, failed.get(source_id)
+                        )
+                    if cursor is not None:
+                        self._observe(checkpoint, cursor)
+                    consumed += 1
+                    self._since_commit += 1
+                    if (
+                        len(self._pending) >= self.batch_size
+                        or self._since_commit >= IDLE_CHECKPOINT
+                    ):
+                        self._flush(self._safe(checkpoint, source), settings)
+                if self.options.progress:
+                    self.options.progress.update(self.name, consumed, expected)
+        except SourceError:
+            # Keep what was read before the source failed: it goes out and is checkpointed
+            # as the pass fails (`_abandon`), so a source failing part-way still progresses.
+            self._flush(self._safe(checkpoint, source), settings)
+            raise
+        self._report_source_clock(source)
+        checkpoint.ceiling = self._ceiling(source)
         if far_ahead(ahead := checkpoint.ahead(), self._pass_started):
             assert ahead is not None
             self.log.warning(
@@ -572,11 +602,63 @@ class ConnectorRun:
                 "that later changes are still read. Fix the value at the source (or the "
                 "connector's timezone)",
             )
-        self._flush(watermark=checkpoint.complete(), fingerprint=fingerprint, snapshot=snapshot)
+        self._flush(
+            watermark=checkpoint.complete(),
+            fingerprint=fingerprint,
+            snapshot=snapshot,
+            complete=True,
+        )
 
-    @property
-    def _lookback(self) -> Any:
-        return self.config.settings.lookback
+    def _lookback(self, source: Connector) -> dt.timedelta:
+        """The configured `lookback`, else what the source's filter needs (`default_lookback`)."""
+        configured = self.config.settings.lookback
+        return source.default_lookback if configured is None else configured
+
+    def _ceiling(self, source: Connector) -> dt.datetime:
+        """Where this pass's checkpoints stop: its start, on the earlier of the two clocks."""
+        return pass_ceiling(self._pass_started, self._source_offset(source))
+
+    def _source_offset(self, source: Connector) -> dt.timedelta | None:
+        """At most how far the source's clock is ahead of this machine's; None if unknown.
+
+        What the source tells of its clock (`Connector.clock_offset`), else
+        what the cursors it stamped show (`_read_stamps`).
+        """
+        told = source.clock_offset()
+        return told if told is not None else self._stamped_offset
+
+    def _read_stamps(self, tickets: list[SourceTicket]) -> None:
+        """Raise `_stamped_offset` to what `tickets`' cursors show of the source's clock.
+
+        Each cursor is a time the source's clock had passed when it answered,
+        before now: the newest, minus this machine's time now, is at most the
+        offset. For a source that tells no time (Redmine served by thin sends
+        no `Date`). A cursor far ahead is a bad value, not the clock.
+        """
+        now = clock.now()
+        stamps = (t.cursor for t in tickets if isinstance(t.cursor, dt.datetime))
+        newest = max((c for c in stamps if not far_ahead(c, now)), default=None)
+        if newest is None:
+            return
+        offset = newest - now
+        if self._stamped_offset is None or offset > self._stamped_offset:
+            self._stamped_offset = offset
+
+    def _safe(self, checkpoint: Checkpoint, source: Connector) -> Cursor | None:
+        """Where a checkpoint may move the watermark now (`Checkpoint.safe`)."""
+        # The source's clock is known once it has answered: before each checkpoint, not at start.
+        checkpoint.ceiling = self._ceiling(source)
+        return checkpoint.safe()
+
+    def _report_source_clock(self, source: Connector) -> None:
+        offset = source.clock_offset()  # the cursors' bound says more of the data than the clock
+        if offset is not None and offset < -SOURCE_CLOCK_NOTICE:
+            self.log.info(
+                "source_clock_behind",
+                seconds=round(-offset.total_seconds(), 1),
+                detail="the source's clock is behind this machine's by at least this; "
+                "checkpoints stop at the time the pass started on the source's clock",
+            )
 
     # One ticket
 
@@ -734,12 +816,14 @@ class ConnectorRun:
         watermark: Cursor | None,
         fingerprint: str | None = None,
         snapshot: str | None = None,
+        complete: bool = False,
     ) -> None:
         """Cut a shipment of what is pending and send it; settle the oldest when too many are out.
 
         `watermark` is where the checkpoint of this shipment may move the
-        watermark; `fingerprint` and `snapshot` are given once the whole pass
-        is through: the settings it ran with and the source's content token.
+        watermark; `fingerprint`, the settings the pass runs with, when it
+        reads everything (or is `complete`); `snapshot`, the source's content
+        token, once the whole pass is through (`complete`).
         """
         batch, self._pending = self._pending, {}
         unrecorded = [source_id for source_id in batch if source_id in self._unrecorded]
@@ -761,6 +845,7 @@ class ConnectorRun:
             watermark=watermark,
             fingerprint=fingerprint,
             snapshot=snapshot,
+            complete=complete,
             errors=errors,
         )
         while len(self._outbox) >= self.max_in_flight or self._still_out(batch):
@@ -817,24 +902,47 @@ class ConnectorRun:
         ]
         self.counts.pushed += len(result.acked)
         new_watermark = later(self.watermark, shipment.watermark) if move_watermark else None
+        fingerprint = self._settings_reached(shipment, move_watermark, new_watermark)
         self.store.commit_batch(
             self.namespace,
             acked=result.acked,
             failed=failures,
             resolved=shipment.resolved,
             watermark=new_watermark if new_watermark != self._stored_watermark else None,
-            fingerprint=shipment.fingerprint if move_watermark else None,
+            fingerprint=fingerprint,
             snapshot=shipment.snapshot,
             lease=None
             if self._lease_keeper is None
             else (self.options.owner, self.options.lease_ttl),
         )
+        self._settings_recorded |= fingerprint is not None
         if move_watermark:
             self.watermark = new_watermark
             if new_watermark is not None:
                 self._stored_watermark = new_watermark
         for source_id, (ticket, _payload) in shipment.batch.items():
             self._settled_recently[source_id] = ticket.cursor
+
+    def _settings_reached(
+        self, shipment: _Shipment, move_watermark: bool, new_watermark: Cursor | None
+    ) -> str | None:
+        """The settings fingerprint to record with `shipment`'s checkpoint, if any.
+
+        A complete pass records it. So does the first checkpoint of a pass
+        reading everything whose position is at or past the watermark: every
+        ticket up to the watermark has then gone through with these settings,
+        so the next pass may resume from it instead of starting over (a first
+        backfill longer than `timeout`, or cut short by a crash or the source).
+        Recording it clears the source's content token too (`snapshot` is
+        None until the pass is complete): the token vouches for a complete pass.
+        """
+        if shipment.fingerprint is None or not move_watermark:
+            return None
+        if shipment.complete:
+            return shipment.fingerprint
+        if self._settings_recorded or new_watermark is None:
+            return None
+        return shipment.fingerprint if new_watermark == shipment.watermark else None
 
     def _settle_all(self) -> None:
         while self._outbox:
@@ -990,11 +1098,20 @@ def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
 def _chunks(
     items: Iterator[SourceTicket | BadRecord], size: int
 ) -> Iterator[list[SourceTicket | BadRecord]]:
+    """`items` in lists of `size`; when the source fails, what it gave first, then its error.
+
+    A pass that reads 150 tickets before its source fails keeps them.
+    """
     chunk: list[SourceTicket | BadRecord] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
+    try:
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except SourceError:
+        if chunk:
             yield chunk
-            chunk = []
+        raise
     if chunk:
         yield chunk

@@ -6,7 +6,10 @@ The rule this module keeps: the watermark never passes a ticket that was
 neither acknowledged by Fragment nor recorded as failed, nor the time its pass
 started. A change made after that has a later cursor, which the next pass must
 still read: one ticket dated 9999-12-31 by a source's bad value would
-otherwise put every later change behind the bound. Pulls are inclusive
+otherwise put every later change behind the bound. Cursors are stamped by the
+source's clock, so that time is taken on the earlier of the two clocks
+(`pass_ceiling`): with this machine's clock ahead, a change made during the
+pass could otherwise be stamped before the ceiling and passed. Pulls are inclusive
 (`cursor >= bound`) and start a lookback before the watermark, so tickets
 sharing the watermark's timestamp, or committed late with an older one, are
 read again; the content-hash diff then drops the ones already pushed.
@@ -23,6 +26,22 @@ from connectors.values import parse_datetime
 CLOCK_ALLOWANCE = dt.timedelta(hours=1)
 """How far ahead of this machine's clock a date-time cursor is taken for a bad
 value (or a source clock or time zone set wrong), not for skew."""
+
+
+def pass_ceiling(started: dt.datetime, source_offset: dt.timedelta | None) -> dt.datetime:
+    """Where a pass's date-time checkpoints stop: its start, on the earlier of two clocks.
+
+    `started` is this machine's time when the pass began; `source_offset`,
+    how far the source's clock is ahead of it (`Connector.clock_offset`, never
+    more than the truth; None when unknown). The result, floored to the
+    second, is at most the pass's start on either clock: every change made
+    during the pass is stamped after it, whichever clock runs ahead. A source
+    clock ahead is not trusted to move the ceiling later: its `Date` may come
+    from a proxy rather than from what stamps the cursors.
+    """
+    if source_offset is not None and source_offset < dt.timedelta(0):
+        started += source_offset
+    return started.replace(microsecond=0)
 
 
 def held_back(cursor: Cursor | None, ceiling: dt.datetime) -> Cursor | None:
@@ -117,7 +136,8 @@ class Checkpoint:
 
     ordered: bool
     ceiling: dt.datetime | None = None
-    """Where date-time checkpoints stop: the time the pass started (None: no limit)."""
+    """Where date-time checkpoints stop (None: no limit): the pass's start (`pass_ceiling`),
+    which the run sets again as it learns more of the source's clock."""
     last: Cursor | None = None
     highest: Cursor | None = None
     out_of_order: bool = False

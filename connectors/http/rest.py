@@ -195,6 +195,10 @@ class RestConnector(Connector):
             self._session.close()
             self._session = None
 
+    def clock_offset(self) -> dt.timedelta | None:
+        """From the `Date` headers of the answers so far (see `HttpSession.clock_offset`)."""
+        return None if self._session is None else self._session.clock_offset
+
     def check(self) -> None:
         paginator = self.paginator()
         self.fetch(self.first_request(None, paginator))

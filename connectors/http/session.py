@@ -17,10 +17,12 @@ client and whatever auth it holds:
 - Size and time: every answer is read whole through `connectors.http.bounded`,
   capped at `max_response_size` once unpacked, and each request (connecting,
   sending, waiting, reading) must end within `timeout`.
+- Clock: each answer's `Date` header tells the server's clock (`clock_offset`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from connectors import clock
 from connectors.errors import StopRequested
 from connectors.http.bounded import (
     ACCEPT_ENCODING,
@@ -147,6 +150,8 @@ class HttpSession:
         self.max_response_size = max_response_size
         self.moved_hint = moved_hint
         self._moved_logged: set[str] = set()
+        self.clock_offset: dt.timedelta | None = None
+        """The server's clock minus this machine's, the lowest its answers' `Date` showed."""
         self._rng = random.Random()
         limits = httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30)
         self.http = httpx.Client(
@@ -212,6 +217,7 @@ class HttpSession:
             attempt += 1
             rule = self.classify(outcome)
             if isinstance(outcome, httpx.Response):
+                self._read_clock(outcome)
                 self._pace_from_quota(outcome)
                 if rule.action is Action.ACCEPT and validate is not None:
                     problem = validate(outcome)
@@ -327,6 +333,20 @@ class HttpSession:
                 "allowed (max_retry_wait); the next run resumes from the checkpoint",
             )
         return asked
+
+    def _read_clock(self, response: httpx.Response) -> None:
+        """Lower `clock_offset` to `Date` minus the time the answer arrived, if that is lower.
+
+        `Date` is truncated to the second and stamped before the answer left,
+        so each estimate is at most the true offset; the lowest is the safest
+        (answers may come from several servers behind one name).
+        """
+        stamped = clock.http_date(response.headers.get("date"))
+        if stamped is None:
+            return
+        offset = stamped - clock.now()
+        if self.clock_offset is None or offset < self.clock_offset:
+            self.clock_offset = offset
 
     def _pace_from_quota(self, response: httpx.Response) -> None:
         """Pause before the server's quota runs out instead of running into its 429."""

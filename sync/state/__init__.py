@@ -25,6 +25,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
+from connectors import clock
 from connectors.base import Cursor
 from sync.state.schema import (
     ID,
@@ -169,7 +170,7 @@ class RunRecord:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()  # the clock the engine compares with its sources' (`connectors.clock`)
 
 
 def record_json(record: Any) -> str | None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from fakes import Reply, Request
-from fakes.redmine import FakeRedmine
+from connectors import clock
+from fakes import HTML_ERROR, Reply, Request
+from fakes.redmine import FakeRedmine, stamp
 from fakes.suite import T0, ConnectorSuite, VendorCase
+from sync.config import Config, build_config
+from sync.emulator import Emulator
+from sync.run import RunOptions, RunSummary, run_once
+from sync.state import StateStore
+from synckit import TOKEN, tasks_by_ticket
 
 API_KEY = "redmine-key-5b0c11"
 
@@ -75,3 +82,171 @@ def test_every_status_is_asked_for_and_sorted_by_update(case: RedmineCase) -> No
     assert request.param("sort") == "updated_on,id"
     assert request.param("updated_on") == ">=2026-11-02T09:00:00Z"
     assert request.headers["x-redmine-api-key"] == API_KEY
+
+
+# The engine against Redmine's clock and its one-second filter
+
+
+def _config(fake: FakeRedmine, emulator: Emulator, state_url: str, **settings: Any) -> Config:
+    options = {
+        "kind": "redmine",
+        "base_url": fake.base_url,
+        "api_key": API_KEY,
+        "max_attempts": 2,
+        "max_retry_wait": "1s",
+        "requests_per_minute": 100_000,
+        **settings,
+    }
+    raw = {
+        "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 100_000},
+        "state": {"url": state_url},
+        "connectors": {"tracker": options},
+    }
+    return build_config(raw, source="test")
+
+
+def _sync(config: Config) -> RunSummary:
+    store = StateStore.open(config.state.url)
+    try:
+        [summary] = run_once(config, store, options=RunOptions())
+    finally:
+        store.close()
+    return summary
+
+
+def _page_requests_from(fake: FakeRedmine, n: int) -> Callable[[Request], bool]:
+    """A predicate true for the `n`th page request from now on and every one after it."""
+    seen = [0]
+
+    def matches(request: Request) -> bool:
+        if request.path == "/issues.json":
+            seen[0] += 1
+        return seen[0] >= n
+
+    return matches
+
+
+@pytest.mark.parametrize("sends_date", [False, True], ids=["thin", "behind-a-proxy"])
+@pytest.mark.parametrize("host_ahead_s", [2, 5, -3])
+def test_an_edit_in_the_second_of_the_last_issue_read_is_not_lost_whatever_the_clocks(
+    host_ahead_s: int,
+    sends_date: bool,
+    emulator: Emulator,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 2 ends a page; it is edited again within that second, and issue 3 a bit later.
+
+    The page after re-anchors on issue 2's second and skips it (read already),
+    so only the next pass can bring the edit: the watermark must not pass it,
+    with this host's clock ahead of Redmine's (2 s, 5 s) or behind it (3 s),
+    and no lookback to hide a loss. Redmine's clock shows in the issues'
+    `updated_on`, and in a `Date` header when a proxy in front adds one.
+    """
+    with FakeRedmine(API_KEY, sends_date=sends_date) as fake:
+        for n in range(1, 6):
+            fake.add(n, T0 + dt.timedelta(minutes=n), subject=f"Printer {n} jammed")
+        config = _config(fake, emulator, sqlite_url, page_size=3, lookback="0s")
+        assert _sync(config).ok
+
+        # One time for both clocks, so that the test places changes exactly: Redmine's,
+        # stopped a tenth into a second and moved by hand, and this machine's, ahead of it.
+        fake.clock.stop_at(dt.datetime.now(dt.UTC).replace(microsecond=100_000))
+        ahead = dt.timedelta(seconds=host_ahead_s)
+        monkeypatch.setattr(clock, "now", lambda: fake.clock.now() + ahead)
+        fake.touch(1, subject="Printer 1 fixed")
+        fake.clock.advance(dt.timedelta(milliseconds=1))
+        fake.touch(2, subject="Printer 2 fixed")
+        fake.clock.advance(dt.timedelta(milliseconds=1))
+        fake.touch(4, subject="Printer 4 fixed")
+
+        def edit_while_the_pass_runs() -> None:
+            fake.clock.advance(dt.timedelta(milliseconds=500))
+            fake.touch(2, subject="Printer 2 fixed, then closed")  # the same second
+            fake.clock.advance(dt.timedelta(seconds=2))
+            fake.touch(3, subject="Printer 3 fixed")
+
+        # The pass's first page is [5, 1, 2]: issue 2 ends it. Edit as the next is asked.
+        fake.when(_page_requests_from(fake, 2), edit_while_the_pass_runs)
+        during = _sync(config)
+        assert during.ok, during.error
+        after = _sync(config)
+        assert after.ok, after.error
+
+    titles = {k: t["fields"]["title"] for k, t in tasks_by_ticket(emulator).items()}
+    assert titles["2"] == "#2 Printer 2 fixed, then closed"
+    assert titles["3"] == "#3 Printer 3 fixed"
+
+
+def test_a_pass_the_source_fails_keeps_every_issue_it_read(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    """Redmine goes down after serving 150 issues: what was read lands, the next pass resumes.
+
+    Three pages of 50 bring 148 distinct issues: each page after the first
+    re-anchors on the last issue of the one before and reads it again.
+    """
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
+        for n in range(1, 251):
+            fake.add(n, T0 + dt.timedelta(minutes=n))
+        config = _config(fake, emulator, sqlite_url, page_size=50, lookback="0s")
+        fake.fail_next(HTML_ERROR, times=1000, when=_page_requests_from(fake, 4))
+
+        failed = _sync(config)
+
+        assert not failed.ok
+        assert "502" in (failed.error or "")
+        assert (failed.pulled, failed.pushed) == (148, 148)
+        assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 149)}
+        fake.faults.clear()
+        asked_before = len(fake.gets("/issues.json"))
+        resumed = _sync(config)
+        asked = fake.gets("/issues.json")[asked_before:]
+
+    assert resumed.ok, resumed.error
+    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 251)}
+    assert asked[0].param("updated_on") == f">={stamp(T0 + dt.timedelta(minutes=148))}"
+    assert (resumed.pulled, resumed.pushed) == (103, 102)  # issue 148 again, unchanged
+
+
+def test_a_first_backfill_cut_short_resumes_from_its_checkpoint(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    """No pass has completed yet: the next one resumes, with no settings_changed re-read."""
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
+        for n in range(1, 701):
+            fake.add(n, T0 + dt.timedelta(minutes=n))
+        config = _config(fake, emulator, sqlite_url, page_size=100, lookback="0s")
+        fake.fail_next(HTML_ERROR, times=1000, when=_page_requests_from(fake, 7))
+
+        cut_short = _sync(config)
+
+        assert not cut_short.ok
+        last = max(int(n) for n in tasks_by_ticket(emulator))
+        fake.faults.clear()
+        asked_before = len(fake.gets("/issues.json"))
+        with capture_logs() as logs:
+            resumed = _sync(config)
+        asked = fake.gets("/issues.json")[asked_before:]
+
+    assert "settings_changed" not in [entry["event"] for entry in logs]
+    assert asked[0].param("updated_on") == f">={stamp(T0 + dt.timedelta(minutes=last))}"
+    assert resumed.ok, resumed.error
+    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 701)}
+    assert resumed.pulled == 701 - last  # the last issue read again (unchanged), then the rest
+
+
+@pytest.mark.parametrize(("lookback", "bound"), [(None, "08:59:58"), ("0s", "09:00:00")])
+def test_a_pass_starts_the_default_lookback_before_the_watermark_unless_one_is_set(
+    lookback: str | None, bound: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    """Redmine's filter compares whole seconds: unless told otherwise, re-read two more."""
+    with FakeRedmine(API_KEY, sends_date=True) as fake:  # the watermark is the last issue read
+        fake.add(1, T0)
+        settings = {} if lookback is None else {"lookback": lookback}
+        config = _config(fake, emulator, sqlite_url, **settings)
+        assert _sync(config).ok
+        assert _sync(config).ok
+        second = fake.gets("/issues.json")[-1]
+
+    assert second.param("updated_on") == f">=2026-11-02T{bound}Z"

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy.dialects import mysql
 
+from connectors import clock
 from connectors.base import BadRecord, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.registry import connector_class
@@ -669,3 +670,37 @@ def test_a_cursor_computed_on_each_read_fails_the_pass_instead_of_running_foreve
             pull(source)
     finally:
         database.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_a_late_commit_begun_during_a_pass_is_not_lost_when_this_host_runs_ahead(
+    kind: str,
+    request: pytest.FixtureRequest,
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This machine's clock runs 30 s ahead of the database's, which stamps the rows.
+
+    Row 3 is stamped by a transaction that began while the first pass ran and
+    commits after it, behind row 2 stamped later: the first pass's watermark
+    must stop at its start on the database's clock, not on this machine's.
+    """
+    url = request.getfixturevalue("postgres_database" if kind == "postgres" else "mariadb_url")
+    database = Database(kind, url)
+    try:
+        table = database.ticket_table()
+        query = "SELECT CURRENT_TIMESTAMP" if kind == "postgres" else "SELECT UTC_TIMESTAMP(6)"
+        with database.engine.connect() as conn:
+            now = conn.execute(sa.text(query)).scalar_one().replace(tzinfo=dt.UTC)
+        table.insert(row(1, now - 60 * SECOND), row(2, now + 20 * SECOND))
+        monkeypatch.setattr(clock, "now", lambda: dt.datetime.now(dt.UTC) + 30 * SECOND)
+        state_url = f"sqlite:///{tmp_path / 'state.db'}"
+        sync(emulator, database.url, table.name, state_url)
+
+        table.insert(row(3, now + 10 * SECOND))
+        sync(emulator, database.url, table.name, state_url)
+    finally:
+        database.close()
+
+    assert set(tasks_by_ticket(emulator)) == {"1", "2", "3"}

@@ -4,11 +4,16 @@ Each fake holds its tickets in memory and answers the vendor's query the way
 the vendor documents it: its filter's inclusivity and granularity, its
 pagination, its rate-limit answers and headers, its error bodies, how it
 shows deletions. `FakeApi` is the shared base: a threaded server, a request
-log, and scripted faults (`fail_next`) every fake supports.
+log, scripted faults (`fail_next`) every fake supports, and a clock of its
+own (`FakeClock`) that stamps the changes a fake makes itself and the `Date`
+header of every answer, as a real server's clock does; it may run ahead of or
+behind this machine's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 import threading
 import time
@@ -51,13 +56,47 @@ class Reply:
 Fault = Callable[[Request], Reply | None]
 
 
+class FakeClock:
+    """A fake server's clock: this machine's shifted by `offset`, or stopped where a test puts it.
+
+    A stopped clock moves only by `advance`, so a test can place changes in
+    the same second, or seconds apart, without sleeping.
+    """
+
+    def __init__(self, offset: dt.timedelta = dt.timedelta(0)) -> None:
+        self.offset = offset
+        self.stopped: dt.datetime | None = None
+
+    def now(self) -> dt.datetime:
+        if self.stopped is not None:
+            return self.stopped
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def __call__(self) -> float:
+        """The time in Unix seconds, as `time.time` gives it."""
+        return self.now().timestamp()
+
+    def stop_at(self, moment: dt.datetime) -> None:
+        self.stopped = moment
+
+    def advance(self, span: dt.timedelta) -> None:
+        if self.stopped is not None:
+            self.stopped += span
+        else:
+            self.offset += span
+
+
 class FakeApi:
     """A vendor fake: subclasses implement `route(request) -> Reply`."""
+
+    sends_date = True
+    """Whether every answer carries a `Date` header, as RFC 9110 asks of a server with a clock."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
+        self.clock = FakeClock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -108,6 +147,15 @@ class FakeApi:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self.log_request(code)
+                self.send_response_only(code, message)
+                self.send_header("Server", self.version_string())
+                if api.sends_date:  # the fake's clock, as a real server's `Date` is its own
+                    self.send_header(
+                        "Date", email.utils.format_datetime(api.clock.now(), usegmt=True)
+                    )
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

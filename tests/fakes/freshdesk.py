@@ -22,8 +22,6 @@ import binascii
 import collections
 import datetime as dt
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,14 +50,12 @@ class FakeFreshdesk(FakeApi):
         page_cap: int = 300,
         requests_per_window: int = 5000,
         window: float = 60.0,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.api_key = api_key
         self.page_cap = page_cap
         self.requests_per_window = requests_per_window
         self.window = window
-        self.clock = clock
         self.tickets: dict[int, dict[str, Any]] = {}
         self.stamps: dict[int, dt.datetime] = {}
         """Each ticket's `updated_at` as the list filters and sorts on it (kept apart from the

@@ -1,52 +1,80 @@
-"""A fake Redmine `/issues.json`, as its REST API wiki documents it.
+"""A fake Redmine `/issues.json`, as its REST API wiki documents it and a real Redmine 5 answers.
 
-`status_id=*` or open issues only; `updated_on=>=ISO` compared at whole
-seconds, inclusive; `sort=updated_on,id`; offset/limit paging (limit at most
-100, default 25) with `total_count`; the `X-Redmine-API-Key` header; deleted
-issues simply vanish.
+`status_id=*` or open issues only; `sort=updated_on,id`; offset/limit paging
+(limit at most 100, default 25) with `total_count`; the `X-Redmine-API-Key`
+header; deleted issues simply vanish.
+
+Update times are kept with microseconds, as Redmine's database keeps them,
+and shown floored to the second (`"2026-11-29T09:09:16Z"`). As on the real
+server (`../shared/real-servers/redmine/README.md`), the filter
+`updated_on=>=T` means `updated_on > T - 1 s` on the hidden microseconds, so
+it also matches changes made during the second before `T`; a date alone
+means from that day's start. Sorting on `updated_on` sorts on the hidden
+microseconds, so within one shown second the order is that of the changes,
+not of the ids; `sort=updated_on,id` breaks exact ties by id. A change made
+without an explicit time is stamped by the fake's clock (`FakeApi.clock`).
+Like thin, which serves Debian's Redmine, it sends no `Date` header unless
+`sends_date` is set (a proxy in front adds one).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from fakes import FakeApi, Reply, Request
 
 CLOSED = {"Resolved", "Closed", "Rejected"}
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# What Redmine's `parse_date` takes for a time: whole seconds, Z or an offset.
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:?\d{2})?")
+
 
 def stamp(moment: dt.datetime) -> str:
+    """A time as Redmine shows it: UTC, floored to the second."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class FakeRedmine(FakeApi):
-    def __init__(self, api_key: str) -> None:
+    sends_date = False
+
+    def __init__(self, api_key: str, *, sends_date: bool = False) -> None:
         super().__init__()
+        self.sends_date = sends_date
         self.api_key = api_key
         self.issues: dict[int, dict[str, Any]] = {}
+        self.changed: dict[int, dt.datetime] = {}
+        """Each issue's last change with its microseconds, which the API never shows."""
 
-    def add(self, number: int, updated: dt.datetime, **fields: Any) -> dict[str, Any]:
-        issue = {
-            "id": number,
-            "project": {"id": 1, "name": "Operations"},
-            "tracker": {"id": 1, "name": "Support"},
-            "status": {"id": 1, "name": "New"},
-            "priority": {"id": 2, "name": "Normal"},
-            "author": {"id": 5, "name": "Ana Ops"},
-            "subject": f"Issue {number}",
-            "due_date": None,
-            "created_on": stamp(updated - dt.timedelta(hours=1)),
-            "updated_on": stamp(updated),
-            **fields,
-        }
+    def add(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> dict[str, Any]:
+        """Create issue `number`, changed at `updated` (default: now on the fake's clock)."""
         with self.lock:
+            moment = self.clock.now() if updated is None else updated
+            issue = {
+                "id": number,
+                "project": {"id": 1, "name": "Operations"},
+                "tracker": {"id": 1, "name": "Support"},
+                "status": {"id": 1, "name": "New"},
+                "priority": {"id": 2, "name": "Normal"},
+                "author": {"id": 5, "name": "Ana Ops"},
+                "subject": f"Issue {number}",
+                "due_date": None,
+                "created_on": stamp(moment - dt.timedelta(hours=1)),
+                "updated_on": stamp(moment),
+                **fields,
+            }
             self.issues[number] = issue
+            self.changed[number] = moment
         return issue
 
-    def touch(self, number: int, updated: dt.datetime, **fields: Any) -> None:
+    def touch(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> None:
+        """Change issue `number` at `updated` (default: now on the fake's clock)."""
         with self.lock:
-            self.issues[number].update(fields, updated_on=stamp(updated))
+            moment = self.clock.now() if updated is None else updated
+            self.issues[number].update(fields, updated_on=stamp(moment))
+            self.changed[number] = moment
 
     def route(self, request: Request) -> Reply:
         if request.path != "/issues.json":
@@ -58,15 +86,15 @@ class FakeRedmine(FakeApi):
             issues = [i for i in issues if i["status"]["name"] not in CLOSED]
         condition = request.param("updated_on")
         if condition:
-            if not condition.startswith(">="):
+            after = _after(condition)
+            if after is None:
                 return Reply(422, {"errors": ["Updated is invalid"]})
-            try:
-                bound = dt.datetime.fromisoformat(condition[2:].replace("Z", "+00:00"))
-            except ValueError:
-                return Reply(422, {"errors": ["Updated is invalid"]})
-            issues = [i for i in issues if i["updated_on"] >= stamp(bound)]
-        if request.param("sort") == "updated_on,id":
-            issues.sort(key=lambda i: (i["updated_on"], i["id"]))
+            issues = [i for i in issues if self.changed[i["id"]] > after]
+        sort = request.param("sort")
+        if sort == "updated_on,id":
+            issues.sort(key=lambda i: (self.changed[i["id"]], i["id"]))
+        elif sort == "updated_on":
+            issues.sort(key=lambda i: (self.changed[i["id"]], -i["id"]))
         else:
             issues.sort(key=lambda i: -i["id"])  # Redmine's default: newest id first
         offset = int(request.param("offset", "0") or 0)
@@ -75,3 +103,23 @@ class FakeRedmine(FakeApi):
         return Reply(
             200, {"issues": page, "total_count": len(issues), "offset": offset, "limit": limit}
         )
+
+
+def _after(condition: str) -> dt.datetime | None:
+    """What `updated_on=>=VALUE` matches: changes strictly after this; None if invalid.
+
+    Redmine's `date_clause` turns `>= T` into `> T - 1 s` for a time, and
+    into "after the end of the day before" for a date (the user's zone: UTC here).
+    """
+    if not condition.startswith(">="):
+        return None
+    value = condition[2:]
+    if _DATE.fullmatch(value):
+        day = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+        return day - dt.timedelta(microseconds=1)
+    if not _TIME.fullmatch(value):
+        return None
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment - dt.timedelta(seconds=1)

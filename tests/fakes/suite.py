@@ -16,6 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from connectors import clock
 from fakes import HTML_ERROR, FakeApi, Reply, Request
 from sync.config import Config, build_config
 from sync.emulator import Emulator
@@ -24,6 +27,7 @@ from sync.state import StateStore
 from synckit import TOKEN, pushed_items, tasks_by_ticket
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
 
 
 class VendorCase(ABC):
@@ -203,6 +207,43 @@ class ConnectorSuite:
         assert set(tasks_by_ticket(emulator)) == set(case.live())  # nothing skipped
         second = self.sync(case, emulator, sqlite_url)
         assert second.ok, second.error
+        self.assert_exact(case, emulator)
+
+    def test_a_change_made_during_a_pass_stays_after_the_watermark_when_this_host_runs_ahead(
+        self,
+        case: VendorCase,
+        emulator: Emulator,
+        sqlite_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """This machine's clock runs 5 s ahead of the source's, which stamps the changes.
+
+        A ticket changed while the pass runs is stamped before the pass's start
+        by this machine's clock: the watermark must stop at the pass's start on
+        the source's clock (its `Date` header says it), or a change the pass
+        skipped is behind the watermark for good.
+        """
+        # One time for both clocks, moved by hand: the source's, and this machine's 5 s ahead.
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        case.fake.clock.stop_at(start)
+        monkeypatch.setattr(clock, "now", lambda: case.fake.clock.now() + 5 * SECOND)
+        for n in range(1, case.page_size * 2 + 1):
+            case.add(n, start - dt.timedelta(minutes=30) + dt.timedelta(seconds=n))
+
+        def change_during_the_pass() -> None:
+            case.fake.clock.advance(2 * SECOND)
+            case.update(1, case.fake.clock.now())  # read on the first page
+
+        case.fake.when(nth_page_request(case, 2), change_during_the_pass)
+        summary = self.sync(case, emulator, sqlite_url)
+        assert summary.ok, summary.error
+        store = StateStore.open(sqlite_url)
+        watermark = store.watermark("source")
+        store.close()
+        assert isinstance(watermark, dt.datetime) and watermark <= start, (watermark, start)
+        case.fake.clock.advance(120 * SECOND)  # Zendesk withholds the last minute
+        again = self.sync(case, emulator, sqlite_url)
+        assert again.ok, again.error
         self.assert_exact(case, emulator)
 
     def test_a_rate_limit_mid_run_is_waited_out_and_loses_nothing(

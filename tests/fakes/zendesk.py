@@ -19,8 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -58,10 +57,9 @@ def decode_cursor(cursor: str) -> Position:
 
 
 class FakeZendesk(FakeApi):
-    def __init__(self, email: str, api_token: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, email: str, api_token: str) -> None:
         super().__init__()
         self.credentials = base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
-        self.clock = clock
         self.tickets: dict[int, dict[str, Any]] = {}
         self.positions: dict[int, int] = {}
         """Each ticket's `generated_timestamp` as the export files it (kept apart from the

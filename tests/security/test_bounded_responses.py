@@ -122,7 +122,7 @@ def test_a_compressed_page_within_the_cap_reads_as_sent(encoding: str) -> None:
 
 @pytest.mark.parametrize("where", ["body", "head"])
 def test_a_source_dripping_its_answer_is_cut_at_the_request_deadline(where: str) -> None:
-    """One byte every 50 ms: each within the read timeout, the whole far beyond `request_timeout`."""
+    """One byte every 50 ms: each within the read timeout, the whole beyond `request_timeout`."""
     attack = drip(200, 0.05) if where == "body" else drip(20, 0.0, head_pause=0.05)
     with HostileServer(attack) as server:
         error = pull_error(source(server, request_timeout="1s"))

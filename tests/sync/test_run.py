@@ -169,6 +169,66 @@ def test_tickets_sharing_a_timestamp_across_a_batch_boundary_are_pushed_once(
     store.close()
 
 
+def _stopped_after_first_batch(config: Config, store: StateStore) -> RunSummary:
+    """A pass of `config`'s helpdesk stopped as its first batch of 10 is acknowledged."""
+    stop = threading.Event()
+    with StopAfterFirstBatch(config.fragment, stop=stop) as client:
+        return ConnectorRun(
+            config.connectors["helpdesk"], store, client, 10, RunOptions(stop=stop)
+        ).execute()
+
+
+def test_a_first_backfill_stopped_part_way_resumes_from_its_checkpoint(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    """No pass has completed: the next resumes where the first stopped, not from the start."""
+    path = write_tickets(tmp_path / "tickets.jsonl", _minute_apart(30))
+    config = make_config(
+        emulator,
+        path,
+        sqlite_url,
+        fragment={"batch_size": 10, "max_in_flight": 1},
+        connector={"sorted": True},
+    )
+    store = StateStore.open(sqlite_url)
+    stopped = _stopped_after_first_batch(config, store)
+    store.close()
+    assert (stopped.outcome, stopped.pushed) == ("interrupted", 10)
+
+    with capture_logs() as logs:
+        resumed = sync(config)
+
+    assert "settings_changed" not in [entry["event"] for entry in logs]
+    assert (resumed.pulled, resumed.unchanged, resumed.pushed) == (21, 1, 20)  # ticket 9 again
+    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(30)}
+
+
+def test_a_settings_change_cut_short_is_read_in_full_again_by_the_next_pass(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    """A re-read for new settings stopped before it reached the watermark has not covered the
+    tickets behind it: the next pass reads everything again, so every task gets the change."""
+    path = write_tickets(tmp_path / "tickets.jsonl", _minute_apart(30))
+    options: dict[str, Any] = {
+        "fragment": {"batch_size": 10, "max_in_flight": 1},
+        "connector": {"sorted": True},
+    }
+    assert sync(make_config(emulator, path, sqlite_url, **options)).ok
+    mapping = {**MAPPING, "fields": {**MAPPING["fields"], "summary": "subject"}}
+    config = make_config(emulator, path, sqlite_url, mapping=mapping, **options)
+    store = StateStore.open(sqlite_url)
+    stopped = _stopped_after_first_batch(config, store)
+    store.close()
+    assert (stopped.outcome, stopped.pushed) == ("interrupted", 10)
+
+    with capture_logs() as logs:
+        again = sync(config)
+
+    assert "settings_changed" in [entry["event"] for entry in logs]
+    assert (again.pulled, again.pushed) == (30, 20)
+    assert all(task["fields"]["summary"] for task in tasks_by_ticket(emulator).values())
+
+
 def test_rejected_items_are_set_aside_and_delivered_once_the_mapping_is_fixed(
     tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -16,6 +16,7 @@ from sync.watermark import (
     encode,
     far_ahead,
     later,
+    pass_ceiling,
     pull_bound,
 )
 
@@ -138,3 +139,34 @@ def test_integer_versions_have_no_clock_ceiling() -> None:
     checkpoint = Checkpoint(ordered=True, ceiling=CEILING)
     checkpoint.observe(10**15)
     assert (checkpoint.safe(), checkpoint.complete(), checkpoint.ahead()) == (10**15, 10**15, None)
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(2000, 1, 1),
+        max_value=dt.datetime(2100, 1, 1),
+        timezones=st.just(dt.UTC),
+    ),
+    st.one_of(
+        st.none(), st.timedeltas(min_value=-dt.timedelta(hours=2), max_value=dt.timedelta(hours=2))
+    ),
+)
+def test_the_pass_ceiling_is_never_later_than_the_pass_start_on_either_clock(
+    started: dt.datetime, offset: dt.timedelta | None
+) -> None:
+    """A change made during the pass is stamped after the ceiling, whichever clock runs ahead.
+
+    `offset` is the source's clock minus this machine's (None: unknown).
+    """
+    ceiling = pass_ceiling(started, offset)
+    on_the_source = started + (offset or dt.timedelta(0))
+    assert ceiling <= started
+    assert ceiling <= on_the_source
+    assert ceiling.microsecond == 0
+    assert ceiling > min(started, on_the_source) - dt.timedelta(seconds=1)  # no further back
+
+
+def test_a_source_clock_ahead_does_not_move_the_ceiling_past_this_machines() -> None:
+    assert pass_ceiling(T0, dt.timedelta(seconds=30)) == T0
+    assert pass_ceiling(T0, dt.timedelta(seconds=-3.5)) == T0 - dt.timedelta(seconds=4)
+    assert pass_ceiling(T0 + dt.timedelta(microseconds=900), None) == T0

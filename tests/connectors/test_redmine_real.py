@@ -1,0 +1,475 @@
+"""The Redmine connector against a real Redmine 5 (Debian's package, served by thin on loopback).
+
+The session fixture starts the server with `../shared/real-servers/redmine/setup.sh`
+when `REDMINE_URL` doesn't answer (it needs root and apt; these tests skip
+without them, and fail on CI, which has them). Seeded data accumulates on that
+server, so each session syncs a project of its own, and the clock test makes
+another one per attempt.
+
+Real Redmine differs from the docs in ways a fake only copies once seen: its
+`updated_on>=T` filter is `> T - 1 s` on microseconds, within a second it
+sorts by those hidden microseconds, and thin sends no `Date` header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors import clock
+from fakes import FakeApi, Reply, Request
+from fakes.redmine import FakeRedmine
+from sync.config import Config, build_config
+from sync.emulator import Emulator
+from sync.run import RunOptions, RunSummary, run_once
+from sync.state import StateStore
+from synckit import TOKEN, tasks_by_ticket
+
+SEEDED = 120
+"""Issues seeded into the session's project: more than one page of 100."""
+
+
+@dataclass(frozen=True)
+class RealRedmine:
+    url: str
+    api_key: str
+    scripts: Path
+    """The folder of setup.sh and seed.py."""
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"X-Redmine-API-Key": self.api_key}, timeout=30
+        )
+
+    def new_project(self, purpose: str) -> str:
+        """A fresh project, with the trackers and issue custom fields there are; its identifier."""
+        identifier = f"fsync-{purpose}-{uuid.uuid4().hex[:10]}"
+        with self.client() as api:
+            trackers = [t["id"] for t in _ok(api.get("/trackers.json"))["trackers"]]
+            fields = [
+                f["id"]
+                for f in _ok(api.get("/custom_fields.json"))["custom_fields"]
+                if f.get("customized_type") == "issue"
+            ]
+            project = {
+                "name": identifier,
+                "identifier": identifier,
+                "is_public": False,
+                "tracker_ids": trackers,
+                "issue_custom_field_ids": fields,
+                "enabled_module_names": ["issue_tracking"],
+            }
+            _ok(api.post("/projects.json", json={"project": project}))
+        return identifier
+
+    def seed(self, project: str, *arguments: str) -> dict[str, Any]:
+        """Run `seed.py` on `project`; its JSON answer (`ids`, and `since` for touch)."""
+        environment = {
+            **os.environ,
+            "REDMINE_URL": self.url,
+            "REDMINE_API_KEY": self.api_key,
+            "REDMINE_PROJECT": project,
+        }
+        done = subprocess.run(
+            [sys.executable, str(self.scripts / "seed.py"), *arguments, "--json"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        return answer
+
+    def issues(self, project: str) -> dict[str, dict[str, Any]]:
+        """Every issue of `project`, by id, as the API lists it."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.client() as api:
+            while True:
+                query = {"project_id": project, "status_id": "*", "sort": "id", "limit": 100}
+                page = _ok(api.get("/issues.json", params={**query, "offset": len(found)}))
+                found.update({str(issue["id"]): issue for issue in page["issues"]})
+                if not page["issues"] or len(found) >= page["total_count"]:
+                    return found
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code in (200, 201, 204), (response.status_code, response.text[:300])
+    return response.json() if response.content else None
+
+
+def _scripts() -> Path | None:
+    """The folder of setup.sh: `REDMINE_REAL_SERVER`, else `shared/` beside the project."""
+    configured = os.environ.get("REDMINE_REAL_SERVER")
+    if configured:
+        return Path(configured)
+    project = Path(__file__).resolve().parents[2]
+    for base in (project.parent, project.parent.parent):  # /work/main, /work/wt/<name>
+        folder = base / "shared" / "real-servers" / "redmine"
+        if (folder / "setup.sh").is_file():
+            return folder
+    return None
+
+
+def _env_file() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(os.environ.get("REDMINE_RUN_DIR") or Path(state) / "redmine-real") / "env"
+
+
+def _settings() -> dict[str, str]:
+    """REDMINE_* from the environment, else from the env file setup.sh writes."""
+    found = {k: v for k, v in os.environ.items() if k.startswith("REDMINE_")}
+    path = _env_file()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.removeprefix("export ").strip()
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#"):
+                found.setdefault(key, value.strip("'\""))
+    return found
+
+
+def _answers(settings: dict[str, str]) -> bool:
+    url, key = settings.get("REDMINE_URL"), settings.get("REDMINE_API_KEY")
+    if not url or not key:
+        return False
+    try:
+        reply = httpx.get(
+            f"{url}/users/current.json", headers={"X-Redmine-API-Key": key}, timeout=5
+        )
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"the real Redmine is needed on CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def real_redmine() -> RealRedmine:
+    """The real Redmine on loopback, started by setup.sh if it isn't up."""
+    scripts = _scripts()
+    settings = _settings()
+    if not _answers(settings):
+        if scripts is None:
+            _unavailable("no real-servers/redmine/setup.sh found (set REDMINE_REAL_SERVER)")
+        assert scripts is not None
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            _unavailable("setup.sh needs root and apt-get to start the real Redmine")
+        done = subprocess.run(
+            ["bash", str(scripts / "setup.sh")],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        settings = _settings()
+        assert _answers(settings), f"setup.sh ran but Redmine doesn't answer: {settings}"
+    assert scripts is not None, "Redmine answers, but seed.py is not found: set REDMINE_REAL_SERVER"
+    return RealRedmine(settings["REDMINE_URL"], settings["REDMINE_API_KEY"], scripts)
+
+
+@pytest.fixture(scope="session")
+def seeded_project(real_redmine: RealRedmine) -> str:
+    """A project of this session's own, with `SEEDED` issues from seed.py."""
+    project = real_redmine.new_project("seeded")
+    created = real_redmine.seed(project, "create", str(SEEDED), "--seed", "2026")
+    assert len(created["ids"]) == SEEDED
+    return project
+
+
+def _config(
+    url: str, api_key: str, project: str, emulator: Emulator, state: str, **extra: Any
+) -> Config:
+    raw = {
+        "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 100_000},
+        "state": {"url": state},
+        "connectors": {
+            "redmine": {
+                "kind": "redmine",
+                "base_url": url,
+                "api_key": api_key,
+                "project": project,
+                "requests_per_minute": 100_000,
+                **extra,
+            }
+        },
+    }
+    return build_config(raw, source="test")
+
+
+def _sync(config: Config) -> RunSummary:
+    store = StateStore.open(config.state.url)
+    try:
+        [summary] = run_once(config, store, options=RunOptions())
+    finally:
+        store.close()
+    assert summary.ok, summary.error
+    return summary
+
+
+def _assert_tasks_are(emulator: Emulator, issues: dict[str, dict[str, Any]]) -> None:
+    """The emulator holds one task per issue, with its current subject and update time."""
+    landed = tasks_by_ticket(emulator)
+    assert set(landed) == set(issues)
+    for number, issue in issues.items():
+        fields = landed[number]["fields"]
+        assert fields["title"] == f"#{number} {issue['subject']}"
+        assert fields["priority"] == issue["priority"]["name"]
+        assert landed[number]["external_updated_at"].startswith(issue["updated_on"][:19])
+
+
+def test_a_backfill_of_the_seeded_issues_lands_each_exactly(
+    real_redmine: RealRedmine, seeded_project: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    config = _config(real_redmine.url, real_redmine.api_key, seeded_project, emulator, sqlite_url)
+
+    summary = _sync(config)
+
+    issues = real_redmine.issues(seeded_project)
+    assert len(issues) >= SEEDED
+    assert summary.pushed == len(issues)
+    _assert_tasks_are(emulator, issues)
+    again = _sync(config)
+    assert again.pushed == 0
+
+
+def test_touched_issues_arrive_with_the_next_incremental_pass(
+    real_redmine: RealRedmine, seeded_project: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    config = _config(real_redmine.url, real_redmine.api_key, seeded_project, emulator, sqlite_url)
+    _sync(config)
+
+    touched = real_redmine.seed(seeded_project, "touch", "20")
+    summary = _sync(config)
+
+    assert summary.pushed == len(set(touched["ids"])) == 20
+    assert summary.pulled < len(real_redmine.issues(seeded_project))  # from the watermark
+    _assert_tasks_are(emulator, real_redmine.issues(seeded_project))
+
+
+class RedmineProxy(FakeApi):
+    """A proxy on loopback before the real Redmine, where a test acts between two pages.
+
+    It passes each request on and Redmine's answer back (with no `Date` of
+    its own: thin sends none). `end_next_page_at` makes the next page of
+    issues end at one issue, by asking Redmine for just enough of them.
+    """
+
+    sends_date = False
+
+    def __init__(self, upstream: RealRedmine) -> None:
+        super().__init__()
+        self.upstream = upstream.client()
+        self.end_next_page_at: int | None = None
+
+    def stop(self) -> None:
+        super().stop()
+        self.upstream.close()
+
+    def route(self, request: Request) -> Reply:
+        params = {name: values[-1] for name, values in request.query.items()}
+        if request.path == "/issues.json" and self.end_next_page_at is not None:
+            every = _ok(self.upstream.get(request.path, params={**params, "limit": 100}))
+            ids = [issue["id"] for issue in every["issues"]]
+            params["limit"] = str(ids.index(self.end_next_page_at) + 1)
+            self.end_next_page_at = None
+        answer = self.upstream.request(request.method, request.path, params=params)
+        headers = {"Date": answer.headers["date"]} if "date" in answer.headers else {}
+        return Reply(
+            answer.status_code,
+            raw=answer.content,
+            headers=headers,
+            content_type=answer.headers.get("content-type", "application/json"),
+        )
+
+
+def _nth_page(n: int) -> Callable[[Request], bool]:
+    seen = [0]
+
+    def matches(request: Request) -> bool:
+        if request.path == "/issues.json":
+            seen[0] += 1
+        return seen[0] == n
+
+    return matches
+
+
+def _create(api: httpx.Client, project: str, subject: str) -> int:
+    issue = {"project_id": project, "subject": subject}
+    number: int = _ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
+    return number
+
+
+def _retitle(api: httpx.Client, number: int, subject: str) -> None:
+    _ok(api.put(f"/issues/{number}.json", json={"issue": {"subject": subject}}))
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+@pytest.mark.parametrize("host_ahead_s", [2, 5])
+def test_an_edit_in_the_second_of_the_last_issue_read_is_not_lost_with_this_host_ahead(
+    host_ahead_s: int,
+    real_redmine: RealRedmine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loss seen against this server, with the sync host's clock 2-5 s ahead of it.
+
+    A pass reads issue A as the last of a page; A is edited again within the
+    same second (the next page, re-anchored on that second, skips A as read);
+    issue B is edited two seconds later and read in the same pass. The next
+    pass must still bring A's last edit. This machine's clock is made to run
+    ahead for the sync only (`connectors.clock`); Redmine keeps the real one.
+    No lookback, so none can hide a loss.
+    """
+    ahead = dt.timedelta(seconds=host_ahead_s)
+    monkeypatch.setattr(clock, "now", lambda: dt.datetime.now(dt.UTC) + ahead)
+    for attempt in range(3):  # A's two edits must fall in one second: a busy machine may miss
+        outcome = _edit_the_last_issue_of_a_page_twice(real_redmine, tmp_path / f"{attempt}.db")
+        if outcome is not None:
+            titles, (a, b) = outcome
+            assert titles[str(b)] == f"#{b} Issue B, edited"
+            assert titles[str(a)] == f"#{a} Issue A, edited twice"
+            return
+    pytest.fail("A's two edits never fell within one second in 3 attempts (machine too busy?)")
+
+
+def _edit_the_last_issue_of_a_page_twice(
+    real_redmine: RealRedmine, state_file: Path
+) -> tuple[dict[str, str], tuple[int, int]] | None:
+    """The sequence in a project of its own; the titles that land, and A's and B's ids.
+
+    None when A's second edit missed the second of its first.
+    """
+    project = real_redmine.new_project("clock")
+    with (
+        real_redmine.client() as api,
+        RedmineProxy(real_redmine) as proxy,
+        Emulator(db_path=":memory:", tokens=[TOKEN]) as emulator,
+    ):
+        a, y, b = (_create(api, project, f"Issue {name}") for name in "AYB")
+        state = f"sqlite:///{state_file}"
+        _sync(_config(proxy.base_url, real_redmine.api_key, project, emulator, state))
+        start = float(int(time.time()) + 1)  # a whole second to fit A's two edits in
+
+        def before_the_first_page() -> None:
+            _retitle(api, a, "Issue A, edited")
+            _retitle(api, y, "Issue Y, edited")
+            proxy.end_next_page_at = a  # the page ends at A; Y is next
+
+        def before_the_second_page() -> None:
+            _retitle(api, a, "Issue A, edited twice")  # the same second, if not too slow
+            _sleep_until(start + 2.05)
+            _retitle(api, b, "Issue B, edited")
+
+        proxy.when(_nth_page(1), before_the_first_page)
+        proxy.when(_nth_page(2), before_the_second_page)
+        config = _config(
+            proxy.base_url, real_redmine.api_key, project, emulator, state, lookback="0s"
+        )
+        _sleep_until(start + 0.02)
+        _sync(config)
+        read = tasks_by_ticket(emulator)[str(a)]["external_updated_at"]
+        now = _ok(api.get(f"/issues/{a}.json"))["issue"]["updated_on"]
+        if read[:19] != now[:19]:
+            return None
+        _sync(config)
+        titles = {k: t["fields"]["title"] for k, t in tasks_by_ticket(emulator).items()}
+    return titles, (a, b)
+
+
+class _Issues:
+    """Issues of one project, on the real server or on the fake, behind one interface."""
+
+    def __init__(self, base_url: str, api_key: str, project: str | None) -> None:
+        self.api = httpx.Client(base_url=base_url, headers={"X-Redmine-API-Key": api_key})
+        self.project = project
+        self.fake: FakeRedmine | None = None
+
+    def create(self) -> int:
+        if self.fake is not None:
+            number = len(self.fake.issues) + 1
+            self.fake.clock.advance(dt.timedelta(milliseconds=1))
+            self.fake.add(number)
+            return number
+        assert self.project is not None
+        return _create(self.api, self.project, "Ordering")
+
+    def edit(self, number: int) -> None:
+        if self.fake is not None:
+            self.fake.clock.advance(dt.timedelta(milliseconds=1))
+            self.fake.touch(number, subject="Edited")
+        else:
+            _retitle(self.api, number, "Edited")
+
+    def listed(self, **params: str) -> list[dict[str, Any]]:
+        scope = {"project_id": self.project} if self.project else {}
+        query = {**scope, "status_id": "*", "limit": "100", **params}
+        issues: list[dict[str, Any]] = _ok(self.api.get("/issues.json", params=query))["issues"]
+        return issues
+
+
+@pytest.fixture(params=["real", "fake"])
+def issues(request: pytest.FixtureRequest) -> Iterator[_Issues]:
+    """The same questions asked of the real Redmine and of `fakes.redmine`."""
+    if request.param == "fake":
+        with FakeRedmine("fake-key") as fake:
+            fake.clock.stop_at(dt.datetime.now(dt.UTC).replace(microsecond=100_000))
+            view = _Issues(fake.base_url, "fake-key", None)
+            view.fake = fake
+            yield view
+    else:
+        real: RealRedmine = request.getfixturevalue("real_redmine")
+        view = _Issues(real.url, real.api_key, real.new_project("filter"))
+        yield view
+    view.api.close()
+
+
+def test_updated_on_at_or_after_a_second_also_matches_the_second_before(issues: _Issues) -> None:
+    """`updated_on=>=T` is `> T - 1 s` on the hidden microseconds, as the README says."""
+    number = issues.create()
+    [issue] = [i for i in issues.listed() if i["id"] == number]
+    shown = dt.datetime.fromisoformat(issue["updated_on"].replace("Z", "+00:00"))
+
+    def matched(at: dt.datetime) -> bool:
+        bound = ">=" + at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return number in [i["id"] for i in issues.listed(updated_on=bound)]
+
+    assert matched(shown)
+    assert matched(shown + dt.timedelta(seconds=1))  # changed during the second before
+    assert not matched(shown + dt.timedelta(seconds=2))
+
+
+def test_within_a_second_issues_sort_by_their_hidden_change_time_not_by_id(
+    issues: _Issues,
+) -> None:
+    for _attempt in range(3):  # on the real server the three changes must share a second
+        _sleep_until(float(int(time.time()) + 1) + 0.02)
+        first, second = issues.create(), issues.create()
+        issues.edit(first)
+        listed = [i for i in issues.listed(sort="updated_on,id") if i["id"] in (first, second)]
+        if listed[0]["updated_on"] == listed[1]["updated_on"]:
+            assert [i["id"] for i in listed] == [second, first]
+            return
+    pytest.fail("three changes never fell within one second in 3 attempts (machine too busy?)")

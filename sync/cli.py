@@ -324,6 +324,7 @@ def _check(args: argparse.Namespace) -> int:
 
     config = _load(args)
     problems = 0
+    fragment = logs.redact(config.fragment.url)  # it may carry credentials
     print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
     try:
         store = _open_state(config)
@@ -345,9 +346,9 @@ def _check(args: argparse.Namespace) -> int:
     try:
         with FragmentClient(config.fragment) as client:
             account = client.account()
-        print(f"fragment {config.fragment.url}: ok (account {account.get('name', '?')})")
+        print(f"fragment {fragment}: ok (account {account.get('name', '?')})")
     except SyncError as exc:
-        print(f"fragment {config.fragment.url}: FAILED: {exc}")
+        print(f"fragment {fragment}: FAILED: {exc}")
         problems += 1
     return EXIT_OK if problems == 0 else EXIT_FAILED
 

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorOptions
+from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration
 from sync.errors import ConfigError
@@ -247,8 +248,14 @@ class Config(BaseModel):
     """Where the config came from: a file path, or "built-in demo"."""
 
     def secrets(self) -> list[str]:
-        """Every secret value in the config, for log redaction."""
-        found: list[str] = [_url_password(self.state.url) or ""]
+        """Every secret value in the config, for redaction (`connectors.redaction`).
+
+        Each `SecretStr` (of a URL, the credentials in it: the rest is what
+        errors must show), and the credentials in every URL, secret or not:
+        `user:password@` and `?password=` (or any secret-named parameter) in
+        `state.url`, `fragment.url`, a connector's `base_url`.
+        """
+        found = _url_secrets(self.state.url) or []
         for model in (self.fragment, *(c.options for c in self.connectors.values())):
             found.extend(_secret_values(model))
         return [s for s in found if s]
@@ -257,9 +264,10 @@ class Config(BaseModel):
 def _secret_values(value: Any) -> Iterator[str]:
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
-        password = _url_password(secret)
-        # A database URL's secret part is its password; the rest is what errors must show.
-        yield secret if password is None else password
+        in_url = _url_secrets(secret)
+        yield from [secret] if in_url is None else in_url
+    elif isinstance(value, str):
+        yield from _url_secrets(value) or []
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             yield from _secret_values(getattr(value, name))
@@ -271,11 +279,14 @@ def _secret_values(value: Any) -> Iterator[str]:
             yield from _secret_values(item)
 
 
-def _url_password(text: str) -> str | None:
-    """The password of a URL like `scheme://user:password@host/db`; None for anything else."""
+def _url_secrets(text: str) -> list[str] | None:
+    """The credentials in a URL like `scheme://user:password@host/db?password=…`; None if no URL.
+
+    Each as written and percent-decoded: an error may show either.
+    """
     if "://" not in text:
         return None
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     try:
         parts = urlsplit(text)
@@ -283,7 +294,14 @@ def _url_password(text: str) -> str | None:
         return None
     if not parts.scheme or not parts.netloc:
         return None
-    return parts.password or ""
+    found = []
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if value and names_a_secret(unquote_plus(name)):
+            found += [value, unquote_plus(value)]
+    return found
 
 
 def find_config_file(explicit: Path | None) -> Path | None:

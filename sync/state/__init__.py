@@ -6,6 +6,13 @@ The one write that matters, `commit_batch`, stores a batch's hashes, its
 failed items and the new watermark in a single transaction, so state never
 runs ahead of what Fragment acknowledged. What to store is decided by
 `sync.run`; this module only keeps it.
+
+Every text it keeps about a failure is redacted on the way in (`_kept_text`,
+`_kept_record`): a run's error, a failed item's error and field, and its
+record. Not every such text is an exception's message, already redacted:
+Fragment's reasons for refusing a ticket, a source's for a bad record and the
+record itself are made elsewhere, and `status`, `failures list` and the status
+page show what is stored.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
+from connectors.redaction import holds_secret, redact, without_secrets
 from sync.state.schema import (
     ID,
     connectors,
@@ -62,7 +70,10 @@ def retry_wait(failing: dt.timedelta) -> dt.timedelta:
 
 
 class StateError(Exception):
-    """The state database can't be reached or used."""
+    """The state database can't be reached or used; its message is redacted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class LeaseLost(Exception):
@@ -183,6 +194,25 @@ def storable_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def _kept_text(text: str) -> str:
+    """`text` as a free-text column keeps it: redacted, then storable."""
+    return storable_text(redact(text))
+
+
+def _kept_record(record: str | None) -> str | None:
+    """A failed item's record (JSON text) as the state keeps it: without registered secrets.
+
+    Only registered secrets go (the rest is the ticket, to map again as it
+    was); the record is read back and written again only when it holds one.
+    """
+    if record is None or not holds_secret(record):
+        return record
+    try:
+        return record_json(without_secrets(json.loads(record)))
+    except (ValueError, RecursionError):  # not JSON after all: keep none of it
+        return None
 
 
 class StateStore:
@@ -640,7 +670,7 @@ class StateStore:
                     ended_at=utcnow(),
                     outcome=outcome,
                     watermark_after=None if watermark is None else encode(watermark),
-                    error=None if error is None else storable_text(error),
+                    error=None if error is None else _kept_text(error),
                     **counts,
                 )
             )
@@ -1081,11 +1111,11 @@ def _record_failures(
                 "source_id": item.source_id,
                 "uid": item.uid,
                 "stage": item.stage,
-                "field": None if item.field is None else storable_text(item.field),
-                "error": storable_text(item.error),
+                "field": None if item.field is None else _kept_text(item.field),
+                "error": _kept_text(item.error),
                 "cursor_value": item.cursor,
                 "deleted": item.deleted,
-                "record": item.record,
+                "record": _kept_record(item.record),
                 "attempts": attempts + 1,
                 "first_seen": first_seen,
                 "last_seen": now,

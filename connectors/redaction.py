@@ -75,7 +75,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], _Replace], ...] = (
     ),
     (
         re.compile(
-            rf"(?i)((?:[a-z0-9_-]*{_LABEL_ENDINGS}|(?<![a-z0-9]){_SHORT_LABELS})=)[^&;\s'\"]+"
+            rf"(?i)((?:[a-z0-9_-]*{_LABEL_ENDINGS}|(?<![a-z0-9]){_SHORT_LABELS})=)(?!\*\*\*)[^&;\s'\"]+"
         ),
         _keep_label,
     ),

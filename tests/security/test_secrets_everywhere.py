@@ -44,9 +44,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fakes import Reply
+from connectors.errors import SourceError
+from connectors.http.policy import source_classifier
+from connectors.http.session import HttpSession, RequestFailed, RetrySettings
+from connectors.ratelimit import RequestBudget
+from fakes import FakeApi, Reply, Request
 from fakes.github import FakeGitHub
 from sync.emulator import Emulator
+from sync.errors import ConfigError, FragmentAuthError, MappingError
+from sync.logs import register_secrets
+from sync.state import FailedItem, StateError, StateStore, record_json
 from synckit import write_tickets
 
 FRAGMENT_TOKEN = "frag-everywhere-0b61d2"
@@ -368,3 +375,83 @@ def test_no_registered_secret_reaches_any_output_page_or_row(
         assert not _leaks(secrets, page), (path, _leaks(secrets, page), page)
         assert not _leaks(secrets, html.unescape(page)), (path, page)
     assert not _leaks(secrets, state), (_leaks(secrets, state), state)
+
+
+class _Refusing(FakeApi):
+    """A source that answers every request with a 401 whose body is `body`."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        super().__init__()
+        self.reply = Reply(401, raw=body, content_type=content_type)
+
+    def route(self, request: Request) -> Reply:
+        return self.reply
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    secret=_marked("Ch5"),
+    body=st.sampled_from(sorted(BODIES)),
+    around=st.text(max_size=40),
+)
+def test_each_place_a_failure_is_written_down_redacts_a_registered_secret(
+    secret: str, body: str, around: str
+) -> None:
+    """The choke points, one by one and quicker than the processes above: a source's
+    answer quoted by `RequestFailed`, the engine's and the source's error types, and
+    every text column of the state, the failed ticket's record included."""
+    register_secrets([secret])
+    embedded = f"{around}{secret}{around}"
+    with _Refusing(BODIES[body](secret).encode(), "application/json") as source:
+        session = HttpSession(
+            "vendor",
+            source.base_url,
+            classify=source_classifier(),
+            budget=RequestBudget.per_minute(100_000),
+            retry=RetrySettings(max_attempts=1),
+        )
+        try:
+            session.send("GET", "/tickets")
+        except RequestFailed as exc:
+            refused: Exception = exc
+        finally:
+            session.close()
+    failures: list[Exception] = [
+        refused,
+        SourceError("vendor", str(refused)),
+        SourceError("vendor", repr(embedded)),
+        MappingError("helpdesk", "7", "due_at", f"{embedded!r} is not a date"),
+        ConfigError("connectors.x.url", embedded),
+        FragmentAuthError(f"Fragment: {json.dumps({'detail': embedded})}"),
+        StateError(f"state database: {embedded}"),
+    ]
+    for failure in failures:
+        shown = f"{failure} {getattr(failure, 'reason', '')}"
+        assert not _leaks([secret], shown), (type(failure).__name__, shown)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/state.db"
+        with StateStore.open(url) as store:
+            run_id = store.start_run("helpdesk", "helpdesk", None)
+            store.commit_batch(
+                "helpdesk",
+                failed=[
+                    FailedItem(
+                        source_id="7",
+                        uid=None,
+                        stage="rejected",
+                        field=f"fields.{embedded}",
+                        error=f"Fragment rejected it: unknown user {embedded}",
+                        record=record_json({"id": 7, "note": embedded, embedded: [embedded]}),
+                    )
+                ],
+            )
+            store.finish_run(
+                run_id, outcome="failed", counts={}, watermark=None, error=f"boom {embedded}"
+            )
+            [kept] = store.failed_items("helpdesk")
+        state = _database_text(url)
+    assert not _leaks([secret], state), (_leaks([secret], state), state)
+    assert kept.record is not None
+    record = json.loads(kept.record)
+    assert record["id"] == 7 and "***" in record["note"]  # the rest of the ticket is kept

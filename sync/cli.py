@@ -141,13 +141,14 @@ def _configure_logging(config: Config | None) -> None:
     logs.configure(config.logging.level, config.logging.format)
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, maps: bool = False) -> Config:
+    """The config; `maps`: the command maps tickets, so the mappings' hooks are imported."""
     path = find_config_file(args.config)
     if path is None:
         raise ConfigError(
             "--config", "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
         )
-    config = load_config(path)
+    config = load_config(path, import_hooks=maps)
     _configure_logging(config)
     return config
 
@@ -161,7 +162,7 @@ def _demo_or_config(args: argparse.Namespace) -> Iterator[Config]:
     """The configured setup, or with no config at all, the built-in demo and its emulator."""
     path = find_config_file(args.config)
     if path is not None:
-        yield _load(args)
+        yield _load(args, maps=True)
         return
     from sync.builtin_demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
     from sync.emulator import Emulator
@@ -322,7 +323,7 @@ def _check(args: argparse.Namespace) -> int:
     from connectors.registry import connector_class
     from sync.fragment import FragmentClient
 
-    config = _load(args)
+    config = _load(args, maps=True)
     problems = 0
     fragment = logs.redact(config.fragment.url)  # it may carry credentials
     print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
@@ -369,7 +370,7 @@ def _uid(args: argparse.Namespace) -> int:
 
 
 def _failures(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _load(args, maps=args.action == "retry")
     store = _open_state(config)
     if args.connector and args.connector not in config.connectors:
         raise ConfigError("--connector", f"no connector named {args.connector!r}")

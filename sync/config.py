@@ -11,7 +11,8 @@ Environment variables then override any key: `SYNC_FRAGMENT__TOKEN`,
 Everything that can be checked without touching the network is checked here,
 and the first problem found raises `ConfigError` naming the key: unknown
 keys, wrong types, unknown connector kinds, unset variables, colliding field
-names, bad templates, hooks that can't be imported. This module does not read
+names, bad templates, hooks that can't be imported (for the commands that map:
+a hook is code, imported only where it runs). This module does not read
 sources, talk to Fragment or open the state database.
 """
 
@@ -322,9 +323,11 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, import_hooks: bool = True) -> Config:
     """Read, interpolate and validate the TOML file at `path`.
 
+    `import_hooks`: import each mapping's `hook` to check it can be; commands
+    that don't map tickets leave it off, and run no code of the config's.
     Raises `ConfigError` naming the first key that is wrong.
     """
     try:
@@ -333,10 +336,10 @@ def load_config(path: Path) -> Config:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(str(path), f"can't read: {exc.strerror}") from None
-    return build_config(raw, source=str(path))
+    return build_config(raw, source=str(path), import_hooks=import_hooks)
 
 
-def build_config(raw: Mapping[str, Any], source: str) -> Config:
+def build_config(raw: Mapping[str, Any], source: str, *, import_hooks: bool = True) -> Config:
     """Validate an already parsed config tree; see `load_config`."""
     data = _interpolate(raw, "")
     try:
@@ -346,7 +349,8 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     if not settings.connectors:
         raise ConfigError("connectors", "no connectors configured: add a [connectors.NAME] table")
     connectors = {
-        name: _connector_config(name, connector) for name, connector in settings.connectors.items()
+        name: _connector_config(name, connector, import_hooks)
+        for name, connector in settings.connectors.items()
     }
     _check_namespaces_unique(connectors)
     return Config(
@@ -360,7 +364,9 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     )
 
 
-def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig:
+def _connector_config(
+    name: str, settings: ConnectorSettings, import_hooks: bool
+) -> ConnectorConfig:
     key = f"connectors.{name}"
     try:
         cls = connector_class(settings.kind)
@@ -381,7 +387,7 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
     # Imported here: mapping imports this module for its settings types.
     from sync.mapping import check_mapping
 
-    check_mapping(settings.mapping, key=f"{key}.mapping")
+    check_mapping(settings.mapping, key=f"{key}.mapping", import_hook=import_hooks)
     return ConnectorConfig(name=name, settings=settings, options=options)
 
 
@@ -559,6 +565,17 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
     return ConfigError(first_key, first_message + more)
 
 
+def callable_name(dotted: str) -> tuple[str, str]:
+    """The module and the function `package.module:function` (or `…module.function`) names.
+
+    Raises `ValueError` when it is not of that form. Imports nothing.
+    """
+    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    return module_name, attribute
+
+
 def resolve_callable(dotted: str) -> Callable[..., Any]:
     """The function named by `package.module:function` (or `package.module.function`).
 
@@ -566,9 +583,7 @@ def resolve_callable(dotted: str) -> Callable[..., Any]:
     """
     import importlib
 
-    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    module_name, attribute = callable_name(dotted)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -213,6 +214,20 @@ def _kept_record(record: str | None) -> str | None:
         return record_json(without_secrets(json.loads(record)))
     except (ValueError, RecursionError):  # not JSON after all: keep none of it
         return None
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty, for its owner alone (0600), with any missing directories (0700).
+
+    Nothing changes when it exists. The state keeps failed tickets' records,
+    and SQLite gives its journal and write-ahead log the database file's
+    mode. (`Path.mkdir(parents=True)` would give the parents the umask's.)
+    """
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class StateStore:
@@ -714,7 +729,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     """A lock for the databases whose DDL transactions can't take an advisory lock."""
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        with open(f"{database}.migrate-lock", "a+b") as handle:
+        lock = Path(f"{database}.migrate-lock")
+        create_private_file(lock)  # beside the database, private like every file of it
+        with lock.open("a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -791,8 +808,8 @@ def _engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, future=True)
     database = parsed.database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        create_private_file(Path(database))
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")

@@ -3,20 +3,27 @@
 Owns the registry of secrets (every secret value of the config, registered
 as it is loaded) and `redact`, which replaces them, and anything shaped like
 a credential, with `***`. It sits below the engine, with the connectors,
-because the places where text about a failure is made are spread over both:
+because the text about a failure is made on both sides.
 
-- the error types every failure passes through redact their message as they
-  are built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
+Where it is called, and why that is enough: every text that leaves the
+process is an exception's message, or text the state stores and commands
+read back, or one of a few texts shown straight from memory.
+
+- The error types every failure passes through redact their message as it is
+  built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
   (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
-  excerpt of a server's answer in `connectors.http.session.RequestFailed`
-  (redacted whole, before it is cut to length, so no half secret survives);
-- the state store redacts every text it keeps (`sync.state.storable_text`,
-  `sync.state.record_json`): Fragment's reasons for refusing a ticket, a
-  source's reasons for a bad record and a failed ticket's record are not
-  exception messages, and what is stored is what `status`, `failures list`
-  and the status page show;
-- the logs (`sync.logs`) and the status page redact what they write, for
-  text that is neither (a library's own log line, a ticket's field).
+  excerpt of a server's answer that `connectors.http.session.RequestFailed`
+  quotes, redacted whole before it is cut to length (no half secret survives).
+  What prints or stores them (`run --json`, `check`, the logs) gets them clean.
+- The state store redacts every text it keeps about a failure as it writes
+  it: a run's error, a failed item's error and field, and its record (`sync.state`,
+  `_kept_text`, `_kept_record`). Not all of them are exception messages:
+  Fragment's reasons for refusing a ticket, a source's for a bad record, and
+  the record itself. `status`, `failures list` and the status page show only
+  what is stored.
+- From memory: a pass's "internal error" (an unexpected exception, `sync.run`),
+  the URLs `check` prints, and every log line and status page (`sync.logs`,
+  `sync.web`), which redact what they write.
 
 A secret is also looked for in the forms text gives it: JSON- and
 repr-escaped, percent-encoded, HTML-escaped. Failed tickets' records lose

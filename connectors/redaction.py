@@ -111,11 +111,15 @@ _lock = threading.Lock()
 
 def _forms(secret: str) -> set[str]:
     """`secret` as text may carry it: raw, JSON- and repr-escaped, percent-encoded, HTML."""
+    in_repr = repr(secret)[1:-1]
     return {
         secret,
         json.dumps(secret, ensure_ascii=False)[1:-1],
         json.dumps(secret)[1:-1],
-        repr(secret)[1:-1],
+        in_repr,
+        # In the repr of a text holding both quotes, the one delimiting it is escaped.
+        in_repr.replace("'", "\\'"),
+        in_repr.replace('"', '\\"'),
         quote(secret, safe=""),
         quote(secret),
         quote_plus(secret),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connectors.errors import StopRequested
+from connectors.redaction import redact
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
@@ -206,7 +207,7 @@ def _detail(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:500]
+        return redact(response.text)[:500]  # redacted before it is cut, as every excerpt
     return body.get("detail", body) if isinstance(body, dict) else body
 
 
@@ -236,4 +237,4 @@ def _item_message(detail: Any, index: int) -> str | None:
 
 def _summary(detail: Any) -> str:
     text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-    return text[:1000]
+    return redact(text)[:1000]

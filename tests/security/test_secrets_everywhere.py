@@ -40,19 +40,25 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from connectors.errors import SourceError
 from connectors.http.policy import source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
 from connectors.ratelimit import RequestBudget
+from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes import FakeApi, Reply, Request
 from fakes.github import FakeGitHub
+from sync.config import FragmentSettings
 from sync.emulator import Emulator
 from sync.errors import ConfigError, FragmentAuthError, MappingError
+from sync.fragment import FragmentClient
 from sync.logs import register_secrets
+from sync.mapping import TaskPayload
 from sync.state import FailedItem, StateError, StateStore, record_json
 from synckit import write_tickets
 
@@ -455,3 +461,40 @@ def test_each_place_a_failure_is_written_down_redacts_a_registered_secret(
     assert kept.record is not None
     record = json.loads(kept.record)
     assert record["id"] == 7 and "***" in record["note"]  # the rest of the ticket is kept
+
+
+@settings(max_examples=20, deadline=None)
+@given(secret=_marked("Ex4"), status=st.sampled_from([200, 422]))
+def test_an_answer_quoted_in_an_error_is_redacted_before_it_is_cut(
+    secret: str, status: int
+) -> None:
+    """A source's answer that isn't JSON, and Fragment's refusal, are quoted up to a
+    length; a secret lying across that length must not leave its first half behind."""
+    register_secrets([secret])
+    # The cut of each quote (120 and 500 characters) falls inside the secret.
+    cut = 120 if status == 200 else 500
+    body = ("x" * (cut - len(secret) // 2) + secret + " and more").encode()
+    with _Refusing(body, "text/plain") as server:
+        server.reply = Reply(status, raw=body, content_type="text/plain")
+        if status == 200:
+            source = RedmineConnector(
+                "portal",
+                RedmineOptions(base_url=server.base_url, api_key=SecretStr("key-0001")),
+            )
+            try:
+                with pytest.raises(SourceError) as failed:
+                    list(source.pull(None))
+            finally:
+                source.close()
+            shown = str(failed.value)
+        else:
+            settings = FragmentSettings(
+                url=server.base_url, token=SecretStr("tok-0001"), max_attempts=1
+            )
+            task = {"uid": "5b7e4c0a-3f1d-4e8a-9b2c-6d5e4f3a2b1c", "fields": {"title": "t"}}
+            with FragmentClient(settings) as client:
+                result = client.push([TaskPayload.encode("1", 1, task)])
+            [(_payload, shown)] = result.rejected
+
+    assert "xxxx" in shown  # the answer is quoted
+    assert not _leaks([secret], shown), shown

@@ -13,7 +13,9 @@ read back, or one of a few texts shown straight from memory.
   built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
   (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
   excerpt of a server's answer that `connectors.http.session.RequestFailed`
-  quotes, redacted whole before it is cut to length (no half secret survives).
+  quotes. That excerpt, and every other quote of an answer cut to a length
+  (`connectors.http.rest`, `.paginators`, `sync.fragment`), is redacted whole
+  before it is cut: a half secret would no longer match it.
   What prints or stores them (`run --json`, `check`, the logs) gets them clean.
 - The state store redacts every text it keeps about a failure as it writes
   it: a run's error, a failed item's error and field, and its record (`sync.state`,

@@ -7,21 +7,25 @@
 #     -e SYNC_DAEMON__HTTP_TOKEN_FILE=/run/secrets/http_token -p 9464:9464 fragment-sync
 # It listens on 0.0.0.0, so it won't start without the token (exit 2, naming
 # daemon.http_token); /healthz and /readyz stay open for the HEALTHCHECK and orchestrators.
-# .ci/run performs the same wheel build and install in a fresh virtual environment.
+# .ci/run performs the same wheel build and installs in a fresh virtual environment.
+# The dependencies come from requirements.lock, pinned with hashes (README, Development).
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sync ./sync
 COPY connectors ./connectors
-RUN python -m pip install --no-cache-dir --upgrade pip \
- && python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 sync
+COPY requirements.lock /tmp/requirements.lock
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir --no-index --find-links /wheels "fragment-sync[postgres]" \
- && rm -rf /wheels
+# Every dependency as locked, each file checked against its hash; then the project alone.
+RUN python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+ && python -m pip install --no-cache-dir --no-deps /wheels/fragment_sync-*.whl \
+ && python -m pip check \
+ && rm -rf /wheels /tmp/requirements.lock
 USER sync
 WORKDIR /home/sync
 ENV SYNC_CONFIG=/etc/fragment-sync/sync.toml \

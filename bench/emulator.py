@@ -70,7 +70,10 @@ class EmulatorProcess:
             argv += ["--rate-limit", rate_limit]
         self._argv = argv
         self._child: subprocess.Popen[bytes] | None = None
-        self._admin = httpx.Client(base_url=self.base_url, timeout=60.0)
+        # The admin routes take the emulator's token, like its API.
+        self._admin = httpx.Client(
+            base_url=self.base_url, timeout=60.0, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
 
     def __enter__(self) -> Self:
         with self._logs.open("wb") as log:

@@ -4,7 +4,8 @@ The bundled tickets (generated from a fixed seed by `sync.demo`) go through
 the `jsonl` connector into an emulator of Fragment started in this process,
 with state, tickets and the emulator's data under `./.sync/`. A second run
 pushes nothing; edit `.sync/demo/tickets.jsonl` and run again to see only the
-changed tickets pushed.
+changed tickets pushed. Its files are its owner's alone (0600, directories 0700),
+as the state's are: they hold tickets.
 """
 
 from __future__ import annotations
@@ -63,11 +64,17 @@ def demo_config(base_url: str, directory: Path = DEMO_DIR) -> Config:
 
 
 def ensure_demo_tickets(directory: Path = DEMO_DIR) -> Path:
-    """Write the bundled tickets under `directory` unless they are already there."""
+    """Write the bundled tickets under `directory` unless they are already there.
+
+    The emulator's database (`emulator.db`) is created there too, private
+    like the tickets, before the emulator opens it.
+    """
     from sync.demo import DEMO_COUNT, DEMO_SEED, generate_tickets, write_jsonl
+    from sync.state import create_private_file
 
     path = directory / "demo" / "tickets.jsonl"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
         write_jsonl(path, generate_tickets(DEMO_COUNT, DEMO_SEED))
+    create_private_file(directory / "emulator.db")
     return path

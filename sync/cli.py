@@ -147,11 +147,12 @@ def _configure_logging(config: Config | None) -> None:
     logs.configure(config.logging.level, config.logging.format)
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, maps: bool = False) -> Config:
+    """The config; `maps`: the command maps tickets, so the mappings' hooks are imported."""
     path = find_config_file(args.config)
     if path is None:
         raise ConfigError("--config", NO_CONFIG)
-    config = load_config(path)
+    config = load_config(path, import_hooks=maps)
     _configure_logging(config)
     return config
 
@@ -166,16 +167,19 @@ def _open_state(config: Config, *, dry_run: bool = False) -> StateStore:
 
 
 @contextlib.contextmanager
-def _demo_or_config(args: argparse.Namespace, *, run: bool = False) -> Iterator[Config]:
+def _demo_or_config(
+    args: argparse.Namespace, *, run: bool = False, maps: bool = False
+) -> Iterator[Config]:
     """The configured setup, or with no config at all, the built-in demo and its emulator.
 
     `run`: the command runs the demo (and creates it, unless it is a dry run).
+    `maps`: the command maps tickets (as `run` does), so the mappings' hooks are imported.
     Other commands (`status`, `failures`, `check`, `reset`) look at a demo that
     ran in this folder, and fail naming the missing config where none did.
     """
     path = find_config_file(args.config)
     if path is not None:
-        yield _load(args)
+        yield _load(args, maps=maps or run)
         return
     import tempfile
 
@@ -387,7 +391,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _demo_or_config(args) as config:
+    with _demo_or_config(args, maps=True) as config:
         return _check_config(config)
 
 
@@ -399,6 +403,7 @@ def _check_config(config: Config) -> int:
 
     config.fragment.bearer_token()
     problems = 0
+    fragment = logs.redact(config.fragment.url)  # it may carry credentials
     print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
     try:
         store = _open_state(config)
@@ -420,9 +425,9 @@ def _check_config(config: Config) -> int:
     try:
         with FragmentClient(_diagnosis(config.fragment)) as client:
             account = client.account()
-        print(f"fragment {config.fragment.url}: ok (account {account.get('name', '?')})")
+        print(f"fragment {fragment}: ok (account {account.get('name', '?')})")
     except SyncError as exc:
-        print(f"fragment {config.fragment.url}: FAILED: {exc}")
+        print(f"fragment {fragment}: FAILED: {exc}")
         problems += 1
     return EXIT_OK if problems == 0 else EXIT_FAILED
 
@@ -459,7 +464,7 @@ def _uid(args: argparse.Namespace) -> int:
 
 
 def _failures(args: argparse.Namespace) -> int:
-    with _demo_or_config(args) as config:
+    with _demo_or_config(args, maps=args.action == "retry") as config:
         return _failures_of(args, config)
 
 

@@ -15,7 +15,8 @@ defaults and environment variables keep the working directory's.
 Everything that can be checked without touching the network is checked here,
 and the first problem found raises `ConfigError` naming the key: unknown
 keys, wrong types, unknown connector kinds, unset variables, empty secrets,
-colliding field names, bad templates, hooks that can't be imported. This module does not read
+colliding field names, bad templates, hooks that can't be imported (for the
+commands that map: a hook is code, imported only where it runs). This module does not read
 sources, talk to Fragment or open the state database.
 """
 
@@ -42,6 +43,7 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorOptions
+from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration
 from sync.errors import ConfigError
@@ -341,41 +343,59 @@ class Config(BaseModel):
     """Where the config came from: a file path, or "built-in demo"."""
 
     def secrets(self) -> list[str]:
-        """Every secret value in the config, for log redaction."""
-        found: list[str] = [_url_password(self.state.url) or ""]
+        """Every secret value in the config, for redaction (`connectors.redaction`).
+
+        Each `SecretStr` (of a URL, the credentials in it: the rest is what
+        errors must show), and the credentials in every URL, secret or not:
+        `user:password@` and `?password=` (or any secret-named parameter) in
+        `state.url`, `fragment.url`, a connector's `base_url`.
+        """
+        found = _url_secrets(self.state.url) or []
         for model in (self.fragment, self.daemon, *(c.options for c in self.connectors.values())):
             found.extend(_secret_values(model))
         return [s for s in found if s]
 
 
 def _secret_values(value: Any) -> Iterator[str]:
-    for _key, secret_str in _secret_fields(value, ""):
-        secret = secret_str.get_secret_value()
-        password = _url_password(secret)
-        # A database URL's secret part is its password; the rest is what errors must show.
-        yield secret if password is None else password
+    for _key, leaf in _leaves(value, ""):
+        if isinstance(leaf, SecretStr):
+            secret = leaf.get_secret_value()
+            in_url = _url_secrets(secret)
+            yield from [secret] if in_url is None else in_url
+        else:
+            yield from _url_secrets(leaf) or []
 
 
 def _secret_fields(value: Any, key: str) -> Iterator[tuple[str, SecretStr]]:
     """Every `SecretStr` in `value` (a model, mapping or list), with its dotted key under `key`."""
-    if isinstance(value, SecretStr):
+    for name, leaf in _leaves(value, key):
+        if isinstance(leaf, SecretStr):
+            yield name, leaf
+
+
+def _leaves(value: Any, key: str) -> Iterator[tuple[str, SecretStr | str]]:
+    """Every `SecretStr` and text in `value` (a model, mapping or list), with its dotted key."""
+    if isinstance(value, SecretStr | str):
         yield key, value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from _secret_fields(getattr(value, name), f"{key}.{name}" if key else name)
+            yield from _leaves(getattr(value, name), f"{key}.{name}" if key else name)
     elif isinstance(value, Mapping):
         for name, item in value.items():
-            yield from _secret_fields(item, f"{key}.{name}" if key else str(name))
+            yield from _leaves(item, f"{key}.{name}" if key else str(name))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from _secret_fields(item, f"{key}.{index}")
+            yield from _leaves(item, f"{key}.{index}")
 
 
-def _url_password(text: str) -> str | None:
-    """The password of a URL like `scheme://user:password@host/db`; None for anything else."""
+def _url_secrets(text: str) -> list[str] | None:
+    """The credentials in a URL like `scheme://user:password@host/db?password=…`; None if no URL.
+
+    Each as written and percent-decoded: an error may show either.
+    """
     if "://" not in text:
         return None
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     try:
         parts = urlsplit(text)
@@ -383,7 +403,14 @@ def _url_password(text: str) -> str | None:
         return None
     if not parts.scheme or not parts.netloc:
         return None
-    return parts.password or ""
+    found = []
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if value and names_a_secret(unquote_plus(name)):
+            found += [value, unquote_plus(value)]
+    return found
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -404,9 +431,11 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, import_hooks: bool = True) -> Config:
     """Read, interpolate and validate the TOML file at `path`.
 
+    `import_hooks`: import each mapping's `hook` to check it can be; commands
+    that don't map tickets leave it off, and run no code of the config's.
     Raises `ConfigError` naming the first key that is wrong.
     """
     try:
@@ -415,10 +444,14 @@ def load_config(path: Path) -> Config:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(str(path), f"can't read: {exc.strerror}") from None
-    return build_config(raw, source=str(path), folder=path.absolute().parent)
+    return build_config(
+        raw, source=str(path), folder=path.absolute().parent, import_hooks=import_hooks
+    )
 
 
-def build_config(raw: Mapping[str, Any], source: str, folder: Path | None = None) -> Config:
+def build_config(
+    raw: Mapping[str, Any], source: str, folder: Path | None = None, *, import_hooks: bool = True
+) -> Config:
     """Validate an already parsed config tree; see `load_config`.
 
     `folder`: where the file is, against which its relative paths resolve.
@@ -433,7 +466,8 @@ def build_config(raw: Mapping[str, Any], source: str, folder: Path | None = None
     if not settings.connectors:
         raise ConfigError("connectors", "no connectors configured: add a [connectors.NAME] table")
     connectors = {
-        name: _connector_config(name, connector) for name, connector in settings.connectors.items()
+        name: _connector_config(name, connector, import_hooks)
+        for name, connector in settings.connectors.items()
     }
     _check_namespaces_unique(connectors)
     return Config(
@@ -447,7 +481,9 @@ def build_config(raw: Mapping[str, Any], source: str, folder: Path | None = None
     )
 
 
-def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig:
+def _connector_config(
+    name: str, settings: ConnectorSettings, import_hooks: bool
+) -> ConnectorConfig:
     key = f"connectors.{name}"
     try:
         cls = connector_class(settings.kind)
@@ -472,7 +508,7 @@ def _connector_config(name: str, settings: ConnectorSettings) -> ConnectorConfig
     # Imported here: mapping imports this module for its settings types.
     from sync.mapping import check_mapping
 
-    check_mapping(settings.mapping, key=f"{key}.mapping")
+    check_mapping(settings.mapping, key=f"{key}.mapping", import_hook=import_hooks)
     return ConnectorConfig(name=name, settings=settings, options=options)
 
 
@@ -734,6 +770,17 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
     return ConfigError(first_key, first_message + more)
 
 
+def callable_name(dotted: str) -> tuple[str, str]:
+    """The module and the function `package.module:function` (or `…module.function`) names.
+
+    Raises `ValueError` when it is not of that form. Imports nothing.
+    """
+    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    return module_name, attribute
+
+
 def resolve_callable(dotted: str) -> Callable[..., Any]:
     """The function named by `package.module:function` (or `package.module.function`).
 
@@ -741,9 +788,7 @@ def resolve_callable(dotted: str) -> Callable[..., Any]:
     """
     import importlib
 
-    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    module_name, attribute = callable_name(dotted)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -5,15 +5,23 @@
 - `FragmentUnavailable` / `FragmentAuthError`: fail this connector's run; the
   watermark stays at the last acknowledged batch and the next run resumes.
 - `connectors.errors.SourceError`: fail this connector's run, same as above.
+
+Every message is redacted as the error is built (`connectors.redaction`): it
+may quote a ticket's value or a server's answer, and whatever shows it (an
+output, a log line, a row of the state) gets it clean.
 """
 
 from __future__ import annotations
 
 from connectors.errors import StopRequested
+from connectors.redaction import redact
 
 
 class SyncError(Exception):
-    """Base of every error fragment-sync raises on purpose."""
+    """Base of every error fragment-sync raises on purpose; its message is redacted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class ConfigError(SyncError):
@@ -22,7 +30,7 @@ class ConfigError(SyncError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
-        self.reason = message
+        self.reason = redact(message)
 
 
 class MappingError(SyncError):
@@ -35,7 +43,7 @@ class MappingError(SyncError):
         self.connector = connector
         self.source_id = source_id
         self.field = field
-        self.reason = message
+        self.reason = redact(message)
 
 
 class FragmentError(SyncError):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from connectors.errors import StopRequested
+from connectors.redaction import redact
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
@@ -289,7 +290,7 @@ def _detail(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:500]
+        return redact(response.text)[:500]  # redacted before it is cut, as every excerpt
     return body.get("detail", body) if isinstance(body, dict) else body
 
 
@@ -323,4 +324,4 @@ def _rejected_indexes(detail: Any, count: int) -> dict[int, tuple[str | None, st
 
 def _summary(detail: Any) -> str:
     text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-    return text[:1000]
+    return redact(text)[:1000]

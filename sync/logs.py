@@ -1,66 +1,22 @@
 """Logging: structlog to stderr, readable on a terminal, JSON lines elsewhere.
 
-Owns redaction: every secret in the config, and every token a connector
-obtains while it runs, is registered here and replaced by `***` in every log
-line, whatever logger wrote it (ours, httpx, alembic), along with anything
-shaped like a bearer token or a password in a URL.
+Every log line is redacted, whatever logger wrote it (ours, httpx, alembic):
+the secrets registered with `connectors.redaction` (re-exported here) and
+anything shaped like a credential become `***`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-from connectors.http import auth
+from connectors.redaction import REDACTED, redact, register_secrets
 
-REDACTED = "***"
-_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
-    re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{8,}"),
-    re.compile(r"(://[^/:@\s]+:)[^@/\s]+(@)"),  # user:password@host in URLs
-    re.compile(r"(?i)((?:token|api_key|apikey|password|secret)=)[^&\s'\"]+"),
-)
-_SHAPED = re.compile(
-    r"(?i:bearer\s|basic\s|token=|api_key=|apikey=|password=|secret=)|://[^/:@\s]+:"
-)
-"""Matches wherever one of `_PATTERNS` could: text it misses is searched once, not four times."""
-_secrets: set[str] = set()
-_longest_first: tuple[str, ...] = ()
-_lock = threading.Lock()
-
-
-def register_secrets(values: Iterable[str]) -> None:
-    """Never log these values; short ones (under 4 characters) would redact noise."""
-    global _longest_first
-    with _lock:
-        _secrets.update(v for v in values if v and len(v) >= 4)
-        # Longest first: a secret holding another is replaced whole.
-        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
-
-
-# A token a connector obtains at run time (OAuth, GitHub App) is a secret from the moment it exists.
-auth.SECRET_LISTENERS.append(register_secrets)
-
-
-def redact(text: str) -> str:
-    """`text` with every registered secret and secret-shaped value replaced by `***`."""
-    for secret in _longest_first:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    if _SHAPED.search(text):
-        for pattern in _PATTERNS:
-            text = pattern.sub(_keep_label, text)
-    return text
-
-
-def _keep_label(match: re.Match[str]) -> str:
-    return match.group(1) + REDACTED + (match.group(2) if match.lastindex == 2 else "")
+__all__ = ["REDACTED", "configure", "redact", "register_secrets"]
 
 
 def _redact_value(value: Any) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 from connectors.base import Cursor, SourceTicket
 from connectors.records import MISSING, FieldPath
 from connectors.values import isoformat, parse_datetime
-from sync.config import STATUSES, MappingSettings, resolve_callable
+from sync.config import STATUSES, MappingSettings, callable_name, resolve_callable
 from sync.errors import ConfigError, MappingError
 
 MAX_DEPTH = 32
@@ -159,9 +159,13 @@ class Template:
         return "".join(out)
 
 
-def check_mapping(settings: MappingSettings, key: str) -> None:
-    """Raise `ConfigError` naming the key if `settings` can never map a ticket."""
-    _compile(settings, key, dt.UTC)
+def check_mapping(settings: MappingSettings, key: str, *, import_hook: bool = True) -> None:
+    """Raise `ConfigError` naming the key if `settings` can never map a ticket.
+
+    `import_hook` off, a `hook` is checked for its form only: importing it
+    runs its code, which only a command that maps tickets needs.
+    """
+    _compile(settings, key, dt.UTC, import_hook)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,9 @@ class CompiledMapping:
     hook: Hook | None
 
 
-def _compile(settings: MappingSettings, key: str, zone: dt.tzinfo) -> CompiledMapping:
+def _compile(
+    settings: MappingSettings, key: str, zone: dt.tzinfo, import_hook: bool = True
+) -> CompiledMapping:
     templates: dict[str, Template | None] = {}
     for name in ("title", "url", "queue_uid"):
         text = getattr(settings, name)
@@ -207,7 +213,10 @@ def _compile(settings: MappingSettings, key: str, zone: dt.tzinfo) -> CompiledMa
     hook: Hook | None = None
     if settings.hook:
         try:
-            hook = resolve_callable(settings.hook)
+            if import_hook:
+                hook = resolve_callable(settings.hook)
+            else:
+                callable_name(settings.hook)
         except ValueError as exc:
             raise ConfigError(f"{key}.hook", str(exc)) from None
     title = templates["title"]

@@ -45,6 +45,7 @@ import structlog
 from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError, StopRequested
+from connectors.redaction import redact
 from connectors.registry import connector_class
 from connectors.values import record_zone
 from sync.config import Config, ConnectorConfig
@@ -377,7 +378,8 @@ class ConnectorRun:
             outcome, error = "failed", unreachable_message(exc)
         except Exception as exc:  # a bug: report it, keep the other connectors going
             self.log.exception("run_crashed")
-            outcome, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            # Not a failure kind, so its message was not redacted as it was made.
+            outcome, error = "failed", redact(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             if self._sender is not None:
                 self._sender.shutdown(wait=True)

@@ -1,7 +1,7 @@
 """The ways ticket systems take credentials, as httpx auth objects.
 
 Secrets arrive as `SecretStr` and are revealed only here, into headers or the
-query; the log redaction (`sync.logs`) knows every one of them.
+query; the redaction (`connectors.redaction`) knows every one of them.
 
 Tokens that expire (OAuth 2 access tokens, GitHub App installation tokens)
 are a `RefreshingAuth`: obtained from the token endpoint on first use,
@@ -11,7 +11,7 @@ goes out inside the request's own auth flow, over the session's connection
 and with its timeout, so the session's retry loop sees a token endpoint's
 failure like any other answer: `TokenEndpointFailed` (5xx, 429) is retried,
 `TokenRefused` fails the connector's run naming the endpoint and its reason.
-Every token obtained is handed to `SECRET_LISTENERS` before it is used.
+Every token obtained is registered with the redaction before it is used.
 A token endpoint must be https, or on the source's own origin
 (`token_endpoint`): a client secret never goes anywhere else.
 """
@@ -23,26 +23,22 @@ import datetime as dt
 import email.utils
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
+
+from connectors.redaction import register_secrets
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 AuthFlow = Generator[httpx.Request, httpx.Response, None]
 TokenFlow = Generator[httpx.Request, httpx.Response, "AccessToken"]
 """Yields the token request(s) and returns the token they got."""
-
-SECRET_LISTENERS: list[Callable[[Iterable[str]], None]] = []
-"""Told every secret obtained at run time (access and refresh tokens, app JWTs).
-
-Process-wide, like the log redaction it feeds: `sync.logs` registers itself.
-"""
 
 
 class HeaderAuth(httpx.Auth):
@@ -201,10 +197,8 @@ class RefreshingAuth(httpx.Auth):
 
 
 def publish_secrets(*values: str | None) -> None:
-    """Hand secrets obtained at run time to every listener (the log redaction)."""
-    found = [value for value in values if value]
-    for listener in SECRET_LISTENERS:
-        listener(found)
+    """Register secrets obtained at run time (tokens, app JWTs) with the redaction."""
+    register_secrets(value for value in values if value)
 
 
 def _token_request(
@@ -382,6 +376,10 @@ def rsa_private_key(pem: str) -> RSAPrivateKey:
     A key pasted into an environment variable on one line, its newlines
     written as `\\n`, is read as the file it came from.
     """
+    # Imported here: only GitHub App auth needs them (cryptography takes ~40 ms to load).
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     text = pem.strip()
     if "\\n" in text and "\n" not in text:
         text = text.replace("\\n", "\n")
@@ -426,6 +424,8 @@ class GitHubAppAuth(RefreshingAuth):
         now = int(time.time())
         # RFC 7519's iss is a string, an app ID too; GitHub takes it so.
         claims = {"iat": now - 60, "exp": now - 60 + JWT_LIFETIME, "iss": self.app_id}
+        import jwt  # with `rsa_private_key`'s imports: only GitHub App auth needs it
+
         return jwt.encode(claims, self._key, algorithm="RS256")
 
     def obtain(self, request: httpx.Request) -> TokenFlow:

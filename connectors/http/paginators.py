@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from connectors.records import MISSING, get_path
+from connectors.redaction import redact
 
 
 class PaginationLoop(Exception):
@@ -46,7 +47,8 @@ class Paginator(ABC):
 
     def _follow(self, pointer: str) -> None:
         if pointer in self._followed:
-            raise PaginationLoop(f"the server sent the same page pointer twice: {pointer[:200]}")
+            shown = redact(pointer)[:200]  # redacted before it is cut, as every excerpt
+            raise PaginationLoop(f"the server sent the same page pointer twice: {shown}")
         self._followed.add(pointer)
 
 

@@ -29,6 +29,7 @@ from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
 from connectors.http.session import HttpSession, RequestFailed, RetrySettings
 from connectors.ratelimit import Backoff, RequestBudget
 from connectors.records import MISSING, get_path, source_id_text
+from connectors.redaction import redact
 from connectors.values import CursorKind, Duration, parse_cursor
 
 USER_AGENT = "fragment-sync/0.1"
@@ -222,7 +223,8 @@ class RestConnector(Connector):
                 "(about 1,000 levels)",
             ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            start = " ".join(response.text[:120].split())
+            # Redacted before it is cut: a secret across the cut would leave half of itself.
+            start = " ".join(redact(response.text).split())[:120]
             raise SourceError(
                 self.name,
                 f"{request.url} answered {response.status_code} with something that is not "

@@ -44,6 +44,7 @@ from connectors.http.bounded import (
 )
 from connectors.http.policy import Action, Classifier, Rule, remaining_quota
 from connectors.ratelimit import Backoff, RequestBudget, backoff_delay, wait_from_headers
+from connectors.redaction import redact
 
 log = structlog.get_logger("connectors.http")
 
@@ -364,10 +365,15 @@ def _path(url: str) -> str:
 
 
 def _excerpt(outcome: httpx.Response | Exception) -> str:
+    """The start of an answer's body (or the transport error), for the error that quotes it.
+
+    Redacted whole before it is cut: a secret the server echoes must not
+    survive as a half that no longer matches it.
+    """
     if isinstance(outcome, Exception):
-        return f" ({outcome})"
+        return f" ({redact(str(outcome))})"
     try:
-        text = " ".join(outcome.text.split())[:200]
+        text = " ".join(redact(outcome.text).split())[:200]
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
     return f": {text}" if text else ""

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="tokens",
         metavar="TOKEN",
-        help=f"accepted bearer token; repeatable (default {DEFAULT_TOKEN})",
+        help=f"accepted bearer token, also for /_emulator/*; repeatable (default {DEFAULT_TOKEN})",
     )
     parser.add_argument(
         "--users-file", type=Path, help="only these emails (one a line) may be assignees"

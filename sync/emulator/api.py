@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
@@ -194,6 +195,25 @@ def _dispatch(
     except HttpError as exc:
         reply = exc.reply()
     return replace(reply, route=route_name)
+
+
+def _cross_site(request: ApiRequest) -> bool:
+    """Whether a browser sent `request` for a page of another origin than the one it reached.
+
+    Browsers say so in `Sec-Fetch-Site` and, on every POST, in `Origin`
+    ("null" from a sandboxed frame or a file); other clients send neither.
+    A DNS-rebinding page reaches this host under its own name: its origin's
+    host differs from this one's.
+    """
+    if request.headers.get("Sec-Fetch-Site", "same-origin").lower() not in (
+        "same-origin",
+        "none",
+    ):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower()
 
 
 # -- request parsing ---------------------------------------------------------
@@ -473,12 +493,7 @@ class FragmentApi:
 
     def _admit(self, request: ApiRequest) -> None:
         """401 without a known bearer token; 429 over the token's rate limit."""
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise HttpError(401, "Not authenticated", (("WWW-Authenticate", "Bearer"),))
-        if token not in self.tokens:
-            raise HttpError(401, "Invalid token", (("WWW-Authenticate", "Bearer"),))
+        token = _bearer_token(request, self.tokens)
         retry_after = self.faults.admit(token)
         if retry_after is not None:
             raise HttpError(429, "Too Many Requests", (("Retry-After", str(retry_after)),))
@@ -561,16 +576,37 @@ class FragmentApi:
         return task_list_reply(tasks, {"meta": meta}, items=len(items))
 
 
+def _bearer_token(request: ApiRequest, tokens: frozenset[str]) -> str:
+    """The request's bearer token, one of `tokens`; else 401."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise HttpError(401, "Not authenticated", (("WWW-Authenticate", "Bearer"),))
+    if token not in tokens:
+        raise HttpError(401, "Invalid token", (("WWW-Authenticate", "Bearer"),))
+    return token
+
+
 # -- admin routes --------------------------------------------------------------
 
 
 class AdminApi:
-    """`/_emulator/*`: inspect and steer the emulator (no auth, no faults)."""
+    """`/_emulator/*`: inspect and steer the emulator (no faults).
 
-    def __init__(self, store: TaskStore, traffic: TrafficLog, faults: Faults) -> None:
+    They read every task, wipe them, break the API at will: each takes one
+    of the emulator's `tokens`, and a browser's request on behalf of another
+    site is refused (403) before anything else, token or not: a page could
+    otherwise post a form here (no preflight), and the default token is no
+    secret.
+    """
+
+    def __init__(
+        self, store: TaskStore, traffic: TrafficLog, faults: Faults, tokens: Sequence[str]
+    ) -> None:
         self.store = store
         self.traffic = traffic
         self.faults = faults
+        self.tokens = frozenset(tokens)
         self.router = Router()
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "/stats", lambda r, p: json_reply(200, self.traffic.stats())),
@@ -584,7 +620,13 @@ class AdminApi:
 
     def handle(self, request: ApiRequest) -> Reply:
         """The answer to one `/_emulator` request."""
-        return _dispatch(self.router, request)
+        return _dispatch(self.router, request, self._admit)
+
+    def _admit(self, request: ApiRequest) -> None:
+        """403 for a request on behalf of another site's page; 401 without a token."""
+        if _cross_site(request):
+            raise HttpError(403, "Cross-origin requests to the admin routes are refused")
+        _bearer_token(request, self.tokens)
 
     def _set_faults(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
         try:

@@ -322,7 +322,7 @@ class Emulator:
             with self.store.writing() as writer:
                 writer.add_users(sorted(directory.known), now_text())
         self.api = FragmentApi(self.store, self.tokens, directory, self.faults, max_batch_items)
-        self.admin = AdminApi(self.store, self.traffic, self.faults)
+        self.admin = AdminApi(self.store, self.traffic, self.faults, self.tokens)
         self._requested_port = port
         self._server: _EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -6,6 +6,13 @@ The one write that matters, `commit_batch`, stores a batch's hashes, its
 failed items and the new watermark in a single transaction, so state never
 runs ahead of what Fragment acknowledged. What to store is decided by
 `sync.run`; this module only keeps it.
+
+Every text it keeps about a failure is redacted on the way in (`_kept_text`,
+`_kept_record`): a run's error, a failed item's error and field, and its
+record. Not every such text is an exception's message, already redacted:
+Fragment's reasons for refusing a ticket, a source's for a bad record and the
+record itself are made elsewhere, and `status`, `failures list` and the status
+page show what is stored.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from connectors import clock
 from connectors.base import Cursor
+from connectors.redaction import holds_secret, redact, without_secrets
 from sync.state.schema import (
     ID,
     connectors,
@@ -73,7 +82,10 @@ def retry_wait(failing: dt.timedelta) -> dt.timedelta:
 
 
 class StateError(Exception):
-    """The state database can't be reached or used."""
+    """The state database can't be reached or used; its message is redacted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -211,7 +223,7 @@ MAX_ERROR_TEXT = 4000
 
 
 def error_text(text: str) -> str:
-    """`text` as the state keeps an error: `storable_text`, at most `MAX_ERROR_TEXT` long.
+    """`text` as the state keeps an error: as `_kept_text`, at most `MAX_ERROR_TEXT` long.
 
     A message has no reason to run to 100 KB, yet one quoting a bad value can (a
     100 KB date), and MySQL's `TEXT` holds 64 KB. A longer one keeps its start
@@ -219,7 +231,7 @@ def error_text(text: str) -> str:
     characters cut between them. Applying it twice changes nothing, so an error
     compares equal to the one stored for it.
     """
-    text = storable_text(text)
+    text = _kept_text(text)
     if len(text) <= MAX_ERROR_TEXT:
         return text
 
@@ -231,6 +243,39 @@ def error_text(text: str) -> str:
     head = keep // 2
     tail = keep - head
     return text[:head] + marker(len(text) - keep) + text[len(text) - tail :]
+
+
+def _kept_text(text: str) -> str:
+    """`text` as a free-text column keeps it: redacted, then storable."""
+    return storable_text(redact(text))
+
+
+def _kept_record(record: str | None) -> str | None:
+    """A failed item's record (JSON text) as the state keeps it: without registered secrets.
+
+    Only registered secrets go (the rest is the ticket, to map again as it
+    was); the record is read back and written again only when it holds one.
+    """
+    if record is None or not holds_secret(record):
+        return record
+    try:
+        return record_json(without_secrets(json.loads(record)))
+    except (ValueError, RecursionError):  # not JSON after all: keep none of it
+        return None
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty, for its owner alone (0600), with any missing directories (0700).
+
+    Nothing changes when it exists. The state keeps failed tickets' records,
+    and SQLite gives its journal and write-ahead log the database file's
+    mode. (`Path.mkdir(parents=True)` would give the parents the umask's.)
+    """
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class StateStore:
@@ -806,7 +851,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     """A lock for the databases whose DDL transactions can't take an advisory lock."""
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        with open(f"{database}.migrate-lock", "a+b") as handle:
+        lock = Path(f"{database}.migrate-lock")
+        create_private_file(lock)  # beside the database, private like every file of it
+        with lock.open("a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -883,8 +930,8 @@ def _engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, future=True)
     database = parsed.database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        create_private_file(Path(database))
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
@@ -1203,11 +1250,11 @@ def _record_failures(
                 "source_id": item.source_id,
                 "uid": item.uid,
                 "stage": item.stage,
-                "field": None if item.field is None else storable_text(item.field),
+                "field": None if item.field is None else _kept_text(item.field),
                 "error": error_text(item.error),
                 "cursor_value": item.cursor,
                 "deleted": item.deleted,
-                "record": item.record,
+                "record": _kept_record(item.record),
                 "attempts": attempts + 1,
                 "first_seen": first_seen,
                 "last_seen": now,

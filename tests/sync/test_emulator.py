@@ -620,12 +620,17 @@ def test_timeout_fault_trips_the_client_timeout(emulator: Emulator) -> None:
 
 
 def test_faults_can_be_set_over_http_and_spare_admin_routes(emulator: Emulator) -> None:
-    response = httpx.post(f"{emulator.url}/_emulator/faults", json={"drop_rate": 1.0})
+    response = httpx.post(f"{emulator.url}/_emulator/faults", json={"drop_rate": 1.0}, headers=AUTH)
 
     assert response.status_code == 200
     assert emulator.faults.drop_rate == 1.0
-    assert httpx.get(f"{emulator.url}/_emulator/stats").status_code == 200
-    assert httpx.post(f"{emulator.url}/_emulator/faults", json={"drop_rate": 3}).status_code == 422
+    assert httpx.get(f"{emulator.url}/_emulator/stats", headers=AUTH).status_code == 200
+    assert (
+        httpx.post(
+            f"{emulator.url}/_emulator/faults", json={"drop_rate": 3}, headers=AUTH
+        ).status_code
+        == 422
+    )
 
 
 # -- admin -------------------------------------------------------------------------
@@ -635,7 +640,7 @@ def test_stats_record_each_api_request(emulator: Emulator, client: httpx.Client)
     client.put("/tasks/batch", json={"items": [ticket(1), ticket(2), ticket(3)]})
     client.get(f"/tasks/{ticket(1)['uid']}")
 
-    stats = httpx.get(f"{emulator.url}/_emulator/stats").json()
+    stats = httpx.get(f"{emulator.url}/_emulator/stats", headers=AUTH).json()
 
     assert stats["counts"]["PUT /api/v1/tasks/batch 200"] == 1
     assert stats["counts"]["GET /api/v1/tasks/{uid} 200"] == 1
@@ -653,9 +658,9 @@ def test_stats_record_each_api_request(emulator: Emulator, client: httpx.Client)
 def test_reset_clears_tasks_and_stats(emulator: Emulator, client: httpx.Client) -> None:
     client.put("/tasks/batch", json={"items": [ticket(1)]})
 
-    assert httpx.post(f"{emulator.url}/_emulator/reset").status_code == 200
+    assert httpx.post(f"{emulator.url}/_emulator/reset", headers=AUTH).status_code == 200
 
-    assert httpx.get(f"{emulator.url}/_emulator/tasks").json()["items"] == []
+    assert httpx.get(f"{emulator.url}/_emulator/tasks", headers=AUTH).json()["items"] == []
     assert emulator.requests == []
 
 

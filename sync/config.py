@@ -599,8 +599,9 @@ def _json_leaves(key: str, value: str) -> Iterator[str]:
 def _with_paths_resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """`data` (the file's tables) with its relative paths made absolute under `folder`.
 
-    They are a file connector's `Path` options and a SQLite `state.url`. Only
-    what the file itself says: the environment is laid over it afterwards.
+    They are a file connector's `Path` options and a SQLite URL's file (`state.url`,
+    the `sql` connector's `url`). Only what the file itself says: the environment
+    is laid over it afterwards.
     """
     resolved = dict(data)
     state = data.get("state")
@@ -635,6 +636,8 @@ def _connector_paths_under(table: Any, folder: Path) -> Any:
         if field.annotation in (Path, Path | None) and isinstance(value, str):
             path = Path(value)
             resolved[name] = str(path if path.is_absolute() else folder / path)
+        elif isinstance(value, str):
+            resolved[name] = _sqlite_url_under(value, folder)  # others are left as they are
     return resolved
 
 

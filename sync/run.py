@@ -1059,16 +1059,23 @@ def _newer(a: Cursor, b: Cursor) -> bool:
 def _with_usable_ids(chunk: list[SourceTicket | BadRecord]) -> list[SourceTicket | BadRecord]:
     """`chunk`, each item whose id the state can't keep made a bad record.
 
-    Such an id holds text UTF-8 can't carry (a lone surrogate: it makes no
-    uid, and no database takes it), a NUL character (PostgreSQL refuses it),
-    or is longer than the state's id columns (PostgreSQL would cut it short,
-    so that it never matched again). Refused on every backend alike. The
+    Such an id is empty or blank (every such ticket would land on one task),
+    holds text UTF-8 can't carry (a lone surrogate: it makes no uid, and no
+    database takes it), a NUL character (PostgreSQL refuses it), or is longer
+    than the state's id columns (PostgreSQL would cut it short, so that it
+    never matched again). Refused on every backend alike, whichever connector
+    made the ticket (the built-in readers refuse blank ids themselves). The
     ticket is recorded as failed under the id's shown spelling, its cursor
     kept so that the watermark may pass it, and the rest of the pass goes on.
     """
-    ids = [item.source_id or "" for item in chunk]
+    ids = [item.source_id for item in chunk if item.source_id is not None]
     joined = "".join(ids)
-    if joined.isascii() and "\x00" not in joined and max(map(len, ids), default=0) <= MAX_ID_LENGTH:
+    if (
+        joined.isascii()
+        and "\x00" not in joined
+        and max(map(len, ids), default=0) <= MAX_ID_LENGTH
+        and all(map(str.strip, ids))
+    ):
         return chunk  # the common case, told in a few passes over the ids, in C
     return [_with_usable_id(item) for item in chunk]
 
@@ -1078,7 +1085,10 @@ def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
     if source_id is None:
         return item
     shown = storable_text(source_id)
-    if len(source_id) > MAX_ID_LENGTH:
+    if not source_id.strip():
+        problem = "is empty: each ticket needs an id of its own (is the id field the ticket's id?)"
+        shown = repr(source_id)
+    elif len(source_id) > MAX_ID_LENGTH:
         problem = (
             f"is {len(source_id):,} characters long; the state keeps ids of up to "
             f"{MAX_ID_LENGTH} (is id_field the ticket's id?)"

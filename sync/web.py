@@ -685,7 +685,7 @@ def _h(value: object) -> str:
     return html.escape(redact(str(value)), quote=True)
 
 
-_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost"})
+_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned"})
 
 
 def _outcome(outcome: str) -> str:
@@ -792,7 +792,7 @@ code,.err{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;fon
 .err{color:#7a1f1f;word-break:break-word;max-width:560px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12.5px;font-weight:600}
 .o-ok{background:#e6f4ea;color:#1e6b34}
-.o-failed,.o-lease_lost{background:#fdecea;color:#a1251b}
+.o-failed,.o-lease_lost,.o-abandoned{background:#fdecea;color:#a1251b}
 .o-interrupted{background:#fff4e5;color:#8a5300}
 .o-running{background:#e8f0fe;color:#1a56c4}
 .o-busy,.o-other{background:#eef0f3;color:#475467}

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.compiler import compiles
 
 from connectors.values import MAX_CURSOR_TEXT
@@ -52,6 +51,19 @@ def _exact_text_on_mysql(kind: ExactText, compiler: Any, **_: Any) -> str:
     return f"VARCHAR({kind.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
 
 
+class LongText(sa.Text):
+    """Text of any length: MySQL's and MariaDB's `TEXT` holds 64 KB, less than a big ticket."""
+
+    cache_ok = True
+
+
+@compiles(LongText, "mysql")
+@compiles(LongText, "mariadb")
+def _long_text_on_mysql(_kind: LongText, _compiler: Any, **_: Any) -> str:
+    # Compiled by name: importing MySQL's dialect types would load it for every backend.
+    return "LONGTEXT"
+
+
 @compiles(UtcTime, "mysql")
 @compiles(UtcTime, "mariadb")
 def _utc_time_on_mysql(_kind: UtcTime, _compiler: Any, **_: Any) -> str:
@@ -63,8 +75,7 @@ MAX_ID_LENGTH = 255
 ID = ExactText(MAX_ID_LENGTH)
 CURSOR = sa.String(MAX_CURSOR_TEXT)
 UTC_TIME = UtcTime()
-LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-"""Text of any length: MySQL's and MariaDB's `TEXT` holds 64 KB, less than a big ticket."""
+LONG_TEXT = LongText()
 
 watermarks = sa.Table(
     "watermarks",

@@ -494,7 +494,8 @@ def test_an_answer_quoted_in_an_error_is_redacted_before_it_is_cut(
             task = {"uid": "5b7e4c0a-3f1d-4e8a-9b2c-6d5e4f3a2b1c", "fields": {"title": "t"}}
             with FragmentClient(settings) as client:
                 result = client.push([TaskPayload.encode("1", 1, task)])
-            [(_payload, shown)] = result.rejected
+            [rejected] = result.rejected
+            shown = rejected.message
 
     assert "xxxx" in shown  # the answer is quoted
     assert not _leaks([secret], shown), shown

@@ -306,6 +306,22 @@ def test_relative_paths_in_the_file_resolve_against_its_folder(
     assert config.state.url == f"sqlite:///{folder / 'state' / 'x.db'}"
 
 
+def test_a_sql_connectors_relative_sqlite_file_resolves_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAGMENT_TEST_TOKEN", "tok-123456")
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    text = GOOD + (
+        '\n[connectors.backoffice]\nkind = "sql"\nurl = "sqlite:///data/backoffice.db"\n'
+        'table = "tickets"\n'
+    )
+    config = load_config(write(folder, text))
+    url = config.connectors["backoffice"].options.url.get_secret_value()  # type: ignore[attr-defined]
+    assert url == f"sqlite:///{folder / 'data' / 'backoffice.db'}"
+
+
 def test_relative_paths_from_the_environment_and_defaults_stay_with_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

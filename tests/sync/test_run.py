@@ -19,12 +19,20 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from connectors import files
+from connectors.base import BadRecord, SourceTicket
 from sync.config import Config
 from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import TaskPayload, task_uid
-from sync.run import FAILURES_LOGGED, ConnectorRun, RunOptions, RunSummary, run_once
+from sync.run import (
+    FAILURES_LOGGED,
+    ConnectorRun,
+    RunOptions,
+    RunSummary,
+    _with_usable_ids,
+    run_once,
+)
 from sync.state import StateStore
 from sync.state.schema import failed_items as failed_items_table
 from synckit import (
@@ -635,6 +643,26 @@ def test_records_nested_near_and_past_the_parser_limit_fail_alone_pass_after_pas
         failed = {item.source_id: item for item in store.failed_items("helpdesk")}
     assert failed["7"].field == "country" and "nested deeper" in failed["7"].error
     assert "nested too deeply" in failed["line 5"].error
+
+
+def test_a_blank_id_from_any_connector_is_a_bad_record_naming_the_id_field() -> None:
+    """The built-in readers refuse blank ids; a plugin's ticket meets the same rule here.
+
+    Pushed, every blank-id ticket would land on one task, each overwriting the last.
+    """
+    cursor = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)
+    chunk: list[SourceTicket | BadRecord] = [
+        SourceTicket(source_id, cursor, {"id": source_id}) for source_id in ("1", "", "  ", "2")
+    ]
+
+    checked = _with_usable_ids(chunk)
+
+    assert [item.source_id for item in checked] == ["1", None, None, "2"]
+    for bad in checked[1:3]:
+        assert isinstance(bad, BadRecord)
+        assert bad.field == "id" and "is empty" in bad.message
+        assert bad.cursor == cursor  # the watermark may still pass it
+    assert checked[2].locator == "ticket '  '"
 
 
 def test_an_id_longer_than_the_state_keeps_is_recorded_as_failed_not_cut_short(

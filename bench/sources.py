@@ -1,6 +1,6 @@
 """The synthetic ticket sources: a JSON Lines file and a SQLite table, from a fixed seed.
 
-Owns generating the tickets (`sync.demo`), caching them by (count, seed),
+Owns generating the tickets (`sync_demo`), caching them by (count, seed),
 the SQLite table and its mapping, and the "1% changed" edit of either
 source. Each `Source` says how a `[connectors.NAME]` section reads it.
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.parameters import SourceKind
-from sync.builtin_demo import DEMO_MAPPING
-from sync.demo import generate_tickets, write_jsonl
+from sync_demo import DEMO_MAPPING, generate_tickets, write_jsonl
 
 SQL_COLUMNS: Final = (
     "id",

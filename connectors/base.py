@@ -24,6 +24,28 @@ from pydantic import BaseModel, ConfigDict
 Cursor = dt.datetime | int
 """A change cursor: a timezone-aware UTC datetime, or an integer version."""
 
+
+class CursorKindMismatch(TypeError):
+    """Two cursors of different kinds, a datetime and an integer, were compared.
+
+    One connector's cursors are of one kind; a watermark saved before its
+    `cursor_kind` changed is of the other. Callers that meet such a watermark
+    decide what it means (the file connectors refuse it up front).
+    """
+
+
+def cursor_before(cursor: Cursor, other: Cursor) -> bool:
+    """Whether `cursor` sorts strictly before `other`: the one cursor comparison.
+
+    Raises `CursorKindMismatch` when one is a datetime and the other an integer.
+    """
+    if isinstance(cursor, dt.datetime) and isinstance(other, dt.datetime):
+        return cursor < other
+    if isinstance(cursor, int) and isinstance(other, int):
+        return cursor < other
+    raise CursorKindMismatch(f"cannot order cursors {cursor!r} and {other!r} of different kinds")
+
+
 WHOLE_SECOND_LOOKBACK = dt.timedelta(seconds=2)
 """The default lookback of a source whose filter compares whole seconds.
 

@@ -58,6 +58,7 @@ from connectors.http import (
 )
 from connectors.http.auth import GitHubAppAuth, bearer, rsa_private_key
 from connectors.http.policy import Policy
+from connectors.values import HttpUrl
 
 API_VERSION = "2022-11-28"
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
@@ -95,7 +96,7 @@ class GitHubOptions(HttpOptions):
     """The app's installation on the repository's account (its settings URL ends with it)."""
     private_key: SecretStr | None = None
     """The app's private key, PEM: `${GITHUB_APP_KEY}` with `GITHUB_APP_KEY_FILE=/path/app.pem`."""
-    base_url: str = "https://api.github.com"
+    base_url: HttpUrl = "https://api.github.com"
     """GitHub Enterprise Server: `https://HOST/api/v3`."""
     include_pull_requests: bool = False
     page_size: int = Field(default=100, ge=1, le=100)

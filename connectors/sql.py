@@ -76,7 +76,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import NullType
 
-from connectors import clock, values
+from connectors import base, clock, values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.records import is_flag_set
@@ -126,7 +126,7 @@ class SqlOptions(ConnectorOptions):
     cursor_kind: values.CursorKind = "datetime"
     deleted_column: str | None = Field(default=None, min_length=1)
     """A flag or a timestamp: a truthy value or any non-null timestamp marks a tombstone."""
-    timezone: str = "UTC"
+    timezone: values.TimeZoneName = "UTC"
     """Zone of naive date-times in the database; aware ones keep their own offset."""
     page_size: int = Field(default=1000, ge=1, le=50_000)
     columns: list[str] | None = Field(default=None, min_length=1)
@@ -151,12 +151,6 @@ class SqlOptions(ConnectorOptions):
                 f"the driver for {parsed.drivername!r} is not installed ({exc.name or exc})"
             ) from None
         return url
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone_is_known(cls, name: str) -> str:
-        values.timezone(name)
-        return name
 
     @field_validator("query")
     @classmethod
@@ -263,7 +257,11 @@ class SqlConnector(Connector):
                 item = self._ticket(row, columns)
                 # Bounds that had to be rounded down (text, dates, epochs) let
                 # in a few rows just before `since`; the contract is exact.
-                if since is None or item.cursor is None or not _before(item.cursor, since):
+                if (
+                    since is None
+                    or item.cursor is None
+                    or not base.cursor_before(item.cursor, since)
+                ):
                     yield item
             anchor = (rows[-1][columns.cursor], rows[-1][columns.id])
 
@@ -691,14 +689,6 @@ def _integral(value: Any) -> Any:
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
     return value
-
-
-def _before(cursor: Cursor, other: Cursor) -> bool:
-    if isinstance(cursor, dt.datetime) and isinstance(other, dt.datetime):
-        return cursor < other
-    if isinstance(cursor, int) and isinstance(other, int):
-        return cursor < other
-    return False
 
 
 def _key_columns(columns: _Columns) -> list[str]:

@@ -1,9 +1,11 @@
-"""Turning source values into typed cursors and timestamps.
+"""Turning source values into typed cursors and timestamps, and the config types that check them.
 
 Every source spells time its own way: ISO 8601 with `Z` or an offset, with or
 without fractions, a naive local time, Unix seconds or milliseconds. These
 functions turn them into timezone-aware UTC datetimes (or integers for
 version cursors), so that nothing downstream ever compares a naive datetime.
+The config types (`Duration`, `HttpUrl`, `TimeZoneName`) check a value once, at
+config load, wherever a settings model declares one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from connectors.base import Cursor
 
@@ -170,3 +172,24 @@ def parse_duration(value: Any) -> dt.timedelta:
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 """A config duration: "90s", "5m", "1h30m", "250ms", or a number of seconds."""
+
+
+def http_url(url: str) -> str:
+    """`url` without its trailing slashes; raises `ValueError` unless it is http(s)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+"""A config URL of an HTTP server (Fragment's `url`, a source's `base_url`), kept without
+trailing slashes so that paths join on with one."""
+
+
+def _known_zone(name: str) -> str:
+    timezone(name)  # fail at config load, not at the first naive timestamp hours later
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+"""A config time zone name ("UTC", "Europe/Paris"), refused at load when unknown."""

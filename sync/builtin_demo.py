@@ -1,6 +1,6 @@
 """The built-in demo: what `python -m sync run --once` does when there is no config.
 
-The bundled tickets (generated from a fixed seed by `sync.demo`) go through
+The bundled tickets (generated from a fixed seed by `sync_demo`) go through
 the `jsonl` connector into an emulator of Fragment started in this process,
 with state, tickets and the emulator's data under `./.sync/`. A second run
 pushes nothing; edit `.sync/demo/tickets.jsonl` and run again to see only the
@@ -14,34 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sync.config import Config, build_config
+from sync_demo import DEMO_COUNT, DEMO_MAPPING, DEMO_SEED, generate_tickets, write_jsonl
 
 DEMO_DIR = Path(".sync")
-DEMO_MAPPING: dict[str, Any] = {
-    "title": "[{priority}] {subject}",
-    "url": "https://support.example.com/tickets/{id}",
-    "status": "status",
-    "status_map": {
-        "new": "TODO",
-        "open": "TODO",
-        "pending": "STARTED",
-        "hold": "STARTED",
-        "solved": "DONE",
-        "closed": "DONE",
-    },
-    "due_at": "due_at",
-    "assignee_email": "assignee",
-    "external_created_at": "created_at",
-    "external_updated_at": "updated_at",
-    "fields": {
-        "country": "requester.country",
-        "requesterEmail": "requester.email",
-        "priority": "priority",
-        "Support Group": "group",
-        "channel": "channel",
-        "tags": "tags",
-    },
-}
-"""How the demo maps its tickets; the tests use it too."""
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 (the in-process emulator's only token)
 
 
@@ -69,7 +44,6 @@ def ensure_demo_tickets(directory: Path = DEMO_DIR) -> Path:
     The emulator's database (`emulator.db`) is created there too, private
     like the tickets, before the emulator opens it.
     """
-    from sync.demo import DEMO_COUNT, DEMO_SEED, generate_tickets, write_jsonl
     from sync.state import create_private_file
 
     path = directory / "demo" / "tickets.jsonl"

@@ -45,7 +45,7 @@ from pydantic import (
 from connectors.base import ConnectorOptions
 from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
-from connectors.values import Duration
+from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
@@ -76,7 +76,7 @@ class _Section(BaseModel):
 class FragmentSettings(_Section):
     """How to reach Fragment and how hard to push."""
 
-    url: str = FRAGMENT_URL
+    url: HttpUrl = FRAGMENT_URL
     token: SecretStr | None = None
     user_agent: str = "fragment-sync/0.1 (+https://github.com/fragment-sync)"
     batch_size: int = Field(default=100, ge=1, le=1000)
@@ -89,13 +89,6 @@ class FragmentSettings(_Section):
     """Batches sent at once per connector; checkpoints still follow the source's order."""
     max_response_size: ByteSize = Field(default=ByteSize(16 * 1024 * 1024), ge=1024)
     """The largest answer read, once unpacked; a batch's acknowledgment echoes its tasks."""
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        return url.rstrip("/")
 
     @field_validator("token")
     @classmethod

@@ -60,3 +60,13 @@ class FragmentAuthError(FragmentError):
 
 class RunInterrupted(SyncError, StopRequested):
     """A stop was requested; the run ended after its batch in flight, state saved."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, or its class name when it has none.
+
+    For one-line reports of an error whose message may run on (a database
+    driver's, with the statement and a link after it).
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

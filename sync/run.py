@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
@@ -43,11 +43,12 @@ from typing import Any, Protocol
 import structlog
 
 from connectors import clock
-from connectors.base import BadRecord, Connector, Cursor, SourceTicket
+from connectors.base import BadRecord, Connector, Cursor, SourceTicket, cursor_before
 from connectors.errors import SourceError, StopRequested
 from connectors.redaction import redact
 from connectors.registry import connector_class
 from connectors.values import record_zone
+from sync.batches import batched
 from sync.config import Config, ConnectorConfig
 from sync.errors import FragmentError, MappingError, RunInterrupted
 from sync.fragment import FragmentClient, PushResult
@@ -556,7 +557,7 @@ class ConnectorRun:
         self.log.info("pull_started", since=None if since is None else encode(since))
         consumed = 0
         try:
-            for chunk in _chunks(source.pull(since), LOOKUP_CHUNK):
+            for chunk in batched(source.pull(since), LOOKUP_CHUNK, flush_on=SourceError):
                 chunk = _with_usable_ids(chunk)
                 tickets = [item for item in chunk if isinstance(item, SourceTicket)]
                 if source.cursors_from_source_clock:
@@ -966,8 +967,8 @@ class ConnectorRun:
         """Send `payloads` in batches (on a sender thread) into `result`; the counts are the
         caller's."""
         assert self.client is not None
-        for start in range(0, len(payloads), self.batch_size):
-            self.client.push(payloads[start : start + self.batch_size], into=result)
+        for batch in batched(payloads, self.batch_size):
+            self.client.push(batch, into=result)
         return result
 
     def _check_stop(self) -> None:
@@ -1050,9 +1051,10 @@ def run_once(
 
 
 def _newer(a: Cursor, b: Cursor) -> bool:
+    """Whether `a` is strictly newer than `b`; a cursor of the other kind never is."""
     try:
-        return later(b, a) != b
-    except TypeError:
+        return cursor_before(b, a)
+    except TypeError:  # CursorKindMismatch: one saved before the connector's cursor_kind changed
         return False
 
 
@@ -1105,25 +1107,3 @@ def _with_usable_id(item: SourceTicket | BadRecord) -> SourceTicket | BadRecord:
     if isinstance(item, BadRecord):
         return replace(item, source_id=None, locator=f"ticket {shown} ({item.locator})")
     return BadRecord(None, f"ticket {shown}", "id", problem, item.record, item.cursor)
-
-
-def _chunks(
-    items: Iterator[SourceTicket | BadRecord], size: int
-) -> Iterator[list[SourceTicket | BadRecord]]:
-    """`items` in lists of `size`; when the source fails, what it gave first, then its error.
-
-    A pass that reads 150 tickets before its source fails keeps them.
-    """
-    chunk: list[SourceTicket | BadRecord] = []
-    try:
-        for item in items:
-            chunk.append(item)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-    except SourceError:
-        if chunk:
-            yield chunk
-        raise
-    if chunk:
-        yield chunk

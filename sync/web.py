@@ -47,7 +47,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sync.config import Config, DaemonSettings
-from sync.errors import ConfigError
+from sync.errors import ConfigError, first_line
 from sync.logs import redact, register_secrets
 from sync.metrics import Metrics, PassInFlight
 from sync.state import FailedItem, RunRecord, StateError, StateStore
@@ -419,7 +419,7 @@ def state_problem(store: StateStore) -> str | None:
     try:
         store.ping()
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        return f"the state database does not answer: {_first_line(exc)}"
+        return f"the state database does not answer: {first_line(exc)}"
     return None
 
 
@@ -535,7 +535,7 @@ def render_status(
     try:
         views = _connector_views(config, store, counts)
     except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
-        problem = f"the state database could not be read: {_first_line(exc)}"
+        problem = f"the state database could not be read: {first_line(exc)}"
     body = [
         "<header><h1>fragment-sync</h1>",
         f'<span class="muted">config: {_h(config.source)} &middot; '
@@ -745,11 +745,6 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _PAGE = """<!doctype html>

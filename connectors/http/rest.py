@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field
 
+from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.http.bounded import DEFAULT_MAX_RESPONSE_SIZE
@@ -30,7 +31,7 @@ from connectors.http.session import HttpSession, RequestFailed, RetrySettings
 from connectors.ratelimit import Backoff, RequestBudget
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.redaction import redact
-from connectors.values import CursorKind, Duration, parse_cursor
+from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 
 USER_AGENT = "fragment-sync/0.1"
 WHOLE_RECORD = "(record)"
@@ -69,7 +70,7 @@ def base_url_from_site(data: Any, key: str, domain: str) -> Any:
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
-    base_url: str
+    base_url: HttpUrl
     request_timeout: Duration = dt.timedelta(seconds=30)
     """One HTTP request's; the connector's `timeout` is the whole pass's (`ConnectorSettings`)."""
     max_attempts: int = Field(default=8, ge=1, le=100)
@@ -85,13 +86,6 @@ class HttpOptions(ConnectorOptions):
         exclude=True,  # a bound on reads decides no task: kept out of the settings fingerprint
     )
     """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        return url.rstrip("/")
 
 
 class RestConnector(Connector):
@@ -277,7 +271,11 @@ class RestConnector(Connector):
                             continue
                         reported.add(key)
                     else:
-                        if anchor is not None and _before(item.cursor, anchor):
+                        try:
+                            early = anchor is not None and base.cursor_before(item.cursor, anchor)
+                        except base.CursorKindMismatch:
+                            early = False  # a watermark saved under the other cursor kind
+                        if early:
                             continue  # the server's filter is looser (coarser) than ours
                         if item.cursor == anchor and item.source_id in boundary:
                             continue  # read already, before the window moved
@@ -335,11 +333,3 @@ class RestConnector(Connector):
         except ValueError as exc:
             return BadRecord(source_id, locator, self.cursor_path, str(exc), raw)
         return SourceTicket(source_id, cursor, raw, self.is_deleted(raw))
-
-
-def _before(a: Cursor, b: Cursor) -> bool:
-    if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
-        return a < b
-    if isinstance(a, int) and isinstance(b, int):
-        return a < b
-    return False

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync.demo import generate_tickets
+from sync_demo import generate_tickets
 
 REPO = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 600

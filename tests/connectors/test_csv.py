@@ -14,7 +14,7 @@ from connectors.csv import CsvConnector, CsvOptions
 from connectors.errors import SourceError
 from connectors.files import WHOLE_RECORD
 from connectors.registry import connector_class
-from sync.demo import generate_tickets, write_csv
+from sync_demo import generate_tickets, write_csv
 
 HEADER = "id,subject,updated_at,deleted\n"
 

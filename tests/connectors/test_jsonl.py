@@ -17,8 +17,8 @@ from connectors.errors import SourceError
 from connectors.files import WHOLE_RECORD
 from connectors.jsonl import JsonlConnector, JsonlOptions
 from connectors.registry import connector_class
-from sync.demo import BULK_SIZE, generate_tickets, write_jsonl
 from sync.state.schema import connectors as connectors_table
+from sync_demo import BULK_SIZE, generate_tickets, write_jsonl
 
 
 def utc(text: str) -> dt.datetime:

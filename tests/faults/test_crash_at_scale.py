@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from connectors.values import parse_datetime
-from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.state import StateStore
+from sync_demo import generate_tickets
 from synckit import (
     TOKEN,
     live_ids,

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from connectors.values import parse_datetime
-from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.state import StateStore
+from sync_demo import generate_tickets
 from synckit import (
     TOKEN,
     live_ids,

@@ -21,7 +21,6 @@ from structlog.testing import capture_logs
 from connectors import files
 from connectors.base import BadRecord, SourceTicket
 from sync.config import Config
-from sync.demo import generate_tickets
 from sync.emulator import Emulator
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import TaskPayload, task_uid
@@ -35,6 +34,7 @@ from sync.run import (
 )
 from sync.state import StateStore
 from sync.state.schema import failed_items as failed_items_table
+from sync_demo import generate_tickets
 from synckit import (
     MAPPING,
     TOKEN,

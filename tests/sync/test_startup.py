@@ -43,7 +43,7 @@ NEVER_LOADED = (
     "sqlalchemy.dialects.mysql",
     "sync.emulator",
     "sync.builtin_demo",
-    "sync.demo",
+    "sync_demo",
     "sync.web",
     "sync.metrics",
     "sync.scheduler",

@@ -15,20 +15,20 @@ from typing import Any
 
 import pytest
 
-from sync.demo import (
+from sync_demo import (
     BULK_SIZE,
     CSV_COLUMNS,
     DEMO_COUNT,
     DEMO_SEED,
     REFERENCE,
     generate_tickets,
-    main,
     write_jsonl,
 )
+from sync_demo.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
 
-# sha256 of `python -m sync.demo --out FILE` with the defaults. If you changed
+# sha256 of `python -m sync_demo --out FILE` with the defaults. If you changed
 # the generator on purpose, regenerate and paste the new digest here.
 DEMO_DIGEST = "275757b2c3294163c6a6d6e3eaca5149fc46b7fc59bf557918a0975b9a55ce89"
 
@@ -168,7 +168,7 @@ def test_command_line_writes_a_flattened_csv(tmp_path: Path) -> None:
     path = tmp_path / "tickets.csv"
 
     done = subprocess.run(
-        [sys.executable, "-m", "sync.demo", "--out", str(path), "--count", "60", "--format", "csv"],
+        [sys.executable, "-m", "sync_demo", "--out", str(path), "--count", "60", "--format", "csv"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The benchmark harness of issue 6: `python -m bench` measures the real sync against the emulator.
+"""The benchmark harness (issues 6 and 17): `python -m bench` measures the real sync and emulator.
 
 Owns generating synthetic ticket sources, running `python -m sync` and the
 emulator as separate processes, measuring them, and reporting each figure

@@ -1,4 +1,4 @@
-"""`python -m bench`: run every figure of issue 6 and print the table (or `--json`).
+"""`python -m bench`: run every figure and print the table of targets (or `--json`).
 
 Owns the workdir's lifetime and the exit code: 0 when every count check is
 OK (targets may MISS: this is a benchmark), 1 when a count is wrong, 2 when a

@@ -8,8 +8,6 @@ from here, the server's side, not from the client's own summary.
 
 from __future__ import annotations
 
-import math
-import os
 import subprocess
 import time
 from collections import Counter
@@ -20,7 +18,7 @@ from typing import Any, Final, Self
 
 import httpx
 
-from bench.process import PYTHON, BenchError, free_port
+from bench.process import PYTHON, BenchError, cpu_seconds, free_port
 
 TOKEN: Final = "bench-token-not-a-secret"  # noqa: S105 (a loopback emulator's only token)
 API_PREFIX: Final = "/api/v1"
@@ -103,13 +101,7 @@ class EmulatorProcess:
     def cpu_s(self) -> float:
         """CPU seconds the emulator process has used so far (Linux `/proc`; NaN elsewhere)."""
         assert self._child is not None
-        try:
-            stat = Path(f"/proc/{self._child.pid}/stat").read_text(encoding="ascii")
-        except OSError:
-            return math.nan
-        # Fields after the command name: state is field 3, utime 14, stime 15.
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self._child.pid)
 
     def reset(self) -> None:
         """Forget every task, the traffic and the rate-limit history."""

@@ -1,4 +1,4 @@
-"""The figures of issue 6, one function each, and the values they hold.
+"""The figures of issues 6 and 17, one function each, and the values they hold.
 
 Each function sets up what its figure needs (a scenario, a reset or a fresh
 emulator), measures, and returns plain values; the targets and the table are
@@ -8,18 +8,25 @@ changed, then 1% changed) share one scenario, in that order.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
+import os
 import shutil
+import signal
+import sqlite3
 import statistics
+import subprocess
+import time
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.emulator import EmulatorProcess, Traffic
-from bench.process import PYTHON, BenchError, Measured, measure
-from bench.runner import Scenario, SyncRun, prepare_scenario, run_sync
+from bench.process import PYTHON, BenchError, Measured, cpu_seconds, measure
+from bench.runner import DAEMON_INTERVAL, Scenario, SyncRun, prepare_scenario, run_sync
 from bench.sources import Corpus, Source, apply_edits, as_source, one_percent_edits
 
 UNLIMITED_RATE = 1_000_000
@@ -225,8 +232,7 @@ class UnderLimit:
     rate: int
     batch: int
     run: SyncRun
-    sustained_per_s: float
-    """Least-squares slope of acknowledged tasks against arrival time."""
+    sustained: Sustained
 
     @property
     def ceiling_per_min(self) -> int:
@@ -234,7 +240,7 @@ class UnderLimit:
 
     @property
     def sustained_per_min(self) -> float:
-        return self.sustained_per_s * 60
+        return self.sustained.tasks_per_s * 60
 
     @property
     def plain_per_min(self) -> float:
@@ -250,6 +256,8 @@ class UnderLimit:
             "batch": self.batch,
             "ceiling_tasks_per_min": self.ceiling_per_min,
             "sustained_tasks_per_min": self.sustained_per_min,
+            "sustained_span_batches": self.sustained.span_batches,
+            "sustained_spans": self.sustained.spans,
             "plain_tasks_per_min": self.plain_per_min,
             "fraction": self.fraction,
             **self.run.as_json(),
@@ -264,23 +272,219 @@ def under_limit(corpus: Corpus, rate: int, batch: int, directory: Path) -> Under
         scenario = prepare_scenario(directory / "run", source, emulator.api_url, batch, rate)
         run = run_sync(scenario, emulator, "under-limit")
         recent = emulator.traffic().recent
-    return UnderLimit(rate, batch, run, sustained_rate(recent))
+    return UnderLimit(rate, batch, run, sustained_rate(recent, rate))
 
 
-def sustained_rate(requests: list[dict[str, Any]]) -> float:
-    """Tasks a second: the slope of cumulative acknowledged tasks against arrival time.
+@dataclass(frozen=True)
+class Sustained:
+    """Acknowledged tasks a second, over spans of `span_batches` consecutive batches."""
 
-    Only answered batch writes (200) count. A fitted slope is insensitive to
-    the first burst and to the process start-up, unlike tasks / wall time.
-    Raises `BenchError` with fewer than two such requests.
+    tasks_per_s: float
+    span_batches: int
+    """The server's count a minute; fewer in a run too short to hold that many and one more."""
+    spans: int
+
+
+def sustained_rate(requests: list[dict[str, Any]], per_minute: int) -> Sustained:
+    """What the client sustains against the server's own rule, from the server's log.
+
+    A server keeping a sliding minute of `per_minute` requests refuses a
+    request that arrives less than 60 s after the one `per_minute` before it.
+    So each span from an acknowledged batch to the one `per_minute` later
+    takes at least a minute, and carries at most `per_minute` batches' tasks:
+    their tasks over their seconds, summed over every such span of the run,
+    is at most rate x batch a minute and reaches it only at the limit. A
+    start-up burst or a pause weighs only in the spans it falls in; a run
+    too short for one span (`--quick`) gives the rate over the whole run.
+    Raises `BenchError` with fewer than two acknowledged batches.
     """
     acked = [r for r in requests if r["status"] == 200 and r["route"].endswith("/tasks/batch")]
     if len(acked) < 2:
         raise BenchError(f"figure 6 needs at least two acknowledged batches, got {len(acked)}")
-    start = acked[0]["t"]
-    times = [r["t"] - start for r in acked]
-    tasks = list(itertools.accumulate(r["items"] for r in acked))
-    return statistics.linear_regression(times, tasks).slope
+    times = [r["t"] for r in acked]
+    # Tasks acknowledged before batch i: batches i to j-1 carry before[j] - before[i].
+    before = [0, *itertools.accumulate(r["items"] for r in acked)]
+    span = min(per_minute, len(acked) - 1)
+    starts = range(len(acked) - span)
+    tasks = sum(before[i + span] - before[i] for i in starts)
+    seconds = sum(times[i + span] - times[i] for i in starts)
+    return Sustained(tasks / seconds, span, len(starts))
+
+
+# --- 4b. A daemon's idle passes ------------------------------------------------------
+
+IDLE_PASSES = 5
+"""Passes of the daemon measured, after its first (which may still be settling the source)."""
+DAEMON_DEADLINE_S = 120.0
+"""Only stops a hung daemon: its passes take well under a second each."""
+
+
+@dataclass(frozen=True)
+class DaemonIdle:
+    """Figure 4b: `python -m sync run` on a 1 s interval over a source that no longer changes."""
+
+    passes: list[dict[str, Any]]
+    """The `run_finished` lines of the measured passes (the second on)."""
+    cpu_s: float
+    """The daemon's CPU from the end of its first pass to the end of its last measured one."""
+    traffic: Traffic
+    """The requests the emulator answered while the daemon ran, its first pass included."""
+    backfill_wall_s: float
+
+    @property
+    def pass_s(self) -> float:
+        """The median `duration_s` of the measured passes."""
+        return statistics.median(float(p["duration_s"]) for p in self.passes)
+
+    @property
+    def share(self) -> float:
+        """A pass against the backfill it follows."""
+        return self.pass_s / self.backfill_wall_s
+
+    @property
+    def cpu_per_pass_s(self) -> float:
+        """CPU per interval: the pass and the daemon's idling until the next."""
+        return self.cpu_s / len(self.passes)
+
+    def total(self, key: str) -> int:
+        """`pulled`, `pushed`, `requests`, … summed over the measured passes."""
+        return sum(int(p[key]) for p in self.passes)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "interval": DAEMON_INTERVAL,
+            "passes": len(self.passes),
+            "pass_s": [p["duration_s"] for p in self.passes],
+            "median_pass_s": self.pass_s,
+            "share_of_backfill": self.share,
+            "cpu_s": self.cpu_s,
+            "cpu_per_pass_s": self.cpu_per_pass_s,
+            **{key: self.total(key) for key in ("pulled", "pushed", "failed", "requests")},
+            "all_ok": all(p["ok"] for p in self.passes),
+            "emulator_requests": self.traffic.api_requests,
+        }
+
+
+def daemon_idle(scenario: Scenario, emulator: EmulatorProcess, backfill: Backfill) -> DaemonIdle:
+    """Figure 4b: the scenario's daemon for `IDLE_PASSES` passes after its first, then SIGTERM.
+
+    Its passes are read from its JSON log as they end; its CPU from `/proc`
+    at the end of the first and of the last measured pass, so its start-up
+    is not in it. Raises `BenchError` if it exits or hangs before then.
+    """
+    argv = [PYTHON, "-m", "sync", "run", "--config", str(scenario.daemon_config)]
+    log = scenario.directory / "daemon.err"
+    before = emulator.traffic()
+    with log.open("wb") as err:
+        # A session of its own, so an interrupted harness can stop it with one killpg.
+        daemon = subprocess.Popen(
+            argv,
+            cwd=scenario.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    finished = _passes(daemon, log)
+    try:
+        next(finished)  # the first pass
+        cpu_before = cpu_seconds(daemon.pid)
+        passes = [next(finished) for _ in range(IDLE_PASSES)]
+        cpu = cpu_seconds(daemon.pid) - cpu_before
+    finally:
+        finished.close()
+        _stop(daemon)
+    traffic = emulator.traffic().since(before)
+    return DaemonIdle(passes, cpu, traffic, backfill.run.measured.wall_s)
+
+
+def _passes(daemon: subprocess.Popen[bytes], log: Path) -> Generator[dict[str, Any], None, None]:
+    """The daemon's `run_finished` lines as it writes them; `BenchError` if it stops first."""
+    deadline = time.monotonic() + DAEMON_DEADLINE_S
+    with log.open("rb") as lines:
+        pending = b""
+        while time.monotonic() < deadline:
+            chunk = lines.readline()
+            if not chunk.endswith(b"\n"):  # nothing new yet, or half a line
+                pending += chunk
+                if daemon.poll() is not None:
+                    raise BenchError(f"the daemon exited with {daemon.returncode}; see {log}")
+                time.sleep(0.02)
+                continue
+            line, pending = pending + chunk, b""
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("event") == "run_finished":
+                    yield entry
+    raise BenchError(f"the daemon's passes took over {DAEMON_DEADLINE_S:.0f} s; see {log}")
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it; SIGKILL if it is not gone within its shutdown time."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(timeout=35)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+
+
+# --- 9. State size ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateSize:
+    """Figure 9: what the SQLite state holds on disk for the tickets it tracks."""
+
+    tracked: int
+    """Rows of `tasks`: the tickets pushed and remembered (one connector per scenario)."""
+    bytes: int
+    """Pages in use (the free list left out) after the WAL was folded in."""
+    by_name: dict[str, int]
+    """Bytes per table and index, from SQLite's `dbstat` (empty where it is not compiled in)."""
+
+    @property
+    def per_ticket(self) -> float:
+        return self.bytes / max(1, self.tracked)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tracked": self.tracked,
+            "bytes": self.bytes,
+            "bytes_per_ticket": self.per_ticket,
+            "by_name": self.by_name,
+        }
+
+
+def state_size(state_url: str) -> StateSize | None:
+    """Figure 9 for a state at `state_url` no process has open; None unless it is SQLite.
+
+    The whole file counts (run history, leases, watermarks: a few pages), as
+    the user stores it; no VACUUM.
+    """
+    prefix = "sqlite:///"
+    if not state_url.startswith(prefix):
+        return None
+    with contextlib.closing(sqlite3.connect(state_url.removeprefix(prefix))) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        used = _pragma(db, "page_count") - _pragma(db, "freelist_count")
+        tracked = int(db.execute("SELECT count(*) FROM tasks").fetchone()[0])
+        try:
+            by_name = {
+                str(name): int(size)
+                for name, size in db.execute(
+                    "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+                )
+            }
+        except sqlite3.OperationalError:  # dbstat not compiled in
+            by_name = {}
+        return StateSize(tracked, used * _pragma(db, "page_size"), by_name)
+
+
+def _pragma(db: sqlite3.Connection, name: str) -> int:
+    return int(db.execute(f"PRAGMA {name}").fetchone()[0])
 
 
 # --- 7. Memory ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -107,6 +108,20 @@ def measure(argv: Sequence[str], cwd: Path, logs: Path) -> Measured:
         peak_rss_kib=usage["peak_rss_kib"],
         stdout=out_path.read_text(encoding="utf-8"),
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds process `pid` (all its threads) has used so far; NaN when unreadable.
+
+    Linux `/proc`: what `wait4` would report at its exit, read while it runs.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return math.nan
+    # Fields after the command name: state is field 3, utime 14, stime 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -1,9 +1,10 @@
 """Running the real sync: a config file per scenario, and `python -m sync run --once --json`.
 
-Owns the TOML config the bench writes and the one place a sync process is
-started and measured, with the emulator's traffic counted around it. A
-scenario is one state database and one config; the runs of a figure that
-build on each other (backfill, nothing changed, 1% changed) share one.
+Owns the TOML config the bench writes and the one place a `run --once`
+process is started and measured, with the emulator's traffic counted around
+it. A scenario is one state database and its configs (one for `run --once`,
+one for the daemon); the runs of a figure that build on each other
+(backfill, nothing changed, 1% changed) share one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from bench.process import PYTHON, BenchError, Measured, measure
 from bench.sources import Source
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+DAEMON_INTERVAL = "1s"
+"""The daemon's schedule in `Scenario.daemon_config`: the shortest interval allowed."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class Scenario:
     config: Path
     connector: str
     source: Source
+    state_url: str
+    daemon_config: Path
+    """The same sync as a daemon: every `DAEMON_INTERVAL`, JSON logs at info, no endpoint."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ def prepare_scenario(
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     connector = f"bench-{source.kind}"
+    state = state_url or f"sqlite:///{directory / 'state.db'}"
     sections: dict[str, dict[str, Any]] = {
         "fragment": {
             "url": fragment_url,
@@ -95,7 +102,7 @@ def prepare_scenario(
             "batch_size": batch_size,
             "requests_per_minute": requests_per_minute,
         },
-        "state": {"url": state_url or f"sqlite:///{directory / 'state.db'}"},
+        "state": {"url": state},
         "logging": {"level": "warning"},
         f"connectors.{connector}": {
             "kind": source.kind,
@@ -105,7 +112,20 @@ def prepare_scenario(
     }
     config = directory / "sync.toml"
     config.write_text(_toml_document(sections), encoding="utf-8")
-    return Scenario(directory, config, connector, source)
+    # The daemon's passes are read from its `run_finished` lines; its HTTP endpoint
+    # would only take a port another bench or daemon may hold.
+    daemon_sections = {
+        **sections,
+        "logging": {"level": "info", "format": "json"},
+        "daemon": {"http_port": 0},
+        f"connectors.{connector}": {
+            **sections[f"connectors.{connector}"],
+            "schedule": {"interval": DAEMON_INTERVAL},
+        },
+    }
+    daemon_config = directory / "daemon.toml"
+    daemon_config.write_text(_toml_document(daemon_sections), encoding="utf-8")
+    return Scenario(directory, config, connector, source, state, daemon_config)
 
 
 def run_sync(

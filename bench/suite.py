@@ -1,8 +1,9 @@
 """One bench run: every figure in order, in one workdir, against emulators it starts and stops.
 
-Owns the order of the figures (each source's backfill, nothing changed,
-full re-read, 1% changed and floor; then the naive client, memory and the
-rate-limited run), the workdir layout, and the progress lines on stderr.
+Owns the order of the figures (each source's backfill and its state's size,
+nothing changed, the daemon's idle passes, full re-read, 1% changed and
+floor; then the naive client, memory and the rate-limited run), the workdir
+layout, and the progress lines on stderr.
 Measuring is `bench.figures`'; judging and printing is `bench.report`'s.
 """
 
@@ -21,13 +22,16 @@ from bench.figures import (
     UNLIMITED_RATE,
     Backfill,
     BrokenThenFixed,
+    DaemonIdle,
     Floor,
     MemoryPoint,
     Naive,
     OnePercent,
+    StateSize,
     UnderLimit,
     backfill,
     broken_then_fixed,
+    daemon_idle,
     floor,
     full_reread,
     memory_of,
@@ -36,6 +40,7 @@ from bench.figures import (
     nothing_changed,
     one_percent,
     startup,
+    state_size,
     under_limit,
 )
 from bench.parameters import MILLION, Parameters, SourceKind
@@ -55,10 +60,13 @@ def say(message: str) -> None:
 
 @dataclass(frozen=True)
 class SourceFigures:
-    """Figures 1, 2, 4 and 5 for one source, measured on one scenario in this order."""
+    """Figures 1, 9, 4, 4b and 5 for one source, measured on one scenario in this order; and 2."""
 
     backfill: Backfill
+    state_size: StateSize | None
+    """None when the state is on PostgreSQL."""
     nothing_changed: SyncRun
+    daemon_idle: DaemonIdle
     full_reread: SyncRun
     one_percent: OnePercent
     floor: Floor
@@ -132,7 +140,7 @@ def _source_figures(
     parameters: Parameters,
     directory: Path,
 ) -> SourceFigures:
-    """Figures 1, 4, 5 and 2 for `kind`, on a private copy of `corpus`."""
+    """Figures 1, 9, 4, 4b, 5 and 2 for `kind`, on a private copy of `corpus`."""
     batch = parameters.batch
     with state_database(parameters.state_server, directory, f"fragment_bench_{kind}") as state:
         scenario = prepare_scenario(
@@ -145,15 +153,18 @@ def _source_figures(
         )
         say(f"{kind}: backfill of {corpus.n:,} tickets")
         filled = backfill(scenario, emulator, corpus)
+        size = state_size(scenario.state_url)
         say(f"{kind}: nothing changed")
         unchanged = nothing_changed(scenario, emulator)
+        say(f"{kind}: a daemon's idle passes")
+        idle = daemon_idle(scenario, emulator, filled)
         say(f"{kind}: full re-read, nothing changed")
         reread = full_reread(scenario, emulator)
         say(f"{kind}: 1% changed")
         changed = one_percent(scenario, emulator, corpus, batch)
     say(f"{kind}: floor")
     lowest = floor(scenario.source, corpus.n, directory)
-    return SourceFigures(filled, unchanged, reread, changed, lowest)
+    return SourceFigures(filled, size, unchanged, idle, reread, changed, lowest)
 
 
 def _profile(corpus: Corpus, emulator: EmulatorProcess, batch: int, directory: Path) -> None:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 MIN_WAIT = 1.0
 """Wait this long on a rate-limit answer that gives no hint."""
+MINUTE_MARGIN = 0.25
+"""Seconds a per-minute budget adds to its minute, a 0.4% cut in the rate: seven times the
+widest spread of send-to-arrival delay the bench saw on a loaded machine (35 ms)."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -108,13 +111,25 @@ def backoff_delay(
 
 
 class RequestBudget:
-    """At most `limit` requests in any `window` seconds, plus server-imposed holds.
+    """Requests paced at `limit` per `window` seconds, under a hard ceiling, plus server holds.
 
     `acquire()` blocks until a request may go; `hold(seconds)` forbids any
-    request before then (a `Retry-After`). Thread-safe. A sliding window on
-    our send times is stricter than any fixed or sliding window the server
-    keeps on its arrival times, so a client within budget never sees a 429;
-    `margin` absorbs the jitter between send and arrival.
+    request before then (a `Retry-After`). Thread-safe. Two rules, each with
+    one job:
+
+    - The ceiling, `(count, seconds)` (by default `limit` per `window`): a
+      sliding log of our send times never holds more than `count` requests in
+      any `seconds + margin`. That is stricter than any fixed or sliding
+      window the server keeps on its arrival times, so a client within budget
+      never sees a 429; `margin` absorbs the spread of the delay between send
+      and arrival, once per window.
+    - The pace: a token bucket of `limit` requests, refilled at `limit` per
+      `window`, so a long run goes out spread over time, in bursts of at most
+      `limit`. A bucket rather than a second log: a request sent late leaves
+      its turn to the next one. A log of bursts sent back to back carries
+      every late request forward to the same slot of each window after; at
+      600 a minute on a loaded machine it lost 0.3-0.7% of the rate that way,
+      besides its margin.
     """
 
     def __init__(
@@ -122,14 +137,20 @@ class RequestBudget:
         limit: int,
         window: float,
         *,
+        ceiling: tuple[int, float] | None = None,
         margin: float = 0.05,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("a request budget needs limit >= 1 and window > 0")
+        most, span = (limit, window) if ceiling is None else ceiling
+        if limit < 1 or window <= 0 or most < 1 or span <= 0:
+            raise ValueError("a request budget needs limits >= 1 and windows > 0")
         self.limit = limit
-        self.window = window + margin
+        self.window = window
+        self.ceiling = (most, span + margin)
+        self._interval = window / limit
+        self._due = -math.inf
+        """When the next request would go at the pace; it may go `limit - 1` turns early."""
         self._sent: collections.deque[float] = collections.deque()
         self._hold_until = 0.0
         self._lock = threading.Lock()
@@ -139,14 +160,29 @@ class RequestBudget:
         """Seconds spent waiting for the budget, in total."""
 
     @classmethod
-    def per_minute(cls, rate: float, stop: threading.Event | None = None) -> RequestBudget:
+    def per_minute(
+        cls,
+        rate: float,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RequestBudget:
         """A budget of `rate` requests a minute, in bursts of at most a tenth of it.
 
-        Spreading the minute's requests over ten windows keeps us clear of a
-        server that counts over a shorter window than the minute it documents.
+        The ceiling is the documented minute itself (`rate` requests in any
+        60 s, 0.25 s to spare); the pace spreads them over ten windows, which
+        keeps us clear of a server that counts over a shorter window than the
+        minute it documents.
         """
         burst = max(1, math.ceil(rate / 10))
-        return cls(burst, 60.0 * burst / rate, stop=stop)
+        most = max(1, math.floor(rate))
+        return cls(
+            burst,
+            60.0 * burst / rate,
+            ceiling=(most, 60.0 * most / rate),
+            margin=MINUTE_MARGIN,
+            stop=stop,
+            clock=clock,
+        )
 
     def hold(self, seconds: float) -> None:
         """Send nothing for `seconds` from now (the server said so)."""
@@ -155,16 +191,18 @@ class RequestBudget:
 
     def acquire(self) -> bool:
         """Wait for a turn and take it; False when a stop was requested while waiting."""
+        most, span = self.ceiling
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self.window:
+                while self._sent and self._sent[0] + span <= now:
                     self._sent.popleft()
-                ready_at = self._hold_until
-                if len(self._sent) >= self.limit:
-                    ready_at = max(ready_at, self._sent[0] + self.window)
+                ready_at = max(self._hold_until, self._due - (self.limit - 1) * self._interval)
+                if len(self._sent) >= most:
+                    ready_at = max(ready_at, self._sent[0] + span)
                 if ready_at <= now:
                     self._sent.append(now)
+                    self._due = max(self._due, now) + self._interval
                     return True
                 delay = ready_at - now
             self.waited += delay

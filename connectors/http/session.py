@@ -50,7 +50,7 @@ log = structlog.get_logger("connectors.http")
 
 
 class HttpObserver(Protocol):
-    """Told of every answer and every wait, for metrics (`sync.metrics` registers one)."""
+    """Told of every answer and every wait, for metrics (`sync.shell.metrics` registers one)."""
 
     def answered(self, server: str, answer: str) -> None: ...
 

@@ -57,8 +57,8 @@ from sync.config import FragmentSettings
 from sync.emulator import Emulator
 from sync.errors import ConfigError, FragmentAuthError, MappingError
 from sync.fragment import FragmentClient
-from sync.logs import register_secrets
 from sync.mapping import TaskPayload
+from sync.shell.logs import register_secrets
 from sync.state import FailedItem, StateError, StateStore, record_json
 from synckit import write_tickets
 

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.http import session
 from sync.config import Config
 from sync.emulator import Emulator
-from sync.metrics import Metrics
 from sync.run import RunOptions, RunSummary, run_once
+from sync.shell.metrics import Metrics
 from sync.state import StateStore
 from synckit import TOKEN, make_config, write_tickets
 

@@ -4,7 +4,7 @@
     GET /readyz    200 when the state database answers, the scheduler runs and no
                    pass has outrun its bound; else 503 with the reasons
                    (`?format=json` for JSON)
-    GET /metrics   Prometheus text exposition of `sync.metrics.Metrics`
+    GET /metrics   Prometheus text exposition of `sync.shell.metrics.Metrics`
     GET /          a status page for people, refreshed every 30 s
 
 The page and the metrics show ticket values, source URLs and the config path,
@@ -18,8 +18,8 @@ descriptors the probes need.
 
 Served by the standard library's threading HTTP server from a daemon thread;
 it reads the state and the metrics, never changes them. Everything shown on
-the page passes through `sync.logs.redact` and is HTML-escaped: ticket errors
-are user data, run errors come from exceptions. Started by the scheduler;
+the page passes through `sync.shell.logs.redact` and is HTML-escaped: ticket errors
+are user data, run errors come from exceptions. Started by the daemon;
 nothing else imports it.
 """
 
@@ -48,12 +48,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sync.config import Config, DaemonSettings
 from sync.errors import ConfigError, first_line
-from sync.logs import redact, register_secrets
-from sync.metrics import Metrics, PassInFlight
+from sync.shell.logs import redact, register_secrets
+from sync.shell.metrics import Metrics, PassInFlight
+from sync.shell.status import Counts, collect
 from sync.state import FailedItem, RunRecord, StateError, StateStore
-from sync.status import Counts, collect
 
-log = structlog.get_logger("sync.web")
+log = structlog.get_logger("sync.shell.web")
 
 RUNS_SHOWN = 10
 """Recent runs listed per connector on the status page."""
@@ -109,7 +109,7 @@ def stuck_bounds(config: Config, grace_s: float = STUCK_GRACE_S) -> StuckAfter:
 
 
 class Scheduled(Protocol):
-    """What the web server asks of the daemon (`sync.scheduler.Daemon`)."""
+    """What the web server asks of the daemon (`sync.shell.daemon.Daemon`)."""
 
     def running(self) -> bool: ...
 
@@ -513,7 +513,7 @@ class ConnectorView:
     """What the page shows of one connector."""
 
     row: dict[str, Any]
-    """As `sync.status.collect` gives it."""
+    """As `sync.shell.status.collect` gives it."""
     runs: list[RunRecord]
     failed: list[FailedItem]
     failed_total: int

@@ -26,14 +26,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sync import web
 from sync.config import Config
 from sync.emulator import Emulator
-from sync.metrics import Metrics
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
+from sync.shell import web
+from sync.shell.metrics import Metrics
+from sync.shell.web import WebServer
 from sync.state import StateStore
 from sync.watermark import encode
-from sync.web import WebServer
 from synckit import TOKEN, make_config, write_tickets
 
 AGENTS = [f"agent{i}@support.example.com" for i in range(3)]

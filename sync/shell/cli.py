@@ -1,6 +1,6 @@
 """The command line: `python -m sync …` and the `fragment-sync` script.
 
-Sits on top of everything; nothing imports it. Exit codes: 0 every connector
+Sits on top of everything; only `sync.__main__` imports it. Exit codes: 0 every connector
 succeeded, 1 some connector failed or was stopped (its checkpoint is intact),
 2 the configuration (or the state database it names) is unusable, 75
 (EX_TEMPFAIL) some connector was skipped because another process runs it

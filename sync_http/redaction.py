@@ -12,7 +12,7 @@ read back, or one of a few texts shown straight from memory.
 - The error types every failure passes through redact their message as it is
   built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
   (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
-  excerpt of a server's answer that `connectors.http.session.RequestFailed`
+  excerpt of a server's answer that `sync_http.session.RequestFailed`
   quotes. That excerpt, and every other quote of an answer cut to a length
   (`connectors.http.rest`, `.paginators`, `sync.fragment`), is redacted whole
   before it is cut: a half secret would no longer match it.

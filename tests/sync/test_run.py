@@ -22,7 +22,8 @@ from connectors import files
 from connectors.base import BadRecord, SourceTicket
 from sync.config import Config
 from sync.emulator import Emulator
-from sync.fragment import FragmentClient, PushResult
+from sync.batches import PushResult
+from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload, task_uid
 from sync.run import (
     FAILURES_LOGGED,

@@ -2,8 +2,8 @@
 
 Owns the registry of secrets (every secret value of the config, registered
 as it is loaded) and `redact`, which replaces them, and anything shaped like
-a credential, with `***`. It sits below the engine, with the connectors,
-because the text about a failure is made on both sides.
+a credential, with `***`. It sits below the engine and the connectors, in
+the HTTP toolkit, because the text about a failure is made on every side.
 
 Where it is called, and why that is enough: every text that leaves the
 process is an exception's message, or text the state stores and commands

@@ -8,5 +8,5 @@ show) and `demo` (the built-in demo's setup).
 The engine (`sync` outside this package) never imports it: the shell plugs in
 through the engine's hooks (`sync.run.RunObserver` in `sync.run.RUN_OBSERVERS`,
 `sync.run.ProgressReporter` in `RunOptions.progress`,
-`connectors.http.session.HttpObserver`), and sets up logging before a pass starts.
+`sync_http.session.HttpObserver`), and sets up logging before a pass starts.
 """

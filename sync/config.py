@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -47,14 +50,13 @@ from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
+from sync.spec import MappingSettings, parse_mapping
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
 ENV_PREFIX = "SYNC_"
 """Environment variables that override settings: `SYNC_FRAGMENT__TOKEN` sets `fragment.token`."""
 CONFIG_FILE_VARIABLE = "SYNC_CONFIG"
 FRAGMENT_URL = "https://api.onfragment.com/api/v1"
-STATUSES = ("TODO", "STARTED", "DONE")
-Status = Literal["TODO", "STARTED", "DONE"]
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/|:memory:|file:)([^?]+)(.*)$")
@@ -221,30 +223,6 @@ class ScheduleSettings(_Section):
         return self
 
 
-class MappingSettings(_Section):
-    """How a source ticket becomes a Fragment task (see `sync.mapping`).
-
-    `title`, `url` and `queue_uid` are templates over the raw record
-    (`"[{priority}] {subject}"`, `{source_id}` is always available); the other
-    keys are paths into it (`requester.email`, `tags.0`).
-    """
-
-    title: str = "Ticket {source_id}"
-    url: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
-    source_id_field: str = "ticket_id"
-    status: str | None = None
-    status_map: dict[str, Status] = Field(default_factory=dict)
-    status_default: Status = "TODO"
-    set_status: bool = True
-    due_at: str | None = None
-    assignee_email: str | None = None
-    queue_uid: str | None = None
-    external_created_at: str | None = None
-    external_updated_at: str | None = None
-    hook: str | None = None
-
-
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
@@ -309,9 +287,6 @@ class ConnectorConfig(BaseModel):
         next pass reads everything again (the hash diff then pushes only the
         tasks the change really altered). Secrets enter it masked.
         """
-        import hashlib
-        import json
-
         decisive = {
             "kind": self.kind,
             "options": self.options.model_dump(mode="json"),
@@ -388,8 +363,6 @@ def _url_secrets(text: str) -> list[str] | None:
     """
     if "://" not in text:
         return None
-    from urllib.parse import unquote, unquote_plus, urlsplit
-
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -498,10 +471,7 @@ def _connector_config(
         settings = settings.model_copy(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
-    # Imported here: mapping imports this module for its settings types.
-    from sync.mapping import check_mapping
-
-    check_mapping(settings.mapping, key=f"{key}.mapping", import_hook=import_hooks)
+    parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
     return ConnectorConfig(name=name, settings=settings, options=options)
 
 
@@ -576,8 +546,6 @@ def _json_leaves(key: str, value: str) -> Iterator[str]:
 
     Such a table is merged key by key over the file's, so only its own keys are overridden.
     """
-    import json
-
     try:
         tree = json.loads(value) if value.lstrip().startswith("{") else None
     except ValueError:
@@ -764,32 +732,3 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
     first_key, first_message = problems[0]
     more = "".join(f"\n  {k}: {m}" for k, m in problems[1:])
     return ConfigError(first_key, first_message + more)
-
-
-def callable_name(dotted: str) -> tuple[str, str]:
-    """The module and the function `package.module:function` (or `…module.function`) names.
-
-    Raises `ValueError` when it is not of that form. Imports nothing.
-    """
-    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(f"{dotted!r} is not of the form package.module:function")
-    return module_name, attribute
-
-
-def resolve_callable(dotted: str) -> Callable[..., Any]:
-    """The function named by `package.module:function` (or `package.module.function`).
-
-    Raises `ValueError` saying why it can't be found.
-    """
-    import importlib
-
-    module_name, attribute = callable_name(dotted)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"can't import {module_name!r}: {exc}") from None
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise ValueError(f"{module_name!r} has no function {attribute!r}")
-    return function  # type: ignore[no-any-return]

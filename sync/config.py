@@ -23,7 +23,6 @@ sources, talk to Fragment or open the state database.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.base import ConnectorOptions
 from connectors.redaction import names_a_secret
@@ -252,8 +252,17 @@ class ConnectorSettings(BaseModel):
         return DEFAULT_PASS_TIMEOUT if self.timeout is None else self.timeout
 
 
-class Settings(_Section):
-    """The whole file; `_settings` lays the `SYNC_*` environment variables over it."""
+class Settings(BaseSettings):
+    """The whole file (passed in as arguments), the `SYNC_*` environment variables over it.
+
+    A variable wins over the file; `SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` (Docker
+    secrets) stands in for an unset `SYNC_FRAGMENT__TOKEN`. Raises `ValidationError` for
+    anything the file or a variable gets wrong.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     fragment: FragmentSettings = FragmentSettings()
     state: StateSettings = StateSettings()
@@ -261,6 +270,45 @@ class Settings(_Section):
     locking: LockingSettings = LockingSettings()
     daemon: DaemonSettings = DaemonSettings()
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment (and its secret files) win.
+        return (_WithoutFileVariables(env_settings), _SecretFiles(settings_cls), init_settings)
+
+
+class _WithoutFileVariables(PydanticBaseSettingsSource):
+    """The environment source, minus `SYNC_*_FILE` variables (`_SecretFiles` reads those)."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _drop_file_keys(self.inner())
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
+
+    The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is returned at once, by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return _secret_file_settings()
 
 
 class ConnectorConfig(BaseModel):
@@ -426,7 +474,7 @@ def build_config(
     if folder is not None:
         data = _with_paths_resolved(data, folder)
     try:
-        settings = _settings(data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise _config_error(exc, prefix="") from None
     if not settings.connectors:
@@ -625,75 +673,10 @@ def _read_secret_file(variable: str, key: str) -> str:
         ) from None
 
 
-def _settings(data: dict[str, Any]) -> Settings:
-    """The file's tables, `SYNC_*` environment variables (and their `_FILE` secrets) over them.
-
-    Raises `ValidationError` for anything the file or a variable gets wrong.
-    """
-    if any(_may_set(variable) for variable in os.environ):
-        return _settings_with_environment()(**data)
-    # No variable to read: pydantic-settings (~20 ms to import) would add nothing.
-    return Settings(**data)
-
-
 def _may_set(variable: str) -> bool:
     """Whether the environment variable `variable` may override a setting."""
     upper = variable.upper()
     return upper.startswith(ENV_PREFIX) and upper != CONFIG_FILE_VARIABLE
-
-
-@functools.cache
-def _settings_with_environment() -> type[Settings]:
-    """`Settings` as pydantic-settings builds it: the environment wins over the file."""
-    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
-    class WithoutFileVariables(PydanticBaseSettingsSource):
-        """The environment source, minus `SYNC_*_FILE` variables (`SecretFiles` reads those)."""
-
-        def __init__(self, inner: PydanticBaseSettingsSource) -> None:
-            super().__init__(inner.settings_cls)
-            self.inner = inner
-
-        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-            return self.inner.get_field_value(field, field_name)
-
-        def __call__(self) -> dict[str, Any]:
-            return _drop_file_keys(self.inner())
-
-    class SecretFiles(PydanticBaseSettingsSource):
-        """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
-
-        The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
-        """
-
-        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-            return None, field_name, False  # everything is returned at once, by __call__
-
-        def __call__(self) -> dict[str, Any]:
-            return _secret_file_settings()
-
-    class SettingsWithEnvironment(BaseSettings, Settings):
-        model_config = SettingsConfigDict(
-            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-        )
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            # The file arrives as init kwargs; the environment (and its secret files) win.
-            return (
-                WithoutFileVariables(env_settings),
-                SecretFiles(settings_cls),
-                init_settings,
-            )
-
-    return SettingsWithEnvironment
 
 
 def _drop_file_keys(tree: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ hash, and a changed byte would push every ticket again after an upgrade.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import json
@@ -592,3 +593,23 @@ def test_any_mapping_gives_canonical_json_or_an_error_naming_ticket_and_field(
     assert task["uid"] == payload.uid == task_uid("helpdesk", source_id)
     assert task["archived"] is deleted
     assert isinstance(task["fields"]["title"], str) and task["fields"]["title"].strip()
+
+
+def _imported_modules(module: str) -> set[str]:
+    """Every module `module`'s source imports, at any depth of its code."""
+    source = Path(__file__).parents[2] / (module.replace(".", "/") + ".py")
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_spec_sits_below_both_config_and_mapping() -> None:
+    """config validates the spec and mapping runs it; neither imports the other."""
+    assert {"sync.config", "sync.mapping"}.isdisjoint(_imported_modules("sync.spec"))
+    assert "sync.mapping" not in _imported_modules("sync.config")
+    assert "sync.config" not in _imported_modules("sync.mapping")
+    assert "sync.spec" in _imported_modules("sync.config") & _imported_modules("sync.mapping")

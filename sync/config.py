@@ -46,11 +46,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.base import ConnectorOptions
-from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
 from sync.spec import MappingSettings, parse_mapping
+from sync_http.redaction import names_a_secret
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
 ENV_PREFIX = "SYNC_"
@@ -359,7 +359,7 @@ class Config(BaseModel):
     """Where the config came from: a file path, or "built-in demo"."""
 
     def secrets(self) -> list[str]:
-        """Every secret value in the config, for redaction (`connectors.redaction`).
+        """Every secret value in the config, for redaction (`sync_http.redaction`).
 
         Each `SecretStr` (of a URL, the credentials in it: the rest is what
         errors must show), and the credentials in every URL, secret or not:

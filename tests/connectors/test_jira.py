@@ -23,8 +23,8 @@ from connectors.ratelimit import backoff_delay
 from fakes import Reply, Request
 from fakes.jira import SEARCH, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase
+from fragment_emulator import Emulator
 from sync.config import build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.mapping import Mapper, task_uid
 from synckit import TOKEN, tasks_by_ticket

@@ -20,8 +20,8 @@ import pytest
 
 from connectors import clock
 from fakes import HTML_ERROR, FakeApi, Reply, Request
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from synckit import TOKEN, pushed_items, tasks_by_ticket

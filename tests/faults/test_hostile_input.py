@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
+from fragment_emulator.models import TaskWrite
 from sync.config import MappingSettings
-from sync.emulator.models import TaskWrite
 from sync.errors import MappingError
 from sync.mapping import MAX_DEPTH, Mapper, TaskPayload, task_uid
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.emulator import DEFAULT_TOKEN, Emulator, Faults
+from fragment_emulator import DEFAULT_TOKEN, Emulator, Faults
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 

@@ -1,11 +1,11 @@
 """The emulator's fast paths give exactly what its definitions give, or step aside.
 
-`sync.emulator.fastpath` skips pydantic for plainly valid items. Whatever
+`fragment_emulator.fastpath` skips pydantic for plainly valid items. Whatever
 awkward JSON a client sends (uids in every spelling, timestamps at and past
 every range limit, offsets, fractions, unicode, huge ints, non-finite
 numbers, duplicate keys, nulls), the fast path either gives exactly what
 `TaskWrite` would (same keys, values of the same type and value) or steps
-aside. Likewise `sync.emulator.readmodel` writes a task's read model as
+aside. Likewise `fragment_emulator.readmodel` writes a task's read model as
 `to_json(render_task(...))` would, or steps aside. Neither steps aside for
 what a sync client commonly sends.
 """
@@ -24,9 +24,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sync.emulator.fastpath import plain_batch, plain_task
-from sync.emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskBatch, TaskWrite, render_task
-from sync.emulator.readmodel import read_model_text, task_texts
+from fragment_emulator.fastpath import plain_batch, plain_task
+from fragment_emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskBatch, TaskWrite, render_task
+from fragment_emulator.readmodel import read_model_text, task_texts
 
 
 def identical(left: Any, right: Any) -> bool:

@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 
 from connectors import files
 from connectors.base import BadRecord, SourceTicket
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.fragment import FragmentClient, PushResult
 from sync.mapping import TaskPayload, task_uid
 from sync.run import (

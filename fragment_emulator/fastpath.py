@@ -22,7 +22,7 @@ from typing import Any
 
 import pydantic_core
 
-from sync.emulator.models import STATUSES, TaskWrite, WrittenTask, timestamp_text
+from fragment_emulator.models import STATUSES, TaskWrite, WrittenTask, timestamp_text
 
 
 class _Unsure(Exception):

@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.emulator.models import JsonObject, Loc, WrittenTask
-from sync.emulator.users import UserDirectory, normalise_email, user_uid
+from fragment_emulator.models import JsonObject, Loc, WrittenTask
+from fragment_emulator.users import UserDirectory, normalise_email, user_uid
 
 
 class WriteMode(enum.Enum):

@@ -25,7 +25,7 @@ from typing import Any
 
 import pydantic_core
 
-from sync.emulator.models import READ_KEYS
+from fragment_emulator.models import READ_KEYS
 
 # The read keys a stored document can hold: all of them come before the
 # server's (`internal_created_at` and after), so a template's slots are the

@@ -20,10 +20,10 @@ from typing import Any
 
 import pydantic_core
 
-from sync.emulator.models import JsonObject, render_task
-from sync.emulator.readmodel import read_model_text, task_texts
-from sync.emulator.tasks import StoredTask, WritePlan
-from sync.emulator.users import user_record
+from fragment_emulator.models import JsonObject, render_task
+from fragment_emulator.readmodel import read_model_text, task_texts
+from fragment_emulator.tasks import StoredTask, WritePlan
+from fragment_emulator.users import user_record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from sync.emulator.fastpath import plain_batch, plain_task
-from sync.emulator.faults import Faults
-from sync.emulator.models import (
+from fragment_emulator.fastpath import plain_batch, plain_task
+from fragment_emulator.faults import Faults
+from fragment_emulator.models import (
     STATUSES,
     ErrorDetail,
     JsonObject,
@@ -39,10 +39,10 @@ from sync.emulator.models import (
     now_text,
     validation_details,
 )
-from sync.emulator.store import TaskPage, TaskQuery, TaskStore
-from sync.emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
-from sync.emulator.traffic import TrafficLog
-from sync.emulator.users import UserDirectory
+from fragment_emulator.store import TaskPage, TaskQuery, TaskStore
+from fragment_emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
+from fragment_emulator.traffic import TrafficLog
+from fragment_emulator.users import UserDirectory
 
 API_PREFIX = "/api/v1"
 ADMIN_PREFIX = "/_emulator"

@@ -5,7 +5,7 @@ keys each client item sent, canonical values) and the stored tasks they
 name, `plan_writes` says which tasks to insert or update (or leave alone,
 when nothing changed) and which items are unacceptable, with the item's
 index so a batch client can isolate them. It neither parses requests
-(`models`, `fastpath`) nor touches SQLite (`store`).
+(`models`) nor touches SQLite (`store`).
 
 Rules (fragment-api.md §6-§9, [I] choices adopted):
 - create: `fields.title` required; defaults status TODO, archived false,

@@ -1,7 +1,7 @@
 """The shapes the emulated API reads and writes: write model, read model, errors.
 
 Owns the pydantic write model (`TaskWrite`, `TaskBatch`), the read model's key
-set and its text (`read_model_text`), the canonical text form of timestamps and
+set and its JSON (`read_model_json`), the canonical text form of timestamps and
 uids, what a free-form JSON value may hold, and turning validation failures
 into FastAPI-style 422 `detail` lists.
 It does not decide what a write does to a stored task (`tasks`) nor store
@@ -274,31 +274,32 @@ assert set(TaskWrite.model_fields) - WRITE_ONLY_KEYS <= set(_DOCUMENT_KEYS), (
 )
 _SERVER_KEYS = READ_KEYS[len(_DOCUMENT_KEYS) :]
 assert _SERVER_KEYS[:2] == ("internal_created_at", "internal_updated_at")
-# The server's keys as text around the three values it has: its two timestamps
+# The server's keys as JSON around the three values it has: its two timestamps
 # (canonical text, which JSON shows as it is) and the assignee's record.
-_SERVER_TEXT = (
-    ',"internal_created_at":"{}","internal_updated_at":"{}",'
+_SERVER_JSON = (
+    ',"internal_created_at":"%s","internal_updated_at":"%s",'
     + ",".join(
-        '"assignee":{}' if key == "assignee" else f'"{key}":null' for key in _SERVER_KEYS[2:]
+        '"assignee":%s' if key == "assignee" else f'"{key}":null' for key in _SERVER_KEYS[2:]
     )
-    + "}}"
-)
+    + "}"
+).encode()
 
 
-def read_model_text(
-    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: str
-) -> str:
-    """The read model of a stored task as JSON text: every read key, in order, null when unset.
+def read_model_json(
+    doc: Mapping[str, Any], internal_created_at: str, internal_updated_at: str, assignee_json: bytes
+) -> bytes:
+    """The read model of a stored task as JSON: every read key, in order, null when unset.
 
-    `assignee_json` is the assignee's user record as JSON text (or "null"):
-    a batch shows the same few users over and over, and they are encoded
-    once. Non-finite numbers, which validation keeps out of documents, would
-    be written as strings.
+    `assignee_json` is the assignee's user record as JSON (or `null`): a
+    batch shows the same few users over and over, and they are encoded once.
+    Bytes, not text: a batch's answer is half a megabyte of them, joined as
+    they are. Non-finite numbers, which validation keeps out of documents,
+    would be written as strings.
     """
     document = dict(_EMPTY_DOCUMENT)
     document.update(doc)
-    text = pydantic_core.to_json(document, inf_nan_mode="strings").decode()
-    return text[:-1] + _SERVER_TEXT.format(internal_created_at, internal_updated_at, assignee_json)
+    server = (internal_created_at.encode(), internal_updated_at.encode(), assignee_json)
+    return pydantic_core.to_json(document, inf_nan_mode="strings")[:-1] + _SERVER_JSON % server
 
 
 def error_detail(loc: Iterable[str | int], msg: str, type_: str, value: Any = None) -> ErrorDetail:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pydantic_core
 
-from fragment_emulator.models import JsonObject, read_model_text
+from fragment_emulator.models import JsonObject, read_model_json
 from fragment_emulator.tasks import StoredTask, WritePlan
 from fragment_emulator.users import user_record
 
@@ -52,7 +52,7 @@ def _dumps(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str | bytes) -> Any:
     # Keys alone are interned: values are mostly unique to their task (20% faster).
     return pydantic_core.from_json(text, cache_strings="keys")
 
@@ -113,11 +113,11 @@ class TaskQuery:
 class TaskPage:
     """One page of `GET /tasks`: the tasks and where the neighbour pages start.
 
-    `items` are the tasks' read models as JSON text (`TaskStore.render_text`).
+    `items` are the tasks' read models as JSON (`TaskStore.render_json`).
     `next_after` / `prev_after` are None when there is no such page.
     """
 
-    items: list[str]
+    items: list[bytes]
     total_count: int
     next_after: int | None
     prev_after: int | None
@@ -191,7 +191,7 @@ class TaskStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._conn.create_function("json_value_matches", 3, _json_value_matches, deterministic=True)
-        self._user_texts: dict[str, str] = {}  # by uid, as JSON text: answers embed them
+        self._user_json: dict[str, bytes] = {}  # by uid: read models embed them
         self._users_by_email: dict[str, JsonObject] = {}
         for (record_text,) in self._conn.execute("SELECT record FROM users"):
             self._remember_user(json.loads(record_text))
@@ -272,19 +272,19 @@ class TaskStore:
         # this page's start; with fewer tasks before, it is the first page.
         prev_after = None if any_earlier is None else (0 if earlier is None else int(earlier[0]))
         return TaskPage(
-            [self.render_text(task) for task in tasks], int(total), next_after, prev_after
+            [self.render_json(task) for task in tasks], int(total), next_after, prev_after
         )
 
     def render(self, task: StoredTask) -> JsonObject:
-        """The read model of `task` (`render_text`, decoded)."""
-        rendered: JsonObject = _loads(self.render_text(task))
+        """The read model of `task` (`render_json`, decoded)."""
+        rendered: JsonObject = _loads(self.render_json(task))
         return rendered
 
-    def render_text(self, task: StoredTask) -> str:
-        """The read model of `task` as JSON text, its assignee expanded (null when unknown)."""
+    def render_json(self, task: StoredTask) -> bytes:
+        """The read model of `task` as JSON, its assignee expanded (null when unknown)."""
         assignee_uid = task.doc.get("assignee_uid")
-        assignee = "null" if assignee_uid is None else self._user_texts.get(assignee_uid, "null")
-        return read_model_text(
+        assignee = b"null" if assignee_uid is None else self._user_json.get(assignee_uid, b"null")
+        return read_model_json(
             task.doc, task.internal_created_at, task.internal_updated_at, assignee
         )
 
@@ -302,7 +302,7 @@ class TaskStore:
     # -- internals ---------------------------------------------------------
 
     def _remember_user(self, record: JsonObject) -> None:
-        self._user_texts[record["uid"]] = _dumps(record)
+        self._user_json[record["uid"]] = pydantic_core.to_json(record)
         self._users_by_email[record["email"]] = record
 
     @staticmethod

@@ -1,7 +1,7 @@
 """What a write stores and a read gives back: the emulator's one path for items and read models.
 
 Every item goes through `TaskWrite`, and every read model (a write's answer, a
-GET, a page of the list) is written by `read_model_text`: every documented key
+GET, a page of the list) is written by `read_model_json`: every documented key
 in the docs' order, the values in canonical form, null where unset. Awkward
 JSON (duplicate keys, numbers no double holds, unusual spellings) is either
 stored in canonical form or refused whole with a 422.
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fragment_emulator import DEFAULT_TOKEN, Emulator
-from fragment_emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskWrite, read_model_text
+from fragment_emulator.models import READ_KEYS, WRITE_ONLY_KEYS, TaskWrite, read_model_json
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 CREATED = "2026-11-30T12:00:00.000000Z"
@@ -196,10 +196,10 @@ assignees = st.one_of(st.none(), st.dictionaries(texts, json_values, max_size=4)
 
 @settings(max_examples=500, deadline=None)
 @given(documents, assignees)
-def test_read_model_text_is_every_read_key_in_order_with_the_documents_values(
+def test_read_model_json_is_every_read_key_in_order_with_the_documents_values(
     doc: dict[str, Any], assignee: dict[str, Any] | None
 ) -> None:
-    text = read_model_text(doc, CREATED, UPDATED, json.dumps(assignee))
+    text = read_model_json(doc, CREATED, UPDATED, json.dumps(assignee).encode())
 
     decoded = json.loads(text)
     assert list(decoded) == list(READ_KEYS)

@@ -276,7 +276,7 @@ def _parse_batch(
 
 
 def _validated_batch(request: ApiRequest) -> tuple[list[WrittenTask | None], list[ErrorDetail]]:
-    """`_parse_batch`'s validation: every item through `TaskBatch`, then each bad one alone."""
+    """`_parse_batch`'s validation: the batch by `TaskBatch`; if an item fails, the rest alone."""
     try:
         batch = TaskBatch.model_validate_json(request.body, strict=True)
         return [item.written() for item in batch.items], []

@@ -21,8 +21,9 @@ from structlog.testing import capture_logs
 from connectors import files
 from connectors.base import BadRecord, SourceTicket
 from fragment_emulator import Emulator
+from sync.batches import PushResult
 from sync.config import Config
-from sync.fragment import FragmentClient, PushResult
+from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload, task_uid
 from sync.run import (
     FAILURES_LOGGED,

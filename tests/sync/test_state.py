@@ -20,9 +20,9 @@ from sync.state import (
     FailedItem,
     StateError,
     StateStore,
-    _TableStatistics,
 )
 from sync.state.schema import failed_items as failed_items_table
+from sync.state.upkeep import TableStatistics
 from sync.watermark import encode
 from synckit import make_config, pushed_items, write_tickets
 
@@ -473,10 +473,10 @@ def test_statistics_that_cannot_be_taken_never_fail_the_checkpoint_behind_them(
     """The rows are committed before the table is analysed; a failing ANALYZE is only logged."""
     store = StateStore.open(postgres_url)
     missing = sa.Table("no_such_table", sa.MetaData(), sa.Column("id", sa.Integer))
-    statistics = _TableStatistics(missing)
+    statistics = TableStatistics(missing)
 
     with capture_logs() as logs:
-        statistics.wrote(store.engine, _TableStatistics.MIN_ROWS)  # ANALYZE: no such table
+        statistics.wrote(store.engine, TableStatistics.MIN_ROWS)  # ANALYZE: no such table
 
     store.close()
     [entry] = [e for e in logs if e["event"] == "state_statistics_not_updated"]

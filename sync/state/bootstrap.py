@@ -100,6 +100,12 @@ def upgrade(engine: Engine, revision: str = "head", *, replay: bool = False) -> 
     # Replicas starting together must not migrate at once: the first takes a lock,
     # the others wait for it and then find nothing left to do.
     with _migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # pysqlite begins a transaction only before an INSERT, UPDATE or DELETE: each
+            # CREATE TABLE committed at once, so a first run killed part-way through the
+            # schema left tables no later run could get past ("table watermarks already
+            # exists"). MariaDB commits each DDL statement whatever is done.
+            connection.exec_driver_sql("BEGIN")
         if connection.dialect.name == "postgresql":
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
         if revision == "head" and not replay and _holds_no_state(connection):

@@ -22,9 +22,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from connectors import clock
 from connectors.base import Cursor
-from connectors.redaction import redact
 from sync import failures
 from sync.batches import batched
 from sync.errors import first_line
@@ -51,6 +49,8 @@ from sync.state.schema import (
 from sync.state.text import error_text, kept_record, kept_text
 from sync.state.upkeep import TableStatistics
 from sync.watermark import cursor_kind, decode, encode
+from sync_http import clock
+from sync_http.redaction import redact
 
 KEEP_RUNS = 1000
 """Runs kept per connector by default (`state.keep_runs`)."""
@@ -163,7 +163,7 @@ class RunRecord:
 
 
 def utcnow() -> dt.datetime:
-    return clock.now()  # the clock the engine compares with its sources' (`connectors.clock`)
+    return clock.now()  # the clock the engine compares with its sources' (`sync_http.clock`)
 
 
 class StateStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connectors.redaction import holds_secret, redact, without_secrets
+from sync_http.redaction import holds_secret, redact, without_secrets
 
 MAX_ERROR_TEXT = 4000
 """Characters of the longest error text the state keeps (a failed item's, a run's)."""

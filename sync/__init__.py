@@ -3,7 +3,7 @@
 The path of a ticket: `connectors` → `sync.mapping` → `sync.run` (diff, batch)
 → `sync.fragment` → `sync.state` (checkpoint). `sync.shell` (the CLI, the daemon,
 the web page, metrics, logs) sits on top, and nothing here imports it;
-`sync.emulator` stands in for Fragment.
+`fragment_emulator` stands in for Fragment.
 """
 
 __version__ = "0.1.0"

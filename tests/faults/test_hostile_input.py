@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
-from sync.emulator.models import TaskWrite
+from fragment_emulator.models import TaskWrite
 from sync.errors import MappingError
 from sync.mapping import MAX_DEPTH, Mapper, TaskPayload, task_uid
 from sync.spec import MappingSettings

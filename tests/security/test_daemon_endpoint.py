@@ -30,8 +30,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.run import run_once
 from sync.shell.cli import main
 from sync.shell.metrics import Metrics

@@ -21,8 +21,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
+from fragment_emulator import Emulator
 from sync.config import ConnectorSettings, build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError, MappingError
 from sync.mapping import Mapper, TaskPayload, content_hash, task_uid
 from sync.run import RunOptions, run_once

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from fakes import FakeApi, Reply, Request
 from fakes.redmine import FakeRedmine
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.mapping import task_uid
 from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket, write_tickets

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from fragment_emulator import Emulator
 from sync.config import ScheduleSettings, build_config, load_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.shell.cli import main

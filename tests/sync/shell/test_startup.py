@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from fragment_emulator import Emulator
 from sync.config import load_config
-from sync.emulator import Emulator
 from synckit import small_config_file, write_tickets
 
 PROBE = """
@@ -40,7 +40,7 @@ NEVER_LOADED = (
     "sqlalchemy.orm",
     "sqlalchemy.dialects.postgresql",
     "sqlalchemy.dialects.mysql",
-    "sync.emulator",
+    "fragment_emulator",
     "sync.shell.demo",
     "sync_demo",
     "sync.shell.web",

@@ -26,8 +26,8 @@ import markupsafe
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.shell import web
 from sync.shell.metrics import Metrics

@@ -38,6 +38,10 @@ from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket
 
+# On one pytest-xdist worker: one start of the server if it is down, one seeded project,
+# and thin, single-threaded, serving one test at a time.
+pytestmark = pytest.mark.xdist_group("redmine_real")
+
 SEEDED = 120
 """Issues seeded into the session's project: more than one page of 100."""
 

@@ -40,6 +40,8 @@ from synckit import (
     write_tickets,
 )
 
+pytestmark = pytest.mark.crash
+
 LATENCY = 0.02
 """Seconds the emulator holds every request: a request is in flight for at least this long."""
 

@@ -11,8 +11,10 @@ machine reaches no vulnerability database.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -129,10 +131,11 @@ class FakeOsv(FakeApi):
 
 
 def _audit(osv: FakeOsv) -> subprocess.CompletedProcess[str]:
-    import os
-
+    # The script's `python` is this interpreter, as in CI's activated venv, even when the
+    # suite runs as `.venv/bin/python -m pytest` with another `python` first on PATH.
     env = {
         **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
         "PIP_AUDIT_ARGS": f"--vulnerability-service osv --osv-url {osv.base_url}/v1/query",
     }
     return subprocess.run(

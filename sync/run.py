@@ -35,23 +35,20 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket, cursor_before
 from connectors.errors import SourceError, StopRequested
-from connectors.redaction import redact
 from connectors.registry import connector_class
 from connectors.values import record_zone
-from sync.batches import batched
-from sync.config import Config, ConnectorConfig
+from sync.batches import PushResult, batched
+from sync.config import Config, ConnectorConfig, FragmentSettings
 from sync.errors import FragmentError, MappingError, RunInterrupted
-from sync.fragment import FragmentClient, PushResult
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
     RETRY_EVERY_PASS,
@@ -78,6 +75,11 @@ from sync.watermark import (
     pass_ceiling,
     pull_bound,
 )
+from sync_http import clock
+from sync_http.redaction import redact
+
+if TYPE_CHECKING:
+    from sync.fragment import FragmentClient
 
 log = structlog.get_logger("sync.run")
 
@@ -151,6 +153,43 @@ RUN_OBSERVERS: list[RunObserver] = []
 """Process-wide, like the metrics registry they feed."""
 
 
+class Fragment(Protocol):
+    """What a pass needs of Fragment's client (`sync.fragment.FragmentClient`)."""
+
+    @property
+    def settings(self) -> FragmentSettings: ...
+
+    def push(self, items: Sequence[TaskPayload], into: PushResult | None = None) -> PushResult: ...
+
+
+class _FragmentOnDemand:
+    """Fragment's client, made at the first push; `run_once` hands one to its passes.
+
+    The one place the engine loads `sync.fragment`, and with it the HTTP stack (httpx,
+    ~30 ms to import): a pass with nothing to push never loads it.
+    """
+
+    def __init__(self, settings: FragmentSettings, stop: threading.Event) -> None:
+        self.settings = settings
+        self._stop = stop
+        self._client: FragmentClient | None = None
+        self._lock = threading.Lock()
+
+    def push(self, items: Sequence[TaskPayload], into: PushResult | None = None) -> PushResult:
+        with self._lock:
+            if self._client is None:
+                from sync.fragment import FragmentClient
+
+                self._client = FragmentClient(self.settings, stop=self._stop)
+        return self._client.push(items, into)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
 @dataclass
 class RunOptions:
     owner: str = field(default_factory=lambda: owner_id())
@@ -208,7 +247,7 @@ class ConnectorRun:
         self,
         connector: ConnectorConfig,
         store: StateStore,
-        client: FragmentClient | None,
+        client: Fragment | None,
         batch_size: int,
         options: RunOptions,
     ) -> None:
@@ -1035,7 +1074,7 @@ def run_once(
         list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
     )
     summaries = []
-    client = None if options.dry_run else FragmentClient(config.fragment, stop=options.stop)
+    client = None if options.dry_run else _FragmentOnDemand(config.fragment, options.stop)
     try:
         for name in selected:
             if options.stop.is_set():

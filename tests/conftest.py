@@ -7,8 +7,8 @@ password). Each test session, and under pytest-xdist each worker, gets a
 database of its own on each server.
 
 The suite runs on several workers (pyproject's `addopts`): the `crash` tests,
-the longest, are handed out first to one worker, so they run beside the rest
-instead of after it.
+the longest, are handed out first, so they run beside the rest instead of
+after it.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the `crash` tests first, in their order: together, minutes of one worker's time.
+    """Put the `crash` tests first, in their order: each is minutes of one worker's time.
 
-    They share one worker (their `xdist_group`); handed out last, they would run
-    after every other test, that worker busy and the rest idle. Every worker
-    sorts alike, as pytest-xdist requires.
+    Handed out first, one to each worker, they run beside the rest; handed out
+    last, they would run after it, one worker busy and the others idle. Every
+    worker sorts alike, as pytest-xdist requires.
     """
     items.sort(key=lambda item: item.get_closest_marker("crash") is None)
 

@@ -31,9 +31,7 @@ from synckit import (
     write_tickets,
 )
 
-# One after another on one pytest-xdist worker: run side by side they starve each other
-# of CPU on two cores, and too few kills land mid-request (the assertion on `in_flight`).
-pytestmark = [pytest.mark.crash, pytest.mark.xdist_group("crash")]
+pytestmark = pytest.mark.crash
 
 KILLS = 8
 

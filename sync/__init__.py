@@ -2,7 +2,7 @@
 
 The path of a ticket: `connectors` → `sync.mapping` → `sync.run` (diff, batch)
 → `sync.fragment` → `sync.state` (checkpoint). `sync.cli` and
-`sync.scheduler` sit on top; `sync.emulator` stands in for Fragment.
+`sync.scheduler` sit on top; `fragment_emulator` stands in for Fragment.
 """
 
 __version__ = "0.1.0"

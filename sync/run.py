@@ -49,10 +49,9 @@ from connectors.values import record_zone
 from sync.batches import PushResult, batched
 from sync.config import Config, ConnectorConfig, FragmentSettings
 from sync.errors import FragmentError, MappingError, RunInterrupted
+from sync.failures import RETRY_EVERY_PASS, RETRY_WAIT_CAP
 from sync.mapping import Mapper, TaskPayload
 from sync.state import (
-    RETRY_EVERY_PASS,
-    RETRY_WAIT_CAP,
     UNREACHABLE,
     FailedItem,
     LeaseLost,
@@ -485,7 +484,7 @@ class ConnectorRun:
 
         A page at a time, checkpointed like a pull: a broken mapping can leave
         every ticket of a backfill failed, and its fix must not need them all
-        in memory at once. Only the items due (`sync.state.retry_wait`) unless
+        in memory at once. Only the items due (`sync.failures`) unless
         `hurry`; `untried_since`: only the items not tried since then.
         """
         if not self._had_failures:

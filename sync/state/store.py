@@ -1,0 +1,846 @@
+"""The state store's API: watermarks, pushed-content hashes, run history, failed items, leases.
+
+Any SQLAlchemy URL works; SQLite (the default), PostgreSQL and MariaDB are
+tested. The one write that matters, `commit_batch`, stores a batch's hashes,
+its failed items and the new watermark in a single transaction, so state
+never runs ahead of what Fragment acknowledged. What to store is decided by
+`sync.run`, and when a failed item is tried again by the policy the store is
+given (`sync.failures`); this module only keeps it. Opening and migrating a
+database is `sync.state.bootstrap`'s, the batch SQL `sync.state.bulk`'s, the
+text kept about failures `sync.state.text`'s (redacted on the way in).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from connectors.base import Cursor
+from sync import failures
+from sync.batches import batched
+from sync.errors import first_line
+from sync.state import bootstrap
+from sync.state.bootstrap import HEAD_REVISION, shown
+from sync.state.bulk import (
+    IN_CHUNK,
+    clear_failed,
+    failed_error_rows,
+    read_time,
+    stored_task_rows,
+    upsert,
+    upsert_columns,
+)
+from sync.state.schema import (
+    connectors,
+    failed_items,
+    leases,
+    pushes_in_flight,
+    runs,
+    tasks,
+    watermarks,
+)
+from sync.state.text import error_text, kept_record, kept_text
+from sync.state.upkeep import TableStatistics
+from sync.watermark import cursor_kind, decode, encode
+from sync_http import clock
+from sync_http.redaction import redact
+
+KEEP_RUNS = 1000
+"""Runs kept per connector by default (`state.keep_runs`)."""
+ABANDONED = "abandoned"
+"""The outcome of a run whose process died (SIGKILL, a lost host) before it could say."""
+_ABANDONED_ERROR = (
+    "the process running this pass ended without finishing it (killed, or its host lost); "
+    "the next pass resumed from the last checkpoint"
+)
+
+
+class StateError(Exception):
+    """The state database can't be reached or used; its message is redacted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+"""What the driver raises when the state database is out of reach: refused, gone, not
+accepting connections, a connection dropped, a file that can't be opened or written."""
+
+
+def unreachable_message(exc: BaseException) -> str:
+    """How a pass reports an `UNREACHABLE` error: what happened, and the driver's reason."""
+    return f"the state database is unreachable: {first_line(exc)}"
+
+
+class LeaseLost(Exception):
+    """Another process holds the connector's lease now: this one must stop writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    connector: str
+    owner: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    uid: str
+    content_hash: str
+    cursor: str
+    pushed_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    """A ticket that did not reach Fragment, kept to be retried on every run."""
+
+    source_id: str
+    uid: str | None
+    stage: str  # "source", "mapping" or "rejected"
+    field: str | None
+    error: str
+    cursor: str | None = None  # as `sync.watermark.encode` wrote it
+    deleted: bool = False
+    record: str | None = None  # the raw record as JSON, to map again
+    attempts: int = 1
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    retry_at: dt.datetime | None = None  # None: it can't be retried (no record to map)
+
+    @property
+    def retryable(self) -> bool:
+        return self.record is not None and self.stage != "source"
+
+
+class AckedTask(Protocol):
+    """What the state records of a task Fragment acknowledged (a `TaskPayload` is one)."""
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def cursor(self) -> Cursor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """A task Fragment acknowledged, as the state records it."""
+
+    source_id: str
+    uid: str
+    content_hash: str
+    cursor: Cursor
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    connector: str
+    name: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    outcome: str
+    pulled: int
+    pushed: int
+    unchanged: int
+    failed: int
+    requests: int
+    watermark_before: str | None
+    watermark_after: str | None
+    error: str | None
+
+
+def utcnow() -> dt.datetime:
+    return clock.now()  # the clock the engine compares with its sources' (`sync_http.clock`)
+
+
+class StateStore:
+    """One state database. Thread-safe: each call takes its own connection."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        keep_runs: int = KEEP_RUNS,
+        retry_policy: failures.FailedItemPolicy = failures.FAILED_ITEM_POLICY,
+    ) -> None:
+        self.engine = engine
+        self.keep_runs = keep_runs
+        """Runs kept per connector; older ones are deleted as each pass starts."""
+        self.retry_policy = retry_policy
+        """When a failed item is due again: `retry_at` of each item recorded follows it."""
+        self._statistics = TableStatistics(tasks) if engine.dialect.name == "postgresql" else None
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        upgrade: bool = True,
+        keep_runs: int = KEEP_RUNS,
+        retry_policy: failures.FailedItemPolicy = failures.FAILED_ITEM_POLICY,
+    ) -> StateStore:
+        """Connect to `url`, upgrading the schema to the latest revision unless told not to.
+
+        Raises `StateError` naming the URL (without its password) when that fails.
+        """
+        try:
+            engine = bootstrap.create_engine(url)
+            store = cls(engine, keep_runs, retry_policy)
+            if upgrade and store.revision() != HEAD_REVISION:
+                store.upgrade()
+            else:
+                with engine.connect():
+                    pass
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StateError(f"state database {shown(url)}: {first_line(exc)}") from None
+        except ImportError as exc:  # the URL names a driver this install lacks
+            raise StateError(
+                f"state database {shown(url)}: its driver is not installed ({exc}); install "
+                "it, or use the drivers the extras bring: postgresql+psycopg (fragment-sync"
+                "[postgres]), mysql+pymysql (fragment-sync[mysql])"
+            ) from None
+        return store
+
+    @classmethod
+    def open_to_read(cls, url: str) -> StateStore:
+        """The state at `url` to read from, changing and creating nothing (a dry run's).
+
+        A database that holds no state yet (a SQLite file not there, a database
+        without our tables) reads as an empty state kept in memory. Raises
+        `StateError` when the database can't be read, or its schema is older
+        than this version reads (upgrading it would change it).
+        """
+        parsed = sa.engine.make_url(url)
+        database = parsed.database
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not Path(database).exists()
+        ):
+            return cls._empty()
+        store = cls.open(url, upgrade=False)
+        try:
+            revision = store.revision()
+        except sa.exc.SQLAlchemyError as exc:
+            store.close()
+            raise StateError(f"state database {shown(url)}: {first_line(exc)}") from None
+        if revision is None:
+            store.close()
+            return cls._empty()
+        if revision != HEAD_REVISION:
+            store.close()
+            raise StateError(
+                f"state database {shown(url)} is at schema revision {revision}; this version "
+                f"reads {HEAD_REVISION}. A dry run changes nothing: run `python -m sync db "
+                "upgrade` first"
+            )
+        return store
+
+    @classmethod
+    def _empty(cls) -> StateStore:
+        """A state with nothing in it, in this process's memory only."""
+        return cls(bootstrap.memory_engine())
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: not created yet)."""
+        return bootstrap.revision(self.engine)
+
+    def upgrade(self, revision: str = "head", *, replay: bool = False) -> None:
+        """Run the migrations up to `revision` (the latest by default); see `bootstrap.upgrade`."""
+        bootstrap.upgrade(self.engine, revision, replay=replay)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise if the database does not answer a trivial query."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # Watermarks
+
+    def watermark(self, connector: str) -> Cursor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(watermarks.c.cursor_kind, watermarks.c.cursor_value).where(
+                    watermarks.c.connector == connector
+                )
+            ).first()
+        return None if row is None else decode(row.cursor_kind, row.cursor_value)
+
+    def set_watermark(self, connector: str, cursor: Cursor | None) -> None:
+        """Put the watermark at `cursor` (None forgets it: the next run is a backfill).
+
+        Forgets the source's content token too, so the next pass reads even an
+        unchanged source from there.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(connectors)
+                .where(connectors.c.connector == connector)
+                .values(source_snapshot=None)
+            )
+            if cursor is None:
+                conn.execute(sa.delete(watermarks).where(watermarks.c.connector == connector))
+            else:
+                _save_watermark(conn, connector, cursor)
+
+    # Tasks and their hashes
+
+    def stored_tasks(self, connector: str, source_ids: Iterable[str]) -> dict[str, StoredTask]:
+        """The stored hash (and uid, cursor) of each of `source_ids` that has one."""
+        wanted = list(dict.fromkeys(source_ids))
+        found: dict[str, StoredTask] = {}
+        with self.engine.connect() as conn:
+            for chunk in batched(wanted, IN_CHUNK):
+                for source_id, uid, content_hash, cursor, pushed_at in stored_task_rows(
+                    conn, connector, chunk
+                ):
+                    found[source_id] = StoredTask(
+                        uid, content_hash, cursor, _aware(read_time(conn, pushed_at))
+                    )
+        return found
+
+    def forget_tasks(self, connector: str) -> int:
+        """Forget the pushed-content hashes, so the next pass pushes every ticket it reads."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(sa.delete(tasks).where(tasks.c.connector == connector)).rowcount
+            )
+
+    def mark_in_flight(self, connector: str, source_ids: Sequence[str]) -> None:
+        """Record that these tickets are about to be sent, before they are."""
+        if not source_ids:
+            return
+        columns: dict[str, list[Any]] = {
+            "connector": [connector] * len(source_ids),
+            "source_id": list(source_ids),
+            "sent_at": [utcnow()] * len(source_ids),
+        }
+        with self.engine.begin() as conn:
+            upsert_columns(conn, pushes_in_flight, columns, keys=("connector", "source_id"))
+
+    def in_flight(self, connector: str, source_ids: Iterable[str]) -> set[str]:
+        """Those of `source_ids` whose push went out and whose answer was never recorded."""
+        wanted = list(dict.fromkeys(source_ids))
+        found: set[str] = set()
+        if not wanted:
+            return found
+        with self.engine.connect() as conn:
+            for chunk in batched(wanted, IN_CHUNK):
+                found.update(
+                    conn.execute(_IN_FLIGHT, {"connector": connector, "ids": chunk}).scalars()
+                )
+        return found
+
+    def task_count(self, connector: str) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(tasks.c.connector == connector)
+            ).scalar_one()
+        return int(count)
+
+    # The checkpoint
+
+    def commit_batch(
+        self,
+        connector: str,
+        *,
+        acked: Sequence[AckedTask] = (),
+        failed: Sequence[FailedItem] = (),
+        resolved: Sequence[str] = (),
+        watermark: Cursor | None = None,
+        fingerprint: str | None = None,
+        snapshot: str | None = None,
+        lease: tuple[str, float] | None = None,
+    ) -> None:
+        """Record one acknowledged batch, in one transaction.
+
+        Stores the hashes of `acked`, adds or updates `failed`, clears the
+        failed items `resolved` (and those of every acked ticket), moves the
+        watermark to `watermark` when given, and records `fingerprint` as the
+        settings of a complete pass when given (with `snapshot`, the source's
+        content token when that pass began). With `lease` (owner, ttl
+        seconds) the same transaction renews the lease, and raises `LeaseLost`
+        (writing nothing) if another process holds it now.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if lease is not None and not _renew(conn, connector, *lease, now):
+                raise LeaseLost(f"connector {connector!r}: the lease passed to another process")
+            if acked:
+                columns: dict[str, list[Any]] = {
+                    "connector": [connector] * len(acked),
+                    "source_id": [item.source_id for item in acked],
+                    "uid": [item.uid for item in acked],
+                    "content_hash": [item.content_hash for item in acked],
+                    "source_cursor": [encode(item.cursor) for item in acked],
+                    "pushed_at": [now] * len(acked),
+                }
+                upsert_columns(conn, tasks, columns, keys=("connector", "source_id"))
+            if resolved or _has_rows(conn, failed_items, connector):
+                cleared = [*resolved, *(item.source_id for item in acked)]
+                for chunk in batched(cleared, IN_CHUNK):
+                    clear_failed(conn, connector, chunk)
+            if _has_rows(conn, pushes_in_flight, connector):
+                answered = [*(i.source_id for i in acked), *(i.source_id for i in failed)]
+                for chunk in batched(answered, IN_CHUNK):
+                    conn.execute(_CLEAR_IN_FLIGHT, {"connector": connector, "ids": chunk})
+            if failed:
+                _record_failures(conn, connector, failed, now, self.retry_policy)
+            if watermark is not None:
+                _save_watermark(conn, connector, watermark)
+            if fingerprint is not None:
+                row = {
+                    "connector": connector,
+                    "settings_fingerprint": fingerprint,
+                    "full_pass_at": now,
+                    "source_snapshot": snapshot,
+                }
+                upsert(conn, connectors, [row], keys=("connector",))
+        if self._statistics is not None and acked:
+            self._statistics.wrote(self.engine, len(acked))
+
+    def source_snapshot(self, connector: str) -> str | None:
+        """The source's content token at the connector's last complete pass, if it gave one."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(connectors.c.source_snapshot).where(connectors.c.connector == connector)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def refresh_snapshot(self, connector: str, previous: str, snapshot: str) -> None:
+        """Keep `snapshot`, a fresher token of the content `previous` describes.
+
+        Only while `previous` is still the token kept: a reset in between wins.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(connectors)
+                .where(
+                    connectors.c.connector == connector,
+                    connectors.c.source_snapshot == previous,
+                )
+                .values(source_snapshot=snapshot)
+            )
+
+    def settings_fingerprint(self, connector: str) -> str | None:
+        """The fingerprint of the settings the connector's last complete pass ran with."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(connectors.c.settings_fingerprint).where(
+                    connectors.c.connector == connector
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    # Leases
+
+    def acquire_lease(self, connector: str, owner: str, ttl: float) -> bool:
+        """Take the connector's lease for `ttl` seconds if it is free, expired or ours.
+
+        Returns False when another live process holds it.
+        """
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=ttl)
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                sa.update(leases)
+                .where(
+                    leases.c.connector == connector,
+                    sa.or_(leases.c.expires_at < now, leases.c.owner == owner),
+                )
+                .values(owner=owner, acquired_at=now, expires_at=expires)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(
+                sa.select(leases.c.owner).where(leases.c.connector == connector)
+            ).first()
+            if exists is not None:
+                return False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(leases).values(
+                        connector=connector, owner=owner, acquired_at=now, expires_at=expires
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False  # another process inserted it first
+        return True
+
+    def renew_lease(self, connector: str, owner: str, ttl: float) -> bool:
+        """Extend our lease by `ttl` from now; False if it is no longer ours."""
+        with self.engine.begin() as conn:
+            return _renew(conn, connector, owner, ttl, utcnow())
+
+    def release_lease(self, connector: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(leases).where(leases.c.connector == connector, leases.c.owner == owner)
+            )
+
+    def lease(self, connector: str) -> Lease | None:
+        """Who holds the connector's lease, if anyone does and it has not expired."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.connector == connector)).first()
+        if row is None:
+            return None
+        expires = _aware(row.expires_at)
+        assert expires is not None
+        if expires < utcnow():
+            return None
+        acquired = _aware(row.acquired_at)
+        assert acquired is not None
+        return Lease(row.connector, row.owner, acquired, expires)
+
+    # Failed items
+
+    def failed_items(
+        self, connector: str | None = None, limit: int | None = None
+    ) -> list[FailedItem]:
+        """The failed items, oldest first (at most `limit`)."""
+        query = sa.select(failed_items).order_by(
+            failed_items.c.connector, failed_items.c.first_seen
+        )
+        if connector is not None:
+            query = query.where(failed_items.c.connector == connector)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_failed_item(row) for row in conn.execute(query).mappings()]
+
+    def failed_item_pages(self, connector: str, size: int) -> Iterator[list[FailedItem]]:
+        """The connector's failed items, `size` at a time in source-id order."""
+        where = failed_items.c.connector == connector
+        return self._failed_pages(where, (failed_items.c.source_id,), size)
+
+    def due_failed_item_pages(
+        self, connector: str, size: int, before: dt.datetime
+    ) -> Iterator[list[FailedItem]]:
+        """The connector's retryable failed items due before `before`, `size` at a time.
+
+        A range of the index on (connector, retry_at, source_id). An item tried
+        again meanwhile is due after `before` (pass the time the pass began), so
+        it is not met twice.
+        """
+        where = sa.and_(failed_items.c.connector == connector, failed_items.c.retry_at < before)
+        return self._failed_pages(where, (failed_items.c.retry_at, failed_items.c.source_id), size)
+
+    def _failed_pages(
+        self, where: Any, key: tuple[Any, ...], size: int
+    ) -> Iterator[list[FailedItem]]:
+        """Failed items matching `where`, `size` at a time in the order of the `key` columns.
+
+        Each page is its own query, keyed past the last row of the one before:
+        items cleared or failing again meanwhile don't shift the pages, and a
+        connector with a million failures is never held in memory at once.
+        """
+        query = sa.select(failed_items).order_by(*key).limit(size)
+        after: tuple[Any, ...] | None = None
+        while True:
+            clause = where if after is None else sa.and_(where, sa.tuple_(*key) > sa.tuple_(*after))
+            with self.engine.connect() as conn:
+                rows = list(conn.execute(query.where(clause)).mappings())
+            if rows:
+                yield [_failed_item(row) for row in rows]
+            if len(rows) < size:
+                return
+            after = tuple(rows[-1][column.name] for column in key)
+
+    def waiting_count(self, connector: str, before: dt.datetime) -> int:
+        """How many of the connector's retryable failed items are not due before `before`."""
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(failed_items)
+                .where(failed_items.c.connector == connector, failed_items.c.retry_at >= before)
+            ).scalar_one()
+        return int(count)
+
+    def failed_errors(self, connector: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """The error of each of `source_ids` that is a failed item of `connector`."""
+        wanted = list(dict.fromkeys(source_ids))
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in batched(wanted, IN_CHUNK):
+                found.update(failed_error_rows(conn, connector, chunk))
+        return found
+
+    def has_failed(self, connector: str) -> bool:
+        """Whether the connector has any failed item (without counting them all)."""
+        with self.engine.connect() as conn:
+            return _has_rows(conn, failed_items, connector)
+
+    def failed_count(self, connector: str) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(failed_items)
+                .where(failed_items.c.connector == connector)
+            ).scalar_one()
+        return int(count)
+
+    def drop_failed(self, connector: str, source_ids: Sequence[str] | None = None) -> int:
+        """Forget failed items (all of the connector's when `source_ids` is None)."""
+        query = sa.delete(failed_items).where(failed_items.c.connector == connector)
+        if source_ids is not None:
+            query = query.where(failed_items.c.source_id.in_(list(source_ids)))
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
+    # Runs
+
+    def start_run(self, connector: str, name: str, watermark: Cursor | None) -> str:
+        """Record a pass of `connector` starting; its caller holds the connector's lease.
+
+        So any run of the connector still marked running belongs to a process
+        that died: it is marked abandoned. The connector's runs beyond
+        `keep_runs`, oldest first, are deleted.
+        """
+        run_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.connector == connector, runs.c.outcome == "running")
+                .values(outcome=ABANDONED, error=_ABANDONED_ERROR)
+            )
+            conn.execute(
+                sa.insert(runs).values(
+                    id=run_id,
+                    connector=connector,
+                    name=name,
+                    started_at=utcnow(),
+                    outcome="running",
+                    pulled=0,
+                    pushed=0,
+                    unchanged=0,
+                    failed=0,
+                    requests=0,
+                    watermark_before=None if watermark is None else encode(watermark),
+                )
+            )
+            _prune_runs(conn, connector, self.keep_runs)
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        outcome: str,
+        counts: dict[str, int],
+        watermark: Cursor | None,
+        error: str | None = None,
+    ) -> None:
+        """Record how the run ended; of `counts`, those the runs table has a column for."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    ended_at=utcnow(),
+                    outcome=outcome,
+                    watermark_after=None if watermark is None else encode(watermark),
+                    error=None if error is None else error_text(error),
+                    **{name: value for name, value in counts.items() if name in runs.c},
+                )
+            )
+
+    def recent_runs(self, connector: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first.
+
+        A run still marked running whose process is gone reads as abandoned:
+        it is not the newest of its connector, or no live lease is held on
+        the connector (it expired: its holder stopped renewing it).
+        """
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        if connector is not None:
+            query = query.where(runs.c.connector == connector)
+        with self.engine.connect() as conn:
+            records = [
+                RunRecord(**{**row, "started_at": _aware(row["started_at"])})
+                for row in conn.execute(query).mappings()
+            ]
+            running = {record.connector for record in records if record.outcome == "running"}
+            live = {_live_run(conn, name) for name in running}
+        return [
+            replace(record, outcome=ABANDONED, error=record.error or _ABANDONED_ERROR)
+            if record.outcome == "running" and record.id not in live
+            else record
+            for record in records
+        ]
+
+
+def _has_rows(conn: Connection, table: sa.Table, connector: str) -> bool:
+    """Whether `table` holds any row of `connector` (so a batch's ids are worth clearing)."""
+    return conn.execute(_HAS_ROWS[table.name], {"connector": connector}).first() is not None
+
+
+# Built once: building a statement costs more than running it from the compiled cache.
+# (Lookups and deletes by ids run for every batch are `sync.state.bulk`'s.)
+_HAS_ROWS = {
+    table.name: sa.select(table.c.source_id)
+    .where(table.c.connector == sa.bindparam("connector"))
+    .limit(1)
+    for table in (failed_items, pushes_in_flight)
+}
+_IN_FLIGHT = sa.select(pushes_in_flight.c.source_id).where(
+    pushes_in_flight.c.connector == sa.bindparam("connector"),
+    pushes_in_flight.c.source_id.in_(sa.bindparam("ids", expanding=True)),
+)
+_CLEAR_IN_FLIGHT = sa.delete(pushes_in_flight).where(
+    pushes_in_flight.c.connector == sa.bindparam("connector"),
+    pushes_in_flight.c.source_id.in_(sa.bindparam("ids", expanding=True)),
+)
+
+
+def _record_failures(
+    conn: Connection,
+    connector: str,
+    failed: Sequence[FailedItem],
+    now: dt.datetime,
+    policy: failures.FailedItemPolicy,
+) -> None:
+    ids = [item.source_id for item in failed]
+    existing: dict[str, tuple[int, dt.datetime]] = {}
+    for chunk in batched(ids, IN_CHUNK):
+        for row in conn.execute(
+            sa.select(
+                failed_items.c.source_id, failed_items.c.attempts, failed_items.c.first_seen
+            ).where(failed_items.c.connector == connector, failed_items.c.source_id.in_(chunk))
+        ):
+            existing[row.source_id] = (row.attempts, row.first_seen)
+    rows = []
+    for item in {item.source_id: item for item in failed}.values():
+        attempts, first_seen = existing.get(item.source_id, (0, now))
+        since = _aware(first_seen) or now
+        retry_at = failures.retry_at(since, now, policy) if item.retryable else None
+        rows.append(
+            {
+                "connector": connector,
+                "source_id": item.source_id,
+                "uid": item.uid,
+                "stage": item.stage,
+                "field": None if item.field is None else kept_text(item.field),
+                "error": error_text(item.error),
+                "cursor_value": item.cursor,
+                "deleted": item.deleted,
+                "record": kept_record(item.record),
+                "attempts": attempts + 1,
+                "first_seen": first_seen,
+                "last_seen": now,
+                "retry_at": retry_at,
+            }
+        )
+    upsert(conn, failed_items, rows, keys=("connector", "source_id"))
+
+
+def _renew(conn: Connection, connector: str, owner: str, ttl: float, now: dt.datetime) -> bool:
+    expires = now + dt.timedelta(seconds=ttl)
+    values = {"which": connector, "holder": owner, "until": expires}
+    return bool(conn.execute(_RENEW, values).rowcount)
+
+
+# Bind names differ from the columns': an UPDATE keeps those for its SET clause.
+_RENEW = (
+    sa.update(leases)
+    .where(leases.c.connector == sa.bindparam("which"), leases.c.owner == sa.bindparam("holder"))
+    .values(expires_at=sa.bindparam("until"))
+)
+
+
+def _live_run(conn: Connection, connector: str) -> str | None:
+    """The id of the run a live process has going on `connector`, if any.
+
+    That is its newest run, while the connector's lease is unexpired: a pass
+    renews it until it ends, and a dead one's lapses within `lease_ttl`.
+    """
+    expires = conn.execute(
+        sa.select(leases.c.expires_at).where(leases.c.connector == connector)
+    ).scalar()
+    expires_at = _aware(expires)
+    if expires_at is None or expires_at < utcnow():
+        return None
+    newest = conn.execute(
+        sa.select(runs.c.id)
+        .where(runs.c.connector == connector)
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    ).scalar()
+    return None if newest is None else str(newest)
+
+
+def _prune_runs(conn: Connection, connector: str, keep: int) -> None:
+    """Delete the connector's runs older than its `keep` newest: two reads of at most `keep`."""
+    # The cut-off is read first: MySQL refuses a DELETE whose subquery reads its own table.
+    cutoff = conn.execute(
+        sa.select(runs.c.started_at)
+        .where(runs.c.connector == connector)
+        .order_by(runs.c.started_at.desc())
+        .offset(keep - 1)
+        .limit(1)
+    ).scalar()
+    if cutoff is not None:
+        conn.execute(
+            sa.delete(runs).where(runs.c.connector == connector, runs.c.started_at < cutoff)
+        )
+
+
+def _save_watermark(conn: Connection, connector: str, cursor: Cursor) -> None:
+    upsert(
+        conn,
+        watermarks,
+        [
+            {
+                "connector": connector,
+                "cursor_kind": cursor_kind(cursor),
+                "cursor_value": encode(cursor),
+                "updated_at": utcnow(),
+            }
+        ],
+        keys=("connector",),
+    )
+
+
+def _failed_item(row: Any) -> FailedItem:
+    return FailedItem(
+        source_id=row["source_id"],
+        uid=row["uid"],
+        stage=row["stage"],
+        field=row["field"],
+        error=row["error"],
+        cursor=row["cursor_value"],
+        deleted=bool(row["deleted"]),
+        record=row["record"],
+        attempts=row["attempts"],
+        first_seen=_aware(row["first_seen"]),
+        last_seen=_aware(row["last_seen"]),
+        retry_at=_aware(row["retry_at"]),
+    )
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment

@@ -3,7 +3,12 @@
 Every test that syncs talks to a real `fragment_emulator.Emulator` on loopback;
 every state test uses a real database: SQLite, the machine's PostgreSQL at
 127.0.0.1:5432 (trust auth) and its MariaDB at 127.0.0.1:3306 (root, no
-password). Each test session gets a database of its own on each server.
+password). Each test session, and under pytest-xdist each worker, gets a
+database of its own on each server.
+
+The suite runs on several workers (pyproject's `addopts`): the `crash` tests,
+the longest, are handed out first, so they run beside the rest instead of
+after it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,23 @@ PG_ADMIN_URL = os.environ.get(
 MARIADB_ADMIN_URL = os.environ.get(
     "SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+"""This process's pytest-xdist worker (`gw0`, `gw1`, ...), or `main` when run serially."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the `crash` tests first, in their order: each is minutes of one worker's time.
+
+    Handed out first, one to each worker, they run beside the rest; handed out
+    last, they would run after it, one worker busy and the others idle. Every
+    worker sorts alike, as pytest-xdist requires.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("crash") is None)
+
+
+def _throwaway_database_name() -> str:
+    """A database name no other session or worker uses: the worker, then a random part."""
+    return f"fragment_sync_test_{WORKER}_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -44,7 +66,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_database() -> Iterator[str]:
     """A throwaway PostgreSQL database for this session, dropped at the end."""
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"fragment_sync_test_{uuid.uuid4().hex[:10]}"
+    name = _throwaway_database_name()
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -74,7 +96,7 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
 def mariadb_database() -> Iterator[str]:
     """A throwaway MariaDB (or MySQL) database for this session, dropped at the end."""
     admin = sa.create_engine(MARIADB_ADMIN_URL)
-    name = f"fragment_sync_test_{uuid.uuid4().hex[:10]}"
+    name = _throwaway_database_name()
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))

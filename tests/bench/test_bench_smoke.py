@@ -21,6 +21,9 @@ import sqlalchemy as sa
 from bench.figures import IDLE_PASSES
 from sync_demo import generate_tickets
 
+# On one pytest-xdist worker, so the module's quick bench run (`report`) runs once.
+pytestmark = pytest.mark.xdist_group("bench_smoke")
+
 REPO = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 600
 """Only stops a hung run; the quick run itself takes well under a minute."""

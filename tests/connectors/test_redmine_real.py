@@ -38,8 +38,14 @@ from sync.state import StateStore
 from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
+# On one pytest-xdist worker: one start of the server if it is down, one seeded project,
+# and thin, single-threaded, serving one test at a time.
+pytestmark = pytest.mark.xdist_group("redmine_real")
+
 SEEDED = 120
 """Issues seeded into the session's project: more than one page of 100."""
+ATTEMPTS_AT_ONE_SECOND = 10
+"""Tries at making three changes within one second (each try takes a second or two)."""
 
 
 @dataclass(frozen=True)
@@ -464,7 +470,9 @@ def test_updated_on_at_or_after_a_second_also_matches_the_second_before(issues: 
 def test_within_a_second_issues_sort_by_their_hidden_change_time_not_by_id(
     issues: _Issues,
 ) -> None:
-    for _attempt in range(3):  # on the real server the three changes must share a second
+    # On the real server the three changes must share a second: under load (the suite's
+    # four workers beside other jobs) single-threaded thin missed it 3 times in a row.
+    for _attempt in range(ATTEMPTS_AT_ONE_SECOND):
         _sleep_until(float(int(time.time()) + 1) + 0.02)
         first, second = issues.create(), issues.create()
         issues.edit(first)
@@ -472,4 +480,7 @@ def test_within_a_second_issues_sort_by_their_hidden_change_time_not_by_id(
         if listed[0]["updated_on"] == listed[1]["updated_on"]:
             assert [i["id"] for i in listed] == [second, first]
             return
-    pytest.fail("three changes never fell within one second in 3 attempts (machine too busy?)")
+    pytest.fail(
+        "three changes never fell within one second in "
+        f"{ATTEMPTS_AT_ONE_SECOND} attempts (machine too busy?)"
+    )

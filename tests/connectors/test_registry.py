@@ -25,6 +25,9 @@ from sync.errors import ConfigError
 from sync.mapping import task_uid
 from synckit import TOKEN, small_config_file, tasks_by_ticket
 
+# On one pytest-xdist worker, so the example plugin is pip-installed once (`plugin_site`).
+pytestmark = pytest.mark.xdist_group("plugin_site")
+
 PLUGIN_SOURCE = Path(__file__).parents[1] / "plugin_example"
 SEPARATOR = "#ticket#"
 

@@ -40,8 +40,14 @@ from synckit import (
     write_tickets,
 )
 
-LATENCY = 0.02
-"""Seconds the emulator holds every request: a request is in flight for at least this long."""
+pytestmark = pytest.mark.crash
+
+LATENCY = 0.05
+"""Seconds the emulator holds every request: a request is in flight for at least this long.
+
+Long enough that, on a loaded machine whose sync processes get little CPU, a good share
+of each pass still has a request in flight (at 0.02, 1 of 20 kills hit one when the
+suite ran on four workers beside other jobs)."""
 
 LONG = os.environ.get("SYNC_LONG_TESTS") == "1"
 

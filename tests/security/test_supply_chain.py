@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -150,10 +152,11 @@ class FakeOsv(FakeApi):
 
 
 def _audit(osv: FakeOsv) -> subprocess.CompletedProcess[str]:
-    import os
-
+    # The script's `python` is this interpreter, as in CI's activated venv, even when the
+    # suite runs as `.venv/bin/python -m pytest` with another `python` first on PATH.
     env = {
         **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
         "PIP_AUDIT_ARGS": f"--vulnerability-service osv --osv-url {osv.base_url}/v1/query",
     }
     return subprocess.run(

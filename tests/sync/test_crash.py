@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from connectors.values import parse_datetime
 from fragment_emulator import Emulator
 from sync.state import StateStore
@@ -28,6 +30,8 @@ from synckit import (
     tasks_by_ticket,
     write_tickets,
 )
+
+pytestmark = pytest.mark.crash
 
 KILLS = 8
 

@@ -20,7 +20,7 @@ from fakes.redmine import FakeRedmine
 from fragment_emulator import Emulator
 from sync.mapping import task_uid
 from sync.state import StateStore
-from synckit import TOKEN, tasks_by_ticket, write_tickets
+from synckit import TOKEN, free_port, tasks_by_ticket, write_tickets
 
 SECRET = "s3cr3t-fragment-token-XYZ"
 
@@ -233,7 +233,9 @@ def test_the_daemon_syncs_on_schedule_and_stops_cleanly_on_a_stop_signal(
 ) -> None:
     """SIGHUP used to kill the daemon mid-batch (its default): a closed terminal, or a
     reload sent by habit, left the lease held until it expired."""
-    config = write_config(tmp_path, emulator, token=TOKEN)
+    # Its endpoint on a free port, not the default 9464 another worker's daemon may hold.
+    endpoint = f"[daemon]\nhttp_port = {free_port()}\n"
+    config = write_config(tmp_path, emulator, endpoint, token=TOKEN)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
     daemon = subprocess.Popen(
         [sys.executable, "-m", "sync", "run", "--config", str(config)],

@@ -15,7 +15,7 @@ def main() -> int:
     # Frozen, it is never walked again.
     gc.disable()
     try:
-        from sync.cli import main as cli_main
+        from sync.shell.cli import main as cli_main
     finally:
         gc.freeze()
         gc.enable()

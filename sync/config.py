@@ -159,7 +159,7 @@ class DaemonSettings(_Section):
     """/healthz, /readyz, /metrics and the status page; 0 turns the endpoint off."""
     http_token: SecretStr | None = None
     """Bearer token for the status page and /metrics; the probes stay open. Required when
-    `http_host` is beyond loopback (`sync.web.check_endpoint`)."""
+    `http_host` is beyond loopback (`sync.shell.web.check_endpoint`)."""
     http_allowed_hosts: list[str] = Field(default_factory=list)
     """Host names the endpoint answers to ("*": any). Empty: the loopback names and
     `http_host`, or any name when `http_host` is a wildcard address (the token guards)."""

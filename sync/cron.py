@@ -6,7 +6,7 @@ to Saturday), and requires both the day of the month and the weekday to match
 where crontab runs on either when both are restricted. So the trigger is built
 here from the five fields: the weekday field rewritten as day names, and an
 `OrTrigger` for the either-day case. The configuration calls this to refuse a
-bad line at load, the scheduler to run it; nothing else schedules.
+bad line at load, the daemon (`sync.shell.daemon`) to run it; nothing else schedules.
 """
 
 from __future__ import annotations

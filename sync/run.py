@@ -133,7 +133,7 @@ class RunSummary:
 
 
 class ProgressReporter(Protocol):
-    """Told how far each pass has got (`sync.progress.Progress` draws it)."""
+    """Told how far each pass has got (`sync.shell.progress.Progress` draws it)."""
 
     def update(self, name: str, consumed: int, expected: int | None) -> None: ...
 
@@ -141,7 +141,7 @@ class ProgressReporter(Protocol):
 
 
 class RunObserver(Protocol):
-    """Told when each pass starts and ends (`sync.metrics` records it)."""
+    """Told when each pass starts and ends (`sync.shell.metrics` records it)."""
 
     def started(self, name: str, run_id: str | None) -> None: ...
 

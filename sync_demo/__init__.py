@@ -1,6 +1,6 @@
 """The demo's data: realistic support tickets from a fixed seed, byte-identical on every machine.
 
-Used by the built-in demo (`sync.builtin_demo`), the tests and the bench; `python -m sync_demo`
+Used by the built-in demo (`sync.shell.demo`), the tests and the bench; `python -m sync_demo`
 writes them to a file. Stand-alone: it imports nothing of the product (`sync`, `connectors`).
 
 - `generator`: drawing the tickets (`generate_tickets`), with same-second `updated_at` ties;

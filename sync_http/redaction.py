@@ -24,8 +24,8 @@ read back, or one of a few texts shown straight from memory.
   the record itself. `status`, `failures list` and the status page show only
   what is stored.
 - From memory: a pass's "internal error" (an unexpected exception, `sync.run`),
-  the URLs `check` prints, and every log line and status page (`sync.logs`,
-  `sync.web`), which redact what they write.
+  the URLs `check` prints, and every log line and status page (`sync.shell.logs`,
+  `sync.shell.web`), which redact what they write.
 
 A secret is also looked for in the forms text gives it: JSON- and
 repr-escaped, percent-encoded, HTML-escaped. Failed tickets' records lose

@@ -55,7 +55,7 @@ log = structlog.get_logger("sync_http")
 
 
 class HttpObserver(Protocol):
-    """Told of every answer and every wait, for metrics (`sync.metrics` registers one)."""
+    """Told of every answer and every wait, for metrics (`sync.shell.metrics` registers one)."""
 
     def answered(self, server: str, answer: str) -> None: ...
 

@@ -29,8 +29,8 @@ from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from fragment_emulator import Emulator
 from sync.config import build_config
 from sync.errors import ConfigError
-from sync.logs import redact
 from sync.run import RunSummary
+from sync.shell.logs import redact
 from synckit import TOKEN, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"

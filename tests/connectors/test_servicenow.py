@@ -25,9 +25,9 @@ from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
 from fragment_emulator import Emulator
 from sync.config import build_config
 from sync.errors import ConfigError
-from sync.logs import redact
 from sync.mapping import Mapper
 from sync.run import RunSummary
+from sync.shell.logs import redact
 from synckit import TOKEN, tasks_by_ticket
 
 USERNAME = "fragment.sync"

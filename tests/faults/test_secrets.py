@@ -368,6 +368,6 @@ def test_the_state_url_password_is_treated_as_a_secret(config: Config) -> None:
 def test_text_shaped_like_a_credential_is_redacted_and_nothing_else(text: str, shown: str) -> None:
     """`redact` looks for the credential shapes only where a quick search finds one of
     their labels; every shape must still be caught, and ordinary text left alone."""
-    from sync.logs import redact
+    from sync.shell.logs import redact
 
     assert redact(text) == shown

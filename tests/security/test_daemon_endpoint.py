@@ -31,12 +31,12 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from fragment_emulator import Emulator
-from sync.cli import main
 from sync.config import Config
-from sync.metrics import Metrics
 from sync.run import run_once
+from sync.shell.cli import main
+from sync.shell.metrics import Metrics
+from sync.shell.web import WebServer
 from sync.state import StateStore
-from sync.web import WebServer
 from synckit import TOKEN, DaemonProcess, free_port, make_config, write_tickets
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what the image binds: the case under test)

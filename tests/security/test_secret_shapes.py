@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from sync.config import build_config
-from sync.logs import redact
+from sync.shell.logs import redact
 
 STATE_PASSWORD = "st@te/pw-Q1 x"
 SQL_PASSWORD = "sql&pw=Q2/@"

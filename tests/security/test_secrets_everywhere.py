@@ -54,8 +54,8 @@ from fragment_emulator import Emulator
 from sync.config import FragmentSettings
 from sync.errors import ConfigError, FragmentAuthError, MappingError
 from sync.fragment import FragmentClient
-from sync.logs import register_secrets
 from sync.mapping import TaskPayload
+from sync.shell.logs import register_secrets
 from sync.state import FailedItem, StateError, StateStore, record_json
 from sync_http.policy import source_classifier
 from sync_http.ratelimit import RequestBudget

@@ -6,9 +6,9 @@ test can make a fresh one) and is both a `sync.run.RunObserver` and a
 Counters come from the observer calls; the watermark lag, the failed items
 and the task counts are read from the state store at scrape time, so they are
 fresh even when no pass has run for an hour (the two counts are shared with
-the status page for a few seconds: `sync.status.CountCache`). It also keeps
+the status page for a few seconds: `sync.shell.status.CountCache`). It also keeps
 which passes are in flight, for `/readyz` to tell a stuck one. Serving the
-registry over HTTP is `sync.web`'s job.
+registry over HTTP is `sync.shell.web`'s job.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from prometheus_client.registry import Collector
 from sync import run as run_loop
 from sync.config import Config
 from sync.run import RunSummary
+from sync.shell.status import CountCache, Counts, collect
 from sync.state import StateError, StateStore
-from sync.status import CountCache, Counts, collect
 from sync_http import session
 
-log = structlog.get_logger("sync.metrics")
+log = structlog.get_logger("sync.shell.metrics")
 
 PREFIX = "fragment_sync"
 OUTCOMES = ("ok", "failed", "interrupted", "busy", "lease_lost")

@@ -22,11 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from fragment_emulator import Emulator
-from sync.cli import main
 from sync.config import ScheduleSettings, build_config, load_config
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
-from sync.scheduler import Daemon, trigger_for
+from sync.shell.cli import main
+from sync.shell.daemon import Daemon, trigger_for
 from sync.state import StateStore
 from synckit import TOKEN, DaemonProcess, free_port, tasks_by_ticket, write_tickets
 

@@ -31,10 +31,10 @@ from sync.config import Config, ScheduleSettings
 from sync.cron import cron_trigger
 from sync.fragment import FragmentClient
 from sync.run import STOP_SIGNALS, ConnectorRun, RunOptions
+from sync.shell.web import WebServer, start_daemon_web
 from sync.state import StateStore
-from sync.web import WebServer, start_daemon_web
 
-log = structlog.get_logger("sync.scheduler")
+log = structlog.get_logger("sync.shell.daemon")
 DEFAULT_INTERVAL = dt.timedelta(minutes=5)
 
 

@@ -8,7 +8,7 @@ from typing import TextIO
 
 import structlog
 
-log = structlog.get_logger("sync.progress")
+log = structlog.get_logger("sync.shell.progress")
 
 
 class Progress:

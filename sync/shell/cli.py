@@ -1,6 +1,6 @@
 """The command line: `python -m sync …` and the `fragment-sync` script.
 
-Sits on top of everything; nothing imports it. Exit codes: 0 every connector
+Sits on top of everything; only `sync.__main__` imports it. Exit codes: 0 every connector
 succeeded, 1 some connector failed or was stopped (its checkpoint is intact),
 2 the configuration (or the state database it names) is unusable, 75
 (EX_TEMPFAIL) some connector was skipped because another process runs it
@@ -25,16 +25,16 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import BaseModel
 
-from sync import logs
 from sync.config import Config, find_config_file, load_config
 from sync.errors import ConfigError, SyncError
+from sync.shell import logs
 from sync.state import StateError, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
 CHECK_TIMEOUT = dt.timedelta(seconds=5)
 """`check` waits this long for each server's answer, once: it diagnoses, it doesn't ride out."""
 NO_CONFIG = "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
-log = structlog.get_logger("sync.cli")
+log = structlog.get_logger("sync.shell.cli")
 _Settings = TypeVar("_Settings", bound=BaseModel)
 
 
@@ -184,7 +184,7 @@ def _demo_or_config(
     import tempfile
 
     from fragment_emulator import Emulator
-    from sync.builtin_demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
+    from sync.shell.demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
 
     dry_run = getattr(args, "dry_run", False)
     tickets = DEMO_DIR / "demo" / "tickets.jsonl"
@@ -237,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
         plan = _PlanPrinter(stop, as_json=args.json) if args.dry_run else None
         with _start_up_frozen():
             if not args.once:
-                from sync.scheduler import run_daemon
+                from sync.shell.daemon import run_daemon
 
                 return run_daemon(config, store, names, stop)
             summaries = _run_once(args, config, store, names, stop, plan)
@@ -260,8 +260,8 @@ def _run_once(
     stop: threading.Event,
     plan: _PlanPrinter | None,
 ) -> list[Any]:
-    from sync.progress import Progress
     from sync.run import RunOptions, run_once
+    from sync.shell.progress import Progress
 
     locking = config.locking
     options = RunOptions(
@@ -378,7 +378,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sync.status import collect, render_table
+    from sync.shell.status import collect, render_table
 
     with _demo_or_config(args) as config:
         store = _open_state(config)

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fragment_emulator import Emulator
 from sync.config import Config
-from sync.metrics import Metrics
 from sync.run import RunOptions, RunSummary, run_once
+from sync.shell.metrics import Metrics
 from sync.state import StateStore
 from sync_http import session
 from synckit import TOKEN, make_config, write_tickets

@@ -4,7 +4,7 @@
     GET /readyz    200 when the state database answers, the scheduler runs and no
                    pass has outrun its bound; else 503 with the reasons
                    (`?format=json` for JSON)
-    GET /metrics   Prometheus text exposition of `sync.metrics.Metrics`
+    GET /metrics   Prometheus text exposition of `sync.shell.metrics.Metrics`
     GET /          a status page for people, refreshed every 30 s
 
 The page and the metrics show ticket values, source URLs and the config path,
@@ -17,10 +17,11 @@ Connections idle for `daemon.http_timeout` are closed, so they can't hold the
 descriptors the probes need.
 
 Served by the standard library's threading HTTP server from a daemon thread;
-it reads the state and the metrics, never changes them. Everything shown on
-the page passes through `sync.logs.redact` and is HTML-escaped: ticket errors
-are user data, run errors come from exceptions. Started by the scheduler;
-nothing else imports it.
+it reads the state and the metrics, never changes them. The page is
+`templates/status.html`, rendered by Jinja2 with autoescape, and every value
+it prints passes through `sync.shell.logs.redact` first: ticket errors are
+user data, run errors come from exceptions. Jinja2 is imported on the page's
+first view, not before. Started by the daemon; nothing else imports it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import base64
 import binascii
 import datetime as dt
 import errno
+import functools
 import hmac
-import html
 import ipaddress
 import json
 import socket
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -48,12 +49,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sync.config import Config, DaemonSettings
 from sync.errors import ConfigError, first_line
-from sync.logs import redact, register_secrets
-from sync.metrics import Metrics, PassInFlight
+from sync.shell.logs import redact, register_secrets
+from sync.shell.metrics import Metrics, PassInFlight
+from sync.shell.status import Counts, collect
 from sync.state import FailedItem, RunRecord, StateError, StateStore
-from sync.status import Counts, collect
 
-log = structlog.get_logger("sync.web")
+if TYPE_CHECKING:
+    import jinja2
+
+log = structlog.get_logger("sync.shell.web")
 
 RUNS_SHOWN = 10
 """Recent runs listed per connector on the status page."""
@@ -109,7 +113,7 @@ def stuck_bounds(config: Config, grace_s: float = STUCK_GRACE_S) -> StuckAfter:
 
 
 class Scheduled(Protocol):
-    """What the web server asks of the daemon (`sync.scheduler.Daemon`)."""
+    """What the web server asks of the daemon (`sync.shell.daemon.Daemon`)."""
 
     def running(self) -> bool: ...
 
@@ -505,18 +509,68 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("web_request", client=self.client_address[0], line=format % args)
 
 
-# The status page
+# The status page: the words are made here, the markup is `templates/status.html`'s
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time as the page shows it."""
+
+    iso: str
+    utc: str
+    """`2026-12-07 09:24:50 UTC`"""
+    ago: str
+    """`just now`, `3 min ago`"""
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One of a connector's recent runs."""
+
+    started: Moment
+    outcome: str
+    badge: str
+    """The outcome's style: itself when known, else "other"."""
+    took: str
+    pulled: int
+    pushed: int
+    unchanged: int
+    failed: int
+    error: str
+
+
+@dataclass(frozen=True)
+class FailedLine:
+    """One of a connector's failed items."""
+
+    source_id: str
+    stage: str
+    field: str
+    error: str
+    attempts: int
+    last_seen: Moment | None
 
 
 @dataclass(frozen=True)
 class ConnectorView:
     """What the page shows of one connector."""
 
-    row: dict[str, Any]
-    """As `sync.status.collect` gives it."""
-    runs: list[RunRecord]
-    failed: list[FailedItem]
+    name: str
+    kind: str
+    enabled: bool
+    watermark: str
+    lag: str
+    tasks: int
+    runs: list[RunLine]
+    """The newest first."""
+    failed: list[FailedLine]
+    """The oldest first, at most `FAILED_SHOWN`."""
     failed_total: int
+
+    @property
+    def failed_hidden(self) -> int:
+        """Failed items not listed: the page counts them and names the command that lists them."""
+        return self.failed_total - len(self.failed)
 
 
 def render_status(
@@ -533,168 +587,109 @@ def render_status(
     views: list[ConnectorView] | None = None
     problem = ""
     try:
-        views = _connector_views(config, store, counts)
+        views = _connector_views(config, store, now, counts)
     except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
         problem = f"the state database could not be read: {first_line(exc)}"
-    body = [
-        "<header><h1>fragment-sync</h1>",
-        f'<span class="muted">config: {_h(config.source)} &middot; '
-        f"{_h(_utc(now))} &middot; refreshes every {REFRESH_S} s</span></header>",
-        _readiness_banner(readiness),
-    ]
-    if views is None:
-        body.append(f'<div class="banner bad">{_h(problem)}</div>')
-    elif not views:
-        body.append('<p class="muted">No connector is configured.</p>')
-    else:
-        body.append(_summary_table(views, now))
-        body.extend(_connector_section(view, now) for view in views)
-    return _PAGE.format(refresh=REFRESH_S, style=_STYLE, body="\n".join(body))
+    running = [(p["connector"], _duration(p["running_s"])) for p in readiness.passes]
+    return status_template().render(
+        refresh=REFRESH_S,
+        source=config.source,
+        now=_utc(now),
+        readiness=readiness,
+        running=running,
+        problem=problem,
+        connectors=views,
+    )
 
 
 def _connector_views(
-    config: Config, store: StateStore, counts: Counts | None
+    config: Config, store: StateStore, now: dt.datetime, counts: Counts | None
 ) -> list[ConnectorView]:
     views = []
     for row in collect(config, store, counts):
         namespace = row["uid_namespace"]
+        runs = store.recent_runs(namespace, limit=RUNS_SHOWN)
         # The oldest failures first: they are the ones that need a person.
         failed = store.failed_items(namespace, limit=FAILED_SHOWN)
         views.append(
             ConnectorView(
-                row=row,
-                runs=store.recent_runs(namespace, limit=RUNS_SHOWN),
-                failed=failed,
+                name=row["name"],
+                kind=row["kind"],
+                enabled=row["enabled"],
+                watermark=row["watermark"] or "-",
+                lag=_lag(row["lag_s"], row["watermark"]),
+                tasks=row["tasks"],
+                runs=[_run_line(run, now) for run in runs],
+                failed=[_failed_line(item, now) for item in failed],
                 failed_total=row["failed_items"],
             )
         )
     return views
 
 
-def _readiness_banner(readiness: Readiness) -> str:
-    running = ", ".join(
-        f"{_h(p['connector'])} (for {_h(_duration(p['running_s']))})" for p in readiness.passes
-    )
-    in_flight = f" &middot; running now: {running}" if running else ""
-    if readiness.ready:
-        return f'<div class="banner ok">Ready{in_flight}</div>'
-    reasons = "".join(f"<li>{_h(reason)}</li>" for reason in readiness.reasons)
-    return f'<div class="banner bad">Not ready{in_flight}<ul>{reasons}</ul></div>'
+_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned"})
 
 
-def _summary_table(views: Sequence[ConnectorView], now: dt.datetime) -> str:
-    rows = []
-    for view in views:
-        row = view.row
-        last = view.runs[0] if view.runs else None
-        last_run = (
-            '<span class="muted">never</span>'
-            if last is None
-            else f"{_outcome(last.outcome)} {_ago(last.started_at, now)}"
-        )
-        disabled = "" if row["enabled"] else ' <span class="muted">(disabled)</span>'
-        rows.append(
-            "<tr>"
-            f'<td><a href="#c-{_h(row["name"])}">{_h(row["name"])}</a>{disabled}</td>'
-            f"<td>{_h(row['kind'])}</td>"
-            f"<td><code>{_h(row['watermark'] or '-')}</code></td>"
-            f"<td>{_h(_lag(row['lag_s'], row['watermark']))}</td>"
-            f'<td class="num">{row["tasks"]}</td>'
-            f'<td class="num">{_failed_count(row["failed_items"])}</td>'
-            f"<td>{last_run}</td>"
-            "</tr>"
-        )
-    return (
-        '<section class="card"><h2>Connectors</h2><table>'
-        "<tr><th>Connector</th><th>Kind</th><th>Watermark</th><th>Lag</th>"
-        '<th class="num">Tasks</th><th class="num">Failed items</th><th>Last run</th></tr>'
-        + "".join(rows)
-        + "</table></section>"
+def _run_line(run: RunRecord, now: dt.datetime) -> RunLine:
+    ended = _aware(run.ended_at)
+    return RunLine(
+        started=_moment(run.started_at, now),
+        outcome=run.outcome,
+        badge=run.outcome if run.outcome in _OUTCOMES else "other",
+        took=_duration(((ended or now) - run.started_at).total_seconds()),
+        pulled=run.pulled,
+        pushed=run.pushed,
+        unchanged=run.unchanged,
+        failed=run.failed,
+        error=run.error or "",
     )
 
 
-def _connector_section(view: ConnectorView, now: dt.datetime) -> str:
-    row = view.row
-    name = row["name"]
-    parts = [
-        f'<section class="card" id="c-{_h(name)}">',
-        f'<h2>{_h(name)} <span class="kind">{_h(row["kind"])}</span></h2>',
-        f"<h3>Recent runs</h3>{_runs_table(view.runs, now)}",
-        f"<h3>Failed items ({view.failed_total})</h3>",
-        _failed_table(view.failed, now),
-    ]
-    hidden = view.failed_total - len(view.failed)
-    if hidden > 0:
-        parts.append(
-            f'<p class="more">{hidden} more: <code>python -m sync failures list '
-            f"--connector {_h(name)}</code></p>"
-        )
-    parts.append("</section>")
-    return "\n".join(parts)
-
-
-def _runs_table(runs: Sequence[RunRecord], now: dt.datetime) -> str:
-    if not runs:
-        return '<p class="muted">No run yet.</p>'
-    rows = []
-    for run in runs:
-        ended = _aware(run.ended_at)
-        took = _duration(((ended or now) - run.started_at).total_seconds())
-        rows.append(
-            "<tr>"
-            f"<td>{_when(run.started_at, now)}</td>"
-            f"<td>{_outcome(run.outcome)}</td>"
-            f'<td class="num">{_h(took)}</td>'
-            f'<td class="num">{run.pulled}</td><td class="num">{run.pushed}</td>'
-            f'<td class="num">{run.unchanged}</td><td class="num">{run.failed}</td>'
-            f'<td class="err">{_h(run.error or "")}</td>'
-            "</tr>"
-        )
-    return (
-        "<table><tr><th>Started</th><th>Outcome</th><th class='num'>Took</th>"
-        "<th class='num'>Pulled</th><th class='num'>Pushed</th><th class='num'>Unchanged</th>"
-        "<th class='num'>Failed</th><th>Error</th></tr>" + "".join(rows) + "</table>"
+def _failed_line(item: FailedItem, now: dt.datetime) -> FailedLine:
+    return FailedLine(
+        source_id=item.source_id,
+        stage=item.stage,
+        field=item.field or "-",
+        error=item.error,
+        attempts=item.attempts,
+        last_seen=None if item.last_seen is None else _moment(item.last_seen, now),
     )
 
 
-def _failed_table(items: Sequence[FailedItem], now: dt.datetime) -> str:
-    if not items:
-        return '<p class="muted">None.</p>'
-    rows = [
-        "<tr>"
-        f"<td><code>{_h(item.source_id)}</code></td>"
-        f"<td>{_h(item.stage)}</td>"
-        f"<td>{_h(item.field or '-')}</td>"
-        f'<td class="err">{_h(item.error)}</td>'
-        f'<td class="num">{item.attempts}</td>'
-        f"<td>{_when(item.last_seen, now)}</td>"
-        "</tr>"
-        for item in items
-    ]
-    return (
-        "<table><tr><th>Source id</th><th>Stage</th><th>Field</th><th>Error</th>"
-        "<th class='num'>Attempts</th><th>Last seen</th></tr>" + "".join(rows) + "</table>"
+@functools.cache
+def status_template() -> jinja2.Template:
+    """The page's template, loaded on the first view: until then jinja2 is not imported."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("sync.shell", "templates"),
+        autoescape=True,
+        finalize=_shown,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
+    return environment.get_template("status.html")
+
+
+def _shown(value: object) -> object:
+    """What the template prints of `value`: text redacted (autoescape then escapes it).
+
+    Markup (a macro's output) is the template's own and numbers hold no secret.
+    """
+    if hasattr(value, "__html__") or isinstance(value, int | float):
+        return value
+    return redact(str(value))
 
 
 # Words for people
 
 
-def _h(value: object) -> str:
-    """`value` as HTML text: redacted, then escaped (quotes too, for attributes)."""
-    return html.escape(redact(str(value)), quote=True)
-
-
-_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned"})
-
-
-def _outcome(outcome: str) -> str:
-    kind = outcome if outcome in _OUTCOMES else "other"
-    return f'<span class="badge o-{kind}">{_h(outcome)}</span>'
-
-
-def _failed_count(count: int) -> str:
-    return f'<span class="bad">{count}</span>' if count else "0"
+def _moment(moment: dt.datetime, now: dt.datetime) -> Moment:
+    moment = _aware(moment) or moment
+    seconds = (now - moment).total_seconds()
+    ago = "just now" if seconds < 1 else f"{_duration(seconds)} ago"
+    return Moment(iso=moment.isoformat(), utc=_utc(moment), ago=ago)
 
 
 def _lag(lag_s: float | None, watermark: str | None) -> str:
@@ -726,71 +721,8 @@ def _utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _ago(moment: dt.datetime, now: dt.datetime) -> str:
-    seconds = (now - moment).total_seconds()
-    words = "just now" if seconds < 1 else f"{_duration(seconds)} ago"
-    return f'<span class="muted" title="{_h(_utc(moment))}">{_h(words)}</span>'
-
-
-def _when(moment: dt.datetime | None, now: dt.datetime) -> str:
-    if moment is None:
-        return "-"
-    moment = _aware(moment) or moment
-    stamp = f'<time datetime="{_h(moment.isoformat())}">{_h(_utc(moment))}</time>'
-    return f'<span class="when">{stamp} {_ago(moment, now)}</span>'
-
-
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands timestamps back naive; the state writes them in UTC.
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="{refresh}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>fragment-sync status</title>
-<style>{style}</style>
-</head>
-<body><main>
-{body}
-</main></body>
-</html>
-"""
-
-_STYLE = """
-body{margin:0;background:#f5f6f8;color:#1d2330;
- font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif}
-main{max-width:1240px;margin:0 auto;padding:18px 28px 40px}
-header{display:flex;align-items:baseline;gap:16px;flex-wrap:wrap}
-h1{font-size:22px;margin:0}
-h2{font-size:18px;margin:0 0 10px}
-h3{font-size:14px;margin:16px 0 6px;color:#475467;text-transform:uppercase;letter-spacing:.04em}
-a{color:#1a56c4;text-decoration:none}
-.muted{color:#667085}
-.bad{color:#a1251b;font-weight:600}
-.kind{font-size:13px;font-weight:500;color:#667085;margin-left:6px}
-.banner{padding:10px 14px;border-radius:6px;margin:14px 0;font-weight:600}
-.banner ul{margin:6px 0 0;padding-left:20px;font-weight:500}
-.banner.ok{background:#e6f4ea;color:#1e6b34}
-.banner.bad{background:#fdecea;color:#a1251b}
-.card{background:#fff;border:1px solid #e3e6eb;border-radius:8px;padding:14px 18px;margin:16px 0}
-table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #edf0f3;vertical-align:top}
-th{font-weight:600;color:#475467;background:#fafbfc;white-space:nowrap}
-.num{text-align:right;font-variant-numeric:tabular-nums}
-code,.err{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:12.5px}
-.err{color:#7a1f1f;word-break:break-word;max-width:560px}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12.5px;font-weight:600}
-.o-ok{background:#e6f4ea;color:#1e6b34}
-.o-failed,.o-lease_lost,.o-abandoned{background:#fdecea;color:#a1251b}
-.o-interrupted{background:#fff4e5;color:#8a5300}
-.o-running{background:#e8f0fe;color:#1a56c4}
-.o-busy,.o-other{background:#eef0f3;color:#475467}
-.more{margin:8px 0 0;color:#475467}
-.when,time{white-space:nowrap}
-"""

@@ -41,12 +41,13 @@ NEVER_LOADED = (
     "sqlalchemy.dialects.postgresql",
     "sqlalchemy.dialects.mysql",
     "fragment_emulator",
-    "sync.builtin_demo",
+    "sync.shell.demo",
     "sync_demo",
-    "sync.web",
-    "sync.metrics",
-    "sync.scheduler",
-    "sync.status",
+    "sync.shell.web",
+    "sync.shell.metrics",
+    "sync.shell.daemon",
+    "sync.shell.status",
+    "jinja2",
     "connectors.http",
     "connectors.csv",
     "connectors.sql",
@@ -121,6 +122,43 @@ def test_a_run_with_nothing_to_push_loads_no_http_stack_and_no_unused_part(
     assert len(emulator.requests) == requests
     assert unwanted(modules) == []
     assert {"sync.run", "sync.state", "connectors.jsonl"} <= modules  # the probe saw the run
+
+
+SERVE = """
+import json, sys, urllib.request
+from pathlib import Path
+
+from sync.config import load_config
+from sync.shell.metrics import Metrics
+from sync.shell.web import WebServer
+from sync.state import StateStore
+
+config = load_config(Path(sys.argv[1]))
+store = StateStore.open(config.state.url)
+loaded = {}
+with WebServer(config, store, Metrics(config, store), lambda: True) as server:
+    for path in ("/healthz", "/readyz", "/metrics", "/"):
+        with urllib.request.urlopen(server.url + path, timeout=30) as answer:
+            assert answer.status == 200, (path, answer.status)
+        loaded[path] = "jinja2" in sys.modules
+print(json.dumps(loaded))
+"""
+"""Serves each path of the daemon's endpoint in turn; whether jinja2 was loaded after each."""
+
+
+def test_the_daemon_endpoint_loads_jinja2_only_to_serve_the_status_page(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/api/v1")
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE, str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])  # after the log lines (unconfigured)
+    assert loaded == {"/healthz": False, "/readyz": False, "/metrics": False, "/": True}
 
 
 def test_help_loads_no_http_stack_and_no_unused_part(tmp_path: Path) -> None:

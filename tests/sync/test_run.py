@@ -29,7 +29,7 @@ from sync.run import (
     ConnectorRun,
     RunOptions,
     RunSummary,
-    _with_usable_ids,
+    with_usable_ids,
     run_once,
 )
 from sync.state import StateStore
@@ -655,7 +655,7 @@ def test_a_blank_id_from_any_connector_is_a_bad_record_naming_the_id_field() -> 
         SourceTicket(source_id, cursor, {"id": source_id}) for source_id in ("1", "", "  ", "2")
     ]
 
-    checked = _with_usable_ids(chunk)
+    checked = with_usable_ids(chunk)
 
     assert [item.source_id for item in checked] == ["1", None, None, "2"]
     for bad in checked[1:3]:

@@ -17,7 +17,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from connectors.base import Cursor, cursor_before
 from sync.errors import MappingError
@@ -88,19 +88,26 @@ def newer(cursor: Cursor, other: Cursor) -> bool:
         return False
 
 
+class Queued(NamedTuple):
+    """The newest version of a ticket this pass queued or sent, or met unchanged."""
+
+    cursor: Cursor
+    content_hash: str
+
+
 def superseded(
     ticket: Version,
     stored: Stored | None,
-    queued: Cursor | None,
+    queued: Queued | None,
     pass_started: dt.datetime | None,
 ) -> bool:
     """Whether a strictly newer version of `ticket` was queued, sent or recorded in this pass.
 
-    `queued`: the newest version's cursor this pass queued or sent; `stored`
-    counts when it was pushed at or after `pass_started` (an earlier pass's
-    push is no version of this pass: the source's current one wins).
+    `queued`: the newest version this pass queued, sent or met unchanged;
+    `stored` counts when it was pushed at or after `pass_started` (an earlier
+    pass's push is no version of this pass: the source's current one wins).
     """
-    if queued is not None and newer(queued, ticket.cursor):
+    if queued is not None and newer(queued.cursor, ticket.cursor):
         return True
     return (
         stored is not None
@@ -116,7 +123,7 @@ def diff(
     stored: Mapping[str, Stored],
     map_ticket: Callable[[V], P],
     *,
-    queued: Mapping[str, Cursor] | None = None,
+    queued: Mapping[str, Queued] | None = None,
     pass_started: dt.datetime | None = None,
     sent_unrecorded: Collection[str] = (),
 ) -> list[Decision[V, P]]:
@@ -124,19 +131,22 @@ def diff(
 
     `stored`: what the state holds, by source id. `map_ticket`: the ticket's
     payload; it may raise `MappingError` (the ticket is UNMAPPABLE). `queued`:
-    the newest cursor of each ticket this pass queued or sent before these.
+    the newest version of each ticket this pass queued or sent before these.
     `sent_unrecorded`: deleted tickets with no stored hash whose push went out
     unrecorded (Fragment may hold their tasks, so their deletions go out).
 
-    A ticket met again later in `tickets` is decided again: the newer or equal
-    version is pushed too, an older one is superseded.
+    A version is unchanged when its content is the stored one and no other
+    content is on its way (queued): a ticket changed and changed back within
+    the pass goes out again. A ticket met again later in `tickets` is decided
+    again: a newer or equal version is pushed too, an older one is superseded.
     """
-    newest: dict[str, Cursor] = dict(queued or {})
+    newest: dict[str, Queued] = dict(queued or {})
     decisions: list[Decision[V, P]] = []
     for ticket in tickets:
         source_id = ticket.source_id
         known = stored.get(source_id)
-        if superseded(ticket, known, newest.get(source_id), pass_started):
+        on_its_way = newest.get(source_id)
+        if superseded(ticket, known, on_its_way, pass_started):
             decisions.append(Decision(ticket, Verdict.SUPERSEDED))
             continue
         if ticket.deleted and known is None and source_id not in sent_unrecorded:
@@ -147,9 +157,14 @@ def diff(
         except MappingError as exc:
             decisions.append(Decision(ticket, Verdict.UNMAPPABLE, error=exc))
             continue
-        if known is not None and known.content_hash == payload.content_hash:
+        content_hash = payload.content_hash
+        newest[source_id] = Queued(ticket.cursor, content_hash)
+        if (
+            known is not None
+            and known.content_hash == content_hash
+            and (on_its_way is None or on_its_way.content_hash == content_hash)
+        ):
             decisions.append(Decision(ticket, Verdict.UNCHANGED))
-            continue
-        newest[source_id] = ticket.cursor
-        decisions.append(Decision(ticket, Verdict.PUSH, payload))
+        else:
+            decisions.append(Decision(ticket, Verdict.PUSH, payload))
     return decisions

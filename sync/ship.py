@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from connectors.base import Cursor
 from sync.batches import batched
+from sync.diff import Hashed, Queued, Version
 from sync.fragment import PushResult
 
-P = TypeVar("P")
+P = TypeVar("P", bound=Hashed)
 M = TypeVar("M")
 
 
@@ -32,12 +32,7 @@ class Sink(Protocol):
     def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult: ...
 
 
-class Versioned(Protocol):
-    @property
-    def cursor(self) -> Cursor: ...
-
-
-V = TypeVar("V", bound=Versioned)
+V = TypeVar("V", bound=Version)
 
 
 @dataclass
@@ -94,12 +89,12 @@ class Ship(Generic[V, P, M]):
         while self.outbox:
             yield self.outbox.popleft()
 
-    def out(self) -> dict[str, Cursor]:
+    def out(self) -> dict[str, Queued]:
         """The newest version of each item still out, by key."""
         return {
-            key: version.cursor
+            key: Queued(version.cursor, payload.content_hash)
             for shipment in self.outbox
-            for key, (version, _payload) in shipment.batch.items()
+            for key, (version, payload) in shipment.batch.items()
         }
 
     def close(self) -> None:

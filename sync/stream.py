@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from connectors.base import BadRecord, Cursor, SourceTicket
 from sync.checkpoint import Checkpointer, FailureLog, Mark
-from sync.diff import Decision, Verdict, diff
+from sync.diff import Decision, Queued, Verdict, diff
 from sync.errors import MappingError
 from sync.mapping import Mapper, TaskPayload
 from sync.pull import SourcePull
@@ -72,7 +72,8 @@ class TaskStream:
     ) -> list[TaskDecision]:
         """What becomes of each of `tickets`, against `stored` and what this pass queued or sent."""
         queued = {} if self.ship is None else self.ship.out()
-        queued.update((source_id, ticket.cursor) for source_id, (ticket, _) in self._batch.items())
+        for source_id, (ticket, payload) in self._batch.items():
+            queued[source_id] = Queued(ticket.cursor, payload.content_hash)
         return diff(
             tickets,
             stored,

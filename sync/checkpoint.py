@@ -198,6 +198,20 @@ class Checkpointer:
         self._settings_recorded = False
         """A checkpoint of this pass recorded its settings (`_settings_reached`)."""
 
+    def reads_everything(self, fingerprint: str, full: bool) -> bool:
+        """Whether this pass reads every ticket again, and says why when it is news.
+
+        It does with no watermark, when `full`, and when the settings (their
+        `fingerprint`) changed since the last complete pass: a changed mapping
+        alters tasks behind the watermark too.
+        """
+        if full or self.watermark is None:
+            return True
+        if self.store.settings_fingerprint(self.namespace) != fingerprint:
+            self.failures.log.info("settings_changed", detail="reading every ticket again")
+            return True
+        return False
+
     def settle(self, shipment: TaskShipment) -> None:
         """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled."""
         try:

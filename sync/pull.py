@@ -133,6 +133,19 @@ class FailedItemPull:
         return page
 
 
+def failed_errors(
+    store: StateStore, namespace: str, tickets: list[SourceTicket], any_failed: bool
+) -> dict[str, str]:
+    """The last error of each of `tickets` that is a failed item, by source id.
+
+    `any_failed`: the connector had failed items when the pass began (else none
+    can be, and the query is skipped).
+    """
+    if not any_failed:
+        return {}
+    return store.failed_errors(namespace, (t.source_id for t in tickets))
+
+
 def _minutes(span: dt.timedelta) -> str:
     return f"{span.total_seconds() / 60:g} min"
 

@@ -1,8 +1,9 @@
-"""The run loop: one pass of one connector, source to checkpoint.
+"""The pass orchestrator: one pass of one connector, source to checkpoint.
 
     failed items ─┐
                   ├─> map ─> diff against stored hashes ─> batch ─> Fragment ─> checkpoint
     connector  ───┘
+    sync.pull        mapping sync.diff                     sync.ship            sync.checkpoint
 
 A pass first retries the connector's failed items, then pulls from the
 watermark (inclusive, minus the lookback). Every acknowledged batch is
@@ -20,7 +21,8 @@ Up to `fragment.max_in_flight` batches are out at once while the next one is
 mapped; their checkpoints are committed in the order the batches were cut, so
 the watermark still only ever covers acknowledged tickets. Within a pass an
 older version of a ticket never replaces a newer one, whatever order an
-unordered source gives them in.
+unordered source gives them in. `sync.stream` assembles diff, ship and
+checkpoint; `sync.lease` keeps one process on a connector at a time.
 """
 
 from __future__ import annotations
@@ -29,22 +31,20 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
-from typing import Any
 
 import structlog
 
 from connectors.base import Connector, Cursor, SourceTicket
-from connectors.errors import SourceError, StopRequested
-from connectors.redaction import redact
+from connectors.errors import SourceError
 from connectors.registry import connector_class
 from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
 from sync.config import Config, ConnectorConfig
-from sync.errors import FragmentError, RunInterrupted
+from sync.errors import RunInterrupted
 from sync.fragment import FragmentClient
 from sync.lease import LeaseKeeper, holder_text, leased
 from sync.mapping import Mapper, TaskPayload
-from sync.pull import FailedItemPull, SourcePull, with_usable_ids
+from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Ship
 from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
 from sync.stream import TaskStream
@@ -55,6 +55,7 @@ from sync.summary import (
     RunObserver,
     RunOptions,
     RunSummary,
+    outcome_of,
     owner_id,
 )
 from sync.watermark import encode
@@ -156,7 +157,7 @@ class ConnectorRun:
                 stream.abandon()
                 raise
         except Exception as exc:
-            outcome, error = _failure(exc, self.log)
+            outcome, error = outcome_of(exc, self.log)
         finally:
             stream.close()
             if source is not None:
@@ -198,9 +199,10 @@ class ConnectorRun:
 
     def _phases(self, stream: TaskStream, source: Connector) -> None:
         """Retry the failed items and pull what changed, in the order the docstring says."""
+        assert self.checkpoints is not None
         if self.options.retry_only:
             self._retry_failed(stream, hurry=True)
-        elif self._reads_everything():
+        elif self.checkpoints.reads_everything(self.config.fingerprint(), self.options.full):
             # The pull tries the failed items it meets (their latest version): trying them
             # first as well sent and counted each twice. Then those it did not meet, at once:
             # the settings may be fixed for them too, and a source failing part-way must not
@@ -239,20 +241,6 @@ class ConnectorRun:
         return summary
 
     # The two phases
-
-    def _reads_everything(self) -> bool:
-        """Whether this pass reads every ticket again, and says why when it is news.
-
-        It does with no watermark, with `--full`, and when the settings changed
-        since the last complete pass: a changed mapping alters tasks behind the
-        watermark too.
-        """
-        if self.options.full or self.watermark is None:
-            return True
-        if self.store.settings_fingerprint(self.namespace) != self.config.fingerprint():
-            self.log.info("settings_changed", detail="reading every ticket again")
-            return True
-        return False
 
     def _retry_unmet(self, stream: TaskStream) -> None:
         """After a pull meant to read everything: the failed items it did not meet."""
@@ -299,7 +287,7 @@ class ConnectorRun:
             for chunk in pull.chunks(since):
                 tickets = [item for item in chunk if isinstance(item, SourceTicket)]
                 stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
-                errors = self._failed_errors(tickets)
+                errors = failed_errors(self.store, self.namespace, tickets, self._had_failures)
                 stream.feed(chunk, stored, errors, pull, settings)
                 consumed += len(chunk)
                 if self.options.progress:
@@ -310,12 +298,6 @@ class ConnectorRun:
             stream.flush(pull.safe(), settings)
             raise
         stream.flush(pull.complete(), fingerprint, pull.token, complete=True)
-
-    def _failed_errors(self, tickets: list[SourceTicket]) -> dict[str, str]:
-        """The error of each of `tickets` that is a failed item, by source id."""
-        if not self._had_failures:
-            return {}
-        return self.store.failed_errors(self.namespace, (t.source_id for t in tickets))
 
     def _check_stop(self) -> None:
         if self._lease_keeper is not None and self._lease_keeper.lost:
@@ -361,18 +343,3 @@ def run_once(
         if client is not None:
             client.close()
     return summaries
-
-
-def _failure(exc: Exception, log: Any) -> tuple[str, str]:
-    """The outcome of a pass `exc` stopped, and its message; a bug is logged with its trace."""
-    if isinstance(exc, LeaseLost):
-        return "lease_lost", str(exc)
-    if isinstance(exc, StopRequested):
-        return "interrupted", str(exc)
-    if isinstance(exc, SourceError | FragmentError):
-        return "failed", str(exc)
-    if isinstance(exc, UNREACHABLE):
-        return "failed", unreachable_message(exc)
-    log.exception("run_crashed")  # a bug: report it, keep the other connectors going
-    # Not a failure kind, so its message was not redacted as it was made.
-    return "failed", redact(f"internal error: {type(exc).__name__}: {exc}")

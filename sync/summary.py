@@ -1,8 +1,8 @@
 """What a pass is asked to do and what it reports; who is told of each pass.
 
-`RunOptions` in, `RunSummary` out (the `--json` output is made of these),
-`RUN_OBSERVERS` told as each pass starts and ends. The shell (CLI, daemon,
-metrics, progress) reads these; the pass itself is `sync.run`.
+`RunOptions` in, `RunSummary` out (the `--json` output is made of these) with
+its outcome (`outcome_of`), `RUN_OBSERVERS` told as each pass starts and ends.
+The shell (CLI, daemon, metrics, progress) reads these; the pass is `sync.run`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from connectors.errors import SourceError, StopRequested
+from connectors.redaction import redact
+from sync.errors import FragmentError
 from sync.mapping import TaskPayload
+from sync.state import UNREACHABLE, LeaseLost, unreachable_message
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Each asks the passes to stop after their batch in flight and checkpoint. SIGHUP's
@@ -87,3 +91,21 @@ class RunOptions:
 def owner_id() -> str:
     """This process in a lease: host, pid and a nonce (a restarted pid is someone else)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def outcome_of(exc: Exception, log: Any) -> tuple[str, str]:
+    """The outcome of a pass `exc` stopped, and its message; a bug is logged with its trace.
+
+    Call it where `exc` was caught: the trace logged is the one being handled.
+    """
+    if isinstance(exc, LeaseLost):
+        return "lease_lost", str(exc)
+    if isinstance(exc, StopRequested):
+        return "interrupted", str(exc)
+    if isinstance(exc, SourceError | FragmentError):
+        return "failed", str(exc)
+    if isinstance(exc, UNREACHABLE):
+        return "failed", unreachable_message(exc)
+    log.exception("run_crashed")  # a bug: report it, keep the other connectors going
+    # Not a failure kind, so its message was not redacted as it was made.
+    return "failed", redact(f"internal error: {type(exc).__name__}: {exc}")

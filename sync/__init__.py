@@ -1,7 +1,8 @@
 """fragment-sync's engine: configuration, mapping, state, the Fragment client, the run loop.
 
-The path of a ticket: `connectors` → `sync.mapping` → `sync.run` (diff, batch)
-→ `sync.fragment` → `sync.state` (checkpoint). `sync.cli` and
+The path of a ticket: `connectors` → `sync.pull` → `sync.mapping` → `sync.diff` →
+`sync.ship` → `sync.fragment` → `sync.checkpoint` (into `sync.state`), tied by
+`sync.stream` and the pass orchestrator `sync.run`. `sync.cli` and
 `sync.scheduler` sit on top; `sync.emulator` stands in for Fragment.
 """
 

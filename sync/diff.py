@@ -19,9 +19,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from connectors.base import Cursor, cursor_before
+from connectors.base import Cursor
 from sync.errors import MappingError
-from sync.watermark import decode_text
+from sync.watermark import decode_text, newer
 
 
 class Version(Protocol):
@@ -78,14 +78,6 @@ class Decision(Generic[V, P]):
     verdict: Verdict
     payload: P | None = None
     error: MappingError | None = None
-
-
-def newer(cursor: Cursor, other: Cursor) -> bool:
-    """Whether `cursor` is strictly newer than `other`; a cursor of the other kind never is."""
-    try:
-        return cursor_before(other, cursor)
-    except TypeError:  # CursorKindMismatch: one saved before the connector's cursor_kind changed
-        return False
 
 
 class Queued(NamedTuple):

@@ -19,7 +19,6 @@ from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError
 from sync.batches import batched
-from sync.diff import newer
 from sync.state import (
     RETRY_EVERY_PASS,
     RETRY_WAIT_CAP,
@@ -36,6 +35,7 @@ from sync.watermark import (
     encode,
     far_ahead,
     later,
+    newer,
     pass_ceiling,
     pull_bound,
 )

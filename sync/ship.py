@@ -46,6 +46,8 @@ class Shipment(Generic[V, P, M]):
     answer: Future[PushResult] | None = None
     sent: PushResult = field(default_factory=PushResult)
     """What the sender has got so far: its requests count even when the push fails."""
+    versions: dict[str, Queued] = field(default_factory=dict)
+    """The version of each item it carries (`Ship.out`)."""
 
     def wait(self) -> PushResult:
         """What landed and what was refused; raises what stopped the push."""
@@ -79,6 +81,11 @@ class Ship(Generic[V, P, M]):
 
     def send(self, shipment: Shipment[V, P, M]) -> None:
         """Send `shipment`'s batch, if any, on a sender thread; it settles after those out."""
+        if shipment.batch and not shipment.versions:
+            shipment.versions = {
+                key: Queued(version.cursor, payload.content_hash)
+                for key, (version, payload) in shipment.batch.items()
+            }
         if shipment.batch:
             payloads = [payload for _version, payload in shipment.batch.values()]
             shipment.answer = self._sender.submit(self._push, payloads, shipment.sent)
@@ -91,11 +98,10 @@ class Ship(Generic[V, P, M]):
 
     def out(self) -> dict[str, Queued]:
         """The newest version of each item still out, by key."""
-        return {
-            key: Queued(version.cursor, payload.content_hash)
-            for shipment in self.outbox
-            for key, (version, payload) in shipment.batch.items()
-        }
+        out: dict[str, Queued] = {}
+        for shipment in self.outbox:  # oldest first: a later version replaces an earlier one
+            out.update(shipment.versions)
+        return out
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)

@@ -61,6 +61,7 @@ class TaskStream:
         # once, latest wins; those with no stored hash (only their pushes are marked in
         # flight); what its checkpoint records beside it.
         self._batch: dict[str, tuple[SourceTicket, TaskPayload]] = {}
+        self._versions: dict[str, Queued] = {}
         self._unrecorded: set[str] = set()
         self._mark = Mark()
         self._since_commit = 0
@@ -72,8 +73,7 @@ class TaskStream:
     ) -> list[TaskDecision]:
         """What becomes of each of `tickets`, against `stored` and what this pass queued or sent."""
         queued = {} if self.ship is None else self.ship.out()
-        for source_id, (ticket, payload) in self._batch.items():
-            queued[source_id] = Queued(ticket.cursor, payload.content_hash)
+        queued.update(self._versions)
         return diff(
             tickets,
             stored,
@@ -95,6 +95,7 @@ class TaskStream:
         if verdict is Verdict.PUSH:
             assert decision.payload is not None
             self._batch[ticket.source_id] = (ticket, decision.payload)
+            self._versions[ticket.source_id] = Queued(ticket.cursor, decision.payload.content_hash)
             if last_error is not None:
                 self._mark.errors[ticket.source_id] = last_error
             if ticket.source_id not in stored:
@@ -194,6 +195,7 @@ class TaskStream:
         token, once the whole pass is through (`complete`).
         """
         batch, self._batch = self._batch, {}
+        versions, self._versions = self._versions, {}
         mark, self._mark = self._mark, Mark()
         mark.watermark, mark.fingerprint, mark.snapshot = watermark, fingerprint, snapshot
         mark.complete = complete
@@ -213,7 +215,7 @@ class TaskStream:
             # Written ahead: if the answer is lost, a later deletion of a ticket that has no
             # stored hash still knows to archive its task (one with a hash is archived anyway).
             self.store.mark_in_flight(self.namespace, unrecorded)
-        self.ship.send(Shipment(batch, mark))
+        self.ship.send(Shipment(batch, mark, versions=versions))
 
     def settle_all(self) -> None:
         """Wait for every shipment still out, checkpointing each in order."""

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
-from sync.diff import Decision, Queued, Verdict, diff, newer
+from sync.diff import Decision, Queued, Verdict, diff
 from sync.errors import MappingError
-from sync.watermark import encode
+from sync.watermark import encode, newer
 
 PASS_STARTED = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 EARLIER_PASS = PASS_STARTED - dt.timedelta(hours=1)

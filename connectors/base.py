@@ -159,7 +159,7 @@ class Connector:
         return snapshot == previous
 
     def clock_offset(self) -> dt.timedelta | None:
-        """How far the source's clock is ahead of this machine's (`connectors.clock`), if known.
+        """How far the source's clock is ahead of this machine's (`sync_http.clock`), if known.
 
         Read during a pull, from what the source says its time is (an HTTP
         `Date` header, the database's clock). The estimate must never exceed

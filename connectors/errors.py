@@ -2,13 +2,18 @@
 
 `SourceError` fails this connector's run (the others go on) and leaves its
 watermark where the last acknowledged batch put it. Its message is redacted
-as it is built (`connectors.redaction`): a source's answer quoted in it may
+as it is built (`sync_http.redaction`): a source's answer quoted in it may
 echo a credential, and nothing that shows the error need think of it.
+`StopRequested` (from `sync_http.ratelimit`, where waits end on a stop) is
+re-exported: a connector's waits end with it too.
 """
 
 from __future__ import annotations
 
-from connectors.redaction import redact
+from sync_http.ratelimit import StopRequested
+from sync_http.redaction import redact
+
+__all__ = ["SourceError", "StopRequested"]
 
 
 class SourceError(Exception):
@@ -19,7 +24,3 @@ class SourceError(Exception):
         super().__init__(f"connector {connector!r}: {message}")
         self.connector = connector
         self.reason = message
-
-
-class StopRequested(Exception):
-    """A stop was requested (SIGTERM, a timeout) while a connector waited; not a failure."""

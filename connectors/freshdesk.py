@@ -43,8 +43,8 @@ from connectors.base import (
     SourceTicket,
 )
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
-from connectors.http.auth import api_key_as_user
 from connectors.http.rest import base_url_from_site, vendor_site
+from sync_http.auth import api_key_as_user
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

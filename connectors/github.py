@@ -3,7 +3,7 @@
 Calls `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
 &since=W&per_page=N` with a Bearer token (a personal access token, or a GitHub
 App's installation token, minted with the app's key and renewed before its
-hour is up: `connectors.http.auth.GitHubAppAuth`) and follows the `Link` header's
+hour is up: `sync_http.auth.GitHubAppAuth`) and follows the `Link` header's
 `rel="next"` (page numbers are never computed). `state=all` matters: the
 default is open issues only.
 
@@ -56,9 +56,9 @@ from connectors.http import (
     RestConnector,
     Rule,
 )
-from connectors.http.auth import GitHubAppAuth, bearer, rsa_private_key
-from connectors.http.policy import Policy
 from connectors.values import HttpUrl
+from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
+from sync_http.policy import Policy
 
 API_VERSION = "2022-11-28"
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")

@@ -31,10 +31,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import Cursor
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
-from connectors.http.auth import basic
 from connectors.http.paginators import NextTokenPaginator, Paginator
 from connectors.http.rest import base_url_from_site, vendor_site
-from connectors.ratelimit import Backoff
+from sync_http.auth import basic
+from sync_http.ratelimit import Backoff
 
 SEARCH_PATH = "/rest/api/3/search/jql"
 ORDER = "ORDER BY updated ASC, id ASC"

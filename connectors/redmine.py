@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, OffsetPaginator, Paginator, RestConnector
-from connectors.http.auth import api_key_header
+from sync_http.auth import api_key_header
 
 
 class RedmineOptions(HttpOptions):

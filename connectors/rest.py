@@ -42,7 +42,9 @@ from connectors.http import (
     Paginator,
     RestConnector,
 )
-from connectors.http.auth import (
+from connectors.records import get_path, is_flag_set
+from connectors.values import CursorKind
+from sync_http.auth import (
     OAuth2,
     api_key_header,
     api_key_query,
@@ -50,8 +52,6 @@ from connectors.http.auth import (
     bearer,
     token_endpoint,
 )
-from connectors.records import get_path, is_flag_set
-from connectors.values import CursorKind
 
 SINCE_FORMATS: Final = ("iso8601", "iso8601_offset", "epoch_seconds", "epoch_ms", "date")
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -26,9 +26,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
-from connectors.http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 from connectors.http.rest import base_url_from_site
 from connectors.records import get_path
+from sync_http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 
 ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
 OAUTH_PATH = "/oauth_token.do"

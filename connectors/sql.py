@@ -76,11 +76,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import NullType
 
-from connectors import base, clock, values
+from connectors import base, values
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.records import is_flag_set
 from connectors.values import check_cursor_kind
+from sync_http import clock
 
 CONNECT_TIMEOUT_S: Final = 10
 """Seconds to wait for a PostgreSQL connection when the URL doesn't say."""

@@ -37,8 +37,8 @@ from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
 from connectors.base import Cursor
 from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
-from connectors.http.auth import zendesk_token
 from connectors.http.rest import base_url_from_site, vendor_site
+from sync_http.auth import zendesk_token
 
 START_TIME_LAG = 300
 """Never ask for a `start_time` younger than this many seconds.

@@ -1,13 +1,20 @@
-"""Cutting a stream or a list into batches: the one place the engine does it.
+"""Batches: cutting a stream or a list into them (the one place the engine does it), and
+what became of one sent to Fragment.
 
 A pass reads its source in chunks (to look up stored hashes a chunk at a time) and
-sends a shipment to Fragment in requests of `batch_size`; both cut here.
+sends a shipment to Fragment in requests of `batch_size`; both cut here. What Fragment
+made of a batch (`PushResult`) is a plain value, apart from the client (`sync.fragment`)
+that fills it: a pass holds one before it knows whether it has anything to send.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sync.mapping import TaskPayload
 
 T = TypeVar("T")
 
@@ -40,3 +47,26 @@ def batched(
         raise
     if batch:
         yield batch
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item Fragment refused: its message, and the task key it named, if it named one."""
+
+    payload: TaskPayload
+    message: str
+    field: str | None = None
+    """As Fragment spells it (`assignee_email`, `fields.due_at`): the `loc` of its 422."""
+
+
+@dataclass
+class PushResult:
+    """What became of one batch: the items that landed and the ones refused."""
+
+    acked: list[TaskPayload] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    requests: int = 0
+    """HTTP requests sent for this batch, retries and isolation included; counted as they go
+    out, so a push that raises has still counted each of its attempts."""
+    isolation_requests: int = 0
+    """Of those, the extra requests spent isolating rejected items."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import BadRecord, Cursor, SourceTicket
-from sync.fragment import Rejected
+from sync.batches import Rejected
 from sync.mapping import TaskPayload
 from sync.ship import Shipment
 from sync.state import FailedItem, StateStore, error_text, record_json

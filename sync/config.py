@@ -43,10 +43,10 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorOptions
-from connectors.redaction import names_a_secret
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
+from sync_http.redaction import names_a_secret
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
 ENV_PREFIX = "SYNC_"
@@ -336,7 +336,7 @@ class Config(BaseModel):
     """Where the config came from: a file path, or "built-in demo"."""
 
     def secrets(self) -> list[str]:
-        """Every secret value in the config, for redaction (`connectors.redaction`).
+        """Every secret value in the config, for redaction (`sync_http.redaction`).
 
         Each `SecretStr` (of a URL, the credentials in it: the rest is what
         errors must show), and the credentials in every URL, secret or not:

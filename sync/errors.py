@@ -6,7 +6,7 @@
   watermark stays at the last acknowledged batch and the next run resumes.
 - `connectors.errors.SourceError`: fail this connector's run, same as above.
 
-Every message is redacted as the error is built (`connectors.redaction`): it
+Every message is redacted as the error is built (`sync_http.redaction`): it
 may quote a ticket's value or a server's answer, and whatever shows it (an
 output, a log line, a row of the state) gets it clean.
 """
@@ -14,7 +14,7 @@ output, a log line, a row of the state) gets it clean.
 from __future__ import annotations
 
 from connectors.errors import StopRequested
-from connectors.redaction import redact
+from sync_http.redaction import redact
 
 
 class SyncError(Exception):

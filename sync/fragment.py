@@ -10,79 +10,44 @@ state or watermarks.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
 
-from connectors.errors import StopRequested
-from connectors.redaction import redact
+from sync.batches import PushResult, Rejected
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
+from sync_http.auth import bearer
+from sync_http.bounded import ResponseTooLarge
+from sync_http.policy import TRANSIENT, Action, Policy, Rule, classify
+from sync_http.ratelimit import RequestBudget, StopRequested
+from sync_http.redaction import redact
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
-if TYPE_CHECKING:
-    import httpx
-
-    from connectors.http.policy import Policy
-    from connectors.http.session import HttpSession
-
-
-@functools.cache
-def retry_policy() -> Policy:
-    """Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail).
-
-    Built at the first request, not at import: its transport rules are keyed by httpx's
-    exception types, and a pass with nothing to push never imports httpx (~30 ms).
-    """
-    from connectors.http.bounded import ResponseTooLarge
-    from connectors.http.policy import TRANSIENT, Action, Rule
-
-    return {
-        **TRANSIENT,
-        400: Rule(Action.REJECT, "bad request: some items are invalid"),
-        401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
-        403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
-        404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
-        409: Rule(Action.FAIL, "conflict"),
-        413: Rule(Action.REJECT, "batch too large: it is split"),
-        422: Rule(Action.REJECT, "some items are invalid"),
-        ResponseTooLarge: Rule(
-            Action.FAIL, "the answer is larger than fragment.max_response_size allows"
-        ),
-    }
+RETRY_POLICY: Policy = {
+    **TRANSIENT,
+    400: Rule(Action.REJECT, "bad request: some items are invalid"),
+    401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
+    403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
+    404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
+    409: Rule(Action.FAIL, "conflict"),
+    413: Rule(Action.REJECT, "batch too large: it is split"),
+    422: Rule(Action.REJECT, "some items are invalid"),
+    ResponseTooLarge: Rule(
+        Action.FAIL, "the answer is larger than fragment.max_response_size allows"
+    ),
+}
+"""Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail)."""
 
 
 FRAGMENT_RATE_LIMIT_FLOOR = 2.0
 """Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An item Fragment refused: its message, and the task key it named, if it named one."""
-
-    payload: TaskPayload
-    message: str
-    field: str | None = None
-    """As Fragment spells it (`assignee_email`, `fields.due_at`): the `loc` of its 422."""
-
-
-@dataclass
-class PushResult:
-    """What became of one batch: the items that landed and the ones refused."""
-
-    acked: list[TaskPayload] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    requests: int = 0
-    """HTTP requests sent for this batch, retries and isolation included; counted as they go
-    out, so a push that raises has still counted each of its attempts."""
-    isolation_requests: int = 0
-    """Of those, the extra requests spent isolating rejected items."""
 
 
 class FragmentClient:
@@ -110,20 +75,12 @@ class FragmentClient:
             return self._session
 
     def _open(self) -> HttpSession:
-        # The HTTP stack (httpx, ~30 ms to import) loads with the first request: a pass
-        # with nothing to push never sends one.
-        from connectors.http.auth import bearer
-        from connectors.http.policy import classify
-        from connectors.http.session import HttpSession, RetrySettings
-        from connectors.ratelimit import RequestBudget
-
         settings = self.settings
-        policy = retry_policy()
         token = SecretStr(settings.bearer_token())  # ConfigError naming fragment.token if unset
         return HttpSession(
             "fragment",
             settings.url,
-            classify=lambda outcome: classify(outcome, policy),
+            classify=lambda outcome: classify(outcome, RETRY_POLICY),
             budget=RequestBudget.per_minute(settings.requests_per_minute, stop=self.stop),
             retry=RetrySettings(
                 max_attempts=settings.max_attempts,
@@ -194,13 +151,11 @@ class FragmentClient:
     def _deliver(self, items: list[TaskPayload], result: PushResult, isolating: bool) -> None:
         if not items:
             return
-        from connectors.http.policy import Action, classify  # see `_open`
-
         result.isolation_requests += isolating
         response = self._send(
             "PUT", "/tasks/batch", _batch_body(items), result, validate=_acknowledges(items)
         )
-        if classify(response, retry_policy()).action is Action.ACCEPT:
+        if classify(response, RETRY_POLICY).action is Action.ACCEPT:
             result.acked.extend(items)
             return
         detail = _detail(response)
@@ -230,9 +185,6 @@ class FragmentClient:
         validate: Callable[[httpx.Response], str | None] | None = None,
     ) -> httpx.Response:
         """One logical request through the session's retry loop; translates its failures."""
-        from connectors.http.policy import Action  # see `_open`
-        from connectors.http.session import RequestFailed
-
         attempts: list[int] = []
         try:
             return self.session.send(

@@ -1,7 +1,7 @@
 """Logging: structlog to stderr, readable on a terminal, JSON lines elsewhere.
 
 Every log line is redacted, whatever logger wrote it (ours, httpx, alembic):
-the secrets registered with `connectors.redaction` (re-exported here) and
+the secrets registered with `sync_http.redaction` (re-exported here) and
 anything shaped like a credential become `***`.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from connectors.redaction import REDACTED, redact, register_secrets
+from sync_http.redaction import REDACTED, redact, register_secrets
 
 __all__ = ["REDACTED", "configure", "redact", "register_secrets"]
 

@@ -2,7 +2,7 @@
 
 `Metrics` owns a registry of its own (never the process-wide default, so each
 test can make a fresh one) and is both a `sync.run.RunObserver` and a
-`connectors.http.session.HttpObserver`: `install()` registers it with both.
+`sync_http.session.HttpObserver`: `install()` registers it with both.
 Counters come from the observer calls; the watermark lag, the failed items
 and the task counts are read from the state store at scrape time, so they are
 fresh even when no pass has run for an hour (the two counts are shared with
@@ -24,12 +24,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from connectors.http import session
 from sync import run as run_loop
 from sync.config import Config
 from sync.run import RunSummary
 from sync.state import StateError, StateStore
 from sync.status import CountCache, Counts, collect
+from sync_http import session
 
 log = structlog.get_logger("sync.metrics")
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from connectors import clock
 from connectors.base import BadRecord, Connector, Cursor, SourceTicket
 from connectors.errors import SourceError
 from sync.batches import batched
@@ -39,6 +38,7 @@ from sync.watermark import (
     pass_ceiling,
     pull_bound,
 )
+from sync_http import clock
 
 LOOKUP_CHUNK = 500
 """Tickets whose stored hashes are fetched in one query."""

@@ -41,11 +41,10 @@ from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
 from sync.config import Config, ConnectorConfig
 from sync.errors import RunInterrupted
-from sync.fragment import FragmentClient
 from sync.lease import LeaseKeeper, holder_text, leased
 from sync.mapping import Mapper, TaskPayload
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
-from sync.ship import Ship
+from sync.ship import Fragment, FragmentOnDemand, Ship
 from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
 from sync.stream import TaskStream
 from sync.summary import (
@@ -73,7 +72,7 @@ class ConnectorRun:
         self,
         connector: ConnectorConfig,
         store: StateStore,
-        client: FragmentClient | None,
+        client: Fragment | None,
         batch_size: int,
         options: RunOptions,
     ) -> None:
@@ -330,7 +329,7 @@ def run_once(
         list(names) if names else [n for n, c in config.connectors.items() if c.settings.enabled]
     )
     summaries = []
-    client = None if options.dry_run else FragmentClient(config.fragment, stop=options.stop)
+    client = None if options.dry_run else FragmentOnDemand(config.fragment, options.stop)
     try:
         for name in selected:
             if options.stop.is_set():

@@ -12,15 +12,19 @@ sources, the state or watermarks: settling a shipment is the caller's
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from sync.batches import batched
+from sync.batches import PushResult, batched
+from sync.config import FragmentSettings
 from sync.diff import Hashed, Queued, Version
-from sync.fragment import PushResult
+
+if TYPE_CHECKING:
+    from sync.fragment import FragmentClient
 
 P = TypeVar("P", bound=Hashed)
 M = TypeVar("M")
@@ -30,6 +34,41 @@ class Sink(Protocol):
     """Where shipments go: upserts a request's items, counting into `into` as it goes."""
 
     def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult: ...
+
+
+class Fragment(Sink, Protocol):
+    """What a pass needs of Fragment's client (`sync.fragment.FragmentClient`)."""
+
+    @property
+    def settings(self) -> FragmentSettings: ...
+
+
+class FragmentOnDemand:
+    """Fragment's client, made at the first push; `run_once` hands one to its passes.
+
+    The one place the engine loads `sync.fragment`, and with it the HTTP stack (httpx,
+    ~30 ms to import): a pass with nothing to push never loads it.
+    """
+
+    def __init__(self, settings: FragmentSettings, stop: threading.Event) -> None:
+        self.settings = settings
+        self._stop = stop
+        self._client: FragmentClient | None = None
+        self._lock = threading.Lock()
+
+    def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult:
+        with self._lock:
+            if self._client is None:
+                from sync.fragment import FragmentClient
+
+                self._client = FragmentClient(self.settings, stop=self._stop)
+        return self._client.push(items, into)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 V = TypeVar("V", bound=Version)

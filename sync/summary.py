@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from connectors.errors import SourceError, StopRequested
-from connectors.redaction import redact
 from sync.errors import FragmentError
 from sync.mapping import TaskPayload
 from sync.state import UNREACHABLE, LeaseLost, unreachable_message
+from sync_http.redaction import redact
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Each asks the passes to stop after their batch in flight and checkpoint. SIGHUP's

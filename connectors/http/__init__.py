@@ -1,7 +1,9 @@
-"""The HTTP toolkit REST connectors stand on: session, policy, paginators, auth, the base class.
+"""What a REST connector is declared with: the base class and the paginators, here, and the
+policy and session names it uses from the transport toolkit (`sync_http`), re-exported.
 
 A vendor connector subclasses `RestConnector` and declares; see `connectors.redmine`
-for the smallest example.
+for the smallest example. Transport (session, bounded reads, auth, policy, pacing,
+redaction) is `sync_http`'s, shared with the Fragment client.
 """
 
 from connectors.http.paginators import (
@@ -15,9 +17,9 @@ from connectors.http.paginators import (
     PaginationLoop,
     Paginator,
 )
-from connectors.http.policy import SOURCE_POLICY, Action, Rule, source_classifier
 from connectors.http.rest import HttpOptions, RestConnector
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
+from sync_http.policy import SOURCE_POLICY, Action, Rule, source_classifier
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
 __all__ = [
     "SOURCE_POLICY",

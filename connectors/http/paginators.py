@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from connectors.records import MISSING, get_path
-from connectors.redaction import redact
+from sync_http.redaction import redact
 
 
 class PaginationLoop(Exception):

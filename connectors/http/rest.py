@@ -24,14 +24,14 @@ from pydantic import ByteSize, Field
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
-from connectors.http.bounded import DEFAULT_MAX_RESPONSE_SIZE
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
-from connectors.http.policy import SOURCE_POLICY, Policy, source_classifier
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import Backoff, RequestBudget
 from connectors.records import MISSING, get_path, source_id_text
-from connectors.redaction import redact
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
+from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
+from sync_http.policy import SOURCE_POLICY, Policy, source_classifier
+from sync_http.ratelimit import Backoff, RequestBudget
+from sync_http.redaction import redact
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
 USER_AGENT = "fragment-sync/0.1"
 WHOLE_RECORD = "(record)"

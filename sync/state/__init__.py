@@ -33,9 +33,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-from connectors import clock
 from connectors.base import Cursor
-from connectors.redaction import holds_secret, redact, without_secrets
 from sync.state.schema import (
     ID,
     connectors,
@@ -48,6 +46,8 @@ from sync.state.schema import (
     watermarks,
 )
 from sync.watermark import cursor_kind, decode, encode
+from sync_http import clock
+from sync_http.redaction import holds_secret, redact, without_secrets
 
 log = structlog.get_logger("sync.state")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -182,7 +182,7 @@ class RunRecord:
 
 
 def utcnow() -> dt.datetime:
-    return clock.now()  # the clock the engine compares with its sources' (`connectors.clock`)
+    return clock.now()  # the clock the engine compares with its sources' (`sync_http.clock`)
 
 
 def record_json(record: Any) -> str | None:

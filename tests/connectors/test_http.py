@@ -22,10 +22,10 @@ from connectors.http.paginators import (
     PageRequest,
     PaginationLoop,
 )
-from connectors.http.policy import Action, source_classifier
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget, parse_retry_after, wait_from_headers
 from fakes import FakeApi, Reply, Request
+from sync_http.policy import Action, source_classifier
+from sync_http.ratelimit import RequestBudget, parse_retry_after, wait_from_headers
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
 NOW = 1_800_000_000.0
 

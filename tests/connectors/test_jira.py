@@ -19,7 +19,6 @@ import pytest
 from connectors.base import SourceTicket
 from connectors.errors import SourceError
 from connectors.jira import JiraConnector, JiraOptions
-from connectors.ratelimit import backoff_delay
 from fakes import Reply, Request
 from fakes.jira import SEARCH, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase
@@ -27,6 +26,7 @@ from sync.config import build_config
 from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.mapping import Mapper, task_uid
+from sync_http.ratelimit import backoff_delay
 from synckit import TOKEN, tasks_by_ticket
 
 EMAIL = "ops-bot@example.com"

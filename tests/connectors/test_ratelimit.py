@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from connectors.ratelimit import MINUTE_MARGIN, RequestBudget
+from sync_http.ratelimit import MINUTE_MARGIN, RequestBudget
 
 WAKE_UP = 1e-6
 """A real wait ends a little after its timeout."""

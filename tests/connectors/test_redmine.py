@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from connectors import clock
 from fakes import HTML_ERROR, Reply, Request
 from fakes.redmine import FakeRedmine, stamp
 from fakes.suite import T0, ConnectorSuite, VendorCase
@@ -17,6 +16,7 @@ from sync.config import Config, build_config
 from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
 API_KEY = "redmine-key-5b0c11"

@@ -29,13 +29,13 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors import clock
 from fakes import FakeApi, Reply, Request
 from fakes.redmine import FakeRedmine
 from sync.config import Config, build_config
 from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
 SEEDED = 120
@@ -340,7 +340,7 @@ def test_an_edit_in_the_second_of_the_last_issue_read_is_not_lost_with_this_host
     same second (the next page, re-anchored on that second, skips A as read);
     issue B is edited two seconds later and read in the same pass. The next
     pass must still bring A's last edit. This machine's clock is made to run
-    ahead for the sync only (`connectors.clock`); Redmine keeps the real one.
+    ahead for the sync only (`sync_http.clock`); Redmine keeps the real one.
     No lookback, so none can hide a loss.
     """
     ahead = dt.timedelta(seconds=host_ahead_s)

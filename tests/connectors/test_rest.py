@@ -14,7 +14,6 @@ import pytest
 
 from connectors.base import SourceTicket
 from connectors.errors import SourceError
-from connectors.http.auth import token_endpoint
 from connectors.rest import RestApiConnector, RestApiOptions, render_since
 from fakes import Reply, Request
 from fakes.backoffice import PATH, TOKEN_PATH, FakeBackOffice, OAuthServer, PagingStyle
@@ -24,6 +23,7 @@ from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.state import StateStore
 from sync.watermark import encode
+from sync_http.auth import token_endpoint
 from synckit import TOKEN, tasks_by_ticket
 
 API_KEY = "bo-key-93f1c2"

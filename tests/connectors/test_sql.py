@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy.dialects import mysql
 
-from connectors import clock
 from connectors.base import BadRecord, Cursor, SourceTicket
 from connectors.errors import SourceError
 from connectors.registry import connector_class
@@ -36,6 +35,7 @@ from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.run import RunSummary, run_once
 from sync.state import StateStore
+from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
 MARIADB_URL = os.environ.get("SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from connectors import clock
 from fakes import HTML_ERROR, FakeApi, Reply, Request
 from sync.config import Config, build_config
 from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync_http import clock
 from synckit import TOKEN, pushed_items, tasks_by_ticket
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

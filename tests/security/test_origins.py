@@ -21,9 +21,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from connectors.http.policy import source_classifier
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget
 from fakes import FakeApi, Reply, Request
 from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
 from fakes.freshdesk import FakeFreshdesk
@@ -37,6 +34,9 @@ from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync_http.policy import source_classifier
+from sync_http.ratelimit import RequestBudget
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 from synckit import TOKEN
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

@@ -47,9 +47,6 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.errors import SourceError
-from connectors.http.policy import source_classifier
-from connectors.http.session import HttpSession, RequestFailed, RetrySettings
-from connectors.ratelimit import RequestBudget
 from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes import FakeApi, Reply, Request
 from fakes.github import FakeGitHub
@@ -60,6 +57,9 @@ from sync.fragment import FragmentClient
 from sync.logs import register_secrets
 from sync.mapping import TaskPayload
 from sync.state import FailedItem, StateError, StateStore, record_json
+from sync_http.policy import source_classifier
+from sync_http.ratelimit import RequestBudget
+from sync_http.session import HttpSession, RequestFailed, RetrySettings
 from synckit import write_tickets
 
 FRAGMENT_TOKEN = "frag-everywhere-0b61d2"

@@ -10,9 +10,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from connectors.base import SourceTicket
+from sync.batches import PushResult, Rejected
 from sync.checkpoint import Checkpointer, FailureLog, Mark, PassCounts
 from sync.errors import FragmentUnavailable
-from sync.fragment import PushResult, Rejected
 from sync.mapping import TaskPayload, task_uid
 from sync.ship import Ship, Shipment
 from sync.state import StateStore

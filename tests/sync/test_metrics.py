@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.http import session
 from sync.config import Config
 from sync.emulator import Emulator
 from sync.metrics import Metrics
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
+from sync_http import session
 from synckit import TOKEN, make_config, write_tickets
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -20,9 +20,10 @@ from structlog.testing import capture_logs
 
 from connectors import files
 from connectors.base import BadRecord, SourceTicket
+from sync.batches import PushResult
 from sync.config import Config
 from sync.emulator import Emulator
-from sync.fragment import FragmentClient, PushResult
+from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload, task_uid
 from sync.run import (
     FAILURES_LOGGED,

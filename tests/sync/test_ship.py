@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from connectors.base import SourceTicket
+from sync.batches import PushResult
 from sync.diff import Queued
 from sync.errors import FragmentUnavailable
-from sync.fragment import PushResult
 from sync.mapping import TaskPayload
 from sync.ship import Ship, Shipment
 

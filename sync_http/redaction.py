@@ -2,8 +2,8 @@
 
 Owns the registry of secrets (every secret value of the config, registered
 as it is loaded) and `redact`, which replaces them, and anything shaped like
-a credential, with `***`. It sits below the engine, with the connectors,
-because the text about a failure is made on both sides.
+a credential, with `***`. It sits below the engine and the connectors, in
+the HTTP toolkit, because the text about a failure is made on every side.
 
 Where it is called, and why that is enough: every text that leaves the
 process is an exception's message, or text the state stores and commands
@@ -12,7 +12,7 @@ read back, or one of a few texts shown straight from memory.
 - The error types every failure passes through redact their message as it is
   built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
   (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
-  excerpt of a server's answer that `connectors.http.session.RequestFailed`
+  excerpt of a server's answer that `sync_http.session.RequestFailed`
   quotes. That excerpt, and every other quote of an answer cut to a length
   (`connectors.http.rest`, `.paginators`, `sync.fragment`), is redacted whole
   before it is cut: a half secret would no longer match it.

@@ -1,7 +1,7 @@
 """The ways ticket systems take credentials, as httpx auth objects.
 
 Secrets arrive as `SecretStr` and are revealed only here, into headers or the
-query; the redaction (`connectors.redaction`) knows every one of them.
+query; the redaction (`sync_http.redaction`) knows every one of them.
 
 Tokens that expire (OAuth 2 access tokens, GitHub App installation tokens)
 are a `RefreshingAuth`: obtained from the token endpoint on first use,
@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from connectors.redaction import register_secrets
+from sync_http.redaction import register_secrets
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey

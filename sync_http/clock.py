@@ -5,6 +5,8 @@ checkpoint at the time its pass started. To compare the two, a connector
 estimates how far its source's clock is from this one (`Connector.clock_offset`)
 and the engine reads the time a pass starts; both read `now()`, so they always
 agree on what "this machine's clock" says, and a test can shift both at once.
+It sits with the HTTP toolkit, the lowest layer, because the session reads each
+answer's `Date` header against it (`http_date`).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from connectors.http.auth import TokenEndpointFailed, TokenRefused
-from connectors.http.bounded import ResponseTooLarge
+from sync_http.auth import TokenEndpointFailed, TokenRefused
+from sync_http.bounded import ResponseTooLarge
 
 
 class Action(enum.Enum):

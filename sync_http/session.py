@@ -1,7 +1,7 @@
 """One HTTP connection to one server, with the request loop every client shares.
 
 `HttpSession.send` paces requests through a `RequestBudget`, classifies each
-answer with a policy (`connectors.http.policy`), waits what a rate limit asks
+answer with a policy (`sync_http.policy`), waits what a rate limit asks
 (never less), backs off on transient failures, paces itself down when the
 server's remaining quota runs low, and raises a named error when it must
 stop. The Fragment client and every REST connector send through it.
@@ -14,7 +14,7 @@ client and whatever auth it holds:
   credentials included, is sent there. Redirects within the origin are
   followed, and a permanent one is logged once so the operator can update
   the configuration.
-- Size and time: every answer is read whole through `connectors.http.bounded`,
+- Size and time: every answer is read whole through `sync_http.bounded`,
   capped at `max_response_size` once unpacked, and each request (connecting,
   sending, waiting, reading) must end within `timeout`.
 - Clock: each answer's `Date` header tells the server's clock (`clock_offset`).
@@ -32,9 +32,8 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
-from connectors import clock
-from connectors.errors import StopRequested
-from connectors.http.bounded import (
+from sync_http import clock
+from sync_http.bounded import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_RESPONSE_SIZE,
     ResponseTooLarge,
@@ -42,11 +41,17 @@ from connectors.http.bounded import (
     read_answer,
     request_deadline,
 )
-from connectors.http.policy import Action, Classifier, Rule, remaining_quota
-from connectors.ratelimit import Backoff, RequestBudget, backoff_delay, wait_from_headers
-from connectors.redaction import redact
+from sync_http.policy import Action, Classifier, Rule, remaining_quota
+from sync_http.ratelimit import (
+    Backoff,
+    RequestBudget,
+    StopRequested,
+    backoff_delay,
+    wait_from_headers,
+)
+from sync_http.redaction import redact
 
-log = structlog.get_logger("connectors.http")
+log = structlog.get_logger("sync_http")
 
 
 class HttpObserver(Protocol):

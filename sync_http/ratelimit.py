@@ -2,12 +2,14 @@
 
 Shared by the Fragment client and the source connectors' HTTP toolkit. Pure
 arithmetic plus one small thread-safe budget; no HTTP here. Sleeping goes
-through a `threading.Event` so a stop request cuts any wait short.
+through a `threading.Event` so a stop request cuts any wait short; the
+client that waited then raises `StopRequested`.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import email.utils
 import math
 import random
@@ -15,6 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+
+class StopRequested(Exception):
+    """A stop was requested (SIGTERM, a timeout) while a client waited; not a failure."""
+
 
 MIN_WAIT = 1.0
 """Wait this long on a rate-limit answer that gives no hint."""
@@ -71,12 +78,14 @@ def _reset_wait(raw: str, now: float) -> float | None:
     try:
         number = float(raw)
     except ValueError:
-        from connectors.values import parse_datetime
-
+        # ISO 8601: a trailing z is UTC (`fromisoformat` reads only Z), a naive time is UTC.
         try:
-            return max(0.0, parse_datetime(raw).timestamp() - now)
+            moment = dt.datetime.fromisoformat(raw[:-1] + "Z" if raw.endswith("z") else raw)
         except ValueError:
             return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return max(0.0, moment.timestamp() - now)
     if number > 1e12:  # epoch milliseconds
         return max(0.0, number / 1000 - now)
     if number > 1e9:  # epoch seconds

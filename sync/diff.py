@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from connectors.base import Cursor
@@ -70,8 +69,7 @@ class Verdict(enum.Enum):
     """Mapping it failed (`error`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision(Generic[V, P]):
+class Decision(NamedTuple, Generic[V, P]):
     """What becomes of one version: its verdict, its payload (PUSH), its error (UNMAPPABLE)."""
 
     ticket: V
@@ -134,20 +132,22 @@ def diff(
     """
     newest: dict[str, Queued] = dict(queued or {})
     decisions: list[Decision[V, P]] = []
+    decide = decisions.append  # in locals: this loop runs once per ticket read
+    push, unchanged = Verdict.PUSH, Verdict.UNCHANGED
     for ticket in tickets:
         source_id = ticket.source_id
         known = stored.get(source_id)
         on_its_way = newest.get(source_id)
         if superseded(ticket, known, on_its_way, pass_started):
-            decisions.append(Decision(ticket, Verdict.SUPERSEDED))
+            decide(Decision(ticket, Verdict.SUPERSEDED))
             continue
         if ticket.deleted and known is None and source_id not in sent_unrecorded:
-            decisions.append(Decision(ticket, Verdict.NEVER_SENT))
+            decide(Decision(ticket, Verdict.NEVER_SENT))
             continue
         try:
             payload = map_ticket(ticket)
         except MappingError as exc:
-            decisions.append(Decision(ticket, Verdict.UNMAPPABLE, error=exc))
+            decide(Decision(ticket, Verdict.UNMAPPABLE, error=exc))
             continue
         content_hash = payload.content_hash
         newest[source_id] = Queued(ticket.cursor, content_hash)
@@ -156,7 +156,7 @@ def diff(
             and known.content_hash == content_hash
             and (on_its_way is None or on_its_way.content_hash == content_hash)
         ):
-            decisions.append(Decision(ticket, Verdict.UNCHANGED))
+            decide(Decision(ticket, unchanged))
         else:
-            decisions.append(Decision(ticket, Verdict.PUSH, payload))
+            decide(Decision(ticket, push, payload))
     return decisions

@@ -139,7 +139,10 @@ class TaskStream:
                 self.take(next(decisions), stored, errors.get(item.source_id))
             if pull is not None and item.cursor is not None:
                 pull.observe(item.cursor)
-            self.tick(watermark, settings)
+            # One more item dealt with: cut a shipment once the batch is full, or it's been long.
+            self._since_commit += 1
+            if len(self._batch) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
+                self.flush(watermark(), settings)
 
     def bad_record(self, item: BadRecord) -> None:
         """A record the source could not make a ticket of: recorded as failed."""
@@ -170,15 +173,6 @@ class TaskStream:
         return self.store.in_flight(self.namespace, unknown) if unknown else set()
 
     # Ship and checkpoint
-
-    def tick(self, watermark: Callable[[], Cursor | None], settings: str | None = None) -> None:
-        """One more item dealt with: cut a shipment once the batch is full, or it's been long.
-
-        `watermark`, asked only then: where that shipment's checkpoint may move it.
-        """
-        self._since_commit += 1
-        if len(self._batch) >= self.batch_size or self._since_commit >= IDLE_CHECKPOINT:
-            self.flush(watermark(), settings)
 
     def flush(
         self,

@@ -16,6 +16,8 @@ COPY pyproject.toml README.md ./
 COPY sync ./sync
 COPY connectors ./connectors
 COPY sync_demo ./sync_demo
+COPY sync_http ./sync_http
+COPY fragment_emulator ./fragment_emulator
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -1,6 +1,6 @@
 """The Fragment emulator as a separate process on loopback, and its traffic counts.
 
-Owns starting `python -m sync emulator` on a free port, waiting until it
+Owns starting `python -m fragment_emulator` on a free port, waiting until it
 answers, reading its admin routes (`/_emulator/stats`, `/_emulator/reset`)
 and stopping it whatever happens. The request counts the bench reports come
 from here, the server's side, not from the client's own summary.
@@ -56,14 +56,14 @@ def _route(key: str) -> str:
 
 
 class EmulatorProcess:
-    """`python -m sync emulator` in a child process. Use as a context manager."""
+    """`python -m fragment_emulator` in a child process. Use as a context manager."""
 
     def __init__(self, logs: Path, rate_limit: str | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_url = self.base_url + API_PREFIX
         self._logs = logs
-        argv = [PYTHON, "-m", "sync", "emulator", "--port", str(self.port), "--token", TOKEN]
+        argv = [PYTHON, "-m", "fragment_emulator", "--port", str(self.port), "--token", TOKEN]
         if rate_limit is not None:
             argv += ["--rate-limit", rate_limit]
         self._argv = argv

@@ -3,7 +3,7 @@
 The path of a ticket: `connectors` → `sync.pull` → `sync.mapping` → `sync.diff` →
 `sync.ship` → `sync.fragment` → `sync.checkpoint` (into `sync.state`), tied by
 `sync.stream` and the pass orchestrator `sync.run`. `sync.cli` and
-`sync.scheduler` sit on top; `sync.emulator` stands in for Fragment.
+`sync.scheduler` sit on top; `fragment_emulator` stands in for Fragment.
 """
 
 __version__ = "0.1.0"

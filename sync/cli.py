@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["emulator"]:
         # The emulator has its own flags (faults, users, rate limit): one parser, one place.
-        from sync.emulator.__main__ import main as emulator_main
+        from fragment_emulator.__main__ import main as emulator_main
 
         return emulator_main(arguments[1:])
     parser = _parser()
@@ -183,8 +183,8 @@ def _demo_or_config(
         return
     import tempfile
 
+    from fragment_emulator import Emulator
     from sync.builtin_demo import DEMO_DIR, DEMO_TOKEN, demo_config, ensure_demo_tickets
-    from sync.emulator import Emulator
 
     dry_run = getattr(args, "dry_run", False)
     tickets = DEMO_DIR / "demo" / "tickets.jsonl"

@@ -23,13 +23,15 @@ sources, talk to Fragment or open the state database.
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import hashlib
+import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -41,11 +43,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.base import ConnectorOptions
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
+from sync.spec import MappingSettings, parse_mapping
 from sync_http.redaction import names_a_secret
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
@@ -53,8 +57,6 @@ ENV_PREFIX = "SYNC_"
 """Environment variables that override settings: `SYNC_FRAGMENT__TOKEN` sets `fragment.token`."""
 CONFIG_FILE_VARIABLE = "SYNC_CONFIG"
 FRAGMENT_URL = "https://api.onfragment.com/api/v1"
-STATUSES = ("TODO", "STARTED", "DONE")
-Status = Literal["TODO", "STARTED", "DONE"]
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/|:memory:|file:)([^?]+)(.*)$")
@@ -221,30 +223,6 @@ class ScheduleSettings(_Section):
         return self
 
 
-class MappingSettings(_Section):
-    """How a source ticket becomes a Fragment task (see `sync.mapping`).
-
-    `title`, `url` and `queue_uid` are templates over the raw record
-    (`"[{priority}] {subject}"`, `{source_id}` is always available); the other
-    keys are paths into it (`requester.email`, `tags.0`).
-    """
-
-    title: str = "Ticket {source_id}"
-    url: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
-    source_id_field: str = "ticket_id"
-    status: str | None = None
-    status_map: dict[str, Status] = Field(default_factory=dict)
-    status_default: Status = "TODO"
-    set_status: bool = True
-    due_at: str | None = None
-    assignee_email: str | None = None
-    queue_uid: str | None = None
-    external_created_at: str | None = None
-    external_updated_at: str | None = None
-    hook: str | None = None
-
-
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
@@ -274,8 +252,17 @@ class ConnectorSettings(BaseModel):
         return DEFAULT_PASS_TIMEOUT if self.timeout is None else self.timeout
 
 
-class Settings(_Section):
-    """The whole file; `_settings` lays the `SYNC_*` environment variables over it."""
+class Settings(BaseSettings):
+    """The whole file (passed in as arguments), the `SYNC_*` environment variables over it.
+
+    A variable wins over the file; `SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` (Docker
+    secrets) stands in for an unset `SYNC_FRAGMENT__TOKEN`. Raises `ValidationError` for
+    anything the file or a variable gets wrong.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     fragment: FragmentSettings = FragmentSettings()
     state: StateSettings = StateSettings()
@@ -283,6 +270,45 @@ class Settings(_Section):
     locking: LockingSettings = LockingSettings()
     daemon: DaemonSettings = DaemonSettings()
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment (and its secret files) win.
+        return (_WithoutFileVariables(env_settings), _SecretFiles(settings_cls), init_settings)
+
+
+class _WithoutFileVariables(PydanticBaseSettingsSource):
+    """The environment source, minus `SYNC_*_FILE` variables (`_SecretFiles` reads those)."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _drop_file_keys(self.inner())
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
+
+    The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is returned at once, by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return _secret_file_settings()
 
 
 class ConnectorConfig(BaseModel):
@@ -309,9 +335,6 @@ class ConnectorConfig(BaseModel):
         next pass reads everything again (the hash diff then pushes only the
         tasks the change really altered). Secrets enter it masked.
         """
-        import hashlib
-        import json
-
         decisive = {
             "kind": self.kind,
             "options": self.options.model_dump(mode="json"),
@@ -388,8 +411,6 @@ def _url_secrets(text: str) -> list[str] | None:
     """
     if "://" not in text:
         return None
-    from urllib.parse import unquote, unquote_plus, urlsplit
-
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -453,7 +474,7 @@ def build_config(
     if folder is not None:
         data = _with_paths_resolved(data, folder)
     try:
-        settings = _settings(data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise _config_error(exc, prefix="") from None
     if not settings.connectors:
@@ -498,10 +519,7 @@ def _connector_config(
         settings = settings.model_copy(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
-    # Imported here: mapping imports this module for its settings types.
-    from sync.mapping import check_mapping
-
-    check_mapping(settings.mapping, key=f"{key}.mapping", import_hook=import_hooks)
+    parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
     return ConnectorConfig(name=name, settings=settings, options=options)
 
 
@@ -576,8 +594,6 @@ def _json_leaves(key: str, value: str) -> Iterator[str]:
 
     Such a table is merged key by key over the file's, so only its own keys are overridden.
     """
-    import json
-
     try:
         tree = json.loads(value) if value.lstrip().startswith("{") else None
     except ValueError:
@@ -657,75 +673,10 @@ def _read_secret_file(variable: str, key: str) -> str:
         ) from None
 
 
-def _settings(data: dict[str, Any]) -> Settings:
-    """The file's tables, `SYNC_*` environment variables (and their `_FILE` secrets) over them.
-
-    Raises `ValidationError` for anything the file or a variable gets wrong.
-    """
-    if any(_may_set(variable) for variable in os.environ):
-        return _settings_with_environment()(**data)
-    # No variable to read: pydantic-settings (~20 ms to import) would add nothing.
-    return Settings(**data)
-
-
 def _may_set(variable: str) -> bool:
     """Whether the environment variable `variable` may override a setting."""
     upper = variable.upper()
     return upper.startswith(ENV_PREFIX) and upper != CONFIG_FILE_VARIABLE
-
-
-@functools.cache
-def _settings_with_environment() -> type[Settings]:
-    """`Settings` as pydantic-settings builds it: the environment wins over the file."""
-    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
-    class WithoutFileVariables(PydanticBaseSettingsSource):
-        """The environment source, minus `SYNC_*_FILE` variables (`SecretFiles` reads those)."""
-
-        def __init__(self, inner: PydanticBaseSettingsSource) -> None:
-            super().__init__(inner.settings_cls)
-            self.inner = inner
-
-        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-            return self.inner.get_field_value(field, field_name)
-
-        def __call__(self) -> dict[str, Any]:
-            return _drop_file_keys(self.inner())
-
-    class SecretFiles(PydanticBaseSettingsSource):
-        """`SYNC_FRAGMENT__TOKEN_FILE=/run/secrets/token` gives `fragment.token` the file's content.
-
-        The Docker-secrets convention; a variable set directly (`SYNC_FRAGMENT__TOKEN`) wins.
-        """
-
-        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-            return None, field_name, False  # everything is returned at once, by __call__
-
-        def __call__(self) -> dict[str, Any]:
-            return _secret_file_settings()
-
-    class SettingsWithEnvironment(BaseSettings, Settings):
-        model_config = SettingsConfigDict(
-            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-        )
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            # The file arrives as init kwargs; the environment (and its secret files) win.
-            return (
-                WithoutFileVariables(env_settings),
-                SecretFiles(settings_cls),
-                init_settings,
-            )
-
-    return SettingsWithEnvironment
 
 
 def _drop_file_keys(tree: dict[str, Any]) -> dict[str, Any]:
@@ -764,32 +715,3 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
     first_key, first_message = problems[0]
     more = "".join(f"\n  {k}: {m}" for k, m in problems[1:])
     return ConfigError(first_key, first_message + more)
-
-
-def callable_name(dotted: str) -> tuple[str, str]:
-    """The module and the function `package.module:function` (or `…module.function`) names.
-
-    Raises `ValueError` when it is not of that form. Imports nothing.
-    """
-    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(f"{dotted!r} is not of the form package.module:function")
-    return module_name, attribute
-
-
-def resolve_callable(dotted: str) -> Callable[..., Any]:
-    """The function named by `package.module:function` (or `package.module.function`).
-
-    Raises `ValueError` saying why it can't be found.
-    """
-    import importlib
-
-    module_name, attribute = callable_name(dotted)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"can't import {module_name!r}: {exc}") from None
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise ValueError(f"{module_name!r} has no function {attribute!r}")
-    return function  # type: ignore[no-any-return]

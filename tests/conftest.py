@@ -1,6 +1,6 @@
 """Shared fixtures: the Fragment emulator over real HTTP, state stores on real databases.
 
-Every test that syncs talks to a real `sync.emulator.Emulator` on loopback;
+Every test that syncs talks to a real `fragment_emulator.Emulator` on loopback;
 every state test uses a real database: SQLite, the machine's PostgreSQL at
 127.0.0.1:5432 (trust auth) and its MariaDB at 127.0.0.1:3306 (root, no
 password). Each test session gets a database of its own on each server.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.state import StateStore
 from synckit import TOKEN
 

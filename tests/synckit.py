@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync_demo import DEMO_MAPPING
 
 TOKEN = "test-token-7c1f9e2ab4"

@@ -15,7 +15,7 @@ from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
 from fakes import Reply, Request
 from fakes.freshdesk import PATH, FakeFreshdesk
 from fakes.suite import T0, ConnectorSuite, VendorCase
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from synckit import pushed_items, tasks_by_ticket
 
 API_KEY = "freshdesk-key-3f8a20"

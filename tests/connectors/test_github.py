@@ -26,8 +26,8 @@ from fakes.github import (
     stamp,
 )
 from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
+from fragment_emulator import Emulator
 from sync.config import build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.logs import redact
 from sync.run import RunSummary

@@ -22,8 +22,8 @@ from connectors.jira import JiraConnector, JiraOptions
 from fakes import Reply, Request
 from fakes.jira import SEARCH, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase
+from fragment_emulator import Emulator
 from sync.config import build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.mapping import Mapper, task_uid
 from sync_http.ratelimit import backoff_delay

@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from fakes import HTML_ERROR, Reply, Request
 from fakes.redmine import FakeRedmine, stamp
 from fakes.suite import T0, ConnectorSuite, VendorCase
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from sync_http import clock

@@ -31,8 +31,8 @@ import pytest
 
 from fakes import FakeApi, Reply, Request
 from fakes.redmine import FakeRedmine
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from sync_http import clock

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.registry import available
+from fragment_emulator import Emulator
 from sync.config import UID_NAMESPACE, build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.mapping import task_uid
 from synckit import TOKEN, small_config_file, tasks_by_ticket

@@ -18,8 +18,8 @@ from connectors.rest import RestApiConnector, RestApiOptions, render_since
 from fakes import Reply, Request
 from fakes.backoffice import PATH, TOKEN_PATH, FakeBackOffice, OAuthServer, PagingStyle
 from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
+from fragment_emulator import Emulator
 from sync.config import ConnectorSettings, build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.state import StateStore
 from sync.watermark import encode

@@ -22,8 +22,8 @@ from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
 from fakes import Reply, Request
 from fakes.servicenow import FakeServiceNow, OAuthClient, sys_id_of
 from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
+from fragment_emulator import Emulator
 from sync.config import build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.logs import redact
 from sync.mapping import Mapper

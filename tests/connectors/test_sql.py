@@ -30,8 +30,8 @@ from connectors.errors import SourceError
 from connectors.registry import connector_class
 from connectors.sql import SqlConnector, SqlOptions, since_value
 from connectors.values import parse_datetime
+from fragment_emulator import Emulator
 from sync.config import build_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.run import RunSummary, run_once
 from sync.state import StateStore

@@ -14,7 +14,7 @@ from connectors.zendesk import ZendeskConnector, ZendeskOptions
 from fakes import Reply, Request
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fakes.zendesk import EDGE_RATE_LIMITED, PATH, RATE_LIMITED_BODY, FakeZendesk
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from synckit import pushed_items, tasks_by_ticket
 
 EMAIL = "ops-admin@acme.example"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from fakes import HTML_ERROR, FakeApi, Reply, Request
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from sync_http import clock

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from connectors.values import parse_datetime
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.state import StateStore
 from sync_demo import generate_tickets
 from synckit import (

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from connectors.values import parse_datetime
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.fragment import FragmentClient
 from sync.run import ConnectorRun, RunOptions, RunSummary
 from sync.state import StateStore

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import SourceTicket
-from sync.config import MappingSettings
-from sync.emulator.models import TaskWrite
+from fragment_emulator.models import TaskWrite
 from sync.errors import MappingError
 from sync.mapping import MAX_DEPTH, Mapper, TaskPayload, task_uid
+from sync.spec import MappingSettings
 
 CONNECTOR = "hostile"
 CURSOR = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

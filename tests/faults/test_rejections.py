@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from fakes import FakeApi, Reply, Request
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from synckit import TOKEN, make_config, write_tickets

@@ -27,8 +27,8 @@ from fakes import Reply
 from fakes.github import NO_PERMISSION, FakeGitHub
 from fakes.redmine import FakeRedmine
 from fakes.zendesk import FakeZendesk
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from synckit import MAPPING, write_tickets
 
 FRAGMENT_TOKEN = "frag-SECRET-tok-91f3c2e8"

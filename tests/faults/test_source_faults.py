@@ -23,8 +23,8 @@ import pytest
 from fakes import HTML_ERROR, TRUNCATED_JSON, Reply, Request
 from fakes.jira import SEARCH, FakeJira
 from fakes.redmine import FakeRedmine
+from fragment_emulator import Emulator
 from sync.config import Config, build_config
-from sync.emulator import Emulator
 from sync.mapping import task_uid
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore

@@ -29,8 +29,8 @@ from fakes import Reply
 from fakes.backoffice import PATH, FakeBackOffice, OAuthServer
 from fakes.github import AppInstallation, FakeGitHub
 from fakes.servicenow import FakeServiceNow, OAuthClient
+from fragment_emulator import Emulator
 from sync.config import load_config
-from sync.emulator import Emulator
 
 FRAGMENT_TOKEN = "frag-SECRET-tok-0a71c9d2"
 SNOW_PASSWORD = "snow-SECRET-pw-61be"

@@ -30,9 +30,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from fragment_emulator import Emulator
 from sync.cli import main
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.metrics import Metrics
 from sync.run import run_once
 from sync.state import StateStore

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from synckit import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.state import StateStore
 from synckit import TOKEN, write_tickets
 

@@ -27,8 +27,8 @@ from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub
 from fakes.servicenow import FakeServiceNow
 from fakes.zendesk import FakeZendesk
+from fragment_emulator import Emulator
 from sync.config import FragmentSettings, build_config
-from sync.emulator import Emulator
 from sync.errors import FragmentUnavailable
 from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload

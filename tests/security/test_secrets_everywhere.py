@@ -50,8 +50,8 @@ from connectors.errors import SourceError
 from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes import FakeApi, Reply, Request
 from fakes.github import FakeGitHub
+from fragment_emulator import Emulator
 from sync.config import FragmentSettings
-from sync.emulator import Emulator
 from sync.errors import ConfigError, FragmentAuthError, MappingError
 from sync.fragment import FragmentClient
 from sync.logs import register_secrets

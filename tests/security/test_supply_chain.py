@@ -10,6 +10,7 @@ machine reaches no vulnerability database.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -97,6 +98,26 @@ def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert allowed == copied
     assert not allowed & {".venv", ".sync", ".git", "tests", "sync.toml"}
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package the wheel needs but the Dockerfile leaves out breaks only the image."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = include["packages"]["find"]["include"]
+    packages = {
+        folder.name
+        for folder in ROOT.iterdir()
+        if (folder / "__init__.py").is_file()
+        and any(fnmatch.fnmatchcase(folder.name, pattern) for pattern in patterns)
+    }
+    copied = {
+        line.split()[1].rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+    }
+
+    assert {"sync", "connectors", "sync_http"} <= packages
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
 
 
 class FakeOsv(FakeApi):

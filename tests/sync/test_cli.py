@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from fakes import FakeApi, Reply, Request
 from fakes.redmine import FakeRedmine
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.mapping import task_uid
 from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket, write_tickets
@@ -111,6 +111,34 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, emulator: Emulator)
     result = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert "connectors.helpdesk.batch_size" in result.stderr
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "key"),
+    [
+        (
+            'fields = { "ticketId" = "a", "Ticket ID" = "b" }',
+            {},
+            "connectors.helpdesk.mapping.fields.",
+        ),
+        ('url = "{id"', {}, "connectors.helpdesk.mapping.url"),
+        ("", {"SYNC_FRAGMENT__BATCH_SIZE": "many"}, "fragment.batch_size"),
+        (
+            "",
+            {"SYNC_CONNECTORS__HELPDESK__MAPPING__STATUS_DEFAULT": "LATER"},
+            "connectors.helpdesk.mapping.status_default",
+        ),
+    ],
+    ids=["colliding-fields", "bad-template", "bad-variable", "bad-variable-in-a-mapping"],
+)
+def test_a_bad_mapping_or_variable_exits_2_naming_the_key(
+    tmp_path: Path, emulator: Emulator, extra: str, env: dict[str, str], key: str
+) -> None:
+    config = write_config(tmp_path, emulator, extra, token=TOKEN)
+    result = sync_cli("run", "--once", "--config", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"configuration error: {key}" in result.stderr
     assert emulator.requests == []
 
 

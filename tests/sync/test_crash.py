@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from connectors.values import parse_datetime
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.state import StateStore
 from sync_demo import generate_tickets
 from synckit import (

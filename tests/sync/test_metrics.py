@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from fragment_emulator import Emulator
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.metrics import Metrics
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.state import StateStore
 from synckit import TOKEN, write_tickets
 

@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 
 from connectors import files
 from connectors.base import BadRecord, SourceTicket
+from fragment_emulator import Emulator
 from sync.batches import PushResult
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload, task_uid
 from sync.run import (

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from fragment_emulator import Emulator
 from sync.cli import main
 from sync.config import ScheduleSettings, build_config, load_config
-from sync.emulator import Emulator
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.scheduler import Daemon, trigger_for

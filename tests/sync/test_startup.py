@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from fragment_emulator import Emulator
 from sync.config import load_config
-from sync.emulator import Emulator
 from synckit import small_config_file, write_tickets
 
 PROBE = """
@@ -34,14 +34,13 @@ NEVER_LOADED = (
     "httpcore",
     "h11",
     "anyio",
-    "pydantic_settings",
     "alembic",
     "apscheduler",
     "prometheus_client",
     "sqlalchemy.orm",
     "sqlalchemy.dialects.postgresql",
     "sqlalchemy.dialects.mysql",
-    "sync.emulator",
+    "fragment_emulator",
     "sync.builtin_demo",
     "sync_demo",
     "sync.web",
@@ -134,7 +133,7 @@ def test_help_loads_no_http_stack_and_no_unused_part(tmp_path: Path) -> None:
 def test_a_config_reads_the_same_whether_or_not_a_sync_variable_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without `SYNC_*` variables the file is validated without pydantic-settings."""
+    """A `SYNC_*` variable that names no setting changes nothing; one that does wins."""
     for name in [n for n in os.environ if n.upper().startswith("SYNC_")]:
         monkeypatch.delenv(name)
     path = write_config(tmp_path, "http://127.0.0.1:9/api/v1")

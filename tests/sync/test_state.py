@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from sync.emulator import Emulator
+from fragment_emulator import Emulator
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import (
     HEAD_REVISION,

@@ -26,9 +26,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fragment_emulator import Emulator
 from sync import web
 from sync.config import Config
-from sync.emulator import Emulator
 from sync.metrics import Metrics
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.state import StateStore

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sync.emulator.models import JsonObject
+from fragment_emulator.models import JsonObject
 
 # Fixed namespace: the same email gives the same user uid across runs and machines.
 USER_NAMESPACE = uuid.UUID("5b0f3c52-2f3e-4b8e-9a57-0d3f6f1e2a10")

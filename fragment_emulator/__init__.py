@@ -11,7 +11,7 @@ Start at `Emulator` (in-process, for tests) or `serve` (blocking, for the CLI);
 sync engine only ever talks to it over HTTP, as it would to Fragment.
 """
 
-from sync.emulator.faults import Faults
-from sync.emulator.server import DEFAULT_TOKEN, Emulator, serve
+from fragment_emulator.faults import Faults
+from fragment_emulator.server import DEFAULT_TOKEN, Emulator, serve
 
 __all__ = ["DEFAULT_TOKEN", "Emulator", "Faults", "serve"]

@@ -1,7 +1,7 @@
-"""`python -m sync.emulator`: run the Fragment emulator from the command line.
+"""`python -m fragment_emulator`: run the Fragment emulator from the command line.
 
 Parses flags into an emulator configuration and calls `serve`; no behaviour
-of its own. Example: `python -m sync.emulator --port 8400 --token T --rate-limit 60/60`.
+of its own. Example: `python -m fragment_emulator --port 8400 --token T --rate-limit 60/60`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync.emulator.faults import Faults
-from sync.emulator.server import DEFAULT_TOKEN, serve
+from fragment_emulator.faults import Faults
+from fragment_emulator.server import DEFAULT_TOKEN, serve
 
 
 def _users_from(path: Path) -> list[str]:
@@ -26,7 +26,7 @@ def _users_from(path: Path) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the standalone emulator."""
     parser = argparse.ArgumentParser(
-        prog="python -m sync.emulator", description="Serve a local Fragment API emulator."
+        prog="python -m fragment_emulator", description="Serve a local Fragment API emulator."
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument(

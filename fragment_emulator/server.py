@@ -27,12 +27,12 @@ from types import FrameType, TracebackType
 from typing import Any, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
-from sync.emulator.api import API_PREFIX, AdminApi, ApiRequest, FragmentApi, Reply, json_reply
-from sync.emulator.faults import Faults
-from sync.emulator.models import now_text
-from sync.emulator.store import TaskStore
-from sync.emulator.traffic import RequestRecord, TrafficLog
-from sync.emulator.users import UserDirectory
+from fragment_emulator.api import API_PREFIX, AdminApi, ApiRequest, FragmentApi, Reply, json_reply
+from fragment_emulator.faults import Faults
+from fragment_emulator.models import now_text
+from fragment_emulator.store import TaskStore
+from fragment_emulator.traffic import RequestRecord, TrafficLog
+from fragment_emulator.users import UserDirectory
 
 # Not a secret: the token a local emulator accepts when none is configured.
 DEFAULT_TOKEN = "fragment-emulator-token"  # noqa: S105

@@ -13,17 +13,16 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
 
-from sync.emulator.models import JsonObject, render_task
-from sync.emulator.readmodel import read_model_text, task_texts
-from sync.emulator.tasks import StoredTask, WritePlan
-from sync.emulator.users import user_record
+from fragment_emulator.models import JsonObject, read_model_json
+from fragment_emulator.tasks import StoredTask, WritePlan
+from fragment_emulator.users import user_record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -53,7 +52,7 @@ def _dumps(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str | bytes) -> Any:
     # Keys alone are interned: values are mostly unique to their task (20% faster).
     return pydantic_core.from_json(text, cache_strings="keys")
 
@@ -114,73 +113,14 @@ class TaskQuery:
 class TaskPage:
     """One page of `GET /tasks`: the tasks and where the neighbour pages start.
 
-    `items` are the tasks' read models as JSON text (`TaskStore.render_text`).
+    `items` are the tasks' read models as JSON (`TaskStore.render_json`).
     `next_after` / `prev_after` are None when there is no such page.
     """
 
-    items: list[str]
+    items: list[bytes]
     total_count: int
     next_after: int | None
     prev_after: int | None
-
-
-class Users:
-    """The users an assignee can name, by uid, and tasks' read models showing them.
-
-    Each record is also kept as JSON text: a batch answer shows the same few
-    assignees over and over.
-    """
-
-    def __init__(
-        self, records: dict[str, JsonObject] | None = None, texts: dict[str, str] | None = None
-    ) -> None:
-        self._records: dict[str, JsonObject] = records if records is not None else {}
-        self._texts: dict[str, str] = texts if texts is not None else {}
-
-    def add(self, record: JsonObject) -> None:
-        """Know the user `record` describes."""
-        self._records[record["uid"]] = record
-        self._texts[record["uid"]] = pydantic_core.to_json(record).decode()
-
-    def with_records(self, records: Sequence[JsonObject]) -> Users:
-        """These users plus `records` (self when there are none)."""
-        if not records:
-            return self
-        more = Users(dict(self._records), dict(self._texts))
-        for record in records:
-            more.add(record)
-        return more
-
-    def render(self, task: StoredTask) -> JsonObject:
-        """The read model of `task`, its assignee expanded (null when not a known user)."""
-        assignee_uid = task.doc.get("assignee_uid")
-        assignee = None if assignee_uid is None else self._records.get(assignee_uid)
-        return render_task(task.doc, task.internal_created_at, task.internal_updated_at, assignee)
-
-    def read_model_text(self, task: StoredTask) -> str:
-        """`render(task)` as JSON text, exactly as `pydantic_core.to_json` writes it.
-
-        Through a template (`readmodel`) when one vouches for the task, several
-        times cheaper than encoding the dict; else the dict's way.
-        """
-        text = read_model_text(
-            task.doc, task.internal_created_at, task.internal_updated_at, self._assignee_text(task)
-        )
-        return text if text is not None else self._encoded(task)
-
-    def texts(self, task: StoredTask) -> tuple[str, str]:
-        """The task's stored document text and `read_model_text`, encoding its values once."""
-        texts = task_texts(
-            task.doc, task.internal_created_at, task.internal_updated_at, self._assignee_text(task)
-        )
-        return texts if texts is not None else (_dumps(task.doc), self._encoded(task))
-
-    def _assignee_text(self, task: StoredTask) -> str:
-        assignee_uid = task.doc.get("assignee_uid")
-        return "null" if assignee_uid is None else self._texts.get(assignee_uid, "null")
-
-    def _encoded(self, task: StoredTask) -> str:
-        return pydantic_core.to_json(self.render(task), inf_nan_mode="strings").decode()
 
 
 class StoreWriter:
@@ -195,27 +135,14 @@ class StoreWriter:
         """The stored tasks among `uids`, by uid."""
         return _load(self._conn, uids)
 
-    def save(self, plan: WritePlan) -> list[str]:
-        """Insert or update the planned tasks; return every planned task's read model as text.
-
-        The answer is written here, before the commit, because a task's stored
-        text and its answer come from one encoding of its values (`readmodel`).
-        It shows the users this transaction adds (call `add_users` first), as
-        a read after the commit would.
-        """
-        users = self._store.users.with_records(self.new_users)
-        answers: dict[int, str] = {}  # by id(): the plan's own task objects
-
-        def stored_text(task: StoredTask) -> str:
-            stored, answers[id(task)] = users.texts(task)
-            return stored
-
+    def save(self, plan: WritePlan) -> None:
+        """Insert or update the planned tasks (unchanged ones are in neither list)."""
         if plan.inserted:
             self._conn.executemany(
                 "INSERT INTO tasks (uid, doc, version, internal_created_at, internal_updated_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (t.uid, stored_text(t), t.version, t.internal_created_at, t.internal_updated_at)
+                    (t.uid, _dumps(t.doc), t.version, t.internal_created_at, t.internal_updated_at)
                     for t in plan.inserted
                 ],
             )
@@ -224,9 +151,8 @@ class StoreWriter:
             # B-tree search per row instead of two (uid index, then table).
             self._conn.executemany(
                 "UPDATE tasks SET doc = ?, version = ?, internal_updated_at = ? WHERE seq = ?",
-                [(stored_text(t), t.version, t.internal_updated_at, t.seq) for t in plan.updated],
+                [(_dumps(t.doc), t.version, t.internal_updated_at, t.seq) for t in plan.updated],
             )
-        return [answers.get(id(task)) or users.read_model_text(task) for task in plan.tasks]
 
     def delete(self, uid: str) -> StoredTask | None:
         """Remove the task `uid`; return it, or None when there was none."""
@@ -265,7 +191,7 @@ class TaskStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._conn.create_function("json_value_matches", 3, _json_value_matches, deterministic=True)
-        self.users = Users()
+        self._user_json: dict[str, bytes] = {}  # by uid: read models embed them
         self._users_by_email: dict[str, JsonObject] = {}
         for (record_text,) in self._conn.execute("SELECT record FROM users"):
             self._remember_user(json.loads(record_text))
@@ -346,16 +272,21 @@ class TaskStore:
         # this page's start; with fewer tasks before, it is the first page.
         prev_after = None if any_earlier is None else (0 if earlier is None else int(earlier[0]))
         return TaskPage(
-            [self.render_text(task) for task in tasks], int(total), next_after, prev_after
+            [self.render_json(task) for task in tasks], int(total), next_after, prev_after
         )
 
     def render(self, task: StoredTask) -> JsonObject:
-        """The read model of `task`, its assignee expanded."""
-        return self.users.render(task)
+        """The read model of `task` (`render_json`, decoded)."""
+        rendered: JsonObject = _loads(self.render_json(task))
+        return rendered
 
-    def render_text(self, task: StoredTask) -> str:
-        """`render(task)` as JSON text, exactly as `pydantic_core.to_json` writes it."""
-        return self.users.read_model_text(task)
+    def render_json(self, task: StoredTask) -> bytes:
+        """The read model of `task` as JSON, its assignee expanded (null when unknown)."""
+        assignee_uid = task.doc.get("assignee_uid")
+        assignee = b"null" if assignee_uid is None else self._user_json.get(assignee_uid, b"null")
+        return read_model_json(
+            task.doc, task.internal_created_at, task.internal_updated_at, assignee
+        )
 
     def user_by_email(self, email: str) -> JsonObject | None:
         """The registered user with this email, or None."""
@@ -371,7 +302,7 @@ class TaskStore:
     # -- internals ---------------------------------------------------------
 
     def _remember_user(self, record: JsonObject) -> None:
-        self.users.add(record)
+        self._user_json[record["uid"]] = pydantic_core.to_json(record)
         self._users_by_email[record["email"]] = record
 
     @staticmethod

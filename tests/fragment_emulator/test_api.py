@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.emulator import DEFAULT_TOKEN, Emulator, Faults
+from fragment_emulator import DEFAULT_TOKEN, Emulator, Faults
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 
@@ -234,6 +234,16 @@ def test_uid_valued_keys_are_normalised_like_the_task_uid(client: httpx.Client) 
             "2024-12-31T23:30:00.000001-01:00", "2025-01-01T00:30:00.000001Z", id="into-next-year"
         ),
         pytest.param("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z", id="year-one-padded"),
+        pytest.param(
+            "2026-08-03T01:05:46+23:59", "2026-08-02T01:06:46.000000Z", id="widest-offset"
+        ),
+        pytest.param("2024-02-29T23:59:59Z", "2024-02-29T23:59:59.000000Z", id="leap-day"),
+        pytest.param("2026-12-31T00:00:00Z", "2026-12-31T00:00:00.000000Z", id="day-31"),
+        pytest.param(
+            "2026-08-03T01:05:46.1234567Z", "2026-08-03T01:05:46.123456Z", id="7-digit-fraction"
+        ),
+        pytest.param("2026-08-03 01:05:46Z", "2026-08-03T01:05:46.000000Z", id="space-separator"),
+        pytest.param("2026-08-03t01:05:46z", "2026-08-03T01:05:46.000000Z", id="lowercase-t-z"),
     ],
 )
 def test_timestamps_are_stored_as_fixed_width_utc_text(
@@ -274,6 +284,33 @@ def test_invalid_item_fails_whole_batch_with_its_index(
 
     assert response.status_code == 422
     assert error_locs(response) == [["body", "items", 1, *loc_tail]]
+    assert emulator.store.count() == 0
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2023-02-29T12:00:00Z",
+        "2026-04-31T12:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "2026-08-03T23:59:60Z",
+        "2026-W31-1T01:05:46Z",
+    ],
+    ids=["february-29-2023", "april-31", "month-13", "year-0", "second-60", "week-date"],
+)
+def test_a_timestamp_that_is_no_moment_is_422_at_its_field(
+    emulator: Emulator, client: httpx.Client, sent: str
+) -> None:
+    response = client.put("/tasks/batch", json={"items": [ticket(1), ticket(2, due_at=sent)]})
+
+    assert response.status_code == 422
+    [detail] = response.json()["detail"]
+    assert (detail["type"], detail["loc"], detail["input"]) == (
+        "datetime_parsing",
+        ["body", "items", 1, "due_at"],
+        sent,
+    )
     assert emulator.store.count() == 0
 
 

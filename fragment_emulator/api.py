@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from sync.emulator.fastpath import plain_batch, plain_task
-from sync.emulator.faults import Faults
-from sync.emulator.models import (
+from fragment_emulator.faults import Faults
+from fragment_emulator.models import (
     STATUSES,
     ErrorDetail,
     JsonObject,
@@ -39,10 +38,10 @@ from sync.emulator.models import (
     now_text,
     validation_details,
 )
-from sync.emulator.store import TaskPage, TaskQuery, TaskStore
-from sync.emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
-from sync.emulator.traffic import TrafficLog
-from sync.emulator.users import UserDirectory
+from fragment_emulator.store import TaskPage, TaskQuery, TaskStore
+from fragment_emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
+from fragment_emulator.traffic import TrafficLog
+from fragment_emulator.users import UserDirectory
 
 API_PREFIX = "/api/v1"
 ADMIN_PREFIX = "/_emulator"
@@ -92,23 +91,21 @@ def json_reply(
     return Reply(status, body, headers=headers, items=items)
 
 
-def task_list_reply(task_texts: list[str], rest: JsonObject, items: int = 0) -> Reply:
-    """`json_reply(200, {"items": tasks, **rest})` for tasks already JSON text.
+def task_list_reply(tasks: list[bytes], meta: JsonObject, items: int = 0) -> Reply:
+    """`json_reply(200, {"items": tasks, "meta": meta})` for tasks already JSON.
 
-    The texts are spliced into the envelope, not decoded and encoded again;
-    `rest` (the page's `meta`) is encoded as `json_reply` encodes it. The
-    envelope rides on the first and last text so that one join makes the
-    whole answer: it can be a megabyte, and each extra copy of it cost
-    more than all the small strings.
+    The tasks are spliced into the envelope, not decoded and encoded again.
+    The envelope rides on the first and last task so that one join makes the
+    whole answer: it can be a megabyte, and each extra copy of it costs more
+    than all the small pieces.
     """
-    tail = pydantic_core.to_json(rest, inf_nan_mode="strings").decode()  # '{"meta":...}'
-    head, end = '{"items":[', "]" + ("," + tail[1:] if rest else "}")
-    if not task_texts:
-        return Reply(200, (head + end).encode(), items=items)
-    texts = list(task_texts)
-    texts[0] = head + texts[0]
-    texts[-1] += end
-    return Reply(200, ",".join(texts).encode(), items=items)
+    head, end = b'{"items":[', b'],"meta":' + pydantic_core.to_json(meta, inf_nan_mode="strings")
+    if not tasks:
+        return Reply(200, head + end + b"}", items=items)
+    parts = list(tasks)
+    parts[0] = head + parts[0]
+    parts[-1] += end + b"}"
+    return Reply(200, b",".join(parts), items=items)
 
 
 class HttpError(Exception):
@@ -240,9 +237,6 @@ def _require_json_body(request: ApiRequest) -> None:
 def _parse_task(request: ApiRequest) -> WrittenTask:
     """The single-task body, or `Unprocessable` with `["body", <field>]` locations."""
     _require_json_body(request)
-    plain = plain_task(request.body)
-    if plain is not None:
-        return plain
     try:
         return TaskWrite.model_validate_json(request.body, strict=True).written()
     except ValidationError as exc:
@@ -266,12 +260,7 @@ def _parse_batch(
     same 422: a client then drops every bad item in one round trip.
     """
     _require_json_body(request)
-    plain = plain_batch(request.body)
-    if plain is not None:
-        items: list[WrittenTask | None] = list(plain)
-        details: list[ErrorDetail] = []
-    else:
-        items, details = _validated_batch(request)
+    items, details = _validated_batch(request)
     if max_items is not None and len(items) > max_items:
         raise Unprocessable(
             [
@@ -287,7 +276,7 @@ def _parse_batch(
 
 
 def _validated_batch(request: ApiRequest) -> tuple[list[WrittenTask | None], list[ErrorDetail]]:
-    """`_parse_batch` through pydantic: for batches the fast path is unsure of."""
+    """`_parse_batch`'s validation: the batch by `TaskBatch`; if an item fails, the rest alone."""
     try:
         batch = TaskBatch.model_validate_json(request.body, strict=True)
         return [item.written() for item in batch.items], []
@@ -502,10 +491,10 @@ class FragmentApi:
         return json_reply(200, ACCOUNT)
 
     def _get(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
-        task = self.store.get(_path_uid(params["uid"]))
+        task = self.store.stored(_path_uid(params["uid"]))
         if task is None:
             raise HttpError(404, "Task not found")
-        return json_reply(200, task)
+        return Reply(200, self.store.render_json(task))
 
     def _delete(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
         uid = _path_uid(params["uid"])
@@ -513,13 +502,13 @@ class FragmentApi:
             deleted = writer.delete(uid)
         if deleted is None:
             raise HttpError(404, "Task not found")
-        return json_reply(200, self.store.render(deleted))
+        return Reply(200, self.store.render_json(deleted))
 
     def _list(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
         query = _task_query(request.query)
         page = self.store.list_page(query)
         meta = _page_meta(query.limit, query.after_seq, page, page.total_count)
-        return task_list_reply(page.items, {"meta": meta})
+        return task_list_reply(page.items, meta)
 
     def _write_one(self, mode: WriteMode, request: ApiRequest, path_uid: str | None) -> Reply:
         """POST /tasks, PUT and PATCH /tasks/{uid}."""
@@ -550,8 +539,9 @@ class FragmentApi:
             if plan.errors:
                 raise Unprocessable([_located(("body",), problem) for problem in plan.errors])
             writer.add_users(plan.new_user_emails, now)
-            (answer,) = writer.save(plan)
-        return Reply(200, answer.encode(), items=1)
+            writer.save(plan)
+        (task,) = plan.tasks
+        return Reply(200, self.store.render_json(task), items=1)
 
     def _write_batch(self, mode: WriteMode, request: ApiRequest) -> Reply:
         """POST, PUT and PATCH /tasks/batch: validate everything, then apply all or nothing."""
@@ -571,9 +561,10 @@ class FragmentApi:
                 )
                 raise Unprocessable(every)
             writer.add_users(plan.new_user_emails, now)
-            tasks = writer.save(plan)
+            writer.save(plan)
+        tasks = [self.store.render_json(task) for task in plan.tasks]
         meta = _page_meta(len(tasks), None, None, len(tasks))
-        return task_list_reply(tasks, {"meta": meta}, items=len(items))
+        return task_list_reply(tasks, meta, items=len(items))
 
 
 def _bearer_token(request: ApiRequest, tokens: frozenset[str]) -> str:

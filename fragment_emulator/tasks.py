@@ -5,7 +5,7 @@ keys each client item sent, canonical values) and the stored tasks they
 name, `plan_writes` says which tasks to insert or update (or leave alone,
 when nothing changed) and which items are unacceptable, with the item's
 index so a batch client can isolate them. It neither parses requests
-(`models`, `fastpath`) nor touches SQLite (`store`).
+(`models`) nor touches SQLite (`store`).
 
 Rules (fragment-api.md §6-§9, [I] choices adopted):
 - create: `fields.title` required; defaults status TODO, archived false,
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.emulator.models import JsonObject, Loc, WrittenTask
-from sync.emulator.users import UserDirectory, normalise_email, user_uid
+from fragment_emulator.models import JsonObject, Loc, WrittenTask
+from fragment_emulator.users import UserDirectory, normalise_email, user_uid
 
 
 class WriteMode(enum.Enum):

@@ -1,0 +1,214 @@
+"""The mapping's declarative spec: what a config file may say about turning tickets into tasks.
+
+Owns `MappingSettings` (the `[connectors.NAME.mapping]` table), its templates,
+the snake_case rule for custom field keys, hook names, and `parse_mapping`,
+which checks a spec once and resolves it into a `ParsedMapping` (templates
+split, paths parsed, keys normalised, hook imported). `sync.config` validates a
+file's mappings with it; `sync.mapping` runs the parsed spec on tickets. It
+imports neither: it reads no ticket and knows no other part of the config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.base import SourceTicket
+from connectors.records import FieldPath
+from sync.errors import ConfigError
+
+STATUSES = ("TODO", "STARTED", "DONE")
+Status = Literal["TODO", "STARTED", "DONE"]
+
+DATETIME_TARGETS = ("due_at", "external_created_at", "external_updated_at")
+"""The task's date-time keys, each mapped from a path in the record."""
+
+Hook = Callable[[SourceTicket, dict[str, Any]], dict[str, Any] | None]
+"""A mapping's Python hook: adjusts the task the declarative mapping built, or returns another."""
+
+_CAMEL_ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+class MappingSettings(BaseModel):
+    """How a source ticket becomes a Fragment task (see `sync.mapping`).
+
+    `title`, `url` and `queue_uid` are templates over the raw record
+    (`"[{priority}] {subject}"`, `{source_id}` is always available); the other
+    keys are paths into it (`requester.email`, `tags.0`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str = "Ticket {source_id}"
+    url: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    source_id_field: str = "ticket_id"
+    status: str | None = None
+    status_map: dict[str, Status] = Field(default_factory=dict)
+    status_default: Status = "TODO"
+    set_status: bool = True
+    due_at: str | None = None
+    assignee_email: str | None = None
+    queue_uid: str | None = None
+    external_created_at: str | None = None
+    external_updated_at: str | None = None
+    hook: str | None = None
+
+
+def snake_case(name: str) -> str:
+    """`name` as a snake_case key: `ticketId` → `ticket_id`, `Country Code` → `country_code`.
+
+    Raises `ValueError` when nothing is left (a key made only of punctuation).
+    """
+    text = _CAMEL_ACRONYM.sub(r"\1_\2", name)
+    text = _CAMEL.sub(r"\1_\2", text)
+    key = _NOT_WORD.sub("_", text).strip("_").lower()
+    if not key:
+        raise ValueError(f"{name!r} has no letters or digits to make a key from")
+    return key
+
+
+class Template:
+    """A `str.format`-style template whose `{names}` are paths into the record.
+
+    `parts`: (literal text, path of the placeholder after it or None, format spec).
+    """
+
+    def __init__(self, text: str) -> None:
+        """Parse `text`; raises `ValueError` for unbalanced braces or a `!conversion`."""
+        self.text = text
+        self.parts: list[tuple[str, FieldPath | None, str]] = []
+        try:
+            for literal, name, spec, conversion in string.Formatter().parse(text):
+                if conversion:
+                    raise ValueError(f"conversion !{conversion} is not supported")
+                if name is not None and not name:
+                    raise ValueError("empty {} placeholder; name a field, e.g. {subject}")
+                path = None if name is None else FieldPath(name)
+                self.parts.append((literal, path, spec or ""))
+        except ValueError as exc:
+            raise ValueError(f"template {text!r}: {exc}") from None
+
+
+def callable_name(dotted: str) -> tuple[str, str]:
+    """The module and the function `package.module:function` (or `…module.function`) names.
+
+    Raises `ValueError` when it is not of that form. Imports nothing.
+    """
+    module_name, _, attribute = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"{dotted!r} is not of the form package.module:function")
+    return module_name, attribute
+
+
+def resolve_callable(dotted: str) -> Callable[..., Any]:
+    """The function named by `package.module:function` (or `package.module.function`).
+
+    Raises `ValueError` saying why it can't be found.
+    """
+    module_name, attribute = callable_name(dotted)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"can't import {module_name!r}: {exc}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"{module_name!r} has no function {attribute!r}")
+    return function  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ParsedMapping:
+    """A mapping spec checked and resolved once: templates split, paths parsed, keys normalised."""
+
+    settings: MappingSettings
+    title: Template
+    url: Template | None
+    queue_uid: Template | None
+    source_id_key: str
+    fields: tuple[tuple[str, FieldPath], ...]
+    """(snake_case task key, path) of each custom field, in the order the spec lists them."""
+    status: FieldPath | None
+    status_map: Mapping[str, str]
+    """The spec's status table with its source values case-folded."""
+    datetimes: tuple[tuple[str, FieldPath], ...]
+    """(task key, path) of due_at, external_created_at, external_updated_at when mapped."""
+    assignee_email: FieldPath | None
+    hook: Hook | None
+    """None when the spec has no hook, or when it was parsed without importing it."""
+
+
+def parse_mapping(
+    settings: MappingSettings, key: str, *, import_hook: bool = True
+) -> ParsedMapping:
+    """`settings` resolved for mapping; raises `ConfigError` naming the key under `key` if
+    it can never map a ticket.
+
+    `import_hook` off, a `hook` is checked for its form only: importing it runs
+    its code, which only a command that maps tickets needs.
+    """
+    templates: dict[str, Template | None] = {}
+    for name in ("title", "url", "queue_uid"):
+        text = getattr(settings, name)
+        try:
+            templates[name] = Template(text) if text is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"{key}.{name}", str(exc)) from None
+    reserved = {"title": "title", "url": "url"}
+    source_key = _field_key(settings.source_id_field, f"{key}.source_id_field")
+    reserved[source_key] = "source_id_field"
+    fields: list[tuple[str, FieldPath]] = []
+    for name, path in settings.fields.items():
+        normalised = _field_key(name, f"{key}.fields.{name}")
+        if normalised in reserved:
+            raise ConfigError(
+                f"{key}.fields.{name}",
+                f"becomes {normalised!r}, which {reserved[normalised]!r} already sets",
+            )
+        reserved[normalised] = name
+        fields.append((normalised, FieldPath(path)))
+    hook: Hook | None = None
+    if settings.hook:
+        try:
+            if import_hook:
+                hook = resolve_callable(settings.hook)
+            else:
+                callable_name(settings.hook)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.hook", str(exc)) from None
+    title = templates["title"]
+    assert title is not None
+    return ParsedMapping(
+        settings=settings,
+        title=title,
+        url=templates["url"],
+        queue_uid=templates["queue_uid"],
+        source_id_key=source_key,
+        fields=tuple(fields),
+        status=None if settings.status is None else FieldPath(settings.status),
+        status_map={str(k).casefold(): v for k, v in settings.status_map.items()},
+        datetimes=tuple(
+            (target, FieldPath(path))
+            for target in DATETIME_TARGETS
+            if (path := getattr(settings, target)) is not None
+        ),
+        assignee_email=(
+            None if settings.assignee_email is None else FieldPath(settings.assignee_email)
+        ),
+        hook=hook,
+    )
+
+
+def _field_key(name: str, key: str) -> str:
+    try:
+        return snake_case(name)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None

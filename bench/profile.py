@@ -22,7 +22,7 @@ from bench.sources import Corpus, source_copy
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("start-up (imports)", "_find_and_load"),
-    ("HTTP (sender threads)", "ConnectorRun._push"),
+    ("HTTP (sender threads)", "Ship._push"),
     ("source snapshot (file hash)", "snapshot (connectors/"),
     ("checkpoint (StateStore.commit_batch)", "commit_batch"),
     ("in-flight marks", "mark_in_flight"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from connectors.base import Cursor
+from connectors.base import Cursor, cursor_before
 from connectors.values import parse_datetime
 
 CLOCK_ALLOWANCE = dt.timedelta(hours=1)
@@ -116,6 +116,14 @@ def decode(kind: str, text: str) -> Cursor:
     if kind == "int":
         return int(text)
     raise ValueError(f"unknown cursor kind {kind!r}")
+
+
+def newer(cursor: Cursor, other: Cursor) -> bool:
+    """Whether `cursor` is strictly newer than `other`; a cursor of the other kind never is."""
+    try:
+        return cursor_before(other, cursor)
+    except TypeError:  # CursorKindMismatch: one saved before the connector's cursor_kind changed
+        return False
 
 
 def decode_text(text: str) -> Cursor:

@@ -30,8 +30,8 @@ from sync.run import (
     ConnectorRun,
     RunOptions,
     RunSummary,
-    _with_usable_ids,
     run_once,
+    with_usable_ids,
 )
 from sync.state import StateStore
 from sync.state.schema import failed_items as failed_items_table
@@ -656,7 +656,7 @@ def test_a_blank_id_from_any_connector_is_a_bad_record_naming_the_id_field() -> 
         SourceTicket(source_id, cursor, {"id": source_id}) for source_id in ("1", "", "  ", "2")
     ]
 
-    checked = _with_usable_ids(chunk)
+    checked = with_usable_ids(chunk)
 
     assert [item.source_id for item in checked] == ["1", None, None, "2"]
     for bad in checked[1:3]:
@@ -880,6 +880,33 @@ def test_an_unsorted_file_keeps_the_latest_version_of_a_ticket_met_twice(
 
     assert again.ok and again.pushed == 0
     assert tasks_by_ticket(emulator)["7"]["fields"]["title"].endswith("Second version")
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_a_ticket_changed_and_changed_back_within_a_pass_ends_with_its_last_content(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str, batch_size: int
+) -> None:
+    """Synced as "First"; then edited and, a minute later, put back as it was.
+
+    The last version's content is the stored one, but the edit is on its way
+    to Fragment: the last version must go out too, or Fragment keeps the edit.
+    """
+    mapping = {k: v for k, v in MAPPING.items() if k != "external_updated_at"}
+    original = {**_ticket(7, "2026-11-02T09:00:00Z"), "subject": "First"}
+    path = write_tickets(tmp_path / "tickets.jsonl", [original])
+    config = make_config(
+        emulator, path, sqlite_url, mapping=mapping, fragment={"batch_size": batch_size}
+    )
+    assert sync(config).pushed == 1
+
+    edited = {**_ticket(7, "2026-11-02T09:01:00Z"), "subject": "Edited"}
+    put_back = {**_ticket(7, "2026-11-02T09:02:00Z"), "subject": "First"}
+    write_tickets(path, [edited, put_back])
+    second = sync(config)
+
+    assert second.ok
+    assert tasks_by_ticket(emulator)["7"]["fields"]["title"].endswith("First")
+    assert sync(config).pushed == 0
 
 
 def test_an_unchanged_file_is_not_read_again_until_it_changes_or_is_reset(

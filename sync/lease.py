@@ -1,0 +1,109 @@
+"""The lease: one process at a time runs a connector's pass.
+
+Taking the lease (waiting for a busy connector if asked) and keeping it
+renewed in the background while the pass runs. The state store keeps the
+lease; this module only decides when to take and renew it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+
+from sync.state import StateStore
+
+log = structlog.get_logger("sync.lease")
+
+
+def take_lease(
+    store: StateStore,
+    connector: str,
+    owner: str,
+    ttl: float,
+    *,
+    wait: float | None,
+    stop: threading.Event,
+) -> bool:
+    """Take `connector`'s lease for `owner`; False if another process holds it.
+
+    `wait`: seconds to wait for it to come free (None: don't wait); a stop
+    request ends the wait.
+    """
+    deadline = time.monotonic() + (wait or 0)
+    while True:
+        if store.acquire_lease(connector, owner, ttl):
+            return True
+        if wait is None or time.monotonic() >= deadline:
+            return False
+        if stop.wait(min(1.0, ttl / 10)):
+            return False
+
+
+def holder_text(store: StateStore, connector: str) -> str:
+    """Who holds `connector`'s lease and until when, for a person to read."""
+    holder = store.lease(connector)
+    return f"{holder.owner} until {holder.expires_at:%H:%M:%S}Z" if holder else "another process"
+
+
+class LeaseKeeper:
+    """Renews a pass's lease every third of its TTL, in the background.
+
+    A pass can spend longer than the TTL between checkpoints (a rate limit, a
+    slow source); renewing apart from them keeps a live holder's lease. If a
+    renewal finds the lease gone, `lost` turns true and the pass stops at its
+    next ticket.
+    """
+
+    def __init__(self, store: StateStore, connector: str, owner: str, ttl: float) -> None:
+        self.store, self.connector, self.owner, self.ttl = store, connector, owner, ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{connector}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.store.renew_lease(self.connector, self.owner, self.ttl):
+                    self.lost = True
+                    log.error("lease_lost", connector=self.connector, owner=self.owner)
+                    return
+            except Exception as exc:  # the database is down: the next checkpoint will tell
+                log.warning("lease_renewal_failed", connector=self.connector, error=str(exc))
+
+
+@contextmanager
+def leased(
+    store: StateStore,
+    connector: str,
+    owner: str,
+    ttl: float,
+    *,
+    wait: float | None,
+    stop: threading.Event,
+) -> Iterator[LeaseKeeper | None]:
+    """Hold `connector`'s lease, kept renewed, while in the block; None if it is busy.
+
+    Released at the end unless it was lost (then another process holds it).
+    """
+    if not take_lease(store, connector, owner, ttl, wait=wait, stop=stop):
+        yield None
+        return
+    keeper = LeaseKeeper(store, connector, owner, ttl)
+    keeper.start()
+    try:
+        yield keeper
+    finally:
+        keeper.stop()
+        if not keeper.lost:
+            store.release_lease(connector, owner)

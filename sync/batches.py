@@ -9,7 +9,7 @@ that fills it: a pass holds one before it knows whether it has anything to send.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -57,6 +57,20 @@ class Rejected:
     message: str
     field: str | None = None
     """As Fragment spells it (`assignee_email`, `fields.due_at`): the `loc` of its 422."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Fragment's answer to a request it refused: the items it named, or only a message.
+
+    Ship isolates the bad items from it (`sync.ship.isolate`): those named are set
+    aside at once; a refusal naming none is split in two until they show.
+    """
+
+    named: Mapping[int, tuple[str | None, str]]
+    """Index in the request → (the field it named, if any; the message)."""
+    message: str = ""
+    """The answer, summarised and redacted: what an item refused unnamed is failed with."""
 
 
 @dataclass

@@ -23,23 +23,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from sync.batches import PushResult, Refusal, Rejected, batched
+from sync.batches import Payload, PushResult, Refusal, Rejected, batched
 from sync.config import FragmentSettings
 from sync.diff import Hashed, Queued, Version
 
 if TYPE_CHECKING:
     from sync.fragment import FragmentClient
-    from sync.mapping import TaskPayload
 
 P = TypeVar("P", bound=Hashed)
 M = TypeVar("M")
-SendRequest = Callable[[list["TaskPayload"], PushResult], Refusal | None]
+S = TypeVar("S", bound=Payload)
+
+SendRequest = Callable[[list[S], PushResult], Refusal | None]
 """Sends one request of items, counting its attempts into the result; None when acknowledged."""
 
 
-def isolate(
-    send: SendRequest, items: Sequence[TaskPayload], into: PushResult | None = None
-) -> PushResult:
+def isolate(send: SendRequest[S], items: Sequence[S], into: PushResult | None = None) -> PushResult:
     """Send `items` in one request; when refused, set the bad items aside and land the rest.
 
     A refusal that names items sets those aside and sends the rest again: one
@@ -55,9 +54,7 @@ def isolate(
     return result
 
 
-def _isolate(
-    send: SendRequest, items: list[TaskPayload], result: PushResult, isolating: bool
-) -> None:
+def _isolate(send: SendRequest[S], items: list[S], result: PushResult, isolating: bool) -> None:
     if not items:
         return
     result.isolation_requests += isolating
@@ -129,13 +126,20 @@ class FragmentOnDemand:
 V = TypeVar("V", bound=Version)
 
 
+VC = TypeVar("VC", bound=Version, covariant=True)
+PC = TypeVar("PC", bound=Hashed, covariant=True)
+MC = TypeVar("MC", covariant=True)
+"""Covariant: a shipment's batch and mark are never changed once cut, so a shipment of
+tickets is one of `sync.checkpoint.Item`s too, for any stream's checkpoint to settle."""
+
+
 @dataclass
-class Shipment(Generic[V, P, M]):
+class Shipment(Generic[VC, PC, MC]):
     """A batch cut from the stream: sent (or nothing to send), then settled in cut order."""
 
-    batch: dict[str, tuple[V, P]]
+    batch: dict[str, tuple[VC, PC]]
     """Each item's version and payload, by its key (a ticket's source id)."""
-    mark: M
+    mark: MC
     """What its checkpoint records beside what lands (the caller's)."""
     answer: Future[PushResult] | None = None
     sent: PushResult = field(default_factory=PushResult)

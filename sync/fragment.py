@@ -4,8 +4,8 @@ Builds `PUT /tasks/batch` from canonical payloads, sends it through the
 `sync_http` session (its connection: timeouts, keep-alive, bearer auth,
 User-Agent, origin and size bounds) and reads the answer: the uids that
 acknowledge the batch, or the items a refusal names. What to retry and how
-long to wait, the request budget (`sync.ship_policy`) and the bisection of a
-refused batch (`sync.ship.isolate`) are Ship's. It knows nothing of sources,
+long to wait, the request budget and the bisection of a refused batch are
+Ship's policy (`sync.ship_policy`), applied here. It knows nothing of sources,
 state or watermarks.
 """
 
@@ -24,8 +24,7 @@ from sync.batches import PushResult, Refusal
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
-from sync.ship import isolate
-from sync.ship_policy import ShipPolicy
+from sync.ship_policy import ShipPolicy, isolate
 from sync_http.auth import bearer
 from sync_http.policy import Action
 from sync_http.ratelimit import StopRequested
@@ -121,7 +120,7 @@ class FragmentClient:
         )
 
     def push(self, items: Sequence[TaskPayload], into: PushResult | None = None) -> PushResult:
-        """Upsert `items`, isolating any the server rejects (Ship's bisection over `put_batch`).
+        """Upsert `items`, isolating any the server rejects (`isolate` over `put_batch`).
 
         Returns which items landed and which were refused (with the server's
         message), added to `into` when given: it keeps the requests counted

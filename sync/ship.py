@@ -3,13 +3,14 @@
 Up to `max_in_flight` shipments are out at once, each sent on a sender
 thread in requests of `batch_size`. A shipment carrying a version of a ticket
 that an earlier one still out carries waits for that one to settle: two
-requests in flight may land in either order. Each request goes out within
-the request budget and is retried as the retry policy table says (both in
-`sync.ship_policy`, kept apart because the table names httpx's exceptions and
-a pass with nothing to push never loads them); a request Fragment refuses is
-bisected here (`isolate`) until the good items land and each bad one is set
-aside with the server's message. Carrying one request is the sink's
-(`sync.fragment.FragmentClient` for tasks). Ship knows nothing of sources,
+requests in flight may land in either order. What becomes of each request
+is Ship's policy, `sync.ship_policy`: it goes out within the request budget,
+is retried as the retry policy table says, and when Fragment refuses it, is
+bisected until the good items land and each bad one is set aside with the
+server's message. That policy sits below the Fragment client that applies it
+(`sync.fragment.FragmentClient`, which only carries one request) and apart
+from this module, whose import must not load httpx: a pass with nothing to
+push never does. Ship knows nothing of sources,
 the state or watermarks: settling a shipment is the caller's
 (`sync.checkpoint`), in the order `settle_before` and `drain` hand them back.
 """
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from sync.batches import Payload, PushResult, Refusal, Rejected, batched
+from sync.batches import PushResult, batched
 from sync.config import FragmentSettings
 from sync.diff import Hashed, Queued, Version
 
@@ -32,57 +33,12 @@ if TYPE_CHECKING:
 
 P = TypeVar("P", bound=Hashed)
 M = TypeVar("M")
-S = TypeVar("S", bound=Payload)
-
-SendRequest = Callable[[list[S], PushResult], Refusal | None]
-"""Sends one request of items, counting its attempts into the result; None when acknowledged."""
-
-
-def isolate(send: SendRequest[S], items: Sequence[S], into: PushResult | None = None) -> PushResult:
-    """Send `items` in one request; when refused, set the bad items aside and land the rest.
-
-    A refusal that names items sets those aside and sends the rest again: one
-    more request. When it names every item, that is all: bisecting would cost
-    2n - 1 requests. A refusal naming none is split in two, each half sent on
-    its own, until the bad items are alone: about 2k·log2(n/k) requests for k
-    bad items among n. Returns `into` (or a new result) with what landed and
-    what was refused; every request beyond the first counts in
-    `isolation_requests`. Raises what `send` raises (retries ran out, a stop).
-    """
-    result = PushResult() if into is None else into
-    _isolate(send, list(items), result, isolating=False)
-    return result
-
-
-def _isolate(send: SendRequest[S], items: list[S], result: PushResult, isolating: bool) -> None:
-    if not items:
-        return
-    result.isolation_requests += isolating
-    refusal = send(items, result)
-    if refusal is None:
-        result.acked.extend(items)
-        return
-    named = refusal.named
-    if len(items) == 1:
-        field_name, message = named.get(0, (None, refusal.message))
-        result.rejected.append(Rejected(items[0], message, field_name))
-        return
-    if named:
-        for index in sorted(named):
-            field_name, message = named[index]
-            result.rejected.append(Rejected(items[index], message, field_name))
-        rest = [item for index, item in enumerate(items) if index not in named]
-        _isolate(send, rest, result, isolating=True)
-        return
-    middle = len(items) // 2
-    _isolate(send, items[:middle], result, isolating=True)
-    _isolate(send, items[middle:], result, isolating=True)
 
 
 class Sink(Protocol):
     """Where shipments go: upserts a request's items, counting into `into` as it goes.
 
-    Fragment's client does it as `isolate` over its one-request `put_batch`.
+    Fragment's client does it as `sync.ship_policy.isolate` over its one-request `put_batch`.
     """
 
     def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult: ...

@@ -1,23 +1,32 @@
-"""Ship's policy toward Fragment: the retry table, the rate-limit floor, the request budget.
+"""Ship's policy toward Fragment: the retry table, the request budget, and bisection.
 
-Data, read by the request loop every HTTP client shares (`sync_http.session`):
-which answers are retried, which wait for a rate limit (`Retry-After` or
-the rate-limit headers, never less, else `FRAGMENT_RATE_LIMIT_FLOOR`
-doubling), which set the batch's items aside for bisection
-(`sync.ship.isolate`), and which fail the pass. `ShipPolicy.for_fragment`
-builds the whole of it from `fragment.*` settings; the Fragment client
-(`sync.fragment`) takes one and only carries requests. Apart from `sync.ship`
-because the table names httpx's exceptions: a pass with nothing to push
-never loads this.
+- The retry table (`RETRY_POLICY`), read by the request loop every HTTP client
+  shares (`sync_http.session`): which answers are retried, which wait for a
+  rate limit (`Retry-After` or the rate-limit headers, never less, else
+  `FRAGMENT_RATE_LIMIT_FLOOR` doubling), which refuse the batch's items, and
+  which fail the pass.
+- The request budget under `fragment.requests_per_minute` and the retry
+  limits: `ShipPolicy.for_fragment` builds them, with the table, from the
+  settings.
+- Bisection (`isolate`): a refused request's bad items are set aside and
+  the good ones land.
+
+The Fragment client (`sync.fragment`) applies this and only carries requests;
+`sync.ship` keeps the shipments in flight. This sits below both (the client
+applies it) and loads httpx (the table names its exceptions), which a pass
+with nothing to push never does.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
+from sync.batches import Payload, PushResult, Refusal, Rejected
 from sync.config import FragmentSettings
 from sync_http.bounded import ResponseTooLarge
 from sync_http.policy import TRANSIENT, Action, Classifier, Policy, Rule, classify
@@ -71,3 +80,50 @@ class ShipPolicy:
                 rate_limit_floor=FRAGMENT_RATE_LIMIT_FLOOR,
             ),
         )
+
+
+S = TypeVar("S", bound=Payload)
+
+SendRequest = Callable[[list[S], PushResult], Refusal | None]
+"""Sends one request of items, counting its attempts into the result; None when acknowledged."""
+
+
+def isolate(send: SendRequest[S], items: Sequence[S], into: PushResult | None = None) -> PushResult:
+    """Send `items` in one request; when refused, set the bad items aside and land the rest.
+
+    A refusal that names items sets those aside and sends the rest again: one
+    more request. When it names every item, that is all: bisecting would cost
+    2n - 1 requests. A refusal naming none is split in two, each half sent on
+    its own, until the bad items are alone: about 2k·log2(n/k) requests for k
+    bad items among n. Returns `into` (or a new result) with what landed and
+    what was refused; every request beyond the first counts in
+    `isolation_requests`. Raises what `send` raises (retries ran out, a stop).
+    """
+    result = PushResult() if into is None else into
+    _isolate(send, list(items), result, isolating=False)
+    return result
+
+
+def _isolate(send: SendRequest[S], items: list[S], result: PushResult, isolating: bool) -> None:
+    if not items:
+        return
+    result.isolation_requests += isolating
+    refusal = send(items, result)
+    if refusal is None:
+        result.acked.extend(items)
+        return
+    named = refusal.named
+    if len(items) == 1:
+        field_name, message = named.get(0, (None, refusal.message))
+        result.rejected.append(Rejected(items[0], message, field_name))
+        return
+    if named:
+        for index in sorted(named):
+            field_name, message = named[index]
+            result.rejected.append(Rejected(items[index], message, field_name))
+        rest = [item for index, item in enumerate(items) if index not in named]
+        _isolate(send, rest, result, isolating=True)
+        return
+    middle = len(items) // 2
+    _isolate(send, items[:middle], result, isolating=True)
+    _isolate(send, items[middle:], result, isolating=True)

@@ -20,8 +20,14 @@ from sync.diff import Queued
 from sync.errors import FragmentUnavailable
 from sync.fragment import FragmentClient
 from sync.mapping import TaskPayload
-from sync.ship import Ship, Shipment, isolate
-from sync.ship_policy import FRAGMENT_RATE_LIMIT_FLOOR, RETRY_POLICY, ShipPolicy, classify_answer
+from sync.ship import Ship, Shipment
+from sync.ship_policy import (
+    FRAGMENT_RATE_LIMIT_FLOOR,
+    RETRY_POLICY,
+    ShipPolicy,
+    classify_answer,
+    isolate,
+)
 from sync_http.bounded import ResponseTooLarge
 from sync_http.policy import Action, classify
 from sync_http.ratelimit import Backoff, RequestBudget

@@ -43,8 +43,10 @@ class FragmentClient:
         transport: httpx.BaseTransport | None = None,
         policy: ShipPolicy | None = None,
     ) -> None:
-        """`policy`: how requests are paced and retried; by default what `settings` ask for,
-        made afresh with each connection."""
+        """`policy`: how requests are paced and retried (`sync.ship_policy`).
+
+        By default, what `settings` ask for, made afresh with each connection.
+        """
         self.settings = settings
         self.stop = stop or threading.Event()
         self.policy = policy

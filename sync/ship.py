@@ -10,9 +10,9 @@ bisected until the good items land and each bad one is set aside with the
 server's message. That policy sits below the Fragment client that applies it
 (`sync.fragment.FragmentClient`, which only carries one request) and apart
 from this module, whose import must not load httpx: a pass with nothing to
-push never does. Ship knows nothing of sources,
-the state or watermarks: settling a shipment is the caller's
-(`sync.checkpoint`), in the order `settle_before` and `drain` hand them back.
+push never does. Ship knows nothing of sources, the state or watermarks:
+settling a shipment is the caller's (`sync.checkpoint`), in the order
+`settle_before` and `drain` hand them back.
 """
 
 from __future__ import annotations

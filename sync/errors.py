@@ -18,6 +18,12 @@ The intents (defined in `connectors.errors`, where the sources reach them too):
 A pass stopped by `RetryLater`, `FixConfiguration` or `StopConnector` ends
 `failed` with the error's message (`sync.summary.outcome_of`); a stop request
 (`StopRequested`, `RunInterrupted` here) is no failure: it ends `interrupted`.
+Handlers catch the intent; a few catch a cause where the stage that failed
+matters more than what to do (a source failing part-way: what it gave is
+still pushed, `sync.run` and `sync.pull` catch `SourceError`). Below these,
+each layer's own errors (`sync_http.session.RequestFailed`, the paginators'
+`PaginationLoop`, the file formats' `UnreadableFile`) are translated into a
+kind where they leave it, by whoever knows what the failure means there.
 Every message is redacted as the error is built (`sync_http.redaction`): it
 may quote a ticket's value or a server's answer, and whatever shows it (an
 output, a log line, a row of the state) gets it clean.

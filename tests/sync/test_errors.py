@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from connectors.base import SourceTicket
 from fragment_emulator import Emulator
 from sync.errors import (
     ConfigError,
@@ -29,7 +31,7 @@ from sync.run import run_once
 from sync.state import LeaseLost, StateError, StateStore
 from sync.summary import outcome_of
 from sync_demo import generate_tickets
-from synckit import make_config, write_tickets
+from synckit import MAPPING, make_config, tasks_by_ticket, write_tickets
 
 
 @pytest.mark.parametrize(
@@ -182,3 +184,33 @@ def test_a_setting_to_fix_found_in_a_pass_fails_that_connector_naming_the_key(
     assert (summary.error or "").startswith("fragment.token: not set"), summary.error
     assert "run_crashed" not in [entry["event"] for entry in logs]
     assert emulator.store.count() == 0
+
+
+def skip_even(ticket: SourceTicket, task: dict[str, Any]) -> dict[str, Any]:
+    """A mapping hook that refuses the tickets with an even id, naming the field."""
+    if int(ticket.source_id) % 2 == 0:
+        raise SkipTicket("helpdesk", ticket.source_id, "priority", "even tickets wait")
+    return task
+
+
+def test_a_ticket_a_hook_skips_is_a_failed_item_naming_its_field_and_the_pass_goes_on(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    tickets = [t for t in generate_tickets(10) if not t["deleted"]]
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    config = make_config(
+        emulator, path, sqlite_url, mapping={**MAPPING, "hook": f"{__name__}:skip_even"}
+    )
+    even = {str(t["id"]) for t in tickets if int(t["id"]) % 2 == 0}
+    assert even
+    store = StateStore.open(sqlite_url)
+    try:
+        [summary] = run_once(config, store)
+        failed = store.failed_items("helpdesk")
+    finally:
+        store.close()
+    assert (summary.outcome, summary.failed) == ("ok", len(even))
+    assert {item.source_id for item in failed} == even
+    assert {(item.stage, item.field) for item in failed} == {("mapping", "priority")}
+    assert all(item.error.endswith("even tickets wait") for item in failed)
+    assert set(tasks_by_ticket(emulator)) == {str(t["id"]) for t in tickets} - even

@@ -33,6 +33,7 @@ import httpx
 import structlog
 
 from sync_http import clock
+from sync_http.auth import origin_of
 from sync_http.bounded import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -84,18 +85,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _BODY_KEEPING = frozenset({307, 308})
 """The redirects that keep the method and body, so any method may follow them."""
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Validate = Callable[[httpx.Response], str | None]
 """Reads an accepted answer; returns what is wrong with it, or None when it is what was asked."""
-
-
-def origin_of(url: httpx.URL) -> str:
-    """`scheme://host[:port]` of `url`, the port left out when it is the scheme's default."""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    shown = "" if port == _DEFAULT_PORTS.get(url.scheme) else f":{port}"
-    return f"{url.scheme}://{host}{shown}"
 
 
 @dataclass

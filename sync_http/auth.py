@@ -31,7 +31,7 @@ import httpx
 from pydantic import SecretStr
 
 from sync_http import clock
-from sync_http.redaction import register_secrets
+from sync_http.redaction import excerpt, register_secrets
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -256,7 +256,7 @@ def _reason(answer: Any, body: bytes) -> str:
         ]
         if parts:
             return " " + ": ".join(parts)
-    text = " ".join(body[:200].decode("utf-8", "replace").split())
+    text = excerpt(body.decode("utf-8", "replace"), 200)
     return f" {text}" if text else ""
 
 

@@ -50,7 +50,7 @@ from sync_http.ratelimit import (
     backoff_delay,
     wait_from_headers,
 )
-from sync_http.redaction import redact
+from sync_http.redaction import excerpt, redact
 
 log = structlog.get_logger("sync_http")
 
@@ -362,15 +362,11 @@ def _path(url: str) -> str:
 
 
 def _excerpt(outcome: httpx.Response | Exception) -> str:
-    """The start of an answer's body (or the transport error), for the error that quotes it.
-
-    Redacted whole before it is cut: a secret the server echoes must not
-    survive as a half that no longer matches it.
-    """
+    """The start of an answer's body (or the transport error), for the error that quotes it."""
     if isinstance(outcome, Exception):
         return f" ({redact(str(outcome))})"
     try:
-        text = " ".join(redact(outcome.text).split())[:200]
+        text = excerpt(outcome.text, 200)
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
     return f": {text}" if text else ""

@@ -518,8 +518,8 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _reset_in(args: argparse.Namespace, config: Config) -> int:
-    from connectors.values import parse_datetime
     from sync.run import owner_id
+    from sync.watermark import decode_text
 
     if args.connector not in config.connectors:
         raise ConfigError("connector", f"no connector named {args.connector!r}")
@@ -527,7 +527,7 @@ def _reset_in(args: argparse.Namespace, config: Config) -> int:
     target = None
     if args.to is not None:
         try:
-            target = int(args.to) if args.to.lstrip("-").isdigit() else parse_datetime(args.to)
+            target = decode_text(args.to)
         except ValueError as exc:
             raise ConfigError("--to", str(exc)) from None
     store = _open_state(config)

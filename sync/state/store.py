@@ -680,7 +680,13 @@ class StateStore:
             query = query.where(runs.c.connector == connector)
         with self.engine.connect() as conn:
             records = [
-                RunRecord(**{**row, "started_at": _aware(row["started_at"])})
+                RunRecord(
+                    **{
+                        **row,
+                        "started_at": _aware(row["started_at"]),
+                        "ended_at": _aware(row["ended_at"]),
+                    }
+                )
                 for row in conn.execute(query).mappings()
             ]
             running = {record.connector for record in records if record.outcome == "running"}

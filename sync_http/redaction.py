@@ -10,8 +10,9 @@ process is an exception's message, or text the state stores and commands
 read back, or one of a few texts shown straight from memory.
 
 - The error types every failure passes through redact their message as it is
-  built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
-  (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
+  built: `connectors.errors.SyncError`, the base of every failure kind (a
+  source's `SourceError`; the engine's config, mapping, Fragment and state
+  errors, in `sync.errors` and `sync.state`), and the
   excerpt of a server's answer that `sync_http.session.RequestFailed`
   quotes. That excerpt, and every other quote of an answer cut to a length
   (`excerpt`: `connectors.http.rest`, `.paginators`, `sync_http.auth`;

@@ -44,6 +44,7 @@ from connectors.base import (
 )
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
 from connectors.http.rest import base_url_from_site, vendor_site
+from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_as_user
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -126,7 +127,7 @@ class FreshdeskConnector(RestConnector):
         params: dict[str, Any] = {
             # Freshdesk reads it as UTC and compares whole seconds; flooring keeps the
             # bound inclusive. A `start_date` may carry any offset: convert, don't relabel.
-            "updated_since": max(start, EPOCH).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updated_since": whole_seconds_utc(max(start, EPOCH)),
             "order_by": "updated_at",
             "order_type": "asc",
             "per_page": self.options.page_size,

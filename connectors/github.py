@@ -56,7 +56,7 @@ from connectors.http import (
     RestConnector,
     Rule,
 )
-from connectors.values import HttpUrl
+from connectors.values import HttpUrl, whole_seconds_utc
 from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
 from sync_http.policy import Policy
 
@@ -216,7 +216,7 @@ class GitHubConnector(RestConnector):
         }
         if isinstance(since, dt.datetime):
             # GitHub compares whole seconds; flooring keeps the bound inclusive.
-            params["since"] = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            params["since"] = whole_seconds_utc(since)
         return params
 
     def keep(self, record: Mapping[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, OffsetPaginator, Paginator, RestConnector
+from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_header
 
 
@@ -75,7 +76,7 @@ class RedmineConnector(RestConnector):
         params: dict[str, Any] = {"status_id": "*", "sort": "updated_on,id"}
         if isinstance(since, dt.datetime):
             # Redmine compares whole seconds; flooring keeps the bound inclusive.
-            params["updated_on"] = ">=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            params["updated_on"] = ">=" + whole_seconds_utc(since)
         if self.options.project:
             params["project_id"] = self.options.project
         return params

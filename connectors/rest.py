@@ -43,7 +43,7 @@ from connectors.http import (
     RestConnector,
 )
 from connectors.records import get_path, is_flag_set
-from connectors.values import CursorKind
+from connectors.values import CursorKind, whole_seconds_utc
 from sync_http.auth import (
     OAuth2,
     api_key_header,
@@ -365,9 +365,9 @@ def render_since(since: Cursor, since_format: str) -> str:
     moment = since.astimezone(dt.UTC)
     if since_format == "epoch_ms":
         return str((moment - _EPOCH) // dt.timedelta(milliseconds=1))
-    moment = moment.replace(microsecond=0)
     if since_format == "iso8601":
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return whole_seconds_utc(moment)
+    moment = moment.replace(microsecond=0)
     if since_format == "iso8601_offset":
         return moment.isoformat()
     if since_format == "epoch_seconds":

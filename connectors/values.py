@@ -144,6 +144,15 @@ def isoformat(moment: dt.datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def whole_seconds_utc(moment: dt.datetime) -> str:
+    """`moment` as `YYYY-MM-DDTHH:MM:SSZ`: in UTC, floored to the second.
+
+    How an API that compares whole seconds takes a `since` bound: floored, the
+    bound stays inclusive (the engine's hash diff absorbs what is read twice).
+    """
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

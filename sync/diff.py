@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from connectors.base import Cursor
-from sync.errors import MappingError
+from sync.errors import SkipTicket
 from sync.watermark import decode_text, newer
 
 
@@ -75,7 +75,7 @@ class Decision(NamedTuple, Generic[V, P]):
     ticket: V
     verdict: Verdict
     payload: P | None = None
-    error: MappingError | None = None
+    error: SkipTicket | None = None
 
 
 class Queued(NamedTuple):
@@ -120,7 +120,7 @@ def diff(
     """One decision per ticket, in the order given.
 
     `stored`: what the state holds, by source id. `map_ticket`: the ticket's
-    payload; it may raise `MappingError` (the ticket is UNMAPPABLE). `queued`:
+    payload; it may raise `SkipTicket` (the ticket is UNMAPPABLE). `queued`:
     the newest version of each ticket this pass queued or sent before these.
     `sent_unrecorded`: deleted tickets with no stored hash whose push went out
     unrecorded (Fragment may hold their tasks, so their deletions go out).
@@ -146,7 +146,7 @@ def diff(
             continue
         try:
             payload = map_ticket(ticket)
-        except MappingError as exc:
+        except SkipTicket as exc:
             decide(Decision(ticket, Verdict.UNMAPPABLE, error=exc))
             continue
         content_hash = payload.content_hash

@@ -29,7 +29,7 @@ from typing import Any
 from connectors.base import Cursor, SourceTicket
 from connectors.records import MISSING, FieldPath
 from connectors.values import isoformat, parse_datetime
-from sync.errors import MappingError
+from sync.errors import MappingError, SkipTicket
 from sync.spec import STATUSES, MappingSettings, ParsedMapping, Template, parse_mapping
 
 MAX_DEPTH = 32
@@ -208,7 +208,7 @@ class Mapper:
         uid = task["uid"]
         try:
             result = hook(ticket, task)
-        except MappingError:
+        except SkipTicket:  # the hook's own, naming its field
             raise
         except Exception as exc:
             raise self._error(ticket, "hook", f"{type(exc).__name__}: {exc}") from None

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from connectors.base import BadRecord, Cursor, SourceTicket
 from sync.checkpoint import Checkpointer, FailureLog, Mark
 from sync.diff import Decision, Queued, Verdict, diff
-from sync.errors import MappingError
+from sync.errors import SkipTicket
 from sync.mapping import Mapper, TaskPayload
 from sync.pull import SourcePull
 from sync.ship import Ship, Shipment
@@ -164,7 +164,7 @@ class TaskStream:
     def _map(self, ticket: SourceTicket) -> TaskPayload:
         try:
             return self.mapper.map(ticket)
-        except MappingError:
+        except SkipTicket:
             if not ticket.deleted:
                 raise
             return self.mapper.tombstone(ticket)  # archive it even if it won't map

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from connectors.errors import SourceError, StopRequested
-from sync.errors import FragmentError
+from sync.errors import FixConfiguration, RetryLater, StopConnector, StopRequested
 from sync.mapping import TaskPayload
 from sync.state import UNREACHABLE, LeaseLost, unreachable_message
 from sync_http.redaction import redact
@@ -96,13 +95,18 @@ def owner_id() -> str:
 def outcome_of(exc: Exception, log: Any) -> tuple[str, str]:
     """The outcome of a pass `exc` stopped, and its message; a bug is logged with its trace.
 
-    Call it where `exc` was caught: the trace logged is the one being handled.
+    A stop request ends it `interrupted`, a lost lease `lease_lost`; the failure
+    kinds (`RetryLater`, `FixConfiguration`, `StopConnector`) and a state
+    database out of reach end it `failed`, their checkpoint intact either way.
+    Anything else is a bug, `SkipTicket` too: the pass records a ticket it
+    can't carry and goes on, so one reaching here escaped its stage. Call it
+    where `exc` was caught: the trace logged is the one being handled.
     """
     if isinstance(exc, LeaseLost):
         return "lease_lost", str(exc)
     if isinstance(exc, StopRequested):
         return "interrupted", str(exc)
-    if isinstance(exc, SourceError | FragmentError):
+    if isinstance(exc, RetryLater | FixConfiguration | StopConnector):
         return "failed", str(exc)
     if isinstance(exc, UNREACHABLE):
         return "failed", unreachable_message(exc)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import email.utils
 import json
 import time
 from collections.abc import Generator, Mapping
@@ -31,7 +30,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from sync_http.redaction import register_secrets
+from sync_http import clock
+from sync_http.redaction import excerpt, register_secrets
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -122,22 +122,27 @@ def token_endpoint(url: str, base_url: str) -> str:
     target = httpx.URL(resolved)
     if target.scheme not in ("http", "https") or not target.host:
         raise ValueError(f"{url!r} is neither an http(s) URL nor a path under base_url")
-    if target.scheme != "https" and _origin(target) != _origin(httpx.URL(base_url)):
+    there, home = origin_of(target), origin_of(httpx.URL(base_url))
+    if target.scheme != "https" and there != home:
         raise ValueError(
-            f"{url!r} would send the client's secrets unencrypted to "
-            f"{_origin_text(target)}, which is not base_url's origin "
-            f"({_origin_text(httpx.URL(base_url))}): use https"
+            f"{url!r} would send the client's secrets unencrypted to {there}, "
+            f"which is not base_url's origin ({home}): use https"
         )
     return resolved
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _origin_text(url: httpx.URL) -> str:
-    scheme, host, port = _origin(url)
-    return f"{scheme}://{host}:{port}"
+def origin_of(url: httpx.URL) -> str:
+    """`scheme://host[:port]` of `url`, the port left out when it is the scheme's default.
+
+    Two URLs share an origin, where credentials may go, when these are equal.
+    """
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    shown = "" if port == _DEFAULT_PORTS.get(url.scheme) else f":{port}"
+    return f"{url.scheme}://{host}{shown}"
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,7 @@ def _reason(answer: Any, body: bytes) -> str:
         ]
         if parts:
             return " " + ": ".join(parts)
-    text = " ".join(body[:200].decode("utf-8", "replace").split())
+    text = excerpt(body.decode("utf-8", "replace"), 200)
     return f" {text}" if text else ""
 
 
@@ -451,13 +456,5 @@ def _lifetime(expires_at: Any, response: httpx.Response) -> float | None:
         return None
     if expiry.tzinfo is None:
         return None
-    now = dt.datetime.now(dt.UTC)
-    sent = response.headers.get("date")
-    if sent:
-        try:
-            stated = email.utils.parsedate_to_datetime(sent)
-        except (TypeError, ValueError):
-            stated = None
-        if stated is not None and stated.tzinfo is not None:
-            now = stated
+    now = clock.http_date(response.headers.get("date")) or clock.now()
     return max(0.0, (expiry - now).total_seconds())

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import email.utils
 import math
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from sync_http import clock
 
 
 class StopRequested(Exception):
@@ -44,9 +45,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    moment = clock.http_date(text)
+    if moment is None:
         return None
     current = time.time() if now is None else now
     return max(0.0, moment.timestamp() - current)

@@ -10,12 +10,14 @@ process is an exception's message, or text the state stores and commands
 read back, or one of a few texts shown straight from memory.
 
 - The error types every failure passes through redact their message as it is
-  built: `connectors.errors.SourceError` (a source), `sync.errors.SyncError`
-  (the engine: config, mapping, Fragment), `sync.state.StateError`, and the
+  built: `connectors.errors.SyncError`, the base of every failure kind (a
+  source's `SourceError`; the engine's config, mapping, Fragment and state
+  errors, in `sync.errors` and `sync.state`), and the
   excerpt of a server's answer that `sync_http.session.RequestFailed`
   quotes. That excerpt, and every other quote of an answer cut to a length
-  (`connectors.http.rest`, `.paginators`, `sync.fragment`), is redacted whole
-  before it is cut: a half secret would no longer match it.
+  (`excerpt`: `connectors.http.rest`, `.paginators`, `sync_http.auth`;
+  `sync.fragment`), is redacted whole before it is cut: a half secret would
+  no longer match it.
   What prints or stores them (`run --json`, `check`, the logs) gets them clean.
 - The state store redacts every text it keeps about a failure as it writes
   it: a run's error, a failed item's error and field, and its record (`sync.state`,
@@ -156,6 +158,15 @@ def redact(text: str) -> str:
         for pattern, replace in _PATTERNS:
             text = pattern.sub(replace, text)
     return text
+
+
+def excerpt(text: str, limit: int) -> str:
+    """The start of `text` for a message that quotes it: redacted, white space folded, cut.
+
+    Redacted whole before it is cut: a secret across the cut would leave half
+    of itself, which no longer matches it.
+    """
+    return " ".join(redact(text).split())[:limit]
 
 
 def holds_secret(text: str) -> bool:

@@ -33,6 +33,7 @@ import httpx
 import structlog
 
 from sync_http import clock
+from sync_http.auth import origin_of
 from sync_http.bounded import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -49,7 +50,7 @@ from sync_http.ratelimit import (
     backoff_delay,
     wait_from_headers,
 )
-from sync_http.redaction import redact
+from sync_http.redaction import excerpt, redact
 
 log = structlog.get_logger("sync_http")
 
@@ -84,18 +85,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _BODY_KEEPING = frozenset({307, 308})
 """The redirects that keep the method and body, so any method may follow them."""
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Validate = Callable[[httpx.Response], str | None]
 """Reads an accepted answer; returns what is wrong with it, or None when it is what was asked."""
-
-
-def origin_of(url: httpx.URL) -> str:
-    """`scheme://host[:port]` of `url`, the port left out when it is the scheme's default."""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    shown = "" if port == _DEFAULT_PORTS.get(url.scheme) else f":{port}"
-    return f"{url.scheme}://{host}{shown}"
 
 
 @dataclass
@@ -370,15 +362,11 @@ def _path(url: str) -> str:
 
 
 def _excerpt(outcome: httpx.Response | Exception) -> str:
-    """The start of an answer's body (or the transport error), for the error that quotes it.
-
-    Redacted whole before it is cut: a secret the server echoes must not
-    survive as a half that no longer matches it.
-    """
+    """The start of an answer's body (or the transport error), for the error that quotes it."""
     if isinstance(outcome, Exception):
         return f" ({redact(str(outcome))})"
     try:
-        text = " ".join(redact(outcome.text).split())[:200]
+        text = excerpt(outcome.text, 200)
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
     return f": {text}" if text else ""

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from connectors.records import MISSING, get_path
-from sync_http.redaction import redact
+from sync_http.redaction import excerpt
 
 
 class PaginationLoop(Exception):
@@ -47,7 +47,7 @@ class Paginator(ABC):
 
     def _follow(self, pointer: str) -> None:
         if pointer in self._followed:
-            shown = redact(pointer)[:200]  # redacted before it is cut, as every excerpt
+            shown = excerpt(pointer, 200)
             raise PaginationLoop(f"the server sent the same page pointer twice: {shown}")
         self._followed.add(pointer)
 

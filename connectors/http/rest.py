@@ -30,7 +30,7 @@ from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
 from sync_http.policy import SOURCE_POLICY, Policy, source_classifier
 from sync_http.ratelimit import Backoff, RequestBudget
-from sync_http.redaction import redact
+from sync_http.redaction import excerpt
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
 USER_AGENT = "fragment-sync/0.1"
@@ -217,8 +217,7 @@ class RestConnector(Connector):
                 "(about 1,000 levels)",
             ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            # Redacted before it is cut: a secret across the cut would leave half of itself.
-            start = " ".join(redact(response.text).split())[:120]
+            start = excerpt(response.text, 120)
             raise SourceError(
                 self.name,
                 f"{request.url} answered {response.status_code} with something that is not "

@@ -2,7 +2,8 @@
 
 Sits on top of everything; only `sync.__main__` imports it. Exit codes: 0 every connector
 succeeded, 1 some connector failed or was stopped (its checkpoint is intact),
-2 the configuration (or the state database it names) is unusable, 75
+2 a setting must be fixed first (`FixConfiguration`: the configuration, or the state
+database it names, is unusable), 75
 (EX_TEMPFAIL) some connector was skipped because another process runs it
 and none failed.
 """
@@ -26,7 +27,7 @@ import structlog
 from pydantic import BaseModel
 
 from sync.config import Config, find_config_file, load_config
-from sync.errors import ConfigError, SyncError
+from sync.errors import ConfigError, FixConfiguration, SyncError
 from sync.shell import logs
 from sync.state import StateError, StateStore
 
@@ -56,11 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # whoever read our output has gone (`| head`)
         _silence_stdout()
         return EXIT_OK
-    except ConfigError as exc:
-        print(f"configuration error: {logs.redact(str(exc))}", file=sys.stderr)
-        return EXIT_CONFIG
     except StateError as exc:
         print(f"state error (state.url): {logs.redact(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except FixConfiguration as exc:
+        print(f"configuration error: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 
@@ -397,7 +398,6 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_config(config: Config) -> int:
     """Reach the state, each source and Fragment once each, saying which answered."""
-    from connectors.errors import SourceError
     from connectors.registry import connector_class
     from sync.fragment import FragmentClient
 
@@ -417,7 +417,7 @@ def _check_config(config: Config) -> int:
         try:
             source.check()
             print(f"connector {name} ({connector.kind}): ok")
-        except SourceError as exc:
+        except SyncError as exc:  # whatever the pass would do with it, `check` reports it
             print(f"connector {name} ({connector.kind}): FAILED: {exc}")
             problems += 1
         finally:
@@ -518,8 +518,8 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _reset_in(args: argparse.Namespace, config: Config) -> int:
-    from connectors.values import parse_datetime
     from sync.run import owner_id
+    from sync.watermark import decode_text
 
     if args.connector not in config.connectors:
         raise ConfigError("connector", f"no connector named {args.connector!r}")
@@ -527,7 +527,7 @@ def _reset_in(args: argparse.Namespace, config: Config) -> int:
     target = None
     if args.to is not None:
         try:
-            target = int(args.to) if args.to.lstrip("-").isdigit() else parse_datetime(args.to)
+            target = decode_text(args.to)
         except ValueError as exc:
             raise ConfigError("--to", str(exc)) from None
     store = _open_state(config)

@@ -631,12 +631,11 @@ _OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_
 
 
 def _run_line(run: RunRecord, now: dt.datetime) -> RunLine:
-    ended = _aware(run.ended_at)
     return RunLine(
         started=_moment(run.started_at, now),
         outcome=run.outcome,
         badge=run.outcome if run.outcome in _OUTCOMES else "other",
-        took=_duration(((ended or now) - run.started_at).total_seconds()),
+        took=_duration(((run.ended_at or now) - run.started_at).total_seconds()),
         pulled=run.pulled,
         pushed=run.pushed,
         unchanged=run.unchanged,
@@ -686,7 +685,6 @@ def _shown(value: object) -> object:
 
 
 def _moment(moment: dt.datetime, now: dt.datetime) -> Moment:
-    moment = _aware(moment) or moment
     seconds = (now - moment).total_seconds()
     ago = "just now" if seconds < 1 else f"{_duration(seconds)} ago"
     return Moment(iso=moment.isoformat(), utc=_utc(moment), ago=ago)
@@ -719,10 +717,3 @@ def _duration(seconds: float) -> str:
 
 def _utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands timestamps back naive; the state writes them in UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment

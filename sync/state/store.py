@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from connectors.base import Cursor
 from sync import failures
 from sync.batches import batched
-from sync.errors import first_line
+from sync.errors import FixConfiguration, StopConnector, first_line
 from sync.state import bootstrap
 from sync.state.bootstrap import HEAD_REVISION, shown
 from sync.state.bulk import (
@@ -50,7 +50,6 @@ from sync.state.text import error_text, kept_record, kept_text
 from sync.state.upkeep import TableStatistics
 from sync.watermark import cursor_kind, decode, encode
 from sync_http import clock
-from sync_http.redaction import redact
 
 KEEP_RUNS = 1000
 """Runs kept per connector by default (`state.keep_runs`)."""
@@ -62,11 +61,11 @@ _ABANDONED_ERROR = (
 )
 
 
-class StateError(Exception):
-    """The state database can't be reached or used; its message is redacted."""
+class StateError(FixConfiguration):
+    """The state database (`state.url`) can't be reached or used; the command exits 2."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
+        super().__init__(message, key="state.url")
 
 
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -79,8 +78,11 @@ def unreachable_message(exc: BaseException) -> str:
     return f"the state database is unreachable: {first_line(exc)}"
 
 
-class LeaseLost(Exception):
-    """Another process holds the connector's lease now: this one must stop writing."""
+class LeaseLost(StopConnector):
+    """Another process holds the connector's lease now: this one must stop writing.
+
+    The pass ends `lease_lost` (not `failed`): the other process goes on with it.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,7 +680,13 @@ class StateStore:
             query = query.where(runs.c.connector == connector)
         with self.engine.connect() as conn:
             records = [
-                RunRecord(**{**row, "started_at": _aware(row["started_at"])})
+                RunRecord(
+                    **{
+                        **row,
+                        "started_at": _aware(row["started_at"]),
+                        "ended_at": _aware(row["ended_at"]),
+                    }
+                )
                 for row in conn.execute(query).mappings()
             ]
             running = {record.connector for record in records if record.outcome == "running"}

@@ -57,6 +57,20 @@ def test_unreadable_retry_after_is_no_hint_rather_than_a_crash() -> None:
     assert parse_retry_after("-5") == 0.0
 
 
+def test_a_retry_after_date_in_an_unnamed_zone_is_read_as_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # RFC 5322's "-0000": a UTC time from a sender that doesn't say its zone.
+    unnamed = email.utils.formatdate(NOW + 30, usegmt=True).replace("GMT", "-0000")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_retry_after(unnamed, now=NOW) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def response(status: int, headers: dict[str, str] | None = None, text: str = "") -> httpx.Response:
     return httpx.Response(
         status, headers=headers, text=text, request=httpx.Request("GET", "http://x")

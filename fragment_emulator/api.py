@@ -554,6 +554,8 @@ class FragmentApi:
             problems = [
                 _located(("body", "items", p.index), p) for p in (*uid_problems, *plan.errors)
             ]
+            if (details or problems) and self.faults.unnamed_rejections:
+                raise Unprocessable([error_detail(["body", "items"], "invalid batch", "invalid")])
             if details or problems:
                 # Stable sort: envelope errors first, then items in request order.
                 every = sorted(

@@ -72,6 +72,9 @@ class Faults:
       answer, before anything is applied.
     - `lost_response_rate`: share of requests applied, then left unanswered
       (connection closed): the case retries must be idempotent for.
+    - `unnamed_rejections`: a batch holding invalid items is refused with a
+      422 that names none of them ("invalid batch"), as a gateway in front of
+      Fragment may answer: the client must bisect to find them.
     - `seed`: seeds the dice (None = unpredictable); setting it reseeds.
     """
 
@@ -82,6 +85,7 @@ class Faults:
     hang_seconds: float = 30.0
     drop_rate: float = 0.0
     lost_response_rate: float = 0.0
+    unnamed_rejections: bool = False
     seed: int | None = None
     limiter: SlidingWindowLimiter = field(
         default_factory=SlidingWindowLimiter, init=False, repr=False, compare=False
@@ -163,6 +167,8 @@ def _checked(name: str, value: Any) -> Any:
         if count < 1 or not 0.0 < window < math.inf:
             raise ValueError(f"rate_limit needs count >= 1 and window > 0, got {value!r}")
         return (count, window)
+    if name == "unnamed_rejections" and not isinstance(value, bool):
+        raise ValueError(f"unnamed_rejections must be true or false, got {value!r}")
     if (
         name == "seed"
         and value is not None

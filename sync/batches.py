@@ -9,14 +9,32 @@ that fills it: a pass holds one before it knows whether it has anything to send.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from sync.mapping import TaskPayload
+from connectors.base import Cursor
 
 T = TypeVar("T")
+
+
+class Payload(Protocol):
+    """An item sent to a sink, as its checkpoint records it (`sync.mapping.TaskPayload` is one).
+
+    The item's id at its source, its uid at the sink, the hash of what was sent
+    and the version (cursor) it was made from. Another stream's items (a
+    Fragment task on its way back to a source) need only these to be shipped
+    and checkpointed.
+    """
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def cursor(self) -> Cursor: ...
 
 
 def batched(
@@ -53,17 +71,31 @@ def batched(
 class Rejected:
     """An item Fragment refused: its message, and the task key it named, if it named one."""
 
-    payload: TaskPayload
+    payload: Payload
     message: str
     field: str | None = None
     """As Fragment spells it (`assignee_email`, `fields.due_at`): the `loc` of its 422."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Fragment's answer to a request it refused: the items it named, or only a message.
+
+    Ship isolates the bad items from it (`sync.ship.isolate`): those named are set
+    aside at once; a refusal naming none is split in two until they show.
+    """
+
+    named: Mapping[int, tuple[str | None, str]]
+    """Index in the request → (the field it named, if any; the message)."""
+    message: str = ""
+    """The answer, summarised and redacted: what an item refused unnamed is failed with."""
 
 
 @dataclass
 class PushResult:
     """What became of one batch: the items that landed and the ones refused."""
 
-    acked: list[TaskPayload] = field(default_factory=list)
+    acked: list[Payload] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     requests: int = 0
     """HTTP requests sent for this batch, retries and isolation included; counted as they go

@@ -7,18 +7,24 @@ gives the watermark, `sync.watermark.Checkpoint.safe`). Once a shipment
 fails to settle, later ones still record what landed but never move the
 watermark: it would pass the failed shipment's tickets. The failed items are
 made, counted and logged here too (`FailureLog`), whichever stage met them.
+
+It knows the items it records by two small protocols, not by the task stream's
+types: an `Item` (a source id, a cursor, whether it is a deletion, the record
+it came from; a `SourceTicket` is one) and a `sync.batches.Payload` (what was
+sent of it: a uid, a content hash; a `TaskPayload` is one). Another stream
+(Fragment's changes back to a source) checkpoints its own items the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from connectors.base import BadRecord, Cursor, SourceTicket
-from sync.batches import Rejected
-from sync.mapping import TaskPayload
+from connectors.base import BadRecord, Cursor
+from sync.batches import Payload, Rejected
+from sync.diff import Version
 from sync.ship import Shipment
 from sync.state import FailedItem, StateStore, error_text, record_json
 from sync.watermark import CLOCK_ALLOWANCE, encode, far_ahead, later
@@ -74,7 +80,15 @@ def sane(watermark: Cursor | None, now: dt.datetime, log: Any) -> Cursor | None:
     return None
 
 
-TaskShipment = Shipment[SourceTicket, TaskPayload, Mark]
+class Item(Version, Protocol):
+    """An item a stream carries, as a failed item records it (`SourceTicket` is one)."""
+
+    @property
+    def record(self) -> Mapping[str, Any]: ...
+
+
+ItemShipment = Shipment[Item, Payload, Mark]
+"""A shipment of any stream's items: `Item`s, sent as `Payload`s, checkpointed with a `Mark`."""
 
 
 class FailureLog:
@@ -87,7 +101,7 @@ class FailureLog:
 
     def ticket(
         self,
-        ticket: SourceTicket,
+        ticket: Item,
         stage: str,
         field: str | None,
         message: str,
@@ -118,9 +132,7 @@ class FailureLog:
             record=record_json(ticket.record),
         )
 
-    def rejected(
-        self, ticket: SourceTicket, rejected: Rejected, last_error: str | None
-    ) -> FailedItem:
+    def rejected(self, ticket: Item, rejected: Rejected, last_error: str | None) -> FailedItem:
         """A ticket Fragment refused."""
         message = (
             f"connector {self.name!r}, ticket {rejected.payload.source_id!r}: "
@@ -212,7 +224,7 @@ class Checkpointer:
             return True
         return False
 
-    def settle(self, shipment: TaskShipment) -> None:
+    def settle(self, shipment: ItemShipment) -> None:
         """Wait for `shipment`'s answer and checkpoint it; every earlier one is settled."""
         try:
             self._commit(shipment, move_watermark=not self._held)
@@ -220,7 +232,7 @@ class Checkpointer:
             self._held = True
             raise
 
-    def _commit(self, shipment: TaskShipment, move_watermark: bool) -> None:
+    def _commit(self, shipment: ItemShipment, move_watermark: bool) -> None:
         mark, result = shipment.mark, shipment.sent
         try:
             shipment.wait()

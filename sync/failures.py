@@ -6,7 +6,7 @@ keeps refusing would otherwise cost requests and state writes every
 interval, forever; so after a few minutes an item waits as long as it has
 been failing, at most an hour, and a fix made at the source or in Fragment
 still reaches it within the hour. The table sits beside Fragment's retry table
-(`RETRY_POLICY` in `sync.fragment`), which says what to do with an answer; this one
+(`RETRY_POLICY` in `sync.ship_policy`), which says what to do with an answer; this one
 says when an item is due. The state store keeps the `retry_at` this computes
 and knows no timing of its own.
 """

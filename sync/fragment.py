@@ -1,10 +1,11 @@
-"""The Fragment client: pushes batches of tasks through `PUT /tasks/batch`.
+"""The Fragment client: carries one request at a time to Fragment's task API.
 
-Owns the HTTP connection (timeouts, keep-alive, bearer auth, User-Agent), the
-request budget that keeps us under Fragment's 60 requests a minute, the retry
-policy (one table below), and the isolation of rejected items: a batch that
-Fragment refuses as invalid is split until the good items land and each bad
-one is set aside with the server's message. It knows nothing of sources,
+Builds `PUT /tasks/batch` from canonical payloads, sends it through the
+`sync_http` session (its connection: timeouts, keep-alive, bearer auth,
+User-Agent, origin and size bounds) and reads the answer: the uids that
+acknowledge the batch, or the items a refusal names. What to retry and how
+long to wait, the request budget and the bisection of a refused batch are
+Ship's policy (`sync.ship_policy`), applied here. It knows nothing of sources,
 state or watermarks.
 """
 
@@ -19,35 +20,16 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
 
-from sync.batches import PushResult, Rejected
+from sync.batches import PushResult, Refusal
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
+from sync.ship_policy import ShipPolicy, isolate
 from sync_http.auth import bearer
-from sync_http.bounded import ResponseTooLarge
-from sync_http.policy import TRANSIENT, Action, Policy, Rule, classify
-from sync_http.ratelimit import RequestBudget, StopRequested
+from sync_http.policy import Action
+from sync_http.ratelimit import StopRequested
 from sync_http.redaction import redact
-from sync_http.session import HttpSession, RequestFailed, RetrySettings
-
-RETRY_POLICY: Policy = {
-    **TRANSIENT,
-    400: Rule(Action.REJECT, "bad request: some items are invalid"),
-    401: Rule(Action.FAIL_AUTH, "the token is missing or invalid (fragment.token)"),
-    403: Rule(Action.FAIL_AUTH, "the token lacks permission (Fragment asks for super admin)"),
-    404: Rule(Action.FAIL, "not found: check fragment.url (it should end in /api/v1)"),
-    409: Rule(Action.FAIL, "conflict"),
-    413: Rule(Action.REJECT, "batch too large: it is split"),
-    422: Rule(Action.REJECT, "some items are invalid"),
-    ResponseTooLarge: Rule(
-        Action.FAIL, "the answer is larger than fragment.max_response_size allows"
-    ),
-}
-"""Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail)."""
-
-
-FRAGMENT_RATE_LIMIT_FLOOR = 2.0
-"""Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
+from sync_http.session import HttpSession, RequestFailed
 
 
 class FragmentClient:
@@ -59,9 +41,15 @@ class FragmentClient:
         *,
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
+        policy: ShipPolicy | None = None,
     ) -> None:
+        """`policy`: how requests are paced and retried (`sync.ship_policy`).
+
+        By default, what `settings` ask for, made afresh with each connection.
+        """
         self.settings = settings
         self.stop = stop or threading.Event()
+        self.policy = policy
         self._transport = transport
         self._session: HttpSession | None = None
         self._session_lock = threading.Lock()
@@ -77,16 +65,13 @@ class FragmentClient:
     def _open(self) -> HttpSession:
         settings = self.settings
         token = SecretStr(settings.bearer_token())  # ConfigError naming fragment.token if unset
+        policy = self.policy or ShipPolicy.for_fragment(settings, self.stop)
         return HttpSession(
             "fragment",
             settings.url,
-            classify=lambda outcome: classify(outcome, RETRY_POLICY),
-            budget=RequestBudget.per_minute(settings.requests_per_minute, stop=self.stop),
-            retry=RetrySettings(
-                max_attempts=settings.max_attempts,
-                max_wait=settings.max_retry_wait.total_seconds(),
-                rate_limit_floor=FRAGMENT_RATE_LIMIT_FLOOR,
-            ),
+            classify=policy.classify,
+            budget=policy.budget,
+            retry=policy.retry,
             headers={
                 "User-Agent": settings.user_agent,
                 "Content-Type": "application/json",
@@ -137,44 +122,32 @@ class FragmentClient:
         )
 
     def push(self, items: Sequence[TaskPayload], into: PushResult | None = None) -> PushResult:
-        """Upsert `items` with `PUT /tasks/batch`, isolating any the server rejects.
+        """Upsert `items`, isolating any the server rejects (`isolate` over `put_batch`).
 
         Returns which items landed and which were refused (with the server's
         message), added to `into` when given: it keeps the requests counted
         even when this raises. Raises `FragmentUnavailable` when retries run
         out, `FragmentAuthError` on 401/403, `RunInterrupted` on a stop request.
         """
-        result = PushResult() if into is None else into
-        self._deliver(list(items), result, isolating=False)
-        return result
+        return isolate(self.put_batch, items, into)
 
-    def _deliver(self, items: list[TaskPayload], result: PushResult, isolating: bool) -> None:
-        if not items:
-            return
-        result.isolation_requests += isolating
+    def put_batch(self, items: Sequence[TaskPayload], tally: PushResult) -> Refusal | None:
+        """One `PUT /tasks/batch` of `items`, retried per the policy: None once acknowledged.
+
+        An answer acknowledges the batch when it lists one task per item with
+        the items' uids; a refusal (400, 413, 422) comes back as a `Refusal`
+        naming the items it can. Each request sent counts in `tally.requests`.
+        Raises as `push`.
+        """
         response = self._send(
-            "PUT", "/tasks/batch", _batch_body(items), result, validate=_acknowledges(items)
+            "PUT", "/tasks/batch", _batch_body(items), tally, validate=_acknowledges(items)
         )
-        if classify(response, RETRY_POLICY).action is Action.ACCEPT:
-            result.acked.extend(items)
-            return
+        if self.session.classify(response).action is Action.ACCEPT:
+            return None
         detail = _detail(response)
-        if len(items) == 1:
-            field, message = _rejected_indexes(detail, 1).get(0, (None, _summary(detail)))
-            result.rejected.append(Rejected(items[0], message, field))
-            return
         named = _rejected_indexes(detail, len(items))
-        if named:
-            # The server named the bad items: set them aside, send the rest (if any) again.
-            # When it names every item, that is all: bisecting would cost 2n - 1 requests.
-            for index in sorted(named):
-                result.rejected.append(Rejected(items[index], named[index][1], named[index][0]))
-            rest = [item for index, item in enumerate(items) if index not in named]
-            self._deliver(rest, result, isolating=True)
-            return
-        middle = len(items) // 2
-        self._deliver(items[:middle], result, isolating=True)
-        self._deliver(items[middle:], result, isolating=True)
+        # The summary serves only a refusal naming no item: a 422 of 500 named ones is long.
+        return Refusal(named, "" if named else _summary(detail))
 
     def _send(
         self,

@@ -3,11 +3,16 @@
 Up to `max_in_flight` shipments are out at once, each sent on a sender
 thread in requests of `batch_size`. A shipment carrying a version of a ticket
 that an earlier one still out carries waits for that one to settle: two
-requests in flight may land in either order. What a request does on the wire
-(the request budget, the retry policy table, bisecting a rejected batch) is
-the sink's: `sync.fragment.FragmentClient` for tasks. Ship knows nothing of
-sources, the state or watermarks: settling a shipment is the caller's
-(`sync.checkpoint`), in the order `settle_before` and `drain` hand them back.
+requests in flight may land in either order. What becomes of each request
+is Ship's policy, `sync.ship_policy`: it goes out within the request budget,
+is retried as the retry policy table says, and when Fragment refuses it, is
+bisected until the good items land and each bad one is set aside with the
+server's message. That policy sits below the Fragment client that applies it
+(`sync.fragment.FragmentClient`, which only carries one request) and apart
+from this module, whose import must not load httpx: a pass with nothing to
+push never does. Ship knows nothing of sources, the state or watermarks:
+settling a shipment is the caller's (`sync.checkpoint`), in the order
+`settle_before` and `drain` hand them back.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ M = TypeVar("M")
 
 
 class Sink(Protocol):
-    """Where shipments go: upserts a request's items, counting into `into` as it goes."""
+    """Where shipments go: upserts a request's items, counting into `into` as it goes.
+
+    Fragment's client does it as `sync.ship_policy.isolate` over its one-request `put_batch`.
+    """
 
     def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult: ...
 
@@ -74,13 +82,20 @@ class FragmentOnDemand:
 V = TypeVar("V", bound=Version)
 
 
+VC = TypeVar("VC", bound=Version, covariant=True)
+PC = TypeVar("PC", bound=Hashed, covariant=True)
+MC = TypeVar("MC", covariant=True)
+"""Covariant: a shipment's batch and mark are never changed once cut, so a shipment of
+tickets is one of `sync.checkpoint.Item`s too, for any stream's checkpoint to settle."""
+
+
 @dataclass
-class Shipment(Generic[V, P, M]):
+class Shipment(Generic[VC, PC, MC]):
     """A batch cut from the stream: sent (or nothing to send), then settled in cut order."""
 
-    batch: dict[str, tuple[V, P]]
+    batch: dict[str, tuple[VC, PC]]
     """Each item's version and payload, by its key (a ticket's source id)."""
-    mark: M
+    mark: MC
     """What its checkpoint records beside what lands (the caller's)."""
     answer: Future[PushResult] | None = None
     sent: PushResult = field(default_factory=PushResult)

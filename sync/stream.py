@@ -6,9 +6,18 @@ A pass (`sync.run`) feeds it chunks of tickets with their stored hashes, and
 says where each shipment's checkpoint may move the watermark; the stream
 acts on the diff's verdicts, cuts the batch into shipments, keeps up to
 `max_in_flight` of them out and checkpoints them in the order they were cut.
-It reads no source and takes no lease. Another stream (Fragment's changes back
-to a source, comments) would assemble `diff`, `ship` and `checkpoint` the same
-way around its own items and sink.
+It reads no source and takes no lease.
+
+A second stream, Fragment's changes back to a source, is assembled from the
+same parts around its own items and sink: a pull of changed tasks (paged like
+`sync.pull`, with its own cursor through `sync.watermark`), a map from task to
+source update whose items satisfy `sync.diff.Version` and `sync.diff.Hashed`
+(so `diff` decides against hashes stored under that stream's namespace), a
+`Ship` over a sink whose `push` is `sync.ship.isolate` over one request to
+the source (with the source's retry table in place of `sync.ship_policy`'s),
+and a `Checkpointer` with its own `FailureLog`, which need only
+`sync.checkpoint.Item`s and `sync.batches.Payload`s. A third, comments, is
+the same again with comments as items.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A policy is a table from HTTP status (or exception type) to a `Rule`: the
 action and a line a person can act on. `classify` reads a table, and
 `SOURCE_POLICY` plus `rate_limit_signal` cover what ticket systems send:
 429s, GitHub's and Salesforce's 403s, Linear's 400s, bodies that say
-"rate limit". The Fragment client keeps its own table (`sync.fragment`).
+"rate limit". Fragment's table is Ship's (`sync.ship_policy`).
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.base import Cursor
 from sync import failures
-from sync.batches import batched
+from sync.batches import Payload, batched
 from sync.errors import FixConfiguration, StopConnector, first_line
 from sync.state import bootstrap
 from sync.state.bootstrap import HEAD_REVISION, shown
@@ -121,19 +121,6 @@ class FailedItem:
     @property
     def retryable(self) -> bool:
         return self.record is not None and self.stage != "source"
-
-
-class AckedTask(Protocol):
-    """What the state records of a task Fragment acknowledged (a `TaskPayload` is one)."""
-
-    @property
-    def source_id(self) -> str: ...
-    @property
-    def uid(self) -> str: ...
-    @property
-    def content_hash(self) -> str: ...
-    @property
-    def cursor(self) -> Cursor: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +354,7 @@ class StateStore:
         self,
         connector: str,
         *,
-        acked: Sequence[AckedTask] = (),
+        acked: Sequence[Payload] = (),
         failed: Sequence[FailedItem] = (),
         resolved: Sequence[str] = (),
         watermark: Cursor | None = None,

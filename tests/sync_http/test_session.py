@@ -1,4 +1,4 @@
-"""The HTTP toolkit: waits read from headers, the policy table, paginators, the session loop."""
+"""The HTTP toolkit: waits read from headers, the policy table, the session loop, the budget."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ import httpx
 import pytest
 
 from connectors.errors import StopRequested
-from connectors.http.paginators import (
-    GraphQLCursorPaginator,
-    LinkHeaderPaginator,
-    NextTokenPaginator,
-    NextUrlPaginator,
-    OffsetPaginator,
-    PageNumberPaginator,
-    PageRequest,
-    PaginationLoop,
-)
 from fakes import FakeApi, Reply, Request
 from sync_http.policy import Action, source_classifier
 from sync_http.ratelimit import RequestBudget, parse_retry_after, wait_from_headers
@@ -112,43 +102,6 @@ def test_the_source_policy_classifies_rate_limits_in_every_guise(
     answer: httpx.Response | Exception, action: Action
 ) -> None:
     assert source_classifier()(answer).action is action
-
-
-def test_token_paginator_stops_on_is_last_or_a_missing_token_never_on_a_short_page() -> None:
-    paginator = NextTokenPaginator("nextPageToken", "nextPageToken", last_path="isLast")
-    first = PageRequest("/search", {"jql": "x"})
-    short = paginator.next_page(first, response(200), {"nextPageToken": "t1", "isLast": False}, 1)
-    assert short == PageRequest("/search", {"jql": "x", "nextPageToken": "t1"})
-    assert (
-        paginator.next_page(first, response(200), {"nextPageToken": "t2", "isLast": True}, 50)
-        is None
-    )
-    assert paginator.next_page(first, response(200), {}, 50) is None
-
-
-def test_a_repeated_token_is_a_loop_not_another_page() -> None:
-    paginator = NextUrlPaginator("next")
-    request = PageRequest("/x")
-    paginator.next_page(request, response(200), {"next": "/x?page=2"}, 10)
-    with pytest.raises(PaginationLoop):
-        paginator.next_page(request, response(200), {"next": "/x?page=2"}, 10)
-
-
-def test_link_header_and_offset_paginators() -> None:
-    linked = response(
-        200, {"Link": '<http://x/items?page=2>; rel="next", <http://x/items?page=9>; rel="last"'}
-    )
-    assert LinkHeaderPaginator().next_page(PageRequest("/items"), linked, [], 30) == PageRequest(
-        "http://x/items?page=2"
-    )
-    assert LinkHeaderPaginator().next_page(PageRequest("/items"), response(200), [], 30) is None
-    offset = OffsetPaginator(10, total_path="total")
-    request = PageRequest("/i", offset.first({}))
-    following = offset.next_page(request, response(200), {"total": 25}, 10)
-    assert following is not None and following.params["offset"] == 10
-    assert (
-        offset.next_page(PageRequest("/i", {"offset": 20}), response(200), {"total": 25}, 5) is None
-    )
 
 
 class Scripted(FakeApi):
@@ -258,21 +211,3 @@ def test_the_budget_never_exceeds_its_rate() -> None:
         sent.append(time.monotonic())
     for i in range(3, 7):
         assert sent[i] - sent[i - 3] >= 0.5 - 1e-3
-
-
-def test_page_number_and_graphql_paginators_stop_on_their_own_signals() -> None:
-    pages = PageNumberPaginator(pages_path="meta.pages")
-    request = PageRequest("/list", pages.first({"q": "x"}))
-    assert request.params == {"q": "x", "page": 1}
-    second = pages.next_page(request, response(200), {"meta": {"pages": 2}}, 3)
-    assert second is not None and second.params["page"] == 2
-    assert pages.next_page(second, response(200), {"meta": {"pages": 2}}, 3) is None
-
-    graph = GraphQLCursorPaginator("data.issues.pageInfo")
-    query = PageRequest("/graphql", {"variables": {"first": 50}})
-    more = {"data": {"issues": {"pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}}
-    done = {"data": {"issues": {"pageInfo": {"hasNextPage": False, "endCursor": "c2"}}}}
-    following = graph.next_page(query, response(200), more, 50)
-    assert following is not None
-    assert following.params["variables"] == {"first": 50, "after": "c1"}
-    assert graph.next_page(following, response(200), done, 50) is None

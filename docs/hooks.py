@@ -1,7 +1,8 @@
-"""MkDocs hooks: the pages generated from the code at build time.
+"""MkDocs hooks: the text generated from the code at build time.
 
-A page asks for generated text with a line of its own, `<!-- generated: NAME -->`;
-the hook replaces it with `GENERATORS[NAME]()`. Nothing generated is kept in git.
+A page asks for it with a line of its own, `<!-- generated: NAME ARG... -->`; the
+hook replaces that line with `GENERATORS[NAME](*ARGS)`, Markdown made by
+`sync.shell.reference`. Nothing generated is kept in git.
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-GENERATED = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.M)
+from sync.shell import reference
 
-GENERATORS: dict[str, Callable[[], str]] = {}
+GENERATED = re.compile(r"^<!-- generated: ([a-z-]+)((?: [\w.-]+)*) -->$", re.M)
+
+GENERATORS: dict[str, Callable[..., str]] = {
+    "default-mapping": reference.default_mapping,
+    "connector-options": reference.connector_options,
+}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     def expand(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, arguments = match.group(1), match.group(2).split()
         if name not in GENERATORS:
             raise ValueError(f"{page.file.src_path}: no generator named {name!r}")
-        return GENERATORS[name]()
+        return GENERATORS[name](*arguments)
 
     return GENERATED.sub(expand, markdown)

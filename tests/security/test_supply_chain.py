@@ -66,12 +66,12 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert "psycopg-binary" in locked  # the extra of psycopg[binary]
 
 
-def test_the_lock_says_the_command_the_readme_gives_to_make_it_again() -> None:
+def test_the_lock_says_the_command_the_docs_give_to_make_it_again() -> None:
     header = LOCK.read_text().splitlines()[1].removeprefix("#").strip()
 
     assert header.startswith("uv pip compile pyproject.toml")
     assert "--generate-hashes" in header
-    assert header in (ROOT / "README.md").read_text()
+    assert header in (ROOT / "docs" / "development.md").read_text()
 
 
 def test_the_image_installs_the_lock_by_hash_then_the_wheel_alone() -> None:

@@ -1,7 +1,8 @@
 """The documentation's commands and config snippets run, so the docs can't drift from the code.
 
 What each fenced block's marker asks for is in tests/doc_blocks.py. A page's
-runnable blocks run in order in one directory, as a reader would type them, with
+runnable blocks run in order in one directory, as a reader would type them into one
+terminal (what a block exports stays set for the next), with
 this virtual environment's `python` first on PATH; pages run one after another on
 one worker (they start the emulator on its documented port, 8400).
 """
@@ -108,8 +109,8 @@ def test_page_runs(page: Path, tmp_path: Path) -> None:
             elif block.verb == "run":
                 _run(block, tmp_path, environment)
         for block, process in started:
-            output = process.stdout.read() if process.poll() is not None else ""  # type: ignore[union-attr]
-            assert process.poll() is None, f"{block.where} exited early:\n{output}"
+            log = tmp_path / f".background-{block.line}.log"
+            assert process.poll() is None, f"{block.where} exited early:\n{log.read_text()}"
 
 
 def _reader_environment() -> dict[str, str]:
@@ -124,8 +125,11 @@ def _reader_environment() -> dict[str, str]:
 
 
 def _run(block: Block, folder: Path, environment: dict[str, str]) -> None:
+    """Run a block; what it exports stays for the page's next blocks, as in a terminal."""
+    exported = folder / ".exported-environment"
+    script = f"trap 'env -0 > {exported}' EXIT\n{block.text}"
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.text],
+        ["bash", "-euo", "pipefail", "-c", script],
         cwd=folder,
         env=environment,
         capture_output=True,
@@ -137,26 +141,33 @@ def _run(block: Block, folder: Path, environment: dict[str, str]) -> None:
         f"{block.where} exited {done.returncode}:\n{block.text}\n"
         f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     )
+    environment.clear()
+    for entry in exported.read_text().split("\0"):
+        if "=" in entry:
+            name, value = entry.split("=", 1)
+            environment[name] = value
+    exported.unlink()
 
 
 def _start(
     block: Block, folder: Path, environment: dict[str, str]
-) -> tuple[Block, subprocess.Popen[str]]:
+) -> tuple[Block, subprocess.Popen[bytes]]:
     host, port = block.wait_for  # type: ignore[misc]
     assert not _accepts(host, port), f"{block.where}: {host}:{port} is already taken"
-    process = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", f"exec {block.text.strip()}"],
-        cwd=folder,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    log = folder / f".background-{block.line}.log"
+    with log.open("w") as output:  # a file, not a pipe: a chatty daemon can't fill it and stall
+        process = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", block.text],
+            cwd=folder,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 30
     while not _accepts(host, port):
         if process.poll() is not None:
-            pytest.fail(f"{block.where} exited {process.returncode}:\n{process.stdout.read()}")  # type: ignore[union-attr]
+            pytest.fail(f"{block.where} exited {process.returncode}:\n{log.read_text()}")
         assert time.monotonic() < deadline, f"{block.where}: nothing on {host}:{port} after 30 s"
         time.sleep(0.1)
     return block, process
@@ -169,9 +180,9 @@ def _accepts(host: str, port: int) -> bool:
 
 
 @contextmanager
-def _background_processes() -> Iterator[list[tuple[Block, subprocess.Popen[str]]]]:
+def _background_processes() -> Iterator[list[tuple[Block, subprocess.Popen[bytes]]]]:
     """The page's background commands; each gets SIGTERM, then SIGKILL, when the page ends."""
-    started: list[tuple[Block, subprocess.Popen[str]]] = []
+    started: list[tuple[Block, subprocess.Popen[bytes]]] = []
     try:
         yield started
     finally:

@@ -7,9 +7,11 @@ step failed, 130 when interrupted. Progress goes to stderr, the report to stdout
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from bench.parameters import Parameters, parse_parameters
 from bench.process import BenchError
-from bench.report import as_json, table
-from bench.suite import run_suite, say
+from bench.report import as_json, markdown, table
+from bench.suite import Results, run_suite, say
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         _leave(parameters, workdir)
     document = as_json(results)
     print(json.dumps(document, indent=2) if parameters.json_output else table(results))
+    if parameters.record is not None:
+        _record(parameters.record, results, argv)
     return 0 if document["all_checks_pass"] else 1
+
+
+def _record(path: Path, results: Results, argv: Sequence[str] | None) -> None:
+    """Write the report as Markdown to `path`, naming the command and the commit measured."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m bench", *arguments])
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(results, command, commit or None, dt.datetime.now(dt.UTC)))
+    say(f"report recorded in {path}")
 
 
 def _leave(parameters: Parameters, workdir: Path) -> None:

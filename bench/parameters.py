@@ -62,6 +62,8 @@ class Parameters:
     keep: bool
     state_server: str | None = None
     """A PostgreSQL server URL: the per-source figures keep the sync's state there."""
+    record: Path | None = None
+    """Also write the report as Markdown here: the table docs/performance.md includes."""
 
     @property
     def rate_tickets(self) -> int:
@@ -137,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         "PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres) "
         "instead of SQLite",
     )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="also write the report as Markdown to FILE; docs/performance.md includes "
+        "bench/results/latest.md, which `python -m bench --record bench/results/latest.md` "
+        "writes",
+    )
     return parser
 
 
@@ -167,6 +177,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> Parameters:
         workdir=args.workdir,
         keep=args.keep,
         state_server=args.state_server,
+        record=args.record,
     )
     problem = _problem(parameters)
     if problem:

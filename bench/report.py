@@ -10,6 +10,7 @@ the floor and the start-up are still shown, as information.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -434,6 +435,33 @@ def table(results: Results) -> str:
         )
         + ("every count check OK" if not wrong else f"count checks WRONG: {', '.join(wrong)}"),
     ]
+    return "\n".join(lines)
+
+
+def markdown(results: Results, command: str, commit: str | None, when: dt.datetime) -> str:
+    """The run as the Markdown the docs include: where and how it ran, the verdicts, the table.
+
+    `python -m bench --record FILE` writes it; `docs/performance.md` includes
+    `bench/results/latest.md`, so the figures a user reads are the ones a run printed.
+    """
+    host = results.machine
+    judged, counted = targets(results), checks(results)
+    lines = [
+        f"Measured {when:%Y-%m-%d %H:%M} UTC with `{command}`"
+        + (f", at commit `{commit[:12]}`" if commit else "")
+        + f", on {host['cpu_count']} CPUs ({host['cpu_model'] or 'unknown model'}), "
+        f"Python {host['python']}.",
+        "",
+        "| figure | measured | target | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    rows = [(_target_row(target), target.name) for target in judged]
+    rows += [(_check_row(check), check.name) for check in counted]
+    for (label, value, goal, verdict), name in rows:
+        source = name.rpartition(".")[2] if "." in name else ""
+        label = f"{label} ({source})" if source else label
+        lines.append(f"| {label} | {value} | {goal} | {verdict} |")
+    lines += ["", "The whole report:", "", "```text", table(results), "```", ""]
     return "\n".join(lines)
 
 

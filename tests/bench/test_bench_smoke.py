@@ -30,8 +30,34 @@ HANG_GUARD_S = 600
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _quick_bench(tmp_path_factory.mktemp("bench"))
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def report(workdir: Path) -> dict[str, Any]:
+    """The quick run's JSON report; it also records its Markdown in `workdir/record.md`."""
+    return _quick_bench(workdir, "--record", str(workdir / "record.md"))
+
+
+def test_the_record_the_docs_include_shows_every_target_and_check_of_the_run(
+    report: dict[str, Any], workdir: Path
+) -> None:
+    record = (workdir / "record.md").read_text()
+    rows = [line for line in record.splitlines() if line.startswith("| ") and "---" not in line]
+
+    assert "`python -m bench --quick --json --workdir" in record  # the command that made it
+    assert len(rows) == 1 + len(report["targets"]) + len(report["checks"])  # header + one each
+    verdicts = [row.rstrip(" |").rpartition("| ")[2] for row in rows[1:]]
+    expected = [_verdict(target) for target in report["targets"]]
+    expected += [("OK" if c["pass"] else "WRONG") for c in report["checks"]]
+    assert verdicts == expected
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    """PASS or MISS; lower-case for a figure shown beside the judged source's."""
+    verdict = "PASS" if target["pass"] else "MISS"
+    return verdict if target["judged"] else verdict.lower()
 
 
 def _quick_bench(workdir: Path, *options: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class FreshdeskOptions(HttpOptions):
     domain: str | None = None
     """`acme` for acme.freshdesk.com; gives `base_url` and the agent links."""
     api_key: SecretStr
+    """An agent's API key; the agent needs global ticket scope to see every ticket."""
     start_date: AwareDatetime | None = None
     """Where the first pass starts (default: 1970, every ticket)."""
     include_deleted: bool = True
@@ -66,6 +67,7 @@ class FreshdeskOptions(HttpOptions):
     """The budget is the account's, shared with every integration; 20 is the smallest plan's
     List Tickets limit."""
     page_size: int = Field(default=100, ge=1, le=100)
+    """Tickets per page, up to 100."""
 
     @model_validator(mode="before")
     @classmethod

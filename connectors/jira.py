@@ -60,11 +60,15 @@ class JiraOptions(HttpOptions):
     """`acme` for https://acme.atlassian.net. Set `base_url` too for a scoped token's
     gateway (`https://api.atlassian.com/ex/jira/<cloudId>`); links still use the site."""
     email: str
+    """The account the token belongs to (a service account with Browse projects)."""
     api_token: SecretStr
+    """The account's Atlassian API token."""
     jql: str
     """The sync's scope, such as `project = OPS`; the bound and the order are added."""
     fields: list[str] = Field(default_factory=lambda: list(DEFAULT_FIELDS), min_length=1)
+    """Issue fields to fetch (`updated` is always added); add the custom fields you map."""
     page_size: int = Field(default=100, ge=1, le=5000)
+    """`maxResults` per page; Jira may send fewer, which is not the end."""
 
     @model_validator(mode="before")
     @classmethod

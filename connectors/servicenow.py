@@ -42,12 +42,16 @@ class ServiceNowOptions(HttpOptions):
     instance: str | None = None
     """`acme` for https://acme.service-now.com (or set `base_url`)."""
     table: str = Field(default="incident", pattern=r"^[A-Za-z0-9_]+$")
+    """The table to read (`incident`, `sc_req_item`, `problem`)."""
     query: str | None = None
     """An encoded query ANDed to the sync's own, such as `assignment_group=<sys_id>`."""
     fields: list[str] | None = None
     """`sysparm_fields`: only these columns (sys_id and sys_updated_on are always added)."""
     username: str | None = None
+    """Basic auth: an integration user that can read the table (or the OAuth password grant's
+    user)."""
     password: SecretStr | None = None
+    """That user's password."""
     token: SecretStr | None = None
     """A fixed OAuth access token, sent as `Authorization: Bearer`; it expires (see client_id)."""
     client_id: str | None = None
@@ -58,8 +62,11 @@ class ServiceNowOptions(HttpOptions):
     and later, once enabled on the instance).
     """
     client_secret: SecretStr | None = None
+    """The OAuth application's client secret."""
     refresh_token: SecretStr | None = None
+    """An OAuth refresh token: tokens come from the refresh_token grant."""
     page_size: int = Field(default=500, ge=1, le=10_000)
+    """`sysparm_limit`: records per request."""
 
     @model_validator(mode="before")
     @classmethod

@@ -53,12 +53,15 @@ class ZendeskOptions(HttpOptions):
     subdomain: str | None = None
     """`acme` for acme.zendesk.com; gives `base_url` and the agent links."""
     email: str
+    """An admin's email: the export endpoints are admin-only."""
     api_token: SecretStr
+    """That admin's Zendesk API token."""
     start_date: AwareDatetime | None = None
     """Where the first pass starts (default: the beginning, Unix time 0)."""
     requests_per_minute: float = Field(default=10.0, gt=0)
     """The incremental exports allow 10 requests a minute (more with the High Volume add-on)."""
     page_size: int = Field(default=1000, ge=1, le=1000)
+    """Tickets per request, up to 1000."""
 
     @model_validator(mode="before")
     @classmethod

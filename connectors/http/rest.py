@@ -71,13 +71,20 @@ class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
     base_url: HttpUrl
+    """The server's URL; credentials are sent only to its scheme, host and port."""
     request_timeout: Duration = dt.timedelta(seconds=30)
-    """One HTTP request's; the connector's `timeout` is the whole pass's (`ConnectorSettings`)."""
+    """One HTTP request's timeout; the connector's `timeout` is the whole pass's."""
     max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts per request before the pass fails (its checkpoint stays intact)."""
     max_retry_wait: Duration = dt.timedelta(minutes=5)
+    """The longest single wait between attempts; a server asking for longer fails the pass (the
+    next resumes)."""
     requests_per_minute: float = Field(default=600.0, gt=0)
+    """The client-side request budget toward the source."""
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
+    """The least wait on a rate limit that names none, doubling with each attempt."""
     page_size: int = Field(default=100, ge=1, le=5000)
+    """Records per request."""
     max_pages_per_pass: int = Field(default=10_000, ge=1)
     """A pass that pages further fails: the guard against a source whose pages never end."""
     max_response_size: ByteSize = Field(

@@ -26,7 +26,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
-from connectors.http.rest import base_url_from_site
 from connectors.records import get_path
 from sync_http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 
@@ -39,6 +38,7 @@ Keyset = tuple[str, str]
 
 
 class ServiceNowOptions(HttpOptions):
+    site_option = ("instance", "service-now.com")
     instance: str | None = None
     """`acme` for https://acme.service-now.com (or set `base_url`)."""
     table: str = Field(default="incident", pattern=r"^[A-Za-z0-9_]+$")
@@ -67,11 +67,6 @@ class ServiceNowOptions(HttpOptions):
     """An OAuth refresh token: tokens come from the refresh_token grant."""
     page_size: int = Field(default=500, ge=1, le=10_000)
     """`sysparm_limit`: records per request."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_url_from_instance(cls, data: Any) -> Any:
-        return base_url_from_site(data, "instance", "service-now.com")
 
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceNowOptions:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import ByteSize, Field
+from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
@@ -70,6 +70,10 @@ def base_url_from_site(data: Any, key: str, domain: str) -> Any:
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
+    site_option: ClassVar[tuple[str, str] | None] = None
+    """(option, domain) of a vendor whose site name gives `base_url` when it is unset:
+    `("subdomain", "zendesk.com")` makes `subdomain = "acme"` mean https://acme.zendesk.com."""
+
     base_url: HttpUrl
     """The server's URL; credentials are sent only to its scheme, host and port."""
     request_timeout: Duration = dt.timedelta(seconds=30)
@@ -93,6 +97,13 @@ class HttpOptions(ConnectorOptions):
         exclude=True,  # a bound on reads decides no task: kept out of the settings fingerprint
     )
     """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_url_from_site(cls, data: Any) -> Any:
+        if cls.site_option is None:
+            return data
+        return base_url_from_site(data, *cls.site_option)
 
 
 class RestConnector(Connector):

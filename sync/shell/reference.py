@@ -132,6 +132,8 @@ def _rows(table_keys: list[Key], table: Sequence[str], prefix: str = "") -> str:
         default = key.default()
         if key.required:
             shown = "required"
+        elif key.filled_by:
+            shown = f"required, or set `{key.filled_by}`"
         elif default is None or default == "":
             shown = "" if default is None else '`""`'
         else:

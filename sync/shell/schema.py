@@ -53,6 +53,8 @@ class Key:
 
     name: str
     field: FieldInfo
+    filled_by: str | None = None
+    """Another key that gives this one when it is unset (`subdomain` gives `base_url`)."""
 
     @property
     def description(self) -> str:
@@ -60,7 +62,8 @@ class Key:
 
     @property
     def required(self) -> bool:
-        return self.field.is_required()
+        """Whether a table must give the key (itself, not through `filled_by`)."""
+        return self.field.is_required() and self.filled_by is None
 
     def default(self) -> Any:
         """The default as a TOML value would say it; None when there is none (or it is unset)."""
@@ -103,8 +106,14 @@ def common_connector_keys() -> list[Key]:
 
 def kind_keys(kind: str) -> list[Key]:
     """The keys of connector `kind`'s own options (those the common keys don't already hold)."""
+    options = available()[kind].Options
+    site = getattr(options, "site_option", None)
     common = set(ConnectorSettings.model_fields)
-    return [key for key in keys(available()[kind].Options) if key.name not in common]
+    return [
+        Key(key.name, key.field, site[0] if site and key.name == "base_url" else None)
+        for key in keys(options)
+        if key.name not in common
+    ]
 
 
 def sections() -> Iterator[tuple[str, Key, type[BaseModel]]]:
@@ -156,16 +165,20 @@ def connector_schema() -> dict[str, Any]:
         branch_properties = {**common, **{key.name: key.schema() for key in own}}
         branch_properties["kind"] = {**common["kind"], "enum": [kind]}
         branch_properties["kind"].pop("type", None)
-        branches.append(
-            {
-                "title": f'kind = "{kind}"',
-                "description": available()[kind].summary,
-                "type": "object",
-                "properties": branch_properties,
-                "required": ["kind", *(key.name for key in own if key.required)],
-                "additionalProperties": False,
-            }
-        )
+        branch: dict[str, Any] = {
+            "title": f'kind = "{kind}"',
+            "description": available()[kind].summary,
+            "type": "object",
+            "properties": branch_properties,
+            "required": ["kind", *(key.name for key in own if key.required)],
+            "additionalProperties": False,
+        }
+        either = [[key.name, key.filled_by] for key in own if key.filled_by]
+        if either:
+            branch["allOf"] = [
+                {"anyOf": [{"required": [name]} for name in pair]} for pair in either
+            ]
+        branches.append(branch)
     properties = dict(common)
     properties["kind"] = {**common["kind"], "enum": kinds}
     properties["kind"].pop("type", None)

@@ -86,9 +86,12 @@ class SourceTicket:
 
 
 class ConnectorOptions(BaseModel):
-    """Base class of a connector's own config keys: unknown keys are errors."""
+    """Base class of a connector's own config keys: unknown keys are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Each key's docstring is its description in the configuration reference and the schema.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Connector:

@@ -34,6 +34,7 @@ class CsvOptions(FileOptions):
     """Options of a `csv` connector: the shared file options plus the CSV dialect."""
 
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    """The one character between values."""
     encoding: str = "utf-8-sig"
     """Any encoding that stores ASCII as single bytes; `utf-8-sig` also reads plain UTF-8."""
 

@@ -58,14 +58,22 @@ class FileOptions(ConnectorOptions):
     """Options every file connector takes; field paths may be dotted (`requester.email`)."""
 
     path: Path
+    """The file to read; a relative path written in the config file is relative to that file's
+    folder."""
     id_field: str = Field(default="id", min_length=1)
+    """The path to each record's id (dotted for nested keys: `ticket.id`)."""
     cursor_field: str = Field(default="updated_at", min_length=1)
+    """The path to each record's change cursor."""
     cursor_kind: values.CursorKind = "datetime"
+    """`datetime` (ISO 8601 or Unix time) or `int` (a version number)."""
     deleted_field: str | None = Field(default=None, min_length=1)
+    """A field whose truthy value marks a deleted ticket (its task is archived)."""
     timezone: values.TimeZoneName = "UTC"
     """Zone of naive timestamps in the file; aware ones keep their own offset."""
     sorted: bool = False
-    """The user promises ascending cursor order: the watermark may move mid-pass."""
+    """A promise of ascending cursors: the watermark moves after every batch, and a line
+    breaking the promise fails the run. `false`: any order; the watermark moves when a pass
+    completes."""
 
 
 # Not frozen: one is built per ticket, and frozen dataclasses cost ~1 µs more each.

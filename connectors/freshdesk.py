@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import AwareDatetime, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr
 
 from connectors.base import (
     WHOLE_SECOND_LOOKBACK,
@@ -43,7 +43,7 @@ from connectors.base import (
     SourceTicket,
 )
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
-from connectors.http.rest import base_url_from_site, vendor_site
+from connectors.http.rest import vendor_site
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_as_user
 
@@ -51,9 +51,11 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class FreshdeskOptions(HttpOptions):
+    site_option = ("domain", "freshdesk.com")
     domain: str | None = None
     """`acme` for acme.freshdesk.com; gives `base_url` and the agent links."""
     api_key: SecretStr
+    """An agent's API key; the agent needs global ticket scope to see every ticket."""
     start_date: AwareDatetime | None = None
     """Where the first pass starts (default: 1970, every ticket)."""
     include_deleted: bool = True
@@ -66,11 +68,7 @@ class FreshdeskOptions(HttpOptions):
     """The budget is the account's, shared with every integration; 20 is the smallest plan's
     List Tickets limit."""
     page_size: int = Field(default=100, ge=1, le=100)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_url_from_domain(cls, data: Any) -> Any:
-        return base_url_from_site(data, "domain", "freshdesk.com")
+    """Tickets per page, up to 100."""
 
 
 class FreshdeskConnector(RestConnector):

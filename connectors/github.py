@@ -99,7 +99,9 @@ class GitHubOptions(HttpOptions):
     base_url: HttpUrl = "https://api.github.com"
     """GitHub Enterprise Server: `https://HOST/api/v3`."""
     include_pull_requests: bool = False
+    """GitHub lists pull requests among issues; they are left out unless this is true."""
     page_size: int = Field(default=100, ge=1, le=100)
+    """Issues per request, up to 100."""
 
     @field_validator("repository")
     @classmethod

@@ -27,12 +27,12 @@ import re
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from connectors.base import Cursor
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, Paginator
-from connectors.http.rest import base_url_from_site, vendor_site
+from connectors.http.rest import vendor_site
 from sync_http.auth import basic
 from sync_http.ratelimit import Backoff
 
@@ -56,20 +56,20 @@ _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
 class JiraOptions(HttpOptions):
+    site_option = ("site", "atlassian.net")
     site: str | None = None
     """`acme` for https://acme.atlassian.net. Set `base_url` too for a scoped token's
     gateway (`https://api.atlassian.com/ex/jira/<cloudId>`); links still use the site."""
     email: str
+    """The account the token belongs to (a service account with Browse projects)."""
     api_token: SecretStr
+    """The account's Atlassian API token."""
     jql: str
     """The sync's scope, such as `project = OPS`; the bound and the order are added."""
     fields: list[str] = Field(default_factory=lambda: list(DEFAULT_FIELDS), min_length=1)
+    """Issue fields to fetch (`updated` is always added); add the custom fields you map."""
     page_size: int = Field(default=100, ge=1, le=5000)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_url_from_site(cls, data: Any) -> Any:
-        return base_url_from_site(data, "site", "atlassian.net")
+    """`maxResults` per page; Jira may send fewer, which is not the end."""
 
     @property
     def browse_base(self) -> str:

@@ -24,9 +24,11 @@ from sync_http.auth import api_key_header
 
 class RedmineOptions(HttpOptions):
     api_key: SecretStr
+    """A Redmine API key (My account > API access key)."""
     project: str | None = None
     """A project identifier to limit the sync to (with its subprojects)."""
     page_size: int = Field(default=100, ge=1, le=100)
+    """Issues per request, up to 100."""
 
 
 class RedmineConnector(RestConnector):

@@ -58,7 +58,7 @@ _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 # Auth: `[connectors.NAME.auth]`, one table per `type`; each builds its httpx auth.
@@ -66,6 +66,7 @@ class _Table(BaseModel):
 
 class NoAuth(_Table):
     type: Literal["none"]
+    """`none`: no credentials."""
 
     def build(self, base_url: str) -> httpx.Auth | None:
         return None
@@ -75,7 +76,9 @@ class BearerAuth(_Table):
     """`Authorization: Bearer <token>`."""
 
     type: Literal["bearer"]
+    """`bearer`: `Authorization: Bearer <token>`."""
     token: SecretStr
+    """The bearer token."""
 
     def build(self, base_url: str) -> httpx.Auth | None:
         return bearer(self.token)
@@ -83,8 +86,11 @@ class BearerAuth(_Table):
 
 class BasicAuth(_Table):
     type: Literal["basic"]
+    """`basic`: HTTP Basic authentication."""
     username: str
+    """The user name."""
     password: SecretStr
+    """The password."""
 
     def build(self, base_url: str) -> httpx.Auth | None:
         return basic(self.username, self.password)
@@ -94,8 +100,11 @@ class HeaderKeyAuth(_Table):
     """The secret alone in a header of its own, e.g. `X-Api-Key`."""
 
     type: Literal["header"]
+    """`header`: the secret alone in a header of its own."""
     header: str
+    """The header's name, e.g. `X-Api-Key`."""
     value: SecretStr
+    """The secret sent in it."""
 
     def build(self, base_url: str) -> httpx.Auth | None:
         return api_key_header(self.header, self.value)
@@ -105,8 +114,11 @@ class QueryKeyAuth(_Table):
     """The secret as a query parameter, e.g. `?key=…`, for APIs that take it nowhere else."""
 
     type: Literal["query"]
+    """`query`: the secret as a query parameter."""
     param: str = Field(min_length=1)
+    """The parameter's name, e.g. `key`."""
     value: SecretStr
+    """The secret sent in it."""
 
     def build(self, base_url: str) -> httpx.Auth | None:
         return api_key_query(self.param, self.value)
@@ -121,13 +133,21 @@ class OAuth2Auth(_Table):
     """
 
     type: Literal["oauth2"]
+    """`oauth2`: access tokens from an OAuth 2 token endpoint, renewed before they expire."""
     token_url: str
     """https, or a path on base_url's own server (`/oauth/token`): the secret goes nowhere else."""
     grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    """`client_credentials` (client id and secret get each token) or `refresh_token` (the
+    configured refresh token does)."""
     client_id: str | None = None
+    """The OAuth client's id."""
     client_secret: SecretStr | None = None
+    """The OAuth client's secret."""
     scope: str | None = None
+    """The scope to ask for, if the server wants one."""
     refresh_token: SecretStr | None = None
+    """The refresh token of the `refresh_token` grant; one the server rotates is kept in memory
+    only."""
     client_auth: Literal["basic", "body"] = "basic"
     """How the client authenticates: HTTP Basic (RFC 6749's default) or in the form's body."""
 
@@ -166,8 +186,11 @@ class NextTokenPaging(_Table):
     """A token in the body goes back as a query parameter."""
 
     type: Literal["next_token"]
+    """`next_token`: a token in the body goes back as a query parameter."""
     token_path: str
+    """Where the next page's token is in the body."""
     param: str
+    """The query parameter that carries it."""
     last_path: str | None = None
     """A flag in the body that says this page is the last (`isLast`)."""
 
@@ -179,7 +202,9 @@ class NextUrlPaging(_Table):
     """The body carries the full URL of the next page."""
 
     type: Literal["next_url"]
+    """`next_url`: the body carries the full URL of the next page."""
     url_path: str
+    """Where that URL is in the body."""
     end_path: str | None = None
     """A flag in the body that says the stream is at its end (`end_of_stream`)."""
 
@@ -191,7 +216,9 @@ class LinkHeaderPaging(_Table):
     """The `Link` header's `rel="next"` URL."""
 
     type: Literal["link_header"]
+    """`link_header`: the `Link` header names the next page."""
     rel: str = "next"
+    """The `rel` of the next page's link."""
 
     def build(self, page_size: int) -> Paginator:
         return LinkHeaderPaginator(self.rel)
@@ -201,8 +228,11 @@ class OffsetPaging(_Table):
     """`offset`/`limit` parameters; the limit is the connector's `page_size`."""
 
     type: Literal["offset"]
+    """`offset`: offset and limit parameters; the limit is `page_size`."""
     offset_param: str = "offset"
+    """The parameter carrying the offset."""
     limit_param: str = "limit"
+    """The parameter carrying the limit."""
     total_path: str | None = None
     """Where the body reports how many records match; without it, an empty page ends."""
 
@@ -221,8 +251,11 @@ class PageNumberPaging(_Table):
     """A page-number parameter counting from `start`."""
 
     type: Literal["page_number"]
+    """`page_number`: a page-number parameter."""
     param: str = "page"
+    """The parameter carrying the page number."""
     start: int = Field(default=1, ge=0)
+    """The number of the first page."""
     pages_path: str | None = None
     """Where the body reports the number of pages; without it, an empty page ends."""
 
@@ -244,7 +277,11 @@ class RestApiOptions(HttpOptions):
     path: str
     """The endpoint under `base_url`, e.g. `/api/v2/tickets`."""
     auth: AuthConfig = NoAuth(type="none")
+    """How requests authenticate: a table whose `type` is none, bearer, basic, header, query or
+    oauth2."""
     paginator: PagingConfig
+    """How the API pages: a table whose `type` is next_token, next_url, link_header, offset or
+    page_number."""
     params: dict[str, ParamValue] = Field(default_factory=dict)
     """Query parameters sent with the first request of every query (sort order, filters)."""
     headers: dict[str, str] = Field(default_factory=dict)
@@ -254,21 +291,25 @@ class RestApiOptions(HttpOptions):
     since_param: str | None = None
     """The parameter carrying the watermark; without it every pass reads everything."""
     since_format: str = "iso8601"
-    """How the watermark is spelled: one of `SINCE_FORMATS`, or a strftime pattern (UTC)."""
+    """How the watermark is spelled: `iso8601`, `iso8601_offset`, `epoch_seconds`,
+    `epoch_ms`, `date`, or a strftime pattern (UTC)."""
     since_initial: str | None = None
     """Sent as is in `since_param` when there is no watermark yet; omitted when unset."""
     records_path: str = ""
     """Where the list of records is in the body; "" when the body is the list."""
     id_path: str = "id"
+    """The path to each record's id."""
     cursor_path: str = "updated_at"
+    """The path to each record's change cursor."""
     cursor_kind: CursorKind = "datetime"
+    """`datetime` (ISO 8601 or Unix time) or `int` (a version number)."""
     deleted_path: str | None = None
     """A record field whose truthy value (true, a timestamp) marks a deletion."""
     reanchor_after_pages: int | None = Field(default=None, ge=0)
     """Re-issue the query from the last cursor seen after this many pages; 0 never.
 
-    Unset, it is every page where an edit mid-scan shifts the pages (see
-    `reanchor_every`), and never for a server-side cursor.
+    Unset: after every page for offset and page-number paging of a sorted query filtered
+    to the second (an edit mid-scan shifts those pages), else never.
     """
     max_pages_per_query: int | None = Field(default=None, ge=1)
     """How deep the API lets one query page; the query moves its window first."""

@@ -26,7 +26,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
-from connectors.http.rest import base_url_from_site
 from connectors.records import get_path
 from sync_http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 
@@ -39,15 +38,20 @@ Keyset = tuple[str, str]
 
 
 class ServiceNowOptions(HttpOptions):
+    site_option = ("instance", "service-now.com")
     instance: str | None = None
     """`acme` for https://acme.service-now.com (or set `base_url`)."""
     table: str = Field(default="incident", pattern=r"^[A-Za-z0-9_]+$")
+    """The table to read (`incident`, `sc_req_item`, `problem`)."""
     query: str | None = None
     """An encoded query ANDed to the sync's own, such as `assignment_group=<sys_id>`."""
     fields: list[str] | None = None
     """`sysparm_fields`: only these columns (sys_id and sys_updated_on are always added)."""
     username: str | None = None
+    """Basic auth: an integration user that can read the table (or the OAuth password grant's
+    user)."""
     password: SecretStr | None = None
+    """That user's password."""
     token: SecretStr | None = None
     """A fixed OAuth access token, sent as `Authorization: Bearer`; it expires (see client_id)."""
     client_id: str | None = None
@@ -58,13 +62,11 @@ class ServiceNowOptions(HttpOptions):
     and later, once enabled on the instance).
     """
     client_secret: SecretStr | None = None
+    """The OAuth application's client secret."""
     refresh_token: SecretStr | None = None
+    """An OAuth refresh token: tokens come from the refresh_token grant."""
     page_size: int = Field(default=500, ge=1, le=10_000)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_url_from_instance(cls, data: Any) -> Any:
-        return base_url_from_site(data, "instance", "service-now.com")
+    """`sysparm_limit`: records per request."""
 
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceNowOptions:

@@ -123,13 +123,18 @@ class SqlOptions(ConnectorOptions):
     query: str | None = Field(default=None, min_length=1)
     """A SELECT read as a subquery; write a literal colon as `\\:`."""
     id_column: str = Field(default="id", min_length=1)
+    """The column holding each row's id."""
     cursor_column: str = Field(default="updated_at", min_length=1)
+    """The column holding each row's change cursor (a timestamp, or a version with `cursor_kind
+    = "int"`)."""
     cursor_kind: values.CursorKind = "datetime"
+    """`datetime` (a timestamp column) or `int` (a version number)."""
     deleted_column: str | None = Field(default=None, min_length=1)
     """A flag or a timestamp: a truthy value or any non-null timestamp marks a tombstone."""
     timezone: values.TimeZoneName = "UTC"
     """Zone of naive date-times in the database; aware ones keep their own offset."""
     page_size: int = Field(default=1000, ge=1, le=50_000)
+    """Rows per query."""
     columns: list[str] | None = Field(default=None, min_length=1)
     """Columns to read into the record, all when unset; the key columns are always read."""
 

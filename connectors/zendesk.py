@@ -33,11 +33,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import AwareDatetime, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr
 
 from connectors.base import Cursor
 from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
-from connectors.http.rest import base_url_from_site, vendor_site
+from connectors.http.rest import vendor_site
 from sync_http.auth import zendesk_token
 
 START_TIME_LAG = 300
@@ -50,20 +50,19 @@ is inclusive and what lies before `since` is dropped.
 
 
 class ZendeskOptions(HttpOptions):
+    site_option = ("subdomain", "zendesk.com")
     subdomain: str | None = None
     """`acme` for acme.zendesk.com; gives `base_url` and the agent links."""
     email: str
+    """An admin's email: the export endpoints are admin-only."""
     api_token: SecretStr
+    """That admin's Zendesk API token."""
     start_date: AwareDatetime | None = None
     """Where the first pass starts (default: the beginning, Unix time 0)."""
     requests_per_minute: float = Field(default=10.0, gt=0)
     """The incremental exports allow 10 requests a minute (more with the High Volume add-on)."""
     page_size: int = Field(default=1000, ge=1, le=1000)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_url_from_subdomain(cls, data: Any) -> Any:
-        return base_url_from_site(data, "subdomain", "zendesk.com")
+    """Tickets per request, up to 1000."""
 
 
 class ZendeskConnector(RestConnector):

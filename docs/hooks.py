@@ -18,6 +18,8 @@ GENERATED = re.compile(r"^<!-- generated: ([a-z-]+)((?: [\w.-]+)*) -->$", re.M)
 GENERATORS: dict[str, Callable[..., str]] = {
     "default-mapping": reference.default_mapping,
     "connector-options": reference.connector_options,
+    "config-reference": reference.config_reference,
+    "cli-reference": reference.cli_reference,
 }
 
 

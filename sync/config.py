@@ -72,21 +72,30 @@ UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class FragmentSettings(_Section):
     """How to reach Fragment and how hard to push."""
 
     url: HttpUrl = FRAGMENT_URL
+    """Fragment's API base URL."""
     token: SecretStr | None = None
+    """Fragment's API token (Settings > Developers in Fragment). Keep it out of the file:
+    `"${FRAGMENT_TOKEN}"` or `SYNC_FRAGMENT__TOKEN`."""
     user_agent: str = "fragment-sync/0.1 (+https://github.com/fragment-sync)"
+    """Sent with every request; Fragment's anti-DDoS filter drops requests without one."""
     batch_size: int = Field(default=100, ge=1, le=1000)
+    """Tasks per `PUT /tasks/batch` request (1 to 1000); a connector's `batch_size` overrides it."""
     requests_per_minute: float = Field(default=60.0, gt=0)
+    """The client-side request budget; Fragment documents 60 a minute."""
     timeout: Duration = dt.timedelta(seconds=30)
     """Each request as a whole: connecting, sending, waiting and reading the answer."""
     max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts per request before the pass gives up (its checkpoint stays intact)."""
     max_retry_wait: Duration = dt.timedelta(minutes=5)
+    """The longest single wait between attempts; a `Retry-After` longer than this ends the pass
+    instead (the next resumes)."""
     max_in_flight: int = Field(default=2, ge=1, le=16)
     """Batches sent at once per connector; checkpoints still follow the source's order."""
     max_response_size: ByteSize = Field(default=ByteSize(16 * 1024 * 1024), ge=1024)
@@ -123,15 +132,20 @@ class StateSettings(_Section):
     """Where watermarks, hashes, runs and failed items live (any SQLAlchemy URL)."""
 
     url: str = Field(default="sqlite:///.sync/state.db", repr=False)
-    """Its password, if any, is a secret: kept out of reprs and redacted from logs."""
+    """Any SQLAlchemy URL: SQLite in `.sync/state.db` under the working directory by default,
+    PostgreSQL or MySQL in production. A password in it is redacted from logs."""
     auto_upgrade: bool = True
+    """Upgrade the state database's schema on start (`python -m sync db upgrade` does it by
+    hand)."""
     keep_runs: int = Field(default=1000, ge=1)
     """Runs kept per connector in the run history; older ones are deleted as passes start."""
 
 
 class LoggingSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
+    """`auto`: readable on a terminal, JSON lines otherwise; or always `console` or `json`."""
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """The lowest level logged."""
 
 
 class LockingSettings(_Section):
@@ -142,6 +156,7 @@ class LockingSettings(_Section):
     when_busy: Literal["skip", "wait"] = "skip"
     """`run --once` on a connector another process runs: skip it (exit 75) or wait."""
     wait_timeout: Duration = dt.timedelta(minutes=15)
+    """With `when_busy = "wait"`, how long `run --once` waits for its turn."""
 
     @field_validator("lease_ttl")
     @classmethod
@@ -155,11 +170,12 @@ class DaemonSettings(_Section):
     """The long-lived process: its HTTP endpoint and how it stops."""
 
     http_host: str = "127.0.0.1"
+    """The address the HTTP endpoint listens on; the container image sets `0.0.0.0`."""
     http_port: int = Field(default=9464, ge=0, le=65535)
     """/healthz, /readyz, /metrics and the status page; 0 turns the endpoint off."""
     http_token: SecretStr | None = None
-    """Bearer token for the status page and /metrics; the probes stay open. Required when
-    `http_host` is beyond loopback (`sync.shell.web.check_endpoint`)."""
+    """Bearer token for the status page and /metrics (at least 16 characters); /healthz and
+    /readyz stay open. Required when `http_host` is beyond loopback."""
     http_allowed_hosts: list[str] = Field(default_factory=list)
     """Host names the endpoint answers to ("*": any). Empty: the loopback names and
     `http_host`, or any name when `http_host` is a wildcard address (the token guards)."""
@@ -199,8 +215,11 @@ class ScheduleSettings(_Section):
     """When the daemon runs a connector: every `interval`, or on a `cron` line (UTC)."""
 
     interval: Duration | None = None
+    """Run a pass this often (at least 1s). Set `interval` or `cron`, not both."""
     cron: str | None = None
+    """A crontab line of five fields, in UTC (weekdays 0 and 7 are Sunday)."""
     jitter: Duration = dt.timedelta(0)
+    """Each pass starts up to this much later, at random."""
 
     @field_validator("cron")
     @classmethod
@@ -226,18 +245,27 @@ class ScheduleSettings(_Section):
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     kind: str
+    """The connector kind; `python -m sync connectors` lists the installed ones."""
     enabled: bool = True
+    """`false` leaves the connector out of runs and the daemon's schedule."""
     uid_namespace: str | None = None
+    """The namespace of task uids, the connector's NAME when unset. Pin it before renaming a
+    connector: uids, watermark, hashes and failed items follow it."""
     lookback: Duration | None = None
-    """Re-read this long before the watermark each pass; None: the connector's default."""
+    """Re-read this long before the watermark each pass, for rows that commit late; unset:
+    the connector's default (2s where the source's filter compares whole seconds, else 0s)."""
     batch_size: int | None = Field(default=None, ge=1, le=1000)
+    """Tasks per request to Fragment for this connector; unset: `fragment.batch_size`."""
     schedule: ScheduleSettings = ScheduleSettings(interval=dt.timedelta(minutes=5))
+    """When the daemon runs this connector."""
     timeout: Duration | None = None
-    """How long a pass may run (`pass_timeout`); an HTTP request's own is `request_timeout`."""
+    """A pass longer than this stops at its last checkpoint (default 12h); an HTTP request's
+    own timeout is `request_timeout`."""
     mapping: MappingSettings = MappingSettings()
+    """How a ticket becomes a task; the connector's default mapping fills the keys left out."""
 
     @field_validator("uid_namespace")
     @classmethod
@@ -261,15 +289,25 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
     fragment: FragmentSettings = FragmentSettings()
+    """How to reach Fragment and how hard to push."""
     state: StateSettings = StateSettings()
+    """Where the sync keeps watermarks, hashes, runs and failed items."""
     logging: LoggingSettings = LoggingSettings()
+    """Log format and level."""
     locking: LockingSettings = LockingSettings()
+    """How processes sharing one state database take turns on a connector."""
     daemon: DaemonSettings = DaemonSettings()
+    """The daemon's HTTP endpoint and how it stops."""
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    """One table per source, `[connectors.NAME]`; NAME appears in logs and commands."""
 
     @classmethod
     def settings_customise_sources(

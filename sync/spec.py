@@ -45,22 +45,40 @@ class MappingSettings(BaseModel):
     keys are paths into it (`requester.email`, `tags.0`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     title: str = "Ticket {source_id}"
+    """The task title: a template over the record (`"[{priority}] {subject}"`); `{source_id}`
+    is always available."""
     url: str | None = None
+    """A template for the task's link back to the ticket."""
     fields: dict[str, str] = Field(default_factory=dict)
+    """Custom fields, name = path into the record; names become snake_case (`"Country Code"`
+    gives `country_code`)."""
     source_id_field: str = "ticket_id"
+    """The custom field that always carries the source id."""
     status: str | None = None
+    """The path to the source's status, mapped through `status_map`."""
     status_map: dict[str, Status] = Field(default_factory=dict)
+    """Source status values (matched case-insensitively) to `TODO`, `STARTED` or `DONE`."""
     status_default: Status = "TODO"
+    """The status of a value `status_map` does not list."""
     set_status: bool = True
+    """Write the mapped status to `status` as well as `external_status`; `false` lets operators
+    own `status` in Fragment."""
     due_at: str | None = None
+    """The path to the ticket's due date."""
     assignee_email: str | None = None
+    """The path to the assignee's email address."""
     queue_uid: str | None = None
+    """A template for the Fragment queue uid: a constant, or one read from the record."""
     external_created_at: str | None = None
+    """The path to the ticket's creation time."""
     external_updated_at: str | None = None
+    """The path to the ticket's last change time."""
     hook: str | None = None
+    """A Python function, `package.module:function`, that adjusts each task; it is code,
+    imported by `run`, `check` and `failures retry` only."""
 
 
 def snake_case(name: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import ByteSize, Field
+from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
@@ -70,14 +70,25 @@ def base_url_from_site(data: Any, key: str, domain: str) -> Any:
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
+    site_option: ClassVar[tuple[str, str] | None] = None
+    """(option, domain) of a vendor whose site name gives `base_url` when it is unset:
+    `("subdomain", "zendesk.com")` makes `subdomain = "acme"` mean https://acme.zendesk.com."""
+
     base_url: HttpUrl
+    """The server's URL; credentials are sent only to its scheme, host and port."""
     request_timeout: Duration = dt.timedelta(seconds=30)
-    """One HTTP request's; the connector's `timeout` is the whole pass's (`ConnectorSettings`)."""
+    """One HTTP request's timeout; the connector's `timeout` is the whole pass's."""
     max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts per request before the pass fails (its checkpoint stays intact)."""
     max_retry_wait: Duration = dt.timedelta(minutes=5)
+    """The longest single wait between attempts; a server asking for longer fails the pass (the
+    next resumes)."""
     requests_per_minute: float = Field(default=600.0, gt=0)
+    """The client-side request budget toward the source."""
     rate_limit_floor: Duration = dt.timedelta(seconds=60)
+    """The least wait on a rate limit that names none, doubling with each attempt."""
     page_size: int = Field(default=100, ge=1, le=5000)
+    """Records per request."""
     max_pages_per_pass: int = Field(default=10_000, ge=1)
     """A pass that pages further fails: the guard against a source whose pages never end."""
     max_response_size: ByteSize = Field(
@@ -86,6 +97,13 @@ class HttpOptions(ConnectorOptions):
         exclude=True,  # a bound on reads decides no task: kept out of the settings fingerprint
     )
     """The largest answer read, once unpacked ("64MiB", "512KiB" or bytes); larger fails."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_url_from_site(cls, data: Any) -> Any:
+        if cls.site_option is None:
+            return data
+        return base_url_from_site(data, *cls.site_option)
 
 
 class RestConnector(Connector):

@@ -32,6 +32,15 @@ from sync.shell import logs
 from sync.state import StateError, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
+EXIT_CODES = {
+    EXIT_OK: "every connector succeeded (or the command did what it was asked)",
+    EXIT_FAILED: "some connector failed or was stopped; its checkpoint is intact",
+    EXIT_CONFIG: "a setting must be fixed first: the configuration, or the state database it "
+    "names, is unusable (the message names the key)",
+    EXIT_BUSY: "some connector was skipped because another process runs it, and none failed "
+    "(EX_TEMPFAIL)",
+}
+"""What each exit code means, for the command-line reference (`sync.shell.reference`)."""
 CHECK_TIMEOUT = dt.timedelta(seconds=5)
 """`check` waits this long for each server's answer, once: it diagnoses, it doesn't ride out."""
 NO_CONFIG = "no config file found (give --config, set SYNC_CONFIG or add ./sync.toml)"
@@ -85,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="watermark, last run and failed items per connector"
     )
     _config_flag(status)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
     status.set_defaults(handler=_status)
 
     check = commands.add_parser(
@@ -96,20 +105,26 @@ def _parser() -> argparse.ArgumentParser:
 
     uid = commands.add_parser("uid", help="print the Fragment task uid of a ticket")
     _config_flag(uid)
-    uid.add_argument("connector")
-    uid.add_argument("source_id")
+    uid.add_argument("connector", help="the connector's name, as in [connectors.NAME]")
+    uid.add_argument("source_id", help="the ticket's id in the source")
     uid.set_defaults(handler=_uid)
 
     failures = commands.add_parser("failures", help="list, retry or drop failed items")
     _config_flag(failures)
-    failures.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
-    failures.add_argument("--connector", metavar="NAME")
-    failures.add_argument("--json", action="store_true")
+    failures.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "retry", "drop"],
+        default="list",
+        help="list them, retry them now, or drop (forget) them",
+    )
+    failures.add_argument("--connector", metavar="NAME", help="only this connector's")
+    failures.add_argument("--json", action="store_true", help="one JSON document on stdout")
     failures.set_defaults(handler=_failures)
 
     reset = commands.add_parser("reset", help="move a connector's watermark back, to replay")
     _config_flag(reset)
-    reset.add_argument("connector")
+    reset.add_argument("connector", help="the connector's name, as in [connectors.NAME]")
     reset.add_argument("--to", metavar="ISO8601", help="the new watermark (default: none: all)")
     reset.add_argument(
         "--forget-hashes",
@@ -127,9 +142,15 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    config = commands.add_parser("config", help="the configuration's JSON Schema, for editors")
+    config.add_argument(
+        "action", choices=["schema"], help="schema: print the JSON Schema of sync.toml"
+    )
+    config.set_defaults(handler=_config)
+
     db = commands.add_parser("db", help="state database maintenance")
     _config_flag(db)
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade"], help="upgrade: migrate it to the latest schema")
     db.set_defaults(handler=_db)
     return parser
 
@@ -583,4 +604,12 @@ def _db(args: argparse.Namespace) -> int:
     store = StateStore.open(config.state.url, upgrade=True)
     store.close()
     print("state database upgraded to the latest schema")
+    return EXIT_OK
+
+
+def _config(_args: argparse.Namespace) -> int:
+    """`config schema`: the JSON Schema of sync.toml, with every installed connector kind."""
+    from sync.shell.schema import schema_text  # imports every connector: only this command
+
+    sys.stdout.write(schema_text())
     return EXIT_OK

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from sync.config import Config, find_config_file, load_config
 from sync.errors import ConfigError, FixConfiguration, SyncError
 from sync.shell import logs
-from sync.state import StateError, StateStore
+from sync.state import HEAD_REVISION, StateError, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
 EXIT_CODES = {
@@ -183,9 +183,19 @@ def _open_state(config: Config, *, dry_run: bool = False) -> StateStore:
     """The state store; for a dry run, one that reads what is there and creates nothing."""
     if dry_run:
         return StateStore.open_to_read(config.state.url)
-    return StateStore.open(
+    store = StateStore.open(
         config.state.url, upgrade=config.state.auto_upgrade, keep_runs=config.state.keep_runs
     )
+    revision = store.revision()
+    if revision != HEAD_REVISION:  # only with auto_upgrade off: open() upgrades otherwise
+        store.close()
+        at = "has no schema yet" if revision is None else f"is at schema revision {revision}"
+        raise ConfigError(
+            "state.auto_upgrade",
+            f"is false and the state database {at}; this version needs {HEAD_REVISION}: "
+            "run `python -m sync db upgrade`, then start again",
+        )
+    return store
 
 
 @contextlib.contextmanager

@@ -182,16 +182,22 @@ class StateStore:
     ) -> StateStore:
         """Connect to `url`, upgrading the schema to the latest revision unless told not to.
 
-        Raises `StateError` naming the URL (without its password) when that fails.
+        Raises `StateError` naming the URL (without its password) when that fails, or
+        when the schema is newer than this version knows (a rollback after an upgrade):
+        a migration can't be undone by code that doesn't know it.
         """
         try:
             engine = bootstrap.create_engine(url)
             store = cls(engine, keep_runs, retry_policy)
-            if upgrade and store.revision() != HEAD_REVISION:
+            revision = store.revision()  # connects: an unreachable database fails here
+            if revision is not None and revision > HEAD_REVISION:  # zero-padded: text order
+                raise StateError(
+                    f"state database {shown(url)} is at schema revision {revision}, newer than "
+                    f"this version of fragment-sync knows ({HEAD_REVISION}): run the version "
+                    "that upgraded it, or a newer one; this one leaves it alone"
+                )
+            if upgrade and revision != HEAD_REVISION:
                 store.upgrade()
-            else:
-                with engine.connect():
-                    pass
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise StateError(f"state database {shown(url)}: {first_line(exc)}") from None
         except ImportError as exc:  # the URL names a driver this install lacks

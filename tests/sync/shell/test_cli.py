@@ -622,3 +622,43 @@ def test_a_pass_past_its_timeout_says_which_key_bounds_it(
     [summary] = json.loads(result.stdout)["connectors"]
     assert summary["outcome"] == "interrupted"
     assert "connectors.helpdesk.timeout" in summary["error"]
+
+
+def test_a_state_from_a_newer_version_exits_2_saying_so_and_is_left_alone(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    # A rollback after an upgrade: the schema is at a revision this version has never heard of.
+    config = write_config(tmp_path, emulator, token=TOKEN)
+    assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+
+    for command in (["run", "--once"], ["status"]):
+        result = sync_cli(*command, "--config", str(config), cwd=tmp_path)
+
+        assert result.returncode == 2, result.stderr
+        assert "state.url" in result.stderr
+        assert "schema revision 0099, newer than this version" in result.stderr
+        assert "Traceback" not in result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0099"
+
+
+def test_with_auto_upgrade_off_an_old_schema_exits_2_naming_the_key_and_the_command(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore.open(state_url, upgrade=False).upgrade("0005")
+    config = write_config(tmp_path, emulator, token=TOKEN, extra="")
+    config.write_text(config.read_text().replace("[logging]", "auto_upgrade = false\n\n[logging]"))
+
+    for command in (["run", "--once"], ["status"], ["failures", "list"]):
+        result = sync_cli(*command, "--config", str(config), cwd=tmp_path)
+
+        assert result.returncode == 2, result.stderr
+        assert "state.auto_upgrade" in result.stderr
+        assert "python -m sync db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert sync_cli("db", "upgrade", "--config", str(config), cwd=tmp_path).returncode == 0
+    assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0

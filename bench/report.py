@@ -455,12 +455,12 @@ def markdown(results: Results, command: str, commit: str | None, when: dt.dateti
         "| figure | measured | target | verdict |",
         "| --- | --- | --- | --- |",
     ]
-    rows = [(_target_row(target), target.name) for target in judged]
-    rows += [(_check_row(check), check.name) for check in counted]
-    for (label, value, goal, verdict), name in rows:
-        source = name.rpartition(".")[2] if "." in name else ""
-        label = f"{label} ({source})" if source else label
-        lines.append(f"| {label} | {value} | {goal} | {verdict} |")
+    for section, title, _figures in _sections(results):
+        rows = [_target_row(target) for target in judged if target.section == section]
+        rows += [_check_row(check) for check in counted if check.section == section]
+        if rows:
+            lines.append(f"| **{title}** | | | |")
+            lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", "The whole report:", "", "```text", table(results), "```", ""]
     return "\n".join(lines)
 

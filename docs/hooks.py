@@ -20,6 +20,8 @@ GENERATORS: dict[str, Callable[..., str]] = {
     "connector-options": reference.connector_options,
     "config-reference": reference.config_reference,
     "cli-reference": reference.cli_reference,
+    "retry-policy": reference.retry_policy,
+    "failed-item-policy": reference.failed_item_policy,
 }
 
 

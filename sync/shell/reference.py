@@ -16,16 +16,19 @@ from pydantic import BaseModel
 
 from connectors.registry import available, connector_class
 from sync.config import Settings
+from sync.failures import FAILED_ITEM_POLICY
 from sync.shell import cli
 from sync.shell.schema import (
     Key,
     common_connector_keys,
+    duration_text,
     environment_variable,
     keys,
     kind_keys,
     sections,
     toml_value,
 )
+from sync_http.policy import SOURCE_POLICY, Action
 
 CONNECTOR = ("connectors", "NAME")
 """The dotted key of a connector's table, NAME standing for the connector's name."""
@@ -212,3 +215,61 @@ def _toml(value: Any) -> str:
 
 def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+ACTION_WORDS = {
+    Action.ACCEPT: "accepted",
+    Action.RETRY: "retried, backing off",
+    Action.RATE_LIMITED: "waits for the rate limit, then sends again",
+    Action.REJECT: "the items are refused: the bad ones are set aside, the rest sent again",
+    Action.FAIL_AUTH: "the pass fails: the credentials must be fixed",
+    Action.FAIL: "the pass fails, its checkpoint intact",
+}
+"""What each action of a retry table means to the user reading it."""
+
+
+def retry_policy(server: str) -> str:
+    """A retry table as the client applies it: `fragment` (RETRY_POLICY) or `source`."""
+    from sync.ship_policy import RETRY_POLICY  # loads httpx: only for the page that asks
+
+    policy = {"fragment": RETRY_POLICY, "source": SOURCE_POLICY}[server]
+    rows = ["| answer | what happens | meaning |", "| --- | --- | --- |"]
+    for answer, rule in policy.items():
+        shown = str(answer) if isinstance(answer, int) else _exception_words(answer)
+        rows.append(f"| {shown} | {ACTION_WORDS[rule.action]} | {rule.meaning} |")
+    rows.append("| any other 5xx | retried, backing off | server error |")
+    rows.append("| any other status (3xx, 4xx) | the pass fails, its checkpoint intact | |")
+    if server == "source":
+        rows += [
+            "",
+            "Before this table is read, a 400 or 403 that says it is a rate limit (a",
+            "`Retry-After`, an `X-RateLimit-Remaining` of 0, a body saying so) waits like a 429.",
+        ]
+    return "\n".join([*rows, ""])
+
+
+def failed_item_policy() -> str:
+    """When a failed item is tried again (`FAILED_ITEM_POLICY`), one row per rule."""
+    limits = sorted(FAILED_ITEM_POLICY)
+    rows = ["| failing for | tried again |", "| --- | --- |"]
+    for since, until in zip(limits, [*limits[1:], None], strict=True):
+        if until is None:
+            span = f"{duration_text(since)} or more"
+        elif since:
+            span = f"{duration_text(since)} to {duration_text(until)}"
+        else:
+            span = f"under {duration_text(until)}"
+        rows.append(f"| {span} | {FAILED_ITEM_POLICY[since].meaning} |")
+    return "\n".join([*rows, ""])
+
+
+def _exception_words(kind: type[Exception]) -> str:
+    """An exception type as an answer: a timeout, a dropped connection, an oversized answer."""
+    words = {
+        "TimeoutException": "a timeout",
+        "TransportError": "a failed or dropped connection",
+        "ResponseTooLarge": "an answer larger than `max_response_size`",
+        "TokenEndpointFailed": "the OAuth token endpoint failing",
+        "TokenRefused": "the OAuth token endpoint refusing the credentials",
+    }
+    return words.get(kind.__name__, f"`{kind.__name__}`")

@@ -338,3 +338,31 @@ def test_the_cli_reference_has_every_command_and_argument() -> None:
     for code, meaning in cli.EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in markdown
     assert "| `--port PORT` |" in markdown  # the emulator's own flags
+
+
+@pytest.mark.parametrize("server", ["fragment", "source"])
+def test_a_retry_table_page_shows_every_answer_of_the_table_the_client_applies(
+    server: str,
+) -> None:
+    from sync.ship_policy import RETRY_POLICY
+    from sync_http.policy import SOURCE_POLICY
+
+    policy = {"fragment": RETRY_POLICY, "source": SOURCE_POLICY}[server]
+    rows = [line for line in reference.retry_policy(server).splitlines() if line.startswith("| ")]
+
+    assert len(rows) == 2 + len(policy) + 2  # header, rule line, one per answer, the unlisted
+    for (answer, rule), row in zip(policy.items(), rows[2:], strict=False):
+        assert row.endswith(f" | {reference.ACTION_WORDS[rule.action]} | {rule.meaning} |")
+        if isinstance(answer, int):
+            assert row.startswith(f"| {answer} |")
+
+
+def test_the_failed_item_table_shows_each_rule_and_where_it_starts() -> None:
+    from sync.failures import FAILED_ITEM_POLICY
+
+    text = reference.failed_item_policy()
+
+    for since, rule in FAILED_ITEM_POLICY.items():
+        assert rule.meaning in text
+        if since:
+            assert schema.duration_text(since) in text

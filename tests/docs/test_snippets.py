@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from doc_blocks import ROOT, SHELLS, Block, blocks, documents
 from sync.config import load_config
+from sync.cron import cron_trigger
 
 ALL_BLOCKS = [block for path in documents() for block in blocks(path)]
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_]\w*)(?P<default>:-[^}]*)?\}")
@@ -91,6 +93,19 @@ def _placeholder(variable: str) -> str:
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang == "python"], ids=_where)
 def test_python_block_compiles(block: Block) -> None:
     compile(block.text, block.where, "exec")
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang == "yaml"], ids=_where)
+def test_yaml_block_parses(block: Block) -> None:
+    # Prometheus rules, Kubernetes specs: what a reader pastes must at least be YAML.
+    assert yaml.safe_load(block.text) is not None
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang == "cron"], ids=_where)
+def test_cron_block_is_a_line_crontab_reads(block: Block) -> None:
+    for line in block.text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            cron_trigger(" ".join(line.split()[:5]))  # raises ValueError saying what is wrong
 
 
 RUN_PAGES = sorted({block.path for block in ALL_BLOCKS if block.verb == "run"})

@@ -2,7 +2,9 @@
 
 A page asks for it with a line of its own, `<!-- generated: NAME ARG... -->`; the
 hook replaces that line with `GENERATORS[NAME](*ARGS)`, Markdown made by
-`sync.shell.reference`. Nothing generated is kept in git.
+`sync.shell.reference`. Lines after it, up to `<!-- /generated -->`, are what a
+reader of the Markdown file itself (on GitHub, in an editor) sees instead: where
+else to find it. The site drops them. Nothing generated is kept in git.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Any
 
 from sync.shell import reference
 
-GENERATED = re.compile(r"^<!-- generated: ([a-z-]+)((?: [\w.-]+)*) -->$", re.M)
+GENERATED = re.compile(
+    r"^<!-- generated: ([a-z-]+)((?: [\w.-]+)*) -->$"
+    r"(?:\n(?:(?!<!-- generated)[^\n]*\n)*?<!-- /generated -->$)?",
+    re.M,
+)
+"""The marker line, and the fallback text for Markdown readers after it, if any."""
 
 GENERATORS: dict[str, Callable[..., str]] = {
     "default-mapping": reference.default_mapping,

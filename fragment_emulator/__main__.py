@@ -7,6 +7,7 @@ of its own. Example: `python -m fragment_emulator --port 8400 --token T --rate-l
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +24,9 @@ def _users_from(path: Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of the standalone emulator."""
-    parser = argparse.ArgumentParser(
-        prog="python -m fragment_emulator", description="Serve a local Fragment API emulator."
-    )
+def build_parser(prog: str = "python -m fragment_emulator") -> argparse.ArgumentParser:
+    """The command line of the emulator, named `prog` in its usage and errors."""
+    parser = argparse.ArgumentParser(prog=prog, description="Serve a local Fragment API emulator.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=8400, help="port to bind (default 8400; 0 = any free port)"
@@ -78,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator until interrupted; returns the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "python -m fragment_emulator") -> int:
+    """Run the emulator until interrupted; returns the exit code (2: bad flags, port taken)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         faults = Faults(
@@ -96,16 +95,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         users = _users_from(args.users_file) if args.users_file else None
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    serve(
-        host=args.host,
-        port=args.port,
-        db=args.db,
-        tokens=args.tokens or [DEFAULT_TOKEN],
-        users=users,
-        faults=faults,
-        max_batch_items=args.max_batch_items if args.max_batch_items > 0 else None,
-        verbose=args.verbose,
-    )
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            tokens=args.tokens or [DEFAULT_TOKEN],
+            users=users,
+            faults=faults,
+            max_batch_items=args.max_batch_items if args.max_batch_items > 0 else None,
+            verbose=args.verbose,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"{parser.prog}: {args.host}:{args.port} is in use, by another emulator perhaps: "
+            "stop it, or pass --port",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

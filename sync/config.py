@@ -747,7 +747,8 @@ def _config_error(exc: ValidationError, prefix: str) -> ConfigError:
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        message = error["msg"]
+        # A validator's own words arrive as "Value error, <words>": the words are the message.
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         problems.append((key, message))

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The emulator has its own flags (faults, users, rate limit): one parser, one place.
         from fragment_emulator.__main__ import main as emulator_main
 
-        return emulator_main(arguments[1:])
+        return emulator_main(arguments[1:], prog="python -m sync emulator")
     parser = _parser()
     args = parser.parse_args(arguments)
     if not getattr(args, "command", None):
@@ -380,6 +380,11 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _count(number: int, noun: str) -> str:
+    """`1 request`, `12 requests`."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
     verb = "would push" if dry_run else "pushed"
     for s in summaries:
@@ -388,7 +393,7 @@ def _print_summaries(summaries: Sequence[Any], dry_run: bool) -> None:
         print(
             f"{s.name}: pulled {s.pulled}, {verb} {s.pushed}, unchanged {s.unchanged}{skipped}, "
             f"failed {s.failed}, watermark {s.watermark or '-'} in {s.duration_s:.1f}s "
-            f"({s.requests} requests) — {status}"
+            f"({_count(s.requests, 'request')}) — {status}"
         )
 
 
@@ -435,7 +440,7 @@ def _check_config(config: Config) -> int:
     config.fragment.bearer_token()
     problems = 0
     fragment = logs.redact(config.fragment.url)  # it may carry credentials
-    print(f"config {config.source}: ok ({len(config.connectors)} connectors)")
+    print(f"config {config.source}: ok ({_count(len(config.connectors), 'connector')})")
     try:
         store = _open_state(config)
         store.close()

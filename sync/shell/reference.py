@@ -38,7 +38,12 @@ def default_mapping(kind: str) -> str:
     """A connector's default mapping, as the TOML a user would write to get it."""
     mapping = connector_class(kind).default_mapping
     if not mapping:
-        return f"The `{kind}` connector has no default mapping: write one.\n"
+        return (
+            f"The `{kind}` connector has no mapping of its own, since its records' fields "
+            "are yours: write one. Keys you leave out take the "
+            "[mapping](../configuration/mapping.md)'s defaults (a title of "
+            "`Ticket {source_id}`, status `TODO`).\n"
+        )
     lines = ["```toml", f"[connectors.NAME.mapping]  # kind = {_toml(kind)}"]
     tables = {key: value for key, value in mapping.items() if isinstance(value, dict)}
     lines += [f"{key} = {_toml(value)}" for key, value in mapping.items() if key not in tables]
@@ -99,7 +104,7 @@ def cli_reference() -> str:
         if name == "emulator":  # its own parser: `python -m sync emulator` hands it the flags
             from fragment_emulator.__main__ import build_parser
 
-            command = build_parser()
+            command = build_parser("python -m sync emulator")
             command.prog = f"{parser.prog} emulator"
         parts += [f"## `{name}`", "", f"{help_[:1].upper()}{help_[1:]}.", ""]
         parts += ["```text", _usage(command), "```", "", _arguments(command)]

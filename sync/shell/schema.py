@@ -154,8 +154,10 @@ def sync_toml_schema() -> dict[str, Any]:
 def connector_schema() -> dict[str, Any]:
     """A `[connectors.NAME]` table: the common keys, plus the keys of the kind it names.
 
-    One branch per kind (`oneOf`, told apart by `kind`), each closed to other keys, so a
-    key that belongs to another kind, or to none, is refused.
+    One branch per kind, each closed to other keys, so a key that belongs to another
+    kind, or to none, is refused. The branches are `if kind = K then ...`, not a `oneOf`:
+    a validator then reports the wrong key of the kind named (`'curser_field' was
+    unexpected`), where a `oneOf` says only that no branch matched.
     """
     common = {key.name: key.schema() for key in common_connector_keys()}
     kinds = sorted(available())
@@ -182,7 +184,15 @@ def connector_schema() -> dict[str, Any]:
     properties = dict(common)
     properties["kind"] = {**common["kind"], "enum": kinds}
     properties["kind"].pop("type", None)
-    return {"type": "object", "properties": properties, "required": ["kind"], "oneOf": branches}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["kind"],
+        "allOf": [
+            {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]}, "then": branch}
+            for kind, branch in zip(kinds, branches, strict=True)
+        ],
+    }
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -90,6 +90,18 @@ def test_bad_config_names_the_key(
     assert words in str(caught.value)
 
 
+def test_a_validators_message_reads_without_pydantics_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAGMENT_TEST_TOKEN", "tok-123456")
+    text = GOOD.replace('lookback = "2m"', 'lookback = "soon"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert str(caught.value) == (
+        "connectors.helpdesk.lookback: 'soon' is not a duration (use e.g. 30s, 5m, 1h30m)"
+    )
+
+
 def test_unset_variable_names_the_key_and_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, GOOD.replace("FRAGMENT_TEST_TOKEN", "SURELY_UNSET_VAR_X")))

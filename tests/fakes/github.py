@@ -28,6 +28,13 @@ GitHub does ("Follow redirects" in GitHub's REST best practices): `301 Moved
 Permanently`, `Location` = the same request under `/repositories/{id}`, the
 query kept, and a JSON body repeating it; the repository is served under
 that path too, and its `Link` pages point there.
+
+More repositories of the same account (`add_repository`) are served under
+their own `/repos/{owner}/{name}/issues`; an issue belongs to one of them
+(`add(..., repository=...)`). Issue ids are global, numbers per repository.
+Transferring an issue (`transfer`) does what GitHub does: the destination
+gets a new issue with a new `id`, `node_id` and `number`, and the old one is
+gone from its repository's list (its old URL redirects to the new one).
 """
 
 from __future__ import annotations
@@ -144,6 +151,29 @@ class FakeGitHub(FakeApi):
         self.app: AppInstallation | None = None
         self.refused: list[Request] = []
         """Issue requests answered 401."""
+        self.other_repositories: set[str] = set()
+        """More repositories of the account, served under their names (`add_repository`)."""
+        self.placement: dict[int, str] = {}
+        """The repository of each issue not in the main one, by issue id."""
+
+    def add_repository(self, name: str) -> None:
+        """Serve a second (third, ...) repository, `owner/name`, with issues of its own."""
+        with self.lock:
+            self.other_repositories.add(name)
+
+    def transfer(self, issue_id: int, to: str, new_id: int, updated: dt.datetime) -> None:
+        """Move issue `issue_id` to repository `to`: a new issue there, as GitHub does it."""
+        with self.lock:
+            old = self.issues.pop(issue_id)
+            self.placement.pop(issue_id, None)
+            numbers = [i["number"] for k, i in self.issues.items() if self._home(k) == to]
+            fields = {k: v for k, v in old.items() if k not in ("id", "node_id", "number")}
+            fields.pop("html_url")
+            fields.pop("updated_at")
+            self.add(new_id, updated, number=max(numbers, default=0) + 1, repository=to, **fields)
+
+    def _home(self, issue_id: int) -> str:
+        return self.placement.get(issue_id, self.repository)
 
     def install_app(self, installation: AppInstallation) -> AppInstallation:
         self.app = installation
@@ -171,10 +201,12 @@ class FakeGitHub(FakeApi):
         updated: dt.datetime,
         number: int | None = None,
         pull_request: bool = False,
+        repository: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         number = issue_id + 1000 if number is None else number
-        html = f"https://github.com/{self.repository}/{'pull' if pull_request else 'issues'}"
+        home = repository or self.repository
+        html = f"https://github.com/{home}/{'pull' if pull_request else 'issues'}"
         issue: dict[str, Any] = {
             "id": issue_id,
             "node_id": f"I_kwDO{issue_id:08d}",
@@ -198,6 +230,10 @@ class FakeGitHub(FakeApi):
             issue["pull_request"] = {"url": f"https://api.github.com/pulls/{number}"}
         with self.lock:
             self.issues[issue_id] = issue
+            if home != self.repository:
+                self.placement[issue_id] = home
+            else:
+                self.placement.pop(issue_id, None)
         return issue
 
     def touch(self, issue_id: int, updated: dt.datetime, **fields: Any) -> None:
@@ -209,14 +245,16 @@ class FakeGitHub(FakeApi):
         if minting is not None and request.method == "POST":
             return self._access_token(int(minting[1]), request)
         former = {f"/repos/{name}/issues" for name in self.former_names}
-        if request.path not in (self.issues_path, self.id_issues_path, *former):
+        others = {f"/repos/{name}/issues": name for name in self.other_repositories}
+        if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         if not self._authorized(request.headers.get("authorization", "")):
             self.refused.append(request)
             return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
         if request.path in former:
             return self._moved(request)
-        issues = list(self.issues.values())
+        repository = others.get(request.path, self.repository)
+        issues = [i for k, i in self.issues.items() if self._home(k) == repository]
         state = request.param("state", "open")
         if state != "all":
             issues = [i for i in issues if i["state"] == state]

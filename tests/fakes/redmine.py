@@ -15,6 +15,12 @@ not of the ids; `sort=updated_on,id` breaks exact ties by id. A change made
 without an explicit time is stamped by the fake's clock (`FakeApi.clock`).
 Like thin, which serves Debian's Redmine, it sends no `Date` header unless
 `sends_date` is set (a proxy in front adds one).
+
+Projects: `project_id` (a project's identifier or numeric id) narrows the list
+to that project and its subprojects, as Redmine does with its default setting
+"Display subprojects issues on main projects by default"; an unknown project
+is a 404. Issues start in `operations` (id 1); `add_project` adds more, and
+moving an issue (`move`) is an edit like any other: it changes `updated_on`.
 """
 
 from __future__ import annotations
@@ -47,6 +53,25 @@ class FakeRedmine(FakeApi):
         self.issues: dict[int, dict[str, Any]] = {}
         self.changed: dict[int, dt.datetime] = {}
         """Each issue's last change with its microseconds, which the API never shows."""
+        self.projects: dict[str, dict[str, Any]] = {
+            "operations": {"id": 1, "name": "Operations", "parent": None}
+        }
+        """Projects by identifier: their numeric id, name and parent's identifier."""
+
+    def add_project(self, identifier: str, name: str, parent: str | None = None) -> None:
+        """A project (a subproject of `parent`), to put issues in with `project=identifier`."""
+        with self.lock:
+            number = max(p["id"] for p in self.projects.values()) + 1
+            self.projects[identifier] = {"id": number, "name": name, "parent": parent}
+
+    def project_ref(self, identifier: str) -> dict[str, Any]:
+        """How an issue names its project: `{"id": 1, "name": "Operations"}`."""
+        project = self.projects[identifier]
+        return {"id": project["id"], "name": project["name"]}
+
+    def move(self, number: int, identifier: str, updated: dt.datetime | None = None) -> None:
+        """Move issue `number` to project `identifier`, an edit at `updated`."""
+        self.touch(number, updated, project=self.project_ref(identifier))
 
     def add(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> dict[str, Any]:
         """Create issue `number`, changed at `updated` (default: now on the fake's clock)."""
@@ -54,7 +79,7 @@ class FakeRedmine(FakeApi):
             moment = self.clock.now() if updated is None else updated
             issue = {
                 "id": number,
-                "project": {"id": 1, "name": "Operations"},
+                "project": self.project_ref("operations"),
                 "tracker": {"id": 1, "name": "Support"},
                 "status": {"id": 1, "name": "New"},
                 "priority": {"id": 2, "name": "Normal"},
@@ -82,6 +107,12 @@ class FakeRedmine(FakeApi):
         if request.headers.get("x-redmine-api-key") != self.api_key:
             return Reply(401, raw=b"", content_type="text/plain")
         issues = list(self.issues.values())
+        scope = request.param("project_id")
+        if scope:
+            ids = self._project_ids(scope)
+            if not ids:
+                return Reply(404, raw=b"", content_type="text/plain")
+            issues = [i for i in issues if i["project"]["id"] in ids]
         if request.param("status_id") != "*":
             issues = [i for i in issues if i["status"]["name"] not in CLOSED]
         condition = request.param("updated_on")
@@ -103,6 +134,17 @@ class FakeRedmine(FakeApi):
         return Reply(
             200, {"issues": page, "total_count": len(issues), "offset": offset, "limit": limit}
         )
+
+
+    def _project_ids(self, scope: str) -> set[int]:
+        """The numeric ids of project `scope` (identifier or id) and its subprojects."""
+        found = [k for k, p in self.projects.items() if scope in (k, str(p["id"]))]
+        tree = set(found)
+        while True:
+            more = {k for k, p in self.projects.items() if p["parent"] in tree} - tree
+            if not more:
+                return {self.projects[k]["id"] for k in tree}
+            tree |= more
 
 
 def _after(condition: str) -> dt.datetime | None:

@@ -85,6 +85,16 @@ class SourceTicket:
             )
 
 
+def unset(value: Any) -> bool:
+    """For `Field(exclude_if=unset)`: whether an option is at its empty default (None, []).
+
+    Such an option is kept out of the settings fingerprint, so adding an option
+    to a connector leaves the fingerprint of every config that doesn't set it
+    as it was: a changed one makes the next pass read everything again.
+    """
+    return value is None or (isinstance(value, list | tuple | set | frozenset) and not value)
+
+
 class ConnectorOptions(BaseModel):
     """Base class of a connector's own config keys: unknown keys are errors.
 

@@ -17,33 +17,35 @@ stopped advancing" rather than looping.
 
 Deletions. The default list hides deleted and spam tickets, so each pass also
 reads `filter=deleted` and `filter=spam` from the same watermark; all become
-archived tasks (restored ones come back through the default list). The passes
-are merged in `updated_at` order, so the connector stays ordered and the engine
-checkpoints after every batch. Marking it unordered instead would make a
-30,000-ticket backfill, interrupted, start over. The cost of the merge is two
-more requests per pass, even when nothing was deleted.
+archived tasks (restored ones come back through the default list). The lists
+are the connector's scopes (`RestConnector.scopes`), merged in `updated_at`
+order, so the connector stays ordered and the engine checkpoints after every
+batch. Marking it unordered instead would make a 30,000-ticket backfill,
+interrupted, start over. The cost of the merge is two more requests per pass,
+even when nothing was deleted.
+
+Groups. List All Tickets filters by requester, company and the predefined
+lists only; the Filter Tickets search that knows `group_id` stops at 300
+results and filters `updated_at` by the day. So `group_ids` is kept here: the
+whole account is read (every request counts against the account's budget)
+and a ticket of another group is yielded as a tombstone, which archives the
+task of a ticket moved out of the groups and is dropped for one never sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import (
-    WHOLE_SECOND_LOOKBACK,
-    BadRecord,
-    ConnectorOptions,
-    Cursor,
-    SourceTicket,
-)
+from connectors.base import WHOLE_SECOND_LOOKBACK, ConnectorOptions, Cursor
 from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
 from connectors.http.rest import vendor_site
+from connectors.records import outside_scope
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_as_user
 
@@ -62,6 +64,9 @@ class FreshdeskOptions(HttpOptions):
     """Read `filter=deleted` too, so deleted tickets archive their tasks."""
     include_spam: bool = True
     """Read `filter=spam` too, so tickets marked as spam archive their tasks."""
+    group_ids: list[int] = Field(default_factory=list)
+    """Only tickets of these groups (ids); empty: every group. Kept by the connector: the whole
+    account is read, and a ticket moved to another group archives its task."""
     max_pages: int = Field(default=300, ge=1, le=300)
     """How deep one query may page; Freshdesk refuses page 301."""
     requests_per_minute: float = Field(default=20.0, gt=0)
@@ -84,9 +89,6 @@ class FreshdeskConnector(RestConnector):
     cursors_from_source_clock = True
     reanchor_after_pages = 1
     max_pages_per_query = 300
-
-    ticket_filter: str | None = None
-    """The list this instance reads: None for the default one, "deleted" or "spam"."""
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",
@@ -130,39 +132,25 @@ class FreshdeskConnector(RestConnector):
             "order_type": "asc",
             "per_page": self.options.page_size,
         }
-        if self.ticket_filter is not None:
-            params["filter"] = self.ticket_filter
+        if self.scope is not None:
+            params["filter"] = self.scope
         return params
+
+    def scopes(self) -> Sequence[str | None]:
+        """The default list, then `filter=deleted` and `filter=spam` as configured."""
+        lists: list[str | None] = [None]
+        if self.options.include_deleted:
+            lists.append("deleted")
+        if self.options.include_spam:
+            lists.append("spam")
+        return lists
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
         flagged = record.get("deleted") is True or record.get("spam") is True
-        return self.ticket_filter is not None or flagged
+        elsewhere = outside_scope(record, {"group_id": self.options.group_ids})
+        return self.scope is not None or flagged or elsewhere
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         domain = self.options.domain
         site = vendor_site(domain, "freshdesk.com") if domain else self.options.base_url
         return {**record, "web_url": f"{site}/a/tickets/{record.get('id')}"}
-
-    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
-        """The default, deleted and spam lists (as configured), merged in `updated_at` order."""
-        filters: list[str | None] = [None]
-        if self.options.include_deleted:
-            filters.append("deleted")
-        if self.options.include_spam:
-            filters.append("spam")
-        passes = [RestConnector.pull(self._reading(f), since) for f in filters]
-        return heapq.merge(*passes, key=_merge_key)
-
-    def _reading(self, ticket_filter: str | None) -> FreshdeskConnector:
-        """A connector reading the list `ticket_filter` over this one's session and budget."""
-        if ticket_filter is None:
-            return self
-        view = type(self)(self.name, self.options, self.stop)
-        view._session = self.session
-        view.ticket_filter = ticket_filter
-        return view
-
-
-def _merge_key(item: SourceTicket | BadRecord) -> dt.datetime:
-    # A record without a readable cursor goes out as soon as it is read.
-    return item.cursor if isinstance(item.cursor, dt.datetime) else EPOCH

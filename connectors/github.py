@@ -1,6 +1,6 @@
-"""GitHub: one repository's issues, every state, oldest change first.
+"""GitHub: the issues of one or more repositories, every state, oldest change first.
 
-Calls `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
+Calls, for each repository, `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
 &since=W&per_page=N` with a Bearer token (a personal access token, or a GitHub
 App's installation token, minted with the app's key and renewed before its
 hour is up: `sync_http.auth.GitHubAppAuth`) and follows the `Link` header's
@@ -27,10 +27,17 @@ default is open issues only.
 - Conditional requests: see `GitHubConnector.fetch`.
 - A renamed or transferred repository answers its old name with a 301 to
   `/repositories/{id}/...`; the session follows it (same origin, token kept)
-  and logs once that `repository` should be updated.
-- The ticket id is the issue's global `id`, which is immutable and survives
-  renames and transfers; the `number` people see is kept as a field. Deleted
-  and transferred-out issues vanish from the list: their tasks stay as they were.
+  and logs once that `repositories` should be updated.
+- Several repositories: one query each, merged in `updated_at` order
+  (`RestConnector.scopes`), all on one token's quota and one request budget.
+- The ticket id is the issue's `id`, unique across all repositories of the
+  server and kept when the repository is renamed, so a repository added to
+  `repositories` changes no task's uid; the `number` people see, unique only
+  within its repository, is kept as a field. Transferring an issue to another
+  repository makes a new issue there (a new `id`, `node_id` and `number`; the
+  old URL redirects to it): it becomes a new task, even between two of the
+  connector's repositories, and the old issue vanishes from its list. Deleted
+  and transferred-out issues' tasks stay as they were.
 """
 
 from __future__ import annotations
@@ -38,14 +45,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
 from connectors.http import (
     SOURCE_POLICY,
     Action,
@@ -86,8 +93,11 @@ GITHUB_POLICY: Policy = {
 
 
 class GitHubOptions(HttpOptions):
-    repository: str
-    """`owner/name`, e.g. `octo-org/helpdesk`."""
+    repositories: list[str] = Field(default_factory=list, exclude_if=unset)
+    """`owner/name` of each repository, e.g. `["octo-org/helpdesk", "octo-org/infra"]`; each is
+    read by requests of its own, all on one token's quota."""
+    repository: str | None = Field(default=None, exclude_if=unset)
+    """One repository, `owner/name`: shorthand for `repositories = ["owner/name"]`."""
     token: SecretStr | None = None
     """A fine-grained token with 'Issues: read', or a classic one (or set the app_* keys)."""
     app_id: str | int | None = None
@@ -105,10 +115,34 @@ class GitHubOptions(HttpOptions):
 
     @field_validator("repository")
     @classmethod
-    def _owner_and_name(cls, value: str) -> str:
-        if not _REPOSITORY.fullmatch(value) or value.endswith(("/.", "/..")):
-            raise ValueError(f"{value!r} is not owner/name (e.g. octo-org/helpdesk)")
+    def _owner_and_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_owner_and_name(value)
         return value
+
+    @field_validator("repositories")
+    @classmethod
+    def _each_owner_and_name_once(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _check_owner_and_name(value)
+        folded = [v.lower() for v in values]  # GitHub's names ignore case
+        repeated = sorted({v for v in values if folded.count(v.lower()) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return values
+
+    @model_validator(mode="after")
+    def _list_or_shorthand(self) -> GitHubOptions:
+        if self.repository is not None and self.repositories:
+            raise ValueError("set repositories or its shorthand repository, not both")
+        if self.repository is None and not self.repositories:
+            raise ValueError('set repositories (e.g. ["octo-org/helpdesk"]) or repository')
+        return self
+
+    @property
+    def scopes(self) -> list[str]:
+        """The repositories read, one query each."""
+        return [self.repository] if self.repository is not None else list(self.repositories)
 
     @field_validator("private_key")
     @classmethod
@@ -136,6 +170,11 @@ class GitHubOptions(HttpOptions):
         return self
 
 
+def _check_owner_and_name(value: str) -> None:
+    if not _REPOSITORY.fullmatch(value) or value.endswith(("/.", "/..")):
+        raise ValueError(f"{value!r} is not owner/name (e.g. octo-org/helpdesk)")
+
+
 @dataclass(frozen=True)
 class _RememberedPage:
     params: tuple[tuple[str, str], ...]
@@ -149,7 +188,10 @@ _REMEMBERED_PAGES: dict[tuple[str, str, str], _RememberedPage] = {}
 
 class GitHubConnector(RestConnector):
     kind = "github"
-    summary = "GitHub issues of one repository (REST); needs repository and a token (Issues: read)"
+    summary = (
+        "GitHub issues of one or more repositories (REST); needs repositories and a token "
+        "(Issues: read)"
+    )
     Options = GitHubOptions
     options: GitHubOptions
 
@@ -161,7 +203,7 @@ class GitHubConnector(RestConnector):
     policy = GITHUB_POLICY
     moved_hint = (
         "GitHub moved the repository (renamed or transferred) and redirects to it by id: "
-        "set repository to its new owner/name"
+        "put its new owner/name in repositories (or repository)"
     )
 
     default_mapping: ClassVar[dict[str, Any]] = {
@@ -202,9 +244,13 @@ class GitHubConnector(RestConnector):
     def paginator(self) -> Paginator:
         return LinkHeaderPaginator()
 
+    def scopes(self) -> Sequence[str | None]:
+        return self.options.scopes
+
     @property
     def issues_path(self) -> str:
-        return f"/repos/{self.options.repository}/issues"
+        """The issues of the repository this instance reads (`self.scope`)."""
+        return f"/repos/{self.scope}/issues"
 
     def first_request(self, since: Cursor | None, paginator: Paginator) -> PageRequest:
         return PageRequest(self.issues_path, self.params(since))
@@ -275,4 +321,4 @@ class GitHubConnector(RestConnector):
             else f"app {options.app_id} installation {options.installation_id}"
         )
         digest = hashlib.blake2b(who.encode(), digest_size=16)
-        return (options.base_url, options.repository, digest.hexdigest())
+        return (options.base_url, str(self.scope), digest.hexdigest())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 
@@ -147,3 +147,13 @@ def is_flag_set(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in _NO_WORDS
     return bool(value)
+
+
+def outside_scope(record: Mapping[str, Any], scope: Mapping[str, Collection[Any]]) -> bool:
+    """Whether `record` falls outside a scope a connector keeps by itself, field by field.
+
+    `scope` maps a field to the values kept (`{"group_id": {701, 702}}`); a
+    field with no values keeps everything. A record whose field is missing or
+    null is outside any scope that names values for it.
+    """
+    return any(values and record.get(name) not in values for name, values in scope.items())

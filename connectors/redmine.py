@@ -6,17 +6,25 @@ issue is edited mid-scan, so each page re-anchors on the last `updated_on`
 seen (skipping the ids already read there) instead of trusting the offset.
 `status_id=*` matters: without it Redmine returns open issues only. Deleted
 issues vanish from the API without a trace; they are not archived.
+
+Projects: each of `projects` is its own query (`project_id=P`, which takes in
+its subprojects), merged in `updated_on` order (`RestConnector.scopes`). An
+issue's id is Redmine's, unique across projects, so an issue moved between
+two of them stays one task; one moved out of all of them stops coming (its
+task stays as it was). An issue listed under a project and its subproject
+goes out once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
 from connectors.http import HttpOptions, OffsetPaginator, Paginator, RestConnector
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_header
@@ -25,10 +33,39 @@ from sync_http.auth import api_key_header
 class RedmineOptions(HttpOptions):
     api_key: SecretStr
     """A Redmine API key (My account > API access key)."""
+    projects: list[str] = Field(default_factory=list, exclude_if=unset)
+    """Project identifiers (or ids) to sync, each with its subprojects; empty: every project
+    the key can see. Each costs a request a pass, at least."""
     project: str | None = None
-    """A project identifier to limit the sync to (with its subprojects)."""
+    """One project: shorthand for `projects = ["..."]`."""
     page_size: int = Field(default=100, ge=1, le=100)
     """Issues per request, up to 100."""
+
+    @field_validator("projects")
+    @classmethod
+    def _each_once(cls, projects: list[str]) -> list[str]:
+        repeated = sorted({p for p in projects if projects.count(p) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        if any(not p.strip() for p in projects):
+            raise ValueError("a project identifier is empty")
+        return projects
+
+    @model_validator(mode="after")
+    def _list_or_shorthand(self) -> RedmineOptions:
+        if self.project is not None and self.projects:
+            raise ValueError(
+                "set projects or its shorthand project, not both: "
+                f"projects = {[self.project, *self.projects]!r}"
+            )
+        return self
+
+    @property
+    def scopes(self) -> list[str | None]:
+        """The projects read, one query each; [None] for every project."""
+        if self.projects:
+            return list(self.projects)
+        return [self.project]
 
 
 class RedmineConnector(RestConnector):
@@ -79,9 +116,12 @@ class RedmineConnector(RestConnector):
         if isinstance(since, dt.datetime):
             # Redmine compares whole seconds; flooring keeps the bound inclusive.
             params["updated_on"] = ">=" + whole_seconds_utc(since)
-        if self.options.project:
-            params["project_id"] = self.options.project
+        if self.scope is not None:
+            params["project_id"] = self.scope
         return params
+
+    def scopes(self) -> Sequence[str | None]:
+        return self.options.scopes
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.base_url}/issues/{record.get('id')}"}

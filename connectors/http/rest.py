@@ -7,15 +7,26 @@ rate limits), paging with loop detection, turning records into tickets (or
 `BadRecord`s naming the field), dropping what lies before the bound, and
 moving the query window forward when a source caps how deep one query may
 page (Freshdesk's 300 pages) instead of paging deeper.
+
+Scopes: a connector reading several queries per pass (Redmine's projects,
+GitHub's repositories, Freshdesk's deleted list) declares them in `scopes`;
+each is read as its own query over the one session (one request budget, one
+rate-limit wait for all) and the queries are merged in cursor order, so the
+stream stays ordered and the engine's watermark never passes a scope's
+unread tickets: a ticket of one scope goes out only once every other scope
+has been read up to its cursor.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import heapq
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -135,8 +146,18 @@ class RestConnector(Connector):
 
     options: HttpOptions
     _session: HttpSession | None = None
+    scope: str | None = None
+    """The scope this instance's queries read: one of `scopes()`, set on the views `pull` makes."""
 
     # What a vendor declares
+
+    def scopes(self) -> Sequence[str | None]:
+        """The scopes a pass reads, one query each, merged in cursor order (see the module).
+
+        `(None,)`, one unscoped query, by default. `params`, `first_request` and
+        `is_deleted` see the scope being read as `self.scope`.
+        """
+        return (None,)
 
     def params(self, since: Cursor | None) -> dict[str, Any]:
         """Query parameters of the first page for a pull from `since`."""
@@ -213,8 +234,19 @@ class RestConnector(Connector):
         return None if self._session is None else self._session.clock_offset
 
     def check(self) -> None:
-        paginator = self.paginator()
-        self.fetch(self.first_request(None, paginator))
+        """Read the first page of every scope: each must exist and be readable."""
+        for scope in self.scopes():
+            view = self.reading(scope)
+            view.fetch(view.first_request(None, view.paginator()))
+
+    def reading(self, scope: str | None) -> RestConnector:
+        """This connector narrowed to `scope`, over its session (and so its request budget)."""
+        if scope == self.scope:
+            return self
+        view = copy.copy(self)
+        view._session = self.session
+        view.scope = scope
+        return view
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page; its response and decoded body. Raises `SourceError`."""
@@ -257,10 +289,20 @@ class RestConnector(Connector):
         return found
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
+        """Every scope's tickets from `since`, in cursor order (see the module docstring)."""
+        pages = _PagesRead()
+        scopes = self.scopes()
+        queries = [self.reading(scope).pull_scope(since, pages) for scope in scopes]
+        return queries[0] if len(queries) == 1 else merge_in_cursor_order(queries)
+
+    def pull_scope(
+        self, since: Cursor | None, pages_read: _PagesRead | None = None
+    ) -> Iterator[SourceTicket | BadRecord]:
+        """This instance's scope's tickets from `since`; `pages_read` counts over all scopes."""
+        counter = pages_read or _PagesRead()
         anchor = since
         boundary: set[str] = set()  # ids already yielded at cursor == anchor
         reported: set[str] = set()  # bad records already yielded (a re-anchor reads them again)
-        read = 0  # pages this pass, over every query
         while True:
             paginator = self.paginator()
             request: PageRequest | None = self.first_request(anchor, paginator)
@@ -303,7 +345,8 @@ class RestConnector(Connector):
                             continue
                     yield item
                 pages += 1
-                read += 1
+                counter.pages += 1
+                read = counter.pages  # pages this pass, over every query of every scope
                 try:
                     request = paginator.next_page(request, response, body, len(records))
                 except PaginationLoop as exc:
@@ -350,3 +393,40 @@ class RestConnector(Connector):
         except ValueError as exc:
             return BadRecord(source_id, locator, self.cursor_path, str(exc), raw)
         return SourceTicket(source_id, cursor, raw, self.is_deleted(raw))
+
+
+@dataclass
+class _PagesRead:
+    """Pages a pass has read so far, over every scope's queries (`max_pages_per_pass`)."""
+
+    pages: int = 0
+
+
+def merge_in_cursor_order(
+    streams: Iterable[Iterator[SourceTicket | BadRecord]],
+) -> Iterator[SourceTicket | BadRecord]:
+    """Several ordered streams of tickets as one, oldest cursor first.
+
+    Each stream is read only as far as the merge needs: a ticket goes out once
+    every other stream's next one is at or after it. So a failure reading one
+    stream stops the pass before anything later than that stream's unread
+    tickets went out, and the watermark can't pass them. A ticket read in two
+    streams at the same cursor with the same content (a subproject's issue,
+    listed under its parent project too) goes out once. A `BadRecord` without
+    a cursor goes out as soon as it is read.
+    """
+    at: Cursor | None = None
+    seen: dict[str, tuple[bool, Mapping[str, Any]]] = {}
+    for item in heapq.merge(*streams, key=_merge_key):
+        if isinstance(item, SourceTicket):
+            version = (item.deleted, item.record)
+            if item.cursor != at:
+                at, seen = item.cursor, {}
+            elif seen.get(item.source_id) == version:
+                continue
+            seen[item.source_id] = version
+        yield item
+
+
+def _merge_key(item: SourceTicket | BadRecord) -> tuple[int] | tuple[int, Cursor]:
+    return (0,) if item.cursor is None else (1, item.cursor)

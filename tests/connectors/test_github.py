@@ -498,4 +498,4 @@ def test_a_renamed_repository_is_followed_and_the_operator_told_to_update_the_co
     [moved] = [line for line in logs if line["event"] == "http_moved_permanently"]
     assert moved["log_level"] == "warning"
     assert (moved["old"], moved["new"]) == (old_path, case.fake.id_issues_path)
-    assert "set repository" in moved["hint"]
+    assert "new owner/name in repositories" in moved["hint"]

@@ -135,7 +135,6 @@ class FakeRedmine(FakeApi):
             200, {"issues": page, "total_count": len(issues), "offset": offset, "limit": limit}
         )
 
-
     def _project_ids(self, scope: str) -> set[int]:
         """The numeric ids of project `scope` (identifier or id) and its subprojects."""
         found = [k for k, p in self.projects.items() if scope in (k, str(p["id"]))]

@@ -87,6 +87,7 @@ class FakeZendesk(FakeApi):
             "assignee_id": 601,
             "organization_id": None,
             "group_id": 701,
+            "brand_id": 360001,
             "tags": ["printer"],
             "due_at": None,
             "custom_fields": [],

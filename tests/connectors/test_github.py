@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from connectors import github
 from connectors.base import SourceTicket
 from connectors.github import GitHubConnector, GitHubOptions
-from fakes import Request
+from fakes import Reply, Request
 from fakes.github import (
     NO_PERMISSION,
     SECONDARY_RATE_LIMIT,
@@ -31,6 +31,7 @@ from sync.config import build_config
 from sync.errors import ConfigError
 from sync.run import RunSummary
 from sync.shell.logs import redact
+from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
@@ -101,6 +102,44 @@ def case() -> Iterator[GitHubCase]:
 
 class TestGitHub(ConnectorSuite):
     pass
+
+
+INFRA = "octo-org/infra"
+
+
+class TwoRepositoriesCase(GitHubCase):
+    """The same tickets spread over two repositories: odd ids in helpdesk, even in infra."""
+
+    def options(self) -> dict[str, Any]:
+        options = super().options()
+        del options["repository"]
+        return {**options, "repositories": [self.fake.repository, INFRA]}
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        title = f"Printer {number} jammed v{version}"
+        if number in self.fake.issues:
+            self.fake.touch(number, updated, title=title)
+        else:
+            home = INFRA if number % 2 == 0 else None
+            self.fake.add(number, updated, title=title, repository=home)
+
+    def is_page_request(self, request: Request) -> bool:
+        return request.path in (self.fake.issues_path, f"/repos/{INFRA}/issues")
+
+
+@pytest.fixture
+def two_repositories() -> Iterator[TwoRepositoriesCase]:
+    with FakeGitHub(GITHUB_TOKEN) as fake:
+        fake.add_repository(INFRA)
+        yield TwoRepositoriesCase(fake)
+
+
+class TestGitHubTwoRepositories(ConnectorSuite):
+    """Every scenario of the suite again, its tickets in two repositories read in one pass."""
+
+    @pytest.fixture
+    def case(self, two_repositories: TwoRepositoriesCase) -> TwoRepositoriesCase:
+        return two_repositories
 
 
 def sync(case: GitHubCase, emulator: Emulator, state_url: str) -> RunSummary:
@@ -321,9 +360,87 @@ def test_the_default_mapping_makes_a_readable_task(
     assert task["status"] == "DONE"
 
 
+def test_a_failure_in_one_repository_keeps_the_watermark_before_its_unread_issues(
+    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case = two_repositories
+    for n in range(1, 25):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    infra_pages = [0]
+
+    def second_infra_page(request: Request) -> bool:
+        if request.path == f"/repos/{INFRA}/issues":
+            infra_pages[0] += 1
+        return infra_pages[0] >= 2
+
+    # helpdesk's odd ids read on, but infra fails after its first page (ids 2..10).
+    case.fake.fail_next(Reply(404, {"message": "Not Found"}), when=second_infra_page)
+    failed = sync(case, emulator, sqlite_url)
+    assert not failed.ok
+    store = StateStore.open(sqlite_url)
+    watermark = store.watermark("source")
+    store.close()
+    first_unread_in_infra = T0 + dt.timedelta(minutes=12)
+    assert watermark is not None and watermark < first_unread_in_infra, watermark
+    # helpdesk's 11, 13, ... wait for infra's page 2, which would come before them.
+    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 11)}
+
+    case.fake.faults.clear()
+    again = sync(case, emulator, sqlite_url)
+    assert again.ok, again.error
+    ConnectorSuite().assert_exact(case, emulator)
+
+
+def test_a_second_repository_added_keeps_the_first_ones_tasks(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """`repository = X` then `repositories = [X, Y]`: X's issues keep their tasks' uids."""
+    case.fake.add_repository(INFRA)
+    for n in range(1, 6):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+    before = {k: t["uid"] for k, t in tasks_by_ticket(emulator).items()}
+    case.fake.add(50, T0 + dt.timedelta(hours=1), repository=INFRA)
+    case.extra = {"repository": None, "repositories": [case.fake.repository, INFRA]}
+    summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    assert summary.pushed == 1  # infra's issue; helpdesk's are unchanged, not pushed again
+    after = {k: t["uid"] for k, t in tasks_by_ticket(emulator).items()}
+    assert after == {**before, "50": after["50"]}
+
+
+def test_a_one_repository_config_keeps_its_settings_fingerprint() -> None:
+    """The new key, left unset, stays out of the fingerprint: no re-read on upgrade."""
+    options = GitHubOptions(repository="octo-org/helpdesk", token="t")
+    dumped = options.model_dump(mode="json")
+    assert "repositories" not in dumped and dumped["repository"] == "octo-org/helpdesk"
+    listed = GitHubOptions(repositories=["octo-org/helpdesk"], token="t").model_dump(mode="json")
+    assert "repository" not in listed
+
+
+def test_an_issue_transferred_between_repositories_is_a_new_issue_and_a_new_task(
+    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """GitHub gives a transferred issue a new id, node_id and number; the old one vanishes."""
+    case = two_repositories
+    case.add(1, T0)
+    assert sync(case, emulator, sqlite_url).ok
+    case.fake.transfer(1, INFRA, new_id=77, updated=T0 + dt.timedelta(hours=1))
+    summary = sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    landed = tasks_by_ticket(emulator)
+    assert set(landed) == {"1", "77"}
+    assert landed["1"]["archived"] is False  # as it was: the census is what archives it
+    assert landed["77"]["fields"]["title"] == "#1 Printer 1 jammed v1"
+
+
 @pytest.mark.parametrize(
     ("options", "key"),
     [
+        ({"repository": None}, ""),
+        ({"repositories": ["octo-org/infra"]}, ""),
+        ({"repository": None, "repositories": ["octo-org/a", "Octo-Org/A"]}, "repositories"),
+        ({"repository": None, "repositories": ["octo-org"]}, "repositories"),
         ({"repository": "octo-org"}, "repository"),
         ({"repository": "https://github.com/octo-org/helpdesk"}, "repository"),
         ({"page_size": 101}, "page_size"),

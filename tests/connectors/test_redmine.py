@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes import HTML_ERROR, Reply, Request
 from fakes.redmine import FakeRedmine, stamp
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fragment_emulator import Emulator
 from sync.config import Config, build_config
+from sync.errors import ConfigError
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
 from sync_http import clock
@@ -65,9 +67,97 @@ class TestRedmine(ConnectorSuite):
     pass
 
 
-def test_every_status_is_asked_for_and_sorted_by_update(case: RedmineCase) -> None:
-    from connectors.redmine import RedmineConnector, RedmineOptions
+class TwoProjectsCase(RedmineCase):
+    """The same issues spread over two projects: odd ids in operations, even in facilities."""
 
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "projects": ["operations", "facilities"]}
+
+    def put(self, number: int, updated: dt.datetime, version: int) -> None:
+        super().put(number, updated, version)
+        if number % 2 == 0 and version == 1:
+            self.fake.issues[number]["project"] = self.fake.project_ref("facilities")
+
+
+@pytest.fixture
+def two_projects() -> Iterator[TwoProjectsCase]:
+    with FakeRedmine(API_KEY) as fake:
+        fake.add_project("facilities", "Facilities")
+        yield TwoProjectsCase(fake)
+
+
+class TestRedmineTwoProjects(ConnectorSuite):
+    """Every scenario of the suite again, its issues in two projects read in one pass."""
+
+    @pytest.fixture
+    def case(self, two_projects: TwoProjectsCase) -> TwoProjectsCase:
+        return two_projects
+
+
+def test_an_issue_moved_between_two_projects_stays_one_task(
+    two_projects: TwoProjectsCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case = two_projects
+    for n in range(1, 5):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    suite = ConnectorSuite()
+    assert suite.sync(case, emulator, sqlite_url).ok
+    uid = tasks_by_ticket(emulator)["1"]["uid"]
+    case.fake.move(1, "facilities", T0 + dt.timedelta(hours=1))
+    moved = suite.sync(case, emulator, sqlite_url)
+    assert (moved.ok, moved.pushed) == (True, 1)
+    task = tasks_by_ticket(emulator)["1"]
+    assert (task["uid"], task["fields"]["project"]) == (uid, "Facilities")
+    suite.assert_exact(case, emulator)
+
+
+def test_an_issue_of_a_subproject_listed_under_its_parent_too_is_pulled_once(
+    case: RedmineCase,
+) -> None:
+    """`project_id=operations` takes in its subproject printers: both queries list its issues."""
+    case.fake.add_project("printers", "Printers", parent="operations")
+    for n in range(1, 7):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+        if n > 3:
+            case.fake.issues[n]["project"] = case.fake.project_ref("printers")
+    config = ConnectorSuite().config(case, emulator, sqlite_url)
+    options = config.connectors["source"].options.model_copy(
+        update={"projects": ["operations", "printers"]}
+    )
+    connector = RedmineConnector("source", options)
+    tickets = list(connector.pull(None))
+    connector.close()
+    assert [t.source_id for t in tickets] == ["1", "2", "3", "4", "5", "6"]
+    assert {r.param("project_id") for r in case.fake.gets("/issues.json")} == {
+        "operations",
+        "printers",
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"project": "ops", "projects": ["infra"]}, "not both"),
+        ({"projects": ["ops", "ops"]}, "ops listed more than once"),
+        ({"projects": [" "]}, "empty"),
+    ],
+)
+def test_projects_and_its_shorthand_are_checked_at_config_load(
+    options: dict[str, Any], message: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeRedmine(API_KEY) as fake, pytest.raises(ConfigError) as caught:
+        _config(fake, emulator, sqlite_url, **options)
+    assert caught.value.key.startswith("connectors.tracker")
+    assert message in str(caught.value)
+
+
+def test_a_one_project_config_keeps_its_settings_fingerprint() -> None:
+    """The new key, left unset, stays out of the fingerprint: no re-read on upgrade."""
+    dumped = RedmineOptions(base_url="http://r", api_key="k", project="ops").model_dump()
+    assert "projects" not in dumped and dumped["project"] == "ops"
+
+
+def test_every_status_is_asked_for_and_sorted_by_update(case: RedmineCase) -> None:
     connector = RedmineConnector(
         "redmine", RedmineOptions(base_url=case.fake.base_url, api_key=API_KEY, page_size=5)
     )

@@ -120,11 +120,8 @@ def test_an_issue_of_a_subproject_listed_under_its_parent_too_is_pulled_once(
         case.add(n, T0 + dt.timedelta(minutes=n))
         if n > 3:
             case.fake.issues[n]["project"] = case.fake.project_ref("printers")
-    config = ConnectorSuite().config(case, emulator, sqlite_url)
-    options = config.connectors["source"].options.model_copy(
-        update={"projects": ["operations", "printers"]}
-    )
-    connector = RedmineConnector("source", options)
+    options = {**case.options(), "projects": ["operations", "printers"]}
+    connector = RedmineConnector("source", RedmineOptions.model_validate(options))
     tickets = list(connector.pull(None))
     connector.close()
     assert [t.source_id for t in tickets] == ["1", "2", "3", "4", "5", "6"]

@@ -138,6 +138,28 @@ class TestFreshdesk(ConnectorSuite):
         filters = {r.param("filter") for r in case.fake.gets(PATH)}
         assert filters == {None, "deleted", "spam"}
 
+    def test_only_the_groups_asked_for_become_tasks_and_a_move_out_archives(
+        self, case: FreshdeskCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        """List All Tickets can't filter by group: the connector keeps group 7001 itself."""
+        case.extra = {"group_ids": [7001]}
+        for n in range(1, 4):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        case.fake.add(4, T0 + dt.timedelta(minutes=4), group_id=7002)
+        assert self.sync(case, emulator, sqlite_url).ok
+        assert set(tasks_by_ticket(emulator)) == {"1", "2", "3"}
+
+        case.fake.touch(2, T0 + dt.timedelta(hours=1), group_id=7002)
+        moved = self.sync(case, emulator, sqlite_url)
+        assert moved.ok, moved.error
+        tasks = tasks_by_ticket(emulator)
+        assert [k for k, t in tasks.items() if t["archived"]] == ["2"]
+        assert set(tasks) == {"1", "2", "3"}
+
+        case.fake.touch(2, T0 + dt.timedelta(hours=2), group_id=7001)
+        assert self.sync(case, emulator, sqlite_url).ok
+        assert tasks_by_ticket(emulator)["2"]["archived"] is False
+
     def test_a_restored_ticket_comes_back_from_the_archive(
         self, case: FreshdeskCase, emulator: Emulator, sqlite_url: str
     ) -> None:

@@ -26,6 +26,10 @@ class ZendeskCase(VendorCase):
     shows_deletions = True
     fake: FakeZendesk
 
+    def __init__(self, fake: FakeZendesk) -> None:
+        super().__init__(fake)
+        self.extra: dict[str, Any] = {}
+
     def options(self) -> dict[str, Any]:
         return {
             "subdomain": "acme",
@@ -33,6 +37,7 @@ class ZendeskCase(VendorCase):
             "email": EMAIL,
             "api_token": API_TOKEN,
             "page_size": self.page_size,
+            **self.extra,
         }
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
@@ -72,6 +77,34 @@ def connector(case: ZendeskCase, **options: Any) -> ZendeskConnector:
 
 
 class TestZendesk(ConnectorSuite):
+    def test_only_the_groups_and_brands_asked_for_become_tasks_and_a_move_out_archives(
+        self, case: ZendeskCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        """The export can't filter: the connector keeps group 701 of brand 360001 itself."""
+        case.extra = {"group_ids": [701], "brand_ids": [360001]}
+        for n in range(1, 5):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        case.fake.add(5, T0 + dt.timedelta(minutes=5), group_id=702)
+        case.fake.add(6, T0 + dt.timedelta(minutes=6), group_id=None)
+        case.fake.add(7, T0 + dt.timedelta(minutes=7), brand_id=360002)
+        first = self.sync(case, emulator, sqlite_url)
+        assert first.ok, first.error
+        assert set(tasks_by_ticket(emulator)) == {"1", "2", "3", "4"}
+        assert pushed_items(emulator) == 4  # nothing sent for the others
+
+        case.fake.touch(2, T0 + dt.timedelta(hours=1), group_id=702)  # to another group
+        case.fake.touch(3, T0 + dt.timedelta(hours=1), brand_id=360002)  # to another brand
+        moved = self.sync(case, emulator, sqlite_url)
+        assert moved.ok, moved.error
+        tasks = tasks_by_ticket(emulator)
+        assert sorted(k for k, t in tasks.items() if t["archived"]) == ["2", "3"]
+
+        case.fake.touch(2, T0 + dt.timedelta(hours=2), group_id=701)  # back again
+        back = self.sync(case, emulator, sqlite_url)
+        assert back.ok, back.error
+        assert tasks_by_ticket(emulator)["2"]["archived"] is False
+        assert set(tasks_by_ticket(emulator)) == {"1", "2", "3", "4"}
+
     def test_a_ticket_changed_by_the_system_is_synced_though_its_updated_at_is_older(
         self, case: ZendeskCase, emulator: Emulator, sqlite_url: str
     ) -> None:

@@ -60,8 +60,9 @@ class RealRedmine:
             base_url=self.url, headers={"X-Redmine-API-Key": self.api_key}, timeout=30
         )
 
-    def new_project(self, purpose: str) -> str:
-        """A fresh project, with the trackers and issue custom fields there are; its identifier."""
+    def new_project(self, purpose: str, parent: str | None = None) -> str:
+        """A fresh project (a subproject of `parent`), with the trackers and issue custom fields
+        there are; its identifier."""
         identifier = f"fsync-{purpose}-{uuid.uuid4().hex[:10]}"
         with self.client() as api:
             trackers = [t["id"] for t in _ok(api.get("/trackers.json"))["trackers"]]
@@ -78,8 +79,16 @@ class RealRedmine:
                 "issue_custom_field_ids": fields,
                 "enabled_module_names": ["issue_tracking"],
             }
+            if parent is not None:
+                project["parent_id"] = self.project_id(parent)
             _ok(api.post("/projects.json", json={"project": project}))
         return identifier
+
+    def project_id(self, identifier: str) -> int:
+        """The numeric id of the project `identifier`."""
+        with self.client() as api:
+            number: int = _ok(api.get(f"/projects/{identifier}.json"))["project"]["id"]
+        return number
 
     def seed(self, project: str, *arguments: str) -> dict[str, Any]:
         """Run `seed.py` on `project`; its JSON answer (`ids`, and `since` for touch)."""
@@ -203,7 +212,7 @@ def seeded_project(real_redmine: RealRedmine) -> str:
 
 
 def _config(
-    url: str, api_key: str, project: str, emulator: Emulator, state: str, **extra: Any
+    url: str, api_key: str, project: str | None, emulator: Emulator, state: str, **extra: Any
 ) -> Config:
     raw = {
         "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 100_000},
@@ -270,6 +279,42 @@ def test_touched_issues_arrive_with_the_next_incremental_pass(
     assert summary.pushed == len(set(touched["ids"])) == 20
     assert summary.pulled < len(real_redmine.issues(seeded_project))  # from the watermark
     _assert_tasks_are(emulator, real_redmine.issues(seeded_project))
+
+
+def test_several_projects_sync_as_one_and_an_issue_moved_between_them_stays_one_task(
+    real_redmine: RealRedmine, emulator: Emulator, sqlite_url: str
+) -> None:
+    """Projects a and b, and c a subproject of a (so a's list takes in c's issues too)."""
+    a = real_redmine.new_project("scope-a")
+    b = real_redmine.new_project("scope-b")
+    c = real_redmine.new_project("scope-c", parent=a)
+    for project, count in ((a, "6"), (b, "6"), (c, "3")):
+        real_redmine.seed(project, "create", count, "--seed", "19")
+    config = _config(
+        real_redmine.url, real_redmine.api_key, None, emulator, sqlite_url, projects=[a, b, c]
+    )
+
+    first = _sync(config)
+
+    issues = {**real_redmine.issues(a), **real_redmine.issues(b)}  # a's list holds c's too
+    assert len(issues) == 15
+    assert first.pushed == 15  # c's issues, read under a and under c, pushed once
+    _assert_tasks_are(emulator, issues)
+
+    moved = next(
+        number for number, issue in real_redmine.issues(a).items() if issue["project"]["name"] == a
+    )
+    uid = tasks_by_ticket(emulator)[moved]["uid"]
+    with real_redmine.client() as api:
+        update = {"issue": {"project_id": real_redmine.project_id(b)}}
+        _ok(api.put(f"/issues/{moved}.json", json=update))
+
+    second = _sync(config)
+
+    assert second.pushed == 1
+    task = tasks_by_ticket(emulator)[moved]
+    assert (task["uid"], task["fields"]["project"]) == (uid, b)
+    _assert_tasks_are(emulator, {**real_redmine.issues(a), **real_redmine.issues(b)})
 
 
 class RedmineProxy(FakeApi):

@@ -273,7 +273,12 @@ class GitHubConnector(RestConnector):
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         labels = record.get("labels") or []
         names = [label.get("name") if isinstance(label, dict) else label for label in labels]
-        return {**record, "label_names": names, "is_pull_request": "pull_request" in record}
+        return {
+            **record,
+            "label_names": names,
+            "is_pull_request": "pull_request" in record,
+            "repository": self.scope,  # owner/name as configured: `number` is unique only in it
+        }
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page, conditionally when the same query was answered in one page before.

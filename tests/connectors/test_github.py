@@ -434,6 +434,33 @@ def test_an_issue_transferred_between_repositories_is_a_new_issue_and_a_new_task
     assert landed["77"]["fields"]["title"] == "#1 Printer 1 jammed v1"
 
 
+def test_each_issue_carries_the_repository_it_was_read_from_for_the_mapping(
+    two_repositories: TwoRepositoriesCase,
+) -> None:
+    """Numbers repeat across repositories: `repository` tells #1 of helpdesk from #1 of infra."""
+    case = two_repositories
+    case.fake.add(1, T0, number=1)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), number=1, repository=INFRA)
+    connector = GitHubConnector("github", GitHubOptions.model_validate(case.options()))
+    tickets = pull(connector, None)
+    assert [(t.record["repository"], t.record["number"]) for t in tickets] == [
+        ("octo-org/helpdesk", 1),
+        (INFRA, 1),
+    ]
+
+
+def test_a_mapping_can_put_the_repository_in_the_title(
+    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case = two_repositories
+    case.fake.add(1, T0, number=1, title="Printer jammed")
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), number=1, title="Disk full", repository=INFRA)
+    case.extra = {"mapping": {"title": "{repository}#{number} {title}"}}
+    assert sync(case, emulator, sqlite_url).ok
+    titles = {k: t["fields"]["title"] for k, t in tasks_by_ticket(emulator).items()}
+    assert titles == {"1": "octo-org/helpdesk#1 Printer jammed", "2": "octo-org/infra#1 Disk full"}
+
+
 @pytest.mark.parametrize(
     ("options", "key"),
     [

@@ -111,9 +111,9 @@ class TwoRepositoriesCase(GitHubCase):
     """The same tickets spread over two repositories: odd ids in helpdesk, even in infra."""
 
     def options(self) -> dict[str, Any]:
-        options = super().options()
+        options = {"repositories": [self.fake.repository, INFRA], **super().options()}
         del options["repository"]
-        return {**options, "repositories": [self.fake.repository, INFRA]}
+        return options
 
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
         title = f"Printer {number} jammed v{version}"
@@ -292,6 +292,18 @@ def test_an_unknown_repository_fails_saying_so(
     assert not summary.ok
     assert "no such repository" in (summary.error or "")
     assert "404" in (summary.error or "")
+
+
+def test_an_unknown_repository_among_several_is_named(
+    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case = two_repositories
+    case.add(1, T0)
+    case.extra = {"repositories": [case.fake.repository, "octo-org/no-such-repo"]}
+    summary = sync(case, emulator, sqlite_url)
+    assert not summary.ok
+    assert "octo-org/no-such-repo" in (summary.error or "")
+    assert "no such repository" in (summary.error or "")
 
 
 def test_a_quiet_repository_is_polled_with_etags_at_no_quota_cost(

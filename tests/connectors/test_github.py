@@ -403,6 +403,20 @@ def test_a_failure_in_one_repository_keeps_the_watermark_before_its_unread_issue
     ConnectorSuite().assert_exact(case, emulator)
 
 
+def test_repositories_share_one_request_budget(two_repositories: TwoRepositoriesCase) -> None:
+    """20 a minute is 2 at once, then one every 3 s: the pass's four requests take 6 s,
+    where a budget per repository (two requests each) would send all four at once."""
+    case = two_repositories
+    for n in range(1, 13):  # six in each: two pages each
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    connector = case.connector(requests_per_minute=20)
+    pull(connector, None)
+    pages = [r for r in case.fake.requests if case.is_page_request(r)]
+    assert len(pages) == 4
+    assert {r.path for r in pages} == {case.fake.issues_path, f"/repos/{INFRA}/issues"}
+    assert pages[-1].at - pages[0].at >= 5.0
+
+
 def test_a_second_repository_added_keeps_the_first_ones_tasks(
     case: GitHubCase, emulator: Emulator, sqlite_url: str
 ) -> None:

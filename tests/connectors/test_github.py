@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from connectors import github
 from connectors.base import SourceTicket
 from connectors.github import GitHubConnector, GitHubOptions
-from fakes import Reply, Request
+from fakes import Request
 from fakes.github import (
     NO_PERMISSION,
     SECONDARY_RATE_LIMIT,
@@ -25,13 +25,19 @@ from fakes.github import (
     primary_rate_limit,
     stamp,
 )
-from fakes.suite import T0, ConnectorSuite, VendorCase, nth_page_request
+from fakes.suite import (
+    T0,
+    ConnectorSuite,
+    ScopesSuite,
+    TwoScopesCase,
+    VendorCase,
+    nth_page_request,
+)
 from fragment_emulator import Emulator
 from sync.config import build_config
 from sync.errors import ConfigError
 from sync.run import RunSummary
 from sync.shell.logs import redact
-from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
@@ -107,8 +113,17 @@ class TestGitHub(ConnectorSuite):
 INFRA = "octo-org/infra"
 
 
-class TwoRepositoriesCase(GitHubCase):
+class TwoRepositoriesCase(GitHubCase, TwoScopesCase):
     """The same tickets spread over two repositories: odd ids in helpdesk, even in infra."""
+
+    def in_second_scope(self, request: Request) -> bool:
+        return request.path == f"/repos/{INFRA}/issues"
+
+    def move(self, number: int, updated: dt.datetime) -> str:
+        """GitHub's transfer: a new issue, id 900 + number, in the other repository."""
+        to = self.fake.repository if self.fake.placement.get(number) else INFRA
+        self.fake.transfer(number, to, new_id=900 + number, updated=updated)
+        return str(900 + number)
 
     def options(self) -> dict[str, Any]:
         options = {"repositories": [self.fake.repository, INFRA], **super().options()}
@@ -134,7 +149,7 @@ def two_repositories() -> Iterator[TwoRepositoriesCase]:
         yield TwoRepositoriesCase(fake)
 
 
-class TestGitHubTwoRepositories(ConnectorSuite):
+class TestGitHubTwoRepositories(ScopesSuite):
     """Every scenario of the suite again, its tickets in two repositories read in one pass."""
 
     @pytest.fixture
@@ -372,37 +387,6 @@ def test_the_default_mapping_makes_a_readable_task(
     assert task["status"] == "DONE"
 
 
-def test_a_failure_in_one_repository_keeps_the_watermark_before_its_unread_issues(
-    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
-) -> None:
-    case = two_repositories
-    for n in range(1, 25):
-        case.add(n, T0 + dt.timedelta(minutes=n))
-    infra_pages = [0]
-
-    def second_infra_page(request: Request) -> bool:
-        if request.path == f"/repos/{INFRA}/issues":
-            infra_pages[0] += 1
-        return infra_pages[0] >= 2
-
-    # helpdesk's odd ids read on, but infra fails after its first page (ids 2..10).
-    case.fake.fail_next(Reply(404, {"message": "Not Found"}), when=second_infra_page)
-    failed = sync(case, emulator, sqlite_url)
-    assert not failed.ok
-    store = StateStore.open(sqlite_url)
-    watermark = store.watermark("source")
-    store.close()
-    first_unread_in_infra = T0 + dt.timedelta(minutes=12)
-    assert watermark is not None and watermark < first_unread_in_infra, watermark
-    # helpdesk's 11, 13, ... wait for infra's page 2, which would come before them.
-    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 11)}
-
-    case.fake.faults.clear()
-    again = sync(case, emulator, sqlite_url)
-    assert again.ok, again.error
-    ConnectorSuite().assert_exact(case, emulator)
-
-
 def test_repositories_share_one_request_budget(two_repositories: TwoRepositoriesCase) -> None:
     """20 a minute is 2 at once, then one every 3 s: the pass's four requests take 6 s,
     where a budget per repository (two requests each) would send all four at once."""
@@ -442,22 +426,6 @@ def test_a_one_repository_config_keeps_its_settings_fingerprint() -> None:
     assert "repositories" not in dumped and dumped["repository"] == "octo-org/helpdesk"
     listed = GitHubOptions(repositories=["octo-org/helpdesk"], token="t").model_dump(mode="json")
     assert "repository" not in listed
-
-
-def test_an_issue_transferred_between_repositories_is_a_new_issue_and_a_new_task(
-    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
-) -> None:
-    """GitHub gives a transferred issue a new id, node_id and number; the old one vanishes."""
-    case = two_repositories
-    case.add(1, T0)
-    assert sync(case, emulator, sqlite_url).ok
-    case.fake.transfer(1, INFRA, new_id=77, updated=T0 + dt.timedelta(hours=1))
-    summary = sync(case, emulator, sqlite_url)
-    assert summary.ok, summary.error
-    landed = tasks_by_ticket(emulator)
-    assert set(landed) == {"1", "77"}
-    assert landed["1"]["archived"] is False  # as it was: the census is what archives it
-    assert landed["77"]["fields"]["title"] == "#1 Printer 1 jammed v1"
 
 
 def test_each_issue_carries_the_repository_it_was_read_from_for_the_mapping(

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes import HTML_ERROR, Reply, Request
 from fakes.redmine import FakeRedmine, stamp
-from fakes.suite import T0, ConnectorSuite, VendorCase
+from fakes.suite import T0, ConnectorSuite, ScopesSuite, TwoScopesCase, VendorCase
 from fragment_emulator import Emulator
 from sync.config import Config, build_config
 from sync.errors import ConfigError
@@ -67,8 +67,16 @@ class TestRedmine(ConnectorSuite):
     pass
 
 
-class TwoProjectsCase(RedmineCase):
+class TwoProjectsCase(RedmineCase, TwoScopesCase):
     """The same issues spread over two projects: odd ids in operations, even in facilities."""
+
+    def in_second_scope(self, request: Request) -> bool:
+        return request.path == "/issues.json" and request.param("project_id") == "facilities"
+
+    def move(self, number: int, updated: dt.datetime) -> str:
+        name = self.fake.issues[number]["project"]["name"]
+        self.fake.move(number, "operations" if name == "Facilities" else "facilities", updated)
+        return str(number)
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "projects": ["operations", "facilities"]}
@@ -86,7 +94,7 @@ def two_projects() -> Iterator[TwoProjectsCase]:
         yield TwoProjectsCase(fake)
 
 
-class TestRedmineTwoProjects(ConnectorSuite):
+class TestRedmineTwoProjects(ScopesSuite):
     """Every scenario of the suite again, its issues in two projects read in one pass."""
 
     @pytest.fixture

@@ -98,6 +98,19 @@ class VendorCase(ABC):
         }
 
 
+class TwoScopesCase(VendorCase):
+    """Tickets spread over two scopes of one connector, each read by queries of its own:
+    odd numbers in the first scope, even in the second."""
+
+    @abstractmethod
+    def in_second_scope(self, request: Request) -> bool:
+        """Whether `request` asks for a page of the second scope's tickets."""
+
+    @abstractmethod
+    def move(self, number: int, updated: dt.datetime) -> str:
+        """Move ticket `number` to the other scope at `updated`; its source id afterwards."""
+
+
 def nth_page_request(case: VendorCase, n: int) -> Callable[[Request], bool]:
     """A predicate true for the `n`th page request the fake receives (1-based)."""
     pages = [0]
@@ -310,3 +323,60 @@ class ConnectorSuite:
         assert not summary.ok
         assert "not JSON" in (summary.error or "")
         assert "Traceback" not in (summary.error or "")
+
+
+class ScopesSuite(ConnectorSuite):
+    """What a connector reading several scopes in one pass must do, besides the suite's
+    scenarios (which a `TwoScopesCase` runs over two scopes)."""
+
+    def test_a_failure_in_one_scope_keeps_the_watermark_before_its_unread_tickets(
+        self, case: TwoScopesCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        """The second scope fails after its first page (2, 4, .. 10): the first scope's
+        11, 13, .. must wait, or the watermark passes the second scope's 12, 14, .."""
+        for n in range(1, 25):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        pages = [0]
+
+        def second_page_of_the_second_scope(request: Request) -> bool:
+            pages[0] += case.in_second_scope(request)
+            return pages[0] >= 2
+
+        case.fake.fail_next(
+            Reply(404, {"message": "Not Found"}), when=second_page_of_the_second_scope
+        )
+        failed = self.sync(case, emulator, sqlite_url)
+        assert not failed.ok
+        store = StateStore.open(sqlite_url)
+        watermark = store.watermark("source")
+        store.close()
+        first_unread = T0 + dt.timedelta(minutes=2 * case.page_size + 2)
+        assert watermark is not None and watermark < first_unread, watermark
+        read = {str(n) for n in range(1, 2 * case.page_size + 1)}
+        assert set(tasks_by_ticket(emulator)) == read
+
+        case.fake.faults.clear()
+        again = self.sync(case, emulator, sqlite_url)
+        assert again.ok, again.error
+        self.assert_exact(case, emulator)
+
+    def test_a_ticket_moved_to_the_other_scope_keeps_its_task_if_it_keeps_its_id(
+        self, case: TwoScopesCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        """A move that keeps the source's id (Redmine) keeps the task and its uid; one that
+        makes a new ticket (GitHub's transfer) makes a new task and leaves the old one."""
+        for n in range(1, 5):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        assert self.sync(case, emulator, sqlite_url).ok
+        before = tasks_by_ticket(emulator)
+        moved_to = case.move(1, T0 + dt.timedelta(hours=1))
+        summary = self.sync(case, emulator, sqlite_url)
+        assert (summary.ok, summary.pushed) == (True, 1), summary.error
+        after = tasks_by_ticket(emulator)
+        if moved_to == "1":
+            assert set(after) == set(before)
+            assert after["1"]["uid"] == before["1"]["uid"]
+        else:
+            assert set(after) == {*before, moved_to}
+            assert after["1"] == before["1"]
+        assert not any(task["archived"] for task in after.values())

@@ -292,3 +292,104 @@ def test_a_connector_without_a_census_says_so(
 
     assert summary.outcome == "unsupported"
     assert summary.error is not None and "takes no census" in summary.error
+
+
+# The shell: metrics, the command, the daemon's schedule
+
+
+def test_a_refused_census_raises_the_alert_gauge_until_one_goes_through(
+    emulator: Emulator, ticket_file: Path, sqlite_url: str
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sync.shell.metrics import Metrics
+
+    def scrape(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        text = metrics.exposition().decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+              **labels: str) -> float | None:  # fmt: skip
+        return samples.get((name, frozenset(labels.items())))
+
+    config = make_config(emulator, ticket_file, sqlite_url, connector={"census": "6h"})
+    sync(config)
+    write_tickets(ticket_file, tickets(40)[:20])
+    with StateStore.open(config.state.url) as store:
+        metrics = Metrics(config, store)
+        metrics.install()
+        try:
+            assert value(scrape(metrics), "fragment_sync_census_refused", connector="helpdesk") == 0
+            assert census(config).outcome == "refused"
+            refused = scrape(metrics)
+            assert census(config, force=True).archived == 20
+            forced = scrape(metrics)
+        finally:
+            metrics.uninstall()
+
+    assert value(refused, "fragment_sync_census_refused", connector="helpdesk") == 1
+    assert (
+        value(refused, "fragment_sync_censuses_total", connector="helpdesk", outcome="refused") == 1
+    )
+    assert value(forced, "fragment_sync_census_refused", connector="helpdesk") == 0
+    assert value(forced, "fragment_sync_census_archived_tasks_total", connector="helpdesk") == 20
+
+
+def test_the_census_command_fails_over_the_share_and_archives_with_force(
+    emulator: Emulator, ticket_file: Path, sqlite_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from sync.shell.cli import main
+    from synckit import small_config_file
+
+    options = {"kind": "jsonl", "path": str(ticket_file), "deleted_field": "deleted"}
+    config_file = small_config_file(
+        tmp_path / "sync.toml", emulator.base_url, sqlite_url, "helpdesk", options
+    )
+    assert main(["run", "--once", "--config", str(config_file)]) == 0
+    write_tickets(ticket_file, tickets(40)[:30])
+    capsys.readouterr()
+
+    assert main(["census", "--connector", "helpdesk", "--config", str(config_file)]) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "10 of 40" in out and "nothing was archived" in out
+    assert main(["census", "--connector", "helpdesk", "--dry-run", "--force",
+                 "--config", str(config_file)]) == 0  # fmt: skip
+    assert "would archive 10" in capsys.readouterr().out
+    assert not any(archived(emulator, range(31, 41)).values())
+
+    assert main(["census", "--connector", "helpdesk", "--force", "--config", str(config_file)]) == 0
+    assert "archived 10" in capsys.readouterr().out
+    assert all(archived(emulator, range(31, 41)).values())
+
+
+def test_the_daemon_takes_a_census_after_a_pass_once_its_interval_is_up(
+    emulator: Emulator, ticket_file: Path, sqlite_url: str
+) -> None:
+    import threading
+
+    from sync.shell.daemon import Daemon
+
+    config = make_config(emulator, ticket_file, sqlite_url, connector={"census": "6h"})
+    with StateStore.open(config.state.url) as store:
+        daemon = Daemon(config, store, None, threading.Event())
+        try:
+            daemon.run_connector("helpdesk")  # a pass, then the first census: nothing gone
+            first = store.last_census("helpdesk")
+            assert first is not None
+            write_tickets(ticket_file, tickets(40)[1:])
+
+            daemon.run_connector("helpdesk")  # not due yet: six hours between censuses
+            assert archived(emulator, [1]) == {1: False}
+            assert store.last_census("helpdesk") == first
+
+            store.record_census("helpdesk", first - dt.timedelta(hours=6), "ok")
+            daemon.run_connector("helpdesk")
+        finally:
+            daemon.client.close()
+
+    assert archived(emulator, [1]) == {1: True}

@@ -57,6 +57,9 @@ class ServiceNowCase(VendorCase):
         }
         return {k: v for k, v in options.items() if v is not None}
 
+    def ticket_key(self, number: int) -> str:
+        return sys_id_of(number)
+
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
         text = f"Printer {number} jammed v{version}"
         if sys_id_of(number) in self.fake.tables["incident"]:

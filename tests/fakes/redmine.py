@@ -1,8 +1,12 @@
 """A fake Redmine `/issues.json`, as its REST API wiki documents it and a real Redmine 5 answers.
 
-`status_id=*` or open issues only; `sort=updated_on,id`; offset/limit paging
-(limit at most 100, default 25) with `total_count`; the `X-Redmine-API-Key`
-header; deleted issues simply vanish.
+`status_id=*` or open issues only; `sort=updated_on,id` or `sort=id`;
+`project_id` (an identifier or id; subprojects are not modelled);
+`issue_id=>=N`, the short filter form the real server takes for an integer
+filter; offset/limit paging (limit at most 100, default 25) with
+`total_count`; the `X-Redmine-API-Key` header. Deleted issues simply vanish
+(`delete`), and an issue moved to another project leaves the first one's
+listing (`move`), with nothing to say it went.
 
 Update times are kept with microseconds, as Redmine's database keeps them,
 and shown floored to the second (`"2026-11-29T09:09:16Z"`). As on the real
@@ -47,6 +51,8 @@ class FakeRedmine(FakeApi):
         self.issues: dict[int, dict[str, Any]] = {}
         self.changed: dict[int, dt.datetime] = {}
         """Each issue's last change with its microseconds, which the API never shows."""
+        self.project_of: dict[int, str] = {}
+        """Each issue's project identifier (`project_id` filters on it)."""
 
     def add(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> dict[str, Any]:
         """Create issue `number`, changed at `updated` (default: now on the fake's clock)."""
@@ -67,7 +73,19 @@ class FakeRedmine(FakeApi):
             }
             self.issues[number] = issue
             self.changed[number] = moment
+            self.project_of[number] = "ops"
         return issue
+
+    def delete(self, number: int) -> None:
+        """Delete issue `number`: it vanishes from every listing, with no trace."""
+        with self.lock:
+            del self.issues[number], self.changed[number], self.project_of[number]
+
+    def move(self, number: int, project: str, updated: dt.datetime | None = None) -> None:
+        """Move issue `number` to project `project` (a change: its `updated_on` moves)."""
+        with self.lock:
+            self.project_of[number] = project
+        self.touch(number, updated, project={"id": 2, "name": project})
 
     def touch(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> None:
         """Change issue `number` at `updated` (default: now on the fake's clock)."""
@@ -84,6 +102,14 @@ class FakeRedmine(FakeApi):
         issues = list(self.issues.values())
         if request.param("status_id") != "*":
             issues = [i for i in issues if i["status"]["name"] not in CLOSED]
+        project = request.param("project_id")
+        if project:
+            issues = [i for i in issues if self.project_of[i["id"]] == project]
+        first = request.param("issue_id")
+        if first:
+            if not re.fullmatch(r">=\d+", first):
+                return Reply(422, {"errors": ["Issue is invalid"]})
+            issues = [i for i in issues if i["id"] >= int(first[2:])]
         condition = request.param("updated_on")
         if condition:
             after = _after(condition)
@@ -93,6 +119,8 @@ class FakeRedmine(FakeApi):
         sort = request.param("sort")
         if sort == "updated_on,id":
             issues.sort(key=lambda i: (self.changed[i["id"]], i["id"]))
+        elif sort == "id":
+            issues.sort(key=lambda i: i["id"])
         elif sort == "updated_on":
             issues.sort(key=lambda i: (self.changed[i["id"]], -i["id"]))
         else:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import NamedTuple, TypeVar
 
 import structlog
 
@@ -81,30 +81,28 @@ class Finding(enum.Enum):
     """Archived in the state, at the source again: the next pull that reads it un-archives."""
 
 
-@dataclass(frozen=True)
-class Found(Generic[T]):
+class Found(NamedTuple):
     finding: Finding
     source_id: str
-    stored: T
 
 
-def merge(source_ids: Iterable[str], tracked: Iterable[tuple[str, T, bool]]) -> Iterator[Found[T]]:
+def merge(source_ids: Iterable[str], tracked: Iterable[tuple[str, bool]]) -> Iterator[Found]:
     """The tracked tasks gone from the source, and the archived ones back at it.
 
     `source_ids`: the source's ids, ascending, each once. `tracked`: the
-    state's (source id, what is stored, archived), ascending by id, each once.
-    Both are read once, in step: memory does not grow with either.
+    state's (source id, archived), ascending by id, each once. Both are read
+    once, in step: memory does not grow with either.
     """
     source = iter(source_ids)
     at_source = next(source, None)
-    for source_id, stored, archived in tracked:
+    for source_id, archived in tracked:
         while at_source is not None and at_source < source_id:
             at_source = next(source, None)
         present = at_source == source_id
         if present and archived:
-            yield Found(Finding.BACK, source_id, stored)
+            yield Found(Finding.BACK, source_id)
         elif not present and not archived:
-            yield Found(Finding.GONE, source_id, stored)
+            yield Found(Finding.GONE, source_id)
 
 
 class IdSpill:

@@ -349,30 +349,21 @@ class StateStore:
                 )
         return found
 
-    def tracked_pages(
-        self, connector: str, size: int
-    ) -> Iterator[list[tuple[str, StoredTask, bool]]]:
+    def tracked_pages(self, connector: str, size: int) -> Iterator[list[tuple[str, bool]]]:
         """Every task of `connector` the state tracks, `size` at a time, in source-id order.
 
-        Each as (source id, what is stored, whether it was last pushed
-        archived). The order is code-point order on every backend (PostgreSQL's
-        `C` collation, the binary one on MySQL and SQLite), the order Python
-        compares text in: the census merges it with the source's ids. Each page
-        is its own query keyed past the last id of the one before, so a
-        million tasks are never held at once and checkpoints may land between.
+        Each as (source id, whether it was last pushed archived). The order is
+        code-point order on every backend (PostgreSQL's `C` collation, the
+        binary one on MySQL and SQLite), the order Python compares text in: the
+        census merges it with the source's ids. Each page is its own query keyed
+        past the last id of the one before, so a million tasks are never held at
+        once and checkpoints may land between.
         """
         source_id: Any = tasks.c.source_id
         if self.engine.dialect.name == "postgresql":
             source_id = source_id.collate("C")
         query = (
-            sa.select(
-                tasks.c.source_id,
-                tasks.c.uid,
-                tasks.c.content_hash,
-                tasks.c.source_cursor,
-                tasks.c.pushed_at,
-                tasks.c.archived,
-            )
+            sa.select(tasks.c.source_id, tasks.c.archived)
             .where(tasks.c.connector == connector)
             .order_by(source_id)
             .limit(size)
@@ -381,15 +372,7 @@ class StateStore:
         while True:
             page = query if after is None else query.where(source_id > after)
             with self.engine.connect() as conn:
-                rows = [
-                    (
-                        row.source_id,
-                        StoredTask(row.uid, row.content_hash, row.source_cursor,
-                                   _aware(read_time(conn, row.pushed_at))),
-                        bool(row.archived),
-                    )
-                    for row in conn.execute(page)
-                ]  # fmt: skip
+                rows = [(row[0], bool(row[1])) for row in conn.execute(page)]
             if rows:
                 yield rows
             if len(rows) < size:

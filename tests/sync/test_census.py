@@ -50,7 +50,7 @@ def test_merge_finds_what_a_set_difference_finds(
 ) -> None:
     with IdSpill() as spill:  # the source's ids in any order, repeated: sorted once spilled
         spill.add(source)
-        rows = [(source_id, None, archived) for source_id, archived in sorted(tracked.items())]
+        rows = sorted(tracked.items())
         found = list(merge(spill.sorted_ids(), rows))
 
     at_source = set(source)

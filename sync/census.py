@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import structlog
 
 from connectors.base import Connector, SourceTicket
 from connectors.registry import connector_class
+from sync.batches import batched
 from sync.checkpoint import Checkpointer, FailureLog, Mark, PassCounts
 from sync.config import Config, ConnectorConfig
 from sync.errors import FixConfiguration, RunInterrupted
@@ -53,8 +54,6 @@ SPILL_BATCH = 10_000
 """Ids written to the spill file per statement, and read back per fetch."""
 STATE_PAGE = 10_000
 """Tracked tasks read from the state per query."""
-
-T = TypeVar("T")
 
 
 class CensusRefused(FixConfiguration):
@@ -153,7 +152,7 @@ class IdSpill:
         return int(count)
 
     def keep_gone(self, source_ids: Iterable[str]) -> None:
-        for batch in _batches(((source_id,) for source_id in source_ids), SPILL_BATCH):
+        for batch in batched(((source_id,) for source_id in source_ids), SPILL_BATCH):
             self._write("gone", batch)
 
     def gone_pages(self, size: int) -> Iterator[list[str]]:
@@ -164,17 +163,6 @@ class IdSpill:
     def _write(self, table: str, batch: list[tuple[str]]) -> int:
         self._db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", batch)  # noqa: S608
         return len(batch)
-
-
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # The census of one connector

@@ -9,6 +9,11 @@ in ascending order of `cursor` (ties in any order), starting at the `since`
 bound it is given, inclusive. The engine then checkpoints after every
 acknowledged batch. A connector that cannot promise the order sets
 `ordered = False`; its watermark then moves only once a whole pass is through.
+
+Census: a connector that can list the ids of every ticket in its scope
+cheaply implements `scope_ids`; the engine (`sync.census`) compares them with
+the state's to archive the tasks of tickets deleted or moved out of scope.
+One that does not says so by leaving it out (`takes_census` is then False).
 """
 
 from __future__ import annotations
@@ -151,6 +156,23 @@ class Connector:
     def estimate(self, since: Cursor | None) -> int | None:
         """How many tickets `pull(since)` will yield, if cheap to know; else None."""
         return None
+
+    def scope_ids(self) -> Iterator[str]:
+        """The source id of every ticket in the connector's scope now, in any order.
+
+        As cheaply as the source allows (ids only, the largest pages), within
+        its rate limit; a ticket the source reports deleted is left out. The
+        census (`sync.census`) archives the tasks of tracked tickets missing
+        here, so an id left out by mistake archives a live ticket's task: a
+        connector that cannot list its whole scope must not implement this.
+        Raises `connectors.errors.SourceError` when the source can't be read.
+        """
+        raise NotImplementedError
+
+    @property
+    def takes_census(self) -> bool:
+        """Whether this connector lists its scope's ids (`scope_ids`) for a census."""
+        return type(self).scope_ids is not Connector.scope_ids
 
     def snapshot(self, previous: str | None = None) -> str | None:
         """A token of the source's whole content, where that is cheap; else None.

@@ -145,6 +145,19 @@ class FileConnector(Connector):
         with self._reading(), self._open() as handle:
             yield from self._in_file_order(self.open_records(handle), since)
 
+    def scope_ids(self) -> Iterator[str]:
+        """The id of every record in the file that is not marked deleted.
+
+        A record that is no ticket but names its id counts: the ticket is there.
+        """
+        with self._reading(), self._open() as handle:
+            for raw in self.open_records(handle):
+                if raw.record is None:
+                    continue
+                source_id, _problem = self._source_id(raw.record)
+                if source_id is not None and not self._deleted(raw.record):
+                    yield source_id
+
     def estimate(self, since: Cursor | None) -> int | None:
         """The number of non-blank lines (less any header) for a full pass; else None.
 

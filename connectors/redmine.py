@@ -5,27 +5,28 @@ the `X-Redmine-API-Key` header, paging by offset/limit. Offsets shift when an
 issue is edited mid-scan, so each page re-anchors on the last `updated_on`
 seen (skipping the ids already read there) instead of trusting the offset.
 `status_id=*` matters: without it Redmine returns open issues only. Deleted
-issues vanish from the API without a trace; they are not archived.
+issues vanish from the API without a trace, and an issue moved to another
+project leaves this one's listing: a census (`scope_ids`) finds both.
 
 Projects: each of `projects` is its own query (`project_id=P`, which takes in
 its subprojects), merged in `updated_on` order (`RestConnector.scopes`). An
 issue's id is Redmine's, unique across projects, so an issue moved between
-two of them stays one task; one moved out of all of them stops coming (its
-task stays as it was). An issue listed under a project and its subproject
+two of them stays one task; one moved out of all of them stops coming, and a
+census archives its task. An issue listed under a project and its subproject
 goes out once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
-from connectors.http import HttpOptions, OffsetPaginator, Paginator, RestConnector
+from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_header
 
@@ -122,6 +123,35 @@ class RedmineConnector(RestConnector):
 
     def scopes(self) -> Sequence[str | None]:
         return self.options.scopes
+
+    def scope_ids(self) -> Iterator[str]:
+        """Every issue of any status in scope, by id: `issue_id=>=N&sort=id`, 100 a page.
+
+        Each page is anchored on the id after the last one read, never on an
+        offset: an issue deleted meanwhile shifts nothing, where an offset would
+        skip the issue after it (and archive its task). Redmine returns whole
+        issues; it has no way to ask for ids only. An issue listed under two of
+        `projects` (a subproject's) is yielded twice; the census counts it once.
+        """
+        for scope in self.options.scopes:
+            yield from self._ids_of(scope)
+
+    def _ids_of(self, project: str | None) -> Iterator[str]:
+        """The ids of one project (with its subprojects), or of every project for None."""
+        params: dict[str, Any] = {"status_id": "*", "sort": "id", "limit": self.options.page_size}
+        if project is not None:
+            params["project_id"] = project
+        first = 1
+        while True:
+            _response, body = self.fetch(
+                PageRequest(self.path, {**params, "issue_id": f">={first}"})
+            )
+            issues = [issue for issue in self.records(body) if isinstance(issue, dict)]
+            numbers = [issue["id"] for issue in issues if isinstance(issue.get("id"), int)]
+            yield from (str(number) for number in numbers)
+            if len(issues) < self.options.page_size or not numbers:
+                return
+            first = max(numbers) + 1
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.base_url}/issues/{record.get('id')}"}

@@ -8,8 +8,9 @@ for what comes after the last row read in `(sys_updated_on, sys_id)` order:
 shift when a row is edited mid-scan and bulk imports stamp thousands of rows
 with one second; a keyset is immune to both and never pages deep. Date
 literals in a query are UTC; `gs.dateGenerate` would be the user's zone and
-is never used. Deleted rows vanish from the table (their tasks stay);
-`sys_audit_delete` could report them, not read yet. OAuth (`client_id`,
+is never used. Deleted rows vanish from the table, as do rows that leave the
+`query`'s scope: a census (`scope_ids`) finds them (`sys_audit_delete` could
+report deletions as they happen, not read yet). OAuth (`client_id`,
 `client_secret`) gets access tokens from `POST /oauth_token.do` by the
 password, refresh_token or client_credentials grant, and renews them before
 they expire (30 minutes by default) and when one is refused mid-pass.
@@ -18,7 +19,7 @@ they expire (30 minutes by default) and when one is refused mid-pass.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import httpx
@@ -31,6 +32,8 @@ from sync_http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 
 ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
 OAUTH_PATH = "/oauth_token.do"
+CENSUS_PAGE = 2000
+"""sys_ids a census asks for per request: ServiceNow advises pages of 500 to 2,000."""
 STAMP = "%Y-%m-%d %H:%M:%S"  # what raw values look like, and what a query literal is
 
 Keyset = tuple[str, str]
@@ -209,6 +212,34 @@ class ServiceNowConnector(RestConnector):
             return None
         assert isinstance(cursor, dt.datetime)
         return literal(cursor), sys_id
+
+    def scope_ids(self) -> Iterator[str]:
+        """Every record `query` matches: `sysparm_fields=sys_id`, keyset-paged by sys_id.
+
+        2,000 a page (ServiceNow advises 500 to 2,000), each page anchored on the
+        last sys_id read (`sys_id>X^ORDERBYsys_id`), never an offset.
+        """
+        table = f"/api/now/table/{self.options.table}"
+        last = ""
+        while True:
+            conditions = self._and(f"sys_id>{last}" if last else "")
+            params = {
+                "sysparm_query": f"{conditions}^ORDERBYsys_id" if conditions else "ORDERBYsys_id",
+                "sysparm_fields": "sys_id",
+                "sysparm_no_count": "true",
+                "sysparm_limit": CENSUS_PAGE,
+            }
+            _response, body = self.fetch(PageRequest(table, params))
+            records = self.records(body) if body is not None else []
+            ids = [
+                r["sys_id"]
+                for r in records
+                if isinstance(r, dict) and isinstance(r.get("sys_id"), str) and r["sys_id"]
+            ]
+            yield from ids
+            if len(records) < CENSUS_PAGE or not ids:
+                return
+            last = max(ids)
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         table, sys_id = self.options.table, record.get("sys_id")

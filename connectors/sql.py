@@ -290,6 +290,34 @@ class SqlConnector(Connector):
         except (SourceError, sa.exc.SQLAlchemyError):
             return None  # only a progress hint: the pull reports the real problem
 
+    def scope_ids(self) -> Iterator[str]:
+        """`SELECT id` of every row (less those `deleted_column` marks), keyset-paged by id.
+
+        Pages of ten times `page_size` (ids are small), each anchored on the
+        last id read: never OFFSET, so rows deleted meanwhile shift nothing.
+        """
+        columns, _samples = self._inspect()
+        source = self._source(columns)
+        row_id = source.c[columns.id]
+        wanted = [row_id] + ([] if columns.deleted is None else [source.c[columns.deleted]])
+        query = sa.select(*wanted).where(row_id.is_not(None)).order_by(row_id)
+        query = query.limit(self.options.page_size * 10)
+        last: Any = None
+        while True:
+            page = query
+            if last is not None:
+                page = query.where(row_id > sa.bindparam("last_id", last, type_=NullType()))
+            with self._reading("read"), self._connect() as conn:
+                rows = conn.execute(page).all()
+            if not rows:
+                return
+            for row in rows:
+                source_id = _source_id(row[0])
+                deleted = columns.deleted is not None and is_flag_set(_plain(row[1], self._zone))
+                if source_id is not None and not deleted:
+                    yield source_id
+            last = rows[-1][0]
+
     def check(self) -> None:
         """Connect, find the columns and read the first row; raises `SourceError` if that fails."""
         columns, _sample = self._inspect()

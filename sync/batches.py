@@ -35,6 +35,10 @@ class Payload(Protocol):
     def content_hash(self) -> str: ...
     @property
     def cursor(self) -> Cursor: ...
+    @property
+    def archived(self) -> bool:
+        """Whether it archives the item's task (the state keeps it: see `sync.census`)."""
+        ...
 
 
 def batched(

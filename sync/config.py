@@ -267,6 +267,13 @@ class ConnectorSettings(BaseModel):
     own timeout is `request_timeout`."""
     mapping: MappingSettings = MappingSettings()
     """How a ticket becomes a task; the connector's default mapping fills the keys left out."""
+    census: Duration | None = None
+    """How often the daemon compares the source's ticket ids with the tasks the state tracks
+    and archives the tasks of tickets deleted or moved out of scope (`"6h"`); unset: never
+    (`python -m sync census` takes one on demand). Only for connectors that list their ids."""
+    census_max_share: float = Field(default=0.1, ge=0, le=1)
+    """The largest share of the connector's live tasks a census archives on its own; one that
+    finds more gone archives nothing and fails (`python -m sync census --force` accepts it)."""
 
     @field_validator("uid_namespace")
     @classmethod

@@ -74,6 +74,8 @@ class TaskPayload:
     cursor: Cursor
     body: bytes
     content_hash: str
+    archived: bool = False
+    """It archives the task: a deletion's, a tombstone, or a mapping that says so."""
 
     @classmethod
     def encode(
@@ -88,7 +90,8 @@ class TaskPayload:
         else:
             text = _CANONICAL.encode(task)
         body = text.encode("utf-8")
-        return cls(source_id, str(task["uid"]), cursor, body, content_hash(body))
+        archived = task.get("archived") is True
+        return cls(source_id, str(task["uid"]), cursor, body, content_hash(body), archived)
 
     def task(self) -> dict[str, Any]:
         """The payload as a dict (for dry runs and failed-item records)."""

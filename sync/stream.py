@@ -162,6 +162,8 @@ class TaskStream:
         self._mark.resolved.extend(source_ids)
 
     def _map(self, ticket: SourceTicket) -> TaskPayload:
+        if ticket.deleted and not ticket.record:
+            return self.mapper.tombstone(ticket)  # a census's: nothing but the id is known
         try:
             return self.mapper.map(ticket)
         except SkipTicket:

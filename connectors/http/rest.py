@@ -377,6 +377,39 @@ class RestConnector(Connector):
             # Re-read from the last cursor, inclusively, skipping the ids already yielded there.
             boundary, anchor = at_last, last
 
+    def listed_ids(self, request: PageRequest) -> Iterator[str]:
+        """The ids of the records `request` and its next pages list: a census's listing.
+
+        Records that are no tickets (`keep`) or are deleted (`is_deleted`) are left
+        out, and so are those without a usable id. Only for a listing whose pages a
+        deletion can't shift (a server cursor, or pages anchored on the last id):
+        an offset would skip the record after one deleted meanwhile.
+        """
+        paginator = self.paginator()
+        current: PageRequest | None = request
+        read = 0
+        while current is not None:
+            response, body = self.fetch(current)
+            records = self.records(body) if body is not None else []
+            for raw in records:
+                if not isinstance(raw, dict) or not self.keep(raw) or self.is_deleted(raw):
+                    continue
+                try:
+                    yield source_id_text(get_path(raw, self.id_path), self.id_path)
+                except ValueError:
+                    continue  # no ticket without an id: a pass reports it
+            read += 1
+            if read >= self.options.max_pages_per_pass:
+                raise SourceError(
+                    self.name,
+                    f"read {read:,} pages of ids and the source still links a next one "
+                    f"(max_pages_per_pass = {self.options.max_pages_per_pass:,})",
+                )
+            try:
+                current = paginator.next_page(current, response, body, len(records))
+            except PaginationLoop as exc:
+                raise SourceError(self.name, str(exc)) from None
+
     def ticket(self, raw: Any, locator: str) -> SourceTicket | BadRecord:
         """`raw` as a ticket, or a `BadRecord` naming what is wrong with it."""
         if not isinstance(raw, dict):

@@ -90,6 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     run.set_defaults(handler=_run)
 
+    census = commands.add_parser(
+        "census", help="archive the tasks of tickets deleted or moved out of scope"
+    )
+    _config_flag(census)
+    census.add_argument(
+        "--connector", action="append", metavar="NAME", help="only these (repeat); default: "
+        "every enabled connector with `census` set"
+    )  # fmt: skip
+    census.add_argument("--force", action="store_true", help="archive even beyond census_max_share")
+    census.add_argument(
+        "--dry-run", action="store_true", help="count what is gone; archive nothing"
+    )
+    census.add_argument("--json", action="store_true", help="one JSON summary on stdout")
+    census.set_defaults(handler=_census)
+
     status = commands.add_parser(
         "status", help="watermark, last run and failed items per connector"
     )
@@ -412,6 +427,52 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _census(args: argparse.Namespace) -> int:
+    from sync.census import census_once
+    from sync.run import RunOptions
+
+    with _demo_or_config(args, maps=True) as config:
+        names = args.connector or None
+        for name in names or ():
+            if name not in config.connectors:
+                raise ConfigError("--connector", f"no connector named {name!r} in {config.source}")
+        if not args.dry_run:
+            config.fragment.bearer_token()
+        store = _open_state(config, dry_run=args.dry_run)
+        stop = threading.Event()
+        locking = config.locking
+        options = RunOptions(
+            dry_run=args.dry_run,
+            stop=stop,
+            lease_ttl=locking.lease_ttl.total_seconds(),
+            wait_for_lease=(
+                locking.wait_timeout.total_seconds() if locking.when_busy == "wait" else None
+            ),
+        )
+        with _stop_on_signals(stop):
+            summaries = census_once(config, store, names, options, force=args.force)
+        store.close()
+    if args.json:
+        document = {
+            "ok": all(s.ok for s in summaries),
+            "connectors": [s.as_json() for s in summaries],
+        }
+        print(json.dumps(document, ensure_ascii=False))
+    else:
+        verb = "would archive" if args.dry_run else "archived"
+        for s in summaries:
+            status = "ok" if s.ok else f"{s.outcome.upper()}: {logs.redact(s.error or '')}"
+            count = s.gone if args.dry_run else s.archived
+            print(
+                f"{s.name}: {s.at_source} at the source, {s.tracked} tracked, {s.gone} gone "
+                f"({s.share:.1%}), {verb} {count}, {s.back} back, failed {s.failed} in "
+                f"{s.duration_s:.1f}s ({_count(s.requests, 'request')}) — {status}"
+            )
+        if not summaries:
+            print("no connector has `census` set; name one with --connector")
+    return _exit_code(summaries)
 
 
 def _status(args: argparse.Namespace) -> int:

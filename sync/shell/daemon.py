@@ -7,7 +7,10 @@ database the connector's lease lets exactly one of them run it: a replica
 that finds it busy skips that turn. A stop request lets each pass finish its
 batch in flight and checkpoint; the process exits 0 once they have, or once
 `daemon.shutdown_timeout` is up (their state is at the last checkpoint
-either way). Sits on top of the engine; nothing imports it but the CLI.
+either way). A connector with `census` set takes its census in its own job,
+after a pass, once the interval since the last one (kept in the state, so a
+restart keeps the rhythm) is up: the two never overlap, and the census holds
+the lease as a pass does. Sits on top of the engine; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from sync.census import ConnectorCensus, census_due
 from sync.config import Config, ScheduleSettings
 from sync.cron import cron_trigger
 from sync.fragment import FragmentClient
 from sync.run import STOP_SIGNALS, ConnectorRun, RunOptions
 from sync.shell.web import WebServer, start_daemon_web
-from sync.state import StateStore
+from sync.state import UNREACHABLE, StateStore, utcnow
 
 log = structlog.get_logger("sync.shell.daemon")
 DEFAULT_INTERVAL = dt.timedelta(minutes=5)
@@ -102,9 +106,24 @@ class Daemon:
                 self.config.fragment.batch_size,
                 self.options,
             ).execute()
+            self.take_census_if_due(name)
         finally:
             with self._lock:
                 self.in_flight.pop(name, None)
+
+    def take_census_if_due(self, name: str) -> None:
+        """The connector's census, when its `census` interval is up since the last one."""
+        connector = self.config.connectors[name]
+        interval = connector.settings.census
+        if interval is None or self.stop.is_set():
+            return
+        try:
+            last = self.store.last_census(connector.uid_namespace)
+        except UNREACHABLE:
+            return  # the pass has said so already
+        if census_due(interval, last, utcnow()):
+            batch_size = self.config.fragment.batch_size
+            ConnectorCensus(connector, self.store, self.client, batch_size, self.options).execute()
 
     def running(self) -> bool:
         return bool(self.scheduler.running) and not self.stop.is_set()

@@ -24,7 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sync import census
 from sync import run as run_loop
+from sync.census import CensusSummary
 from sync.config import Config
 from sync.run import RunSummary
 from sync.shell.status import CountCache, Counts, collect
@@ -136,6 +138,25 @@ class Metrics:
             ["server", "reason"],
             registry=registry,
         )
+        self.censuses = Counter(
+            f"{PREFIX}_censuses",
+            "Censuses finished, by outcome (refused: over census_max_share, nothing archived).",
+            ["connector", "outcome"],
+            registry=registry,
+        )
+        self.census_archived = Counter(
+            f"{PREFIX}_census_archived_tasks",
+            "Tasks a census archived: their tickets were gone from the source's scope.",
+            by_connector,
+            registry=registry,
+        )
+        self.census_refused = Gauge(
+            f"{PREFIX}_census_refused",
+            "1 while the connector's last census was refused: it found more than "
+            "census_max_share of its tasks gone and archived nothing (alert on it).",
+            by_connector,
+            registry=registry,
+        )
         self.counts = CountCache(store)
         """Shared with the status page: one count of the tasks for both, every few seconds."""
         registry.register(StateCollector(config, store, self.counts))
@@ -144,6 +165,9 @@ class Metrics:
                 family.labels(name)
             for outcome in OUTCOMES:
                 self.runs.labels(name, outcome)
+            if config.connectors[name].settings.census is not None:
+                self.census_archived.labels(name)
+                self.census_refused.labels(name).set(0)
         self._in_flight: dict[str, PassInFlight] = {}
         self._lock = threading.Lock()
 
@@ -155,6 +179,8 @@ class Metrics:
             run_loop.RUN_OBSERVERS.append(self)
         if self not in session.OBSERVERS:
             session.OBSERVERS.append(self)
+        if self.census_finished not in census.CENSUS_OBSERVERS:
+            census.CENSUS_OBSERVERS.append(self.census_finished)
 
     def uninstall(self) -> None:
         """Stop observing (idempotent)."""
@@ -162,6 +188,8 @@ class Metrics:
             run_loop.RUN_OBSERVERS.remove(self)
         if self in session.OBSERVERS:
             session.OBSERVERS.remove(self)
+        if self.census_finished in census.CENSUS_OBSERVERS:
+            census.CENSUS_OBSERVERS.remove(self.census_finished)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format, as `/metrics` serves it."""
@@ -189,6 +217,16 @@ class Metrics:
         self.duration.labels(name).observe(summary.duration_s)
         if outcome == "ok":
             self.last_success.labels(name).set(time.time())
+
+    def census_finished(self, summary: CensusSummary) -> None:
+        """A census ended: counted; the alert gauge follows a refusal or a census that ran."""
+        name = summary.name
+        self.censuses.labels(name, summary.outcome).inc()
+        self.census_archived.labels(name).inc(summary.archived)
+        if summary.outcome == "refused":
+            self.census_refused.labels(name).set(1)
+        elif summary.outcome == "ok" and not summary.dry_run:
+            self.census_refused.labels(name).set(0)
 
     def passes_in_flight(self) -> list[PassInFlight]:
         """The passes started and not finished, oldest first."""

@@ -95,6 +95,8 @@ tasks = sa.Table(
     sa.Column("content_hash", sa.String(32), nullable=False),
     sa.Column("source_cursor", CURSOR, nullable=False),
     sa.Column("pushed_at", UTC_TIME, nullable=False),
+    # Last pushed archived (a deletion, or gone at a census): a census leaves it out.
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 runs = sa.Table(
@@ -166,4 +168,13 @@ pushes_in_flight = sa.Table(
     sa.Column("connector", ID, primary_key=True),
     sa.Column("source_id", ID, primary_key=True),
     sa.Column("sent_at", UTC_TIME, nullable=False),
+)
+
+censuses = sa.Table(
+    "censuses",
+    metadata,
+    # When the connector's last census began and how it ended (see sync.census).
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("began_at", UTC_TIME, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
 )

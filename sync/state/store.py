@@ -38,6 +38,7 @@ from sync.state.bulk import (
     upsert_columns,
 )
 from sync.state.schema import (
+    censuses,
     connectors,
     failed_items,
     leases,
@@ -131,6 +132,7 @@ class Acked:
     uid: str
     content_hash: str
     cursor: Cursor
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,60 @@ class StateStore:
                 )
         return found
 
+    def tracked_pages(self, connector: str, size: int) -> Iterator[list[tuple[str, bool]]]:
+        """Every task of `connector` the state tracks, `size` at a time, in source-id order.
+
+        Each as (source id, whether it was last pushed archived). The order is
+        code-point order on every backend (PostgreSQL's `C` collation, the
+        binary one on MySQL and SQLite), the order Python compares text in: the
+        census merges it with the source's ids. Each page is its own query keyed
+        past the last id of the one before, so a million tasks are never held at
+        once and checkpoints may land between.
+        """
+        source_id: Any = tasks.c.source_id
+        if self.engine.dialect.name == "postgresql":
+            source_id = source_id.collate("C")
+        query = (
+            sa.select(tasks.c.source_id, tasks.c.archived)
+            .where(tasks.c.connector == connector)
+            .order_by(source_id)
+            .limit(size)
+        )
+        after: str | None = None
+        while True:
+            page = query if after is None else query.where(source_id > after)
+            with self.engine.connect() as conn:
+                rows = [(row[0], bool(row[1])) for row in conn.execute(page)]
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+
+    def live_task_count(self, connector: str) -> int:
+        """How many of `connector`'s tracked tasks were not last pushed archived."""
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(tasks)
+                .where(tasks.c.connector == connector, tasks.c.archived == sa.false())
+            ).scalar_one()
+        return int(count)
+
+    def record_census(self, connector: str, began: dt.datetime, outcome: str) -> None:
+        """Record that a census of `connector` began at `began` and ended `outcome`."""
+        row = {"connector": connector, "began_at": began, "outcome": outcome}
+        with self.engine.begin() as conn:
+            upsert(conn, censuses, [row], keys=("connector",))
+
+    def last_census(self, connector: str) -> dt.datetime | None:
+        """When the last census of `connector` began (None: it never took one)."""
+        with self.engine.connect() as conn:
+            began = conn.execute(
+                sa.select(censuses.c.began_at).where(censuses.c.connector == connector)
+            ).scalar()
+        return _aware(began)
+
     def task_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(
@@ -390,6 +446,7 @@ class StateStore:
                     "content_hash": [item.content_hash for item in acked],
                     "source_cursor": [encode(item.cursor) for item in acked],
                     "pushed_at": [now] * len(acked),
+                    "archived": [item.archived for item in acked],
                 }
                 upsert_columns(conn, tasks, columns, keys=("connector", "source_id"))
             if resolved or _has_rows(conn, failed_items, connector):

@@ -358,3 +358,21 @@ def test_demo_csv_export_is_read_whole_with_its_tombstones(tmp_path: Path) -> No
 def test_csv_kind_is_installed_as_a_connector() -> None:
     assert connector_class("csv") is CsvConnector
     assert connector_class("csv").Options is CsvOptions
+
+
+def test_census_lists_the_file_ids_except_deleted_rows_and_rows_without_one(
+    tmp_path: Path,
+) -> None:
+    path = write_file(
+        tmp_path,
+        "id,updated_at,deleted\n"
+        "1,2026-01-01T00:00:00Z,\n"
+        "2,2026-01-01T00:00:00Z,true\n"
+        ",2026-01-01T00:00:00Z,\n"
+        "4,not a date,\n"
+        "5,2026-01-02T00:00:00Z,false\n",
+    )
+    source = connector(path, deleted_field="deleted")
+
+    assert source.takes_census
+    assert list(source.scope_ids()) == ["1", "4", "5"]  # 4 is a bad record, but it is there

@@ -347,3 +347,25 @@ def test_jira_retries_a_503_for_minutes_not_seconds_before_giving_up() -> None:
         assert all(0.7 * ceiling <= wait <= 1.3 * ceiling for wait in waits)
         shortest += 0.7 * ceiling
     assert shortest >= 80  # a 503 spell shorter than about a minute and a half is outlasted
+
+
+def test_a_census_asks_for_ids_only_and_archives_an_issue_moved_out_of_the_jql(
+    case: JiraCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    suite = TestJira()
+    for n in range(1, 31):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert suite.sync(case, emulator, sqlite_url).ok
+    case.fake.move(12, "FIN", 1, T0 + dt.timedelta(hours=1))  # out of `project = OPS`
+    before = len(case.fake.gets(SEARCH))
+
+    summary = suite.census(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert (summary.at_source, summary.gone, summary.archived) == (29, 1, 1)
+    landed = tasks_by_ticket(emulator)
+    assert {key for key, task in landed.items() if task["archived"]} == {"12"}
+    [request] = case.fake.gets(SEARCH)[before:]  # 29 ids: one page of up to 5,000
+    assert request.param("fields") == "id"
+    assert request.param("maxResults") == "5000"
+    assert request.param("jql") == "(project = OPS) ORDER BY id ASC"

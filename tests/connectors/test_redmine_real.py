@@ -529,3 +529,31 @@ def test_within_a_second_issues_sort_by_their_hidden_change_time_not_by_id(
         "three changes never fell within one second in "
         f"{ATTEMPTS_AT_ONE_SECOND} attempts (machine too busy?)"
     )
+
+
+def test_a_census_archives_a_deleted_issue_and_one_moved_out_of_the_project(
+    real_redmine: RealRedmine, emulator: Emulator, sqlite_url: str
+) -> None:
+    from sync.census import census_once
+
+    project = real_redmine.new_project("census")
+    elsewhere = real_redmine.new_project("elsewhere")
+    ids = [
+        str(number) for number in real_redmine.seed(project, "create", "30", "--seed", "19")["ids"]
+    ]
+    config = _config(real_redmine.url, real_redmine.api_key, project, emulator, sqlite_url)
+    _sync(config)
+    deleted, moved = ids[4], ids[17]
+    with real_redmine.client() as api:
+        _ok(api.delete(f"/issues/{deleted}.json"))
+        _ok(api.put(f"/issues/{moved}.json", json={"issue": {"project_id": elsewhere}}))
+    _sync(config)  # the moved issue changed, but the project's listing no longer shows it
+
+    with StateStore.open(config.state.url) as store:
+        [summary] = census_once(config, store, ["redmine"])
+
+    assert summary.ok, summary.error
+    assert (summary.at_source, summary.tracked, summary.gone, summary.archived) == (28, 30, 2, 2)
+    landed = tasks_by_ticket(emulator)
+    assert {key for key, task in landed.items() if task["archived"]} == {deleted, moved}
+    assert set(real_redmine.issues(project)) == set(ids) - {deleted, moved}

@@ -57,6 +57,9 @@ class ServiceNowCase(VendorCase):
         }
         return {k: v for k, v in options.items() if v is not None}
 
+    def ticket_key(self, number: int) -> str:
+        return sys_id_of(number)
+
     def put(self, number: int, updated: dt.datetime, version: int) -> None:
         text = f"Printer {number} jammed v{version}"
         if sys_id_of(number) in self.fake.tables["incident"]:
@@ -488,3 +491,32 @@ def load(options: dict[str, Any]) -> Any:
 def mapper(case: ServiceNowCase) -> Mapper:
     config = load(case.options())
     return Mapper("snow", "snow", config.connectors["snow"].settings.mapping)
+
+
+def test_a_census_asks_for_sys_ids_only_anchored_on_the_last_one_read(
+    case: ServiceNowCase, emulator: Emulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors import servicenow
+
+    monkeypatch.setattr(servicenow, "CENSUS_PAGE", 4)
+    suite = TestServiceNow()
+    for n in range(1, 11):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert suite.sync(case, emulator, sqlite_url).ok
+    case.delete(6, T0 + dt.timedelta(hours=1))
+    before = len(case.fake.gets(TABLE))
+
+    summary = suite.census(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert (summary.at_source, summary.gone, summary.archived) == (9, 1, 1)
+    assert tasks_by_ticket(emulator)[sys_id_of(6)]["archived"] is True
+    requests = case.fake.gets(TABLE)[before:]
+    assert {r.param("sysparm_fields") for r in requests} == {"sys_id"}
+    assert {r.param("sysparm_offset") for r in requests} == {None}
+    ids = sorted(sys_id_of(n) for n in range(1, 11) if n != 6)
+    assert [r.param("sysparm_query") for r in requests] == [
+        "ORDERBYsys_id",
+        f"sys_id>{ids[3]}^ORDERBYsys_id",
+        f"sys_id>{ids[7]}^ORDERBYsys_id",
+    ]

@@ -1,8 +1,12 @@
 """A fake Redmine `/issues.json`, as its REST API wiki documents it and a real Redmine 5 answers.
 
-`status_id=*` or open issues only; `sort=updated_on,id`; offset/limit paging
-(limit at most 100, default 25) with `total_count`; the `X-Redmine-API-Key`
-header; deleted issues simply vanish.
+`status_id=*` or open issues only; `sort=updated_on,id` or `sort=id`;
+`project_id` (an identifier or id, with its subprojects: see Projects below);
+`issue_id=>=N`, the short filter form the real server takes for an integer
+filter; offset/limit paging (limit at most 100, default 25) with
+`total_count`; the `X-Redmine-API-Key` header. Deleted issues simply vanish
+(`delete`), and an issue moved to another project leaves the first one's
+listing (`move`), with nothing to say it went.
 
 Update times are kept with microseconds, as Redmine's database keeps them,
 and shown floored to the second (`"2026-11-29T09:09:16Z"`). As on the real
@@ -70,7 +74,12 @@ class FakeRedmine(FakeApi):
         return {"id": project["id"], "name": project["name"]}
 
     def move(self, number: int, identifier: str, updated: dt.datetime | None = None) -> None:
-        """Move issue `number` to project `identifier`, an edit at `updated`."""
+        """Move issue `number` to project `identifier` (made if new), an edit at `updated`.
+
+        It leaves the first project's listing, with nothing to say it went.
+        """
+        if identifier not in self.projects:
+            self.add_project(identifier, identifier.title())
         self.touch(number, updated, project=self.project_ref(identifier))
 
     def add(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> dict[str, Any]:
@@ -94,6 +103,11 @@ class FakeRedmine(FakeApi):
             self.changed[number] = moment
         return issue
 
+    def delete(self, number: int) -> None:
+        """Delete issue `number`: it vanishes from every listing, with no trace."""
+        with self.lock:
+            del self.issues[number], self.changed[number]
+
     def touch(self, number: int, updated: dt.datetime | None = None, **fields: Any) -> None:
         """Change issue `number` at `updated` (default: now on the fake's clock)."""
         with self.lock:
@@ -115,6 +129,11 @@ class FakeRedmine(FakeApi):
             issues = [i for i in issues if i["project"]["id"] in ids]
         if request.param("status_id") != "*":
             issues = [i for i in issues if i["status"]["name"] not in CLOSED]
+        first = request.param("issue_id")
+        if first:
+            if not re.fullmatch(r">=\d+", first):
+                return Reply(422, {"errors": ["Issue is invalid"]})
+            issues = [i for i in issues if i["id"] >= int(first[2:])]
         condition = request.param("updated_on")
         if condition:
             after = _after(condition)
@@ -124,6 +143,8 @@ class FakeRedmine(FakeApi):
         sort = request.param("sort")
         if sort == "updated_on,id":
             issues.sort(key=lambda i: (self.changed[i["id"]], i["id"]))
+        elif sort == "id":
+            issues.sort(key=lambda i: i["id"])
         elif sort == "updated_on":
             issues.sort(key=lambda i: (self.changed[i["id"]], -i["id"]))
         else:

@@ -20,6 +20,7 @@ import pytest
 
 from fakes import HTML_ERROR, FakeApi, Reply, Request
 from fragment_emulator import Emulator
+from sync.census import CensusSummary, census_once
 from sync.config import Config, build_config
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
@@ -70,6 +71,10 @@ class VendorCase(ABC):
     @abstractmethod
     def is_page_request(self, request: Request) -> bool:
         """Whether `request` asks the fake for a page of tickets."""
+
+    def ticket_key(self, number: int) -> str:
+        """Ticket `number`'s `ticket_id` field in Fragment (its source id, by default)."""
+        return str(number)
 
     # Shared driving
 
@@ -149,6 +154,12 @@ class ConnectorSuite:
             )
         finally:
             store.close()
+        return summary
+
+    def census(self, case: VendorCase, emulator: Emulator, state_url: str) -> CensusSummary:
+        config = self.config(case, emulator, state_url)
+        with StateStore.open(state_url) as store:
+            [summary] = census_once(config, store, ["source"])
         return summary
 
     def assert_exact(self, case: VendorCase, emulator: Emulator) -> None:
@@ -287,6 +298,30 @@ class ConnectorSuite:
         self.assert_exact(case, emulator)
         if not case.shows_deletions:
             assert tasks_by_ticket(emulator)["3"]["archived"] is False
+
+    def test_a_census_archives_the_tasks_of_deleted_tickets_or_says_it_takes_none(
+        self, case: VendorCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        for n in range(1, 26):  # five pages
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        assert self.sync(case, emulator, sqlite_url).ok
+        case.delete(3, T0 + dt.timedelta(hours=1))
+        case.delete(17, T0 + dt.timedelta(hours=1))
+
+        summary = self.census(case, emulator, sqlite_url)
+
+        landed = tasks_by_ticket(emulator)
+        archived = {n: landed[case.ticket_key(n)]["archived"] for n in range(1, 26)}
+        if summary.outcome == "unsupported":
+            assert summary.error is not None and "takes no census" in summary.error
+            assert not any(archived.values())  # no pass has run since: nothing changed
+            return
+        assert summary.ok, summary.error
+        assert (summary.at_source, summary.tracked, summary.gone) == (23, 25, 2)
+        assert archived == {n: n in (3, 17) for n in range(1, 26)}
+        # The tickets are back in step with the source: a pass finds nothing to push.
+        again = self.sync(case, emulator, sqlite_url)
+        assert (again.ok, again.pushed) == (True, 0)
 
     def test_a_malformed_record_is_recorded_and_the_rest_goes_on(
         self, case: VendorCase, emulator: Emulator, sqlite_url: str

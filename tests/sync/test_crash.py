@@ -77,3 +77,48 @@ def test_sigkill_at_random_moments_then_restart_ends_with_every_ticket_once(
     assert store.watermark("helpdesk") == max(parse_datetime(t["updated_at"]) for t in tickets)
     assert store.failed_items("helpdesk") == []
     store.close()
+
+
+def test_a_census_killed_at_random_moments_then_rerun_archives_each_gone_task_once(
+    tmp_path: Path,
+) -> None:
+    tickets_path = write_tickets(tmp_path / "tickets.jsonl", generate_tickets(1200, seed=9))
+    tickets = read_tickets(tickets_path)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    dice = random.Random(19)
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = tmp_path / "sync.toml"
+        config.write_text(restartable_config_text(emulator.base_url, tickets_path, state_url, 10))
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+        sync = [sys.executable, "-m", "sync", "run", "--once", "--config", str(config)]
+        assert (
+            subprocess.run(sync, env=environment, capture_output=True, check=False).returncode == 0
+        )
+        live = sorted(live_ids(tickets), key=int)
+        gone = set(live[::4])  # a quarter of the live tickets: over the share, so --force
+        write_tickets(tickets_path, [t for t in tickets if str(t["id"]) not in gone])
+        emulator.faults.latency = 0.05  # a census long enough for kills to land inside it
+        census = [sys.executable, "-m", "sync", "census", "--force", "--config", str(config),
+                  "--connector", "helpdesk"]  # fmt: skip
+
+        killed = 0
+        for _ in range(KILLS // 2):
+            process = subprocess.Popen(
+                census, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(dice.uniform(0.5, 2.0))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            process.wait(timeout=30)
+        final = subprocess.run(census, env=environment, capture_output=True, text=True, check=False)
+        again = subprocess.run(census, env=environment, capture_output=True, text=True, check=False)
+
+        assert killed >= 2, "most censuses must really have been killed mid-way"
+        assert final.returncode == 0, final.stderr
+        landed = tasks_by_ticket(emulator)
+        assert {key for key, task in landed.items() if task["archived"]} == gone
+        assert set(landed) == set(live)
+        # Each gone task was recorded archived once: the last census found nothing left.
+        assert again.returncode == 0, again.stderr
+        assert " 0 gone " in again.stdout, again.stdout

@@ -99,11 +99,11 @@ def _chain(steps: Sequence[Step]) -> Read:
     )
 
     def read(record: Any) -> Any:
+        # No early return on MISSING: a selector after an absent list fails like one
+        # matching nothing, and a dotted path reads MISSING from MISSING.
         node = record
         for reader in readers:
             node = reader(node)
-            if node is MISSING:
-                return MISSING
         return node
 
     return read

@@ -5,8 +5,8 @@ placeholders, parsed once into a `MappingPath` whose `read` runs per ticket:
 
 - a dotted path, `requester.email`, `tags.0` (`connectors.records.FieldPath`'s rules);
 - a list element chosen by a key, `custom_fields[name=Severity].value`;
-- a default after `|`, a JSON value standing in when the path leads nowhere or
-  to null: `custom_fields[name=Severity].value | "none"`;
+- a default after `|`, a JSON value standing in when the path leads nowhere, to
+  null or to empty text: `custom_fields[name=Severity].value | "none"`;
 - a JMESPath expression after `jmespath:`, for anything richer.
 
 It reads records only: turning values into task values is `sync.mapping`'s job.
@@ -115,7 +115,7 @@ def _with_default(read: Read, default: Any) -> Read:
             value = read(record)
         except PathNotReadable:
             return default
-        return default if value is MISSING or value is None else value
+        return default if value is MISSING or value is None or value == "" else value
 
     return read_or_default
 
@@ -142,12 +142,12 @@ def _split_default(text: str) -> tuple[str, Any]:
     """The path and its default (`MISSING` for none): what follows the first `|` outside
     brackets, as JSON."""
     depth = 0
-    quoted = False
-    for index, char in enumerate(text):
-        if quoted:
-            quoted = char != '"' or text[index - 1] == "\\"
-        elif char == '"' and depth:
-            quoted = True
+    index = -1
+    while index + 1 < len(text):
+        index += 1
+        char = text[index]
+        if char == '"' and depth:
+            index = _after_string(text, index) - 1
         elif char == "[":
             depth += 1
         elif char == "]":
@@ -199,6 +199,8 @@ def _selector_start(text: str) -> int:
     while start >= 0:
         end = text.find("]", start)
         if end < 0:
+            if "=" in text[start:]:
+                raise ValueError(f"{text!r}: '[' without a closing ']'")
             return -1  # a lone `[` is part of a key
         if "=" in text[start:end]:
             return start
@@ -207,14 +209,23 @@ def _selector_start(text: str) -> int:
 
 
 def _selector_end(text: str, start: int) -> int:
-    quoted = False
-    for index in range(start + 1, len(text)):
-        char = text[index]
-        if char == '"' and text[index - 1] != "\\":
-            quoted = not quoted
-        elif char == "]" and not quoted:
+    index = start + 1
+    while index < len(text):
+        if text[index] == '"':
+            index = _after_string(text, index)
+        elif text[index] == "]":
             return index
+        else:
+            index += 1
     raise ValueError(f"{text!r}: '[' without a closing ']'")
+
+
+def _after_string(text: str, start: int) -> int:
+    """The index just past the JSON string that opens at `text[start]`."""
+    try:
+        return json.decoder.scanstring(text, start + 1)[1]  # type: ignore[attr-defined,no-any-return]
+    except ValueError:
+        raise ValueError(f"{text!r}: a quoted string without its closing quote") from None
 
 
 def _selector_terms(inside: str) -> tuple[str, str]:

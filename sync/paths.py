@@ -54,7 +54,8 @@ def parse_path(text: str) -> MappingPath:
     if text.startswith(JMESPATH_PREFIX):
         return _jmespath(text)
     body, default = _split_default(text)
-    steps = _steps(body.strip())
+    # Spaces around `|` are layout; without a default the text is a key as written.
+    steps = _steps(body if default is MISSING else body.strip())
     if len(steps) == 1 and isinstance(steps[0], FieldPath):
         read: Read = steps[0].read  # a plain dotted path: FieldPath's reader, untouched
         may_fail = False

@@ -103,6 +103,9 @@ class RedmineConnector(RestConnector):
             "priority": "priority.name",
             "author": "author.name",
             "assigned_to": "assigned_to.name",
+            # Redmine's own status name ("In Progress"): Fragment's external_status, like
+            # its status, takes TODO/STARTED/DONE only (docs/fragment-api.md).
+            "source_status": "status.name",
         },
     }
 

@@ -27,10 +27,11 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.base import Cursor, SourceTicket
-from connectors.records import MISSING, FieldPath
+from connectors.records import MISSING
 from connectors.values import isoformat, parse_datetime
 from sync.errors import MappingError, SkipTicket
-from sync.spec import STATUSES, MappingSettings, ParsedMapping, Template, parse_mapping
+from sync.paths import MappingPath, PathNotReadable, Read
+from sync.spec import STATUSES, DateOnly, MappingSettings, ParsedMapping, Template, parse_mapping
 
 MAX_DEPTH = 32
 """Custom field values nested deeper than this are refused (hostile input)."""
@@ -50,8 +51,6 @@ _BUILT_ENCODER = _C_MAKE_ENCODER and _C_MAKE_ENCODER(
 _PLAIN_JSON = frozenset((str, int, bool, type(None)))
 """Types a custom field value keeps as they are (`bool` is listed: its type is not int)."""
 
-Read = Callable[[Any], Any]
-"""A path's reader: the value at that path in a record, or `MISSING`."""
 Value = Callable[[Any, str], Any]
 """One task value from (record, source id); raises `_Invalid` naming the field."""
 
@@ -141,7 +140,7 @@ class Mapper:
         self._url = None if spec.url is None else _renderer(spec.url, "url")
         self._source_id_key = spec.source_id_key
         self._fields: tuple[tuple[str, Read], ...] = tuple(
-            (name, path.read) for name, path in spec.fields
+            (name, _reader(path, name)) for name, path in spec.fields
         )
         self._zone = zone
         self._values = _task_values(spec, zone)
@@ -242,13 +241,31 @@ def _task_values(spec: ParsedMapping, zone: dt.tzinfo) -> tuple[tuple[tuple[str,
     if spec.status is not None:
         keys = ("external_status", "status") if spec.settings.set_status else ("external_status",)
         values.append((keys, _status(spec.status, spec.status_map, spec.settings.status_default)))
+    date_only = spec.date_only
+    if date_only.zone is None:
+        date_only = DateOnly(date_only.time, zone)
     for target, path in spec.datetimes:
-        values.append(((target,), _datetime(target, path, zone)))
+        values.append(((target,), _datetime(target, path, zone, date_only)))
     if spec.assignee_email is not None:
         values.append((("assignee_email",), _email(spec.assignee_email)))
     if spec.queue_uid is not None:
         values.append((("queue_uid",), _queue_uid(_renderer(spec.queue_uid, "queue_uid"))))
     return tuple(values)
+
+
+def _reader(path: MappingPath, field: str) -> Read:
+    """`path`'s reader for the task's `field`, whose failure raises `_Invalid` naming it."""
+    if not path.may_fail:
+        return path.read  # nothing to catch: the reader as it is, for speed
+    read = path.read
+
+    def read_or_fail(record: Any) -> Any:
+        try:
+            return read(record)
+        except PathNotReadable as exc:
+            raise _Invalid(field, str(exc)) from None
+
+    return read_or_fail
 
 
 def _renderer(template: Template, field: str) -> Value:
@@ -283,6 +300,8 @@ def _renderer(template: Template, field: str) -> Value:
                 out.append(format(value, spec) if spec else str(value))
         except KeyError as exc:
             raise _Invalid(field, f"template key {exc.args[0]!r} is absent") from None
+        except PathNotReadable as exc:
+            raise _Invalid(field, str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise _Invalid(field, f"can't format: {exc}") from None
         return "".join(out)
@@ -290,8 +309,8 @@ def _renderer(template: Template, field: str) -> Value:
     return render
 
 
-def _status(path: FieldPath, table: Mapping[str, str], default: str) -> Value:
-    read = path.read
+def _status(path: MappingPath, table: Mapping[str, str], default: str) -> Value:
+    read = _reader(path, "status")
 
     def status(record: Any, _source_id: str) -> str:
         value = read(record)
@@ -306,20 +325,20 @@ def _status(path: FieldPath, table: Mapping[str, str], default: str) -> Value:
     return status
 
 
-def _datetime(field: str, path: FieldPath, zone: dt.tzinfo) -> Value:
-    read = path.read
+def _datetime(field: str, path: MappingPath, zone: dt.tzinfo, date_only: DateOnly) -> Value:
+    read = _reader(path, field)
 
     def datetime(record: Any, _source_id: str) -> str | None:
         try:
-            return datetime_text(read(record), zone)
+            return datetime_text(read(record), zone, date_only)
         except ValueError as exc:
             raise _Invalid(field, str(exc)) from None
 
     return datetime
 
 
-def _email(path: FieldPath) -> Value:
-    read = path.read
+def _email(path: MappingPath) -> Value:
+    read = _reader(path, "assignee_email")
 
     def email(record: Any, _source_id: str) -> str | None:
         value = read(record)
@@ -370,16 +389,37 @@ def _json(field: str, value: Any, depth: int, zone: dt.tzinfo) -> Any:
     raise _Invalid(field, f"{_kind(value)} is not a JSON value")
 
 
-def datetime_text(value: Any, zone: dt.tzinfo = dt.UTC) -> str | None:
+def datetime_text(
+    value: Any, zone: dt.tzinfo = dt.UTC, date_only: DateOnly | None = None
+) -> str | None:
     """A date-time field's value as a task carries it: UTC ISO 8601 text, or None if unset.
 
-    A naive value is read in `zone`. Raises `ValueError` naming what is wrong with the value.
+    A naive value is read in `zone`. A date without a time (`2026-11-30`, a `date`)
+    falls at `date_only`'s time in its zone (`zone` if it has none), or at midnight in
+    `zone` without `date_only`. Raises `ValueError` naming what is wrong with the value.
     """
     if value is MISSING or value is None or value == "":
         return None
     if type(value) is str and is_canonical_utc(value):
         return value  # already what isoformat(parse_datetime(value)) would give
+    if date_only is not None:
+        day = _date_only(value)
+        if day is not None:
+            moment = dt.datetime.combine(day, date_only.time, date_only.zone or zone)
+            return isoformat(moment)
     return isoformat(parse_datetime(value, zone))
+
+
+def _date_only(value: Any) -> dt.date | None:
+    """The date `value` names when it is a date without a time, else None."""
+    if type(value) is dt.date:
+        return value
+    if type(value) is str and len(value) == 10 and value[4] == value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None  # parse_datetime names what is wrong with it
+    return None
 
 
 def is_canonical_utc(text: str) -> bool:

@@ -3,13 +3,14 @@
 Owns `MappingSettings` (the `[connectors.NAME.mapping]` table), its templates,
 the snake_case rule for custom field keys, hook names, and `parse_mapping`,
 which checks a spec once and resolves it into a `ParsedMapping` (templates
-split, paths parsed, keys normalised, hook imported). `sync.config` validates a
+split, paths parsed by `sync.paths`, keys normalised, hook imported). `sync.config` validates a
 file's mappings with it; `sync.mapping` runs the parsed spec on tickets. It
 imports neither: it reads no ticket and knows no other part of the config.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import re
 import string
@@ -20,8 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import SourceTicket
-from connectors.records import FieldPath
+from connectors.values import timezone
 from sync.errors import ConfigError
+from sync.paths import MappingPath, parse_path
 
 STATUSES = ("TODO", "STARTED", "DONE")
 Status = Literal["TODO", "STARTED", "DONE"]
@@ -42,7 +44,8 @@ class MappingSettings(BaseModel):
 
     `title`, `url` and `queue_uid` are templates over the raw record
     (`"[{priority}] {subject}"`, `{source_id}` is always available); the other
-    keys are paths into it (`requester.email`, `tags.0`).
+    keys are paths into it (`requester.email`, `tags.0`,
+    `custom_fields[name=Severity].value | "none"`, `jmespath:EXPR`: see `sync.paths`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -68,6 +71,12 @@ class MappingSettings(BaseModel):
     own `status` in Fragment."""
     due_at: str | None = None
     """The path to the ticket's due date."""
+    date_only_time: str = "17:00"
+    """The time of day (`HH:MM` or `HH:MM:SS`) a date without a time (`2026-11-30`) gets in
+    `due_at`, `external_created_at` and `external_updated_at`: the end of the business day."""
+    date_only_zone: str | None = None
+    """The IANA time zone (`Europe/Paris`) of `date_only_time`; unset, the connector's
+    `timezone` option, else UTC."""
     assignee_email: str | None = None
     """The path to the assignee's email address."""
     queue_uid: str | None = None
@@ -103,14 +112,14 @@ class Template:
     def __init__(self, text: str) -> None:
         """Parse `text`; raises `ValueError` for unbalanced braces or a `!conversion`."""
         self.text = text
-        self.parts: list[tuple[str, FieldPath | None, str]] = []
+        self.parts: list[tuple[str, MappingPath | None, str]] = []
         try:
             for literal, name, spec, conversion in string.Formatter().parse(text):
                 if conversion:
                     raise ValueError(f"conversion !{conversion} is not supported")
                 if name is not None and not name:
                     raise ValueError("empty {} placeholder; name a field, e.g. {subject}")
-                path = None if name is None else FieldPath(name)
+                path = None if name is None else parse_path(name)
                 self.parts.append((literal, path, spec or ""))
         except ValueError as exc:
             raise ValueError(f"template {text!r}: {exc}") from None
@@ -144,6 +153,14 @@ def resolve_callable(dotted: str) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
+class DateOnly:
+    """Where a date without a time falls: at `time` in `zone` (None: the records' zone)."""
+
+    time: dt.time
+    zone: dt.tzinfo | None
+
+
+@dataclass(frozen=True)
 class ParsedMapping:
     """A mapping spec checked and resolved once: templates split, paths parsed, keys normalised."""
 
@@ -152,14 +169,15 @@ class ParsedMapping:
     url: Template | None
     queue_uid: Template | None
     source_id_key: str
-    fields: tuple[tuple[str, FieldPath], ...]
+    fields: tuple[tuple[str, MappingPath], ...]
     """(snake_case task key, path) of each custom field, in the order the spec lists them."""
-    status: FieldPath | None
+    status: MappingPath | None
     status_map: Mapping[str, str]
     """The spec's status table with its source values case-folded."""
-    datetimes: tuple[tuple[str, FieldPath], ...]
+    datetimes: tuple[tuple[str, MappingPath], ...]
     """(task key, path) of due_at, external_created_at, external_updated_at when mapped."""
-    assignee_email: FieldPath | None
+    date_only: DateOnly
+    assignee_email: MappingPath | None
     hook: Hook | None
     """None when the spec has no hook, or when it was parsed without importing it."""
 
@@ -183,7 +201,7 @@ def parse_mapping(
     reserved = {"title": "title", "url": "url"}
     source_key = _field_key(settings.source_id_field, f"{key}.source_id_field")
     reserved[source_key] = "source_id_field"
-    fields: list[tuple[str, FieldPath]] = []
+    fields: list[tuple[str, MappingPath]] = []
     for name, path in settings.fields.items():
         normalised = _field_key(name, f"{key}.fields.{name}")
         if normalised in reserved:
@@ -192,7 +210,7 @@ def parse_mapping(
                 f"becomes {normalised!r}, which {reserved[normalised]!r} already sets",
             )
         reserved[normalised] = name
-        fields.append((normalised, FieldPath(path)))
+        fields.append((normalised, _path(path, f"{key}.fields.{name}")))
     hook: Hook | None = None
     if settings.hook:
         try:
@@ -211,18 +229,47 @@ def parse_mapping(
         queue_uid=templates["queue_uid"],
         source_id_key=source_key,
         fields=tuple(fields),
-        status=None if settings.status is None else FieldPath(settings.status),
+        status=None if settings.status is None else _path(settings.status, f"{key}.status"),
         status_map={str(k).casefold(): v for k, v in settings.status_map.items()},
         datetimes=tuple(
-            (target, FieldPath(path))
+            (target, _path(path, f"{key}.{target}"))
             for target in DATETIME_TARGETS
             if (path := getattr(settings, target)) is not None
         ),
+        date_only=_date_only(settings, key),
         assignee_email=(
-            None if settings.assignee_email is None else FieldPath(settings.assignee_email)
+            None
+            if settings.assignee_email is None
+            else _path(settings.assignee_email, f"{key}.assignee_email")
         ),
         hook=hook,
     )
+
+
+def _path(text: str, key: str) -> MappingPath:
+    try:
+        return parse_path(text)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def _date_only(settings: MappingSettings, key: str) -> DateOnly:
+    text = settings.date_only_time
+    try:
+        if len(text) not in (5, 8) or text[2] != ":":
+            raise ValueError
+        time = dt.time.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{key}.date_only_time", f"{text!r} is not a time of day as HH:MM (17:00)"
+        ) from None
+    zone = None
+    if settings.date_only_zone is not None:
+        try:
+            zone = timezone(settings.date_only_zone)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.date_only_zone", str(exc)) from None
+    return DateOnly(time, zone)
 
 
 def _field_key(name: str, key: str) -> str:

@@ -196,7 +196,7 @@ def test_the_default_mapping_uses_the_status_category_and_tolerates_a_hidden_ema
     assert (started["status"], done["status"]) == ("STARTED", "DONE")
     assert started["assignee_email"] is None
     assert done["assignee_email"] == "a@x.io"
-    assert started["due_at"] == "2026-11-20T00:00:00Z"
+    assert started["due_at"] == "2026-11-20T17:00:00Z"  # a date alone: 17:00 in its zone
     assert started["external_updated_at"] == "2026-11-02T09:00:00Z"
     assert started["fields"] == {
         "title": "OPS-1 Renamed status",

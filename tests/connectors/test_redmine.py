@@ -380,3 +380,64 @@ def test_a_census_archives_deleted_issues_and_issues_moved_out_of_the_project(
     assert {
         (r.param("status_id"), r.param("sort"), r.param("project_id")) for r in census_requests
     } == {("*", "id", "operations")}
+
+
+# Fields by name, date-only due dates, the source's status text
+
+
+def test_custom_fields_by_name_due_dates_and_status_text_reach_the_task(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    """Issue 1 has a Severity and a due date, 2 has neither (its tracker has no such field),
+    3 lacks a field mapped without a default: a failed item naming connector, ticket, field."""
+    mapping = {
+        "date_only_zone": "Europe/Paris",
+        "fields": {
+            "Severity": 'custom_fields[name=Severity].value | "unset"',
+            "External ID": "custom_fields[name=External ID].value",
+        },
+    }
+    with FakeRedmine(API_KEY) as fake:
+        fake.add(
+            1,
+            T0,
+            status={"id": 2, "name": "In Progress"},
+            due_date="2026-11-30",
+            custom_fields=[
+                {"id": 1, "name": "Severity", "value": "High"},
+                {"id": 2, "name": "External ID", "value": "CRM-881"},
+            ],
+        )
+        fake.add(2, T0, custom_fields=[{"id": 2, "name": "External ID", "value": "CRM-882"}])
+        fake.add(3, T0, custom_fields=[{"id": 1, "name": "Severity", "value": "Low"}])
+        config = _config(fake, emulator, sqlite_url, mapping=mapping)
+        first = _sync(config)
+
+        assert first.ok and (first.pushed, first.failed) == (2, 1)
+        tasks = tasks_by_ticket(emulator)
+        assert tasks["1"]["fields"]["severity"] == "High"
+        assert tasks["1"]["fields"]["external_id"] == "CRM-881"
+        assert tasks["1"]["fields"]["source_status"] == "In Progress"
+        assert (tasks["1"]["status"], tasks["1"]["external_status"]) == ("STARTED", "STARTED")
+        # 17:00 in Paris, winter time
+        assert _moment(tasks["1"]["due_at"]) == dt.datetime(2026, 11, 30, 16, tzinfo=dt.UTC)
+        assert tasks["2"]["fields"]["severity"] == "unset"
+        assert tasks["2"]["due_at"] is None
+        store = StateStore.open(sqlite_url)
+        [failed] = store.failed_items("tracker")
+        store.close()
+        assert (failed.source_id, failed.stage, failed.field) == ("3", "mapping", "external_id")
+        assert "custom_fields[name=External ID]" in failed.error
+
+        # A new time for date-only values: the mapping's fingerprint changes, the next pass
+        # reads every issue again, and only the task whose due date moves is pushed.
+        later = _config(fake, emulator, sqlite_url, mapping={**mapping, "date_only_time": "12:00"})
+        second = _sync(later)
+
+        assert second.ok and (second.pulled, second.pushed, second.unchanged) == (3, 1, 1)
+        noon = _moment(tasks_by_ticket(emulator)["1"]["due_at"])
+        assert noon == dt.datetime(2026, 11, 30, 11, tzinfo=dt.UTC)
+
+
+def _moment(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)

@@ -267,6 +267,42 @@ def test_a_backfill_of_the_seeded_issues_lands_each_exactly(
     assert again.pushed == 0
 
 
+def test_custom_fields_by_name_due_dates_and_status_names_land_as_redmine_shows_them(
+    real_redmine: RealRedmine, seeded_project: str, emulator: Emulator, sqlite_url: str
+) -> None:
+    """seed.py sets Severity on some issues and a due date on some: each is read by name."""
+    mapping = {"fields": {"Severity": "custom_fields[name=Severity].value | null"}}
+    config = _config(
+        real_redmine.url,
+        real_redmine.api_key,
+        seeded_project,
+        emulator,
+        sqlite_url,
+        mapping=mapping,
+    )
+
+    _sync(config)
+
+    issues = real_redmine.issues(seeded_project)
+    landed = tasks_by_ticket(emulator)
+    severities = {
+        number: next(
+            (f.get("value") for f in issue.get("custom_fields", []) if f["name"] == "Severity"),
+            None,
+        )
+        for number, issue in issues.items()
+    }
+    assert any(severities.values()), "seed.py set no Severity: the test would prove nothing"
+    assert any(issue.get("due_date") for issue in issues.values())
+    for number, issue in issues.items():
+        task = landed[number]
+        assert task["fields"]["severity"] == (severities[number] or None)
+        assert task["fields"]["source_status"] == issue["status"]["name"]
+        due = issue.get("due_date")
+        expected = None if not due else dt.datetime.fromisoformat(f"{due}T17:00:00+00:00")
+        assert (task["due_at"] and dt.datetime.fromisoformat(task["due_at"])) == expected
+
+
 def test_touched_issues_arrive_with_the_next_incremental_pass(
     real_redmine: RealRedmine, seeded_project: str, emulator: Emulator, sqlite_url: str
 ) -> None:

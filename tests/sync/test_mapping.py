@@ -613,3 +613,113 @@ def test_the_spec_sits_below_both_config_and_mapping() -> None:
     assert "sync.mapping" not in _imported_modules("sync.config")
     assert "sync.config" not in _imported_modules("sync.mapping")
     assert "sync.spec" in _imported_modules("sync.config") & _imported_modules("sync.mapping")
+
+
+# Fields by name, and dates without a time
+
+ISSUE: dict[str, Any] = {
+    "id": 7,
+    "subject": "VPN drops",
+    "status": {"id": 2, "name": "In Progress"},
+    "custom_fields": [
+        {"id": 1, "name": "Impact", "value": "Team"},
+        {"id": 2, "name": "Severity", "value": "High"},
+    ],
+    "due_date": "2026-11-30",
+}
+
+
+def test_custom_fields_are_picked_by_name_in_paths_and_templates() -> None:
+    m = mapper(
+        title="[{custom_fields[name=Severity].value}] {subject}",
+        fields={
+            "severity": "custom_fields[name=Severity].value",
+            "impact": "jmespath:custom_fields[?name=='Impact'].value | [0]",
+            "region": 'custom_fields[name=Region].value | "emea"',
+        },
+    )
+    task = m.map(SourceTicket("7", T0, ISSUE)).task()
+    assert task["fields"]["title"] == "[High] VPN drops"
+    assert task["fields"]["severity"] == "High"
+    assert task["fields"]["impact"] == "Team"
+    assert task["fields"]["region"] == "emea"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "field"),
+    [
+        ({"fields": {"Severity level": "custom_fields[name=Sev].value"}}, "severity_level"),
+        ({"title": "{custom_fields[name=Sev].value}"}, "title"),
+        ({"status": "custom_fields[name=State].value"}, "status"),
+        ({"due_at": "custom_fields[name=Deadline].value"}, "due_at"),
+        ({"fields": {"n": "jmespath:length(subject.name)"}}, "n"),
+    ],
+)
+def test_a_missing_element_fails_the_ticket_naming_connector_ticket_and_field(
+    mapping: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(MappingError) as caught:
+        mapper(**mapping).map(SourceTicket("7", T0, ISSUE))
+    error = caught.value
+    assert (error.connector, error.source_id, error.field) == ("helpdesk", "7", field)
+    assert "helpdesk" in str(error) and "'7'" in str(error) and field in str(error)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key"),
+    [
+        ({"fields": {"Severity": "custom_fields[=Severity].value"}}, "fields.Severity"),
+        ({"status": "jmespath:status.[name"}, "status"),
+        ({"due_at": 'due_date | "soon'}, "due_at"),
+        ({"title": "{custom_fields[name=Sev.value}"}, "title"),
+        ({"assignee_email": "jmespath:"}, "assignee_email"),
+        ({"date_only_time": "5pm"}, "date_only_time"),
+        ({"date_only_zone": "Mars/Olympus"}, "date_only_zone"),
+    ],
+)
+def test_a_malformed_path_or_date_setting_is_a_config_error_naming_the_key(
+    mapping: dict[str, Any], key: str
+) -> None:
+    raw = {"connectors": {"helpdesk": {"kind": "jsonl", "path": "t.jsonl", "mapping": mapping}}}
+    with pytest.raises(ConfigError) as caught:
+        build_config(raw, source="test")
+    assert caught.value.key == f"connectors.helpdesk.mapping.{key}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "zone", "due_at"),
+    [
+        ({}, dt.UTC, "2026-11-30T17:00:00Z"),  # the end of the business day, by default
+        ({}, dt.timezone(dt.timedelta(hours=-5)), "2026-11-30T22:00:00Z"),  # the records' zone
+        ({"date_only_zone": "Europe/Paris"}, dt.UTC, "2026-11-30T16:00:00Z"),
+        (
+            {"date_only_time": "23:59:59", "date_only_zone": "America/Los_Angeles"},
+            dt.UTC,
+            "2026-12-01T07:59:59Z",
+        ),
+        (
+            {"date_only_time": "09:30", "date_only_zone": "Europe/Paris"},
+            dt.UTC,
+            "2026-07-01T07:30:00Z",
+        ),  # summer time: UTC+2
+    ],
+)
+def test_a_date_without_a_time_falls_at_the_configured_time_in_its_zone(
+    settings: dict[str, Any], zone: dt.tzinfo, due_at: str
+) -> None:
+    day = "2026-07-01" if "09:30" in str(settings) else "2026-11-30"
+    m = mapper(zone=zone, due_at="due_date", **settings)
+    for value in (day, dt.date.fromisoformat(day)):
+        task = m.map(SourceTicket("7", T0, {**ISSUE, "due_date": value})).task()
+        assert task["due_at"] == due_at
+
+
+def test_a_date_with_a_time_is_not_moved_by_the_date_only_settings() -> None:
+    m = mapper(due_at="due_date", date_only_time="08:00", date_only_zone="Asia/Tokyo")
+    for value, expected in [
+        ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00Z"),
+        ("2026-11-30 10:00", "2026-11-30T10:00:00Z"),  # naive: the records' zone, UTC here
+        (dt.datetime(2026, 11, 30, tzinfo=dt.UTC), "2026-11-30T00:00:00Z"),
+    ]:
+        task = m.map(SourceTicket("7", T0, {**ISSUE, "due_date": value})).task()
+        assert task["due_at"] == expected

@@ -123,6 +123,16 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, emulator: Emulator)
             "connectors.helpdesk.mapping.fields.",
         ),
         ('url = "{id"', {}, "connectors.helpdesk.mapping.url"),
+        (
+            "fields = { severity = \"jmespath:custom_fields[?name=='Severity'\" }",
+            {},
+            "connectors.helpdesk.mapping.fields.severity",
+        ),
+        (
+            "fields = { severity = 'custom_fields[name=Severity].value | none' }",
+            {},
+            "connectors.helpdesk.mapping.fields.severity",
+        ),
         ("", {"SYNC_FRAGMENT__BATCH_SIZE": "many"}, "fragment.batch_size"),
         (
             "",
@@ -130,7 +140,14 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, emulator: Emulator)
             "connectors.helpdesk.mapping.status_default",
         ),
     ],
-    ids=["colliding-fields", "bad-template", "bad-variable", "bad-variable-in-a-mapping"],
+    ids=[
+        "colliding-fields",
+        "bad-template",
+        "bad-jmespath",
+        "bad-default",
+        "bad-variable",
+        "bad-variable-in-a-mapping",
+    ],
 )
 def test_a_bad_mapping_or_variable_exits_2_naming_the_key(
     tmp_path: Path, emulator: Emulator, extra: str, env: dict[str, str], key: str

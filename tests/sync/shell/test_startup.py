@@ -48,6 +48,7 @@ NEVER_LOADED = (
     "sync.shell.daemon",
     "sync.shell.status",
     "jinja2",
+    "jmespath",  # only a mapping that uses a jmespath: path loads it
     "connectors.http",
     "connectors.csv",
     "connectors.sql",

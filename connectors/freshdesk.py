@@ -50,6 +50,8 @@ from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_as_user
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+STATUS_NAMES = {"2": "Open", "3": "Pending", "4": "Resolved", "5": "Closed"}
+"""The built-in statuses, by the code a ticket carries (Freshdesk's API reference)."""
 
 
 class FreshdeskOptions(HttpOptions):
@@ -106,6 +108,7 @@ class FreshdeskConnector(RestConnector):
             "requester_id": "requester_id",
             "responder_id": "responder_id",
             "tags": "tags",
+            "source_status": "status_name",  # "Pending", added by enrich
         },
     }
 
@@ -153,4 +156,16 @@ class FreshdeskConnector(RestConnector):
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         domain = self.options.domain
         site = vendor_site(domain, "freshdesk.com") if domain else self.options.base_url
-        return {**record, "web_url": f"{site}/a/tickets/{record.get('id')}"}
+        return {
+            **record,
+            "web_url": f"{site}/a/tickets/{record.get('id')}",
+            "status_name": status_name(record.get("status")),
+        }
+
+
+def status_name(code: object) -> str | None:
+    """Freshdesk's name for a status code; a custom status's code as text (its name is
+    not in the ticket: it lives in the ticket fields' choices); None for no status."""
+    if code is None:
+        return None
+    return STATUS_NAMES.get(str(code), str(code))

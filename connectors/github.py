@@ -222,6 +222,7 @@ class GitHubConnector(RestConnector):
             "assignee": "assignee.login",
             "comments": "comments",
             "is_pull_request": "is_pull_request",
+            "source_status": "state_text",  # "closed (not_planned)", added by enrich
         },
     }
 
@@ -277,6 +278,7 @@ class GitHubConnector(RestConnector):
             **record,
             "label_names": names,
             "is_pull_request": "pull_request" in record,
+            "state_text": state_text(record),
             "repository": self.scope,  # owner/name as configured: `number` is unique only in it
         }
 
@@ -327,3 +329,12 @@ class GitHubConnector(RestConnector):
         )
         digest = hashlib.blake2b(who.encode(), digest_size=16)
         return (options.base_url, str(self.scope), digest.hexdigest())
+
+
+def state_text(issue: Mapping[str, Any]) -> str | None:
+    """The issue's state as GitHub words it, with the reason when there is one:
+    `open`, `closed (completed)`, `closed (not_planned)`, `open (reopened)`."""
+    state, reason = issue.get("state"), issue.get("state_reason")
+    if state is None:
+        return None
+    return f"{state} ({reason})" if reason else str(state)

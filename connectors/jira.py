@@ -140,6 +140,8 @@ class JiraConnector(RestConnector):
             "priority": "fields.priority.name",
             "labels": "fields.labels",
             "reporter": "fields.reporter.displayName",
+            # The workflow's status name ("In Review"); external_status takes the category.
+            "source_status": "fields.status.name",
         },
     }
 

@@ -161,6 +161,9 @@ class ServiceNowConnector(RestConnector):
             "assignment_group": "assignment_group",
             "assigned_to": "assigned_to",
             "caller_id": "caller_id",
+            # The state's raw value ("2"): the connector reads raw values, so its label
+            # ("In Progress") is not in the record.
+            "source_status": "state",
         },
     }
 

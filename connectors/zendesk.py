@@ -117,6 +117,8 @@ class ZendeskConnector(RestConnector):
             "group_id": "group_id",
             "requester_id": "requester_id",
             "tags": "tags",
+            # Zendesk's own status word ("pending"); external_status takes TODO/STARTED/DONE.
+            "source_status": "status",
         },
     }
 

@@ -306,3 +306,24 @@ def test_defaults_follow_freshdesk_limits() -> None:
         FreshdeskOptions.model_validate({"api_key": API_KEY})
     with pytest.raises(ValueError, match="max_pages"):
         FreshdeskOptions(domain="acme", api_key=API_KEY, max_pages=301)
+
+
+def test_the_source_status_field_names_freshdesk_status_codes_beside_the_mapped_status(
+    case: FreshdeskCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """Freshdesk sends a code: the built-in ones get their names, a custom status (its
+    name lives in the ticket fields, not the ticket) keeps its code as text."""
+    case.fake.add(1, T0, status=3)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), status=5)
+    case.fake.add(3, T0 + dt.timedelta(minutes=2), status=7)
+    assert ConnectorSuite().sync(case, emulator, sqlite_url).ok
+    tasks = tasks_by_ticket(emulator)
+    shown = {
+        k: (t["fields"]["source_status"], t["status"], t["external_status"])
+        for k, t in tasks.items()
+    }
+    assert shown == {
+        "1": ("Pending", "STARTED", "STARTED"),
+        "2": ("Closed", "DONE", "DONE"),
+        "3": ("7", "TODO", "TODO"),  # not in status_map: status_default
+    }

@@ -383,6 +383,7 @@ def test_the_default_mapping_makes_a_readable_task(
         "assignee": "bo-dev",
         "comments": 4,
         "is_pull_request": False,
+        "source_status": "closed (completed)",
     }
     assert task["status"] == "DONE"
 
@@ -637,3 +638,22 @@ def test_a_renamed_repository_is_followed_and_the_operator_told_to_update_the_co
     assert moved["log_level"] == "warning"
     assert (moved["old"], moved["new"]) == (old_path, case.fake.id_issues_path)
     assert "new owner/name in repositories" in moved["hint"]
+
+
+def test_the_source_status_field_keeps_the_state_and_its_reason_beside_the_mapped_status(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add(1, T0)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), state="closed", state_reason="not_planned")
+    case.fake.add(3, T0 + dt.timedelta(minutes=2), state="open", state_reason="reopened")
+    assert sync(case, emulator, sqlite_url).ok
+    tasks = tasks_by_ticket(emulator)
+    shown = {
+        k: (t["fields"]["source_status"], t["status"], t["external_status"])
+        for k, t in tasks.items()
+    }
+    assert shown == {
+        "1": ("open", "TODO", "TODO"),
+        "2": ("closed (not_planned)", "DONE", "DONE"),
+        "3": ("open (reopened)", "TODO", "TODO"),
+    }

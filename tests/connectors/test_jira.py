@@ -208,6 +208,7 @@ def test_the_default_mapping_uses_the_status_category_and_tolerates_a_hidden_ema
         "priority": "High",
         "labels": ["printer", "floor-2"],
         "reporter": "Ana Ops",
+        "source_status": "In Progress",
     }
 
 
@@ -369,3 +370,17 @@ def test_a_census_asks_for_ids_only_and_archives_an_issue_moved_out_of_the_jql(
     assert request.param("fields") == "id"
     assert request.param("maxResults") == "5000"
     assert request.param("jql") == "(project = OPS) ORDER BY id ASC"
+
+
+def test_the_source_status_field_keeps_the_workflow_status_name_beside_its_category(
+    case: JiraCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add(1, T0, status="In Review")
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), status="Done")
+    assert TestJira().sync(case, emulator, sqlite_url).ok
+    tasks = tasks_by_ticket(emulator)
+    shown = {
+        k: (t["fields"]["source_status"], t["status"], t["external_status"])
+        for k, t in tasks.items()
+    }
+    assert shown == {"1": ("In Review", "STARTED", "STARTED"), "2": ("Done", "DONE", "DONE")}

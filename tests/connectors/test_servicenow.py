@@ -327,6 +327,7 @@ def test_the_default_mapping_reads_incident_states_and_links_back(case: ServiceN
         "assignment_group": "287ebd7da9fe198100f92cc8d1d2154e",
         "assigned_to": "5137153cc611227c000bbd1bd8cd2005",
         "caller_id": "681ccaf9c0a8016400b98a06818d57c7",
+        "source_status": "2",  # raw values: the state's code, not its label
     }
 
 
@@ -520,3 +521,18 @@ def test_a_census_asks_for_sys_ids_only_anchored_on_the_last_one_read(
         f"sys_id>{ids[3]}^ORDERBYsys_id",
         f"sys_id>{ids[7]}^ORDERBYsys_id",
     ]
+
+
+def test_the_source_status_field_keeps_the_raw_state_beside_the_mapped_status(
+    case: ServiceNowCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """The connector reads raw values: the state's code, not its label, is what it has."""
+    case.fake.add(1, T0, state="3")
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), state="7")
+    assert TestServiceNow().sync(case, emulator, sqlite_url).ok
+    tasks = tasks_by_ticket(emulator)
+    shown = {
+        n: (t["fields"]["source_status"], t["status"], t["external_status"])
+        for n, t in ((n, tasks[case.ticket_key(n)]) for n in (1, 2))
+    }
+    assert shown == {1: ("3", "STARTED", "STARTED"), 2: ("7", "DONE", "DONE")}

@@ -273,3 +273,17 @@ def test_a_subdomain_or_a_base_url_is_required() -> None:
     assert full_host.base_url == "https://acme.zendesk.com"
     with pytest.raises(ValueError, match=r"acme for https://acme\.zendesk\.com"):
         ZendeskOptions(subdomain="acme support", email=EMAIL, api_token=API_TOKEN)
+
+
+def test_the_source_status_field_keeps_zendesk_words_beside_the_mapped_status(
+    case: ZendeskCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add(1, T0, status="pending")
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), status="solved")
+    assert ConnectorSuite().sync(case, emulator, sqlite_url).ok
+    tasks = tasks_by_ticket(emulator)
+    shown = {
+        k: (t["fields"]["source_status"], t["status"], t["external_status"])
+        for k, t in tasks.items()
+    }
+    assert shown == {"1": ("pending", "STARTED", "STARTED"), "2": ("solved", "DONE", "DONE")}

@@ -43,7 +43,12 @@ from fakes import FakeApi, Reply, Request
 SEARCH = "/rest/api/3/search/jql"
 REMOVED = ("/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search")
 ID_ONLY = {"id", "key"}
-CATEGORIES = {"To Do": "new", "In Progress": "indeterminate", "Done": "done"}
+CATEGORIES = {
+    "To Do": "new",
+    "In Progress": "indeterminate",
+    "In Review": "indeterminate",  # a workflow's own name, in a built-in category
+    "Done": "done",
+}
 
 
 @dataclass

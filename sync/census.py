@@ -39,11 +39,11 @@ from connectors.registry import connector_class
 from sync.batches import batched
 from sync.checkpoint import Checkpointer, FailureLog, Mark, PassCounts
 from sync.config import Config, ConnectorConfig
-from sync.errors import FixConfiguration, RunInterrupted
-from sync.lease import LeaseKeeper, holder_text, leased
+from sync.errors import FixConfiguration
+from sync.lease import LeaseKeeper, check_turn, holder_text, leased
 from sync.mapping import Mapper, TaskPayload
 from sync.ship import Fragment, FragmentOnDemand, Ship
-from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
+from sync.state import UNREACHABLE, StateStore, unreachable_message, utcnow
 from sync.stream import TaskStream
 from sync.summary import RunOptions, outcome_of
 from sync.watermark import decode_text
@@ -389,15 +389,17 @@ class ConnectorCensus:
             self.summary.failed, self.summary.requests = counts.failed, counts.requests
 
     def _check_stop(self) -> None:
-        if self._lease_keeper is not None and self._lease_keeper.lost:
-            raise LeaseLost(f"connector {self.name!r}: the lease passed to another process")
-        if self.options.stop.is_set():
-            raise RunInterrupted("stop requested; the census ends at its last checkpoint")
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            raise RunInterrupted(
+        check_turn(
+            self.name,
+            self._lease_keeper,
+            self.options.stop,
+            self._deadline,
+            stopped="stop requested; the census ends at its last checkpoint",
+            timed_out=(
                 f"timed out after {self.config.settings.pass_timeout} (connectors.{self.name}"
                 ".timeout); what was archived is recorded, the next census does the rest"
-            )
+            ),
+        )
 
 
 def census_due(interval: dt.timedelta | None, last: dt.datetime | None, now: dt.datetime) -> bool:

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 import structlog
 
-from sync.state import StateStore
+from sync.errors import RunInterrupted
+from sync.state import LeaseLost, StateStore
 
 log = structlog.get_logger("sync.lease")
 
@@ -107,3 +108,23 @@ def leased(
         keeper.stop()
         if not keeper.lost:
             store.release_lease(connector, owner)
+
+
+def check_turn(
+    name: str,
+    keeper: LeaseKeeper | None,
+    stop: threading.Event,
+    deadline: float | None,
+    *,
+    stopped: str,
+    timed_out: str,
+) -> None:
+    """Raise if connector `name`'s turn is over: its lease lost (`LeaseLost`), a stop
+    requested or its `deadline` (monotonic) passed (`RunInterrupted`, with `stopped` or
+    `timed_out` as the message). A pass and a census check it between batches alike."""
+    if keeper is not None and keeper.lost:
+        raise LeaseLost(f"connector {name!r}: the lease passed to another process")
+    if stop.is_set():
+        raise RunInterrupted(stopped)
+    if deadline is not None and time.monotonic() > deadline:
+        raise RunInterrupted(timed_out)

@@ -40,12 +40,11 @@ from connectors.registry import connector_class
 from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
 from sync.config import Config, ConnectorConfig
-from sync.errors import RunInterrupted
-from sync.lease import LeaseKeeper, holder_text, leased
+from sync.lease import LeaseKeeper, check_turn, holder_text, leased
 from sync.mapping import Mapper, TaskPayload
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
-from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
+from sync.state import UNREACHABLE, StateStore, unreachable_message, utcnow
 from sync.stream import TaskStream
 from sync.summary import (
     RUN_OBSERVERS,
@@ -299,19 +298,21 @@ class ConnectorRun:
         stream.flush(pull.complete(), fingerprint, pull.token, complete=True)
 
     def _check_stop(self) -> None:
-        if self._lease_keeper is not None and self._lease_keeper.lost:
-            raise LeaseLost(f"connector {self.name!r}: the lease passed to another process")
-        if self.options.stop.is_set():
-            raise RunInterrupted("stop requested; the pass ends at its last checkpoint")
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            settings = self.config.settings
-            default = ", the default" if settings.timeout is None else ""
-            raise RunInterrupted(
+        settings = self.config.settings
+        default = ", the default" if settings.timeout is None else ""
+        check_turn(
+            self.name,
+            self._lease_keeper,
+            self.options.stop,
+            self._deadline,
+            stopped="stop requested; the pass ends at its last checkpoint",
+            timed_out=(
                 f"timed out after {settings.pass_timeout} (connectors.{self.name}.timeout"
                 f"{default}); the pass stopped at its last checkpoint and the next resumes "
                 "there. Raise the timeout for a longer backfill; a source whose pages never "
                 "end needs its paging fixed"
-            )
+            ),
+        )
 
 
 def run_once(

@@ -14,15 +14,25 @@ Census: a connector that can list the ids of every ticket in its scope
 cheaply implements `scope_ids`; the engine (`sync.census`) compares them with
 the state's to archive the tasks of tickets deleted or moved out of scope.
 One that does not says so by leaving it out (`takes_census` is then False).
+
+People: a connector whose records name their assignee by a source user id
+(Redmine's `assigned_to.id`, Zendesk's `assignee_id`) resolves those ids to
+people with emails through `people`, in batches; the engine caches what it
+returns and asks once per person, not once per ticket.
+
+Conversation: a connector that can read a ticket's comments says how in
+`comments` ("listing": they come with the tickets at no extra request;
+"requests": they cost extra requests). When the engine sets `read_comments`
+before `pull`, it fills each ticket's `comments`, oldest first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +70,42 @@ a later one was read. Longer transactions need a longer `lookback`.
 """
 
 
+@dataclass(frozen=True, slots=True)
+class SourceComment:
+    """One comment of a ticket's conversation (a Redmine journal note, a Jira comment).
+
+    `comment_id` is the source's own stable id of the comment, as text: comment
+    sync posts each comment to Fragment once, keyed by it. `created_at` is
+    timezone-aware UTC. `body` is plain text (HTML and markup as the source
+    gives it; the engine cuts excerpts). `public` is False for internal notes
+    (Zendesk's private comments, Redmine's private notes, ServiceNow's work notes).
+    """
+
+    comment_id: str
+    created_at: dt.datetime
+    body: str
+    author: str | None = None
+    """The author's display name, as the source shows it."""
+    author_id: str | None = None
+    """The author's source user id, as text (resolvable through `Connector.people`)."""
+    public: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A source user, resolved: what `Connector.people` yields for each id asked.
+
+    `email` None: the source has no email for them, or hides it; `reason` then
+    says why in a few words ("email hidden by the user's privacy settings",
+    "no such user"), for `python -m sync people`.
+    """
+
+    user_id: str
+    email: str | None
+    name: str | None = None
+    reason: str | None = None
+
+
 # Not frozen: one is built per ticket, and frozen dataclasses cost ~1 µs more each.
 @dataclass(slots=True)
 class SourceTicket:
@@ -67,13 +113,16 @@ class SourceTicket:
 
     `source_id` is the source's stable primary key as text. `cursor` is its
     change cursor. `deleted` marks a tombstone. `record` is the raw record,
-    JSON-compatible, that the mapper reads from.
+    JSON-compatible, that the mapper reads from. `comments`: the ticket's
+    conversation, oldest first, when the connector read it (`read_comments`);
+    None when it did not, which is not the same as `[]`, no comments.
     """
 
     source_id: str
     cursor: Cursor
     record: Mapping[str, Any]
     deleted: bool = False
+    comments: Sequence[SourceComment] | None = None
 
     def __post_init__(self) -> None:
         if type(self.cursor) is dt.datetime and self.cursor.tzinfo is dt.UTC:
@@ -136,6 +185,10 @@ class Connector:
     """The `lookback` a pass uses when the user sets none: what the source's filter needs
     to miss nothing (its granularity, its lag); `WHOLE_SECOND_LOOKBACK` for whole seconds."""
 
+    comments: ClassVar[Literal["listing", "requests"] | None] = None
+    """How this connector reads a ticket's comments: "listing", they come with the tickets
+    at no extra request; "requests", they cost extra requests; None, it can't."""
+
     def __init__(
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
     ) -> None:
@@ -143,6 +196,9 @@ class Connector:
         self.options = options
         self.stop = stop or threading.Event()
         """Set when the run must stop: long waits (rate limits) end early on it."""
+        self.read_comments = False
+        """Set by the engine before `pull` (from `connectors.NAME.conversation`): fill each
+        ticket's `comments`. Only for a connector whose `comments` is not None."""
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
         """Yield the tickets whose cursor is at or after `since` (all when None).
@@ -173,6 +229,22 @@ class Connector:
     def takes_census(self) -> bool:
         """Whether this connector lists its scope's ids (`scope_ids`) for a census."""
         return type(self).scope_ids is not Connector.scope_ids
+
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """The people behind source user ids: one `Person` for each id, in any order.
+
+        In batches where the API allows (Zendesk's `users/show_many`), else one
+        request per id, within the source's rate limit; an id the source doesn't
+        know, or whose email it hides, still yields a `Person`, with `email` None
+        and a `reason`. The engine asks each id once and caches the answer.
+        Raises `connectors.errors.SourceError` when the source can't be read.
+        """
+        raise NotImplementedError
+
+    @property
+    def resolves_people(self) -> bool:
+        """Whether this connector resolves source user ids to people (`people`)."""
+        return type(self).people is not Connector.people
 
     def snapshot(self, previous: str | None = None) -> str | None:
         """A token of the source's whole content, where that is cheap; else None.

@@ -242,6 +242,25 @@ class ScheduleSettings(_Section):
         return self
 
 
+class ConversationSettings(BaseModel):
+    """A connector's comments: summary fields in each task, and comment sync."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool | None = None
+    """Read each ticket's comments; unset: on where the source's listing carries them at no
+    extra request, off where they cost requests (the connector's page says which)."""
+    excerpt: int = Field(default=280, ge=0, le=10_000)
+    """Characters of the last comment kept in `fields.last_comment`; 0 leaves it out."""
+    private: bool = False
+    """Count and show private comments (internal notes, work notes) too."""
+    sync: bool = False
+    """Post each public comment to its Fragment task once (`POST /tasks/{uid}/comments`),
+    with the requests task updates leave."""
+    backfill: bool = False
+    """With `sync`: post the comments made before comment sync was turned on as well."""
+
+
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
@@ -271,6 +290,9 @@ class ConnectorSettings(BaseModel):
     """How often the daemon compares the source's ticket ids with the tasks the state tracks
     and archives the tasks of tickets deleted or moved out of scope (`"6h"`); unset: never
     (`python -m sync census` takes one on demand). Only for connectors that list their ids."""
+    conversation: ConversationSettings = ConversationSettings()
+    """The ticket's comments: summary fields (`comment_count`, `last_comment_at`,
+    `last_comment_author`, `last_comment`) and comment sync."""
     census_max_share: float = Field(default=0.1, ge=0, le=1)
     """The largest share of the connector's live tasks a census archives on its own; one that
     finds more gone archives nothing and fails (`python -m sync census --force` accepts it)."""

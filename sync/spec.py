@@ -79,6 +79,10 @@ class MappingSettings(BaseModel):
     `timezone` option, else UTC."""
     assignee_email: str | None = None
     """The path to the assignee's email address."""
+    assignee: str | None = None
+    """The path to the assignee's source user id (Redmine's `assigned_to.id`), resolved to
+    an email through the connector's `people` table, the people cache and the source
+    (`python -m sync people`); `assignee_email` wins where it gives one."""
     queue_uid: str | None = None
     """A template for the Fragment queue uid: a constant, or one read from the record."""
     external_created_at: str | None = None

@@ -874,3 +874,48 @@ def test_with_pull_requests_the_connector_takes_no_census(
 def test_the_graphql_endpoint_is_beside_the_rest_root(base_url: str, graphql: str) -> None:
     options = GitHubOptions(base_url=base_url, repository="o/r", token=GITHUB_TOKEN)
     assert GitHubConnector("github", options).graphql_url == graphql
+
+
+def test_the_fake_graphql_endpoint_answers_as_githubs_docs_describe(case: GitHubCase) -> None:
+    """The fake's own shapes: the rateLimit object and headers, pull requests left out of
+    `issues`, keyset cursors, and the errors GitHub sends for a bad query."""
+    for n in range(1, 5):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.add(5, T0, pull_request=True)
+
+    def ask(query: str, **variables: Any) -> httpx.Response:
+        return httpx.post(
+            case.fake.base_url + "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {GITHUB_TOKEN}"},
+        )
+
+    page = """query($after: String) {
+      repository(owner: "octo-org", name: "helpdesk") {
+        issues(first: 2, after: $after) { totalCount nodes { number databaseId }
+                                          pageInfo { hasNextPage endCursor } }
+      }
+      rateLimit { cost remaining limit }
+    }"""
+    first = ask(page)
+    assert first.headers["x-ratelimit-resource"] == "graphql"
+    data = first.json()["data"]
+    assert data["rateLimit"] == {"cost": 1, "remaining": 4999, "limit": 5000}
+    issues = data["repository"]["issues"]
+    assert issues["totalCount"] == 4  # the pull request is not an issue here
+    assert issues["nodes"] == [{"number": 1001, "databaseId": 1}, {"number": 1002, "databaseId": 2}]
+    del case.fake.issues[1]  # before the cursor: nothing after it moves
+    cursor = issues["pageInfo"]["endCursor"]
+    second = ask(page, after=cursor).json()["data"]["repository"]["issues"]
+    assert [n["databaseId"] for n in second["nodes"]] == [3, 4]
+    assert second["pageInfo"]["hasNextPage"] is False
+
+    unknown = ask('query { repository(owner: "octo-org", name: "helpdesk") { issues(first: 1) '
+                  "{ nodes { severity } } } }").json()  # fmt: skip
+    assert "data" not in unknown
+    assert unknown["errors"][0]["message"] == "Field 'severity' doesn't exist on type 'Issue'"
+    unbounded = ask('query { repository(owner: "octo-org", name: "helpdesk") { issues '
+                    "{ totalCount } } }").json()  # fmt: skip
+    assert unbounded["errors"][0]["type"] == "MISSING_PAGINATION_BOUNDARIES"
+    refused = httpx.post(case.fake.base_url + "/graphql", json={"query": "query { rateLimit }"})
+    assert (refused.status_code, refused.json()["message"]) == (401, "Bad credentials")

@@ -266,47 +266,28 @@ DEFAULT_PEOPLE_TTL = dt.timedelta(days=7)
 """How long the people cache trusts a source's answer about a person, by default."""
 
 
-class PersonEntry(BaseModel):
-    """One person of a `people.table`, written as a table: `{ email = "…", name = "…" }`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    email: str
-    """The person's email address, as Fragment knows them."""
-    name: str | None = None
-    """Their name, shown by `python -m sync people`."""
-
-    @field_validator("email")
-    @classmethod
-    def _an_email(cls, email: str) -> str:
-        problem = email_problem(email)
-        if problem is not None:
-            raise ValueError(problem)
-        return email.strip()
-
-
 class PeopleSettings(BaseModel):
     """Who the connector's source user ids are (`mapping.assignee`): a table, a file, the cache."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    table: dict[str, str | PersonEntry] = Field(default_factory=dict)
-    """Source user id = email (`5 = "ana@example.com"`), or `{ email = "…", name = "…" }`.
-    Wins over the source and the cache: for sources that hide emails, and for corrections."""
+    table: dict[str, str] = Field(default_factory=dict)
+    """Source user id = email (`5 = "ana@example.com"`). Wins over the source and the cache:
+    for sources that hide emails, and for corrections."""
     file: Path | None = None
     """A CSV file of people with the header `user_id,email` (and optionally `,name`), read at
-    start; relative to the config file. `table` wins for a user id both name."""
+    start; relative to the config file. `table` wins for a user id both list."""
     ttl: Duration = DEFAULT_PEOPLE_TTL
     """How long the source's answer about a person is trusted; the next pass that meets them
     after that asks again (`python -m sync people --refresh` asks at once)."""
 
     @field_validator("table")
     @classmethod
-    def _emails(cls, table: dict[str, str | PersonEntry]) -> dict[str, str | PersonEntry]:
-        for user_id, entry in table.items():
+    def _emails(cls, table: dict[str, str]) -> dict[str, str]:
+        for user_id, email in table.items():
             if not user_id.strip():
                 raise ValueError("a user id is empty")
-            if isinstance(entry, str) and (problem := email_problem(entry)) is not None:
+            if (problem := email_problem(email)) is not None:
                 raise ValueError(f"{user_id}: {problem}")
         return table
 
@@ -665,11 +646,9 @@ def people_directory(settings: PeopleSettings, key: str) -> dict[str, Person]:
     found: dict[str, Person] = {}
     if settings.file is not None:
         found.update(_people_file(settings.file, f"{key}.file"))
-    for user_id, entry in settings.table.items():
-        if isinstance(entry, str):
-            found[user_id] = Person(user_id, entry.strip())
-        else:
-            found[user_id] = Person(user_id, entry.email, entry.name)
+    for user_id, email in settings.table.items():
+        named = found.get(user_id)
+        found[user_id] = Person(user_id, email.strip(), None if named is None else named.name)
     return found
 
 

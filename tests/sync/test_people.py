@@ -138,7 +138,7 @@ def test_the_table_wins_over_the_source_which_is_never_asked_about_its_people(
     store: StateStore,
 ) -> None:
     source = Directory({"1": "old@support.example.com", "2": LI})
-    resolver = _resolver(store, {"1": ANA, "3": {"email": LI, "name": "Li"}})
+    resolver = _resolver(store, {"1": ANA, "3": LI})
 
     found = resolver.lookup(source, _tickets([1, 2, 3, None, ""]))
 
@@ -274,7 +274,7 @@ def test_an_unresolved_assignee_leaves_the_task_unassigned_and_people_says_why(
 ) -> None:
     path = _agent_tickets(tmp_path, [1, 9])
     with Emulator(tokens=[TOKEN], users=[ANA]) as emulator:
-        config = _config(emulator, path, sqlite_url, {"1": {"email": ANA, "name": "Ana"}})
+        config = _config(emulator, path, sqlite_url, {"1": ANA})
         summary = _sync(config)
         assert summary.ok and (summary.pushed, summary.failed) == (2, 0)
         assert _assignees(emulator) == {"0": ANA, "1": None}
@@ -290,10 +290,11 @@ url = "{sqlite_url}"
 kind = "jsonl"
 path = "{path}"
 mapping = {{ title = "{{subject}}", assignee = "agent_id" }}
-[connectors.helpdesk.people.table]
-1 = {{ email = "{ANA}", name = "Ana" }}
+[connectors.helpdesk.people]
+file = "people.csv"
 """
         )
+        (tmp_path / "people.csv").write_text(f"user_id,email,name\n1,{ANA},Ana\n")
         capsys.readouterr()
         code = main(["people", "--config", str(config_file), "--json"])
 
@@ -368,7 +369,7 @@ def test_the_people_file_beside_the_config_and_the_table_over_it(tmp_path: Path)
     )
     directory = config.connectors["helpdesk"].people
     assert directory["1"] == Person("1", ANA, "Ana Ops")
-    assert directory["2"].email == LI
+    assert directory["2"] == Person("2", LI, "Li")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from connectors.redmine import RedmineConnector, RedmineOptions
@@ -20,6 +21,7 @@ from sync.errors import ConfigError
 from sync.run import RunOptions, RunSummary, run_once
 from sync.shell.cli import main
 from sync.state import StateStore
+from sync.state.schema import failed_items
 from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
@@ -535,17 +537,7 @@ def test_an_email_changed_at_the_source_reaches_every_task_of_that_person_after_
         config = _config(staffed, emulator, sqlite_url, api_key=ADMIN_KEY)
         assert _sync(config).ok
         staffed.users[5]["mail"] = "ana.new@example.com"
-        config_file = tmp_path / "sync.toml"
-        config_file.write_text(
-            f"""
-[state]
-url = "{sqlite_url}"
-[connectors.tracker]
-kind = "redmine"
-base_url = "{staffed.base_url}"
-api_key = "{ADMIN_KEY}"
-"""
-        )
+        config_file = _people_config(tmp_path, staffed, sqlite_url)
         assert main(["people", "--config", str(config_file), "--refresh", "--json"]) == 0
         assert len(staffed.user_requests) == 14  # each person asked once more
 
@@ -556,3 +548,54 @@ api_key = "{ADMIN_KEY}"
         assert [assigned[n] for n in ("1", "3", "8")] == ["ana.new@example.com"] * 3
         quiet = _sync(config)
         assert quiet.pulled < 9 and quiet.pushed == 0
+
+
+def _people_config(folder: Path, fake: FakeRedmine, state_url: str) -> Path:
+    """A sync.toml for `python -m sync people` over `fake`, with an admin's key."""
+    path = folder / "sync.toml"
+    path.write_text(
+        f"""
+[state]
+url = "{state_url}"
+[connectors.tracker]
+kind = "redmine"
+base_url = "{fake.base_url}"
+api_key = "{ADMIN_KEY}"
+"""
+    )
+    return path
+
+
+def test_a_refused_email_fixed_at_the_source_is_retried_at_once_after_a_refresh(
+    staffed: FakeRedmine, state_url: str, tmp_path: Path
+) -> None:
+    """Fragment knows Li and Mo, not Ana's old address: her three issues are failed items
+    naming it, failing for hours, so due again in an hour. Her address is fixed in
+    Redmine; once `people --refresh` sees it, the next pass sends them at once."""
+    with Emulator(tokens=[TOKEN], users=[LI, MO, "ana.fixed@example.com"]) as emulator:
+        config = _config(staffed, emulator, state_url, api_key=ADMIN_KEY)
+        first = _sync(config)
+        assert first.failed == 3
+        with StateStore.open(state_url) as store:
+            refused = store.failed_items("tracker")
+            assert {i.source_id for i in refused} == {"1", "3", "8"}
+            assert all(ANA in item.error for item in refused)
+            with store.engine.begin() as conn:
+                hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+                conn.execute(sa.update(failed_items).values(first_seen=hours_ago))
+        assert _sync(config).failed == 3  # tried once more, now due in an hour
+        staffed.users[5]["mail"] = "ana.fixed@example.com"
+        waiting = _sync(config)  # not due: nothing tried, and the cache knows nothing new
+        assert (waiting.failed, waiting.pushed) == (0, 0)
+        with StateStore.open(state_url) as store:
+            assert len(store.failed_items("tracker")) == 3
+
+        config_file = _people_config(tmp_path, staffed, state_url)
+        assert main(["people", "--config", str(config_file), "--refresh"]) == 0
+        healed = _sync(config)
+
+        assert healed.ok and (healed.pushed, healed.failed) == (3, 0)
+        assigned = _assignees(emulator)
+        assert [assigned[n] for n in ("1", "3", "8")] == ["ana.fixed@example.com"] * 3
+        with StateStore.open(state_url) as store:
+            assert store.failed_items("tracker") == []

@@ -140,11 +140,11 @@ class PeopleResolver:
 
     def _cached(self, user_ids: list[str]) -> dict[str, str | None]:
         """The cache's answers for `user_ids` that are younger than the TTL."""
-        oldest = utcnow() - self.ttl
+        now = utcnow()
         return {
             user_id: person.email
             for user_id, person in self.store.known_people(self.namespace, user_ids).items()
-            if person.resolved_at >= oldest
+            if not stale(person, self.ttl, now)
         }
 
     def _ask(self, source: Connector, user_ids: Sequence[str]) -> dict[str, str | None]:

@@ -1,14 +1,15 @@
 """The pass orchestrator: one pass of one connector, source to checkpoint.
 
     failed items ─┐
-                  ├─> map ─> diff against stored hashes ─> batch ─> Fragment ─> checkpoint
+                  ├─> people ─> map ─> diff (stored hashes) ─> batch ─> Fragment ─> checkpoint
     connector  ───┘
-    sync.pull        mapping sync.diff                     sync.ship            sync.checkpoint
+    sync.pull       sync.people mapping sync.diff                   sync.ship      sync.checkpoint
 
 A pass first retries the connector's failed items, then pulls from the
-watermark (inclusive, minus the lookback). Every acknowledged batch is
-checkpointed in one transaction with its hashes, its failed items and the
-watermark of the last ticket fully dealt with, never past the time the pass
+watermark (inclusive, minus the lookback). Each chunk's assignees are resolved
+to emails (`sync.people`, with `mapping.assignee` only) before it is mapped.
+Every acknowledged batch is checkpointed in one transaction with its hashes,
+its failed items and the watermark of the last ticket fully dealt with, never past the time the pass
 started on the source's clock or this machine's, whichever is earlier. When
 the source fails, what it gave before is still pushed and checkpointed.
 Whatever stops a pass (the source, Fragment, a stop request, a timeout) leaves

@@ -408,3 +408,18 @@ def test_the_people_table_enters_the_fingerprint_only_when_set() -> None:
     assert _connector({}).fingerprint() == bare.fingerprint()
     assert _connector({"1": ANA}).fingerprint() != bare.fingerprint()
     assert _connector({"1": ANA}).fingerprint() != _connector({"1": LI}).fingerprint()
+
+
+def test_the_cache_is_listed_a_page_at_a_time_in_user_id_order(store: StateStore) -> None:
+    answers = [Person(f"u{n}", f"u{n}@support.example.com", f"User {n}") for n in (3, 1, 4, 2, 5)]
+    assert store.keep_people("helpdesk", answers) == []  # first answers: no change
+    store.keep_people("other", [Person("u1", None, reason="hidden")])
+
+    pages = list(store.people_pages("helpdesk", 2))
+
+    assert [[p.user_id for p in page] for page in pages] == [["u1", "u2"], ["u3", "u4"], ["u5"]]
+    assert pages[0][0].email == "u1@support.example.com" and pages[0][0].name == "User 1"
+    assert store.people_changed_at("helpdesk") is None
+    assert store.keep_people("helpdesk", [Person("u2", None, reason="gone")]) == ["u2"]
+    assert store.people_changed_at("helpdesk") is not None
+    assert store.people_changed_at("other") is None

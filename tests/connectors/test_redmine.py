@@ -21,7 +21,7 @@ from sync.errors import ConfigError
 from sync.run import RunOptions, RunSummary, run_once
 from sync.shell.cli import main
 from sync.state import StateStore
-from sync.state.schema import failed_items
+from sync.state.schema import failed_items, people
 from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
@@ -494,6 +494,9 @@ def test_an_admin_key_assigns_each_task_to_its_redmine_assignee_asking_once_per_
         assert (kept["5"].email, kept["5"].name) == (ANA, "Ana Ops")
         assert (kept["30"].name, kept["30"].reason) == ("Night shift", _GROUP_REASON)
         assert kept["99"].reason is not None and kept["99"].reason.startswith("no such user")
+        with StateStore.open(state_url) as store, store.engine.connect() as conn:
+            rows = [str(tuple(row)) for row in conn.execute(sa.select(people))]
+        assert len(rows) == 5 and not any("k000" in row for row in rows)  # users' API keys
 
         staffed.touch(3, T0 + dt.timedelta(hours=1), assigned_to={"id": 6, "name": "x"})
         second = _sync(config)

@@ -14,19 +14,29 @@ issue's id is Redmine's, unique across projects, so an issue moved between
 two of them stays one task; one moved out of all of them stops coming, and a
 census archives its task. An issue listed under a project and its subproject
 goes out once.
+
+People: an issue names its assignee as `assigned_to: {"id", "name"}` (left
+out when unassigned), and the default mapping resolves `assigned_to.id`.
+`people` asks `GET /users/{id}.json` per id: Redmine has no call for several
+users by id. Its `mail` is there for an admin's key; for another key only if
+the user shows their email (Redmine hides it by default). An id that is no
+user may be a group (issues can be assigned to groups): `GET /groups/{id}.json`
+names it, and a group has no email. The user record also carries the user's
+own API key for an admin: only the name and email are kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, unset
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
+from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_header
 
@@ -95,6 +105,7 @@ class RedmineConnector(RestConnector):
             "Rejected": "DONE",
         },
         "due_at": "due_date",
+        "assignee": "assigned_to.id",
         "external_created_at": "created_on",
         "external_updated_at": "updated_on",
         "fields": {
@@ -156,5 +167,37 @@ class RedmineConnector(RestConnector):
                 return
             first = max(numbers) + 1
 
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """Each id as a user (`/users/{id}.json`), else a group (`/groups/{id}.json`)."""
+        for user_id in dict.fromkeys(user_ids):
+            if not user_id.isdigit():
+                yield Person(user_id, None, reason="not a Redmine user id (a number)")
+                continue
+            body = self.lookup(PageRequest(f"/users/{user_id}.json"))
+            user = body.get("user") if isinstance(body, dict) else None
+            if isinstance(user, dict):
+                name = " ".join(
+                    part for part in (user.get("firstname"), user.get("lastname")) if part
+                )
+                yield person(user_id, user.get("mail"), name or user.get("login"), _HIDDEN)
+                continue
+            body = self.lookup(PageRequest(f"/groups/{user_id}.json"))
+            group = body.get("group") if isinstance(body, dict) else None
+            if isinstance(group, dict):
+                yield Person(user_id, None, group.get("name"), reason=_GROUP)
+            else:
+                yield Person(
+                    user_id,
+                    None,
+                    reason=f"{NO_SUCH_USER} (deleted or locked, or not visible to this API key)",
+                )
+
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.base_url}/issues/{record.get('id')}"}
+
+
+_HIDDEN = (
+    "email hidden: Redmine shows it to admins' API keys, or when the user shows it; use an "
+    "admin's key, or the connector's people table"
+)
+_GROUP = "a Redmine group: groups have no email (name someone in the connector's people table)"

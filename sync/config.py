@@ -22,6 +22,7 @@ sources, talk to Fragment or open the state database.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -45,11 +46,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from connectors.base import ConnectorOptions
+from connectors.base import ConnectorOptions, Person
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
-from sync.spec import MappingSettings, parse_mapping
+from sync.spec import MappingSettings, email_problem, parse_mapping
 from sync_http.redaction import names_a_secret
 
 DEFAULT_CONFIG_FILE = Path("sync.toml")
@@ -261,6 +262,43 @@ class ConversationSettings(BaseModel):
     """With `sync`: post the comments made before comment sync was turned on as well."""
 
 
+DEFAULT_PEOPLE_TTL = dt.timedelta(days=7)
+"""How long the people cache trusts a source's answer about a person, by default."""
+
+
+class PeopleSettings(BaseModel):
+    """Who the connector's source user ids are (`mapping.assignee`): a table, a file, the cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    table: dict[str, str] = Field(default_factory=dict)
+    """Source user id = email (`5 = "ana@example.com"`). Wins over the source and the cache:
+    for sources that hide emails, and for corrections."""
+    file: Path | None = None
+    """A CSV file of people with the header `user_id,email` (and optionally `,name`), read at
+    start; relative to the config file. `table` wins for a user id both list."""
+    ttl: Duration = DEFAULT_PEOPLE_TTL
+    """How long the source's answer about a person is trusted; the next pass that meets them
+    after that asks again (`python -m sync people --refresh` asks at once)."""
+
+    @field_validator("table")
+    @classmethod
+    def _emails(cls, table: dict[str, str]) -> dict[str, str]:
+        for user_id, email in table.items():
+            if not user_id.strip():
+                raise ValueError("a user id is empty")
+            if (problem := email_problem(email)) is not None:
+                raise ValueError(f"{user_id}: {problem}")
+        return table
+
+    @field_validator("ttl")
+    @classmethod
+    def _positive(cls, ttl: dt.timedelta) -> dt.timedelta:
+        if ttl <= dt.timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return ttl
+
+
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
@@ -293,6 +331,9 @@ class ConnectorSettings(BaseModel):
     conversation: ConversationSettings = ConversationSettings()
     """The ticket's comments: summary fields (`comment_count`, `last_comment_at`,
     `last_comment_author`, `last_comment`) and comment sync."""
+    people: PeopleSettings = PeopleSettings()
+    """Who the source's user ids are, for `mapping.assignee`: a table or CSV file of emails
+    that wins over the source, and how long the source's answers are cached."""
     census_max_share: float = Field(default=0.1, ge=0, le=1)
     """The largest share of the connector's live tasks a census archives on its own; one that
     finds more gone archives nothing and fails (`python -m sync census --force` accepts it)."""
@@ -387,6 +428,8 @@ class ConnectorConfig(BaseModel):
     name: str
     settings: ConnectorSettings
     options: ConnectorOptions
+    people: dict[str, Person] = Field(default_factory=dict)
+    """The people the config names (`people.table` over `people.file`), by source user id."""
 
     @property
     def uid_namespace(self) -> str:
@@ -403,11 +446,13 @@ class ConnectorConfig(BaseModel):
         next pass reads everything again (the hash diff then pushes only the
         tasks the change really altered). Secrets enter it masked.
         """
-        decisive = {
+        decisive: dict[str, Any] = {
             "kind": self.kind,
             "options": self.options.model_dump(mode="json"),
             "mapping": self.settings.mapping.model_dump(mode="json"),
         }
+        if self.people:  # only then: a config without people keeps the fingerprint it had
+            decisive["people"] = sorted((p.user_id, p.email) for p in self.people.values())
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -588,7 +633,57 @@ def _connector_config(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
     parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
-    return ConnectorConfig(name=name, settings=settings, options=options)
+    people = people_directory(settings.people, f"{key}.people")
+    return ConnectorConfig(name=name, settings=settings, options=options, people=people)
+
+
+def people_directory(settings: PeopleSettings, key: str) -> dict[str, Person]:
+    """The people `settings` name, by user id: its `file`'s rows, then its `table` over them.
+
+    Raises `ConfigError` naming `key.file` (and the line) for a file that
+    can't be read or holds a bad row.
+    """
+    found: dict[str, Person] = {}
+    if settings.file is not None:
+        found.update(_people_file(settings.file, f"{key}.file"))
+    for user_id, email in settings.table.items():
+        named = found.get(user_id)
+        found[user_id] = Person(user_id, email.strip(), None if named is None else named.name)
+    return found
+
+
+def _people_file(path: Path, key: str) -> dict[str, Person]:
+    """The rows of a people CSV (`user_id,email[,name]`, with that header), by user id."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(key, f"can't read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{str(path)!r} is not UTF-8 text") from None
+    reader = csv.reader(text.splitlines())
+    header = [column.strip().lower() for column in next(reader, [])]
+    if header[:2] != ["user_id", "email"] or header[2:] not in ([], ["name"]):
+        raise ConfigError(
+            key, f"{str(path)!r}: the first line must be the header user_id,email or "
+            f"user_id,email,name, not {','.join(header)!r}"
+        )  # fmt: skip
+    found: dict[str, Person] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise ConfigError(key, f"line {line}: {len(row)} columns, the header has {len(header)}")
+        user_id, email = row[0].strip(), row[1].strip()
+        if not user_id:
+            raise ConfigError(key, f"line {line}: the user id is empty")
+        if (problem := email_problem(email)) is not None:
+            raise ConfigError(key, f"line {line} (user {user_id}): {problem}")
+        if user_id in found:
+            raise ConfigError(key, f"line {line}: user {user_id} is listed twice")
+        name = row[2].strip() or None if len(row) > 2 else None
+        found[user_id] = Person(user_id, email, name)
+    return found
 
 
 def _with_defaults(defaults: Mapping[str, Any], mapping: MappingSettings) -> MappingSettings:
@@ -708,6 +803,10 @@ def _connector_paths_under(table: Any, folder: Path) -> Any:
     except UnknownConnectorKind:
         return table  # reported, naming the key, when the connector is built
     resolved = dict(table)
+    people = table.get("people")
+    if isinstance(people, Mapping) and isinstance(people.get("file"), str):
+        path = Path(people["file"])
+        resolved["people"] = {**people, "file": str(path if path.is_absolute() else folder / path)}
     for name, field in cls.Options.model_fields.items():
         value = table.get(name)
         if field.annotation in (Path, Path | None) and isinstance(value, str):

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from connectors.base import Cursor, SourceTicket
@@ -53,6 +54,10 @@ _PLAIN_JSON = frozenset((str, int, bool, type(None)))
 
 Value = Callable[[Any, str], Any]
 """One task value from (record, source id); raises `_Invalid` naming the field."""
+
+People = Mapping[str, str | None]
+"""Resolved assignees: source user id to email, None for one that has none (`sync.people`)."""
+NOBODY: People = MappingProxyType({})
 
 
 def task_uid(namespace: str, source_id: str) -> str:
@@ -144,14 +149,38 @@ class Mapper:
         )
         self._zone = zone
         self._values = _task_values(spec, zone)
+        self._assignee = None if spec.assignee is None else _reader(spec.assignee, "assignee")
+
+    @property
+    def resolves_assignees(self) -> bool:
+        """Whether the mapping names the assignee by a source user id (`mapping.assignee`)."""
+        return self._assignee is not None
+
+    def assignee_id(self, ticket: SourceTicket) -> str | None:
+        """The source user id of `ticket`'s assignee, as text; None when it has none.
+
+        None too when the mapping reads no `assignee`, or the value is no user
+        id (an object): mapping the ticket then fails naming the field.
+        """
+        if self._assignee is None:
+            return None
+        try:
+            return _user_id(self._assignee(ticket.record))
+        except _Invalid:
+            return None
 
     def uid(self, source_id: str) -> str:
         return task_uid(self.namespace, source_id)
 
-    def map(self, ticket: SourceTicket) -> TaskPayload:
-        """The task for `ticket`; raises `MappingError` naming the field that failed."""
+    def map(self, ticket: SourceTicket, people: People = NOBODY) -> TaskPayload:
+        """The task for `ticket`; raises `MappingError` naming the field that failed.
+
+        `people`: the emails of the assignees of the tickets being mapped, by
+        source user id, for a mapping with `assignee` (`sync.people` resolves
+        them); an id it lacks, or maps to None, leaves the task unassigned.
+        """
         try:
-            task = self._declarative(ticket)
+            task = self._declarative(ticket, people)
         except _Invalid as exc:
             raise self._error(ticket, exc.field, exc.message) from None
         hook = self._hook
@@ -172,7 +201,7 @@ class Mapper:
         task = {"uid": self.uid(ticket.source_id), "archived": True}
         return TaskPayload.encode(ticket.source_id, ticket.cursor, task, built=True)
 
-    def _declarative(self, ticket: SourceTicket) -> dict[str, Any]:
+    def _declarative(self, ticket: SourceTicket, people: People) -> dict[str, Any]:
         """The task the spec builds from `ticket`; raises `_Invalid` naming the field."""
         record, source_id = ticket.record, ticket.source_id
         title = self._title(record, source_id)
@@ -202,6 +231,10 @@ class Mapper:
             value = value_of(record, source_id)
             for key in keys:
                 task[key] = value
+        if self._assignee is not None and task.get("assignee_email") is None:
+            # `assignee_email`'s path wins where it gives an address.
+            user_id = _user_id(self._assignee(record))
+            task["assignee_email"] = None if user_id is None else people.get(user_id)
         return task
 
     def _run_hook(
@@ -349,6 +382,21 @@ def _email(path: MappingPath) -> Value:
         return value.strip()
 
     return email
+
+
+def _user_id(value: Any) -> str | None:
+    """A source user id as text (Redmine's are numbers); None for none.
+
+    Raises `_Invalid` naming `assignee` for a value that is no id (an object, a list).
+    """
+    kind = type(value)
+    if kind is str:
+        return value.strip() or None
+    if kind is int:
+        return str(value)
+    if value is MISSING or value is None:
+        return None
+    raise _Invalid("assignee", f"expected a user id, got {_kind(value)}")
 
 
 def _queue_uid(render: Value) -> Value:

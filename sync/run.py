@@ -1,14 +1,15 @@
 """The pass orchestrator: one pass of one connector, source to checkpoint.
 
     failed items ─┐
-                  ├─> map ─> diff against stored hashes ─> batch ─> Fragment ─> checkpoint
+                  ├─> people ─> map ─> diff (stored hashes) ─> batch ─> Fragment ─> checkpoint
     connector  ───┘
-    sync.pull        mapping sync.diff                     sync.ship            sync.checkpoint
+    sync.pull       sync.people mapping sync.diff                   sync.ship      sync.checkpoint
 
 A pass first retries the connector's failed items, then pulls from the
-watermark (inclusive, minus the lookback). Every acknowledged batch is
-checkpointed in one transaction with its hashes, its failed items and the
-watermark of the last ticket fully dealt with, never past the time the pass
+watermark (inclusive, minus the lookback). Each chunk's assignees are resolved
+to emails (`sync.people`, with `mapping.assignee` only) before it is mapped.
+Every acknowledged batch is checkpointed in one transaction with its hashes,
+its failed items and the watermark of the last ticket fully dealt with, never past the time the pass
 started on the source's clock or this machine's, whichever is earlier. When
 the source fails, what it gave before is still pushed and checkpointed.
 Whatever stops a pass (the source, Fragment, a stop request, a timeout) leaves
@@ -42,6 +43,7 @@ from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, Pas
 from sync.config import Config, ConnectorConfig
 from sync.lease import LeaseKeeper, check_turn, holder_text, leased
 from sync.mapping import Mapper, TaskPayload
+from sync.people import PeopleResolver
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
 from sync.state import UNREACHABLE, StateStore, unreachable_message, utcnow
@@ -82,6 +84,11 @@ class ConnectorRun:
         self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping, zone=zone)
         self.counts = PassCounts()
         self.log = log.bind(connector=self.name)
+        self.people = PeopleResolver(
+            connector, store, self.mapper, self.log, dry_run=options.dry_run
+        )
+        self._fingerprint = ""
+        """The settings' fingerprint this pass runs with (`PeopleResolver.fingerprint`)."""
         self.checkpoints: Checkpointer | None = None
         self._lease_keeper: LeaseKeeper | None = None
         self._deadline: float | None = None
@@ -135,6 +142,10 @@ class ConnectorRun:
         if not self.options.dry_run:
             run_id = self.store.start_run(self.namespace, self.name, watermark)
         self.log = self.log.bind(run_id=run_id)
+        self.people.log = self.log
+        # Taken before anything is read: an email that changes during the pass makes the
+        # next one read every ticket again.
+        self._fingerprint = self.people.fingerprint(self.config.fingerprint())
         watermark = sane(watermark, self._pass_started, self.log)
         for observer in RUN_OBSERVERS:
             observer.started(self.name, run_id)
@@ -199,8 +210,8 @@ class ConnectorRun:
         """Retry the failed items and pull what changed, in the order the docstring says."""
         assert self.checkpoints is not None
         if self.options.retry_only:
-            self._retry_failed(stream, hurry=True)
-        elif self.checkpoints.reads_everything(self.config.fingerprint(), self.options.full):
+            self._retry_failed(stream, source, hurry=True)
+        elif self.checkpoints.reads_everything(self._fingerprint, self.options.full):
             # The pull tries the failed items it meets (their latest version): trying them
             # first as well sent and counted each twice. Then those it did not meet, at once:
             # the settings may be fixed for them too, and a source failing part-way must not
@@ -208,11 +219,11 @@ class ConnectorRun:
             try:
                 self._pull(stream, source, full=True)
             except SourceError:
-                self._retry_unmet(stream)
+                self._retry_unmet(stream, source)
                 raise
-            self._retry_unmet(stream)
+            self._retry_unmet(stream, source)
         else:
-            self._retry_failed(stream, hurry=False)
+            self._retry_failed(stream, source, hurry=False)
             self._pull(stream, source, full=False)
 
     def _summary(
@@ -240,13 +251,18 @@ class ConnectorRun:
 
     # The two phases
 
-    def _retry_unmet(self, stream: TaskStream) -> None:
+    def _retry_unmet(self, stream: TaskStream, source: Connector) -> None:
         """After a pull meant to read everything: the failed items it did not meet."""
         stream.settle_all()  # what the pull pushed is recorded: not tried again
-        self._retry_failed(stream, hurry=True, untried_since=self._began)
+        self._retry_failed(stream, source, hurry=True, untried_since=self._began)
 
     def _retry_failed(
-        self, stream: TaskStream, *, hurry: bool, untried_since: dt.datetime | None = None
+        self,
+        stream: TaskStream,
+        source: Connector,
+        *,
+        hurry: bool,
+        untried_since: dt.datetime | None = None,
     ) -> None:
         """Map and push the failed items again: the mapping or the data may be fixed now.
 
@@ -263,14 +279,15 @@ class ConnectorRun:
         )  # fmt: skip
         for page in failed.pages():
             stream.resolve(page.resolved)
-            stream.feed(page.tickets, page.stored, page.errors)
+            people = self.people.lookup(source, page.tickets)
+            stream.feed(page.tickets, page.stored, page.errors, people=people)
         stream.flush(watermark=None)
         stream.settle_all()
         failed.report()
 
     def _pull(self, stream: TaskStream, source: Connector, *, full: bool) -> None:
         """Read what changed since the watermark (`full`: every ticket), and push it."""
-        fingerprint = self.config.fingerprint()
+        fingerprint = self._fingerprint
         pull = SourcePull(source, self.name, self.watermark, self._pass_started, self.log)
         if pull.unchanged(self.store, self.namespace, full=full, dry_run=self.options.dry_run):
             return
@@ -284,9 +301,10 @@ class ConnectorRun:
         try:
             for chunk in pull.chunks(since):
                 tickets = [item for item in chunk if isinstance(item, SourceTicket)]
+                people = self.people.lookup(source, tickets)
                 stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
                 errors = failed_errors(self.store, self.namespace, tickets, self._had_failures)
-                stream.feed(chunk, stored, errors, pull, settings)
+                stream.feed(chunk, stored, errors, pull, settings, people)
                 consumed += len(chunk)
                 if self.options.progress:
                     self.options.progress.update(self.name, consumed, expected)

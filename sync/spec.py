@@ -94,6 +94,25 @@ class MappingSettings(BaseModel):
     imported by `run`, `check` and `failures retry` only."""
 
 
+MAX_EMAIL_LENGTH = 320
+"""The longest email address there can be (RFC 5321: 64 + 1 + 255)."""
+
+
+def email_problem(text: str) -> str | None:
+    """What is wrong with `text` as an email address, or None if it looks like one.
+
+    Only the shape is checked (one `@` with text on each side, no spaces, not
+    too long): the people that exist are Fragment's to say.
+    """
+    email = text.strip()
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in email):
+        return f"{text!r} is not an email address"
+    if len(email) > MAX_EMAIL_LENGTH:
+        return f"an email address of {len(email)} characters is longer than {MAX_EMAIL_LENGTH}"
+    return None
+
+
 def snake_case(name: str) -> str:
     """`name` as a snake_case key: `ticketId` → `ticket_id`, `Country Code` → `country_code`.
 
@@ -182,6 +201,8 @@ class ParsedMapping:
     """(task key, path) of due_at, external_created_at, external_updated_at when mapped."""
     date_only: DateOnly
     assignee_email: MappingPath | None
+    assignee: MappingPath | None
+    """The path to the assignee's source user id, resolved to an email by `sync.people`."""
     hook: Hook | None
     """None when the spec has no hook, or when it was parsed without importing it."""
 
@@ -246,6 +267,7 @@ def parse_mapping(
             if settings.assignee_email is None
             else _path(settings.assignee_email, f"{key}.assignee_email")
         ),
+        assignee=None if settings.assignee is None else _path(settings.assignee, f"{key}.assignee"),
         hook=hook,
     )
 

@@ -29,7 +29,7 @@ from connectors.base import BadRecord, Cursor, SourceTicket
 from sync.checkpoint import Checkpointer, FailureLog, Mark
 from sync.diff import Decision, Queued, Verdict, diff
 from sync.errors import SkipTicket
-from sync.mapping import Mapper, TaskPayload
+from sync.mapping import NOBODY, Mapper, People, TaskPayload
 from sync.pull import SourcePull
 from sync.ship import Ship, Shipment
 from sync.state import StateStore, StoredTask
@@ -78,15 +78,18 @@ class TaskStream:
     # Diff
 
     def decide(
-        self, tickets: list[SourceTicket], stored: dict[str, StoredTask]
+        self, tickets: list[SourceTicket], stored: dict[str, StoredTask], people: People = NOBODY
     ) -> list[TaskDecision]:
-        """What becomes of each of `tickets`, against `stored` and what this pass queued or sent."""
+        """What becomes of each of `tickets`, against `stored` and what this pass queued or sent.
+
+        `people`: the emails of their assignees, by source user id (`sync.people`).
+        """
         queued = {} if self.ship is None else self.ship.out()
         queued.update(self._versions)
         return diff(
             tickets,
             stored,
-            self._map,
+            self._map if not people else lambda ticket: self._map(ticket, people),
             queued=queued,
             pass_started=self.pass_started,
             sent_unrecorded=self._sent_unrecorded(tickets, stored),
@@ -128,15 +131,17 @@ class TaskStream:
         errors: dict[str, str],
         pull: SourcePull | None = None,
         settings: str | None = None,
+        people: People = NOBODY,
     ) -> None:
         """Diff `items` and act on each in order, cutting shipments as the batch fills.
 
         `errors`: the last error of those that are failed items. `pull`: the
         source's pull they come from (None: failed items tried again), which
-        tells where each shipment may move the watermark.
+        tells where each shipment may move the watermark. `people`: the
+        emails of their assignees, by source user id (`sync.people`).
         """
         tickets = [item for item in items if isinstance(item, SourceTicket)]
-        decisions = iter(self.decide(tickets, stored))
+        decisions = iter(self.decide(tickets, stored, people))
         watermark = _nowhere if pull is None else pull.safe
         for item in items:
             self.check_stop()
@@ -161,11 +166,11 @@ class TaskStream:
         """Failed items that need no retry (a later version went through)."""
         self._mark.resolved.extend(source_ids)
 
-    def _map(self, ticket: SourceTicket) -> TaskPayload:
+    def _map(self, ticket: SourceTicket, people: People = NOBODY) -> TaskPayload:
         if ticket.deleted and not ticket.record:
             return self.mapper.tombstone(ticket)  # a census's: nothing but the id is known
         try:
-            return self.mapper.map(ticket)
+            return self.mapper.map(ticket, people)
         except SkipTicket:
             if not ticket.deleted:
                 raise

@@ -105,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     census.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     census.set_defaults(handler=_census)
 
+    people = commands.add_parser(
+        "people", help="who each connector's assignees are: resolved, not, and why"
+    )
+    _config_flag(people)
+    people.add_argument("--connector", action="append", metavar="NAME", help="only these (repeat)")
+    people.add_argument(
+        "--refresh",
+        action="store_true",
+        help="ask each source again about everyone cached, within its rate limit",
+    )
+    people.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    people.set_defaults(handler=_people)
+
     status = commands.add_parser(
         "status", help="watermark, last run and failed items per connector"
     )
@@ -473,6 +486,32 @@ def _census(args: argparse.Namespace) -> int:
         if not summaries:
             print("no connector has `census` set; name one with --connector")
     return _exit_code(summaries)
+
+
+def _people(args: argparse.Namespace) -> int:
+    from sync.shell.people import connector_people, render
+
+    with _demo_or_config(args) as config:
+        names = args.connector or list(config.connectors)
+        for name in names:
+            if name not in config.connectors:
+                raise ConfigError("--connector", f"no connector named {name!r} in {config.source}")
+        store = _open_state(config)
+        try:
+            found = [
+                connector_people(config.connectors[name], store, refresh=args.refresh)
+                for name in names
+            ]
+        finally:
+            store.close()
+    ok = all(people.error is None for people in found)
+    if args.json:
+        document = {"ok": ok, "connectors": [people.as_json() for people in found]}
+        print(json.dumps(document, ensure_ascii=False))
+    else:
+        for people in found:
+            print(logs.redact(render(people)))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -183,3 +183,23 @@ censuses = sa.Table(
     # Told to archive beyond census_max_share (`census --force`).
     sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+MAX_EMAIL_LENGTH = 320
+"""The longest email address the people cache keeps (RFC 5321's 64 + 1 + 255)."""
+
+people = sa.Table(
+    "people",
+    metadata,
+    # What each connector's source said of a user id (see sync.people): never a secret.
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("user_id", ID, primary_key=True),
+    sa.Column("email", sa.String(MAX_EMAIL_LENGTH)),
+    sa.Column("name", sa.String(255)),
+    # Why `email` is None, in a few words ("email hidden", "no such user").
+    sa.Column("reason", sa.String(255)),
+    # When the source last answered for them: the cache's TTL counts from here.
+    sa.Column("resolved_at", UTC_TIME, nullable=False),
+    # When an answer last changed their email (None: never since first asked): a pass
+    # reads every ticket again once this is later than its last complete pass knew.
+    sa.Column("changed_at", UTC_TIME),
+)

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from connectors.base import Cursor
+from connectors.base import Cursor, Person
 from sync import failures
 from sync.batches import Payload, batched
 from sync.errors import FixConfiguration, StopConnector, first_line
@@ -42,6 +42,7 @@ from sync.state.schema import (
     connectors,
     failed_items,
     leases,
+    people,
     pushes_in_flight,
     runs,
     tasks,
@@ -122,6 +123,22 @@ class FailedItem:
     @property
     def retryable(self) -> bool:
         return self.record is not None and self.stage != "source"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPerson:
+    """What the people cache keeps of one source user id (see `sync.people`).
+
+    `email` None: the source has none for them, or hides it; `reason` says why.
+    `changed_at`: when an answer last changed their email (None: never since first asked).
+    """
+
+    user_id: str
+    email: str | None
+    name: str | None
+    reason: str | None
+    resolved_at: dt.datetime
+    changed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +474,91 @@ class StateStore:
                 sa.select(sa.func.count()).select_from(tasks).where(tasks.c.connector == connector)
             ).scalar_one()
         return int(count)
+
+    # People
+
+    def known_people(self, connector: str, user_ids: Iterable[str]) -> dict[str, KnownPerson]:
+        """What the people cache holds of each of `user_ids` that it holds, by user id."""
+        wanted = list(dict.fromkeys(user_ids))
+        found: dict[str, KnownPerson] = {}
+        with self.engine.connect() as conn:
+            for chunk in batched(wanted, IN_CHUNK):
+                query = sa.select(people).where(
+                    people.c.connector == connector, people.c.user_id.in_(chunk)
+                )
+                for row in conn.execute(query).mappings():
+                    found[row["user_id"]] = _known_person(row)
+        return found
+
+    def keep_people(self, connector: str, answers: Sequence[Person]) -> list[str]:
+        """Cache what the source said of each person in `answers`, as resolved now.
+
+        Returns the user ids whose email the answer changed (from one address
+        to another, or between an address and none): their `changed_at`
+        becomes now. A first answer changes nothing. Names and reasons are
+        kept redacted and cut to their columns' length.
+        """
+        if not answers:
+            return []
+        latest = {person.user_id: person for person in answers}
+        now = utcnow()
+        changed: list[str] = []
+        with self.engine.begin() as conn:
+            before: dict[str, tuple[str | None, dt.datetime | None]] = {}
+            for chunk in batched(list(latest), IN_CHUNK):
+                query = sa.select(people.c.user_id, people.c.email, people.c.changed_at).where(
+                    people.c.connector == connector, people.c.user_id.in_(chunk)
+                )
+                for row in conn.execute(query):
+                    before[row.user_id] = (row.email, _aware(row.changed_at))
+            rows = []
+            for user_id, person in latest.items():
+                changed_at = None
+                if user_id in before:
+                    email, changed_at = before[user_id]
+                    if email != person.email:
+                        changed_at = now
+                        changed.append(user_id)
+                rows.append(
+                    {
+                        "connector": connector,
+                        "user_id": user_id,
+                        "email": person.email,
+                        "name": _short_text(person.name),
+                        "reason": _short_text(person.reason),
+                        "resolved_at": now,
+                        "changed_at": changed_at,
+                    }
+                )
+            upsert(conn, people, rows, keys=("connector", "user_id"))
+        return changed
+
+    def people_changed_at(self, connector: str) -> dt.datetime | None:
+        """When an answer last changed the email of one of the connector's people, if ever."""
+        with self.engine.connect() as conn:
+            moment = conn.execute(
+                sa.select(sa.func.max(people.c.changed_at)).where(people.c.connector == connector)
+            ).scalar()
+        return _aware(moment)
+
+    def people_pages(self, connector: str, size: int) -> Iterator[list[KnownPerson]]:
+        """Every person the connector's cache holds, `size` at a time in user-id order."""
+        query = (
+            sa.select(people)
+            .where(people.c.connector == connector)
+            .order_by(people.c.user_id)
+            .limit(size)
+        )
+        after: str | None = None
+        while True:
+            page = query if after is None else query.where(people.c.user_id > after)
+            with self.engine.connect() as conn:
+                rows = [_known_person(row) for row in conn.execute(page).mappings()]
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1].user_id
 
     # The checkpoint
 
@@ -943,6 +1045,24 @@ def _failed_item(row: Any) -> FailedItem:
         last_seen=_aware(row["last_seen"]),
         retry_at=_aware(row["retry_at"]),
     )
+
+
+def _known_person(row: Any) -> KnownPerson:
+    resolved = _aware(row["resolved_at"])
+    assert resolved is not None
+    return KnownPerson(
+        user_id=row["user_id"],
+        email=row["email"],
+        name=row["name"],
+        reason=row["reason"],
+        resolved_at=resolved,
+        changed_at=_aware(row["changed_at"]),
+    )
+
+
+def _short_text(text: str | None, length: int = 255) -> str | None:
+    """`text` as a short column keeps it: redacted, storable, at most `length` characters."""
+    return None if text is None else kept_text(text)[:length]
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:

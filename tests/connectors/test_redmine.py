@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from connectors.redmine import RedmineConnector, RedmineOptions
@@ -17,7 +19,9 @@ from fragment_emulator import Emulator
 from sync.config import Config, build_config
 from sync.errors import ConfigError
 from sync.run import RunOptions, RunSummary, run_once
+from sync.shell.cli import main
 from sync.state import StateStore
+from sync.state.schema import failed_items, people
 from sync_http import clock
 from synckit import TOKEN, tasks_by_ticket
 
@@ -441,3 +445,160 @@ def test_custom_fields_by_name_due_dates_and_status_text_reach_the_task(
 
 def _moment(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+# People: `assigned_to.id` resolved through /users/{id}.json, once per person.
+
+ADMIN_KEY = "redmine-admin-key-9e41aa"
+ANA, LI, MO = "ana.ops@example.com", "li.support@example.com", "mo.hidden@example.com"
+
+
+@pytest.fixture
+def staffed() -> Iterator[FakeRedmine]:
+    """Ana and Li show their emails; Mo hides his; group 30 is "Night shift"."""
+    with FakeRedmine(API_KEY, admin_keys=(ADMIN_KEY,)) as fake:
+        fake.add_user(5, "ana.ops", ANA)
+        fake.add_user(6, "li.support", LI, hide_mail=False)
+        fake.add_user(7, "mo.hidden", MO)
+        fake.groups[30] = "Night shift"
+        for number, assignee in enumerate([5, 6, 5, 7, 30, 99, None, 5, 6], start=1):
+            named = {} if assignee is None else {"assigned_to": {"id": assignee, "name": "x"}}
+            fake.add(number, T0 + dt.timedelta(minutes=number), **named)
+        yield fake
+
+
+def _assignees(emulator: Emulator) -> dict[str, str | None]:
+    return {
+        number: (task.get("assignee") or {}).get("email")
+        for number, task in tasks_by_ticket(emulator).items()
+    }
+
+
+def test_an_admin_key_assigns_each_task_to_its_redmine_assignee_asking_once_per_person(
+    staffed: FakeRedmine, state_url: str
+) -> None:
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = _config(staffed, emulator, state_url, api_key=ADMIN_KEY)
+        first = _sync(config)
+
+        assert first.ok and (first.pushed, first.failed) == (9, 0)
+        assert _assignees(emulator) == {
+            "1": ANA, "2": LI, "3": ANA, "4": MO, "5": None, "6": None, "7": None,
+            "8": ANA, "9": LI,
+        }  # fmt: skip
+        users = [f"/users/{n}.json" for n in (5, 6, 7, 30, 99)]
+        groups = ["/groups/30.json", "/groups/99.json"]  # not users: groups, perhaps
+        assert sorted(staffed.user_requests) == sorted([*users, *groups])
+        with StateStore.open(state_url) as store:
+            kept = store.known_people("tracker", ["5", "30", "99"])
+        assert (kept["5"].email, kept["5"].name) == (ANA, "Ana Ops")
+        assert (kept["30"].name, kept["30"].reason) == ("Night shift", _GROUP_REASON)
+        assert kept["99"].reason is not None and kept["99"].reason.startswith("no such user")
+        with StateStore.open(state_url) as store, store.engine.connect() as conn:
+            rows = [str(tuple(row)) for row in conn.execute(sa.select(people))]
+        assert len(rows) == 5 and not any("k000" in row for row in rows)  # users' API keys
+
+        staffed.touch(3, T0 + dt.timedelta(hours=1), assigned_to={"id": 6, "name": "x"})
+        second = _sync(config)
+
+        assert second.pushed == 1 and _assignees(emulator)["3"] == LI
+        assert len(staffed.user_requests) == 7  # all from the cache
+
+
+_GROUP_REASON = (
+    "a Redmine group: groups have no email (name someone in the connector's people table)"
+)
+
+
+def test_a_non_admin_key_sees_only_shown_emails_and_the_table_stands_in_for_the_rest(
+    staffed: FakeRedmine, sqlite_url: str
+) -> None:
+    with Emulator(tokens=[TOKEN]) as emulator:
+        plain = _config(staffed, emulator, sqlite_url)
+        assert _sync(plain).ok
+        hidden = _assignees(emulator)
+        assert (hidden["1"], hidden["2"], hidden["4"]) == (None, LI, None)
+        with StateStore.open(sqlite_url) as store:
+            kept = store.known_people("tracker", ["5"])["5"]
+        assert kept.email is None and kept.reason is not None
+        assert kept.reason.startswith("email hidden")
+
+        tabled = _config(staffed, emulator, sqlite_url, people={"table": {"5": ANA, "30": MO}})
+        summary = _sync(tabled)  # the table changed the settings: every issue read again
+
+        assert summary.pulled == 9
+        assignees = _assignees(emulator)
+        assert (assignees["1"], assignees["4"], assignees["5"]) == (ANA, None, MO)
+
+
+def test_an_email_changed_at_the_source_reaches_every_task_of_that_person_after_a_refresh(
+    staffed: FakeRedmine, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Ana's issues don't change; her email does. `people --refresh` sees it, and the
+    next pass reads every issue again, so all three of her tasks follow."""
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = _config(staffed, emulator, sqlite_url, api_key=ADMIN_KEY)
+        assert _sync(config).ok
+        staffed.users[5]["mail"] = "ana.new@example.com"
+        config_file = _people_config(tmp_path, staffed, sqlite_url)
+        assert main(["people", "--config", str(config_file), "--refresh", "--json"]) == 0
+        assert len(staffed.user_requests) == 14  # each person asked once more
+
+        again = _sync(config)
+
+        assert again.pulled == 9 and again.pushed == 3
+        assigned = _assignees(emulator)
+        assert [assigned[n] for n in ("1", "3", "8")] == ["ana.new@example.com"] * 3
+        quiet = _sync(config)
+        assert quiet.pulled < 9 and quiet.pushed == 0
+
+
+def _people_config(folder: Path, fake: FakeRedmine, state_url: str) -> Path:
+    """A sync.toml for `python -m sync people` over `fake`, with an admin's key."""
+    path = folder / "sync.toml"
+    path.write_text(
+        f"""
+[state]
+url = "{state_url}"
+[connectors.tracker]
+kind = "redmine"
+base_url = "{fake.base_url}"
+api_key = "{ADMIN_KEY}"
+"""
+    )
+    return path
+
+
+def test_a_refused_email_fixed_at_the_source_is_retried_at_once_after_a_refresh(
+    staffed: FakeRedmine, state_url: str, tmp_path: Path
+) -> None:
+    """Fragment knows Li and Mo, not Ana's old address: her three issues are failed items
+    naming it, failing for hours, so due again in an hour. Her address is fixed in
+    Redmine; once `people --refresh` sees it, the next pass sends them at once."""
+    with Emulator(tokens=[TOKEN], users=[LI, MO, "ana.fixed@example.com"]) as emulator:
+        config = _config(staffed, emulator, state_url, api_key=ADMIN_KEY)
+        first = _sync(config)
+        assert first.failed == 3
+        with StateStore.open(state_url) as store:
+            refused = store.failed_items("tracker")
+            assert {i.source_id for i in refused} == {"1", "3", "8"}
+            assert all(ANA in item.error for item in refused)
+            with store.engine.begin() as conn:
+                hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+                conn.execute(sa.update(failed_items).values(first_seen=hours_ago))
+        assert _sync(config).failed == 3  # tried once more, now due in an hour
+        staffed.users[5]["mail"] = "ana.fixed@example.com"
+        waiting = _sync(config)  # not due: nothing tried, and the cache knows nothing new
+        assert (waiting.failed, waiting.pushed) == (0, 0)
+        with StateStore.open(state_url) as store:
+            assert len(store.failed_items("tracker")) == 3
+
+        config_file = _people_config(tmp_path, staffed, state_url)
+        assert main(["people", "--config", str(config_file), "--refresh"]) == 0
+        healed = _sync(config)
+
+        assert healed.ok and (healed.pushed, healed.failed) == (3, 0)
+        assigned = _assignees(emulator)
+        assert [assigned[n] for n in ("1", "3", "8")] == ["ana.fixed@example.com"] * 3
+        with StateStore.open(state_url) as store:
+            assert store.failed_items("tracker") == []

@@ -593,3 +593,61 @@ def test_a_census_archives_a_deleted_issue_and_one_moved_out_of_the_project(
     landed = tasks_by_ticket(emulator)
     assert {key for key, task in landed.items() if task["archived"]} == {deleted, moved}
     assert set(real_redmine.issues(project)) == set(ids) - {deleted, moved}
+
+
+def test_assignees_resolve_to_the_users_emails_and_a_plain_key_sees_them_hidden(
+    real_redmine: RealRedmine, tmp_path: Path
+) -> None:
+    """alice, bob and carol (members of a fresh project) are assigned issues through the REST
+    API; one issue is unassigned. An admin's key resolves each to their email, asking once
+    per person; alice's own key (not an admin) sees no email, so those tasks stay unassigned
+    and the cache says why."""
+    project = real_redmine.new_project("people")
+    with real_redmine.client() as api:
+        roles = _ok(api.get("/roles.json"))["roles"]
+        developer = next(role["id"] for role in roles if role["name"] == "Developer")
+        everyone = _ok(api.get("/users.json", params={"limit": 100}))["users"]
+        users = {u["login"]: u for u in everyone if u["login"] in ("alice", "bob", "carol")}
+        assert len(users) == 3, "the real Redmine lacks alice, bob or carol"
+        for user in users.values():
+            member = {"membership": {"user_id": user["id"], "role_ids": [developer]}}
+            _ok(api.post(f"/projects/{project}/memberships.json", json=member))
+        created: dict[str, str | None] = {}
+        for login in ("alice", "bob", "carol", "alice", None):
+            issue: dict[str, Any] = {"project_id": project, "subject": f"For {login}"}
+            if login is not None:
+                issue["assigned_to_id"] = users[login]["id"]
+            number = _ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
+            created[str(number)] = None if login is None else users[login]["mail"]
+    assert {email for email in created.values() if email} == {
+        "alice@example.com", "bob@example.com", "carol@example.com",
+    }  # fmt: skip
+
+    with Emulator(db_path=":memory:", tokens=[TOKEN]) as emulator:
+        state = f"sqlite:///{tmp_path / 'admin.db'}"
+        admin = _config(real_redmine.url, real_redmine.api_key, project, emulator, state)
+        summary = _sync(admin)
+
+        assert summary.pushed == 5
+        landed = tasks_by_ticket(emulator)
+        assignees = {n: (task.get("assignee") or {}).get("email") for n, task in landed.items()}
+        assert assignees == created
+        with StateStore.open(state) as store:
+            kept = store.known_people("redmine", [str(u["id"]) for u in users.values()])
+        assert {p.email for p in kept.values()} == {u["mail"] for u in users.values()}
+
+    user_key = _settings().get("REDMINE_USER_API_KEY")
+    if not user_key:
+        pytest.skip("no REDMINE_USER_API_KEY: the non-admin half needs alice's key")
+    with Emulator(db_path=":memory:", tokens=[TOKEN]) as emulator:
+        state = f"sqlite:///{tmp_path / 'plain.db'}"
+        plain = _config(real_redmine.url, user_key, project, emulator, state)
+        assert _sync(plain).pushed == 5
+
+        landed = tasks_by_ticket(emulator)
+        assert all(task.get("assignee") is None for task in landed.values())
+        with StateStore.open(state) as store:
+            bob = store.known_people("redmine", [str(users["bob"]["id"])])
+        [answer] = bob.values()
+        assert answer.email is None and answer.name == "Bob Brown"
+        assert answer.reason is not None and answer.reason.startswith("email hidden")

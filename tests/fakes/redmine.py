@@ -20,6 +20,15 @@ without an explicit time is stamped by the fake's clock (`FakeApi.clock`).
 Like thin, which serves Debian's Redmine, it sends no `Date` header unless
 `sends_date` is set (a proxy in front adds one).
 
+Users: `GET /users/{id}.json` (the REST API's "Users" page) answers
+`{"user": {...}}` with `mail` (and the user's `api_key`, and `status`) for
+an admin's key only (`admin_keys`); for any other key `mail` appears only if
+the user doesn't hide it (Redmine's "Hide my email address", on by default),
+and a locked user is a 404. An id that is no user (a group's too) is a 404
+with an empty body. `GET /groups/{id}.json` answers `{"group": {"id", "name"}}`
+to any key, as the real server does; a group has no email. Requests to either
+are counted in `user_requests`.
+
 Projects: `project_id` (a project's identifier or numeric id) narrows the list
 to that project and its subprojects, as Redmine does with its default setting
 "Display subprojects issues on main projects by default"; an unknown project
@@ -50,10 +59,20 @@ def stamp(moment: dt.datetime) -> str:
 class FakeRedmine(FakeApi):
     sends_date = False
 
-    def __init__(self, api_key: str, *, sends_date: bool = False) -> None:
+    def __init__(
+        self, api_key: str, *, sends_date: bool = False, admin_keys: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.sends_date = sends_date
         self.api_key = api_key
+        self.keys = {api_key, *admin_keys}
+        self.admin_keys = set(admin_keys)
+        self.users: dict[int, dict[str, Any]] = {}
+        """Users by id: login, firstname, lastname, mail, and `hide_mail`, `locked`."""
+        self.groups: dict[int, str] = {}
+        """Groups by id: their name."""
+        self.user_requests: list[str] = []
+        """The path of each `/users/…` and `/groups/…` request."""
         self.issues: dict[int, dict[str, Any]] = {}
         self.changed: dict[int, dt.datetime] = {}
         """Each issue's last change with its microseconds, which the API never shows."""
@@ -115,11 +134,37 @@ class FakeRedmine(FakeApi):
             self.issues[number].update(fields, updated_on=stamp(moment))
             self.changed[number] = moment
 
+    def add_user(
+        self, number: int, login: str, mail: str, *, hide_mail: bool = True, locked: bool = False
+    ) -> None:
+        """A user, `Firstname Lastname` made from `login` (`ana.ops` is Ana Ops)."""
+        first, _, last = login.partition(".")
+        with self.lock:
+            self.users[number] = {
+                "login": login,
+                "firstname": first.capitalize(),
+                "lastname": last.capitalize() or "User",
+                "mail": mail,
+                "hide_mail": hide_mail,
+                "locked": locked,
+            }
+
     def route(self, request: Request) -> Reply:
+        key = request.headers.get("x-redmine-api-key")
+        if key not in self.keys:
+            return Reply(401, raw=b"", content_type="text/plain")
+        principal = re.fullmatch(r"/(users|groups)/(\d+)\.json", request.path)
+        if principal is not None:
+            with self.lock:
+                self.user_requests.append(request.path)
+            kind, number = principal.group(1), int(principal.group(2))
+            if kind == "groups":
+                if number not in self.groups:
+                    return Reply(404, raw=b"", content_type="application/json")
+                return Reply(200, {"group": {"id": number, "name": self.groups[number]}})
+            return self._user(number, admin=key in self.admin_keys)
         if request.path != "/issues.json":
             return Reply(404, {"errors": ["Not found"]})
-        if request.headers.get("x-redmine-api-key") != self.api_key:
-            return Reply(401, raw=b"", content_type="text/plain")
         issues = list(self.issues.values())
         scope = request.param("project_id")
         if scope:
@@ -155,6 +200,27 @@ class FakeRedmine(FakeApi):
         return Reply(
             200, {"issues": page, "total_count": len(issues), "offset": offset, "limit": limit}
         )
+
+    def _user(self, number: int, *, admin: bool) -> Reply:
+        """`/users/{id}.json` as an admin's key, or another's, sees it."""
+        user = self.users.get(number)
+        if user is None or (user["locked"] and not admin):
+            return Reply(404, raw=b"", content_type="application/json")
+        shown: dict[str, Any] = {
+            "id": number,
+            "login": user["login"],
+            "firstname": user["firstname"],
+            "lastname": user["lastname"],
+            "created_on": "2026-01-05T09:00:00Z",
+            "updated_on": "2026-01-05T09:00:00Z",
+            "last_login_on": None,
+        }
+        if admin:
+            shown.update(admin=False, mail=user["mail"], api_key=f"k{number:039d}")
+            shown["status"] = 3 if user["locked"] else 1
+        elif not user["hide_mail"]:
+            shown["mail"] = user["mail"]
+        return Reply(200, {"user": shown})
 
     def _project_ids(self, scope: str) -> set[int]:
         """The numeric ids of project `scope` (identifier or id) and its subprojects."""

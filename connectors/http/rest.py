@@ -256,8 +256,29 @@ class RestConnector(Connector):
             )
         except RequestFailed as exc:
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
+        return response, self.decoded(request, response)
+
+    def lookup(self, request: PageRequest) -> Any | None:
+        """GET one thing by its own URL (a user, an agent): its decoded body, or None when
+        the source answers 404, it has no such thing. Raises `SourceError` otherwise.
+
+        Only for a URL that names the thing: a 404 there says it is gone, where
+        a 404 for a listing says the configuration is wrong.
+        """
+        try:
+            response = self.session.send(
+                "GET", request.url, params=request.params or None, headers=request.headers or None
+            )
+        except RequestFailed as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                return None
+            raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
+        return self.decoded(request, response)
+
+    def decoded(self, request: PageRequest, response: httpx.Response) -> Any:
+        """`response`'s JSON body (None for a 304). Raises `SourceError` naming what it is."""
         if response.status_code == 304:
-            return response, None
+            return None
         try:
             body = response.json()
         except RecursionError:
@@ -279,7 +300,7 @@ class RestConnector(Connector):
                 f"{request.url} answered JSON holding a number of more than "
                 f"{sys.get_int_max_str_digits():,} digits",
             ) from None
-        return response, body
+        return body
 
     def records(self, body: Any) -> list[Any]:
         found = get_path(body, self.records_path) if self.records_path else body

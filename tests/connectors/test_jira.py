@@ -18,8 +18,8 @@ import pytest
 
 from connectors.base import Person, SourceTicket
 from connectors.errors import SourceError
-from connectors.records import get_path
 from connectors.jira import JiraConnector, JiraOptions
+from connectors.records import get_path
 from fakes import Reply, Request
 from fakes.jira import SEARCH, USER_BULK, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase

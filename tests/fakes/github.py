@@ -35,6 +35,11 @@ their own `/repos/{owner}/{name}/issues`; an issue belongs to one of them
 Transferring an issue (`transfer`) does what GitHub does: the destination
 gets a new issue with a new `id`, `node_id` and `number`, and the old one is
 gone from its repository's list (its old URL redirects to the new one).
+
+Users (`add_user`): `GET /users/{username}` answers the public profile; its
+`email` is the address the user chose to make public, null when they chose
+none (most do). An unknown login is a 404 "Not Found". Each answer counts
+against the hourly quota, like every other request.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jwt
 
@@ -107,6 +112,7 @@ NO_PERMISSION = Reply(
 
 
 _ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
+USER_DOCS = "https://docs.github.com/rest/users/users#get-a-user"
 
 
 @dataclass
@@ -155,6 +161,39 @@ class FakeGitHub(FakeApi):
         """More repositories of the account, served under their names (`add_repository`)."""
         self.placement: dict[int, str] = {}
         """The repository of each issue not in the main one, by issue id."""
+        self.users: dict[str, dict[str, Any]] = {}
+        """Public profiles by login, lower-cased (GitHub's logins ignore case)."""
+
+    def add_user(
+        self, login: str, name: str | None, public_email: str | None, kind: str = "User"
+    ) -> dict[str, Any]:
+        """A GitHub account; `public_email` None: the user keeps every address private."""
+        user_id = 10_000 + len(self.users)
+        user = {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_kgDO{user_id:08d}",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+            "url": f"https://api.github.com/users/{login}",
+            "html_url": f"https://github.com/{login}",
+            "type": kind,
+            "site_admin": False,
+            "name": name,
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": public_email,
+            "hireable": None,
+            "bio": None,
+            "public_repos": 3,
+            "followers": 1,
+            "following": 0,
+            "created_at": "2019-03-04T10:00:00Z",
+            "updated_at": "2026-10-01T10:00:00Z",
+        }
+        with self.lock:
+            self.users[login.lower()] = user
+        return user
 
     def add_repository(self, name: str) -> None:
         """Serve a second (third, ...) repository, `owner/name`, with issues of its own."""
@@ -244,6 +283,8 @@ class FakeGitHub(FakeApi):
         minting = _ACCESS_TOKENS.match(request.path)
         if minting is not None and request.method == "POST":
             return self._access_token(int(minting[1]), request)
+        if request.path.startswith("/users/"):
+            return self._user(request)
         former = {f"/repos/{name}/issues" for name in self.former_names}
         others = {f"/repos/{name}/issues": name for name in self.other_repositories}
         if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
@@ -304,6 +345,19 @@ class FakeGitHub(FakeApi):
             return Reply(304, raw=b"", headers=headers)
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
+
+    def _user(self, request: Request) -> Reply:
+        """`GET /users/{username}`: the public profile, or 404."""
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        self.quota_used += 1
+        login = unquote(request.path.removeprefix("/users/"))
+        user = self.users.get(login.lower())
+        if user is None:
+            body = {"message": "Not Found", "documentation_url": USER_DOCS, "status": "404"}
+            return Reply(404, body, headers=self._quota())
+        return Reply(200, user, headers=self._quota())
 
     def _authorized(self, header: str) -> bool:
         if header in (f"Bearer {self.token}", f"token {self.token}"):

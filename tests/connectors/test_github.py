@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 from connectors import github
 from connectors.base import Person, SourceTicket
 from connectors.errors import SourceError
-from connectors.records import get_path
 from connectors.github import GitHubConnector, GitHubOptions
+from connectors.records import get_path
 from fakes import Request
 from fakes.github import (
     NO_PERMISSION,

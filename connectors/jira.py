@@ -211,9 +211,10 @@ class JiraConnector(RestConnector):
             for user in values:
                 if isinstance(user, dict) and isinstance(user.get("accountId"), str):
                     yield _person(user)
-            if body.get("isLast") is not False or not values:
-                return
             start += len(values)
+            # No more users than ids asked: a server still saying "not last" is done too.
+            if body.get("isLast") is not False or not values or start >= len(account_ids):
+                return
 
 
 def _person(user: dict[str, Any]) -> Person:

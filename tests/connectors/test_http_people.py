@@ -1,4 +1,4 @@
-"""Batched resolution of user ids (`connectors.http.people`), the part every HTTP connector shares."""
+"""Batched resolution of user ids (`connectors.http.people`), shared by the HTTP connectors."""
 
 from __future__ import annotations
 

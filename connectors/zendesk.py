@@ -53,7 +53,7 @@ from pydantic import AwareDatetime, Field, SecretStr
 
 from connectors.base import ConnectorOptions, Cursor, Person
 from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
-from connectors.http.people import person, resolve_in_batches
+from connectors.http.people import SeenPeople, person, resolve_in_batches
 from connectors.http.rest import vendor_site
 from connectors.records import outside_scope
 from sync_http.auth import zendesk_token
@@ -141,8 +141,8 @@ class ZendeskConnector(RestConnector):
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
     ) -> None:
         super().__init__(name, options, stop)
-        self.seen_users: dict[str, Person] = {}
-        """The users the export sideloaded, by id as text, oldest first (`SEEN_USERS` at most)."""
+        self.seen_users = SeenPeople(SEEN_USERS)
+        """The users the export sideloaded, the newest `SEEN_USERS`."""
 
     def auth(self) -> httpx.Auth:
         return zendesk_token(self.options.email, self.options.api_token)
@@ -165,10 +165,7 @@ class ZendeskConnector(RestConnector):
         for user in users if isinstance(users, list) else []:
             found = _person(user)
             if found is not None:
-                self.seen_users.pop(found.user_id, None)  # moves to the newest end
-                self.seen_users[found.user_id] = found
-        while len(self.seen_users) > SEEN_USERS:
-            del self.seen_users[next(iter(self.seen_users))]
+                self.seen_users.add(found)
         return super().records(body)
 
     def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
@@ -177,15 +174,13 @@ class ZendeskConnector(RestConnector):
         An id that is not a number can't be a Zendesk user's: it is answered
         without a request.
         """
-        unseen: list[str] = []
-        for user_id in dict.fromkeys(user_ids):
-            if user_id in self.seen_users:
-                yield self.seen_users[user_id]
-            elif user_id.isdigit():
-                unseen.append(user_id)
-            elif user_id:
+        seen, unseen = self.seen_users.split(user_ids)
+        yield from seen
+        for user_id in unseen:
+            if not user_id.isdigit():
                 yield Person(user_id, None, reason="not a Zendesk user id (a number)")
-        yield from resolve_in_batches(unseen, SHOW_MANY_LIMIT, self._show_many)
+        numbers = [user_id for user_id in unseen if user_id.isdigit()]
+        yield from resolve_in_batches(numbers, SHOW_MANY_LIMIT, self._show_many)
 
     def _show_many(self, user_ids: list[str]) -> Iterator[Person]:
         _response, body = self.fetch(PageRequest(SHOW_MANY, {"ids": ",".join(user_ids)}))

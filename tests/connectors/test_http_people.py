@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.base import Person
-from connectors.http.people import in_batches, person, resolve_in_batches
+from connectors.http.people import SeenPeople, in_batches, person, resolve_in_batches
 
 IDS = st.lists(st.sampled_from(["", "1", "2", "3", "4", "5", "6", "7"]), max_size=40)
 
@@ -46,3 +46,17 @@ def test_a_blank_email_is_none_with_the_reason_and_a_blank_name_is_none() -> Non
     assert person("7", " ana@acme.example ", "Ana", "hidden") == Person(
         "7", "ana@acme.example", "Ana"
     )
+
+
+def test_people_seen_are_bounded_dropping_the_one_seen_longest_ago() -> None:
+    seen = SeenPeople(limit=2)
+    seen.add(Person("1", "one@acme.example"))
+    seen.add(Person("2", "two@acme.example"))
+    seen.add(Person("1", "one@acme.example"))  # seen again: now the newest
+    seen.add(Person("3", "three@acme.example"))
+
+    known, unknown = seen.split(["3", "2", "1", "1", ""])
+
+    assert len(seen) == 2
+    assert [p.user_id for p in known] == ["3", "1"]
+    assert unknown == ["2"]

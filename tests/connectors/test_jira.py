@@ -432,7 +432,7 @@ def test_a_hidden_email_and_an_unknown_account_resolve_without_email_saying_why(
     }
 
 
-def test_the_issue_carries_visible_emails_and_the_account_id_resolves_the_rest(
+def test_the_issue_carries_visible_emails_and_only_hidden_ones_cost_a_lookup(
     case: JiraCase,
 ) -> None:
     case.fake.add_user("acct-ana", "Ana Ops", "ana@acme.example")
@@ -441,17 +441,20 @@ def test_the_issue_carries_visible_emails_and_the_account_id_resolves_the_rest(
     case.fake.add(2, T0 + dt.timedelta(minutes=1), assignee="acct-ben")
     mapping = JiraConnector.default_mapping
 
-    tickets = pull(case, None)
-
-    emails = [get_path(t.record, mapping["assignee_email"]) for t in tickets]
-    ids = [get_path(t.record, mapping["assignee"]) for t in tickets]
-    assert ids == ["acct-ana", "acct-ben"]
-    assert emails[0] == "ana@acme.example"
-    assert "emailAddress" not in tickets[1].record["fields"]["assignee"]  # hidden: absent
     with closing(connector(case)) as source:
-        assert list(source.people(["acct-ben"])) == [
-            Person("acct-ben", None, "Ben Private", reason=HIDDEN)
-        ]
+        tickets = [t for t in source.pull(None) if isinstance(t, SourceTicket)]
+        ids = [str(get_path(t.record, mapping["assignee"])) for t in tickets]
+        people = {p.user_id: p for p in source.people(ids)}
+
+    assert ids == ["acct-ana", "acct-ben"]
+    assert get_path(tickets[0].record, mapping["assignee_email"]) == "ana@acme.example"
+    assert "emailAddress" not in tickets[1].record["fields"]["assignee"]  # hidden: absent
+    assert people == {
+        "acct-ana": Person("acct-ana", "ana@acme.example", "Ana Ops"),
+        "acct-ben": Person("acct-ben", None, "Ben Private", reason=HIDDEN),
+    }
+    [lookup] = case.fake.gets(USER_BULK)  # Ana's came with her issue
+    assert lookup.query["accountId"] == ["acct-ben"]
 
 
 def test_a_rate_limited_user_bulk_is_waited_out_and_asked_again(case: JiraCase) -> None:

@@ -30,26 +30,44 @@ results and filters `updated_at` by the day. So `group_ids` is kept here: the
 whole account is read (every request counts against the account's budget)
 and a ticket of another group is yielded as a tombstone, which archives the
 task of a ticket moved out of the groups and is dropped for one never sent.
+
+People. A ticket's `responder_id` is an agent's id (its `group_id` is a
+group, not a person). `people` reads `GET /api/v2/agents`, 100 agents a
+page, until every id asked is found: one request for an account of up to
+100 agents, whatever the number of tickets. The email is the agent's
+`contact.email`; an id that is no agent's (deleted agents become contacts)
+resolves without one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, ConnectorOptions, Cursor
-from connectors.http import HttpOptions, LinkHeaderPaginator, Paginator, RestConnector
+from connectors.base import WHOLE_SECOND_LOOKBACK, ConnectorOptions, Cursor, Person
+from connectors.errors import SourceError
+from connectors.http import (
+    HttpOptions,
+    LinkHeaderPaginator,
+    PageRequest,
+    PaginationLoop,
+    Paginator,
+    RestConnector,
+)
+from connectors.http.people import person
 from connectors.http.rest import vendor_site
 from connectors.records import outside_scope
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_as_user
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+AGENTS_PATH = "/api/v2/agents"
+NOT_AN_AGENT = "no such agent (deleted agents become contacts)"
 STATUS_NAMES = {"2": "Open", "3": "Pending", "4": "Resolved", "5": "Closed"}
 """The built-in statuses, by the code a ticket carries (Freshdesk's API reference)."""
 
@@ -110,6 +128,7 @@ class FreshdeskConnector(RestConnector):
             "tags": "tags",
             "source_status": "status_name",  # "Pending", added by enrich
         },
+        "assignee": "responder_id",
     }
 
     def __init__(
@@ -138,6 +157,37 @@ class FreshdeskConnector(RestConnector):
         if self.scope is not None:
             params["filter"] = self.scope
         return params
+
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """Agents by id, from the agents list (100 a page) until every id asked is found."""
+        pending: dict[str, None] = {}
+        for user_id in user_ids:
+            if user_id.isdigit():
+                pending[user_id] = None
+            elif user_id:
+                yield Person(user_id, None, reason="not a Freshdesk agent id (a number)")
+        paginator = LinkHeaderPaginator()
+        request: PageRequest | None = PageRequest(AGENTS_PATH, {"per_page": 100})
+        while request is not None and pending:
+            response, body = self.fetch(request)
+            agents = body if isinstance(body, list) else []
+            for agent in agents:
+                agent_id = str(agent.get("id")) if isinstance(agent, dict) else None
+                if agent_id in pending:
+                    del pending[agent_id]
+                    contact = agent.get("contact") or {}
+                    yield person(
+                        agent_id,
+                        contact.get("email"),
+                        contact.get("name"),
+                        "the Freshdesk agent has no email",
+                    )
+            try:
+                request = paginator.next_page(request, response, body, len(agents))
+            except PaginationLoop as exc:
+                raise SourceError(self.name, str(exc)) from None
+        for user_id in pending:
+            yield Person(user_id, None, reason=NOT_AN_AGENT)
 
     def scopes(self) -> Sequence[str | None]:
         """The default list, then `filter=deleted` and `filter=spam` as configured."""

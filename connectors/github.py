@@ -48,6 +48,11 @@ default is open issues only.
   requests are not in that connection, and GraphQL gives them the pull
   request's id, not the issue id the REST listing keys them by: with
   `include_pull_requests` the connector takes no census.
+- People: an issue names its assignee by `login` only. `people` asks
+  `GET /users/{login}` once per login (GitHub has no batch lookup), on the
+  same token's quota and rate-limit handling as the issues; `email` there is
+  the address the user made public, null for most, who then resolve without
+  one, saying so.
 """
 
 from __future__ import annotations
@@ -55,14 +60,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, unset
 from connectors.http import (
     SOURCE_POLICY,
     Action,
@@ -75,12 +81,16 @@ from connectors.http import (
     Rule,
     graphql_request,
 )
+from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import HttpUrl, whole_seconds_utc
 from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
 from sync_http.policy import Policy
 
 API_VERSION = "2022-11-28"
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?")
+"""A user's or an app bot's login (`dependabot[bot]`): what may go in `/users/{login}`."""
+NO_PUBLIC_EMAIL = "no public email on the GitHub profile"
 
 CENSUS_QUERY = """
 query($owner: String!, $name: String!, $first: Int!, $after: String) {
@@ -252,6 +262,7 @@ class GitHubConnector(RestConnector):
             "is_pull_request": "is_pull_request",
             "source_status": "state_text",  # "closed (not_planned)", added by enrich
         },
+        "assignee": "assignee.login",
     }
 
     def auth(self) -> httpx.Auth:
@@ -323,6 +334,18 @@ class GitHubConnector(RestConnector):
             request = graphql_request(self.graphql_url, CENSUS_QUERY, variables)
             paginator = GraphQLCursorPaginator(CENSUS_PAGE_INFO)
             yield from self.listed_ids(request, paginator, CENSUS_NODES, "databaseId")
+
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """Logins to their public emails: one `GET /users/{login}` each (no batch exists)."""
+        for login in dict.fromkeys(user_id for user_id in user_ids if user_id):
+            if not _LOGIN.fullmatch(login):
+                yield Person(login, None, reason="not a GitHub login")
+                continue
+            user = self.lookup(PageRequest(f"/users/{quote(login)}"))
+            if not isinstance(user, dict):
+                yield Person(login, None, reason=NO_SUCH_USER)
+            else:
+                yield person(login, user.get("email"), user.get("name"), NO_PUBLIC_EMAIL)
 
     def keep(self, record: Mapping[str, Any]) -> bool:
         return self.options.include_pull_requests or "pull_request" not in record

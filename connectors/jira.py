@@ -18,6 +18,16 @@ connector's default lookback is five minutes. A 503 without `Retry-After`
 backs off as Atlassian advises (`JiraConnector.backoff`). Deleted issues vanish
 from search, as do issues that leave the JQL's scope: a census (`scope_ids`,
 `fields=id`, 5,000 a page) finds them.
+
+People. An issue's `fields.assignee` carries `emailAddress` only where the
+assignee's profile visibility shows it; the default mapping takes it from
+there and names the `accountId` for the rest. `people` answers from the
+assignees with a visible email that pulls have read (the newest
+`SEEN_ASSIGNEES`), then reads `GET /rest/api/3/user/bulk?accountId=...`,
+`USER_BATCH` ids a request (paged by `startAt` should Jira answer fewer).
+A hidden email stays hidden there too: that person resolves without one,
+saying so (the unrestricted `user/email` endpoints are for Atlassian-approved
+apps only).
 """
 
 from __future__ import annotations
@@ -25,20 +35,30 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import Cursor
+from connectors.base import ConnectorOptions, Cursor, Person
+from connectors.errors import SourceError
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, PageRequest, Paginator
+from connectors.http.people import SeenPeople, person, resolve_in_batches
 from connectors.http.rest import vendor_site
+from connectors.records import get_path
 from sync_http.auth import basic
 from sync_http.ratelimit import Backoff
 
 SEARCH_PATH = "/rest/api/3/search/jql"
+USER_BULK_PATH = "/rest/api/3/user/bulk"
+USER_BATCH = 50
+"""Account ids per `user/bulk` request."""
+SEEN_ASSIGNEES = 10_000
+"""Assignees with a visible email kept from the issues read, for `people`."""
+HIDDEN_EMAIL = "email hidden by the user's profile visibility settings"
 ORDER = "ORDER BY updated ASC, id ASC"
 DEFAULT_FIELDS = (
     "summary",
@@ -143,7 +163,15 @@ class JiraConnector(RestConnector):
             # The workflow's status name ("In Review"); external_status takes the category.
             "source_status": "fields.status.name",
         },
+        "assignee": "fields.assignee.accountId",
     }
+
+    def __init__(
+        self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
+    ) -> None:
+        super().__init__(name, options, stop)
+        self.seen_assignees = SeenPeople(SEEN_ASSIGNEES)
+        """The assignees with a visible email the issues read so far showed."""
 
     def auth(self) -> httpx.Auth:
         return basic(self.options.email, self.options.api_token)
@@ -180,6 +208,48 @@ class JiraConnector(RestConnector):
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.browse_base}/browse/{record.get('key')}"}
+
+    def records(self, body: Any, path: str | None = None) -> list[Any]:
+        issues = super().records(body, path)
+        for issue in issues:
+            assignee = get_path(issue, "fields.assignee")
+            # Only a visible email: for a hidden one, absence here is no proof of it there.
+            if (
+                isinstance(assignee, dict)
+                and isinstance(assignee.get("accountId"), str)
+                and isinstance(assignee.get("emailAddress"), str)
+            ):
+                self.seen_assignees.add(_person(assignee))
+        return issues
+
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """Assignees seen with a visible email, then `user/bulk`, `USER_BATCH` a request."""
+        seen, unseen = self.seen_assignees.split(user_ids)
+        yield from seen
+        yield from resolve_in_batches(unseen, USER_BATCH, self._accounts)
+
+    def _accounts(self, account_ids: list[str]) -> Iterator[Person]:
+        start = 0
+        while True:
+            params = {"accountId": account_ids, "startAt": start, "maxResults": len(account_ids)}
+            _response, body = self.fetch(PageRequest(USER_BULK_PATH, params))
+            values = body.get("values") if isinstance(body, dict) else None
+            if not isinstance(values, list):
+                raise SourceError(self.name, f"{USER_BULK_PATH} answered no list of `values`")
+            for user in values:
+                if isinstance(user, dict) and isinstance(user.get("accountId"), str):
+                    yield _person(user)
+            start += len(values)
+            # No more users than ids asked: a server still saying "not last" is done too.
+            if body.get("isLast") is not False or not values or start >= len(account_ids):
+                return
+
+
+def _person(user: dict[str, Any]) -> Person:
+    """A Jira user as a `Person`: an app's account has no email; a person's may be hidden."""
+    kind = user.get("accountType")
+    hidden = HIDDEN_EMAIL if kind in (None, "atlassian") else f"a Jira {kind} account has no email"
+    return person(user["accountId"], user.get("emailAddress"), user.get("displayName"), hidden)
 
 
 def epoch_ms_floored_to_minute(moment: dt.datetime) -> int:

@@ -14,19 +14,28 @@ report deletions as they happen, not read yet). OAuth (`client_id`,
 `client_secret`) gets access tokens from `POST /oauth_token.do` by the
 password, refresh_token or client_credentials grant, and renews them before
 they expire (30 minutes by default) and when one is refused mid-pass.
+
+People. `assigned_to` is the assignee's `sys_user` sys_id. When `fields`
+lists `assigned_to`, the connector dot-walks it: `assigned_to.email` comes
+with each record at no extra request, and the default mapping takes the
+email from there. Without `fields` every column is read and nothing can be
+dot-walked, so `people` resolves the sys_ids: `GET /api/now/table/sys_user`
+with `sys_idIN...`, `PEOPLE_BATCH` a request. An email an ACL hides reads as
+"" either way: that user resolves without one, saying so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person
 from connectors.http import HttpOptions, PageRequest, Paginator, RestConnector
+from connectors.http.people import person, resolve_in_batches
 from connectors.records import get_path
 from sync_http.auth import Grant, OAuth2, basic, bearer, token_endpoint
 
@@ -35,6 +44,11 @@ OAUTH_PATH = "/oauth_token.do"
 CENSUS_PAGE = 2000
 """sys_ids a census asks for per request: ServiceNow advises pages of 500 to 2,000."""
 STAMP = "%Y-%m-%d %H:%M:%S"  # what raw values look like, and what a query literal is
+USERS_PATH = "/api/now/table/sys_user"
+PEOPLE_BATCH = 100
+"""sys_ids per `sys_user` request: 100 ids make a query of about 3,300 characters."""
+ASSIGNEE_EMAIL = "assigned_to.email"
+"""The dot-walked column added to `fields` that list `assigned_to`."""
 
 Keyset = tuple[str, str]
 """A row's place in the order: its `sys_updated_on` as a literal, and its `sys_id`."""
@@ -165,6 +179,9 @@ class ServiceNowConnector(RestConnector):
             # ("In Progress") is not in the record.
             "source_status": "state",
         },
+        # Dot-walked when `fields` lists assigned_to; else `people` resolves the sys_id.
+        "assignee_email": ASSIGNEE_EMAIL,
+        "assignee": "assigned_to",
     }
 
     def first_request(self, since: Cursor | None, paginator: Paginator) -> PageRequest:
@@ -244,6 +261,31 @@ class ServiceNowConnector(RestConnector):
                 return
             last = max(ids)
 
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """`sys_user` rows by sys_id, `PEOPLE_BATCH` a request; a sys_id it lacks says so."""
+        wanted: list[str] = []
+        for user_id in dict.fromkeys(user_ids):
+            if user_id.isalnum():
+                wanted.append(user_id)
+            elif user_id:  # nothing else may go into an encoded query
+                yield Person(user_id, None, reason="not a sys_id")
+        yield from resolve_in_batches(wanted, PEOPLE_BATCH, self._users)
+
+    def _users(self, sys_ids: list[str]) -> Iterator[Person]:
+        params = {
+            "sysparm_query": f"sys_idIN{','.join(sys_ids)}",
+            "sysparm_fields": "sys_id,name,email",
+            "sysparm_display_value": "false",
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_no_count": "true",
+            "sysparm_limit": len(sys_ids),
+        }
+        _response, body = self.fetch(PageRequest(USERS_PATH, params))
+        for user in self.records(body) if body is not None else []:
+            if isinstance(user, dict) and isinstance(user.get("sys_id"), str):
+                hidden = "no email on the ServiceNow user, or an ACL hides it"
+                yield person(user["sys_id"], user.get("email"), user.get("name"), hidden)
+
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         table, sys_id = self.options.table, record.get("sys_id")
         url = f"{self.options.base_url}/nav_to.do?uri={table}.do?sys_id={sys_id}"
@@ -263,6 +305,8 @@ class ServiceNowConnector(RestConnector):
         }
         if self.options.fields:
             wanted = [*self.options.fields, "sys_id", self.cursor_path]
+            if "assigned_to" in self.options.fields:
+                wanted.append(ASSIGNEE_EMAIL)  # the assignee's email, at no extra request
             params["sysparm_fields"] = ",".join(dict.fromkeys(wanted))
         return params
 

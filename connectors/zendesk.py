@@ -28,23 +28,32 @@ the task of a ticket moved out of scope and is dropped for one never sent.
 (The Search API filters by group and brand, but caps a query at 1,000
 results and is eventually consistent: not a change feed.)
 
-Not here: the assignee's email (the export carries only `assignee_id`), and
-comments or audits (other endpoints, other rate limits).
+People. The export carries only `assignee_id`; `people` resolves ids to
+emails. Each export request asks `include=users`, so Zendesk sideloads the
+users the page's tickets name at no extra request; the connector keeps the
+last `SEEN_USERS` of them and answers from those first. The rest cost one
+`GET /api/v2/users/show_many.json?ids=...` per 100 ids, on the connector's
+request budget. A deleted user (`active: false`) resolves without an email;
+a suspended one keeps it.
+
+Not here: comments or audits (other endpoints, other rate limits).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import Cursor
+from connectors.base import ConnectorOptions, Cursor, Person
 from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
+from connectors.http.people import SeenPeople, person, resolve_in_batches
 from connectors.http.rest import vendor_site
 from connectors.records import outside_scope
 from sync_http.auth import zendesk_token
@@ -56,6 +65,11 @@ Zendesk answers a too recent `start_time` with 422 (its docs say one minute
 today, five minutes in the past). Starting earlier is always safe: the bound
 is inclusive and what lies before `since` is dropped.
 """
+SHOW_MANY = "/api/v2/users/show_many.json"
+SHOW_MANY_LIMIT = 100
+"""Ids per `users/show_many` request, as Zendesk documents it."""
+SEEN_USERS = 10_000
+"""Sideloaded users kept for `people`, the oldest dropped first: a few MB at most."""
 
 
 class ZendeskOptions(HttpOptions):
@@ -120,7 +134,15 @@ class ZendeskConnector(RestConnector):
             # Zendesk's own status word ("pending"); external_status takes TODO/STARTED/DONE.
             "source_status": "status",
         },
+        "assignee": "assignee_id",
     }
+
+    def __init__(
+        self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
+    ) -> None:
+        super().__init__(name, options, stop)
+        self.seen_users = SeenPeople(SEEN_USERS)
+        """The users the export sideloaded, the newest `SEEN_USERS`."""
 
     def auth(self) -> httpx.Auth:
         return zendesk_token(self.options.email, self.options.api_token)
@@ -132,7 +154,41 @@ class ZendeskConnector(RestConnector):
         start = since if isinstance(since, dt.datetime) else self.options.start_date
         start_time = 0 if start is None else math.floor(start.timestamp())
         start_time = min(start_time, math.floor(time.time()) - START_TIME_LAG)
-        return {"start_time": max(0, start_time), "per_page": self.options.page_size}
+        return {
+            "start_time": max(0, start_time),
+            "per_page": self.options.page_size,
+            "include": "users",  # sideloaded at no extra request: `people` answers from them
+        }
+
+    def records(self, body: Any, path: str | None = None) -> list[Any]:
+        users = body.get("users") if isinstance(body, dict) else None
+        for user in users if isinstance(users, list) else []:
+            found = _person(user)
+            if found is not None:
+                self.seen_users.add(found)
+        return super().records(body, path)
+
+    def people(self, user_ids: Iterable[str]) -> Iterator[Person]:
+        """The sideloaded users first, then `users/show_many`, 100 ids a request.
+
+        An id that is not a number can't be a Zendesk user's: it is answered
+        without a request.
+        """
+        seen, unseen = self.seen_users.split(user_ids)
+        yield from seen
+        for user_id in unseen:
+            if not user_id.isdigit():
+                yield Person(user_id, None, reason="not a Zendesk user id (a number)")
+        numbers = [user_id for user_id in unseen if user_id.isdigit()]
+        yield from resolve_in_batches(numbers, SHOW_MANY_LIMIT, self._show_many)
+
+    def _show_many(self, user_ids: list[str]) -> Iterator[Person]:
+        _response, body = self.fetch(PageRequest(SHOW_MANY, {"ids": ",".join(user_ids)}))
+        users = body.get("users") if isinstance(body, dict) else None
+        for user in users if isinstance(users, list) else []:
+            found = _person(user)
+            if found is not None:
+                yield found
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
         scope = {"group_id": self.options.group_ids, "brand_id": self.options.brand_ids}
@@ -146,3 +202,13 @@ class ZendeskConnector(RestConnector):
     def check(self) -> None:
         # One ticket proves the credentials and the admin role; a default page is 1000 of them.
         self.fetch(PageRequest(self.path, {**self.params(None), "per_page": 1}))
+
+
+def _person(user: Any) -> Person | None:
+    """A Zendesk user record as a `Person`; None for one without an id."""
+    if not isinstance(user, dict) or user.get("id") is None:
+        return None
+    user_id = str(user["id"])
+    if user.get("active") is False:
+        return Person(user_id, None, user.get("name") or None, reason="deleted in Zendesk")
+    return person(user_id, user.get("email"), user.get("name"), "the Zendesk user has no email")

@@ -7,6 +7,8 @@ each distinct id asked once, batches of the vendor's size, and a `Person`
 with a reason for every id the source didn't answer. It sends nothing
 itself: the batches go through the connector's session, so its request
 budget, rate-limit waits and credential-origin guard cover them.
+`SeenPeople` keeps the people a connector's listings showed on the way
+(Zendesk's sideloaded users, Jira's assignees), so those cost no request.
 """
 
 from __future__ import annotations
@@ -56,6 +58,43 @@ def resolve_in_batches(
         for user_id in batch:
             if user_id in asked:
                 yield Person(user_id, None, reason=missing)
+
+
+class SeenPeople:
+    """The people a connector's listings showed during its pulls, the newest `limit` kept.
+
+    Bounded: once full, the person seen longest ago goes first. Only for what a
+    listing shows as fully as the lookup would (a Jira assignee with a visible
+    email), so an answer from here is the one a request would give.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._people: dict[str, Person] = {}
+
+    def add(self, person: Person) -> None:
+        self._people.pop(person.user_id, None)  # seen again: the newest
+        self._people[person.user_id] = person
+        if len(self._people) > self.limit:
+            del self._people[next(iter(self._people))]
+
+    def get(self, user_id: str) -> Person | None:
+        return self._people.get(user_id)
+
+    def __len__(self) -> int:
+        return len(self._people)
+
+    def split(self, user_ids: Iterable[str]) -> tuple[list[Person], list[str]]:
+        """The distinct non-blank ids of `user_ids` as (the people seen, the ids not seen)."""
+        seen: list[Person] = []
+        unseen: list[str] = []
+        for user_id in dict.fromkeys(user_ids):
+            found = self._people.get(user_id) if user_id else None
+            if found is not None:
+                seen.append(found)
+            elif user_id:
+                unseen.append(user_id)
+        return seen, unseen
 
 
 def person(user_id: str, email: object, name: object, hidden: str) -> Person:

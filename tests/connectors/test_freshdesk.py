@@ -10,13 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import SourceTicket
+from connectors.base import Person, SourceTicket
+from connectors.errors import SourceError
 from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
+from connectors.records import get_path
 from fakes import Reply, Request
-from fakes.freshdesk import PATH, FakeFreshdesk
+from fakes.freshdesk import AGENTS, PATH, FakeFreshdesk
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fragment_emulator import Emulator
-from synckit import pushed_items, tasks_by_ticket
+from synckit import free_port, pushed_items, tasks_by_ticket
 
 API_KEY = "freshdesk-key-3f8a20"
 
@@ -327,3 +329,97 @@ def test_the_source_status_field_names_freshdesk_status_codes_beside_the_mapped_
         "2": ("Closed", "DONE", "DONE"),
         "3": ("7", "TODO", "TODO"),  # not in status_map: status_default
     }
+
+
+# People: responder ids (agents) to emails
+
+
+def test_agents_are_read_from_the_agents_list_100_a_page_until_every_id_is_found(
+    case: FreshdeskCase,
+) -> None:
+    for n in range(1, 251):
+        case.fake.add_agent(6000 + n, f"Agent {n}", f"agent{n}@acme.example")
+    source = connector(case)
+
+    first_page = {p.user_id: p for p in source.people(["6001", "6002", "6001"] * 50)}
+    pages_for_two = len(case.fake.gets(AGENTS))
+    case.fake.requests.clear()
+    spread = {p.user_id: p.email for p in source.people(["6003", "6250", "6120"])}
+    source.close()
+
+    assert first_page == {
+        "6001": Person("6001", "agent1@acme.example", "Agent 1"),
+        "6002": Person("6002", "agent2@acme.example", "Agent 2"),
+    }
+    assert pages_for_two == 1  # 150 tickets' responders, one request
+    assert spread == {
+        "6003": "agent3@acme.example",
+        "6250": "agent250@acme.example",
+        "6120": "agent120@acme.example",
+    }
+    assert [r.param("page") for r in case.fake.gets(AGENTS)] == [None, "2", "3"]
+    assert all(r.param("per_page") == "100" for r in case.fake.gets(AGENTS))
+
+
+def test_a_responder_who_is_no_longer_an_agent_resolves_without_email_saying_why(
+    case: FreshdeskCase,
+) -> None:
+    case.fake.add_agent(6001, "Ana Ops", "ana@acme.example")
+    case.fake.add_agent(6002, "Ben Gone", "ben@acme.example")
+    case.fake.remove_agent(6002)
+    source = connector(case)
+
+    people = {p.user_id: p for p in source.people(["6001", "6002", "7001", "ops-team"])}
+    source.close()
+
+    reason = "no such agent (deleted agents become contacts)"
+    assert people == {
+        "6001": Person("6001", "ana@acme.example", "Ana Ops"),
+        "6002": Person("6002", None, reason=reason),
+        "7001": Person("7001", None, reason=reason),  # a group's id is no agent's
+        "ops-team": Person("ops-team", None, reason="not a Freshdesk agent id (a number)"),
+    }
+
+
+def test_the_default_mapping_names_the_responder_whom_people_resolve(
+    case: FreshdeskCase,
+) -> None:
+    case.fake.add_agent(6001, "Ana Ops", "ana@acme.example")
+    case.fake.add(1, T0, responder_id=6001)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), responder_id=None)
+    source = connector(case, include_deleted=False, include_spam=False)
+
+    tickets = [t for t in source.pull(None) if isinstance(t, SourceTicket)]
+    ids = [get_path(t.record, source.default_mapping["assignee"]) for t in tickets]
+    people = list(source.people([str(i) for i in ids if i is not None]))
+    source.close()
+
+    assert ids == [6001, None]
+    assert people == [Person("6001", "ana@acme.example", "Ana Ops")]
+
+
+def test_the_account_rate_limit_while_reading_agents_is_waited_out() -> None:
+    with FakeFreshdesk(API_KEY, requests_per_window=1, window=1.0) as fake:
+        for n in range(1, 151):
+            fake.add_agent(6000 + n, f"Agent {n}", f"agent{n}@acme.example")
+        case = FreshdeskCase(fake)
+        source = connector(case)
+
+        people = {p.user_id: p.email for p in source.people(["6001", "6150"])}
+        source.close()
+
+    assert people == {"6001": "agent1@acme.example", "6150": "agent150@acme.example"}
+    pages = [r.param("page") for r in fake.gets(AGENTS)]
+    assert pages.count("2") >= 2  # page 2 was refused with a 429, then asked again
+
+
+def test_people_from_an_unreachable_freshdesk_raise_a_source_error() -> None:
+    options = {
+        "base_url": f"http://127.0.0.1:{free_port()}",
+        "api_key": API_KEY,
+        "max_attempts": 1,
+    }
+    source = FreshdeskConnector("freshdesk", FreshdeskOptions.model_validate(options))
+    with pytest.raises(SourceError, match="connector 'freshdesk'"):
+        list(source.people(["6001"]))
+    source.close()

@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from structlog.testing import capture_logs
 
 from connectors import github
-from connectors.base import SourceTicket
+from connectors.base import Person, SourceTicket
+from connectors.errors import SourceError
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import PageRequest
+from connectors.records import get_path
 from fakes import Request
 from fakes.github import (
     NO_PERMISSION,
@@ -44,7 +46,7 @@ from sync.errors import ConfigError
 from sync.run import RunSummary
 from sync.shell.logs import redact
 from sync.state import StateStore
-from synckit import TOKEN, tasks_by_ticket
+from synckit import TOKEN, free_port, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
 APP_ID = 583231
@@ -919,3 +921,74 @@ def test_the_fake_graphql_endpoint_answers_as_githubs_docs_describe(case: GitHub
     assert unbounded["errors"][0]["type"] == "MISSING_PAGINATION_BOUNDARIES"
     refused = httpx.post(case.fake.base_url + "/graphql", json={"query": "query { rateLimit }"})
     assert (refused.status_code, refused.json()["message"]) == (401, "Bad credentials")
+
+
+# People: logins to their public emails
+
+PRIVATE = "no public email on the GitHub profile"
+
+
+def _user_requests(case: GitHubCase) -> list[Request]:
+    return [r for r in case.fake.requests if r.path.startswith("/users/")]
+
+
+def test_each_login_costs_one_request_however_many_issues_name_it(case: GitHubCase) -> None:
+    case.fake.add_user("ana-ops", "Ana Ops", "ana@acme.example")
+    case.fake.add_user("ben-dev", "Ben Dev", None)
+    for n in range(1, 11):
+        login = "ana-ops" if n % 2 else "ben-dev"
+        case.fake.add(n, T0 + dt.timedelta(minutes=n), assignee={"login": login, "id": n})
+    source = case.connector()
+
+    issues = pull(source, None)
+    logins = [str(get_path(t.record, source.default_mapping["assignee"])) for t in issues]
+    people = {p.user_id: p for p in source.people(logins)}
+    source.close()
+
+    assert len(logins) == 10
+    assert people == {
+        "ana-ops": Person("ana-ops", "ana@acme.example", "Ana Ops"),
+        "ben-dev": Person("ben-dev", None, "Ben Dev", reason=PRIVATE),
+    }
+    assert sorted(r.path for r in _user_requests(case)) == ["/users/ana-ops", "/users/ben-dev"]
+    assert all(r.headers["authorization"] == f"Bearer {GITHUB_TOKEN}" for r in _user_requests(case))
+
+
+def test_unknown_logins_and_bots_resolve_without_email_saying_why(case: GitHubCase) -> None:
+    case.fake.add_user("dependabot[bot]", None, None, kind="Bot")
+    source = case.connector()
+
+    people = {p.user_id: p for p in source.people(["dependabot[bot]", "ghost-9", "../admin"])}
+    source.close()
+
+    assert people == {
+        "dependabot[bot]": Person("dependabot[bot]", None, reason=PRIVATE),
+        "ghost-9": Person("ghost-9", None, reason="no such user"),
+        "../admin": Person("../admin", None, reason="not a GitHub login"),
+    }
+    assert sorted(r.path for r in _user_requests(case)) == [
+        "/users/dependabot%5Bbot%5D",
+        "/users/ghost-9",
+    ]
+
+
+def test_a_primary_rate_limit_on_a_user_lookup_is_waited_out_until_the_reset(
+    case: GitHubCase,
+) -> None:
+    case.fake.add_user("ana-ops", "Ana Ops", "ana@acme.example")
+    case.fake.fail_next(primary_rate_limit(1), when=lambda r: r.path.startswith("/users/"))
+    source = case.connector()
+
+    people = list(source.people(["ana-ops"]))
+    source.close()
+
+    assert people == [Person("ana-ops", "ana@acme.example", "Ana Ops")]
+    limited, retried = _user_requests(case)
+    assert retried.at - limited.at >= 1.0  # until x-ratelimit-reset
+
+
+def test_people_from_an_unreachable_github_raise_a_source_error(case: GitHubCase) -> None:
+    source = case.connector(base_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
+    with pytest.raises(SourceError, match="connector 'github'"):
+        list(source.people(["ana-ops"]))
+    source.close()

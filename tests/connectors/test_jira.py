@@ -16,18 +16,19 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import SourceTicket
+from connectors.base import Person, SourceTicket
 from connectors.errors import SourceError
 from connectors.jira import JiraConnector, JiraOptions
+from connectors.records import get_path
 from fakes import Reply, Request
-from fakes.jira import SEARCH, FakeJira
+from fakes.jira import SEARCH, USER_BULK, FakeJira
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fragment_emulator import Emulator
 from sync.config import build_config
 from sync.errors import ConfigError
 from sync.mapping import Mapper, task_uid
 from sync_http.ratelimit import backoff_delay
-from synckit import TOKEN, tasks_by_ticket
+from synckit import TOKEN, free_port, tasks_by_ticket
 
 EMAIL = "ops-bot@example.com"
 API_TOKEN = "jira-token-4f2a9c"
@@ -384,3 +385,98 @@ def test_the_source_status_field_keeps_the_workflow_status_name_beside_its_categ
         for k, t in tasks.items()
     }
     assert shown == {"1": ("In Review", "STARTED", "STARTED"), "2": ("Done", "DONE", "DONE")}
+
+
+# People: account ids to emails, where the users' privacy lets them through
+
+HIDDEN = "email hidden by the user's profile visibility settings"
+
+
+def test_accounts_are_read_50_a_request_and_paged_when_jira_answers_fewer(
+    case: JiraCase,
+) -> None:
+    for n in range(1, 121):
+        case.fake.add_user(f"acct-{n:03d}", f"Agent {n}", f"agent{n}@acme.example")
+    case.fake.user_page_cap = 30  # Jira may answer fewer than asked
+    asked = [f"acct-{n:03d}" for n in range(1, 121)] * 2
+
+    with closing(connector(case)) as source:
+        people = {p.user_id: p for p in source.people(asked)}
+
+    assert len(people) == 120
+    assert people["acct-007"] == Person("acct-007", "agent7@acme.example", "Agent 7")
+    requests = case.fake.gets(USER_BULK)
+    batches = [(len(r.query["accountId"]), r.param("startAt")) for r in requests]
+    assert batches == [
+        (50, "0"), (50, "30"),  # the first 50 ids, in two pages of 30 and 20
+        (50, "0"), (50, "30"),
+        (20, "0"),
+    ]  # fmt: skip
+
+
+def test_a_hidden_email_and_an_unknown_account_resolve_without_email_saying_why(
+    case: JiraCase,
+) -> None:
+    case.fake.add_user("acct-ana", "Ana Ops", "ana@acme.example")
+    case.fake.add_user("acct-ben", "Ben Private", "ben@acme.example", hidden=True)
+    case.fake.add_user("acct-bot", "Automation", "bot@acme.example", account_type="app")
+
+    with closing(connector(case)) as source:
+        people = {p.user_id: p for p in source.people(["acct-ana", "acct-ben", "acct-bot", "x"])}
+
+    assert people == {
+        "acct-ana": Person("acct-ana", "ana@acme.example", "Ana Ops"),
+        "acct-ben": Person("acct-ben", None, "Ben Private", reason=HIDDEN),
+        "acct-bot": Person("acct-bot", "bot@acme.example", "Automation"),
+        "x": Person("x", None, reason="no such user"),
+    }
+
+
+def test_the_issue_carries_visible_emails_and_only_hidden_ones_cost_a_lookup(
+    case: JiraCase,
+) -> None:
+    case.fake.add_user("acct-ana", "Ana Ops", "ana@acme.example")
+    case.fake.add_user("acct-ben", "Ben Private", "ben@acme.example", hidden=True)
+    case.fake.add(1, T0, assignee="acct-ana")
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), assignee="acct-ben")
+    mapping = JiraConnector.default_mapping
+
+    with closing(connector(case)) as source:
+        tickets = [t for t in source.pull(None) if isinstance(t, SourceTicket)]
+        ids = [str(get_path(t.record, mapping["assignee"])) for t in tickets]
+        people = {p.user_id: p for p in source.people(ids)}
+
+    assert ids == ["acct-ana", "acct-ben"]
+    assert get_path(tickets[0].record, mapping["assignee_email"]) == "ana@acme.example"
+    assert "emailAddress" not in tickets[1].record["fields"]["assignee"]  # hidden: absent
+    assert people == {
+        "acct-ana": Person("acct-ana", "ana@acme.example", "Ana Ops"),
+        "acct-ben": Person("acct-ben", None, "Ben Private", reason=HIDDEN),
+    }
+    [lookup] = case.fake.gets(USER_BULK)  # Ana's came with her issue
+    assert lookup.query["accountId"] == ["acct-ben"]
+
+
+def test_a_rate_limited_user_bulk_is_waited_out_and_asked_again(case: JiraCase) -> None:
+    case.fake.add_user("acct-ana", "Ana Ops", "ana@acme.example")
+    case.fake.fail_next(case.fake.rate_limited(1), when=lambda r: r.path == USER_BULK)
+
+    with closing(connector(case)) as source:
+        people = list(source.people(["acct-ana"]))
+
+    assert people == [Person("acct-ana", "ana@acme.example", "Ana Ops")]
+    assert len(case.fake.gets(USER_BULK)) == 2
+
+
+def test_people_from_an_unreachable_jira_raise_a_source_error() -> None:
+    options = {
+        "base_url": f"http://127.0.0.1:{free_port()}",
+        "email": EMAIL,
+        "api_token": API_TOKEN,
+        "jql": "project = OPS",
+        "max_attempts": 1,
+    }
+    source = JiraConnector("jira", JiraOptions.model_validate(options))
+    with pytest.raises(SourceError, match="connector 'jira'"):
+        list(source.people(["acct-ana"]))
+    source.close()

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import BadRecord, SourceTicket
+from connectors.base import BadRecord, Person, SourceTicket
 from connectors.errors import SourceError
+from connectors.records import get_path
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
 from fakes import Reply, Request
 from fakes.servicenow import FakeServiceNow, OAuthClient, sys_id_of
@@ -28,7 +29,7 @@ from sync.errors import ConfigError
 from sync.mapping import Mapper
 from sync.run import RunSummary
 from sync.shell.logs import redact
-from synckit import TOKEN, tasks_by_ticket
+from synckit import TOKEN, free_port, tasks_by_ticket
 
 USERNAME = "fragment.sync"
 PASSWORD = "snow-pass-81d2"
@@ -313,7 +314,8 @@ def test_the_default_mapping_reads_incident_states_and_links_back(case: ServiceN
     started, closed = (mapper(case).map(t).task() for t in tickets(pull(case, None)))
 
     assert (started["status"], closed["status"]) == ("STARTED", "DONE")
-    assert "assignee_email" not in started  # assigned_to is a sys_id, kept as a field
+    # Without `fields` nothing is dot-walked: the email comes from `people`, by assigned_to.
+    assert started["assignee_email"] is None
     assert started["due_at"] is None  # an empty due_date
     assert started["fields"] == {
         "title": "INC0000001 Incident 1",
@@ -536,3 +538,96 @@ def test_the_source_status_field_keeps_the_raw_state_beside_the_mapped_status(
         for n, t in ((n, tasks[case.ticket_key(n)]) for n in (1, 2))
     }
     assert shown == {1: ("3", "STARTED", "STARTED"), 2: ("7", "DONE", "DONE")}
+
+
+# People: assigned_to sys_ids to emails
+
+USERS = "/api/now/table/sys_user"
+HIDDEN = "no email on the ServiceNow user, or an ACL hides it"
+
+
+def test_with_fields_listing_assigned_to_the_email_comes_dot_walked_at_no_extra_request(
+    case: ServiceNowCase,
+) -> None:
+    ana = case.fake.add_user("ana.ops", "Ana Ops", "ana@acme.example")
+    case.fake.add(1, T0, assigned_to=ana)
+    case.fake.add(2, T0 + dt.timedelta(seconds=1))  # unassigned
+    options = {**case.options(), "fields": ["number", "short_description", "state", "assigned_to"]}
+
+    assigned, unassigned = tickets(pull(case, None, fields=options["fields"]))
+    mapping = Mapper("snow", "snow", load(options).connectors["snow"].settings.mapping)
+    tasks = [mapping.map(t).task() for t in (assigned, unassigned)]
+
+    first = case.fake.gets(TABLE)[0]  # then an empty page ends the keyset
+    assert first.param("sysparm_fields") == (
+        "number,short_description,state,assigned_to,sys_id,sys_updated_on,assigned_to.email"
+    )
+    assert assigned.record["assigned_to"] == ana
+    assert tasks[0]["assignee_email"] == "ana@acme.example"
+    assert tasks[1].get("assignee_email") is None
+    assert case.fake.gets(USERS) == []
+
+
+def test_people_resolve_sys_ids_100_a_request_not_once_per_ticket(case: ServiceNowCase) -> None:
+    users = [
+        case.fake.add_user(f"agent.{n}", f"Agent {n}", f"agent{n}@acme.example") for n in range(150)
+    ]
+    for n in range(1, 4):
+        case.fake.add(n, T0 + dt.timedelta(seconds=n), assigned_to=users[n])
+    source = connector(case)
+
+    assigned = [
+        get_path(t.record, source.default_mapping["assignee"]) for t in tickets(pull(case, None))
+    ]
+    people = {p.user_id: p for p in source.people([*assigned, *users, *users])}
+    source.close()
+
+    assert assigned == users[1:4]  # the raw sys_id: the connector reads raw values
+    assert len(people) == 150
+    assert people[users[7]] == Person(users[7], "agent7@acme.example", "Agent 7")
+    requests = case.fake.gets(USERS)
+    queried = [
+        (r.param("sysparm_query") or "").removeprefix("sys_idIN").split(",") for r in requests
+    ]
+    assert [len(q) for q in queried] == [100, 50]
+    assert {r.param("sysparm_fields") for r in requests} == {"sys_id,name,email"}
+
+
+def test_a_hidden_email_and_an_unknown_sys_id_resolve_without_email_saying_why(
+    case: ServiceNowCase,
+) -> None:
+    ana = case.fake.add_user("ana.ops", "Ana Ops", "ana@acme.example")
+    ben = case.fake.add_user("ben.private", "Ben Private", "ben@acme.example", hidden=True)
+    gone = "0123456789abcdef0123456789abcdef"
+    source = connector(case)
+
+    people = {p.user_id: p for p in source.people([ana, ben, gone, "x^ORactive=true"])}
+    source.close()
+
+    assert people == {
+        ana: Person(ana, "ana@acme.example", "Ana Ops"),
+        ben: Person(ben, None, "Ben Private", reason=HIDDEN),
+        gone: Person(gone, None, reason="no such user"),
+        "x^ORactive=true": Person("x^ORactive=true", None, reason="not a sys_id"),
+    }
+    [request] = case.fake.gets(USERS)
+    assert request.param("sysparm_query") == f"sys_idIN{ana},{ben},{gone}"
+
+
+def test_a_rate_limited_user_lookup_is_waited_out_and_asked_again(case: ServiceNowCase) -> None:
+    ana = case.fake.add_user("ana.ops", "Ana Ops", "ana@acme.example")
+    case.fake.fail_next(case.fake.rate_limited(1), when=lambda r: r.path == USERS)
+    source = connector(case)
+
+    people = list(source.people([ana]))
+    source.close()
+
+    assert people == [Person(ana, "ana@acme.example", "Ana Ops")]
+    assert len(case.fake.gets(USERS)) == 2
+
+
+def test_people_from_an_unreachable_instance_raise_a_source_error(case: ServiceNowCase) -> None:
+    source = connector(case, base_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
+    with pytest.raises(SourceError, match="connector 'snow'"):
+        list(source.people(["0123456789abcdef0123456789abcdef"]))
+    source.close()

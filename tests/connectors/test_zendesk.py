@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
-from connectors.base import SourceTicket
+from connectors.base import Person, SourceTicket
+from connectors.errors import SourceError
+from connectors.records import get_path
 from connectors.zendesk import ZendeskConnector, ZendeskOptions
 from fakes import Reply, Request
 from fakes.suite import T0, ConnectorSuite, VendorCase
-from fakes.zendesk import EDGE_RATE_LIMITED, PATH, RATE_LIMITED_BODY, FakeZendesk
+from fakes.zendesk import EDGE_RATE_LIMITED, PATH, RATE_LIMITED_BODY, SHOW_MANY, FakeZendesk
 from fragment_emulator import Emulator
-from synckit import pushed_items, tasks_by_ticket
+from synckit import free_port, pushed_items, tasks_by_ticket
 
 EMAIL = "ops-admin@acme.example"
 API_TOKEN = "zendesk-token-9d2e41"
@@ -287,3 +289,95 @@ def test_the_source_status_field_keeps_zendesk_words_beside_the_mapped_status(
         for k, t in tasks.items()
     }
     assert shown == {"1": ("pending", "STARTED", "STARTED"), "2": ("solved", "DONE", "DONE")}
+
+
+# People: assignee ids to emails
+
+
+def test_people_cost_one_show_many_request_per_100_ids_not_one_per_ticket(
+    case: ZendeskCase,
+) -> None:
+    for n in range(1, 151):
+        case.fake.add_user(1000 + n, f"Agent {n}", f"agent{n}@acme.example")
+    source = connector(case)
+    asked = [str(1000 + n) for n in range(1, 151)] * 3  # every agent on three tickets
+
+    people = {p.user_id: p for p in source.people(asked)}
+    source.close()
+
+    assert len(people) == 150
+    assert people["1001"] == Person("1001", "agent1@acme.example", "Agent 1")
+    assert people["1150"].email == "agent150@acme.example"
+    requests = case.fake.gets(SHOW_MANY)
+    assert [len((r.param("ids") or "").split(",")) for r in requests] == [100, 50]
+
+
+def test_users_the_export_sideloaded_resolve_without_a_request(case: ZendeskCase) -> None:
+    case.fake.add_user(601, "Ana Ops", "ana@acme.example")
+    case.fake.add_user(602, "Ben Desk", "ben@acme.example")
+    case.fake.add(1, T0, assignee_id=601)
+    case.fake.add(2, T0 + dt.timedelta(minutes=1), assignee_id=602)
+    case.fake.add_user(603, "Cy Late", "cy@acme.example")  # on no ticket: not sideloaded
+    source = connector(case)
+
+    tickets = [t for t in source.pull(None) if isinstance(t, SourceTicket)]
+    ids = [str(get_path(t.record, source.default_mapping["assignee"])) for t in tickets]
+    people = {p.user_id: p.email for p in source.people([*ids, "603"])}
+    source.close()
+
+    assert ids == ["601", "602"]
+    assert people == {
+        "601": "ana@acme.example",
+        "602": "ben@acme.example",
+        "603": "cy@acme.example",
+    }
+    assert all(r.param("include") == "users" for r in case.fake.gets(PATH))
+    [asked] = case.fake.gets(SHOW_MANY)  # only the one the export didn't sideload
+    assert asked.param("ids") == "603"
+
+
+def test_deleted_unknown_and_email_less_users_resolve_without_email_saying_why(
+    case: ZendeskCase,
+) -> None:
+    case.fake.add_user(701, "Gone Agent", "gone@acme.example", active=False)
+    case.fake.add_user(702, "Phone Only", None, role="end-user")
+    case.fake.add_user(703, "Paused Agent", "paused@acme.example", suspended=True)
+    source = connector(case)
+
+    people = {p.user_id: p for p in source.people(["701", "702", "703", "799", "ana"])}
+    source.close()
+
+    assert people == {
+        "701": Person("701", None, "Gone Agent", reason="deleted in Zendesk"),
+        "702": Person("702", None, "Phone Only", reason="the Zendesk user has no email"),
+        "703": Person("703", "paused@acme.example", "Paused Agent"),
+        "799": Person("799", None, reason="no such user"),
+        "ana": Person("ana", None, reason="not a Zendesk user id (a number)"),
+    }
+    [asked] = case.fake.gets(SHOW_MANY)
+    assert asked.param("ids") == "701,702,703,799"
+
+
+def test_a_rate_limited_show_many_is_waited_out_and_asked_again(case: ZendeskCase) -> None:
+    case.fake.add_user(601, "Ana Ops", "ana@acme.example")
+    case.fake.fail_next(case.rate_limit(1), when=lambda r: r.path == SHOW_MANY)
+    source = connector(case)
+
+    people = list(source.people(["601"]))
+    source.close()
+
+    assert people == [Person("601", "ana@acme.example", "Ana Ops")]
+    assert len(case.fake.gets(SHOW_MANY)) == 2
+
+
+def test_people_from_an_unreachable_zendesk_raise_a_source_error() -> None:
+    options = {
+        "base_url": f"http://127.0.0.1:{free_port()}",
+        "email": EMAIL,
+        "api_token": API_TOKEN,
+        "max_attempts": 1,
+    }
+    source = ZendeskConnector("zendesk", ZendeskOptions.model_validate(options))
+    with pytest.raises(SourceError, match="connector 'zendesk'"):
+        list(source.people(["601"]))
+    source.close()

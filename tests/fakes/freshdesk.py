@@ -13,6 +13,13 @@ API key as the user and any password, else 401. Every answer carries
 `X-Ratelimit-Total/-Remaining/-Used-CurrentRequest`; past the account's budget
 (`requests_per_window` in `window` seconds, invalid requests counted too) a 429
 with `Retry-After`.
+
+Agents (`add_agent`): `GET /api/v2/agents` lists them, `per_page` up to 100
+(default 30), `page` from 1, a `link` header while more follow;
+`GET /api/v2/agents/{id}` shows one, or 404 for an id that is no agent's
+(never one, deleted, or converted to a contact). An agent carries its
+person in `contact` (`name`, `email`, `active`); a ticket's `responder_id`
+is an agent's `id`. Groups are not agents.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from urllib.parse import urlencode
 from fakes import FakeApi, Reply, Request
 
 PATH = "/api/v2/tickets"
+AGENTS = "/api/v2/agents"
 ORDER_FIELDS = ("created_at", "due_by", "updated_at", "status")
 FILTERS = ("new_and_my_open", "watching", "spam", "deleted")
 DEFAULT_WINDOW = dt.timedelta(days=30)
@@ -61,6 +69,7 @@ class FakeFreshdesk(FakeApi):
         """Each ticket's `updated_at` as the list filters and sorts on it (kept apart from the
         record, so a test can garble the record's own)."""
         self._served: collections.deque[float] = collections.deque()
+        self.agents: dict[int, dict[str, Any]] = {}
 
     # Test controls
 
@@ -104,6 +113,43 @@ class FakeFreshdesk(FakeApi):
     def mark_spam(self, number: int, at: dt.datetime) -> None:
         self.touch(number, at, spam=True)
 
+    def add_agent(
+        self, agent_id: int, name: str, email: str, *, active: bool = True
+    ) -> dict[str, Any]:
+        """An agent as `GET /api/v2/agents/{id}` shows it."""
+        agent = {
+            "id": agent_id,
+            "available": True,
+            "occasional": False,
+            "signature": None,
+            "ticket_scope": 1,
+            "type": "support_agent",
+            "group_ids": [7001],
+            "role_ids": [1],
+            "created_at": "2024-01-15T09:00:00Z",
+            "updated_at": "2026-10-01T09:00:00Z",
+            "contact": {
+                "active": active,
+                "email": email,
+                "job_title": None,
+                "language": "en",
+                "mobile": None,
+                "name": name,
+                "phone": None,
+                "time_zone": "Eastern Time (US & Canada)",
+                "created_at": "2024-01-15T09:00:00Z",
+                "updated_at": "2026-10-01T09:00:00Z",
+            },
+        }
+        with self.lock:
+            self.agents[agent_id] = agent
+        return agent
+
+    def remove_agent(self, agent_id: int) -> None:
+        """Delete the agent (Freshdesk turns them into a contact): no longer an agent."""
+        with self.lock:
+            del self.agents[agent_id]
+
     # The API
 
     def route(self, request: Request) -> Reply:
@@ -124,8 +170,9 @@ class FakeFreshdesk(FakeApi):
                 headers={"Retry-After": str(max(1, wait))},
             )
         self._served.append(now)
-        if request.path != PATH:
-            return Reply(404, {"code": "not_found", "message": "Resource not found"})
+        agent = request.path.removeprefix(f"{AGENTS}/")
+        if request.path != PATH and request.path != AGENTS and not agent.isdigit():
+            return _not_found()
         if self._user(request) != self.api_key:
             return Reply(
                 401,
@@ -134,6 +181,11 @@ class FakeFreshdesk(FakeApi):
                     "message": "You have to be logged in to perform this action.",
                 },
             )
+        if request.path == AGENTS:
+            return self._agents(request)
+        if agent.isdigit():
+            found = self.agents.get(int(agent))
+            return _not_found() if found is None else Reply(200, found)
         errors: list[tuple[str, str]] = []
         page = _integer(request.param("page", "1"))
         per_page = _integer(request.param("per_page", "30"))
@@ -185,6 +237,26 @@ class FakeFreshdesk(FakeApi):
             headers["Link"] = f'<{self.base_url}{PATH}?{urlencode(query)}>; rel="next"'
         return Reply(200, tickets[start : start + per_page], headers=headers)
 
+    def _agents(self, request: Request) -> Reply:
+        """`GET /api/v2/agents`: every agent, by id, paged."""
+        page = _integer(request.param("page", "1"))
+        per_page = _integer(request.param("per_page", "30"))
+        errors: list[tuple[str, str]] = []
+        if page is None or page < 1:
+            errors.append(("page", "It should be a Positive Number"))
+        if per_page is None or not 1 <= per_page <= 100:
+            errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
+        if errors:
+            return _validation_failed(errors)
+        assert page is not None and per_page is not None
+        agents = [self.agents[i] for i in sorted(self.agents)]
+        start = (page - 1) * per_page
+        headers: dict[str, str] = {}
+        if len(agents) > start + per_page:
+            query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
+            headers["Link"] = f'<{self.base_url}{AGENTS}?{urlencode(query)}>; rel="next"'
+        return Reply(200, agents[start : start + per_page], headers=headers)
+
     def _sort_value(self, ticket: dict[str, Any], order_by: str) -> Any:
         if order_by == "updated_at":
             return iso(self.stamps[ticket["id"]])
@@ -220,6 +292,10 @@ def _in_list(ticket: dict[str, Any], ticket_filter: str | None) -> bool:
     if ticket_filter == "new_and_my_open":
         return bool(ticket["status"] == 2)
     return True  # no filter; "watching" would need a user, and no one watches here
+
+
+def _not_found() -> Reply:
+    return Reply(404, {"code": "not_found", "message": "Resource not found"})
 
 
 def _integer(text: str | None) -> int | None:

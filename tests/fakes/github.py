@@ -48,6 +48,10 @@ Errors come as GitHub sends them: 200 with `{"errors": [...]}` (and `data` when 
 query ran: an unknown repository is `NOT_FOUND` with `data.repository` null);
 `graphql_rate_limited` (primary) and `graphql_secondary_rate_limit` are the
 rate-limit answers, for `fail_next`.
+Users (`add_user`): `GET /users/{username}` answers the public profile; its
+`email` is the address the user chose to make public, null when they chose
+none (most do). An unknown login is a 404 "Not Found". Each answer counts
+against the hourly quota, like every other request.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jwt
 
@@ -172,6 +176,7 @@ NO_PERMISSION = Reply(
 
 
 _ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
+USER_DOCS = "https://docs.github.com/rest/users/users#get-a-user"
 
 
 @dataclass
@@ -224,6 +229,39 @@ class FakeGitHub(FakeApi):
         """Points spent on GraphQL queries: a quota of its own, apart from REST's."""
         self.graphql_queries: list[dict[str, Any]] = []
         """The body of every GraphQL query answered, in order."""
+        self.users: dict[str, dict[str, Any]] = {}
+        """Public profiles by login, lower-cased (GitHub's logins ignore case)."""
+
+    def add_user(
+        self, login: str, name: str | None, public_email: str | None, kind: str = "User"
+    ) -> dict[str, Any]:
+        """A GitHub account; `public_email` None: the user keeps every address private."""
+        user_id = 10_000 + len(self.users)
+        user = {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_kgDO{user_id:08d}",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+            "url": f"https://api.github.com/users/{login}",
+            "html_url": f"https://github.com/{login}",
+            "type": kind,
+            "site_admin": False,
+            "name": name,
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": public_email,
+            "hireable": None,
+            "bio": None,
+            "public_repos": 3,
+            "followers": 1,
+            "following": 0,
+            "created_at": "2019-03-04T10:00:00Z",
+            "updated_at": "2026-10-01T10:00:00Z",
+        }
+        with self.lock:
+            self.users[login.lower()] = user
+        return user
 
     def add_repository(self, name: str) -> None:
         """Serve a second (third, ...) repository, `owner/name`, with issues of its own."""
@@ -318,6 +356,8 @@ class FakeGitHub(FakeApi):
                 self.refused.append(request)
                 return Reply(401, {"message": "Bad credentials", "documentation_url": GRAPHQL_DOCS})
             return self._graphql(request)
+        if request.path.startswith("/users/"):
+            return self._user(request)
         former = {f"/repos/{name}/issues" for name in self.former_names}
         others = {f"/repos/{name}/issues": name for name in self.other_repositories}
         if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
@@ -566,6 +606,19 @@ class FakeGitHub(FakeApi):
                 errors.append(_undefined(sub, "Issue", ["query", *path, "nodes", sub.key]))
             node[sub.key] = values.get(sub.name)
         return node
+
+    def _user(self, request: Request) -> Reply:
+        """`GET /users/{username}`: the public profile, or 404."""
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        self.quota_used += 1
+        login = unquote(request.path.removeprefix("/users/"))
+        user = self.users.get(login.lower())
+        if user is None:
+            body = {"message": "Not Found", "documentation_url": USER_DOCS, "status": "404"}
+            return Reply(404, body, headers=self._quota())
+        return Reply(200, user, headers=self._quota())
 
     def _authorized(self, header: str) -> bool:
         if header in (f"Bearer {self.token}", f"token {self.token}"):

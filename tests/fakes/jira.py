@@ -22,6 +22,13 @@ issue and shows an edited one as it was. Limits answer as Atlassian documents
 them: a 429 with `Retry-After` (seconds), `X-RateLimit-Reset` (the request's
 time plus that wait, `yyyy-MM-ddTHH:mmZ`: whole minutes), `RateLimit-Reason`;
 a 503 when a resource limit is reached, with or without `Retry-After`.
+
+Users (`add_user`): `GET /rest/api/3/user/bulk?accountId=a&accountId=b`
+answers a page (`startAt`, `maxResults` default 10, `total`, `isLast`,
+`values`) of the users it knows among the ids asked; an unknown id is left
+out. A user's `emailAddress` is there only when their profile visibility
+settings show it to the caller: a hidden one is absent, not null. An issue's
+`assignee` given as an account id is rendered as that user, the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from zoneinfo import ZoneInfo
 from fakes import FakeApi, Reply, Request
 
 SEARCH = "/rest/api/3/search/jql"
+USER_BULK = "/rest/api/3/user/bulk"
 REMOVED = ("/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search")
 ID_ONLY = {"id", "key"}
 CATEGORIES = {
@@ -90,6 +98,11 @@ class FakeJira(FakeApi):
         """How long after its `updated` stamp a write becomes visible to search."""
         self.now: dt.datetime | None = None
         """The fake's clock for the index; None for the real time."""
+        self.users: dict[str, dict[str, Any]] = {}
+        self.hidden_emails: set[str] = set()
+        """Account ids whose profile visibility hides their email from the API user."""
+        self.user_page_cap: int | None = None
+        """Return at most this many users a page of `user/bulk`, whatever `maxResults` says."""
 
     # Test controls
 
@@ -103,6 +116,52 @@ class FakeJira(FakeApi):
             self.profile_tz = ZoneInfo(profile_tz)
             self.index_lag = dt.timedelta(0)
             self.now = None
+            self.users.clear()
+            self.hidden_emails.clear()
+            self.user_page_cap = None
+
+    def add_user(
+        self,
+        account_id: str,
+        name: str,
+        email: str,
+        *,
+        hidden: bool = False,
+        active: bool = True,
+        account_type: str = "atlassian",
+    ) -> None:
+        """An Atlassian account; `hidden`: its profile visibility hides the email."""
+        with self.lock:
+            self.users[account_id] = {
+                "accountId": account_id,
+                "accountType": account_type,
+                "displayName": name,
+                "active": active,
+                "timeZone": "Europe/Paris",
+                "locale": "en_US",
+                "email": email,
+            }
+            if hidden:
+                self.hidden_emails.add(account_id)
+            else:
+                self.hidden_emails.discard(account_id)
+
+    def _user(self, account_id: str) -> dict[str, Any]:
+        """A user as the API shows it to the caller: the email only where visible."""
+        stored = self.users[account_id]
+        user = {
+            "self": f"{self.base_url}/rest/api/3/user?accountId={account_id}",
+            "accountId": account_id,
+            "accountType": stored["accountType"],
+            "avatarUrls": {"48x48": f"https://avatar.example/{account_id}/48"},
+            "displayName": stored["displayName"],
+            "active": stored["active"],
+            "timeZone": stored["timeZone"],
+            "locale": stored["locale"],
+        }
+        if account_id not in self.hidden_emails:
+            user["emailAddress"] = stored["email"]
+        return user
 
     def add(
         self, issue_id: int, updated: dt.datetime, project: str = "OPS", **fields: Any
@@ -194,13 +253,15 @@ class FakeJira(FakeApi):
                     ]
                 },
             )
-        if request.path != SEARCH:
+        if request.path not in (SEARCH, USER_BULK):
             return Reply(404, {"errorMessages": ["Not found"]})
         if request.method != "GET":
             return Reply(405, {"errorMessages": ["Method not allowed"]})
         expected = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return Reply(401, {"errorMessages": ["You are not authenticated."]})
+        if request.path == USER_BULK:
+            return self._users(request)
         jql = request.param("jql") or ""
         try:
             where, order = parse_jql(jql, self.profile_tz)
@@ -245,6 +306,32 @@ class FakeJira(FakeApi):
                 body["isLast"] = True
         return Reply(200, body)
 
+    def _users(self, request: Request) -> Reply:
+        """`GET /rest/api/3/user/bulk`: a page of the known users among the ids asked."""
+        asked = request.query.get("accountId", [])
+        if not asked:
+            return Reply(400, {"errorMessages": ["accountId must be provided."], "errors": {}})
+        try:
+            start = int(request.param("startAt") or 0)
+            limit = int(request.param("maxResults") or 10)
+        except ValueError:
+            return Reply(400, {"errorMessages": ["startAt and maxResults are numbers."]})
+        limit = min(limit, self.user_page_cap or limit)
+        with self.lock:
+            known = [self._user(a) for a in dict.fromkeys(asked) if a in self.users]
+        page = known[start : start + limit]
+        return Reply(
+            200,
+            {
+                "self": f"{self.base_url}{USER_BULK}",
+                "maxResults": limit,
+                "startAt": start,
+                "total": len(known),
+                "isLast": start + len(page) >= len(known),
+                "values": page,
+            },
+        )
+
     def _render(self, issue: FakeIssue, fields: list[str]) -> dict[str, Any]:
         values = {
             "updated": issue.broken_updated or self._stamp(issue.updated),
@@ -259,7 +346,7 @@ class FakeJira(FakeApi):
             "project": {"key": issue.project, "name": issue.project.title()},
             "labels": issue.fields["labels"],
             "duedate": issue.fields["duedate"],
-            "assignee": issue.fields["assignee"],
+            "assignee": self._assignee(issue.fields["assignee"]),
             "reporter": {"displayName": issue.fields["reporter"]},
         }
         wanted = set(values) if {"*all", "*navigable"} & set(fields) else set(fields)
@@ -270,6 +357,12 @@ class FakeJira(FakeApi):
             "self": f"{self.base_url}/rest/api/3/issue/{issue.id}",
             "fields": rendered,
         }
+
+    def _assignee(self, assignee: Any) -> Any:
+        """An account id as that user (the email where visible); anything else as given."""
+        if isinstance(assignee, str) and assignee in self.users:
+            return self._user(assignee)
+        return assignee
 
     def _stamp(self, moment: dt.datetime) -> str:
         local = moment.astimezone(self.profile_tz)

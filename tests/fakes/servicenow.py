@@ -23,6 +23,14 @@ anything refused gets ServiceNow's 401 `{"error": "server_error",
 "error_description": "access_denied"}`. Unlike a real
 instance, which by default ignores a condition on an unknown field, this fake
 answers 400, so a connector's typo can't pass unnoticed.
+
+Users (`add_user`) live in `sys_user` (`sys_id`, `user_name`, `name`,
+`email`, `active`), read through the same Table API
+(`sys_idINa,b,c`). A reference field's target can be dot-walked in
+`sysparm_fields`: `assigned_to.email` comes back as a key of that name
+holding the user's email, "" when the reference is empty. An ACL may hide a
+user's email from the API user (`email_hidden`): it reads "", directly and
+dot-walked alike.
 """
 
 from __future__ import annotations
@@ -44,7 +52,9 @@ from fakes import FakeApi, Reply, Request
 STAMP = "%Y-%m-%d %H:%M:%S"
 DATETIMES = {"sys_created_on", "sys_updated_on", "due_date", "opened_at"}
 REFERENCES = {"assigned_to", "assignment_group", "caller_id"}
+USER_FIELDS = {"user_name", "name", "email"}
 FIELDS = {
+    *USER_FIELDS,
     "sys_id",
     "number",
     "short_description",
@@ -119,9 +129,11 @@ class FakeServiceNow(FakeApi):
         self.username, self.password, self.token = username, password, token
         self._user = (username, password)
         self.user_tz = ZoneInfo(user_tz)
-        self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}}
+        self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}, "sys_user": {}}
         self.acl_hidden: set[str] = set()
         """sys_ids the API user may not read: dropped from pages after the query ran."""
+        self.email_hidden: set[str] = set()
+        """sys_user sys_ids whose `email` an ACL hides from the API user: it reads ""."""
         self.oauth_client: OAuthClient | None = None
         self.token_lifetime = 1800.0
         """Seconds an access token lives (the instance's default; tests shorten it)."""
@@ -135,10 +147,11 @@ class FakeServiceNow(FakeApi):
     def reset(self, user_tz: str = "America/New_York") -> None:
         """Forget every record, request and scripted fault (one server serves many tests)."""
         with self.lock:
-            self.tables = {"incident": {}}
+            self.tables = {"incident": {}, "sys_user": {}}
             self.requests.clear()
             self.faults.clear()
             self.acl_hidden.clear()
+            self.email_hidden.clear()
             self.user_tz = ZoneInfo(user_tz)
             self.username, self.password = self._user
             self.oauth_client = None
@@ -190,6 +203,25 @@ class FakeServiceNow(FakeApi):
         with self.lock:
             self.tables["incident"][record["sys_id"]] = record
         return record
+
+    def add_user(
+        self, user_name: str, name: str, email: str, *, active: bool = True, hidden: bool = False
+    ) -> str:
+        """Insert a `sys_user` row; its sys_id. `hidden`: an ACL hides its email."""
+        sys_id = hashlib.md5(f"user-{user_name}".encode()).hexdigest()  # noqa: S324
+        with self.lock:
+            self.tables["sys_user"][sys_id] = {
+                "sys_id": sys_id,
+                "user_name": user_name,
+                "name": name,
+                "email": email,
+                "active": "true" if active else "false",
+                "sys_created_on": "2024-01-15 09:00:00",
+                "sys_updated_on": "2026-10-01 09:00:00",
+            }
+            if hidden:
+                self.email_hidden.add(sys_id)
+        return sys_id
 
     def touch(self, number: int, updated: dt.datetime, **fields: str) -> None:
         with self.lock:
@@ -328,7 +360,12 @@ class FakeServiceNow(FakeApi):
         wanted = [f for f in (request.param("sysparm_fields") or "").split(",") if f]
         out: dict[str, Any] = {}
         for name in wanted or list(record):
+            if "." in name:  # dot-walked: a field of the row a reference points at
+                out[name] = self._walked(record, name)
+                continue
             value = record.get(name, "")
+            if name == "email" and record.get("sys_id") in self.email_hidden:
+                value = ""
             if display == "true" and name in DATETIMES and value:
                 value = self._local(value)
             elif display == "true" and name == "state":
@@ -341,6 +378,13 @@ class FakeServiceNow(FakeApi):
             else:
                 out[name] = value
         return out
+
+    def _walked(self, record: dict[str, str], name: str) -> str:
+        reference, _, field = name.partition(".")
+        target = self.tables["sys_user"].get(record.get(reference, "")) or {}
+        if field == "email" and target.get("sys_id") in self.email_hidden:
+            return ""
+        return target.get(field, "") if reference in REFERENCES else ""
 
     def _local(self, value: str) -> str:
         moment = dt.datetime.strptime(value, STAMP).replace(tzinfo=dt.UTC)

@@ -12,6 +12,15 @@ tickets stay listed with `status: "deleted"` (unless `exclude_deleted=true`).
 `generated_timestamp` moves on any change, system ones included, while
 `updated_at` moves only on an agent's edit: `touch` is an edit, `stamp` a
 system or bulk update, which can stamp many tickets with one second.
+
+Users (`add_user`): `GET /api/v2/users/show_many.json?ids=1,2,3` answers
+`{"users": [...]}` with the users it knows among up to 100 ids (more is a
+400; an id it doesn't know is left out, not an error), each with `id`,
+`name`, `email` (null for a user without one, such as a phone-only end
+user), `role` (`end-user`, `agent`, `admin`), `active` (false once deleted)
+and `suspended`. The export sideloads the users its page's tickets name
+(requester, submitter, assignee) in a top-level `users` list when asked
+`include=users`, and its `after_url` keeps asking.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from urllib.parse import urlencode
 from fakes import FakeApi, Reply, Request
 
 PATH = "/api/v2/incremental/tickets/cursor.json"
+SHOW_MANY = "/api/v2/users/show_many.json"
+SHOW_MANY_LIMIT = 100
+USER_REFERENCES = ("requester_id", "submitter_id", "assignee_id")
 WITHHELD_SECONDS = 60
 """Changes made in the minute before a request are left for a later one."""
 MAX_PER_PAGE = 1000
@@ -64,6 +76,7 @@ class FakeZendesk(FakeApi):
         self.positions: dict[int, int] = {}
         """Each ticket's `generated_timestamp` as the export files it (kept apart from the
         record, so a test can garble the record's own)."""
+        self.users: dict[int, dict[str, Any]] = {}
 
     # Test controls
 
@@ -117,6 +130,34 @@ class FakeZendesk(FakeApi):
             self.tickets[number].update(status="deleted", updated_at=iso(at))
             self._stamp(number, at)
 
+    def add_user(
+        self,
+        user_id: int,
+        name: str,
+        email: str | None,
+        role: str = "agent",
+        *,
+        active: bool = True,
+        suspended: bool = False,
+    ) -> dict[str, Any]:
+        """A user as `GET /api/v2/users/{id}` shows it (the fields a sync reads, and a few)."""
+        user = {
+            "id": user_id,
+            "url": f"https://acme.zendesk.com/api/v2/users/{user_id}.json",
+            "name": name,
+            "email": email,
+            "role": role,
+            "active": active,
+            "suspended": suspended,
+            "verified": email is not None,
+            "time_zone": "Eastern Time (US & Canada)",
+            "created_at": "2024-01-15T09:00:00Z",
+            "updated_at": "2026-10-01T09:00:00Z",
+        }
+        with self.lock:
+            self.users[user_id] = user
+        return user
+
     def _stamp(self, number: int, at: dt.datetime) -> None:
         self.tickets[number]["generated_timestamp"] = unix(at)
         self.positions[number] = unix(at)
@@ -124,10 +165,12 @@ class FakeZendesk(FakeApi):
     # The API
 
     def route(self, request: Request) -> Reply:
-        if request.path != PATH:
+        if request.path not in (PATH, SHOW_MANY):
             return Reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
         if request.headers.get("authorization") != f"Basic {self.credentials}":
             return Reply(401, {"error": "Couldn't authenticate you"})
+        if request.path == SHOW_MANY:
+            return self._show_many(request)
         try:
             per_page = min(MAX_PER_PAGE, int(request.param("per_page", str(MAX_PER_PAGE)) or 0))
         except ValueError:
@@ -160,16 +203,38 @@ class FakeZendesk(FakeApi):
         query = {"cursor": encode_cursor(position), "per_page": per_page}
         if skip_deleted:
             query["exclude_deleted"] = "true"
+        include = request.param("include")
+        if include:
+            query["include"] = include
+        tickets = [self.tickets[number] for _, number in page]
+        body: dict[str, Any] = {
+            "tickets": tickets,
+            "after_cursor": encode_cursor(position),
+            "after_url": f"{self.base_url}{PATH}?{urlencode(query)}",
+            "before_cursor": encode_cursor(page[0]) if page else None,
+            "before_url": None,
+            "end_of_stream": len(listed) <= per_page,
+        }
+        if "users" in (include or "").split(","):
+            named = {t.get(key) for t in tickets for key in USER_REFERENCES}
+            body["users"] = [self.users[i] for i in sorted(self.users) if i in named]
+        return Reply(200, body)
+
+    def _show_many(self, request: Request) -> Reply:
+        """`GET /api/v2/users/show_many.json?ids=...`: the users it knows among up to 100 ids."""
+        text = request.param("ids") or ""
+        parts = [part for part in text.split(",") if part]
+        if not parts or not all(part.isdigit() for part in parts):
+            return _invalid("ids must be a comma-separated list of user ids")
+        if len(parts) > SHOW_MANY_LIMIT:
+            return Reply(
+                400,
+                {"error": "InvalidValue", "description": "Too many ids (max 100)"},
+            )
+        wanted = [int(part) for part in parts]
+        users = [self.users[i] for i in wanted if i in self.users]
         return Reply(
-            200,
-            {
-                "tickets": [self.tickets[number] for _, number in page],
-                "after_cursor": encode_cursor(position),
-                "after_url": f"{self.base_url}{PATH}?{urlencode(query)}",
-                "before_cursor": encode_cursor(page[0]) if page else None,
-                "before_url": None,
-                "end_of_stream": len(listed) <= per_page,
-            },
+            200, {"users": users, "next_page": None, "previous_page": None, "count": len(users)}
         )
 
 

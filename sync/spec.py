@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import SourceTicket
+from connectors.base import SourceTicket, unset
 from connectors.values import timezone
 from sync.errors import ConfigError
 from sync.paths import MappingPath, parse_path
@@ -79,7 +79,7 @@ class MappingSettings(BaseModel):
     `timezone` option, else UTC."""
     assignee_email: str | None = None
     """The path to the assignee's email address."""
-    assignee: str | None = None
+    assignee: str | None = Field(default=None, exclude_if=unset)
     """The path to the assignee's source user id (Redmine's `assigned_to.id`), resolved to
     an email through the connector's `people` table, the people cache and the source
     (`python -m sync people`); `assignee_email` wins where it gives one."""

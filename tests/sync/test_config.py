@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from connectors.values import parse_duration
-from sync.config import load_config
+from sync.config import build_config, load_config
 from sync.errors import ConfigError
 
 GOOD = """
@@ -371,3 +372,30 @@ def test_a_pass_without_a_timeout_gets_a_default_one_of_hours(
     monkeypatch.setenv("FRAGMENT_TEST_TOKEN", "tok-123456")
     helpdesk = load_config(write(tmp_path, GOOD)).connectors["helpdesk"]
     assert helpdesk.settings.pass_timeout >= dt.timedelta(hours=6)
+
+
+def test_a_config_that_sets_no_new_key_keeps_the_fingerprint_it_had() -> None:
+    """A changed fingerprint makes every pass after an upgrade read everything again.
+
+    The value is what the release before issue 19's people and conversation
+    computed for this config; a new settings key must leave it as it was while
+    unset (`Field(exclude_if=unset)`), or an upgrade re-reads every source.
+    """
+    raw = tomllib.loads(
+        """
+        [fragment]
+        url = "http://127.0.0.1:1"
+        token = "x"
+        [connectors.files]
+        kind = "jsonl"
+        path = "/srv/tickets.jsonl"
+        cursor_field = "updated_at"
+        [connectors.files.mapping]
+        title = "{subject}"
+        fields = { priority = "priority" }
+        """
+    )
+
+    config = build_config(raw, "test")
+
+    assert config.connectors["files"].fingerprint() == "399780d89cd52ebe581181d04a60f194"

@@ -260,6 +260,29 @@ class ConversationSettings(BaseModel):
     backfill: bool = False
     """With `sync`: post the comments made before comment sync was turned on as well."""
 
+    def reads_comments(self, kind: Literal["listing", "requests"] | None) -> bool:
+        """Whether a connector whose `Connector.comments` is `kind` reads comments: `enabled`,
+        else on where the listing carries them ("listing")."""
+        if kind is None:
+            return False
+        return self.enabled if self.enabled is not None else kind == "listing"
+
+    def decisive(self, kind: Literal["listing", "requests"] | None) -> dict[str, Any] | None:
+        """What of this section decides the tasks' content, for the settings fingerprint.
+
+        None while it makes the tasks the defaults make (for `kind`), so the
+        fingerprint of a config that doesn't touch the section stays as it was;
+        `excerpt` and `private` count only while comments are read. `sync` and
+        `backfill` post comments beside the tasks and change no task.
+        """
+        chosen, default = (
+            {"enabled": True, "excerpt": section.excerpt, "private": section.private}
+            if section.reads_comments(kind)
+            else {"enabled": False}
+            for section in (self, ConversationSettings())
+        )
+        return None if chosen == default else chosen
+
 
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
@@ -396,18 +419,32 @@ class ConnectorConfig(BaseModel):
     def kind(self) -> str:
         return self.settings.kind
 
+    @property
+    def comments_kind(self) -> Literal["listing", "requests"] | None:
+        """How the connector's kind reads comments (`Connector.comments`)."""
+        return connector_class(self.kind).comments_with(self.options)
+
+    @property
+    def reads_comments(self) -> bool:
+        """Whether its passes read each ticket's comments (`[connectors.NAME.conversation]`)."""
+        return self.settings.conversation.reads_comments(self.comments_kind)
+
     def fingerprint(self) -> str:
-        """A hash of what decides the tasks this connector produces: kind, options, mapping.
+        """A hash of what decides the tasks this connector produces: kind, options, mapping,
+        and the conversation's summary fields when they differ from the defaults.
 
         When it differs from the one stored with the last complete pass, the
         next pass reads everything again (the hash diff then pushes only the
         tasks the change really altered). Secrets enter it masked.
         """
-        decisive = {
+        decisive: dict[str, Any] = {
             "kind": self.kind,
             "options": self.options.model_dump(mode="json"),
             "mapping": self.settings.mapping.model_dump(mode="json"),
         }
+        conversation = self.settings.conversation.decisive(self.comments_kind)
+        if conversation is not None:  # a config that leaves the section alone keeps its hash
+            decisive["conversation"] = conversation
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -588,6 +625,12 @@ def _connector_config(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
     parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
+    if settings.conversation.enabled and cls.comments_with(options) is None:
+        raise ConfigError(
+            f"{key}.conversation.enabled",
+            f"the {settings.kind} connector can't read comments as configured (its page in "
+            "the docs says how, if it can); remove the key or set it to false",
+        )
     return ConnectorConfig(name=name, settings=settings, options=options)
 
 

@@ -36,7 +36,7 @@ from connectors.conversation import BadComment, comment
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, PageRequest, Paginator
 from connectors.http.rest import vendor_site
-from connectors.records import get_path
+from connectors.records import MISSING, get_path
 from sync_http.auth import basic
 from sync_http.ratelimit import Backoff
 
@@ -175,9 +175,12 @@ class JiraConnector(RestConnector):
     def _with_comments(self, ticket: SourceTicket) -> SourceTicket | BadRecord:
         """`ticket` with its comments: the search's, and the rest when it cut the list.
 
-        A comment that can't be read fails the ticket (naming it), not the pass.
+        A comment that can't be read fails the ticket (naming it), not the pass. An
+        issue without the field (a field configuration hides it) keeps `comments` None.
         """
         page = get_path(ticket.record, "fields.comment")
+        if page is MISSING:
+            return ticket  # hidden by a field configuration: no comments read, no summary
         try:
             if not isinstance(page, Mapping) or not isinstance(page.get("comments"), list):
                 raise BadComment("fields.comment", "the search gave no list of comments")

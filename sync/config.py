@@ -626,10 +626,15 @@ def _connector_config(
         )
     parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
     if settings.conversation.enabled and cls.comments_with(options) is None:
+        how = (
+            "say where the records keep them (see the connector's page: comments_field, "
+            "comments_column)"
+            if cls.comments is not None
+            else "remove the key or set it to false"
+        )
         raise ConfigError(
             f"{key}.conversation.enabled",
-            f"the {settings.kind} connector can't read comments as configured (its page in "
-            "the docs says how, if it can); remove the key or set it to false",
+            f"the {settings.kind} connector can't read comments as configured; {how}",
         )
     return ConnectorConfig(name=name, settings=settings, options=options)
 

@@ -179,3 +179,15 @@ def test_adf_text_reads_paragraphs_breaks_mentions_and_lists() -> None:
         "@Ana", "can", "you", "look?", "Thanks", "one", "two", ":fire:",
     ]  # fmt: skip
     assert adf_text(document).splitlines()[:2] == ["@Ana can you look?", "Thanks"]
+
+
+def test_an_issue_whose_comment_field_is_hidden_is_synced_without_the_summary(
+    fake: FakeJira, emulator: Emulator, sqlite_url: str
+) -> None:
+    fake.add(1, _at(0))
+    fake.hidden_fields = {"comment"}  # a field configuration hides it from this project
+
+    summary = _sync(_config(fake, emulator, sqlite_url))
+
+    assert summary.ok and (summary.pushed, summary.failed) == (1, 0)
+    assert "comment_count" not in tasks_by_ticket(emulator)["1"]["fields"]

@@ -105,6 +105,8 @@ class FakeJira(FakeApi):
         """The fake's clock for the index; None for the real time."""
         self.comments_in_search = 20
         """How many of an issue's comments the search's `comment` field holds at most."""
+        self.hidden_fields: set[str] = set()
+        """Fields a field configuration hides: left out of every issue, even when asked for."""
 
     # Test controls
 
@@ -119,6 +121,7 @@ class FakeJira(FakeApi):
             self.index_lag = dt.timedelta(0)
             self.now = None
             self.comments_in_search = 20
+            self.hidden_fields = set()
 
     def add(
         self, issue_id: int, updated: dt.datetime, project: str = "OPS", **fields: Any
@@ -349,6 +352,7 @@ class FakeJira(FakeApi):
             },
         }
         wanted = set(values) if {"*all", "*navigable"} & set(fields) else set(fields)
+        wanted -= self.hidden_fields
         rendered = {name: value for name, value in values.items() if name in wanted}
         return {
             "id": issue.id,

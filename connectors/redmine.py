@@ -42,6 +42,7 @@ from connectors.base import (
     unset,
 )
 from connectors.conversation import BadComment, comment
+from connectors.errors import SourceNotFound
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.values import whole_seconds_utc
 from sync_http.auth import api_key_header
@@ -145,20 +146,29 @@ class RedmineConnector(RestConnector):
         return self.options.scopes
 
     def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
-        """The listing's issues from `since`; with `read_comments`, each with its journals."""
+        """The listing's issues from `since`; with `read_comments`, each with its journals.
+
+        An issue deleted between the listing and its journals is left out, as the
+        next listing leaves it out; a census archives its task.
+        """
         for item in super().pull(since):
             if self.read_comments and isinstance(item, SourceTicket):
-                yield self._with_journals(item)
+                with_journals = self._with_journals(item)
+                if with_journals is not None:
+                    yield with_journals
             else:
                 yield item
 
-    def _with_journals(self, ticket: SourceTicket) -> SourceTicket | BadRecord:
-        """`ticket` with the notes of its journals as comments: one request.
+    def _with_journals(self, ticket: SourceTicket) -> SourceTicket | BadRecord | None:
+        """`ticket` with the notes of its journals as comments: one request. None: it's gone.
 
         A journal that can't be read fails the ticket (naming it), not the pass.
         """
         request = PageRequest(f"/issues/{ticket.source_id}.json", {"include": "journals"})
-        _response, body = self.fetch(request)
+        try:
+            _response, body = self.fetch(request)
+        except SourceNotFound:
+            return None  # deleted since the listing
         try:
             ticket.comments = journal_notes(body)
         except BadComment as exc:

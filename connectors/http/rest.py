@@ -34,7 +34,7 @@ from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
-from connectors.errors import SourceError
+from connectors.errors import SourceError, SourceNotFound
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
@@ -255,7 +255,9 @@ class RestConnector(Connector):
                 "GET", request.url, params=request.params or None, headers=request.headers or None
             )
         except RequestFailed as exc:
-            raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
+            gone = exc.response is not None and exc.response.status_code == 404
+            error = SourceNotFound if gone else SourceError
+            raise error(self.name, f"{self.options.base_url}: {exc}") from None
         if response.status_code == 304:
             return response, None
         try:

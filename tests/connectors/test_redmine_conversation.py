@@ -147,3 +147,19 @@ def test_a_journal_that_cant_be_read_fails_its_issue_and_the_pass_goes_on(
     assert (item.source_id, item.field) == ("2", "journals.0.created_on")
     assert "connector 'tracker'" in item.error and "ticket 2" in item.error
     assert set(tasks_by_ticket(emulator)) == {"1"}
+
+
+def test_an_issue_deleted_between_the_listing_and_its_journals_is_left_out(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeRedmine(API_KEY) as fake:
+        for number in (1, 2, 3):
+            fake.add(number, _at(number))
+        # Deleted once the listing has named it: its journals answer 404.
+        fake.when(lambda request: request.path == "/issues/2.json", lambda: fake.delete(2))
+
+        summary = _sync(_config(fake, emulator, sqlite_url, **ON))
+
+    assert summary.ok, summary.error
+    assert (summary.pushed, summary.failed) == (2, 0)
+    assert set(tasks_by_ticket(emulator)) == {"1", "3"}

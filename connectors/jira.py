@@ -33,6 +33,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from connectors.base import BadRecord, Cursor, SourceComment, SourceTicket
 from connectors.conversation import BadComment, comment
+from connectors.errors import SourceNotFound
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, PageRequest, Paginator
 from connectors.http.rest import vendor_site
@@ -204,7 +205,10 @@ class JiraConnector(RestConnector):
             f"/rest/api/3/issue/{issue_id}/comment",
             {"startAt": start, "maxResults": 5000, "orderBy": "created"},
         )
-        _response, body = self.fetch(request)
+        try:
+            _response, body = self.fetch(request)
+        except SourceNotFound:
+            return []  # the issue was deleted since the search listed it
         found = body.get("comments") if isinstance(body, Mapping) else None
         return found if isinstance(found, list) else []
 

@@ -311,3 +311,15 @@ def test_a_failed_item_retried_keeps_the_comments_it_was_read_with(
         assert (retried.pushed, retried.failed) == (1, 0)
         fields = tasks_by_ticket(accepting)["1"]["fields"]
         assert (fields["comment_count"], fields["last_comment"]) == (1, "Hello")
+
+
+def test_a_failed_items_record_is_told_apart_from_a_record_with_comments() -> None:
+    from sync.state import ticket_json, ticket_parts
+
+    lookalike = {"$record": {"id": 1}, "subject": "a source's own odd keys"}
+    assert ticket_parts(json.loads(ticket_json(lookalike, None) or "")) == (lookalike, None)
+
+    record, comments = ticket_parts(json.loads(ticket_json({"id": 1}, [note(1)]) or ""))
+
+    assert record == {"id": 1}
+    assert comments == [note(1)]

@@ -189,6 +189,13 @@ class Connector:
     """How this connector reads a ticket's comments: "listing", they come with the tickets
     at no extra request; "requests", they cost extra requests; None, it can't."""
 
+    @classmethod
+    def comments_with(cls, options: ConnectorOptions) -> Literal["listing", "requests"] | None:
+        """`comments` for a connector configured with `options`: one that reads comments
+        only where an option says where they are (the file and SQL connectors'
+        `comments_field`, `comments_column`) answers None without it."""
+        return cls.comments
+
     def __init__(
         self, name: str, options: ConnectorOptions, stop: threading.Event | None = None
     ) -> None:

@@ -27,12 +27,13 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Final, Protocol
+from typing import Any, BinaryIO, ClassVar, Final, Literal, Protocol
 
 from pydantic import Field
 
 from connectors import base, values
-from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
+from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket, unset
+from connectors.conversation import BadComment, comment_list
 from connectors.errors import SourceError
 from connectors.records import MISSING, field_path, is_flag_set, source_id_text
 from connectors.values import check_cursor_kind
@@ -70,6 +71,10 @@ class FileOptions(ConnectorOptions):
     """A field whose truthy value marks a deleted ticket (its task is archived)."""
     timezone: values.TimeZoneName = "UTC"
     """Zone of naive timestamps in the file; aware ones keep their own offset."""
+    comments_field: str | None = Field(default=None, min_length=1, exclude_if=unset)
+    """The path to each record's comments: a list (in a CSV cell, its JSON text) of objects
+    with `id`, `created_at`, `body` and optionally `author`, `author_id`, `public`; the
+    task's comment fields come from it (see the connector's page)."""
     sorted: bool = False
     """A promise of ascending cursors: the watermark moves after every batch, and a line
     breaking the promise fails the run. `false`: any order; the watermark moves when a pass
@@ -108,6 +113,12 @@ class FileConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = FileOptions
     header_lines: ClassVar[int] = 0
     """Lines before the first record (a CSV header), left out of `estimate`."""
+    comments: ClassVar[Literal["listing", "requests"] | None] = "listing"
+
+    @classmethod
+    def comments_with(cls, options: ConnectorOptions) -> Literal["listing", "requests"] | None:
+        """ "listing" once `comments_field` says where the records keep their comments."""
+        return cls.comments if getattr(options, "comments_field", None) else None
 
     options: FileOptions
 
@@ -127,6 +138,9 @@ class FileConnector(Connector):
         self._cursor_path = field_path(options.cursor_field)
         self._deleted_path = (
             None if options.deleted_field is None else field_path(options.deleted_field)
+        )
+        self._comments_path = (
+            None if options.comments_field is None else field_path(options.comments_field)
         )
 
     def open_records(self, handle: BinaryIO) -> RecordFile:
@@ -270,7 +284,14 @@ class FileConnector(Connector):
         if cursor is None:
             locator = f"line {raw.line}"
             return BadRecord(source_id, locator, options.cursor_field, cursor_problem, record)
-        return SourceTicket(source_id, cursor, record, self._deleted(record))
+        ticket = SourceTicket(source_id, cursor, record, self._deleted(record))
+        if self.read_comments and self._comments_path is not None:
+            field = self._comments_path.path
+            try:
+                ticket.comments = comment_list(self._comments_path.read(record), field, self._zone)
+            except BadComment as exc:
+                return exc.bad_record(ticket, f"line {raw.line}")
+        return ticket
 
     def _source_id(self, record: Mapping[str, Any]) -> tuple[str | None, str]:
         """The record's id as source-id text, or None and why it is not usable."""

@@ -36,19 +36,20 @@ import datetime as dt
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import ConnectorOptions, Cursor, Person
-from connectors.errors import SourceError
+from connectors.base import BadRecord, ConnectorOptions, Cursor, Person, SourceComment, SourceTicket
+from connectors.conversation import BadComment, comment
+from connectors.errors import SourceError, SourceNotFound
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, PageRequest, Paginator
 from connectors.http.people import SeenPeople, person, resolve_in_batches
 from connectors.http.rest import vendor_site
-from connectors.records import get_path
+from connectors.records import MISSING, get_path
 from sync_http.auth import basic
 from sync_http.ratelimit import Backoff
 
@@ -123,6 +124,7 @@ class JiraConnector(RestConnector):
     Options = JiraOptions
     options: JiraOptions
 
+    comments = "listing"
     default_lookback = dt.timedelta(minutes=5)
     """Search is eventually consistent (Atlassian: usually seconds, minutes for a bulk
     edit): an issue indexed after the watermark passed its `updated` is re-read."""
@@ -180,11 +182,61 @@ class JiraConnector(RestConnector):
         return NextTokenPaginator("nextPageToken", "nextPageToken", last_path="isLast")
 
     def params(self, since: Cursor | None) -> dict[str, Any]:
+        fields = self.options.fields
+        if self.read_comments and "comment" not in fields:
+            fields = [*fields, "comment"]
         return {
             "jql": self.jql(since),
             "maxResults": self.options.page_size,
-            "fields": ",".join(self.options.fields),
+            "fields": ",".join(fields),
         }
+
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
+        """The search's issues from `since`; with `read_comments`, each with its comments."""
+        for item in super().pull(since):
+            if self.read_comments and isinstance(item, SourceTicket):
+                yield self._with_comments(item)
+            else:
+                yield item
+
+    def _with_comments(self, ticket: SourceTicket) -> SourceTicket | BadRecord:
+        """`ticket` with its comments: the search's, and the rest when it cut the list.
+
+        A comment that can't be read fails the ticket (naming it), not the pass. An
+        issue without the field (a field configuration hides it) keeps `comments` None.
+        """
+        page = get_path(ticket.record, "fields.comment")
+        if page is MISSING:
+            return ticket  # hidden by a field configuration: no comments read, no summary
+        try:
+            if not isinstance(page, Mapping) or not isinstance(page.get("comments"), list):
+                raise BadComment("fields.comment", "the search gave no list of comments")
+            raw = list(page["comments"])
+            total = page.get("total")
+            while isinstance(total, int) and len(raw) < total:
+                more = self._comment_page(ticket.source_id, len(raw))
+                if not more:
+                    break  # deleted meanwhile: what there is
+                raw += more
+            ticket.comments = [
+                jira_comment(c, f"fields.comment.comments.{i}") for i, c in enumerate(raw)
+            ]
+        except BadComment as exc:
+            return exc.bad_record(ticket, f"issue {ticket.record.get('key')}")
+        return ticket
+
+    def _comment_page(self, issue_id: str, start: int) -> list[Any]:
+        """The issue's comments from the `start`th on, oldest first: one request."""
+        request = PageRequest(
+            f"/rest/api/3/issue/{issue_id}/comment",
+            {"startAt": start, "maxResults": 5000, "orderBy": "created"},
+        )
+        try:
+            _response, body = self.fetch(request)
+        except SourceNotFound:
+            return []  # the issue was deleted since the search listed it
+        found = body.get("comments") if isinstance(body, Mapping) else None
+        return found if isinstance(found, list) else []
 
     def jql(self, since: Cursor | None) -> str:
         """The query for a pull from `since`: the scope, the bound, the order."""
@@ -250,6 +302,67 @@ def _person(user: dict[str, Any]) -> Person:
     kind = user.get("accountType")
     hidden = HIDDEN_EMAIL if kind in (None, "atlassian") else f"a Jira {kind} account has no email"
     return person(user["accountId"], user.get("emailAddress"), user.get("displayName"), hidden)
+
+
+def jira_comment(raw: Any, field: str) -> SourceComment:
+    """One comment as the REST v3 API shows it; raises `BadComment` naming the key at fault."""
+    if not isinstance(raw, Mapping):
+        raise BadComment(field, "is not an object")
+    author = raw.get("author")
+    author = author if isinstance(author, Mapping) else {}
+    body = raw.get("body")
+    text = body if isinstance(body, str) else adf_text(body)
+    restricted = isinstance(raw.get("visibility"), Mapping)
+    return comment(
+        field,
+        comment_id=raw.get("id"),
+        created_at=raw.get("created"),
+        body=text,
+        author=author.get("displayName"),
+        author_id=author.get("accountId"),
+        public=raw.get("jsdPublic") is not False and not restricted,
+        keys={"created_at": "created"},
+    )
+
+
+_BLOCKS = frozenset(
+    {"paragraph", "heading", "blockquote", "codeBlock", "listItem", "tableRow", "rule", "panel"}
+)
+
+
+def adf_text(node: Any) -> str:
+    """The plain text of an Atlassian Document Format node: its text, blocks on their lines.
+
+    Mentions, emoji, dates and links read as they show (`@Ana`, `:smile:`); any
+    node this doesn't know contributes the text inside it.
+    """
+    out: list[str] = []
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)  # a line break queued after a block
+            continue
+        if not isinstance(item, Mapping):
+            continue
+        kind, attrs = item.get("type"), item.get("attrs")
+        attrs = attrs if isinstance(attrs, Mapping) else {}
+        if kind == "text" and isinstance(item.get("text"), str):
+            out.append(item["text"])
+        elif kind == "hardBreak":
+            out.append("\n")
+        elif kind in ("mention", "emoji", "status") and isinstance(attrs.get("text"), str):
+            out.append(attrs["text"])
+        elif kind == "emoji" and isinstance(attrs.get("shortName"), str):
+            out.append(attrs["shortName"])
+        elif kind in ("inlineCard", "blockCard") and isinstance(attrs.get("url"), str):
+            out.append(attrs["url"])
+        content = item.get("content")
+        if kind in _BLOCKS:
+            stack.append("\n")
+        if isinstance(content, list):
+            stack.extend(reversed(content))
+    return "".join(out).strip()
 
 
 def epoch_ms_floored_to_minute(moment: dt.datetime) -> int:

@@ -23,18 +23,36 @@ the user shows their email (Redmine hides it by default). An id that is no
 user may be a group (issues can be assigned to groups): `GET /groups/{id}.json`
 names it, and a group has no email. The user record also carries the user's
 own API key for an admin: only the name and email are kept.
+
+Journals (`comments = "requests"`): the listing carries none; only
+`GET /issues/{id}.json?include=journals` does. With the conversation on, each
+issue a pass yields costs that one request more, within the connector's
+request budget: the issues the listing gives since the watermark (changed
+ones, and the few the lookback reads again), never a census. A journal with
+a note is a comment (a change without one is not); `private_notes` makes it
+private; its author is `user.name`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, unset
+from connectors.base import (
+    WHOLE_SECOND_LOOKBACK,
+    BadRecord,
+    Cursor,
+    Person,
+    SourceComment,
+    SourceTicket,
+    unset,
+)
+from connectors.conversation import BadComment, comment
+from connectors.errors import SourceNotFound
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import whole_seconds_utc
@@ -91,6 +109,7 @@ class RedmineConnector(RestConnector):
     reanchor_after_pages = 1
     default_lookback = WHOLE_SECOND_LOOKBACK
     cursors_from_source_clock = True
+    comments = "requests"
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",
@@ -137,6 +156,36 @@ class RedmineConnector(RestConnector):
 
     def scopes(self) -> Sequence[str | None]:
         return self.options.scopes
+
+    def pull(self, since: Cursor | None) -> Iterator[SourceTicket | BadRecord]:
+        """The listing's issues from `since`; with `read_comments`, each with its journals.
+
+        An issue deleted between the listing and its journals is left out, as the
+        next listing leaves it out; a census archives its task.
+        """
+        for item in super().pull(since):
+            if self.read_comments and isinstance(item, SourceTicket):
+                with_journals = self._with_journals(item)
+                if with_journals is not None:
+                    yield with_journals
+            else:
+                yield item
+
+    def _with_journals(self, ticket: SourceTicket) -> SourceTicket | BadRecord | None:
+        """`ticket` with the notes of its journals as comments: one request. None: it's gone.
+
+        A journal that can't be read fails the ticket (naming it), not the pass.
+        """
+        request = PageRequest(f"/issues/{ticket.source_id}.json", {"include": "journals"})
+        try:
+            _response, body = self.fetch(request)
+        except SourceNotFound:
+            return None  # deleted since the listing
+        try:
+            ticket.comments = journal_notes(body)
+        except BadComment as exc:
+            return exc.bad_record(ticket, f"GET {request.url}")
+        return ticket
 
     def scope_ids(self) -> Iterator[str]:
         """Every issue of any status in scope, by id: `issue_id=>=N&sort=id`, 100 a page.
@@ -201,3 +250,38 @@ _HIDDEN = (
     "admin's key, or the connector's people table"
 )
 _GROUP = "a Redmine group: groups have no email (name someone in the connector's people table)"
+
+
+def journal_notes(body: Any) -> list[SourceComment]:
+    """The comments of `GET /issues/{id}.json?include=journals`: its journals with a note.
+
+    Raises `BadComment` naming the journal and key at fault (`journals.3.created_on`).
+    """
+    issue = body.get("issue") if isinstance(body, Mapping) else None
+    journals = issue.get("journals") if isinstance(issue, Mapping) else None
+    if not isinstance(journals, list):
+        raise BadComment("journals", "the issue's answer has no list of journals")
+    notes = []
+    for index, journal in enumerate(journals):
+        if not isinstance(journal, Mapping):
+            raise BadComment(f"journals.{index}", "is not an object")
+        if not journal.get("notes"):
+            continue  # a change of fields without a note
+        user = journal.get("user")
+        user = user if isinstance(user, Mapping) else {}
+        notes.append(
+            comment(
+                f"journals.{index}",
+                comment_id=journal.get("id"),
+                created_at=journal.get("created_on"),
+                body=journal.get("notes"),
+                author=user.get("name"),
+                author_id=user.get("id"),
+                public=not journal.get("private_notes"),
+                keys=_JOURNAL_KEYS,
+            )
+        )
+    return notes
+
+
+_JOURNAL_KEYS = {"created_at": "created_on", "body": "notes"}

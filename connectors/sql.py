@@ -58,6 +58,7 @@ it may name no bind parameters, so write a literal colon as `\\:`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -69,7 +70,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 import sqlalchemy as sa
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -77,7 +78,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import NullType
 
 from connectors import base, values
-from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
+from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket, unset
+from connectors.conversation import BadComment, comment_list
 from connectors.errors import SourceError
 from connectors.records import is_flag_set
 from connectors.values import check_cursor_kind
@@ -137,6 +139,11 @@ class SqlOptions(ConnectorOptions):
     """Rows per query."""
     columns: list[str] | None = Field(default=None, min_length=1)
     """Columns to read into the record, all when unset; the key columns are always read."""
+    comments_column: str | None = Field(default=None, min_length=1, exclude_if=unset)
+    """A column holding each row's comments as a JSON array (`json_agg` in PostgreSQL,
+    `JSON_ARRAYAGG` in MariaDB, `json_group_array` in SQLite) of objects with `id`,
+    `created_at`, `body` and optionally `author`, `author_id`, `public`; the task's comment
+    fields come from it (see the connector's page)."""
 
     @field_validator("url")
     @classmethod
@@ -192,6 +199,7 @@ class _Columns:
     deleted: str | None
     selected: tuple[str, ...] | None
     """The `columns` option plus the key columns; None reads every column."""
+    comments: str | None = None
 
 
 class SqlConnector(Connector):
@@ -204,6 +212,12 @@ class SqlConnector(Connector):
     )
     Options: ClassVar[type[ConnectorOptions]] = SqlOptions
     ordered = True
+    comments: ClassVar[Literal["listing", "requests"] | None] = "listing"
+
+    @classmethod
+    def comments_with(cls, options: ConnectorOptions) -> Literal["listing", "requests"] | None:
+        """ "listing" once `comments_column` names the column of each row's comments."""
+        return cls.comments if getattr(options, "comments_column", None) else None
 
     options: SqlOptions
 
@@ -407,6 +421,8 @@ class SqlConnector(Connector):
         ]
         if options.deleted_column is not None:
             wanted.append(("deleted_column", options.deleted_column))
+        if options.comments_column is not None:
+            wanted.append(("comments_column", options.comments_column))
         wanted += [("columns", name) for name in options.columns or ()]
         by_folded: dict[str, list[str]] = {}
         for name in present:
@@ -427,17 +443,18 @@ class SqlConnector(Connector):
                 f"{self._where()} has no column {', '.join(missing)}; its columns are "
                 f"{', '.join(present) or 'none'}",
             )
-        deleted = options.deleted_column
+        deleted, comments = options.deleted_column, options.comments_column
         columns = _Columns(
             id=found[options.id_column],
             cursor=found[options.cursor_column],
             deleted=None if deleted is None else found[deleted],
             selected=None,
+            comments=None if comments is None else found[comments],
         )
         if options.columns is None:
             return columns
         selected = _unique(_key_columns(columns) + [found[name] for name in options.columns])
-        return _Columns(columns.id, columns.cursor, columns.deleted, tuple(selected))
+        return dataclasses.replace(columns, selected=tuple(selected))
 
     def _unplaceable(self, columns: _Columns) -> Iterator[BadRecord]:
         """Rows with a NULL id or cursor, which the keyset can't reach, as `BadRecord`s."""
@@ -507,7 +524,15 @@ class SqlConnector(Connector):
         if isinstance(cursor, dt.datetime):
             record[columns.cursor] = cursor  # text or naive as stored; aware UTC here
         deleted = columns.deleted is not None and is_flag_set(record[columns.deleted])
-        return SourceTicket(source_id, cursor, record, deleted)
+        ticket = SourceTicket(source_id, cursor, record, deleted)
+        if self.read_comments and columns.comments is not None:
+            try:
+                ticket.comments = comment_list(
+                    record[columns.comments], columns.comments, self._zone
+                )
+            except BadComment as exc:
+                return exc.bad_record(ticket, locator)
+        return ticket
 
     def _record(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The row as a record: naive date-times made aware in `timezone`, bytes as hex."""
@@ -727,7 +752,8 @@ def _integral(value: Any) -> Any:
 
 def _key_columns(columns: _Columns) -> list[str]:
     keys = [columns.id, columns.cursor]
-    return keys if columns.deleted is None else [*keys, columns.deleted]
+    keys += [name for name in (columns.deleted, columns.comments) if name is not None]
+    return keys
 
 
 def _unique(names: Sequence[str]) -> list[str]:

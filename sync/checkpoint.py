@@ -26,7 +26,7 @@ from connectors.base import BadRecord, Cursor
 from sync.batches import Payload, Rejected
 from sync.diff import Version
 from sync.ship import Shipment
-from sync.state import FailedItem, StateStore, error_text, record_json
+from sync.state import FailedItem, StateStore, error_text, record_json, ticket_json
 from sync.watermark import CLOCK_ALLOWANCE, encode, far_ahead, later
 
 FAILURES_LOGGED = 100
@@ -129,7 +129,7 @@ class FailureLog:
             error=message,
             cursor=encode(ticket.cursor),
             deleted=ticket.deleted,
-            record=record_json(ticket.record),
+            record=ticket_json(ticket.record, getattr(ticket, "comments", None)),
         )
 
     def rejected(self, ticket: Item, rejected: Rejected, last_error: str | None) -> FailedItem:

@@ -261,6 +261,29 @@ class ConversationSettings(BaseModel):
     backfill: bool = False
     """With `sync`: post the comments made before comment sync was turned on as well."""
 
+    def reads_comments(self, kind: Literal["listing", "requests"] | None) -> bool:
+        """Whether a connector whose `Connector.comments` is `kind` reads comments: `enabled`,
+        else on where the listing carries them ("listing")."""
+        if kind is None:
+            return False
+        return self.enabled if self.enabled is not None else kind == "listing"
+
+    def decisive(self, kind: Literal["listing", "requests"] | None) -> dict[str, Any] | None:
+        """What of this section decides the tasks' content, for the settings fingerprint.
+
+        None while it makes the tasks the defaults make (for `kind`), so the
+        fingerprint of a config that doesn't touch the section stays as it was;
+        `excerpt` and `private` count only while comments are read. `sync` and
+        `backfill` post comments beside the tasks and change no task.
+        """
+        chosen, default = (
+            {"enabled": True, "excerpt": section.excerpt, "private": section.private}
+            if section.reads_comments(kind)
+            else {"enabled": False}
+            for section in (self, ConversationSettings())
+        )
+        return None if chosen == default else chosen
+
 
 DEFAULT_PEOPLE_TTL = dt.timedelta(days=7)
 """How long the people cache trusts a source's answer about a person, by default."""
@@ -439,8 +462,19 @@ class ConnectorConfig(BaseModel):
     def kind(self) -> str:
         return self.settings.kind
 
+    @property
+    def comments_kind(self) -> Literal["listing", "requests"] | None:
+        """How the connector's kind reads comments (`Connector.comments`)."""
+        return connector_class(self.kind).comments_with(self.options)
+
+    @property
+    def reads_comments(self) -> bool:
+        """Whether its passes read each ticket's comments (`[connectors.NAME.conversation]`)."""
+        return self.settings.conversation.reads_comments(self.comments_kind)
+
     def fingerprint(self) -> str:
-        """A hash of what decides the tasks this connector produces: kind, options, mapping.
+        """A hash of what decides the tasks this connector produces: kind, options, mapping,
+        and the conversation's summary fields when they differ from the defaults.
 
         When it differs from the one stored with the last complete pass, the
         next pass reads everything again (the hash diff then pushes only the
@@ -453,6 +487,9 @@ class ConnectorConfig(BaseModel):
         }
         if self.people:  # only then: a config without people keeps the fingerprint it had
             decisive["people"] = sorted((p.user_id, p.email) for p in self.people.values())
+        conversation = self.settings.conversation.decisive(self.comments_kind)
+        if conversation is not None:  # a config that leaves the section alone keeps its hash
+            decisive["conversation"] = conversation
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -633,6 +670,17 @@ def _connector_config(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
     parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
+    if settings.conversation.enabled and cls.comments_with(options) is None:
+        how = (
+            "say where the records keep them (see the connector's page: comments_field, "
+            "comments_column)"
+            if cls.comments is not None
+            else "remove the key or set it to false"
+        )
+        raise ConfigError(
+            f"{key}.conversation.enabled",
+            f"the {settings.kind} connector can't read comments as configured; {how}",
+        )
     people = people_directory(settings.people, f"{key}.people")
     return ConnectorConfig(name=name, settings=settings, options=options, people=people)
 

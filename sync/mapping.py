@@ -20,14 +20,15 @@ import datetime as dt
 import hashlib
 import json
 import math
+import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from connectors.base import Cursor, SourceTicket
+from connectors.base import Cursor, SourceComment, SourceTicket
 from connectors.records import MISSING
 from connectors.values import isoformat, parse_datetime
 from sync.errors import MappingError, SkipTicket
@@ -58,6 +59,9 @@ Value = Callable[[Any, str], Any]
 People = Mapping[str, str | None]
 """Resolved assignees: source user id to email, None for one that has none (`sync.people`)."""
 NOBODY: People = MappingProxyType({})
+SUMMARY_FIELDS = ("comment_count", "last_comment_at", "last_comment_author", "last_comment")
+"""The custom fields the conversation's summary sets (`CommentSummary`)."""
+ELLIPSIS = "\u2026"
 
 
 def task_uid(namespace: str, source_id: str) -> str:
@@ -108,6 +112,61 @@ def content_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class CommentSummary:
+    """How a ticket's comments become the summary fields of its task (`SUMMARY_FIELDS`).
+
+    `excerpt`: characters of the last comment kept in `last_comment` (0: the
+    key is left out); `private`: private comments count too. Built from
+    `[connectors.NAME.conversation]` when the connector reads comments.
+    """
+
+    excerpt: int = 280
+    private: bool = False
+
+    def fields(self, comments: Sequence[SourceComment]) -> dict[str, Any]:
+        """The summary fields of a ticket with `comments` (oldest first, as read).
+
+        Without a comment that counts: `comment_count` 0 and the others None,
+        so that Fragment, which merges `fields` key by key, forgets a last
+        comment deleted at the source. The last comment is the latest
+        `created_at` (the source's order among equals).
+        """
+        shown = comments if self.private else [c for c in comments if c.public]
+        last: SourceComment | None = None
+        for comment in shown:
+            if last is None or comment.created_at >= last.created_at:
+                last = comment
+        fields: dict[str, Any] = {
+            "comment_count": len(shown),
+            "last_comment_at": None if last is None else isoformat(last.created_at),
+            "last_comment_author": None if last is None else (last.author or last.author_id),
+        }
+        if self.excerpt:
+            fields["last_comment"] = None if last is None else excerpt(last.body, self.excerpt)
+        return fields
+
+
+def excerpt(text: str, limit: int) -> str:
+    """`text` with its whitespace collapsed, cut to at most `limit` characters.
+
+    A cut ends at a word's end where one falls in the last third of the room,
+    never between a character and its combining marks, and is marked with "…"
+    (which counts in `limit`).
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    room = limit - 1  # for the ellipsis
+    cut = room
+    space = text.rfind(" ", 0, room + 1)
+    if space >= room * 2 // 3:
+        cut = space
+    while cut > 0 and unicodedata.combining(text[cut]):
+        cut -= 1
+    return text[:cut].rstrip() + ELLIPSIS
+
+
 class _Invalid(Exception):
     """A record value the mapping can't carry: a `MappingError` before the ticket is named."""
 
@@ -125,6 +184,8 @@ class Mapper:
     that could have been made in advance. `zone`: where the records' naive
     date-times are (the connector's `timezone` option, as
     `connectors.values.record_zone` reads it); aware ones keep their offset.
+    `comments`: the summary fields a ticket whose comments were read gets
+    (None: the connector reads none); a ticket with `comments` None gets none.
     Raises `ConfigError` naming the key under `connectors.NAME.mapping` if the
     spec can never map a ticket (configuration loading has checked that already).
     """
@@ -136,6 +197,7 @@ class Mapper:
         settings: MappingSettings,
         *,
         zone: dt.tzinfo = dt.UTC,
+        comments: CommentSummary | None = None,
     ) -> None:
         self.connector = connector
         self.namespace = namespace
@@ -149,6 +211,7 @@ class Mapper:
         )
         self._zone = zone
         self._values = _task_values(spec, zone)
+        self._comments = comments
         self._assignee = None if spec.assignee is None else _reader(spec.assignee, "assignee")
 
     @property
@@ -222,6 +285,9 @@ class Mapper:
                 fields[name] = list(value)  # a list of tags, the other common shape
             else:
                 fields[name] = None if value is MISSING else _json(name, value, 0, self._zone)
+        if self._comments is not None and ticket.comments is not None:
+            for name, value in self._comments.fields(ticket.comments).items():
+                fields.setdefault(name, value)  # a field the mapping names itself wins
         task: dict[str, Any] = {
             "uid": task_uid(self.namespace, source_id),
             "archived": ticket.deleted,

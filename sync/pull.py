@@ -24,6 +24,7 @@ from sync.state import (
     StateStore,
     StoredTask,
     storable_text,
+    ticket_parts,
 )
 from sync.state.schema import MAX_ID_LENGTH
 from sync.watermark import (
@@ -123,11 +124,14 @@ class FailedItemPull:
                 page.resolved.append(item.source_id)
                 continue
             try:
-                record = json.loads(item.record)
-            except (ValueError, RecursionError) as exc:  # stored by hand, or nested too deep
+                record, comments = ticket_parts(json.loads(item.record))
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
+                # Stored by hand, or nested too deep.
                 self.log.warning("failed_item_unreadable", source_id=item.source_id, error=str(exc))
                 continue
-            page.tickets.append(SourceTicket(item.source_id, cursor, record, item.deleted))
+            page.tickets.append(
+                SourceTicket(item.source_id, cursor, record, item.deleted, comments)
+            )
             page.errors[item.source_id] = item.error
         return page
 

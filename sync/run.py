@@ -42,7 +42,7 @@ from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
 from sync.config import Config, ConnectorConfig
 from sync.lease import LeaseKeeper, check_turn, holder_text, leased
-from sync.mapping import Mapper, TaskPayload
+from sync.mapping import CommentSummary, Mapper, TaskPayload
 from sync.people import PeopleResolver
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
@@ -81,7 +81,12 @@ class ConnectorRun:
         self.store, self.client, self.options = store, client, options
         self.batch_size = connector.settings.batch_size or batch_size
         zone = record_zone(connector.options)
-        self.mapper = Mapper(connector.name, self.namespace, connector.settings.mapping, zone=zone)
+        conversation = connector.settings.conversation
+        self.mapper = Mapper(
+            connector.name, self.namespace, connector.settings.mapping, zone=zone,
+            comments=CommentSummary(conversation.excerpt, conversation.private)
+            if connector.reads_comments else None,
+        )  # fmt: skip
         self.counts = PassCounts()
         self.log = log.bind(connector=self.name)
         self.people = PeopleResolver(
@@ -158,6 +163,7 @@ class ConnectorRun:
                 source = connector_class(self.config.kind)(
                     self.name, self.config.options, self.options.stop
                 )
+                source.read_comments = self.config.reads_comments
                 self._had_failures = self.store.has_failed(self.namespace)
                 self._phases(stream, source)
                 stream.settle_all()

@@ -34,7 +34,7 @@ from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
-from connectors.errors import SourceError
+from connectors.errors import SourceError, SourceNotFound
 from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
@@ -266,7 +266,9 @@ class RestConnector(Connector):
                 validate=request.check,
             )
         except RequestFailed as exc:
-            raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
+            gone = exc.response is not None and exc.response.status_code == 404
+            error = SourceNotFound if gone else SourceError
+            raise error(self.name, f"{self.options.base_url}: {exc}") from None
         return response, self.decoded(request, response)
 
     def lookup(self, request: PageRequest) -> Any | None:

@@ -26,7 +26,14 @@ from sync.state.store import (
     unreachable_message,
     utcnow,
 )
-from sync.state.text import MAX_ERROR_TEXT, error_text, record_json, storable_text
+from sync.state.text import (
+    MAX_ERROR_TEXT,
+    error_text,
+    record_json,
+    storable_text,
+    ticket_json,
+    ticket_parts,
+)
 
 __all__ = [
     "ABANDONED",
@@ -49,6 +56,8 @@ __all__ = [
     "error_text",
     "record_json",
     "storable_text",
+    "ticket_json",
+    "ticket_parts",
     "unreachable_message",
     "utcnow",
 ]

@@ -12,8 +12,11 @@ module knows no database.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connectors.base import SourceComment
+from connectors.values import isoformat, parse_datetime
 from sync_http.redaction import holds_secret, redact, without_secrets
 
 MAX_ERROR_TEXT = 4000
@@ -36,6 +39,53 @@ def record_json(record: Any) -> str | None:
     except UnicodeEncodeError:
         return json.dumps(record, default=str, sort_keys=True)
     return text
+
+
+_RECORD, _COMMENTS = "$record", "$comments"
+
+
+def ticket_json(record: Any, comments: Sequence[SourceComment] | None) -> str | None:
+    """A failed ticket's record and the comments read with it, as JSON text (`record_json`).
+
+    Without comments (None: not read), the record alone, as before; with them,
+    `{"$record": ..., "$comments": [...]}`, so that a retry maps the same
+    summary fields as the pass that read them (`ticket_parts` reads either).
+    """
+    if comments is None:
+        return record_json(record)
+    kept = [
+        {
+            "id": c.comment_id,
+            "created_at": isoformat(c.created_at),
+            "body": c.body,
+            "author": c.author,
+            "author_id": c.author_id,
+            "public": c.public,
+        }
+        for c in comments
+    ]
+    return record_json({_RECORD: record, _COMMENTS: kept})
+
+
+def ticket_parts(stored: Any) -> tuple[Any, list[SourceComment] | None]:
+    """A failed item's decoded record as (record, comments): `ticket_json` undone.
+
+    Raises `ValueError` when the comments kept are not what `ticket_json` wrote.
+    """
+    if not (isinstance(stored, Mapping) and stored.keys() == {_RECORD, _COMMENTS}):
+        return stored, None
+    comments = [
+        SourceComment(
+            comment_id=str(c["id"]),
+            created_at=parse_datetime(c["created_at"]),
+            body=str(c["body"]),
+            author=c.get("author"),
+            author_id=c.get("author_id"),
+            public=bool(c.get("public", True)),
+        )
+        for c in stored[_COMMENTS]
+    ]
+    return stored[_RECORD], comments
 
 
 def storable_text(text: str) -> str:

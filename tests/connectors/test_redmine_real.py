@@ -651,3 +651,47 @@ def test_assignees_resolve_to_the_users_emails_and_a_plain_key_sees_them_hidden(
         [answer] = bob.values()
         assert answer.email is None and answer.name == "Bob Brown"
         assert answer.reason is not None and answer.reason.startswith("email hidden")
+
+
+def test_a_journal_note_updates_the_comment_fields_and_a_private_one_stays_out(
+    real_redmine: RealRedmine, emulator: Emulator, sqlite_url: str
+) -> None:
+    project = real_redmine.new_project("conversation")
+    with real_redmine.client() as api:
+        number = _create(api, project, "Printer on fire")
+        quiet = _create(api, project, "Nothing to say")
+        note = {"notes": "Extinguisher  on its way.\r\nStand back."}
+        _ok(api.put(f"/issues/{number}.json", json={"issue": note}))
+    config = _config(
+        real_redmine.url,
+        real_redmine.api_key,
+        project,
+        emulator,
+        sqlite_url,
+        conversation={"enabled": True},
+    )
+
+    _sync(config)
+
+    landed = tasks_by_ticket(emulator)
+    fields = landed[str(number)]["fields"]
+    assert fields["comment_count"] == 1
+    assert fields["last_comment"] == "Extinguisher on its way. Stand back."
+    assert fields["last_comment_author"] == "Redmine Admin"
+    with real_redmine.client() as api:
+        shown = _ok(api.get(f"/issues/{number}.json", params={"include": "journals"}))
+    assert fields["last_comment_at"] == shown["issue"]["journals"][-1]["created_on"]
+    assert landed[str(quiet)]["fields"]["comment_count"] == 0
+
+    time.sleep(1.1)  # the next note in a later second than the last pass's read
+    with real_redmine.client() as api:
+        _ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Fire is out."}}))
+        private = {"notes": "Insurance claim filed", "private_notes": True}
+        _ok(api.put(f"/issues/{quiet}.json", json={"issue": private}))
+
+    again = _sync(config)
+
+    assert again.pushed == 2  # both changed (external_updated_at), one summary did
+    fields = tasks_by_ticket(emulator)[str(number)]["fields"]
+    assert (fields["comment_count"], fields["last_comment"]) == (2, "Fire is out.")
+    assert tasks_by_ticket(emulator)[str(quiet)]["fields"]["comment_count"] == 0

@@ -15,6 +15,16 @@ back in the profile zone with a colon-less offset (`...T01:04:00.000-0800`).
 Basic `email:api_token` or 401; the removed `/rest/api/{2,3}/search` answers
 410 Gone; deleted issues vanish.
 
+Comments: asked for in `fields` (`comment`), an issue carries
+`{"comments": [...], "maxResults", "total", "startAt": 0}`, oldest first, cut to
+the first `comments_in_search` (the search caps the list; `total` says how many
+there are). `GET /rest/api/3/issue/{idOrKey}/comment` pages them all
+(`startAt`, `maxResults`, `orderBy=created|-created`). A comment is `{"id",
+"author": {"accountId", "displayName"}, "body": <ADF document>, "created",
+"updated", "jsdPublic"}` (`jsdPublic` on Service Management issues only;
+false: an internal note), with `visibility` when restricted to a role or group.
+Adding one (`comment`) is an edit: the issue's `updated` moves.
+
 Search is eventually consistent, as Atlassian says of it: a write reaches the
 search index `index_lag` after its `updated` stamp, by the fake's clock (`now`,
 the real time unless a test sets it). Until then search doesn't find a new
@@ -51,6 +61,7 @@ SEARCH = "/rest/api/3/search/jql"
 USER_BULK = "/rest/api/3/user/bulk"
 REMOVED = ("/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search")
 ID_ONLY = {"id", "key"}
+_COMMENTS = re.compile(r"/rest/api/3/issue/([^/]+)/comment")
 CATEGORIES = {
     "To Do": "new",
     "In Progress": "indeterminate",
@@ -73,6 +84,8 @@ class FakeIssue:
     """When search starts to see this version; None: at once."""
     stale: FakeIssue | None = None
     """The version search shows until then (None: search doesn't find the issue yet)."""
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    """Its comments as the API shows them, oldest first."""
 
     @property
     def key(self) -> str:
@@ -103,6 +116,10 @@ class FakeJira(FakeApi):
         """Account ids whose profile visibility hides their email from the API user."""
         self.user_page_cap: int | None = None
         """Return at most this many users a page of `user/bulk`, whatever `maxResults` says."""
+        self.comments_in_search = 20
+        """How many of an issue's comments the search's `comment` field holds at most."""
+        self.hidden_fields: set[str] = set()
+        """Fields a field configuration hides: left out of every issue, even when asked for."""
 
     # Test controls
 
@@ -119,6 +136,8 @@ class FakeJira(FakeApi):
             self.users.clear()
             self.hidden_emails.clear()
             self.user_page_cap = None
+            self.comments_in_search = 20
+            self.hidden_fields = set()
 
     def add_user(
         self,
@@ -200,6 +219,48 @@ class FakeJira(FakeApi):
             issue.fields = {**issue.fields, **fields}
             issue.updated = updated
 
+    def comment(
+        self,
+        issue_id: int | str,
+        text: str,
+        created: dt.datetime,
+        *,
+        author: str = "Ana Ops",
+        public: bool | None = None,
+        visibility: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Add a comment to an issue at `created` (an edit: `updated` moves there too).
+
+        `public`: Service Management's `jsdPublic`, left out when None (a software project).
+        """
+        with self.lock:
+            issue = self.issues[str(issue_id)]
+            number = 10000 + sum(len(i.comments) for i in self.issues.values())
+            stamp = self._stamp(created)
+            body = {
+                "type": "doc",
+                "version": 1,
+                "content": [
+                    {"type": "paragraph", "content": [{"type": "text", "text": line}]}
+                    for line in text.split("\n")
+                ],
+            }
+            shown: dict[str, Any] = {
+                "self": f"{self.base_url}/rest/api/3/issue/{issue.id}/comment/{number}",
+                "id": str(number),
+                "author": {"accountId": f"acct-{author.lower()}", "displayName": author},
+                "body": body,
+                "created": stamp,
+                "updated": stamp,
+            }
+            if public is not None:
+                shown["jsdPublic"] = public
+            if visibility is not None:
+                shown["visibility"] = visibility
+            issue.comments.append(shown)
+        self.touch(issue_id, created)
+        return shown
+
     def move(self, issue_id: int | str, project: str, number: int, updated: dt.datetime) -> None:
         """Move an issue to another project: its key changes, its id does not."""
         with self.lock:
@@ -253,7 +314,8 @@ class FakeJira(FakeApi):
                     ]
                 },
             )
-        if request.path not in (SEARCH, USER_BULK):
+        listing = _COMMENTS.fullmatch(request.path)
+        if request.path not in (SEARCH, USER_BULK) and listing is None:
             return Reply(404, {"errorMessages": ["Not found"]})
         if request.method != "GET":
             return Reply(405, {"errorMessages": ["Method not allowed"]})
@@ -262,6 +324,8 @@ class FakeJira(FakeApi):
             return Reply(401, {"errorMessages": ["You are not authenticated."]})
         if request.path == USER_BULK:
             return self._users(request)
+        if listing is not None:
+            return self._comments(listing.group(1), request)
         jql = request.param("jql") or ""
         try:
             where, order = parse_jql(jql, self.profile_tz)
@@ -332,6 +396,24 @@ class FakeJira(FakeApi):
             },
         )
 
+    def _comments(self, issue_ref: str, request: Request) -> Reply:
+        """`GET /rest/api/3/issue/{idOrKey}/comment`: a page of the issue's comments."""
+        with self.lock:
+            found = [i for i in self.issues.values() if issue_ref in (i.id, i.key)]
+            if not found:
+                return Reply(
+                    404,
+                    {"errorMessages": ["Issue does not exist or you do not have permission."]},
+                )
+            comments = list(found[0].comments)
+        if request.param("orderBy") in ("-created", "-+created"):
+            comments.reverse()
+        start = int(request.param("startAt") or 0)
+        limit = min(int(request.param("maxResults") or 5000), 5000)
+        page = comments[start : start + limit]
+        body = {"startAt": start, "maxResults": limit, "total": len(comments), "comments": page}
+        return Reply(200, body)
+
     def _render(self, issue: FakeIssue, fields: list[str]) -> dict[str, Any]:
         values = {
             "updated": issue.broken_updated or self._stamp(issue.updated),
@@ -348,8 +430,16 @@ class FakeJira(FakeApi):
             "duedate": issue.fields["duedate"],
             "assignee": self._assignee(issue.fields["assignee"]),
             "reporter": {"displayName": issue.fields["reporter"]},
+            "comment": {
+                "comments": issue.comments[: self.comments_in_search],
+                "self": f"{self.base_url}/rest/api/3/issue/{issue.id}/comment",
+                "maxResults": self.comments_in_search,
+                "total": len(issue.comments),
+                "startAt": 0,
+            },
         }
         wanted = set(values) if {"*all", "*navigable"} & set(fields) else set(fields)
+        wanted -= self.hidden_fields
         rendered = {name: value for name, value in values.items() if name in wanted}
         return {
             "id": issue.id,

@@ -29,6 +29,14 @@ with an empty body. `GET /groups/{id}.json` answers `{"group": {"id", "name"}}`
 to any key, as the real server does; a group has no email. Requests to either
 are counted in `user_requests`.
 
+Journals: `GET /issues/{id}.json?include=journals` shows one issue, `{"issue":
+{..., "journals": [...]}}`, each journal `{"id", "user": {"id", "name"},
+"notes", "created_on", "private_notes", "details"}`, oldest first; the
+listing never carries them, and without `include=journals` neither does the
+show. A journal may be a change without a note (`notes` ""). `note` adds one,
+an edit of the issue like any other (its `updated_on` moves). The fake's key
+is an administrator's: it sees private notes, as such a key does.
+
 Projects: `project_id` (a project's identifier or numeric id) narrows the list
 to that project and its subprojects, as Redmine does with its default setting
 "Display subprojects issues on main projects by default"; an unknown project
@@ -80,6 +88,8 @@ class FakeRedmine(FakeApi):
             "operations": {"id": 1, "name": "Operations", "parent": None}
         }
         """Projects by identifier: their numeric id, name and parent's identifier."""
+        self.journals: dict[int, list[dict[str, Any]]] = {}
+        """Each issue's journals, oldest first, shown only by the show endpoint."""
 
     def add_project(self, identifier: str, name: str, parent: str | None = None) -> None:
         """A project (a subproject of `parent`), to put issues in with `project=identifier`."""
@@ -149,6 +159,32 @@ class FakeRedmine(FakeApi):
                 "locked": locked,
             }
 
+    def note(
+        self,
+        number: int,
+        notes: str,
+        *,
+        user: tuple[int, str] = (5, "Ana Ops"),
+        private: bool = False,
+        updated: dt.datetime | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Add a journal to issue `number` (a note, or "" for a change without one) at `updated`."""
+        with self.lock:
+            moment = self.clock.now() if updated is None else updated
+            journals = self.journals.setdefault(number, [])
+            journal = {
+                "id": 1 + sum(len(j) for j in self.journals.values()),
+                "user": {"id": user[0], "name": user[1]},
+                "notes": notes,
+                "created_on": stamp(moment),
+                "private_notes": private,
+                "details": details or [],
+            }
+            journals.append(journal)
+        self.touch(number, moment)
+        return journal
+
     def route(self, request: Request) -> Reply:
         key = request.headers.get("x-redmine-api-key")
         if key not in self.keys:
@@ -163,6 +199,9 @@ class FakeRedmine(FakeApi):
                     return Reply(404, raw=b"", content_type="application/json")
                 return Reply(200, {"group": {"id": number, "name": self.groups[number]}})
             return self._user(number, admin=key in self.admin_keys)
+        shown = re.fullmatch(r"/issues/(\d+)\.json", request.path)
+        if shown:
+            return self._show(int(shown.group(1)), request)
         if request.path != "/issues.json":
             return Reply(404, {"errors": ["Not found"]})
         issues = list(self.issues.values())
@@ -221,6 +260,18 @@ class FakeRedmine(FakeApi):
         elif not user["hide_mail"]:
             shown["mail"] = user["mail"]
         return Reply(200, {"user": shown})
+
+    def _show(self, number: int, request: Request) -> Reply:
+        """`GET /issues/{id}.json`: the issue, with its journals when `include` names them."""
+        with self.lock:
+            issue = self.issues.get(number)
+            if issue is None:
+                return Reply(404, raw=b"", content_type="text/plain")
+            shown = dict(issue)
+            included = (request.param("include") or "").split(",")
+            if "journals" in included:
+                shown["journals"] = [dict(j) for j in self.journals.get(number, [])]
+        return Reply(200, {"issue": shown})
 
     def _project_ids(self, scope: str) -> set[int]:
         """The numeric ids of project `scope` (identifier or id) and its subprojects."""

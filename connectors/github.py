@@ -25,6 +25,7 @@ default is open issues only.
   waits at least `rate_limit_floor`, doubling. A 403 without those signals is
   a permission problem and fails the run saying which permission.
 - Conditional requests: see `GitHubConnector.fetch`.
+- Comments (`read_comments`): see `GitHubConnector.conversations`.
 - A renamed or transferred repository answers its old name with a 301 to
   `/repositories/{id}/...`; the session follows it (same origin, token kept)
   and logs once that `repositories` should be updated.
@@ -52,10 +53,19 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
+from connectors.base import (
+    WHOLE_SECOND_LOOKBACK,
+    BadRecord,
+    Cursor,
+    SourceComment,
+    SourceTicket,
+    unset,
+)
+from connectors.comments import CommentShape, read_comments
 from connectors.http import (
     SOURCE_POLICY,
     Action,
+    Conversations,
     HttpOptions,
     LinkHeaderPaginator,
     PageRequest,
@@ -68,6 +78,10 @@ from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
 from sync_http.policy import Policy
 
 API_VERSION = "2022-11-28"
+COMMENT_SHAPE = CommentShape(body="body", author="user.login", author_id="user.id")
+"""An issue comment as GitHub lists it; `body` is the markdown as written. None are private."""
+COMMENTS_PER_PAGE = 100
+"""GitHub's largest page of an issue's comments."""
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
 
 GITHUB_POLICY: Policy = {
@@ -201,6 +215,7 @@ class GitHubConnector(RestConnector):
     cursors_from_source_clock = True
     reanchor_after_pages = 1
     policy = GITHUB_POLICY
+    comments = "requests"
     moved_hint = (
         "GitHub moved the repository (renamed or transferred) and redirects to it by id: "
         "put its new owner/name in repositories (or repository)"
@@ -281,6 +296,43 @@ class GitHubConnector(RestConnector):
             "state_text": state_text(record),
             "repository": self.scope,  # owner/name as configured: `number` is unique only in it
         }
+
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """Each issue's comments: `GET /repos/{owner}/{repo}/issues/{number}/comments`.
+
+        One request per 100 comments of each issue read, and none at all for an
+        issue whose `comments` count is 0: the listing says so for free. The
+        repository-wide listing (`/issues/comments?since=`) would cost less, but
+        only holds the comments changed since the watermark, where the summary
+        needs each changed issue's whole conversation. A pull request's comments
+        come the same way (its conversation tab; review comments on code are
+        another endpoint, not read). An issue gone since it was listed (404)
+        keeps `comments` None.
+        """
+        found: dict[str, list[SourceComment] | BadRecord | None] = {}
+        for ticket in tickets:
+            record = ticket.record
+            count, number = record.get("comments"), record.get("number")
+            if count == 0:
+                found[ticket.source_id] = []
+                continue
+            if not isinstance(number, int) or isinstance(number, bool):
+                found[ticket.source_id] = BadRecord(
+                    ticket.source_id,
+                    "issue",
+                    "number",
+                    f"no issue number to read the comments of: {number!r:.40}",
+                    record,
+                    ticket.cursor,
+                )
+                continue
+            path = f"/repos/{record.get('repository') or self.scope}/issues/{number}/comments"
+            request = PageRequest(path, {"per_page": COMMENTS_PER_PAGE})
+            raw = self.listing(request, LinkHeaderPaginator())
+            found[ticket.source_id] = (
+                None if raw is None else read_comments(ticket, raw, COMMENT_SHAPE)
+            )
+        return found
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page, conditionally when the same query was answered in one page before.

@@ -35,6 +35,14 @@ their own `/repos/{owner}/{name}/issues`; an issue belongs to one of them
 Transferring an issue (`transfer`) does what GitHub does: the destination
 gets a new issue with a new `id`, `node_id` and `number`, and the old one is
 gone from its repository's list (its old URL redirects to the new one).
+
+Issue comments (`comment`): `GET /repos/{owner}/{repo}/issues/{number}/comments`
+lists an issue's (or pull request's) comments in ascending id order, `per_page`
+(default 30, at most 100) and `page` with the same `Link` header, each as GitHub
+shows it (`id`, `user`, `body` in markdown, `created_at`, `updated_at`,
+`issue_url`, `author_association`); a number the repository doesn't have is a
+404. A new comment raises the issue's `comments` count and moves its
+`updated_at`, as on GitHub. There are no private comments.
 """
 
 from __future__ import annotations
@@ -107,6 +115,7 @@ NO_PERMISSION = Reply(
 
 
 _ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
+_ISSUE_COMMENTS = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
 
 
 @dataclass
@@ -155,6 +164,9 @@ class FakeGitHub(FakeApi):
         """More repositories of the account, served under their names (`add_repository`)."""
         self.placement: dict[int, str] = {}
         """The repository of each issue not in the main one, by issue id."""
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        """Each issue's comments by issue id, oldest first."""
+        self._next_comment_id = 1_000_000
 
     def add_repository(self, name: str) -> None:
         """Serve a second (third, ...) repository, `owner/name`, with issues of its own."""
@@ -240,10 +252,51 @@ class FakeGitHub(FakeApi):
         with self.lock:
             self.issues[issue_id].update(fields, updated_at=stamp(updated))
 
+    def comment(
+        self,
+        issue_id: int,
+        at: dt.datetime,
+        body: str = "Looking into it.",
+        login: str = "bo-dev",
+        user_id: int = 8,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """Comment on issue `issue_id` at `at`: its count goes up and, with `touch`, its
+        `updated_at` moves to `at`, as a comment does on GitHub."""
+        with self.lock:
+            issue = self.issues[issue_id]
+            self._next_comment_id += 1
+            comment_id = self._next_comment_id
+            home = self._home(issue_id)
+            comment = {
+                "id": comment_id,
+                "node_id": f"IC_kwDO{comment_id:08d}",
+                "url": f"https://api.github.com/repos/{home}/issues/comments/{comment_id}",
+                "html_url": f"{issue['html_url']}#issuecomment-{comment_id}",
+                "body": body,
+                "user": {"login": login, "id": user_id, "type": "User"},
+                "created_at": stamp(at),
+                "updated_at": stamp(at),
+                "issue_url": f"https://api.github.com/repos/{home}/issues/{issue['number']}",
+                "author_association": "MEMBER",
+            }
+            self.comments.setdefault(issue_id, []).append(comment)
+            issue["comments"] = len(self.comments[issue_id])
+            if touch:
+                issue["updated_at"] = stamp(at)
+        return comment
+
+    def comment_gets(self) -> list[Request]:
+        """The requests for an issue's comments."""
+        return [r for r in self.requests if _ISSUE_COMMENTS.match(r.path)]
+
     def route(self, request: Request) -> Reply:
         minting = _ACCESS_TOKENS.match(request.path)
         if minting is not None and request.method == "POST":
             return self._access_token(int(minting[1]), request)
+        listing = _ISSUE_COMMENTS.match(request.path)
+        if listing is not None:
+            return self._issue_comments(request, listing[1], int(listing[2]))
         former = {f"/repos/{name}/issues" for name in self.former_names}
         others = {f"/repos/{name}/issues": name for name in self.other_repositories}
         if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
@@ -302,6 +355,32 @@ class FakeGitHub(FakeApi):
             headers["Link"] = links
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Reply(304, raw=b"", headers=headers)
+        self.quota_used += 1
+        return Reply(200, body, headers={**headers, **self._quota()})
+
+    def _issue_comments(self, request: Request, repository: str, number: int) -> Reply:
+        """`GET /repos/{owner}/{repo}/issues/{number}/comments`, oldest (lowest id) first."""
+        if repository not in (self.repository, *self.other_repositories):
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        found = [
+            k
+            for k, i in self.issues.items()
+            if i["number"] == number and self._home(k) == repository
+        ]
+        if not found:
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        comments = sorted(self.comments.get(found[0], []), key=lambda c: c["id"])
+        per_page = min(100, int(request.param("per_page", "30") or 30))
+        page = int(request.param("page", "1") or 1)
+        body = comments[(page - 1) * per_page : page * per_page]
+        pages = max(1, math.ceil(len(comments) / per_page))
+        headers = dict(self._quota())
+        links = self._links(request, page, pages)
+        if links:
+            headers["Link"] = links
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
 

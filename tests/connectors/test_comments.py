@@ -1,0 +1,209 @@
+"""Each vendor connector reading its tickets' conversation, against the vendor's fake.
+
+Comments are read only when the engine asks (`read_comments`), at the cost
+each connector's page documents: the tests count the requests on the fake.
+A ticket whose comments are gone (404) keeps `comments` None and the pass goes
+on; a comment that can't be read makes its ticket a `BadRecord` naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors import github
+from connectors.base import BadRecord, SourceComment, SourceTicket
+from connectors.comments import CommentShape, read_comments
+from connectors.github import GitHubConnector, GitHubOptions
+from connectors.http import RestConnector
+from fakes.github import FakeGitHub, primary_rate_limit
+from fakes.suite import T0
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def pull_all(connector: RestConnector, since: dt.datetime | None = None) -> list[Any]:
+    try:
+        return list(connector.pull(since))
+    finally:
+        connector.close()
+
+
+def tickets_of(items: list[Any]) -> dict[str, SourceTicket]:
+    return {t.source_id: t for t in items if isinstance(t, SourceTicket)}
+
+
+# The shared reading of comment records
+
+
+def test_comments_are_sorted_oldest_first_keeping_the_sources_order_among_equals() -> None:
+    ticket = SourceTicket("7", T0, {"id": 7})
+    raw = [
+        {"id": 3, "created_at": "2026-11-02T10:00:00Z", "body": "third"},
+        {"id": 1, "created_at": "2026-11-02T09:00:00Z", "body": "first"},
+        {"id": 2, "created_at": "2026-11-02T09:00:00Z", "body": "second"},
+    ]
+    comments = read_comments(ticket, raw, CommentShape())
+    assert isinstance(comments, list)
+    assert [c.body for c in comments] == ["first", "second", "third"]
+    assert comments[0].created_at == dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
+
+
+def test_a_comment_without_a_creation_time_makes_the_ticket_a_bad_record_naming_the_field() -> None:
+    ticket = SourceTicket("7", T0, {"id": 7})
+    raw = [{"id": 1, "created_at": "2026-11-02T09:00:00Z"}, {"id": 2, "body": "when?"}]
+    bad = read_comments(ticket, raw, CommentShape())
+    assert isinstance(bad, BadRecord)
+    assert (bad.source_id, bad.field, bad.cursor) == ("7", "comments.created_at", T0)
+    assert "comment 2" in bad.message
+
+
+# GitHub: one listing per issue with comments, none for an issue without
+
+GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(github, "_REMEMBERED_PAGES", {})
+
+
+@pytest.fixture
+def gh() -> Iterator[FakeGitHub]:
+    with FakeGitHub(GITHUB_TOKEN) as fake:
+        yield fake
+
+
+def github_connector(
+    fake: FakeGitHub, read_comments: bool = True, **options: Any
+) -> GitHubConnector:
+    settings = {
+        "base_url": fake.base_url,
+        "repository": fake.repository,
+        "token": GITHUB_TOKEN,
+        **options,
+    }
+    connector = GitHubConnector("github", GitHubOptions.model_validate(settings))
+    connector.read_comments = read_comments
+    return connector
+
+
+def test_github_comments_are_read_only_when_the_engine_asks(gh: FakeGitHub) -> None:
+    gh.add(1, T0)
+    gh.comment(1, T0 + MINUTE, "Printer restarted.")
+
+    plain = tickets_of(pull_all(github_connector(gh, read_comments=False)))
+    assert plain["1"].comments is None
+    assert gh.comment_gets() == []
+
+    read = tickets_of(pull_all(github_connector(gh)))
+    assert read["1"].comments == [
+        SourceComment(
+            comment_id=str(gh.comments[1][0]["id"]),
+            created_at=T0 + MINUTE,
+            body="Printer restarted.",
+            author="bo-dev",
+            author_id="8",
+            public=True,
+        )
+    ]
+
+
+def test_github_issues_without_comments_cost_no_request_and_long_ones_page_by_100(
+    gh: FakeGitHub,
+) -> None:
+    for n in range(1, 6):
+        gh.add(n, T0 + n * MINUTE)
+    for k in range(150):
+        gh.comment(2, T0 + 10 * MINUTE + k * dt.timedelta(seconds=1), f"note {k}")
+    gh.comment(4, T0 + 20 * MINUTE, "one")
+
+    tickets = tickets_of(pull_all(github_connector(gh)))
+
+    assert {k: len(t.comments or []) for k, t in tickets.items()} == {
+        "1": 0,
+        "2": 150,
+        "3": 0,
+        "4": 1,
+        "5": 0,
+    }
+    assert [c.body for c in tickets["2"].comments or []][:2] == ["note 0", "note 1"]
+    asked = gh.comment_gets()
+    assert len(asked) == 3  # issue 2's two pages and issue 4's one; 1, 3 and 5 say 0 comments
+    assert {r.param("per_page") for r in asked} == {"100"}
+    assert {r.path for r in asked} == {
+        f"/repos/{gh.repository}/issues/1002/comments",
+        f"/repos/{gh.repository}/issues/1004/comments",
+    }
+
+
+def test_github_an_issue_deleted_before_its_comments_are_read_keeps_none_and_the_pass_goes_on(
+    gh: FakeGitHub,
+) -> None:
+    for n in (1, 2, 3):
+        gh.add(n, T0 + n * MINUTE)
+        gh.comment(n, T0 + n * MINUTE, f"comment on {n}")
+
+    def deleted_meanwhile(request: Any) -> bool:
+        return request.path.endswith("/issues/1002/comments")
+
+    gh.when(deleted_meanwhile, lambda: gh.issues.pop(2))
+
+    tickets = tickets_of(pull_all(github_connector(gh)))
+
+    assert tickets["2"].comments is None
+    assert [c.body for c in tickets["1"].comments or []] == ["comment on 1"]
+    assert [c.body for c in tickets["3"].comments or []] == ["comment on 3"]
+
+
+def test_github_a_rate_limit_on_a_comment_listing_waits_for_the_reset_then_reads_it(
+    gh: FakeGitHub,
+) -> None:
+    gh.add(1, T0)
+    gh.comment(1, T0 + MINUTE, "after the wait")
+    gh.fail_next(primary_rate_limit(0), when=lambda r: r.path.endswith("/comments"))
+
+    tickets = tickets_of(pull_all(github_connector(gh, rate_limit_floor="1s")))
+
+    assert [c.body for c in tickets["1"].comments or []] == ["after the wait"]
+    refused, answered = gh.comment_gets()
+    assert answered.at - refused.at >= 0.9  # waited for x-ratelimit-reset, not at once
+
+
+def test_github_a_comment_without_a_time_fails_its_issue_only(gh: FakeGitHub) -> None:
+    gh.add(1, T0)
+    gh.add(2, T0 + MINUTE)
+    gh.comment(1, T0, "fine")
+    gh.comment(2, T0 + MINUTE, "broken")["created_at"] = None
+
+    items = pull_all(github_connector(gh))
+
+    [bad] = [i for i in items if isinstance(i, BadRecord)]
+    assert (bad.source_id, bad.field) == ("2", "comments.created_at")
+    assert [c.body for c in tickets_of(items)["1"].comments or []] == ["fine"]
+
+
+def test_github_pull_requests_comments_are_read_when_pull_requests_are_synced(
+    gh: FakeGitHub,
+) -> None:
+    gh.add(1, T0, pull_request=True)
+    gh.comment(1, T0 + MINUTE, "LGTM")
+    tickets = tickets_of(pull_all(github_connector(gh, include_pull_requests=True)))
+    assert [c.body for c in tickets["1"].comments or []] == ["LGTM"]
+
+
+def test_github_comments_of_each_repository_are_read_there(gh: FakeGitHub) -> None:
+    gh.add_repository("octo-org/infra")
+    gh.add(1, T0, number=1)
+    gh.add(2, T0 + MINUTE, number=1, repository="octo-org/infra")
+    gh.comment(1, T0, "helpdesk's")
+    gh.comment(2, T0 + MINUTE, "infra's")
+    connector = github_connector(
+        gh, repository=None, repositories=[gh.repository, "octo-org/infra"]
+    )
+    tickets = tickets_of(pull_all(connector))
+    assert [c.body for c in tickets["1"].comments or []] == ["helpdesk's"]
+    assert [c.body for c in tickets["2"].comments or []] == ["infra's"]

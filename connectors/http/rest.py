@@ -176,6 +176,7 @@ class RestConnector(Connector):
 
     options: HttpOptions
     _session: HttpSession | None = None
+    _commenting: RestConnector | None = None
     scope: str | None = None
     """The scope this instance's queries read: one of `scopes()`, set on the views `pull` makes."""
 
@@ -246,6 +247,20 @@ class RestConnector(Connector):
             self._session = self.new_session(self.options.requests_per_minute)
         return self._session
 
+    @property
+    def commenting(self) -> RestConnector:
+        """This connector as comment requests should go: over a session with a budget of its
+        own when the options give comments one (`comment_requests_per_minute`), else itself."""
+        rate = getattr(self.options, "comment_requests_per_minute", None)
+        if rate is None:
+            return self
+        if self._commenting is None:
+            view = copy.copy(self)
+            view._session = self.new_session(rate)
+            view._commenting = view
+            self._commenting = view
+        return self._commenting
+
     def new_session(self, requests_per_minute: float) -> HttpSession:
         """A session to the source as this connector's own is built, on a budget of its own.
 
@@ -273,6 +288,9 @@ class RestConnector(Connector):
         )
 
     def close(self) -> None:
+        commenting, self._commenting = self._commenting, None
+        if commenting is not None and commenting is not self:
+            commenting.close()
         if self._session is not None:
             self._session.close()
             self._session = None

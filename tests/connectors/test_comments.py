@@ -17,8 +17,11 @@ import pytest
 from connectors import github
 from connectors.base import BadRecord, SourceComment, SourceTicket
 from connectors.comments import CommentShape, read_comments
+from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import RestConnector
+from fakes import Reply
+from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub, primary_rate_limit
 from fakes.suite import T0
 
@@ -207,3 +210,115 @@ def test_github_comments_of_each_repository_are_read_there(gh: FakeGitHub) -> No
     tickets = tickets_of(pull_all(connector))
     assert [c.body for c in tickets["1"].comments or []] == ["helpdesk's"]
     assert [c.body for c in tickets["2"].comments or []] == ["infra's"]
+
+
+# Freshdesk: one listing per ticket read, on a budget of its own
+
+FRESHDESK_KEY = "freshdesk-key-3f8a20"
+
+
+@pytest.fixture
+def fd() -> Iterator[FakeFreshdesk]:
+    with FakeFreshdesk(FRESHDESK_KEY) as fake:
+        yield fake
+
+
+def freshdesk_connector(
+    fake: FakeFreshdesk, read_comments: bool = True, **options: Any
+) -> FreshdeskConnector:
+    settings = {
+        "domain": "acme",
+        "base_url": fake.base_url,
+        "api_key": FRESHDESK_KEY,
+        "requests_per_minute": 100_000,
+        "comment_requests_per_minute": 100_000,
+        **options,
+    }
+    connector = FreshdeskConnector("freshdesk", FreshdeskOptions.model_validate(settings))
+    connector.read_comments = read_comments
+    return connector
+
+
+def test_freshdesk_conversations_are_read_only_when_asked_with_private_notes_marked(
+    fd: FakeFreshdesk,
+) -> None:
+    fd.add(1, T0, description="The printer is jammed.")
+    fd.converse(1, T0 + MINUTE, "Restarted it.", user_id=6001)
+    fd.converse(1, T0 + 2 * MINUTE, "Toner low, order more.", private=True, user_id=6002)
+    fd.converse(1, T0 + 3 * MINUTE, "Thanks, works now.", incoming=True, user_id=5001)
+
+    plain = tickets_of(pull_all(freshdesk_connector(fd, read_comments=False)))
+    assert plain["1"].comments is None
+    assert fd.conversation_gets() == []
+
+    comments = tickets_of(pull_all(freshdesk_connector(fd)))["1"].comments or []
+    shown = [(c.body, c.author_id, c.public, c.created_at) for c in comments]
+    assert shown == [  # the description is not a conversation
+        ("Restarted it.", "6001", True, T0 + MINUTE),
+        ("Toner low, order more.", "6002", False, T0 + 2 * MINUTE),
+        ("Thanks, works now.", "5001", True, T0 + 3 * MINUTE),
+    ]
+    assert comments[0].comment_id == str(fd.conversations[1][0]["id"])
+
+
+def test_freshdesk_each_ticket_costs_a_request_per_100_conversations_and_tombstones_none(
+    fd: FakeFreshdesk,
+) -> None:
+    for n in range(1, 5):
+        fd.add(n, T0 + n * MINUTE)
+    for k in range(150):
+        fd.converse(2, T0 + 10 * MINUTE + k * dt.timedelta(seconds=1), f"reply {k}")
+    fd.delete(4, T0 + 20 * MINUTE)
+
+    tickets = tickets_of(pull_all(freshdesk_connector(fd)))
+
+    assert {k: None if t.comments is None else len(t.comments) for k, t in tickets.items()} == {
+        "1": 0,
+        "2": 150,
+        "3": 0,
+        "4": None,  # deleted: its task is archived, its conversation not read
+    }
+    asked = fd.conversation_gets()
+    assert sorted(r.path.split("/")[4] for r in asked) == ["1", "2", "2", "3"]
+    assert {r.param("per_page") for r in asked} == {"100"}
+
+
+def test_freshdesk_a_ticket_gone_before_its_conversations_are_read_keeps_none(
+    fd: FakeFreshdesk,
+) -> None:
+    for n in (1, 2, 3):
+        fd.add(n, T0 + n * MINUTE)
+        fd.converse(n, T0 + n * MINUTE, f"reply on {n}")
+    fd.when(lambda r: r.path == "/api/v2/tickets/2/conversations", lambda: fd.tickets.pop(2))
+
+    tickets = tickets_of(pull_all(freshdesk_connector(fd)))
+
+    assert tickets["2"].comments is None
+    assert [c.body for c in tickets["3"].comments or []] == ["reply on 3"]
+
+
+def test_freshdesk_a_429_on_conversations_waits_its_retry_after(fd: FakeFreshdesk) -> None:
+    fd.add(1, T0)
+    fd.converse(1, T0 + MINUTE, "after the wait")
+    fd.fail_next(
+        Reply(
+            429,
+            {"message": "You have exceeded the limit of requests per minute"},
+            headers={"Retry-After": "1", "X-Ratelimit-Remaining": "0"},
+        ),
+        when=lambda r: r.path.endswith("/conversations"),
+    )
+
+    tickets = tickets_of(pull_all(freshdesk_connector(fd)))
+
+    assert [c.body for c in tickets["1"].comments or []] == ["after the wait"]
+    refused, answered = fd.conversation_gets()
+    assert answered.at - refused.at >= 0.9
+
+
+def test_freshdesk_the_comment_budget_stays_out_of_the_settings_fingerprint() -> None:
+    base = {"domain": "acme", "api_key": FRESHDESK_KEY}
+    paced = FreshdeskOptions.model_validate({**base, "comment_requests_per_minute": 10})
+    assert paced.model_dump(mode="json") == FreshdeskOptions.model_validate(base).model_dump(
+        mode="json"
+    )

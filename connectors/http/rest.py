@@ -33,7 +33,7 @@ import heapq
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -398,10 +398,16 @@ class RestConnector(Connector):
             yield item
 
     def listing(
-        self, request: PageRequest, paginator: Paginator, records_path: str = ""
+        self,
+        request: PageRequest,
+        paginator: Paginator,
+        records_path: str = "",
+        page_records: Callable[[Any], Any] | None = None,
     ) -> list[Any] | None:
         """Every record `request` and its next pages list (one ticket's comments), in order.
 
+        The records of a page are at `records_path` in its body, or what
+        `page_records(body)` makes of it (joining what the page side-loads).
         None when the source answers 404 (the ticket is gone). Raises
         `SourceError` for anything else that stops the read, as a page of
         tickets would (`max_pages_per_pass` bounds it the same way).
@@ -421,7 +427,10 @@ class RestConnector(Connector):
                     "left unread and its task keeps the ones it had",
                 )
                 return None
-            found = get_path(body, records_path) if records_path else body
+            if page_records is not None:
+                found = page_records(body)
+            else:
+                found = get_path(body, records_path) if records_path else body
             if not isinstance(found, list):
                 where = f"at {records_path!r}" if records_path else "as the body"
                 raise SourceError(self.name, f"{request.url} answered no list of records {where}")

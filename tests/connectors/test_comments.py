@@ -20,10 +20,12 @@ from connectors.comments import CommentShape, read_comments
 from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import RestConnector
+from connectors.zendesk import ZendeskConnector, ZendeskOptions
 from fakes import Reply
 from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub, primary_rate_limit
 from fakes.suite import T0
+from fakes.zendesk import RATE_LIMITED_BODY, FakeZendesk
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -322,3 +324,102 @@ def test_freshdesk_the_comment_budget_stays_out_of_the_settings_fingerprint() ->
     assert paced.model_dump(mode="json") == FreshdeskOptions.model_validate(base).model_dump(
         mode="json"
     )
+
+
+# Zendesk: one listing per ticket read, authors side-loaded, on a budget of its own
+
+ZENDESK_EMAIL, ZENDESK_TOKEN = "admin@acme.example", "zd-token-5e1f"
+
+
+@pytest.fixture
+def zd() -> Iterator[FakeZendesk]:
+    with FakeZendesk(ZENDESK_EMAIL, ZENDESK_TOKEN) as fake:
+        yield fake
+
+
+def zendesk_connector(
+    fake: FakeZendesk, read_comments: bool = True, **options: Any
+) -> ZendeskConnector:
+    settings = {
+        "subdomain": "acme",
+        "base_url": fake.base_url,
+        "email": ZENDESK_EMAIL,
+        "api_token": ZENDESK_TOKEN,
+        "requests_per_minute": 100_000,
+        "comment_requests_per_minute": 100_000,
+        **options,
+    }
+    connector = ZendeskConnector("zendesk", ZendeskOptions.model_validate(settings))
+    connector.read_comments = read_comments
+    return connector
+
+
+def test_zendesk_comments_are_read_only_when_asked_with_internal_notes_private(
+    zd: FakeZendesk,
+) -> None:
+    zd.add(1, T0, description="The printer is jammed.")
+    zd.comment(1, T0 + MINUTE, "Restarted it.", author_id=601)
+    zd.comment(1, T0 + 2 * MINUTE, "Toner low, order more.", public=False, author_id=602)
+
+    plain = tickets_of(pull_all(zendesk_connector(zd, read_comments=False)))
+    assert plain["1"].comments is None
+    assert zd.comment_gets() == []
+
+    comments = tickets_of(pull_all(zendesk_connector(zd)))["1"].comments or []
+    shown = [(c.body, c.author, c.author_id, c.public, c.created_at) for c in comments]
+    assert shown == [  # the description is Zendesk's first comment
+        ("The printer is jammed.", "Rita Requester", "501", True, T0 - dt.timedelta(hours=1)),
+        ("Restarted it.", "Aaron Agent", "601", True, T0 + MINUTE),
+        ("Toner low, order more.", "Nina Notes", "602", False, T0 + 2 * MINUTE),
+    ]
+    [asked] = zd.comment_gets()
+    assert (asked.param("page[size]"), asked.param("include")) == ("100", "users")
+
+
+def test_zendesk_each_ticket_costs_a_request_per_100_comments_and_has_more_ends_it(
+    zd: FakeZendesk,
+) -> None:
+    for n in range(1, 4):
+        zd.add(n, T0 + n * MINUTE)
+    for k in range(149):  # with the description, 150: two pages, the second's next link unused
+        zd.comment(2, T0 + 10 * MINUTE + k * dt.timedelta(seconds=1), f"reply {k}")
+    zd.delete(3, T0 + 20 * MINUTE)
+
+    tickets = tickets_of(pull_all(zendesk_connector(zd)))
+
+    assert {k: None if t.comments is None else len(t.comments) for k, t in tickets.items()} == {
+        "1": 1,
+        "2": 150,
+        "3": None,  # deleted: its task is archived, its comments not read
+    }
+    assert sorted(r.path.split("/")[4] for r in zd.comment_gets()) == ["1", "2", "2"]
+
+
+def test_zendesk_a_ticket_deleted_before_its_comments_are_read_keeps_none(
+    zd: FakeZendesk,
+) -> None:
+    for n in (1, 2, 3):
+        zd.add(n, T0 + n * MINUTE)
+    zd.when(
+        lambda r: r.path == "/api/v2/tickets/2/comments.json",
+        lambda: zd.tickets[2].update(status="deleted"),
+    )
+
+    tickets = tickets_of(pull_all(zendesk_connector(zd)))
+
+    assert tickets["2"].comments is None
+    assert [len(tickets[k].comments or []) for k in ("1", "3")] == [1, 1]
+
+
+def test_zendesk_a_429_on_comments_waits_its_retry_after(zd: FakeZendesk) -> None:
+    zd.add(1, T0)
+    zd.fail_next(
+        Reply(429, RATE_LIMITED_BODY, headers={"Retry-After": "1"}),
+        when=lambda r: r.path.endswith("/comments.json"),
+    )
+
+    tickets = tickets_of(pull_all(zendesk_connector(zd)))
+
+    assert len(tickets["1"].comments or []) == 1
+    refused, answered = zd.comment_gets()
+    assert answered.at - refused.at >= 0.9

@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 
-from connectors import github
+from connectors import github, servicenow
 from connectors.base import BadRecord, SourceComment, SourceTicket
 from connectors.comments import CommentShape, read_comments
 from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import RestConnector
+from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
 from connectors.zendesk import ZendeskConnector, ZendeskOptions
 from fakes import Reply
 from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub, primary_rate_limit
+from fakes.servicenow import FakeServiceNow, sys_id_of
 from fakes.suite import T0
 from fakes.zendesk import RATE_LIMITED_BODY, FakeZendesk
 
@@ -423,3 +425,112 @@ def test_zendesk_a_429_on_comments_waits_its_retry_after(zd: FakeZendesk) -> Non
     assert len(tickets["1"].comments or []) == 1
     refused, answered = zd.comment_gets()
     assert answered.at - refused.at >= 0.9
+
+
+# ServiceNow: one sys_journal_field query per 100 tickets, whatever their comments
+
+SNOW_USER, SNOW_PASSWORD = "fragment.sync", "snow-pass-81d2"
+
+
+@pytest.fixture
+def snow() -> Iterator[FakeServiceNow]:
+    with FakeServiceNow(SNOW_USER, SNOW_PASSWORD, "snow-oauth-5e77c0") as fake:
+        yield fake
+
+
+def servicenow_connector(
+    fake: FakeServiceNow, read_comments: bool = True, **options: Any
+) -> ServiceNowConnector:
+    settings = {
+        "base_url": fake.base_url,
+        "username": SNOW_USER,
+        "password": SNOW_PASSWORD,
+        **options,
+    }
+    connector = ServiceNowConnector("servicenow", ServiceNowOptions.model_validate(settings))
+    connector.read_comments = read_comments
+    return connector
+
+
+def test_servicenow_comments_are_public_and_work_notes_private_read_only_when_asked(
+    snow: FakeServiceNow,
+) -> None:
+    snow.add(1, T0)
+    snow.journal(1, T0 + MINUTE, "Restarted the printer.", by="beth.anglin")
+    snow.journal(1, T0 + 2 * MINUTE, "Vendor ticket 4411 opened.", element="work_notes", by="itil")
+
+    plain = tickets_of(pull_all(servicenow_connector(snow, read_comments=False)))
+    assert plain[sys_id_of(1)].comments is None
+    assert snow.journal_gets() == []
+
+    comments = tickets_of(pull_all(servicenow_connector(snow)))[sys_id_of(1)].comments or []
+    shown = [(c.body, c.author, c.author_id, c.public, c.created_at) for c in comments]
+    assert shown == [
+        ("Restarted the printer.", "beth.anglin", None, True, T0 + MINUTE),
+        ("Vendor ticket 4411 opened.", "itil", None, False, T0 + 2 * MINUTE),
+    ]
+
+
+def test_servicenow_reads_the_journal_of_100_tickets_per_request_not_one_per_ticket(
+    snow: FakeServiceNow,
+) -> None:
+    for n in range(1, 251):
+        snow.add(n, T0 + n * dt.timedelta(seconds=1))
+    for n in (3, 150, 250):
+        snow.journal(n, T0 + 10 * MINUTE, f"on {n}", touch=False)
+        snow.journal(n, T0 + 11 * MINUTE, f"note on {n}", element="work_notes", touch=False)
+
+    tickets = tickets_of(pull_all(servicenow_connector(snow, page_size=500)))
+
+    assert len(tickets) == 250
+    with_comments = {k: len(t.comments or []) for k, t in tickets.items() if t.comments}
+    assert with_comments == {sys_id_of(n): 2 for n in (3, 150, 250)}
+    assert all(t.comments == [] for k, t in tickets.items() if k not in with_comments)
+    asked = snow.journal_gets()
+    assert len(asked) == 3  # 250 tickets: 100 + 100 + 50 sys_ids, one query each
+    query = asked[0].param("sysparm_query") or ""
+    assert query.startswith("name=incident^element_idIN")
+    assert "^elementINcomments,work_notes^ORDERBYsys_created_on" in query
+
+
+def test_servicenow_journal_entries_past_a_page_are_read_on_the_next(
+    snow: FakeServiceNow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(servicenow, "JOURNAL_PAGE", 3)
+    snow.add(1, T0)
+    snow.add(2, T0 + MINUTE)
+    for k in range(4):
+        snow.journal(1, T0 + k * MINUTE, f"one {k}", touch=False)
+        snow.journal(2, T0 + k * MINUTE, f"two {k}", touch=False)
+
+    tickets = tickets_of(pull_all(servicenow_connector(snow)))
+
+    assert [c.body for c in tickets[sys_id_of(1)].comments or []] == [f"one {k}" for k in range(4)]
+    assert [c.body for c in tickets[sys_id_of(2)].comments or []] == [f"two {k}" for k in range(4)]
+    offsets = [r.param("sysparm_offset") for r in snow.journal_gets()]
+    assert offsets == ["0", "3", "6"]  # 8 entries, 3 a page; X-Total-Count ends it
+
+
+def test_servicenow_a_429_on_the_journal_waits_its_retry_after(snow: FakeServiceNow) -> None:
+    snow.add(1, T0)
+    snow.journal(1, T0 + MINUTE, "after the wait")
+    snow.fail_next(snow.rate_limited(1), when=lambda r: r.path.endswith("sys_journal_field"))
+
+    tickets = tickets_of(pull_all(servicenow_connector(snow)))
+
+    assert [c.body for c in tickets[sys_id_of(1)].comments or []] == ["after the wait"]
+    refused, answered = snow.journal_gets()
+    assert answered.at - refused.at >= 0.9
+
+
+def test_servicenow_an_entry_without_a_time_fails_its_ticket_only(snow: FakeServiceNow) -> None:
+    snow.add(1, T0)
+    snow.add(2, T0 + MINUTE)
+    snow.journal(1, T0, "fine", touch=False)
+    snow.journal(2, T0, "broken", touch=False)["sys_created_on"] = ""
+
+    items = pull_all(servicenow_connector(snow))
+
+    [bad] = [i for i in items if isinstance(i, BadRecord)]
+    assert (bad.source_id, bad.field) == (sys_id_of(2), "comments.sys_created_on")
+    assert [c.body for c in tickets_of(items)[sys_id_of(1)].comments or []] == ["fine"]

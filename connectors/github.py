@@ -46,7 +46,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -198,6 +199,12 @@ class _RememberedPage:
 
 _REMEMBERED_PAGES: dict[tuple[str, str, str], _RememberedPage] = {}
 """The last single-page answer per server, repository and token; this process only."""
+_REMEMBERED_COMMENTS: OrderedDict[tuple[str, str, str], _RememberedPage] = OrderedDict()
+"""The last single-page comment listing per server, issue and token, the most recently used
+`REMEMBERED_COMMENT_LISTINGS` of them; this process only."""
+REMEMBERED_COMMENT_LISTINGS = 500
+"""How many issues' comment listings are remembered for conditional requests: a few MB."""
+_COMMENTS_PATH = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+/comments")
 
 
 class GitHubConnector(RestConnector):
@@ -347,14 +354,21 @@ class GitHubConnector(RestConnector):
         ETags belong to one token and one page (App installation tokens
         rotate hourly, which just costs one full answer). Answers of several
         pages are not remembered: they are a catch-up, where one request saved
-        is nothing.
+        is nothing. An issue's comment listing is remembered the same way, for
+        the last `REMEMBERED_COMMENT_LISTINGS` issues read: an issue read again
+        without a new comment (a label changed; the lookback's re-read) costs
+        no quota for its comments.
         """
-        first_page = request.url == self.issues_path
-        if not first_page:
+        memory: MutableMapping[tuple[str, str, str], _RememberedPage]
+        if request.url == self.issues_path:
+            memory = _REMEMBERED_PAGES
+        elif _COMMENTS_PATH.fullmatch(request.url):
+            memory = _REMEMBERED_COMMENTS
+        else:
             return super().fetch(request)
-        key = self._conditional_key()
+        key = self._conditional_key(request.url)
         params = tuple(sorted((name, str(value)) for name, value in request.params.items()))
-        remembered = _REMEMBERED_PAGES.get(key)
+        remembered = memory.get(key)
         if remembered is None or remembered.params != params:
             response, body = super().fetch(request)
         else:
@@ -366,12 +380,16 @@ class GitHubConnector(RestConnector):
                 return response, remembered.body
         etag = response.headers.get("etag")
         if etag and "next" not in response.links:
-            _REMEMBERED_PAGES[key] = _RememberedPage(params, etag, body)
+            memory[key] = _RememberedPage(params, etag, body)
+            if memory is _REMEMBERED_COMMENTS:
+                _REMEMBERED_COMMENTS.move_to_end(key)
+                while len(_REMEMBERED_COMMENTS) > REMEMBERED_COMMENT_LISTINGS:
+                    _REMEMBERED_COMMENTS.popitem(last=False)
         else:
-            _REMEMBERED_PAGES.pop(key, None)
+            memory.pop(key, None)
         return response, body
 
-    def _conditional_key(self) -> tuple[str, str, str]:
+    def _conditional_key(self, path: str) -> tuple[str, str, str]:
         options = self.options
         # An app's installation tokens change hourly; its ETags are the installation's.
         who = (
@@ -380,7 +398,7 @@ class GitHubConnector(RestConnector):
             else f"app {options.app_id} installation {options.installation_id}"
         )
         digest = hashlib.blake2b(who.encode(), digest_size=16)
-        return (options.base_url, str(self.scope), digest.hexdigest())
+        return (options.base_url, path, digest.hexdigest())
 
 
 def state_text(issue: Mapping[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ on; a comment that can't be read makes its ticket a `BadRecord` naming the field
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,7 @@ GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
 @pytest.fixture(autouse=True)
 def _no_remembered_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(github, "_REMEMBERED_PAGES", {})
+    monkeypatch.setattr(github, "_REMEMBERED_COMMENTS", OrderedDict())
 
 
 @pytest.fixture
@@ -145,6 +147,40 @@ def test_github_issues_without_comments_cost_no_request_and_long_ones_page_by_10
         f"/repos/{gh.repository}/issues/1002/comments",
         f"/repos/{gh.repository}/issues/1004/comments",
     }
+
+
+def test_github_an_issue_read_again_without_a_new_comment_costs_no_quota_for_its_comments(
+    gh: FakeGitHub,
+) -> None:
+    gh.add(1, T0)
+    gh.comment(1, T0 + MINUTE, "first")
+    pull_all(github_connector(gh))
+    spent = gh.quota_used
+
+    gh.touch(1, T0 + 2 * MINUTE, labels=[{"id": 2, "name": "printer"}])  # no new comment
+    again = tickets_of(pull_all(github_connector(gh)))
+
+    assert [c.body for c in again["1"].comments or []] == ["first"]  # the 304 replayed
+    assert gh.quota_used == spent + 1  # the changed issue list; its comments answered 304
+    assert "if-none-match" in gh.comment_gets()[-1].headers
+
+    gh.comment(1, T0 + 3 * MINUTE, "second")
+    changed = tickets_of(pull_all(github_connector(gh)))
+    assert [c.body for c in changed["1"].comments or []] == ["first", "second"]
+
+
+def test_github_comment_listings_remembered_are_bounded(
+    gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(github, "REMEMBERED_COMMENT_LISTINGS", 2)
+    for n in range(1, 5):
+        gh.add(n, T0 + n * MINUTE)
+        gh.comment(n, T0 + n * MINUTE, f"on {n}")
+    pull_all(github_connector(gh))
+    assert [key[1] for key in github._REMEMBERED_COMMENTS] == [
+        f"/repos/{gh.repository}/issues/1003/comments",
+        f"/repos/{gh.repository}/issues/1004/comments",
+    ]
 
 
 def test_github_an_issue_deleted_before_its_comments_are_read_keeps_none_and_the_pass_goes_on(

@@ -40,9 +40,10 @@ Issue comments (`comment`): `GET /repos/{owner}/{repo}/issues/{number}/comments`
 lists an issue's (or pull request's) comments in ascending id order, `per_page`
 (default 30, at most 100) and `page` with the same `Link` header, each as GitHub
 shows it (`id`, `user`, `body` in markdown, `created_at`, `updated_at`,
-`issue_url`, `author_association`); a number the repository doesn't have is a
-404. A new comment raises the issue's `comments` count and moves its
-`updated_at`, as on GitHub. There are no private comments.
+`issue_url`, `author_association`), with the same weak ETags and free 304s as
+the issue list; a number the repository doesn't have is a 404. A new comment
+raises the issue's `comments` count and moves its `updated_at`, as on GitHub.
+There are no private comments.
 """
 
 from __future__ import annotations
@@ -377,10 +378,12 @@ class FakeGitHub(FakeApi):
         page = int(request.param("page", "1") or 1)
         body = comments[(page - 1) * per_page : page * per_page]
         pages = max(1, math.ceil(len(comments) / per_page))
-        headers = dict(self._quota())
+        headers = {"ETag": self._etag(body), **self._quota()}
         links = self._links(request, page, pages)
         if links:
             headers["Link"] = links
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Reply(304, raw=b"", headers=headers)
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
 

@@ -18,6 +18,7 @@ import pytest
 from connectors import github, servicenow
 from connectors.base import BadRecord, SourceComment, SourceTicket
 from connectors.comments import CommentShape, read_comments
+from connectors.errors import SourceError
 from connectors.freshdesk import FreshdeskConnector, FreshdeskOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import RestConnector
@@ -570,3 +571,28 @@ def test_servicenow_an_entry_without_a_time_fails_its_ticket_only(snow: FakeServ
     [bad] = [i for i in items if isinstance(i, BadRecord)]
     assert (bad.source_id, bad.field) == (sys_id_of(2), "comments.sys_created_on")
     assert [c.body for c in tickets_of(items)[sys_id_of(1)].comments or []] == ["fine"]
+
+
+def test_servicenow_a_journal_the_user_may_not_read_fails_the_pass_naming_the_table(
+    snow: FakeServiceNow,
+) -> None:
+    snow.add(1, T0)
+    snow.fail_next(
+        Reply(
+            403,
+            {
+                "error": {
+                    "message": "User Not Authorized",
+                    "detail": "ACL Exception Read Failed due to security constraints",
+                },
+                "status": "failure",
+            },
+        ),
+        when=lambda r: r.path.endswith("sys_journal_field"),
+    )
+
+    with pytest.raises(SourceError) as failed:
+        pull_all(servicenow_connector(snow))
+
+    assert "/api/now/table/sys_journal_field answered 403" in str(failed.value)
+    assert "ACL Exception Read Failed" in str(failed.value)

@@ -596,3 +596,31 @@ def test_servicenow_a_journal_the_user_may_not_read_fails_the_pass_naming_the_ta
 
     assert "/api/now/table/sys_journal_field answered 403" in str(failed.value)
     assert "ACL Exception Read Failed" in str(failed.value)
+
+
+def test_zendesk_a_comment_page_linking_to_another_origin_is_not_followed(
+    zd: FakeZendesk,
+) -> None:
+    zd.add(1, T0)
+    for k in range(3):
+        zd.comment(1, T0 + k * MINUTE, f"reply {k}")
+    with FakeZendesk(ZENDESK_EMAIL, ZENDESK_TOKEN) as elsewhere:
+
+        def lure(request: Any) -> Reply | None:
+            if not request.path.endswith("/comments.json"):
+                return None
+            return Reply(
+                200,
+                {
+                    "comments": [],
+                    "meta": {"has_more": True, "after_cursor": "x", "before_cursor": None},
+                    "links": {"next": f"{elsewhere.base_url}/api/v2/tickets/1/comments.json"},
+                },
+            )
+
+        zd.faults.append(lure)
+        with pytest.raises(SourceError) as failed:
+            pull_all(zendesk_connector(zd))
+
+        assert "not on" in str(failed.value) and "credentials go there only" in str(failed.value)
+        assert elsewhere.requests == []  # nothing, credentials least of all, was sent there

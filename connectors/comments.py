@@ -52,22 +52,23 @@ def read_comments(
 
     Sorted by `created_at` (stable: the source's order among equals). A record
     that can't be read (not an object, no id, no usable `created_at`) makes the
-    whole ticket a `BadRecord` naming the field (`comments.created_at`) and the
-    comment: the engine records the ticket as failed, as it does a malformed
-    ticket, rather than push a conversation with a hole in it.
+    whole ticket a `BadRecord` naming the field (`comments.2.created_at`, the
+    comment's place in the listing, from 0) and the comment: the engine records
+    the ticket as failed, as it does a malformed ticket, rather than push a
+    conversation with a hole in it.
     """
     comments: list[SourceComment] = []
-    for position, raw in enumerate(records, start=1):
+    for index, raw in enumerate(records):
         try:
             comments.append(_comment(raw, shape))
         except _BadComment as exc:
             comment_id = get_path(raw, shape.id) if isinstance(raw, dict) else MISSING
-            which = f"comment {comment_id}" if _present(comment_id) else f"comment {position}"
+            which = f"comment {comment_id}" if _present(comment_id) else f"comment {index + 1}"
             return BadRecord(
                 ticket.source_id,
-                which,
-                f"comments.{exc.field}",
-                f"{which}: {exc.message}",
+                f"ticket {ticket.source_id}, {which}",
+                f"comments.{index}.{exc.field}",
+                f"a comment can't be read: {which}: {exc.message}",
                 ticket.record,
                 ticket.cursor,
             )

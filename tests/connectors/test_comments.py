@@ -66,7 +66,7 @@ def test_a_comment_without_a_creation_time_makes_the_ticket_a_bad_record_naming_
     raw = [{"id": 1, "created_at": "2026-11-02T09:00:00Z"}, {"id": 2, "body": "when?"}]
     bad = read_comments(ticket, raw, CommentShape())
     assert isinstance(bad, BadRecord)
-    assert (bad.source_id, bad.field, bad.cursor) == ("7", "comments.created_at", T0)
+    assert (bad.source_id, bad.field, bad.cursor) == ("7", "comments.1.created_at", T0)
     assert "comment 2" in bad.message
 
 
@@ -226,7 +226,7 @@ def test_github_a_comment_without_a_time_fails_its_issue_only(gh: FakeGitHub) ->
     items = pull_all(github_connector(gh))
 
     [bad] = [i for i in items if isinstance(i, BadRecord)]
-    assert (bad.source_id, bad.field) == ("2", "comments.created_at")
+    assert (bad.source_id, bad.field) == ("2", "comments.0.created_at")
     assert [c.body for c in tickets_of(items)["1"].comments or []] == ["fine"]
 
 
@@ -569,7 +569,7 @@ def test_servicenow_an_entry_without_a_time_fails_its_ticket_only(snow: FakeServ
     items = pull_all(servicenow_connector(snow))
 
     [bad] = [i for i in items if isinstance(i, BadRecord)]
-    assert (bad.source_id, bad.field) == (sys_id_of(2), "comments.sys_created_on")
+    assert (bad.source_id, bad.field) == (sys_id_of(2), "comments.0.sys_created_on")
     assert [c.body for c in tickets_of(items)[sys_id_of(1)].comments or []] == ["fine"]
 
 

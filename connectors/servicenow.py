@@ -280,7 +280,9 @@ class ServiceNowConnector(RestConnector):
             t.source_id: [] for t in tickets if t.source_id.isalnum()
         }
         query = (
-            f"name={self.options.table}^element_idIN{','.join(by_ticket)}"
+            # No `name=<table>`: an entry's `name` is its record's own class (`incident`
+            # under `table = "task"`); sys_ids are unique across tables anyway.
+            f"element_idIN{','.join(by_ticket)}"
             f"^elementIN{JOURNAL_ELEMENTS}^ORDERBYsys_created_on^ORDERBYsys_id"
         )
         params = {

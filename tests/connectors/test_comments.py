@@ -526,7 +526,7 @@ def test_servicenow_reads_the_journal_of_100_tickets_per_request_not_one_per_tic
     asked = snow.journal_gets()
     assert len(asked) == 3  # 250 tickets: 100 + 100 + 50 sys_ids, one query each
     query = asked[0].param("sysparm_query") or ""
-    assert query.startswith("name=incident^element_idIN")
+    assert query.startswith("element_idIN")
     assert "^elementINcomments,work_notes^ORDERBYsys_created_on" in query
 
 

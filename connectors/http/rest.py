@@ -373,7 +373,8 @@ class RestConnector(Connector):
 
         Order is kept. A tombstone's comments stay None (not read: its task is
         archived). A ticket whose comments can't be read goes out as the
-        `BadRecord` `conversations` gave in its place.
+        `BadRecord` `conversations` gave in its place. Memory: one batch of
+        tickets and their comments at a time.
         """
         batch: list[SourceTicket | BadRecord] = []
         for item in stream:

@@ -33,6 +33,7 @@ __all__ = [
     "RetryLater",
     "SkipTicket",
     "SourceError",
+    "SourceNotFound",
     "StopConnector",
     "StopRequested",
     "SyncError",
@@ -91,3 +92,8 @@ class SourceError(StopConnector):
         super().__init__(f"connector {connector!r}: {message}")
         self.connector = connector
         self.reason = message
+
+
+class SourceNotFound(SourceError):
+    """The source answered 404: fails the run like any `SourceError`, unless the caller
+    asked for one ticket that may be gone since a listing named it."""

@@ -17,7 +17,7 @@ from connectors.http.paginators import (
     PaginationLoop,
     Paginator,
 )
-from connectors.http.rest import Conversations, HttpOptions, NotFound, RestConnector
+from connectors.http.rest import Conversations, HttpOptions, RestConnector
 from sync_http.policy import SOURCE_POLICY, Action, Rule, source_classifier
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
@@ -31,7 +31,6 @@ __all__ = [
     "LinkHeaderPaginator",
     "NextTokenPaginator",
     "NextUrlPaginator",
-    "NotFound",
     "OffsetPaginator",
     "PageNumberPaginator",
     "PageRequest",

@@ -42,15 +42,8 @@ import structlog
 from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
-from connectors.base import (
-    BadRecord,
-    Connector,
-    ConnectorOptions,
-    Cursor,
-    SourceComment,
-    SourceTicket,
-)
-from connectors.errors import SourceError
+from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
+from connectors.errors import SourceError, SourceNotFound
 from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
@@ -96,12 +89,7 @@ def base_url_from_site(data: Any, key: str, domain: str) -> Any:
     return data
 
 
-class NotFound(SourceError):
-    """The source answered 404: what was asked for is not there (a ticket deleted since it was
-    listed, or a wrong URL: the caller knows which)."""
-
-
-Conversations = Mapping[str, Sequence[SourceComment] | BadRecord | None]
+Conversations = Mapping[str, Sequence[base.SourceComment] | BadRecord | None]
 """Each ticket's comments by source id (`RestConnector.conversations`)."""
 
 
@@ -321,9 +309,9 @@ class RestConnector(Connector):
                 "GET", request.url, params=request.params or None, headers=request.headers or None
             )
         except RequestFailed as exc:
-            missing = exc.response is not None and exc.response.status_code == 404
-            failure = NotFound if missing else SourceError
-            raise failure(self.name, f"{self.options.base_url}: {exc}") from None
+            gone = exc.response is not None and exc.response.status_code == 404
+            error = SourceNotFound if gone else SourceError
+            raise error(self.name, f"{self.options.base_url}: {exc}") from None
         if response.status_code == 304:
             return response, None
         try:
@@ -419,7 +407,7 @@ class RestConnector(Connector):
         while current is not None:
             try:
                 response, body = self.fetch(current)
-            except NotFound:
+            except SourceNotFound:
                 log.warning(
                     "comments_not_found",
                     connector=self.name,

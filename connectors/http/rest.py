@@ -16,7 +16,7 @@ stream stays ordered and the engine's watermark never passes a scope's
 unread tickets: a ticket of one scope goes out only once every other scope
 has been read up to its cursor.
 
-Conversation: a connector whose class sets `comments` implements
+Conversation: a connector whose class sets `comments` may implement
 `conversations`; when the engine sets `read_comments`, `pull` hands it the
 tickets in batches of `comments_batch` (tombstones left out, their comments
 stay None) and fills each ticket's `comments` before it goes out. Comment
@@ -350,9 +350,15 @@ class RestConnector(Connector):
         scopes = self.scopes()
         queries = [self.reading(scope).pull_scope(since, pages) for scope in scopes]
         stream = queries[0] if len(queries) == 1 else merge_in_cursor_order(queries)
-        if self.read_comments and self.comments is not None:
+        if self.read_comments and self.reads_conversations:
             return self.with_comments(stream)
         return stream
+
+    @property
+    def reads_conversations(self) -> bool:
+        """Whether this connector fills comments through `conversations` (a connector that
+        reads them its own way, in `ticket` or `enrich`, leaves it out)."""
+        return type(self).conversations is not RestConnector.conversations
 
     def with_comments(
         self, stream: Iterator[SourceTicket | BadRecord]

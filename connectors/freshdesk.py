@@ -37,6 +37,8 @@ page, until every id asked is found: one request for an account of up to
 100 agents, whatever the number of tickets. The email is the agent's
 `contact.email`; an id that is no agent's (deleted agents become contacts)
 resolves without one.
+
+Conversations (`read_comments`): see `FreshdeskConnector.conversations`.
 """
 
 from __future__ import annotations
@@ -49,9 +51,19 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, ConnectorOptions, Cursor, Person
+from connectors.base import (
+    WHOLE_SECOND_LOOKBACK,
+    BadRecord,
+    ConnectorOptions,
+    Cursor,
+    Person,
+    SourceComment,
+    SourceTicket,
+)
+from connectors.comments import CommentShape, read_comments
 from connectors.errors import SourceError
 from connectors.http import (
+    Conversations,
     HttpOptions,
     LinkHeaderPaginator,
     PageRequest,
@@ -68,6 +80,13 @@ from sync_http.auth import api_key_as_user
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 AGENTS_PATH = "/api/v2/agents"
 NOT_AN_AGENT = "no such agent (deleted agents become contacts)"
+CONVERSATIONS_PER_PAGE = 100
+"""Freshdesk's largest page of a ticket's conversations (30 by default)."""
+CONVERSATION_SHAPE = CommentShape(
+    body="body_text", author_id="user_id", public=lambda c: c.get("private") is not True
+)
+"""A reply or note as Freshdesk lists it: `body_text` is the plain text of the HTML `body`;
+a private note is private, a reply or public note public."""
 STATUS_NAMES = {"2": "Open", "3": "Pending", "4": "Resolved", "5": "Closed"}
 """The built-in statuses, by the code a ticket carries (Freshdesk's API reference)."""
 
@@ -94,6 +113,11 @@ class FreshdeskOptions(HttpOptions):
     List Tickets limit."""
     page_size: int = Field(default=100, ge=1, le=100)
     """Tickets per page, up to 100."""
+    comment_requests_per_minute: float = Field(default=50.0, gt=0, exclude=True)
+    """The budget of conversation requests (one or more per ticket read, when comments are
+    read), apart from the ticket lists': Freshdesk limits those lists more tightly than the
+    account (50 a minute is a trial account's whole budget, a quarter of the smallest paid
+    plan's). Pacing decides no task, so it is kept out of the settings fingerprint."""
 
 
 class FreshdeskConnector(RestConnector):
@@ -109,6 +133,7 @@ class FreshdeskConnector(RestConnector):
     cursors_from_source_clock = True
     reanchor_after_pages = 1
     max_pages_per_query = 300
+    comments = "requests"
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",
@@ -202,6 +227,27 @@ class FreshdeskConnector(RestConnector):
         flagged = record.get("deleted") is True or record.get("spam") is True
         elsewhere = outside_scope(record, {"group_id": self.options.group_ids})
         return self.scope is not None or flagged or elsewhere
+
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """Each ticket's replies and notes: `GET /api/v2/tickets/{id}/conversations`.
+
+        One request per 100 conversations of each ticket read (the list says
+        nothing of a ticket's conversations, so a ticket without any costs one
+        request too), on a budget of their own (`comment_requests_per_minute`).
+        The ticket's description is not a conversation and is not among them.
+        A private note is private. A ticket gone since it was listed (404)
+        keeps `comments` None.
+        """
+        reader = self.commenting
+        found: dict[str, list[SourceComment] | BadRecord | None] = {}
+        for ticket in tickets:
+            path = f"/api/v2/tickets/{ticket.source_id}/conversations"
+            request = PageRequest(path, {"per_page": CONVERSATIONS_PER_PAGE})
+            raw = reader.listing(request, LinkHeaderPaginator())
+            found[ticket.source_id] = (
+                None if raw is None else read_comments(ticket, raw, CONVERSATION_SHAPE)
+            )
+        return found
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         domain = self.options.domain

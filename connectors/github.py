@@ -25,6 +25,7 @@ default is open issues only.
   waits at least `rate_limit_floor`, doubling. A 403 without those signals is
   a permission problem and fails the run saying which permission.
 - Conditional requests: see `GitHubConnector.fetch`.
+- Comments (`read_comments`): see `GitHubConnector.conversations`.
 - A renamed or transferred repository answers its old name with a 301 to
   `/repositories/{id}/...`; the session follows it (same origin, token kept)
   and logs once that `repositories` should be updated.
@@ -60,7 +61,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -68,10 +70,20 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, unset
+from connectors.base import (
+    WHOLE_SECOND_LOOKBACK,
+    BadRecord,
+    Cursor,
+    Person,
+    SourceComment,
+    SourceTicket,
+    unset,
+)
+from connectors.comments import CommentShape, read_comments
 from connectors.http import (
     SOURCE_POLICY,
     Action,
+    Conversations,
     GraphQLCursorPaginator,
     HttpOptions,
     LinkHeaderPaginator,
@@ -87,6 +99,10 @@ from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
 from sync_http.policy import Policy
 
 API_VERSION = "2022-11-28"
+COMMENT_SHAPE = CommentShape(body="body", author="user.login", author_id="user.id")
+"""An issue comment as GitHub lists it; `body` is the markdown as written. None are private."""
+COMMENTS_PER_PAGE = 100
+"""GitHub's largest page of an issue's comments."""
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?")
 """A user's or an app bot's login (`dependabot[bot]`): what may go in `/users/{login}`."""
@@ -222,6 +238,12 @@ class _RememberedPage:
 
 _REMEMBERED_PAGES: dict[tuple[str, str, str], _RememberedPage] = {}
 """The last single-page answer per server, repository and token; this process only."""
+_REMEMBERED_COMMENTS: OrderedDict[tuple[str, str, str], _RememberedPage] = OrderedDict()
+"""The last single-page comment listing per server, issue and token, the most recently used
+`REMEMBERED_COMMENT_LISTINGS` of them; this process only."""
+REMEMBERED_COMMENT_LISTINGS = 500
+"""How many issues' comment listings are remembered for conditional requests: a few MB."""
+_COMMENTS_PATH = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+/comments")
 
 
 class GitHubConnector(RestConnector):
@@ -239,6 +261,7 @@ class GitHubConnector(RestConnector):
     cursors_from_source_clock = True
     reanchor_after_pages = 1
     policy = GITHUB_POLICY
+    comments = "requests"
     moved_hint = (
         "GitHub moved the repository (renamed or transferred) and redirects to it by id: "
         "put its new owner/name in repositories (or repository)"
@@ -361,6 +384,43 @@ class GitHubConnector(RestConnector):
             "repository": self.scope,  # owner/name as configured: `number` is unique only in it
         }
 
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """Each issue's comments: `GET /repos/{owner}/{repo}/issues/{number}/comments`.
+
+        One request per 100 comments of each issue read, and none at all for an
+        issue whose `comments` count is 0: the listing says so for free. The
+        repository-wide listing (`/issues/comments?since=`) would cost less, but
+        only holds the comments changed since the watermark, where the summary
+        needs each changed issue's whole conversation. A pull request's comments
+        come the same way (its conversation tab; review comments on code are
+        another endpoint, not read). An issue gone since it was listed (404)
+        keeps `comments` None.
+        """
+        found: dict[str, list[SourceComment] | BadRecord | None] = {}
+        for ticket in tickets:
+            record = ticket.record
+            count, number = record.get("comments"), record.get("number")
+            if count == 0:
+                found[ticket.source_id] = []
+                continue
+            if not isinstance(number, int) or isinstance(number, bool):
+                found[ticket.source_id] = BadRecord(
+                    ticket.source_id,
+                    "issue",
+                    "number",
+                    f"no issue number to read the comments of: {number!r:.40}",
+                    record,
+                    ticket.cursor,
+                )
+                continue
+            path = f"/repos/{record.get('repository') or self.scope}/issues/{number}/comments"
+            request = PageRequest(path, {"per_page": COMMENTS_PER_PAGE})
+            raw = self.listing(request, LinkHeaderPaginator())
+            found[ticket.source_id] = (
+                None if raw is None else read_comments(ticket, raw, COMMENT_SHAPE)
+            )
+        return found
+
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page, conditionally when the same query was answered in one page before.
 
@@ -374,14 +434,21 @@ class GitHubConnector(RestConnector):
         ETags belong to one token and one page (App installation tokens
         rotate hourly, which just costs one full answer). Answers of several
         pages are not remembered: they are a catch-up, where one request saved
-        is nothing.
+        is nothing. An issue's comment listing is remembered the same way, for
+        the last `REMEMBERED_COMMENT_LISTINGS` issues read: an issue read again
+        without a new comment (a label changed; the lookback's re-read) costs
+        no quota for its comments.
         """
-        first_page = request.url == self.issues_path
-        if not first_page:
+        memory: MutableMapping[tuple[str, str, str], _RememberedPage]
+        if request.url == self.issues_path:
+            memory = _REMEMBERED_PAGES
+        elif _COMMENTS_PATH.fullmatch(request.url):
+            memory = _REMEMBERED_COMMENTS
+        else:
             return super().fetch(request)
-        key = self._conditional_key()
+        key = self._conditional_key(request.url)
         params = tuple(sorted((name, str(value)) for name, value in request.params.items()))
-        remembered = _REMEMBERED_PAGES.get(key)
+        remembered = memory.get(key)
         if remembered is None or remembered.params != params:
             response, body = super().fetch(request)
         else:
@@ -393,12 +460,16 @@ class GitHubConnector(RestConnector):
                 return response, remembered.body
         etag = response.headers.get("etag")
         if etag and "next" not in response.links:
-            _REMEMBERED_PAGES[key] = _RememberedPage(params, etag, body)
+            memory[key] = _RememberedPage(params, etag, body)
+            if memory is _REMEMBERED_COMMENTS:
+                _REMEMBERED_COMMENTS.move_to_end(key)
+                while len(_REMEMBERED_COMMENTS) > REMEMBERED_COMMENT_LISTINGS:
+                    _REMEMBERED_COMMENTS.popitem(last=False)
         else:
-            _REMEMBERED_PAGES.pop(key, None)
+            memory.pop(key, None)
         return response, body
 
-    def _conditional_key(self) -> tuple[str, str, str]:
+    def _conditional_key(self, path: str) -> tuple[str, str, str]:
         options = self.options
         # An app's installation tokens change hourly; its ETags are the installation's.
         who = (
@@ -407,7 +478,7 @@ class GitHubConnector(RestConnector):
             else f"app {options.app_id} installation {options.installation_id}"
         )
         digest = hashlib.blake2b(who.encode(), digest_size=16)
-        return (options.base_url, str(self.scope), digest.hexdigest())
+        return (options.base_url, path, digest.hexdigest())
 
 
 def state_text(issue: Mapping[str, Any]) -> str | None:

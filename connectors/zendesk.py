@@ -36,7 +36,7 @@ last `SEEN_USERS` of them and answers from those first. The rest cost one
 request budget. A deleted user (`active: false`) resolves without an email;
 a suspended one keeps it.
 
-Not here: comments or audits (other endpoints, other rate limits).
+Not here: audits. Comments (`read_comments`): see `ZendeskConnector.conversations`.
 """
 
 from __future__ import annotations
@@ -45,14 +45,22 @@ import datetime as dt
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import ConnectorOptions, Cursor, Person
-from connectors.http import HttpOptions, NextUrlPaginator, PageRequest, Paginator, RestConnector
+from connectors.base import BadRecord, ConnectorOptions, Cursor, Person, SourceComment, SourceTicket
+from connectors.comments import CommentShape, read_comments
+from connectors.http import (
+    Conversations,
+    HttpOptions,
+    NextUrlPaginator,
+    PageRequest,
+    Paginator,
+    RestConnector,
+)
 from connectors.http.people import SeenPeople, person, resolve_in_batches
 from connectors.http.rest import vendor_site
 from connectors.records import outside_scope
@@ -70,6 +78,18 @@ SHOW_MANY_LIMIT = 100
 """Ids per `users/show_many` request, as Zendesk documents it."""
 SEEN_USERS = 10_000
 """Sideloaded users kept for `people`, the oldest dropped first: a few MB at most."""
+
+
+COMMENTS_PER_PAGE = 100
+"""Zendesk's largest page of a ticket's comments (`page[size]`)."""
+COMMENT_SHAPE = CommentShape(
+    body="plain_body",
+    author="author_name",  # from the side-loaded users (`include=users`)
+    author_id="author_id",
+    public=lambda c: c.get("public") is not False,
+)
+"""A ticket comment as Zendesk lists it: `plain_body` is its text without markup; an
+internal note (`public: false`) is private."""
 
 
 class ZendeskOptions(HttpOptions):
@@ -91,6 +111,11 @@ class ZendeskOptions(HttpOptions):
     """The incremental exports allow 10 requests a minute (more with the High Volume add-on)."""
     page_size: int = Field(default=1000, ge=1, le=1000)
     """Tickets per request, up to 1000."""
+    comment_requests_per_minute: float = Field(default=100.0, gt=0, exclude=True)
+    """The budget of comment requests (one or more per ticket read, when comments are read),
+    apart from the export's 10 a minute: they count against the account's Support API limit
+    (200 a minute on the smallest plan), which agents' apps share. Pacing decides no task,
+    so it is kept out of the settings fingerprint."""
 
 
 class ZendeskConnector(RestConnector):
@@ -106,6 +131,7 @@ class ZendeskConnector(RestConnector):
     records_path = "tickets"
     cursor_path = "generated_timestamp"
     cursors_from_source_clock = True
+    comments = "requests"
     # No default lookback: `start_time` is inclusive at the cursor's own whole seconds, and
     # Zendesk withholds the last minute's changes until they are settled.
 
@@ -199,6 +225,32 @@ class ZendeskConnector(RestConnector):
         site = vendor_site(subdomain, "zendesk.com") if subdomain else self.options.base_url
         return {**record, "web_url": f"{site}/agent/tickets/{record.get('id')}"}
 
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """Each ticket's comments: `GET /api/v2/tickets/{id}/comments.json`, oldest first.
+
+        One request per 100 comments of each ticket read (the export says
+        nothing of a ticket's comments, so every ticket costs one), with the
+        authors' names side-loaded (`include=users`, no request more), on a
+        budget of their own (`comment_requests_per_minute`). The first comment
+        is the ticket's description, as Zendesk has it. An internal note is
+        private. The incremental ticket events export (`include=comment_events`)
+        would read all tickets' comments at once, but only those made since the
+        watermark, where the summary needs each changed ticket's whole
+        conversation. A ticket deleted since it was listed (404) keeps
+        `comments` None; so does a tombstone, whose comments are not read.
+        """
+        reader = self.commenting
+        found: dict[str, list[SourceComment] | BadRecord | None] = {}
+        for ticket in tickets:
+            path = f"/api/v2/tickets/{ticket.source_id}/comments.json"
+            params = {"page[size]": COMMENTS_PER_PAGE, "include": "users"}
+            paginator = NextUrlPaginator("links.next", more_path="meta.has_more")
+            raw = reader.listing(PageRequest(path, params), paginator, page_records=_named)
+            found[ticket.source_id] = (
+                None if raw is None else read_comments(ticket, raw, COMMENT_SHAPE)
+            )
+        return found
+
     def check(self) -> None:
         # One ticket proves the credentials and the admin role; a default page is 1000 of them.
         self.fetch(PageRequest(self.path, {**self.params(None), "per_page": 1}))
@@ -212,3 +264,20 @@ def _person(user: Any) -> Person | None:
     if user.get("active") is False:
         return Person(user_id, None, user.get("name") or None, reason="deleted in Zendesk")
     return person(user_id, user.get("email"), user.get("name"), "the Zendesk user has no email")
+
+
+def _named(body: Any) -> Any:
+    """A page's comments, each with its author's name from the side-loaded `users`."""
+    comments = body.get("comments") if isinstance(body, dict) else None
+    if not isinstance(comments, list):
+        return comments
+    users = body.get("users")
+    names = {
+        u.get("id"): u.get("name")
+        for u in (users if isinstance(users, list) else [])
+        if isinstance(u, dict)
+    }
+    return [
+        {**c, "author_name": names.get(c.get("author_id"))} if isinstance(c, dict) else c
+        for c in comments
+    ]

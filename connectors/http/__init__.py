@@ -21,13 +21,14 @@ from connectors.http.paginators import (
     PaginationLoop,
     Paginator,
 )
-from connectors.http.rest import HttpOptions, RestConnector
+from connectors.http.rest import Conversations, HttpOptions, RestConnector
 from sync_http.policy import SOURCE_POLICY, Action, Rule, source_classifier
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
 __all__ = [
     "SOURCE_POLICY",
     "Action",
+    "Conversations",
     "GraphQLCursorPaginator",
     "HttpOptions",
     "HttpSession",

@@ -114,16 +114,24 @@ class NextTokenPaginator(Paginator):
 
 
 class NextUrlPaginator(Paginator):
-    """A full URL to the next page in the body (Zendesk's `after_url`)."""
+    """A full URL to the next page in the body (Zendesk's `after_url`).
 
-    def __init__(self, url_path: str, end_path: str | None = None) -> None:
+    `end_path`: a flag that is true on the last page (`end_of_stream`);
+    `more_path`: one that is true while more pages follow (`meta.has_more`).
+    """
+
+    def __init__(
+        self, url_path: str, end_path: str | None = None, more_path: str | None = None
+    ) -> None:
         super().__init__()
-        self.url_path, self.end_path = url_path, end_path
+        self.url_path, self.end_path, self.more_path = url_path, end_path, more_path
 
     def next_page(
         self, current: PageRequest, response: httpx.Response, body: Any, count: int
     ) -> PageRequest | None:
         if self.end_path is not None and get_path(body, self.end_path) is True:
+            return None
+        if self.more_path is not None and get_path(body, self.more_path) is not True:
             return None
         url = get_path(body, self.url_path)
         if not _present(url):

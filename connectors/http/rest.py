@@ -15,6 +15,14 @@ rate-limit wait for all) and the queries are merged in cursor order, so the
 stream stays ordered and the engine's watermark never passes a scope's
 unread tickets: a ticket of one scope goes out only once every other scope
 has been read up to its cursor.
+
+Conversation: a connector whose class sets `comments` may implement
+`conversations`; when the engine sets `read_comments`, `pull` hands it the
+tickets in batches of `comments_batch` (tombstones left out, their comments
+stay None) and fills each ticket's `comments` before it goes out. Comment
+requests go through the same session (or one built like it, `new_session`):
+pacing, retries, `Retry-After` and the origin guard hold for them too.
+`listing` reads one ticket's comment pages, None when the ticket is gone (404).
 """
 
 from __future__ import annotations
@@ -25,17 +33,18 @@ import heapq
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
+import structlog
 from pydantic import ByteSize, Field, model_validator
 
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError, SourceNotFound
-from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
+from connectors.http.paginators import PageRequest, PaginationBroken, PaginationLoop, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
@@ -43,6 +52,8 @@ from sync_http.policy import SOURCE_POLICY, Policy, source_classifier
 from sync_http.ratelimit import Backoff, RequestBudget
 from sync_http.redaction import excerpt
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
+
+log = structlog.get_logger("connectors")
 
 USER_AGENT = "fragment-sync/0.1"
 WHOLE_RECORD = "(record)"
@@ -76,6 +87,10 @@ def base_url_from_site(data: Any, key: str, domain: str) -> Any:
     if not data.get("base_url"):
         raise ValueError(f"set {key} (acme for https://acme.{domain}) or base_url")
     return data
+
+
+Conversations = Mapping[str, Sequence[base.SourceComment] | BadRecord | None]
+"""Each ticket's comments by source id (`RestConnector.conversations`)."""
 
 
 class HttpOptions(ConnectorOptions):
@@ -143,9 +158,13 @@ class RestConnector(Connector):
     """The wait before retrying a transient failure that names none; see `Backoff`."""
     moved_hint: ClassVar[str] = "update base_url (or path) in the connector's config"
     """What to change when the source says a URL moved for good (logged once per URL)."""
+    comments_batch: ClassVar[int] = 1
+    """How many tickets one call of `conversations` gets: 1 where each ticket's comments are
+    a listing of their own, more where one request serves many tickets (ServiceNow's journal)."""
 
     options: HttpOptions
     _session: HttpSession | None = None
+    _commenting: RestConnector | None = None
     scope: str | None = None
     """The scope this instance's queries read: one of `scopes()`, set on the views `pull` makes."""
 
@@ -200,31 +219,66 @@ class RestConnector(Connector):
 
     # The machinery
 
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """The comments of each of `tickets` (none a tombstone), by source id, oldest first.
+
+        None for a ticket the source no longer has (its listing answered 404:
+        deleted since it was listed); a `BadRecord` for one with a comment that
+        can't be read (`connectors.comments.read_comments`). A ticket left out
+        keeps `comments` None. Only for a connector whose `comments` is set.
+        """
+        raise NotImplementedError
+
     @property
     def session(self) -> HttpSession:
         if self._session is None:
-            options = self.options
-            self._session = HttpSession(
-                self.name,
-                options.base_url,
-                classify=source_classifier(self.policy),
-                budget=RequestBudget.per_minute(options.requests_per_minute, stop=self.stop),
-                retry=RetrySettings(
-                    max_attempts=options.max_attempts,
-                    max_wait=options.max_retry_wait.total_seconds(),
-                    rate_limit_floor=options.rate_limit_floor.total_seconds(),
-                    backoff=self.backoff,
-                ),
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
-                auth=self.auth(),
-                timeout=options.request_timeout.total_seconds(),
-                max_response_size=options.max_response_size,
-                moved_hint=self.moved_hint,
-                stop=self.stop,
-            )
+            self._session = self.new_session(self.options.requests_per_minute)
         return self._session
 
+    @property
+    def commenting(self) -> RestConnector:
+        """This connector as comment requests should go: over a session with a budget of its
+        own when the options give comments one (`comment_requests_per_minute`), else itself."""
+        rate = getattr(self.options, "comment_requests_per_minute", None)
+        if rate is None:
+            return self
+        if self._commenting is None:
+            view = copy.copy(self)
+            view._session = self.new_session(rate)
+            view._commenting = view
+            self._commenting = view
+        return self._commenting
+
+    def new_session(self, requests_per_minute: float) -> HttpSession:
+        """A session to the source as this connector's own is built, on a budget of its own.
+
+        For requests the source limits apart (Zendesk's comments beside its export's
+        10 a minute): the same auth, retries, rate-limit handling and origin guard.
+        """
+        options = self.options
+        return HttpSession(
+            self.name,
+            options.base_url,
+            classify=source_classifier(self.policy),
+            budget=RequestBudget.per_minute(requests_per_minute, stop=self.stop),
+            retry=RetrySettings(
+                max_attempts=options.max_attempts,
+                max_wait=options.max_retry_wait.total_seconds(),
+                rate_limit_floor=options.rate_limit_floor.total_seconds(),
+                backoff=self.backoff,
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
+            auth=self.auth(),
+            timeout=options.request_timeout.total_seconds(),
+            max_response_size=options.max_response_size,
+            moved_hint=self.moved_hint,
+            stop=self.stop,
+        )
+
     def close(self) -> None:
+        commenting, self._commenting = self._commenting, None
+        if commenting is not None and commenting is not self:
+            commenting.close()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -329,7 +383,99 @@ class RestConnector(Connector):
         pages = _PagesRead()
         scopes = self.scopes()
         queries = [self.reading(scope).pull_scope(since, pages) for scope in scopes]
-        return queries[0] if len(queries) == 1 else merge_in_cursor_order(queries)
+        stream = queries[0] if len(queries) == 1 else merge_in_cursor_order(queries)
+        if self.read_comments and self.reads_conversations:
+            return self.with_comments(stream)
+        return stream
+
+    @property
+    def reads_conversations(self) -> bool:
+        """Whether this connector fills comments through `conversations` (a connector that
+        reads them its own way, in `ticket` or `enrich`, leaves it out)."""
+        return type(self).conversations is not RestConnector.conversations
+
+    def with_comments(
+        self, stream: Iterator[SourceTicket | BadRecord]
+    ) -> Iterator[SourceTicket | BadRecord]:
+        """`stream` with each ticket's `comments` filled, `comments_batch` tickets at a time.
+
+        Order is kept. A tombstone's comments stay None (not read: its task is
+        archived). A ticket whose comments can't be read goes out as the
+        `BadRecord` `conversations` gave in its place. Memory: one batch of
+        tickets and their comments at a time.
+        """
+        batch: list[SourceTicket | BadRecord] = []
+        for item in stream:
+            batch.append(item)
+            if len(batch) >= self.comments_batch:
+                yield from self._conversed(batch)
+                batch = []
+        yield from self._conversed(batch)
+
+    def _conversed(
+        self, batch: list[SourceTicket | BadRecord]
+    ) -> Iterator[SourceTicket | BadRecord]:
+        wanted = [t for t in batch if isinstance(t, SourceTicket) and not t.deleted]
+        found = self.conversations(wanted) if wanted else {}
+        for item in batch:
+            if isinstance(item, SourceTicket) and not item.deleted:
+                comments = found.get(item.source_id)
+                if isinstance(comments, BadRecord):
+                    yield comments
+                    continue
+                item.comments = comments
+            yield item
+
+    def listing(
+        self,
+        request: PageRequest,
+        paginator: Paginator,
+        records_path: str = "",
+        page_records: Callable[[Any], Any] | None = None,
+    ) -> list[Any] | None:
+        """Every record `request` and its next pages list (one ticket's comments), in order.
+
+        The records of a page are at `records_path` in its body, or what
+        `page_records(body)` makes of it (joining what the page side-loads).
+        None when the source answers 404 (the ticket is gone). Raises
+        `SourceError` for anything else that stops the read, as a page of
+        tickets would (`max_pages_per_pass` bounds it the same way).
+        """
+        records: list[Any] = []
+        current: PageRequest | None = request
+        pages = 0
+        while current is not None:
+            try:
+                response, body = self.fetch(current)
+            except SourceNotFound:
+                log.warning(
+                    "comments_not_found",
+                    connector=self.name,
+                    path=httpx.URL(request.url).path,
+                    meaning="the ticket was deleted since it was listed; its comments are "
+                    "left unread and its task keeps the ones it had",
+                )
+                return None
+            if page_records is not None:
+                found = page_records(body)
+            else:
+                found = get_path(body, records_path) if records_path else body
+            if not isinstance(found, list):
+                where = f"at {records_path!r}" if records_path else "as the body"
+                raise SourceError(self.name, f"{request.url} answered no list of records {where}")
+            records.extend(found)
+            pages += 1
+            if pages >= self.options.max_pages_per_pass:
+                raise SourceError(
+                    self.name,
+                    f"read {pages:,} pages of {request.url} and the source still links a "
+                    f"next one (max_pages_per_pass = {self.options.max_pages_per_pass:,})",
+                )
+            try:
+                current = paginator.next_page(current, response, body, len(found))
+            except PaginationLoop as exc:
+                raise SourceError(self.name, str(exc)) from None
+        return records
 
     def pull_scope(
         self, since: Cursor | None, pages_read: _PagesRead | None = None

@@ -20,6 +20,14 @@ Agents (`add_agent`): `GET /api/v2/agents` lists them, `per_page` up to 100
 (never one, deleted, or converted to a contact). An agent carries its
 person in `contact` (`name`, `email`, `active`); a ticket's `responder_id`
 is an agent's `id`. Groups are not agents.
+
+Conversations (`converse`): `GET /api/v2/tickets/{id}/conversations` lists a
+ticket's replies and notes oldest first, `page` and `per_page` (default 30,
+at most 100) with the same `link` header; each has `body` (HTML), `body_text`,
+`private` (a private note), `incoming` (from outside the helpdesk), `user_id`,
+`source`, `ticket_id`, `created_at`, `updated_at`. The ticket's description is
+not among them. A ticket the account doesn't have is a 404. Conversation
+requests count against the same per-minute budget.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import binascii
 import collections
 import datetime as dt
 import math
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +45,7 @@ from fakes import FakeApi, Reply, Request
 
 PATH = "/api/v2/tickets"
 AGENTS = "/api/v2/agents"
+_CONVERSATIONS = re.compile(r"^/api/v2/tickets/(\d+)/conversations$")
 ORDER_FIELDS = ("created_at", "due_by", "updated_at", "status")
 FILTERS = ("new_and_my_open", "watching", "spam", "deleted")
 DEFAULT_WINDOW = dt.timedelta(days=30)
@@ -70,6 +80,9 @@ class FakeFreshdesk(FakeApi):
         record, so a test can garble the record's own)."""
         self._served: collections.deque[float] = collections.deque()
         self.agents: dict[int, dict[str, Any]] = {}
+        self.conversations: dict[int, list[dict[str, Any]]] = {}
+        """Each ticket's replies and notes by ticket id, oldest first."""
+        self._next_conversation_id = 43_000_000_000
 
     # Test controls
 
@@ -150,6 +163,50 @@ class FakeFreshdesk(FakeApi):
         with self.lock:
             del self.agents[agent_id]
 
+    def converse(
+        self,
+        number: int,
+        at: dt.datetime,
+        text: str = "We are on it.",
+        private: bool = False,
+        user_id: int = 6001,
+        incoming: bool = False,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """A reply (or, `private`, a private note) on ticket `number` at `at`; with `touch`
+        the ticket's `updated_at` moves to `at`, as a reply does in Freshdesk."""
+        with self.lock:
+            self._next_conversation_id += 1
+            conversation = {
+                "id": self._next_conversation_id,
+                "body": f"<div>{text}</div>",
+                "body_text": text,
+                "incoming": incoming,
+                "private": private,
+                "user_id": user_id,
+                "support_email": None if private else "support@acme.freshdesk.com",
+                "source": 2 if private else 0,  # 0 a reply, 2 a note
+                "category": 2,
+                "ticket_id": number,
+                "to_emails": [],
+                "from_email": None,
+                "cc_emails": [],
+                "bcc_emails": [],
+                "attachments": [],
+                "created_at": iso(at),
+                "updated_at": iso(at),
+                "last_edited_at": None,
+                "last_edited_user_id": None,
+            }
+            self.conversations.setdefault(number, []).append(conversation)
+            if touch:
+                self.touch(number, at)
+        return conversation
+
+    def conversation_gets(self) -> list[Request]:
+        """The requests for a ticket's conversations."""
+        return [r for r in self.requests if _CONVERSATIONS.match(r.path)]
+
     # The API
 
     def route(self, request: Request) -> Reply:
@@ -170,6 +227,9 @@ class FakeFreshdesk(FakeApi):
                 headers={"Retry-After": str(max(1, wait))},
             )
         self._served.append(now)
+        listing = _CONVERSATIONS.match(request.path)
+        if listing is not None:
+            return self._conversations(request, int(listing[1]))
         agent = request.path.removeprefix(f"{AGENTS}/")
         if request.path != PATH and request.path != AGENTS and not agent.isdigit():
             return _not_found()
@@ -256,6 +316,36 @@ class FakeFreshdesk(FakeApi):
             query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
             headers["Link"] = f'<{self.base_url}{AGENTS}?{urlencode(query)}>; rel="next"'
         return Reply(200, agents[start : start + per_page], headers=headers)
+
+    def _conversations(self, request: Request, number: int) -> Reply:
+        """`GET /api/v2/tickets/{id}/conversations`, oldest first."""
+        if self._user(request) != self.api_key:
+            return Reply(
+                401,
+                {
+                    "code": "invalid_credentials",
+                    "message": "You have to be logged in to perform this action.",
+                },
+            )
+        page = _integer(request.param("page", "1"))
+        per_page = _integer(request.param("per_page", "30"))
+        errors: list[tuple[str, str]] = []
+        if page is None or page < 1:
+            errors.append(("page", "It should be a Positive Number"))
+        if per_page is None or not 1 <= per_page <= 100:
+            errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
+        if errors:
+            return _validation_failed(errors)
+        assert page is not None and per_page is not None
+        if number not in self.tickets:
+            return Reply(404, {"code": "not_found", "message": "Resource not found"})
+        listed = self.conversations.get(number, [])
+        start = (page - 1) * per_page
+        headers: dict[str, str] = {}
+        if len(listed) > start + per_page:
+            query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
+            headers["Link"] = f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="next"'
+        return Reply(200, listed[start : start + per_page], headers=headers)
 
     def _sort_value(self, ticket: dict[str, Any], order_by: str) -> Any:
         if order_by == "updated_at":

@@ -52,6 +52,14 @@ Users (`add_user`): `GET /users/{username}` answers the public profile; its
 `email` is the address the user chose to make public, null when they chose
 none (most do). An unknown login is a 404 "Not Found". Each answer counts
 against the hourly quota, like every other request.
+Issue comments (`comment`): `GET /repos/{owner}/{repo}/issues/{number}/comments`
+lists an issue's (or pull request's) comments in ascending id order, `per_page`
+(default 30, at most 100) and `page` with the same `Link` header, each as GitHub
+shows it (`id`, `user`, `body` in markdown, `created_at`, `updated_at`,
+`issue_url`, `author_association`), with the same weak ETags and free 304s as
+the issue list; a number the repository doesn't have is a 404. A new comment
+raises the issue's `comments` count and moves its `updated_at`, as on GitHub.
+There are no private comments.
 """
 
 from __future__ import annotations
@@ -177,6 +185,7 @@ NO_PERMISSION = Reply(
 
 _ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
 USER_DOCS = "https://docs.github.com/rest/users/users#get-a-user"
+_ISSUE_COMMENTS = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
 
 
 @dataclass
@@ -231,6 +240,9 @@ class FakeGitHub(FakeApi):
         """The body of every GraphQL query answered, in order."""
         self.users: dict[str, dict[str, Any]] = {}
         """Public profiles by login, lower-cased (GitHub's logins ignore case)."""
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        """Each issue's comments by issue id, oldest first."""
+        self._next_comment_id = 1_000_000
 
     def add_user(
         self, login: str, name: str | None, public_email: str | None, kind: str = "User"
@@ -347,6 +359,44 @@ class FakeGitHub(FakeApi):
         with self.lock:
             self.issues[issue_id].update(fields, updated_at=stamp(updated))
 
+    def comment(
+        self,
+        issue_id: int,
+        at: dt.datetime,
+        body: str = "Looking into it.",
+        login: str = "bo-dev",
+        user_id: int = 8,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """Comment on issue `issue_id` at `at`: its count goes up and, with `touch`, its
+        `updated_at` moves to `at`, as a comment does on GitHub."""
+        with self.lock:
+            issue = self.issues[issue_id]
+            self._next_comment_id += 1
+            comment_id = self._next_comment_id
+            home = self._home(issue_id)
+            comment = {
+                "id": comment_id,
+                "node_id": f"IC_kwDO{comment_id:08d}",
+                "url": f"https://api.github.com/repos/{home}/issues/comments/{comment_id}",
+                "html_url": f"{issue['html_url']}#issuecomment-{comment_id}",
+                "body": body,
+                "user": {"login": login, "id": user_id, "type": "User"},
+                "created_at": stamp(at),
+                "updated_at": stamp(at),
+                "issue_url": f"https://api.github.com/repos/{home}/issues/{issue['number']}",
+                "author_association": "MEMBER",
+            }
+            self.comments.setdefault(issue_id, []).append(comment)
+            issue["comments"] = len(self.comments[issue_id])
+            if touch:
+                issue["updated_at"] = stamp(at)
+        return comment
+
+    def comment_gets(self) -> list[Request]:
+        """The requests for an issue's comments."""
+        return [r for r in self.requests if _ISSUE_COMMENTS.match(r.path)]
+
     def route(self, request: Request) -> Reply:
         minting = _ACCESS_TOKENS.match(request.path)
         if minting is not None and request.method == "POST":
@@ -358,6 +408,9 @@ class FakeGitHub(FakeApi):
             return self._graphql(request)
         if request.path.startswith("/users/"):
             return self._user(request)
+        listing = _ISSUE_COMMENTS.match(request.path)
+        if listing is not None:
+            return self._issue_comments(request, listing[1], int(listing[2]))
         former = {f"/repos/{name}/issues" for name in self.former_names}
         others = {f"/repos/{name}/issues": name for name in self.other_repositories}
         if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
@@ -619,6 +672,34 @@ class FakeGitHub(FakeApi):
             body = {"message": "Not Found", "documentation_url": USER_DOCS, "status": "404"}
             return Reply(404, body, headers=self._quota())
         return Reply(200, user, headers=self._quota())
+
+    def _issue_comments(self, request: Request, repository: str, number: int) -> Reply:
+        """`GET /repos/{owner}/{repo}/issues/{number}/comments`, oldest (lowest id) first."""
+        if repository not in (self.repository, *self.other_repositories):
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        found = [
+            k
+            for k, i in self.issues.items()
+            if i["number"] == number and self._home(k) == repository
+        ]
+        if not found:
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        comments = sorted(self.comments.get(found[0], []), key=lambda c: c["id"])
+        per_page = min(100, int(request.param("per_page", "30") or 30))
+        page = int(request.param("page", "1") or 1)
+        body = comments[(page - 1) * per_page : page * per_page]
+        pages = max(1, math.ceil(len(comments) / per_page))
+        headers = {"ETag": self._etag(body), **self._quota()}
+        links = self._links(request, page, pages)
+        if links:
+            headers["Link"] = links
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Reply(304, raw=b"", headers=headers)
+        self.quota_used += 1
+        return Reply(200, body, headers={**headers, **self._quota()})
 
     def _authorized(self, header: str) -> bool:
         if header in (f"Bearer {self.token}", f"token {self.token}"):

@@ -31,6 +31,14 @@ Users (`add_user`) live in `sys_user` (`sys_id`, `user_name`, `name`,
 holding the user's email, "" when the reference is empty. An ACL may hide a
 user's email from the API user (`email_hidden`): it reads "", directly and
 dot-walked alike.
+
+Journal entries (`journal`): the `sys_journal_field` table holds each entry
+of a record's journal fields, one row each: `element_id` the record's
+sys_id, `name` its table, `element` the field (`comments`, the additional
+comments a customer sees; `work_notes`, seen by agents only), `value` the
+text, `sys_created_on` (UTC, raw) and `sys_created_by` (the author's
+`user_name`, not a sys_id). It is queried like any table; an entry also moves
+its record's `sys_updated_on`, as posting a comment does.
 """
 
 from __future__ import annotations
@@ -67,6 +75,17 @@ FIELDS = {
     *DATETIMES,
     *REFERENCES,
 }
+JOURNAL = "sys_journal_field"
+JOURNAL_FIELDS = {
+    "sys_id",
+    "element",
+    "element_id",
+    "name",
+    "value",
+    "sys_created_on",
+    "sys_created_by",
+}
+TABLE_FIELDS = {"incident": FIELDS, "sys_user": FIELDS, JOURNAL: JOURNAL_FIELDS}
 STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed"}
 _CONDITION = re.compile(
     r"^(?P<field>[a-z0-9_]+)"
@@ -129,7 +148,11 @@ class FakeServiceNow(FakeApi):
         self.username, self.password, self.token = username, password, token
         self._user = (username, password)
         self.user_tz = ZoneInfo(user_tz)
-        self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}, "sys_user": {}}
+        self.tables: dict[str, dict[str, dict[str, str]]] = {
+            "incident": {},
+            "sys_user": {},
+            JOURNAL: {},
+        }
         self.acl_hidden: set[str] = set()
         """sys_ids the API user may not read: dropped from pages after the query ran."""
         self.email_hidden: set[str] = set()
@@ -147,7 +170,7 @@ class FakeServiceNow(FakeApi):
     def reset(self, user_tz: str = "America/New_York") -> None:
         """Forget every record, request and scripted fault (one server serves many tests)."""
         with self.lock:
-            self.tables = {"incident": {}, "sys_user": {}}
+            self.tables = {"incident": {}, "sys_user": {}, JOURNAL: {}}
             self.requests.clear()
             self.faults.clear()
             self.acl_hidden.clear()
@@ -227,6 +250,38 @@ class FakeServiceNow(FakeApi):
         with self.lock:
             self.tables["incident"][sys_id_of(number)].update(fields, sys_updated_on=stamp(updated))
 
+    def journal(
+        self,
+        number: int,
+        at: dt.datetime,
+        text: str = "We are on it.",
+        element: str = "comments",
+        by: str = "beth.anglin",
+        touch: bool = True,
+    ) -> dict[str, str]:
+        """An entry in incident `number`'s `element` journal (`comments` or `work_notes`) at
+        `at`; with `touch` the incident's `sys_updated_on` moves to `at`."""
+        with self.lock:
+            target = sys_id_of(number)
+            entry_id = hashlib.md5(f"journal-{len(self.tables[JOURNAL])}".encode()).hexdigest()  # noqa: S324
+            entry = {
+                "sys_id": entry_id,
+                "element": element,
+                "element_id": target,
+                "name": "incident",
+                "value": text,
+                "sys_created_on": stamp(at),
+                "sys_created_by": by,
+            }
+            self.tables[JOURNAL][entry_id] = entry
+            if touch:
+                self.tables["incident"][target]["sys_updated_on"] = stamp(at)
+        return entry
+
+    def journal_gets(self) -> list[Request]:
+        """The requests for journal entries."""
+        return [r for r in self.requests if r.path == f"/api/now/table/{JOURNAL}"]
+
     def delete(self, number: int) -> None:
         with self.lock:
             del self.tables["incident"][sys_id_of(number)]
@@ -260,7 +315,7 @@ class FakeServiceNow(FakeApi):
         if table not in self.tables:
             return _failure(400, f"Invalid table {table}")
         try:
-            where, order = self._parse(request.param("sysparm_query") or "")
+            where, order = self._parse(request.param("sysparm_query") or "", table)
             limit = int(request.param("sysparm_limit") or 10_000)
             offset = int(request.param("sysparm_offset") or 0)
         except (QueryError, ValueError) as exc:
@@ -392,7 +447,7 @@ class FakeServiceNow(FakeApi):
 
     # Encoded queries
 
-    def _parse(self, query: str) -> tuple[Condition, list[tuple[str, bool]]]:
+    def _parse(self, query: str, table: str) -> tuple[Condition, list[tuple[str, bool]]]:
         order: list[tuple[str, bool]] = []
         groups: list[list[list[Condition]]] = []
         for text in query.split("^NQ"):
@@ -401,13 +456,13 @@ class FakeServiceNow(FakeApi):
                 if not term or term == "EQ":
                     continue
                 if term.startswith("ORDERBYDESC"):
-                    order.append((self._field(term[11:]), True))
+                    order.append((self._field(term[11:], table), True))
                 elif term.startswith("ORDERBY"):
-                    order.append((self._field(term[7:]), False))
+                    order.append((self._field(term[7:], table), False))
                 elif term.startswith("OR") and group:
-                    group[-1].append(self._condition(term[2:]))
+                    group[-1].append(self._condition(term[2:], table))
                 else:
-                    group.append([self._condition(term)])
+                    group.append([self._condition(term, table)])
             if group:
                 groups.append(group)
 
@@ -418,16 +473,16 @@ class FakeServiceNow(FakeApi):
 
         return matches, order
 
-    def _field(self, name: str) -> str:
-        if name not in FIELDS:
+    def _field(self, name: str, table: str) -> str:
+        if name not in TABLE_FIELDS[table]:
             raise QueryError(f"Invalid query: unknown field {name!r}")
         return name
 
-    def _condition(self, term: str) -> Condition:
+    def _condition(self, term: str, table: str) -> Condition:
         match = _CONDITION.match(term)
         if match is None:
             raise QueryError(f"Invalid query: can't read condition {term!r}")
-        name, op, value = self._field(match["field"]), match["op"], match["value"]
+        name, op, value = self._field(match["field"], table), match["op"], match["value"]
         if name in DATETIMES and op not in ("ISEMPTY", "ISNOTEMPTY"):
             value = self._datetime(value)
         if op == "ISEMPTY":

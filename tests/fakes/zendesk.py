@@ -21,6 +21,18 @@ user), `role` (`end-user`, `agent`, `admin`), `active` (false once deleted)
 and `suspended`. The export sideloads the users its page's tickets name
 (requester, submitter, assignee) in a top-level `users` list when asked
 `include=users`, and its `after_url` keeps asking.
+
+Ticket comments (`comment`): `GET /api/v2/tickets/{id}/comments(.json)` lists a
+ticket's comments, the first being its description (Zendesk makes the
+description a ticket's first comment), oldest first (`sort=-created_at` for
+newest first). Cursor pagination as Zendesk documents it: `page[size]` (at
+most 100) and `page[after]`, answered with `meta.has_more`,
+`meta.after_cursor` and `links.next` (present even on the last page: `has_more`
+is what says whether another follows); without `page[...]`, offset pagination
+(`per_page`, `page`, `next_page`). Each comment has `id`, `type`, `author_id`,
+`body`, `html_body`, `plain_body`, `public` (false for an internal note),
+`created_at`; `include=users` side-loads the authors as `users`. A ticket the
+account doesn't have, or one deleted, is a 404 `RecordNotFound`.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +51,13 @@ PATH = "/api/v2/incremental/tickets/cursor.json"
 SHOW_MANY = "/api/v2/users/show_many.json"
 SHOW_MANY_LIMIT = 100
 USER_REFERENCES = ("requester_id", "submitter_id", "assignee_id")
+_COMMENTS = re.compile(r"^/api/v2/tickets/(\d+)/comments(?:\.json)?$")
+USERS = {
+    501: "Rita Requester",
+    601: "Aaron Agent",
+    602: "Nina Notes",
+}
+"""The account's users by id, as `include=users` side-loads them."""
 WITHHELD_SECONDS = 60
 """Changes made in the minute before a request are left for a later one."""
 MAX_PER_PAGE = 1000
@@ -77,6 +97,9 @@ class FakeZendesk(FakeApi):
         """Each ticket's `generated_timestamp` as the export files it (kept apart from the
         record, so a test can garble the record's own)."""
         self.users: dict[int, dict[str, Any]] = {}
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        """Each ticket's comments by ticket id, oldest first; the first is its description."""
+        self._next_comment_id = 90_000_000
 
     # Test controls
 
@@ -110,7 +133,51 @@ class FakeZendesk(FakeApi):
         with self.lock:
             self.tickets[number] = ticket
             self.positions[number] = unix(at)
+            self.comments[number] = []
+            self._comment(number, at - dt.timedelta(hours=1), ticket["description"], 501, True)
         return ticket
+
+    def comment(
+        self,
+        number: int,
+        at: dt.datetime,
+        text: str = "We are on it.",
+        public: bool = True,
+        author_id: int = 601,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """A comment (not `public`: an internal note) on ticket `number` at `at`; with `touch`,
+        an agent's edit at `at` too (a comment moves `updated_at`)."""
+        with self.lock:
+            comment = self._comment(number, at, text, author_id, public)
+            if touch:
+                self.touch(number, at)
+        return comment
+
+    def _comment(
+        self, number: int, at: dt.datetime, text: str, author_id: int, public: bool
+    ) -> dict[str, Any]:
+        self._next_comment_id += 1
+        comment = {
+            "id": self._next_comment_id,
+            "type": "Comment",
+            "author_id": author_id,
+            "body": text,
+            "html_body": f'<div class="zd-comment"><p>{text}</p></div>',
+            "plain_body": text,
+            "public": public,
+            "attachments": [],
+            "audit_id": self._next_comment_id + 1,
+            "via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}},
+            "created_at": iso(at),
+            "metadata": {"system": {}, "custom": {}},
+        }
+        self.comments.setdefault(number, []).append(comment)
+        return comment
+
+    def comment_gets(self) -> list[Request]:
+        """The requests for a ticket's comments."""
+        return [r for r in self.requests if _COMMENTS.match(r.path)]
 
     def touch(self, number: int, at: dt.datetime, **fields: Any) -> None:
         """An agent's edit at `at`: `updated_at` and `generated_timestamp` both move."""
@@ -165,6 +232,9 @@ class FakeZendesk(FakeApi):
     # The API
 
     def route(self, request: Request) -> Reply:
+        listing = _COMMENTS.match(request.path)
+        if listing is not None:
+            return self._comments(request, int(listing[1]))
         if request.path not in (PATH, SHOW_MANY):
             return Reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
         if request.headers.get("authorization") != f"Basic {self.credentials}":
@@ -236,6 +306,64 @@ class FakeZendesk(FakeApi):
         return Reply(
             200, {"users": users, "next_page": None, "previous_page": None, "count": len(users)}
         )
+
+    def _comments(self, request: Request, number: int) -> Reply:
+        """`GET /api/v2/tickets/{id}/comments`, cursor or offset paginated."""
+        if request.headers.get("authorization") != f"Basic {self.credentials}":
+            return Reply(401, {"error": "Couldn't authenticate you"})
+        ticket = self.tickets.get(number)
+        if ticket is None or ticket["status"] == "deleted":
+            return Reply(404, {"error": "RecordNotFound", "description": "Not found"})
+        comments = list(self.comments.get(number, []))
+        newest_first = request.param("sort") == "-created_at"
+        if newest_first:
+            comments.reverse()
+        size_text = request.param("page[size]")
+        after_text = request.param("page[after]")
+        if size_text is None and after_text is None:
+            per_page = min(100, int(request.param("per_page", "100") or 100))
+            page = int(request.param("page", "1") or 1)
+            shown = comments[(page - 1) * per_page : page * per_page]
+            more = len(comments) > page * per_page
+            query = {k: v[-1] for k, v in request.query.items()}
+            nxt = f"{self.base_url}{request.path}?{urlencode({**query, 'page': page + 1})}"
+            body: dict[str, Any] = {
+                "comments": shown,
+                "next_page": nxt if more else None,
+                "previous_page": None,
+                "count": len(comments),
+            }
+        else:
+            try:
+                size = int(size_text or 100)
+                start = int(base64.urlsafe_b64decode(after_text).decode()) if after_text else 0
+            except (ValueError, binascii.Error):
+                return _invalid("page[after] is invalid")
+            if not 1 <= size <= 100:
+                return _invalid("page[size] must be between 1 and 100")
+            shown = comments[start : start + size]
+            end = start + len(shown)
+            after = base64.urlsafe_b64encode(str(end).encode()).decode()
+            query = {k: v[-1] for k, v in request.query.items()}
+            query.update({"page[size]": str(size), "page[after]": after})
+            body = {
+                "comments": shown,
+                "meta": {
+                    "has_more": end < len(comments),
+                    "after_cursor": after,
+                    "before_cursor": base64.urlsafe_b64encode(str(start).encode()).decode(),
+                },
+                "links": {
+                    "prev": None,
+                    "next": f"{self.base_url}{request.path}?{urlencode(query)}",
+                },
+            }
+        if request.param("include") == "users":
+            ids = sorted({c["author_id"] for c in body["comments"]})
+            body["users"] = [
+                {"id": i, "name": USERS.get(i, f"User {i}"), "role": "agent"} for i in ids
+            ]
+        return Reply(200, body)
 
 
 def _invalid(description: str) -> Reply:

@@ -2,9 +2,10 @@
 
 Turns one parsed HTTP request (`ApiRequest`) into one `Reply`: routing (404 /
 405), bearer auth (401), the rate limit (429), body and query validation (422)
-and the task endpoints of fragment-api.md §5-§7 and §12, with a task's comments (§14). Transport faults
-(drops, hangs, 5xx, lost responses) are not here: `server` applies them around
-`FragmentApi.handle`, because they need the socket.
+and the task endpoints of fragment-api.md §5-§7 and §12, a task's comments
+(§14) among them. Transport faults (drops, hangs, 5xx, lost responses) are
+not here: `server` applies them around `FragmentApi.handle`, because they
+need the socket.
 """
 
 from __future__ import annotations

@@ -7,12 +7,14 @@ tombstones are the shared file logic in `connectors.files`. Lines are UTF-8
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Literal
 
-from connectors.base import ConnectorOptions
+from connectors import values
+from connectors.base import BadRecord, ConnectorOptions, SourceComment, SourceTicket
 from connectors.files import FileConnector, FileOptions, RawRecord
 
 
@@ -27,11 +29,59 @@ class JsonlConnector(FileConnector):
     summary: ClassVar[str] = "tickets from a JSON Lines file, one JSON object per line"
     Options: ClassVar[type[ConnectorOptions]] = JsonlOptions
 
+    comments: ClassVar[Literal["listing", "requests"] | None] = "listing"
+    """A record's `comments`, when it has them: a list of objects with `id`, `created_at`,
+    `body`, and optionally `author`, `author_id` and `public` (true unless false)."""
+
     options: JsonlOptions
 
     def open_records(self, handle: BinaryIO) -> JsonlRecords:
         """The records of the JSON Lines file open as `handle`."""
         return JsonlRecords(handle)
+
+    def _ticket(self, raw: RawRecord) -> SourceTicket | BadRecord:
+        ticket = super()._ticket(raw)
+        if not self.read_comments or isinstance(ticket, BadRecord):
+            return ticket
+        listed = ticket.record.get("comments", [])
+        try:
+            ticket.comments = _comments(listed, self._zone)
+        except ValueError as exc:
+            field, message = exc.args
+            record = ticket.record
+            return BadRecord(ticket.source_id, f"line {raw.line}", field, message, record)
+        return ticket
+
+
+def _comments(listed: Any, zone: dt.tzinfo) -> list[SourceComment]:
+    """A record's `comments`, oldest first; `ValueError(field, message)` for a bad one."""
+    if not isinstance(listed, list):
+        raise ValueError("comments", "expected a list of comments")
+    found = []
+    for index, item in enumerate(listed):
+        where = f"comments.{index}"
+        if not isinstance(item, dict):
+            raise ValueError(where, "expected a JSON object")
+        if item.get("id") in (None, ""):
+            raise ValueError(f"{where}.id", "no comment id")
+        try:
+            created = values.parse_cursor(item.get("created_at"), "datetime", zone)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}.created_at", f"not a time: {exc}") from None
+        assert isinstance(created, dt.datetime)
+        author, author_id = item.get("author"), item.get("author_id")
+        found.append(
+            SourceComment(
+                comment_id=str(item["id"]),
+                created_at=created,
+                body=str(item.get("body") or ""),
+                author=None if author is None else str(author),
+                author_id=None if author_id is None else str(author_id),
+                public=item.get("public") is not False,
+            )
+        )
+    found.sort(key=lambda comment: comment.created_at)
+    return found
 
 
 class JsonlRecords:

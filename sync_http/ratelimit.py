@@ -166,7 +166,12 @@ class RequestBudget:
         self._stop = stop or threading.Event()
         self._clock = clock
         self.waited = 0.0
-        """Seconds spent waiting for the budget, in total."""
+        """Seconds `acquire` spent waiting for the budget, in total."""
+        self._waiting = 0
+        """`acquire`s waiting now: `acquire_spare` lets them go first."""
+        self.spare_taken = 0
+        self.spare_waited = 0.0
+        """Turns `acquire_spare` took, and the seconds it waited for them."""
 
     @classmethod
     def per_minute(
@@ -200,20 +205,54 @@ class RequestBudget:
 
     def acquire(self) -> bool:
         """Wait for a turn and take it; False when a stop was requested while waiting."""
+        with self._lock:
+            self._waiting += 1
+        try:
+            return self._acquire(0)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def acquire_spare(self) -> bool:
+        """Wait for a turn no `acquire` wants, and take it; False on a stop request.
+
+        For work that must never delay the rest (comment sync): it waits while
+        any `acquire` waits, and goes only while `spare_reserve` turns would
+        remain at once for `acquire`s, in the bucket and under the ceiling, so
+        a request arriving just after it still goes at once.
+        """
+        return self._acquire(self.spare_reserve, lowly=True)
+
+    @property
+    def spare_reserve(self) -> int:
+        """Turns `acquire_spare` leaves for `acquire`: half the burst (0 with a burst of 1)."""
+        return min(self.limit // 2, self.ceiling[0] - 1)
+
+    def _acquire(self, reserve: int, lowly: bool = False) -> bool:
         most, span = self.ceiling
         while True:
             with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] + span <= now:
-                    self._sent.popleft()
-                ready_at = max(self._hold_until, self._due - (self.limit - 1) * self._interval)
-                if len(self._sent) >= most:
-                    ready_at = max(ready_at, self._sent[0] + span)
-                if ready_at <= now:
-                    self._sent.append(now)
-                    self._due = max(self._due, now) + self._interval
-                    return True
-                delay = ready_at - now
-            self.waited += delay
+                if lowly and self._waiting > 0:
+                    delay = self._interval  # someone that may not be delayed came first
+                else:
+                    now = self._clock()
+                    while self._sent and self._sent[0] + span <= now:
+                        self._sent.popleft()
+                    early = self.limit - 1 - reserve
+                    ready_at = max(self._hold_until, self._due - early * self._interval)
+                    over = len(self._sent) - (most - reserve)  # sends to age out, less one
+                    if over >= 0:
+                        ready_at = max(ready_at, self._sent[over] + span)
+                    if ready_at <= now:
+                        self._sent.append(now)
+                        self._due = max(self._due, now) + self._interval
+                        if lowly:
+                            self.spare_taken += 1
+                        return True
+                    delay = ready_at - now
+            if lowly:
+                self.spare_waited += delay
+            else:
+                self.waited += delay
             if self._stop.wait(delay):
                 return False

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.base import SourceComment, SourceTicket
-from sync.errors import FragmentError, RunInterrupted
+from sync.errors import FragmentAuthError, FragmentError, RunInterrupted
 from sync.state import utcnow
 from sync.state.comments import SENDING, CommentLedger, CommentStart, DueComment, NewComment
 
@@ -155,7 +155,7 @@ class CommentPoster:
                 tried.add((comment.source_id, comment.comment_id))
                 try:
                     self._post(comment)
-                except RunInterrupted:
+                except (RunInterrupted, FragmentAuthError):
                     raise
                 except FragmentError as exc:
                     # Out of reach, or an answer that says nothing: the comment stays as it is

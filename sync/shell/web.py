@@ -566,6 +566,8 @@ class ConnectorView:
     failed: list[FailedLine]
     """The oldest first, at most `FAILED_SHOWN`."""
     failed_total: int
+    comments: dict[str, int] | None = None
+    """Comment sync's counts (posted, pending, failed), when it is on."""
 
     @property
     def failed_hidden(self) -> int:
@@ -622,6 +624,7 @@ def _connector_views(
                 runs=[_run_line(run, now) for run in runs],
                 failed=[_failed_line(item, now) for item in failed],
                 failed_total=row["failed_items"],
+                comments=row["comments"],
             )
         )
     return views

@@ -19,6 +19,8 @@ from sync.comments import marker, posted_here
 from sync.config import Config
 from sync.mapping import task_uid
 from sync.run import RunOptions, RunSummary, run_once
+from sync.shell.metrics import Metrics
+from sync.shell.status import collect, render_table
 from sync.state import StateStore
 from sync.state.comments import CommentLedger
 from sync.state.schema import comments as comments_table
@@ -221,3 +223,33 @@ def test_comments_left_pending_go_out_in_a_later_pass_without_reading_the_source
     assert [text.rsplit("\n", 1)[-1] for text in on_task(emulator, 1)] == [
         f"c{i}" for i in range(1, 6)
     ]
+
+
+def test_status_and_metrics_show_comments_posted_pending_and_failed(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_tickets(
+        tmp_path / "tickets.jsonl", [ticket(1, [comment(11, "a"), comment(12, "b")])]
+    )
+    config = config_for(emulator, path, sqlite_url, backfill=True)
+    store = StateStore.open(sqlite_url)
+    metrics = Metrics(config, store)
+    metrics.install()
+    try:
+        monkeypatch.setattr("sync.run.COMMENT_SHARE", 0.0)
+        run_once(config, store, options=RunOptions())
+        pending_row = collect(config, store)[0]
+        monkeypatch.setattr("sync.run.COMMENT_SHARE", 0.5)
+        run_once(config, store, options=RunOptions())
+        rows = collect(config, store)
+        exposition = metrics.exposition().decode()
+    finally:
+        metrics.uninstall()
+        store.close()
+
+    assert pending_row["comments"] == {"pending": 2, "posted": 0, "failed": 0}
+    assert rows[0]["comments"] == {"pending": 0, "posted": 2, "failed": 0}
+    assert "2 posted, 0 pending, 0 failed" in render_table(rows)
+    assert 'fragment_sync_comments_posted_total{connector="helpdesk"} 2.0' in exposition
+    assert 'fragment_sync_comments_failed_total{connector="helpdesk"} 0.0' in exposition
+    assert 'fragment_sync_comments_pending{connector="helpdesk"} 0.0' in exposition

@@ -172,6 +172,11 @@ class RequestBudget:
         self.spare_taken = 0
         self.spare_waited = 0.0
         """Turns `acquire_spare` took, and the seconds it waited for them."""
+        self._due_alone = -math.inf
+        self._sent_alone: collections.deque[float] = collections.deque()
+        """The pace and log of `acquire`'s turns alone (`_own_turns`)."""
+        self.delayed_by_spare = 0
+        """`acquire`s that waited longer than they would have without `acquire_spare`'s turns."""
 
     @classmethod
     def per_minute(
@@ -223,26 +228,47 @@ class RequestBudget:
         """
         return self._acquire(self.spare_reserve, lowly=True)
 
+    def _own_turns(self, now: float, ready_at: float, first: bool) -> None:
+        """Keep the pace and log `acquire`'s turns alone would have (under the lock), and
+        count an `acquire` that waits where, without the spare turns, it would have gone
+        sooner (`delayed_by_spare`): the bench's proof that comment sync delays no task push."""
+        alone = self._ready_at(now, 0, self._due_alone, self._sent_alone)
+        if first and ready_at > now and alone < ready_at:
+            self.delayed_by_spare += 1
+        if ready_at <= now:
+            self._sent_alone.append(now)
+            self._due_alone = max(self._due_alone, now) + self._interval
+
     @property
     def spare_reserve(self) -> int:
         """Turns `acquire_spare` leaves for `acquire`: half the burst (0 with a burst of 1)."""
         return min(self.limit // 2, self.ceiling[0] - 1)
 
-    def _acquire(self, reserve: int, lowly: bool = False) -> bool:
+    def _ready_at(
+        self, now: float, reserve: int, due: float, sent: collections.deque[float]
+    ) -> float:
+        """When a request leaving `reserve` turns may go, given the pace `due` and the log
+        `sent` (aged to `now`)."""
         most, span = self.ceiling
+        while sent and sent[0] + span <= now:
+            sent.popleft()
+        ready_at = max(self._hold_until, due - (self.limit - 1 - reserve) * self._interval)
+        over = len(sent) - (most - reserve)  # sends to age out, less one
+        if over >= 0:
+            ready_at = max(ready_at, sent[over] + span)
+        return ready_at
+
+    def _acquire(self, reserve: int, lowly: bool = False) -> bool:
+        first = True
         while True:
             with self._lock:
                 if lowly and self._waiting > 0:
                     delay = self._interval  # someone that may not be delayed came first
                 else:
                     now = self._clock()
-                    while self._sent and self._sent[0] + span <= now:
-                        self._sent.popleft()
-                    early = self.limit - 1 - reserve
-                    ready_at = max(self._hold_until, self._due - early * self._interval)
-                    over = len(self._sent) - (most - reserve)  # sends to age out, less one
-                    if over >= 0:
-                        ready_at = max(ready_at, self._sent[over] + span)
+                    ready_at = self._ready_at(now, reserve, self._due, self._sent)
+                    if not lowly and (first or ready_at <= now):
+                        self._own_turns(now, ready_at, first)
                     if ready_at <= now:
                         self._sent.append(now)
                         self._due = max(self._due, now) + self._interval
@@ -250,6 +276,7 @@ class RequestBudget:
                             self.spare_taken += 1
                         return True
                     delay = ready_at - now
+                    first = False
             if lowly:
                 self.spare_waited += delay
             else:

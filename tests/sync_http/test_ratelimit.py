@@ -99,6 +99,22 @@ def test_a_spare_turn_leaves_the_reserve_so_the_next_request_goes_at_once() -> N
         assert budget.acquire()
     assert time.now == before  # the reserve was there: no wait for the ordinary requests
     assert budget.waited == 0.0
+    assert budget.delayed_by_spare == 0
+
+
+def test_a_request_kept_waiting_by_spare_turns_is_counted() -> None:
+    """A burst larger than the reserve right after spare turns waits for them: the count
+    the bench reads to show comment sync delayed no task push says so."""
+    time = SimulatedTime()
+    budget = RequestBudget.per_minute(60, stop=time, clock=lambda: time.now)
+    time.now = 100.0
+    for _ in range(budget.limit - budget.spare_reserve):
+        assert budget.acquire_spare()
+    for _ in range(budget.spare_reserve + 1):
+        assert budget.acquire()
+
+    assert budget.delayed_by_spare == 1
+    assert budget.waited > 0
 
 
 def test_spare_turns_stay_under_the_ceiling_with_the_reserve_free() -> None:

@@ -152,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
+    from sync.shell.logs import configure
+
+    configure("warning")  # the passes' info lines would drown the figure
     rate, seconds = (600, 15.0) if args.quick else (args.rate, args.seconds)
     with tempfile.TemporaryDirectory(prefix="fragment-bench-comments-") as temporary:
         figure = measure(rate, seconds, Path(temporary))

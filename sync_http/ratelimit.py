@@ -213,7 +213,7 @@ class RequestBudget:
         with self._lock:
             self._waiting += 1
         try:
-            return self._acquire(0)
+            return self._acquire((0, 0))
         finally:
             with self._lock:
                 self._waiting -= 1
@@ -224,7 +224,7 @@ class RequestBudget:
         For work that must never delay the rest (comment sync): it waits while
         any `acquire` waits, and goes only while `spare_reserve` turns would
         remain at once for `acquire`s, in the bucket and under the ceiling, so
-        a request arriving just after it still goes at once.
+        requests arriving just after it, up to the reserve, still go at once.
         """
         return self._acquire(self.spare_reserve, lowly=True)
 
@@ -232,7 +232,7 @@ class RequestBudget:
         """Keep the pace and log `acquire`'s turns alone would have (under the lock), and
         count an `acquire` that waits where, without the spare turns, it would have gone
         sooner (`delayed_by_spare`): the bench's proof that comment sync delays no task push."""
-        alone = self._ready_at(now, 0, self._due_alone, self._sent_alone)
+        alone = self._ready_at(now, (0, 0), self._due_alone, self._sent_alone)
         if first and ready_at > now and alone < ready_at:
             self.delayed_by_spare += 1
         if ready_at <= now:
@@ -240,25 +240,34 @@ class RequestBudget:
             self._due_alone = max(self._due_alone, now) + self._interval
 
     @property
-    def spare_reserve(self) -> int:
-        """Turns `acquire_spare` leaves for `acquire`: half the burst (0 with a burst of 1)."""
-        return min(self.limit // 2, self.ceiling[0] - 1)
+    def spare_reserve(self) -> tuple[int, int]:
+        """Turns `acquire_spare` leaves for `acquire`: in the bucket, half the burst (3 of 6
+        at 60 a minute); under the ceiling, a tenth of it, at least as many (6 of 60).
+
+        The ceiling's is larger: a slot of the ceiling comes back only as the send that
+        took it ages out, a minute later, and task pushes arriving while none does (60 s
+        after a lull in the sending) would find it full.
+        """
+        most = self.ceiling[0]
+        in_bucket = min(self.limit // 2, most - 1)
+        return in_bucket, min(max(in_bucket, most // 10), most - 1)
 
     def _ready_at(
-        self, now: float, reserve: int, due: float, sent: collections.deque[float]
+        self, now: float, reserve: tuple[int, int], due: float, sent: collections.deque[float]
     ) -> float:
-        """When a request leaving `reserve` turns may go, given the pace `due` and the log
-        `sent` (aged to `now`)."""
+        """When a request leaving `reserve` turns (in the bucket, under the ceiling) may go,
+        given the pace `due` and the log `sent` (aged to `now`)."""
         most, span = self.ceiling
+        in_bucket, in_ceiling = reserve
         while sent and sent[0] + span <= now:
             sent.popleft()
-        ready_at = max(self._hold_until, due - (self.limit - 1 - reserve) * self._interval)
-        over = len(sent) - (most - reserve)  # sends to age out, less one
+        ready_at = max(self._hold_until, due - (self.limit - 1 - in_bucket) * self._interval)
+        over = len(sent) - (most - in_ceiling)  # sends to age out, less one
         if over >= 0:
             ready_at = max(ready_at, sent[over] + span)
         return ready_at
 
-    def _acquire(self, reserve: int, lowly: bool = False) -> bool:
+    def _acquire(self, reserve: tuple[int, int], lowly: bool = False) -> bool:
         first = True
         while True:
             with self._lock:

@@ -89,13 +89,13 @@ def test_a_spare_turn_leaves_the_reserve_so_the_next_request_goes_at_once() -> N
     while time.now == start:  # spare turns go only while they need no wait
         assert budget.acquire_spare()
         taken += time.now == start
-    assert taken == budget.limit - budget.spare_reserve
+    assert taken == budget.limit - budget.spare_reserve[0]
 
     time.now = 200.0
-    for _ in range(budget.limit - budget.spare_reserve):
+    for _ in range(budget.limit - budget.spare_reserve[0]):
         assert budget.acquire_spare()
     before = time.now
-    for _ in range(budget.spare_reserve):
+    for _ in range(budget.spare_reserve[0]):
         assert budget.acquire()
     assert time.now == before  # the reserve was there: no wait for the ordinary requests
     assert budget.waited == 0.0
@@ -108,9 +108,9 @@ def test_a_request_kept_waiting_by_spare_turns_is_counted() -> None:
     time = SimulatedTime()
     budget = RequestBudget.per_minute(60, stop=time, clock=lambda: time.now)
     time.now = 100.0
-    for _ in range(budget.limit - budget.spare_reserve):
+    for _ in range(budget.limit - budget.spare_reserve[0]):
         assert budget.acquire_spare()
-    for _ in range(budget.spare_reserve + 1):
+    for _ in range(budget.spare_reserve[0] + 1):
         assert budget.acquire()
 
     assert budget.delayed_by_spare == 1
@@ -124,10 +124,10 @@ def test_spare_turns_stay_under_the_ceiling_with_the_reserve_free() -> None:
     for _ in range(300):
         assert budget.acquire_spare()
         sent.append(time.now)
-    most = budget.ceiling[0] - budget.spare_reserve
+    most = budget.ceiling[0] - budget.spare_reserve[1]
     assert min(minute_spans(sent, most)) >= 60.0
     before = time.now
-    for _ in range(budget.spare_reserve):
+    for _ in range(budget.spare_reserve[0]):
         assert budget.acquire()
     assert time.now == before
 

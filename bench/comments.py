@@ -29,7 +29,6 @@ from typing import Any
 
 TICK = 2.0
 """Seconds between two passes of `tasks`, each with `rate / 60` changed tickets."""
-TOKEN = "bench-comments-token"
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -45,11 +44,15 @@ def tickets(count: int, start: int, updated: str, comments: int = 0) -> list[dic
             "status": "open",
             "updated_at": updated,
             "comments": [
-                {"id": f"{number}-{n}", "created_at": "2020-01-01T10:00:00Z",
-                 "body": f"reply {n}", "author": "Ada"}
+                {
+                    "id": f"{number}-{n}",
+                    "created_at": "2020-01-01T10:00:00Z",
+                    "body": f"reply {n}",
+                    "author": "Ada",
+                }
                 for n in range(comments)
             ],
-        }  # fmt: skip
+        }
         for number in range(start, start + count)
     ]
 
@@ -60,7 +63,7 @@ def write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def measure(rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
     """Run the two connectors for `seconds` against an emulator limited to `rate` a minute."""
-    from fragment_emulator import Emulator, Faults
+    from fragment_emulator import DEFAULT_TOKEN, Emulator, Faults
     from sync.config import build_config
     from sync.fragment import FragmentClient
     from sync.run import COMMENT_SHARE, ConnectorRun, RunOptions
@@ -72,9 +75,9 @@ def measure(rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
     write(history, tickets(backlog // 3 + 1, 1, "2020-01-02T00:00:00Z", comments=3))
     write(tasks, tickets(changes * 3, 100_000, "2020-01-02T00:00:00Z"))
     mapping = {"title": "{subject}"}
-    with Emulator(tokens=[TOKEN], faults=Faults(rate_limit=(rate, 60.0))) as emulator:
+    with Emulator(faults=Faults(rate_limit=(rate, 60.0))) as emulator:
         raw = {
-            "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": rate},
+            "fragment": {"url": emulator.base_url, "token": DEFAULT_TOKEN, "requests_per_minute": rate},
             "state": {"url": f"sqlite:///{workdir / 'state.db'}"},
             "connectors": {
                 "history": {

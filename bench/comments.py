@@ -77,7 +77,9 @@ def measure(rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
     mapping = {"title": "{subject}"}
     with Emulator(faults=Faults(rate_limit=(rate, 60.0))) as emulator:
         raw = {
-            "fragment": {"url": emulator.base_url, "token": DEFAULT_TOKEN, "requests_per_minute": rate},
+            "fragment": {
+                "url": emulator.base_url, "token": DEFAULT_TOKEN, "requests_per_minute": rate
+            },
             "state": {"url": f"sqlite:///{workdir / 'state.db'}"},
             "connectors": {
                 "history": {

@@ -38,6 +38,8 @@ MAX_TEXT = 50_000
 """Characters of a comment's text posted; a longer one is cut, and says so."""
 PAGE = 100
 """Comments read from the state at a time to post."""
+MAX_UNCLEAR = 3
+"""Answers in a row that leave unknown whether a comment landed before a pass stops posting."""
 
 
 def marker(namespace: str, comment_id: str) -> str:
@@ -134,17 +136,22 @@ class CommentPoster:
     def post_due(self) -> CommentCount:
         """Post the due comments until none is left or the pass's turn is over.
 
-        Refused comments become failed (tried again later, `sync.failures`);
-        Fragment out of reach ends the posting, the rest pending. Raises what
+        Refused comments become failed (tried again later, `sync.failures`).
+        One whose answer leaves unknown whether it landed stays in flight for
+        the next pass to look for, and its ticket's later comments wait for
+        it; `MAX_UNCLEAR` of those in a row (Fragment out of reach) end the
+        posting, the rest pending. Raises what
         `check_stop` raises (a stop, the deadline, the lease lost), and
         `LeaseLost` when another process took the connector.
         """
-        tried: set[tuple[str, str]] = set()
+        skipped: set[tuple[str, str]] = set()  # left in flight, or behind one, this pass
+        held: set[str] = set()  # tickets with a comment in flight: the later ones wait
+        unclear = 0
         while time.monotonic() < self.until:
             due = [
                 c
-                for c in self.ledger.due(self.namespace, utcnow(), PAGE + len(tried))
-                if (c.source_id, c.comment_id) not in tried
+                for c in self.ledger.due(self.namespace, utcnow(), PAGE + len(skipped))
+                if (c.source_id, c.comment_id) not in skipped
             ]
             if not due:
                 break
@@ -152,22 +159,35 @@ class CommentPoster:
                 self.check_stop()
                 if time.monotonic() >= self.until:
                     break
-                tried.add((comment.source_id, comment.comment_id))
+                key = (comment.source_id, comment.comment_id)
+                if comment.source_id in held:
+                    skipped.add(key)  # posted after the one in flight, or not at all
+                    continue
                 try:
                     self._post(comment)
+                    unclear = 0
                 except (RunInterrupted, FragmentAuthError):
                     raise
                 except FragmentError as exc:
                     # Out of reach, or an answer that says nothing: the comment stays as it is
-                    # (sending: the next try looks first) and the next pass goes on.
+                    # (sending: the next pass looks first), and its ticket's later ones wait.
+                    skipped.add(key)
+                    held.add(comment.source_id)
+                    unclear += 1
                     self.log.warning(
-                        "comments_paused",
+                        "comment_unclear",
                         source_id=comment.source_id,
                         comment_id=comment.comment_id,
                         error=str(exc),
-                        detail="the comments left stay pending for the next pass",
+                        detail="looked for on its task by the next pass before it is posted",
                     )
-                    return self.count
+                    if unclear >= MAX_UNCLEAR:
+                        self.log.warning(
+                            "comments_paused",
+                            detail=f"{MAX_UNCLEAR} unclear answers in a row: the comments "
+                            "left stay pending for the next pass",
+                        )
+                        return self.count
         return self.count
 
     def _post(self, comment: DueComment) -> None:

@@ -164,7 +164,8 @@ class CommentPoster:
                     skipped.add(key)  # posted after the one in flight, or not at all
                     continue
                 try:
-                    self._post(comment)
+                    if not self._post(comment):
+                        skipped.add(key)  # refused: tried again in a later pass
                     unclear = 0
                 except (RunInterrupted, FragmentAuthError):
                     raise
@@ -190,7 +191,8 @@ class CommentPoster:
                         return self.count
         return self.count
 
-    def _post(self, comment: DueComment) -> None:
+    def _post(self, comment: DueComment) -> bool:
+        """Post `comment` (or find it posted); False when Fragment refused it."""
         if comment.state == SENDING:
             self.count.requests += 1
             if posted_here(self.namespace, comment.comment_id, self._on_task(comment)):
@@ -201,7 +203,7 @@ class CommentPoster:
                     source_id=comment.source_id,
                     comment_id=comment.comment_id,
                 )
-                return
+                return True
         self.ledger.sending(self.namespace, comment, self.lease)
         self.count.requests += 1
         # Raises on an answer that leaves unknown whether it landed: the comment stays
@@ -211,7 +213,7 @@ class CommentPoster:
         if answer.refused is None:
             self.ledger.posted(self.namespace, comment, answer.comment_id)
             self.count.posted += 1
-            return
+            return True
         message = (
             f"connector {self.name!r}, ticket {comment.source_id!r}, comment "
             f"{comment.comment_id!r}: Fragment refused it: {answer.refused}"
@@ -224,6 +226,7 @@ class CommentPoster:
             comment_id=comment.comment_id,
             error=message,
         )
+        return False
 
     def _on_task(self, comment: DueComment) -> list[str]:
         """The texts of the comments on `comment`'s task; [] when the task is gone."""

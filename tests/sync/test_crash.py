@@ -150,12 +150,20 @@ def test_comment_sync_killed_at_random_moments_then_restarted_posts_every_commen
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
         command = [sys.executable, "-m", "sync", "run", "--once", "--config", str(config)]
 
+        def posts() -> int:
+            counts = emulator.traffic.stats()["counts"]
+            return sum(n for key, n in counts.items() if key.startswith("POST /api/v1/tasks/{"))
+
         killed = 0
         for _ in range(KILLS):
             process = subprocess.Popen(
                 command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            time.sleep(dice.uniform(0.5, 4.0))
+            # Into its comment posting (past start-up, the lease and the tasks), then a while.
+            before, deadline = posts(), time.monotonic() + 60
+            while posts() == before and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(dice.uniform(0.0, 0.5))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 killed += 1

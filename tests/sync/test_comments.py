@@ -253,3 +253,39 @@ def test_status_and_metrics_show_comments_posted_pending_and_failed(
     assert 'fragment_sync_comments_posted_total{connector="helpdesk"} 2.0' in exposition
     assert 'fragment_sync_comments_failed_total{connector="helpdesk"} 0.0' in exposition
     assert 'fragment_sync_comments_pending{connector="helpdesk"} 0.0' in exposition
+
+
+def test_the_marker_is_read_on_a_comments_first_line_only() -> None:
+    from connectors.base import SourceComment
+    from sync.comments import render
+
+    made = dt.datetime(2026, 11, 2, 9, 15, tzinfo=dt.UTC)
+    text = render("helpdesk", SourceComment("42", made, "Quoting: [helpdesk comment 7]"))
+    unnamed = render("helpdesk", SourceComment("8", made, "x", author_id="12"))
+
+    assert text.startswith("someone, 2026-11-02 09:15 UTC [helpdesk comment 42]\n\n")
+    assert unnamed.startswith("user 12, ")
+    assert posted_here("helpdesk", "42", [text])
+    assert not posted_here("helpdesk", "7", [text])  # quoted in the text, not its marker
+    assert not posted_here("other", "42", [text])
+
+
+def test_a_comment_without_a_readable_time_fails_its_ticket_naming_the_field(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str
+) -> None:
+    path = write_tickets(
+        tmp_path / "tickets.jsonl",
+        [ticket(1, [comment(11, "fine")]), ticket(2, [comment(21, "bad", at="yesterday")])],
+    )
+    config = config_for(emulator, path, sqlite_url, backfill=True)
+
+    summary = sync(config)
+    store = StateStore.open(sqlite_url)
+    try:
+        [failed] = store.failed_items("helpdesk")
+    finally:
+        store.close()
+
+    assert summary.comments_posted == 1
+    assert (failed.source_id, failed.field) == ("2", "comments.0.created_at")
+    assert "line 2" in failed.error

@@ -24,7 +24,7 @@ from sync.shell.status import collect, render_table
 from sync.state import StateStore
 from sync.state.comments import CommentLedger
 from sync.state.schema import comments as comments_table
-from synckit import make_config, write_tickets
+from synckit import TOKEN, make_config, write_tickets
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 LONG_AGO = "2020-01-01T09:00:00Z"
@@ -289,3 +289,31 @@ def test_a_comment_without_a_readable_time_fails_its_ticket_naming_the_field(
     assert summary.comments_posted == 1
     assert (failed.source_id, failed.field) == ("2", "comments.0.created_at")
     assert "line 2" in failed.error
+
+
+def test_failures_list_names_a_refused_comment(
+    emulator: Emulator, tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sync.shell.cli import main
+
+    path = write_tickets(tmp_path / "tickets.jsonl", [ticket(1, [])])
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'[fragment]\nurl = "{emulator.base_url}"\ntoken = "{TOKEN}"\n\n'
+        f'[state]\nurl = "{sqlite_url}"\n\n'
+        f'[connectors.helpdesk]\nkind = "jsonl"\npath = "{path}"\n\n'
+        "[connectors.helpdesk.mapping]\ntitle = '{subject}'\n\n"
+        "[connectors.helpdesk.conversation]\nsync = true\n"
+    )
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    with emulator.store.writing() as writer:
+        writer.delete(task_uid("helpdesk", "1"))
+    write_tickets(path, [ticket(1, [comment(11, "to a task gone")])])
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["failures", "list", "--config", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    assert "helpdesk 1 [comment 11]: connector 'helpdesk', ticket '1', comment '11'" in out
+    assert "1 failed comments" in out

@@ -227,7 +227,10 @@ class Connector:
 
     @property
     def takes_census(self) -> bool:
-        """Whether this connector lists its scope's ids (`scope_ids`) for a census."""
+        """Whether this connector lists its scope's ids (`scope_ids`) for a census.
+
+        A connector that can only with some options overrides it (GitHub: not with
+        pull requests, whose ids its listing can't give)."""
         return type(self).scope_ids is not Connector.scope_ids
 
     def people(self, user_ids: Iterable[str]) -> Iterator[Person]:

@@ -36,8 +36,18 @@ default is open issues only.
   within its repository, is kept as a field. Transferring an issue to another
   repository makes a new issue there (a new `id`, `node_id` and `number`; the
   old URL redirects to it): it becomes a new task, even between two of the
-  connector's repositories, and the old issue vanishes from its list. Deleted
-  and transferred-out issues' tasks stay as they were.
+  connector's repositories, and the old issue vanishes from its list. A pass
+  can't see that, nor a deletion: a census (`scope_ids`) archives both tasks.
+- The census lists each repository's issues through GraphQL (`POST /graphql`):
+  `issues(first: N, after: $cursor, orderBy: {field: CREATED_AT, direction:
+  ASC}, states: [OPEN, CLOSED])`, `databaseId` only (the REST `id` a pass keys
+  tasks by). Its cursors are keysets, so an issue deleted while the listing
+  runs shifts nothing; the REST listing's page numbers would move every later
+  issue up a slot and skip one, whose task would be archived though live.
+  One point a page of GraphQL's own hourly quota, apart from REST's. Pull
+  requests are not in that connection, and GraphQL gives them the pull
+  request's id, not the issue id the REST listing keys them by: with
+  `include_pull_requests` the connector takes no census.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -56,12 +66,14 @@ from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, unset
 from connectors.http import (
     SOURCE_POLICY,
     Action,
+    GraphQLCursorPaginator,
     HttpOptions,
     LinkHeaderPaginator,
     PageRequest,
     Paginator,
     RestConnector,
     Rule,
+    graphql_request,
 )
 from connectors.values import HttpUrl, whole_seconds_utc
 from sync_http.auth import GitHubAppAuth, bearer, rsa_private_key
@@ -69,6 +81,21 @@ from sync_http.policy import Policy
 
 API_VERSION = "2022-11-28"
 _REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
+
+CENSUS_QUERY = """
+query($owner: String!, $name: String!, $first: Int!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    issues(first: $first, after: $after, orderBy: {field: CREATED_AT, direction: ASC},
+           states: [OPEN, CLOSED]) {
+      nodes { databaseId }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+"""A page of one repository's issues for the census: their ids and the cursor to the next."""
+CENSUS_PAGE_INFO = "data.repository.issues.pageInfo"
+CENSUS_NODES = "data.repository.issues.nodes"
 
 GITHUB_POLICY: Policy = {
     **SOURCE_POLICY,
@@ -109,7 +136,8 @@ class GitHubOptions(HttpOptions):
     base_url: HttpUrl = "https://api.github.com"
     """GitHub Enterprise Server: `https://HOST/api/v3`."""
     include_pull_requests: bool = False
-    """GitHub lists pull requests among issues; they are left out unless this is true."""
+    """GitHub lists pull requests among issues; they are left out unless this is true (the
+    connector then takes no census: see its page of the docs)."""
     page_size: int = Field(default=100, ge=1, le=100)
     """Issues per request, up to 100."""
 
@@ -267,6 +295,34 @@ class GitHubConnector(RestConnector):
             # GitHub compares whole seconds; flooring keeps the bound inclusive.
             params["since"] = whole_seconds_utc(since)
         return params
+
+    @property
+    def graphql_url(self) -> str:
+        """GitHub's GraphQL endpoint: `/graphql` beside the REST API's root
+        (`https://HOST/api/graphql` on GitHub Enterprise Server, whose REST is `/api/v3`)."""
+        base = self.options.base_url.rstrip("/")
+        if base.endswith("/api/v3"):
+            return base.removesuffix("/v3") + "/graphql"
+        return base + "/graphql"
+
+    @property
+    def takes_census(self) -> bool:
+        """Not with pull requests: GraphQL can't list the ids they are tracked by."""
+        return not self.options.include_pull_requests
+
+    def scope_ids(self) -> Iterator[str]:
+        """Every issue of every repository, open or closed, by id: GraphQL, `page_size` a page.
+
+        Oldest first along GraphQL's cursor (see the module docstring): an issue
+        deleted or transferred meanwhile shifts nothing. A repository that
+        can't be read fails the census (`SourceError`), never lists nothing.
+        """
+        for repository in self.options.scopes:
+            owner, name = repository.split("/", 1)
+            variables = {"owner": owner, "name": name, "first": self.options.page_size}
+            request = graphql_request(self.graphql_url, CENSUS_QUERY, variables)
+            paginator = GraphQLCursorPaginator(CENSUS_PAGE_INFO)
+            yield from self.listed_ids(request, paginator, CENSUS_NODES, "databaseId")
 
     def keep(self, record: Mapping[str, Any]) -> bool:
         return self.options.include_pull_requests or "pull_request" not in record

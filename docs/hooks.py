@@ -25,6 +25,7 @@ GENERATED = re.compile(
 GENERATORS: dict[str, Callable[..., str]] = {
     "default-mapping": reference.default_mapping,
     "connector-options": reference.connector_options,
+    "connector-capabilities": reference.connector_capabilities,
     "config-reference": reference.config_reference,
     "cli-reference": reference.cli_reference,
     "retry-policy": reference.retry_policy,

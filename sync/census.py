@@ -257,7 +257,10 @@ class ConnectorCensus:
         summary = self.summary
         if summary.outcome not in ("busy", "unsupported") and not summary.dry_run:
             try:
-                self.store.record_census(self.namespace, began, summary.outcome)
+                self.store.record_census(
+                    self.namespace, began, summary.outcome,
+                    gone=summary.gone, archived=summary.archived, forced=self.force,
+                )  # fmt: skip
             except UNREACHABLE as exc:
                 self.log.warning("census_not_recorded", error=unreachable_message(exc))
         event = self.log.info if summary.ok or summary.outcome == "busy" else self.log.error

@@ -48,6 +48,7 @@ from sync_http.ratelimit import (
     RequestBudget,
     StopRequested,
     backoff_delay,
+    parse_retry_after,
     wait_from_headers,
 )
 from sync_http.redaction import excerpt, redact
@@ -86,8 +87,12 @@ _PERMANENT = frozenset({301, 308})
 _BODY_KEEPING = frozenset({307, 308})
 """The redirects that keep the method and body, so any method may follow them."""
 
-Validate = Callable[[httpx.Response], str | None]
-"""Reads an accepted answer; returns what is wrong with it, or None when it is what was asked."""
+Validate = Callable[[httpx.Response], str | Rule | None]
+"""Reads an accepted answer; returns what is wrong with it, or None when it is what was asked.
+
+A string is retried like a server error; a `Rule` is acted on as the policy's own
+(a GraphQL 200 whose body says rate limited waits like a 429, one naming a bad
+query fails)."""
 
 
 @dataclass
@@ -182,7 +187,8 @@ class HttpSession:
         and redirects followed) is appended to `attempts` when given, so callers
         can count their own requests.
         `validate`, when given, reads an accepted answer: one it finds wrong
-        is retried like a server error. Redirects within the base URL's
+        is retried like a server error, or handled by the `Rule` it returns
+        (see `Validate`). Redirects within the base URL's
         origin are followed (any redirect for GET and HEAD, 307 and 308 for
         the other methods, which keep the body). Raises `RequestFailed` for a
         persistent failure, when retries run out, or for a request or
@@ -227,19 +233,22 @@ class HttpSession:
                 continue
             attempt += 1
             rule = classify(outcome)
+            validated = False  # a rule of `validate`'s names the problem: no excerpt needed
             if isinstance(outcome, httpx.Response):
                 self._read_clock(outcome)
                 self._pace_from_quota(outcome)
                 if rule.action is Action.ACCEPT and validate is not None:
                     problem = validate(outcome)
                     if problem is not None:
-                        rule = Rule(Action.RETRY, problem)
+                        validated = True
+                        rule = problem if isinstance(problem, Rule) else Rule(Action.RETRY, problem)
                 if rule.action in (Action.ACCEPT, Action.REJECT):
                     return outcome
             if rule.action in (Action.FAIL, Action.FAIL_AUTH):
+                shown = "" if validated else _excerpt(outcome)
                 raise RequestFailed(
                     rule,
-                    f"{method} {_path(url)} answered {key}{_excerpt(outcome)}",
+                    f"{method} {_path(url)} answered {key}{shown}",
                     outcome if isinstance(outcome, httpx.Response) else None,
                 )
             if not idempotent and rule.action is not Action.RATE_LIMITED:
@@ -335,12 +344,14 @@ class HttpSession:
         return str(target)
 
     def _wait_for(self, rule: Rule, outcome: httpx.Response | Exception, attempt: int) -> float:
-        asked = wait_from_headers(outcome.headers) if isinstance(outcome, httpx.Response) else None
+        headers = outcome.headers if isinstance(outcome, httpx.Response) else None
         if rule.action is not Action.RATE_LIMITED:
             # A 503 may say when to come back; never sooner than it asks.
+            asked = None if headers is None else wait_from_headers(headers)
             backoff = backoff_delay(attempt, self.retry.backoff, self.retry.max_wait, self._rng)
             return backoff if asked is None else max(backoff, min(asked, self.retry.max_wait))
         self.stats.rate_limited += 1
+        asked = None if headers is None else _rate_limit_wait(headers)
         if asked is None:
             # No hint: the floor, growing with each attempt; retrying early lengthens some blocks.
             asked = self.retry.rate_limit_floor * 2 ** (attempt - 1)
@@ -375,6 +386,20 @@ class HttpSession:
         if wait is not None and 0 < wait <= self.retry.max_wait:
             log.info("quota_low", server=self.name, remaining=remaining, pause_s=round(wait, 1))
             self.budget.hold(wait)
+
+
+def _rate_limit_wait(headers: httpx.Headers) -> float | None:
+    """The wait a rate-limited answer asks for, reading its quota's reset only when the quota
+    is spent.
+
+    A reset time describes the quota's window: with requests still left in it,
+    the limit hit is another one (GitHub's secondary limits carry the primary
+    quota's headers, its reset up to an hour away), so only `Retry-After` counts.
+    """
+    remaining = remaining_quota(headers)
+    if remaining is None or remaining <= 0:
+        return wait_from_headers(headers)
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def _path(url: str) -> str:

@@ -2,10 +2,13 @@
 policy and session names it uses from the transport toolkit (`sync_http`), re-exported.
 
 A vendor connector subclasses `RestConnector` and declares; see `connectors.redmine`
-for the smallest example. Transport (session, bounded reads, auth, policy, pacing,
-redaction) is `sync_http`'s, shared with the Fragment client.
+for the smallest example. A query sent as a JSON body (a search API, GraphQL) is a
+`PageRequest` with `method` and `json`; `graphql_request` makes a GraphQL one.
+Transport (session, bounded reads, auth, policy, pacing, redaction) is
+`sync_http`'s, shared with the Fragment client.
 """
 
+from connectors.http.graphql import graphql_answer, graphql_request
 from connectors.http.paginators import (
     GraphQLCursorPaginator,
     LinkHeaderPaginator,
@@ -14,6 +17,7 @@ from connectors.http.paginators import (
     OffsetPaginator,
     PageNumberPaginator,
     PageRequest,
+    PaginationBroken,
     PaginationLoop,
     Paginator,
 )
@@ -33,11 +37,14 @@ __all__ = [
     "OffsetPaginator",
     "PageNumberPaginator",
     "PageRequest",
+    "PaginationBroken",
     "PaginationLoop",
     "Paginator",
     "RequestFailed",
     "RestConnector",
     "RetrySettings",
     "Rule",
+    "graphql_answer",
+    "graphql_request",
     "source_classifier",
 ]

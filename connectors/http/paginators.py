@@ -10,6 +10,8 @@ repeats itself fails the run instead of spinning.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,19 +20,48 @@ import httpx
 
 from connectors.records import MISSING, get_path
 from sync_http.redaction import excerpt
+from sync_http.session import Validate
 
 
-class PaginationLoop(Exception):
+class PaginationBroken(Exception):
+    """The server's answer points to no next page that can be followed, though it has one."""
+
+
+class PaginationLoop(PaginationBroken):
     """The server sent a page pointer it had already sent."""
 
 
 @dataclass
 class PageRequest:
-    """Where to get a page: a URL (absolute or relative), its query parameters and headers."""
+    """Where to get a page: a URL (absolute or relative), its query parameters and headers;
+    for a query sent as a body (a search API, GraphQL), the method and the JSON body."""
 
     url: str
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    json: Any = None
+    """The JSON body (None: none), sent with `method`, POST for a search or a GraphQL query."""
+    check: Validate | None = None
+    """Reads an answer its status accepts, for errors an API puts in a 200's body (GraphQL's
+    `errors`: `connectors.http.graphql.graphql_answer`); see `sync_http.session.Validate`."""
+
+    def with_params(self, **params: Any) -> PageRequest:
+        """This request with `params` set in its query, the rest (method, body) as it was."""
+        return dataclasses.replace(self, params={**self.params, **params})
+
+    def with_body_value(self, path: str, value: Any) -> PageRequest:
+        """This request with `value` at the dotted `path` of its JSON body (`variables.after`,
+        `pagination.starting_after`), the rest as it was."""
+        body = copy.deepcopy(self.json) if isinstance(self.json, dict) else {}
+        *parents, last = path.split(".")
+        node = body
+        for key in parents:
+            child = node.get(key)
+            node[key] = child = child if isinstance(child, dict) else {}
+            node = child
+        node[last] = value
+        return dataclasses.replace(self, json=body)
 
 
 class Paginator(ABC):
@@ -57,11 +88,16 @@ def _present(value: Any) -> bool:
 
 
 class NextTokenPaginator(Paginator):
-    """A token in the body goes back as a parameter (Jira's `nextPageToken`)."""
+    """A token in the body goes back as a parameter (Jira's `nextPageToken`), or, with
+    `in_body`, at the dotted path `param` of the request's JSON body (HubSpot's search
+    `after`, Intercom's `pagination.starting_after`)."""
 
-    def __init__(self, token_path: str, param: str, last_path: str | None = None) -> None:
+    def __init__(
+        self, token_path: str, param: str, last_path: str | None = None, *, in_body: bool = False
+    ) -> None:
         super().__init__()
         self.token_path, self.param, self.last_path = token_path, param, last_path
+        self.in_body = in_body
 
     def next_page(
         self, current: PageRequest, response: httpx.Response, body: Any, count: int
@@ -72,7 +108,9 @@ class NextTokenPaginator(Paginator):
         if not _present(token):
             return None
         self._follow(str(token))
-        return PageRequest(current.url, {**current.params, self.param: token})
+        if self.in_body:
+            return current.with_body_value(self.param, token)
+        return current.with_params(**{self.param: token})
 
 
 class NextUrlPaginator(Paginator):
@@ -143,7 +181,7 @@ class OffsetPaginator(Paginator):
         if count == 0:
             return None  # without a total, an empty page is the only end there is
         self._follow(str(offset))
-        return PageRequest(current.url, {**current.params, self.offset_param: offset})
+        return current.with_params(**{self.offset_param: offset})
 
 
 class PageNumberPaginator(Paginator):
@@ -167,11 +205,17 @@ class PageNumberPaginator(Paginator):
         if count == 0:
             return None
         self._follow(str(page + 1))
-        return PageRequest(current.url, {**current.params, self.param: page + 1})
+        return current.with_params(**{self.param: page + 1})
 
 
 class GraphQLCursorPaginator(Paginator):
-    """Relay-style `pageInfo { hasNextPage endCursor }`; the cursor goes in as a variable."""
+    """Relay-style `pageInfo { hasNextPage endCursor }` at `page_info_path` of the answer
+    (`data.repository.issues.pageInfo`); the cursor goes back as the query's `variable`.
+
+    For a request `connectors.http.graphql.graphql_request` made: the variable is set
+    in the JSON body's `variables`. A page that says it has a next one but gives no
+    cursor is an error, not the end: stopping there would leave the rest unread.
+    """
 
     def __init__(self, page_info_path: str, variable: str = "after") -> None:
         super().__init__()
@@ -181,11 +225,15 @@ class GraphQLCursorPaginator(Paginator):
         self, current: PageRequest, response: httpx.Response, body: Any, count: int
     ) -> PageRequest | None:
         info = get_path(body, self.page_info_path)
-        if not isinstance(info, dict) or info.get("hasNextPage") is not True:
+        if not isinstance(info, dict):
+            raise PaginationBroken(f"the answer has no pageInfo at {self.page_info_path!r}")
+        if info.get("hasNextPage") is not True:
             return None
         cursor = info.get("endCursor")
         if not _present(cursor):
-            return None
+            raise PaginationBroken(
+                f"the answer says it has a next page but gives no endCursor at "
+                f"{self.page_info_path!r}"
+            )
         self._follow(str(cursor))
-        variables = {**current.params.get("variables", {}), self.variable: cursor}
-        return PageRequest(current.url, {**current.params, "variables": variables})
+        return current.with_body_value(f"variables.{self.variable}", cursor)

@@ -35,7 +35,7 @@ from pydantic import ByteSize, Field, model_validator
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError
-from connectors.http.paginators import PageRequest, PaginationLoop, Paginator
+from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
@@ -249,10 +249,21 @@ class RestConnector(Connector):
         return view
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
-        """GET one page; its response and decoded body. Raises `SourceError`."""
+        """One page (GET, or the request's method with its JSON body); its response and
+        decoded body. Raises `SourceError`.
+
+        The request goes through the session like any other: paced, retried, its
+        rate limits waited out, its URL held to the base URL's origin. `request.check`
+        reads an answer inside that loop (GraphQL's errors in a 200).
+        """
         try:
             response = self.session.send(
-                "GET", request.url, params=request.params or None, headers=request.headers or None
+                request.method,
+                request.url,
+                params=request.params or None,
+                headers=request.headers or None,
+                json=request.json,
+                validate=request.check,
             )
         except RequestFailed as exc:
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
@@ -281,10 +292,12 @@ class RestConnector(Connector):
             ) from None
         return response, body
 
-    def records(self, body: Any) -> list[Any]:
-        found = get_path(body, self.records_path) if self.records_path else body
+    def records(self, body: Any, path: str | None = None) -> list[Any]:
+        """The list of records in `body`, at `path` (by default `records_path`)."""
+        path = self.records_path if path is None else path
+        found = get_path(body, path) if path else body
         if not isinstance(found, list):
-            where = f"at {self.records_path!r}" if self.records_path else "as the body"
+            where = f"at {path!r}" if path else "as the body"
             raise SourceError(self.name, f"the answer has no list of records {where}")
         return found
 
@@ -349,7 +362,7 @@ class RestConnector(Connector):
                 read = counter.pages  # pages this pass, over every query of every scope
                 try:
                     request = paginator.next_page(request, response, body, len(records))
-                except PaginationLoop as exc:
+                except PaginationBroken as exc:
                     raise SourceError(self.name, str(exc)) from None
                 if request is None:
                     return
@@ -377,25 +390,35 @@ class RestConnector(Connector):
             # Re-read from the last cursor, inclusively, skipping the ids already yielded there.
             boundary, anchor = at_last, last
 
-    def listed_ids(self, request: PageRequest) -> Iterator[str]:
+    def listed_ids(
+        self,
+        request: PageRequest,
+        paginator: Paginator | None = None,
+        records_path: str | None = None,
+        id_path: str | None = None,
+    ) -> Iterator[str]:
         """The ids of the records `request` and its next pages list: a census's listing.
 
-        Records that are no tickets (`keep`) or are deleted (`is_deleted`) are left
-        out, and so are those without a usable id. Only for a listing whose pages a
-        deletion can't shift (a server cursor, or pages anchored on the last id):
-        an offset would skip the record after one deleted meanwhile.
+        Paged by `paginator`, records at `records_path`, ids at `id_path` (by
+        default the connector's own, as a pass reads them; a listing of another
+        shape, such as a GraphQL query's, names its own). Records that are no
+        tickets (`keep`) or are deleted (`is_deleted`) are left out, and so are
+        those without a usable id. Only for a listing whose pages a deletion
+        can't shift (a server cursor, or pages anchored on the last id): an
+        offset would skip the record after one deleted meanwhile.
         """
-        paginator = self.paginator()
+        paginator = paginator or self.paginator()
+        id_path = id_path or self.id_path
         current: PageRequest | None = request
         read = 0
         while current is not None:
             response, body = self.fetch(current)
-            records = self.records(body) if body is not None else []
+            records = self.records(body, records_path) if body is not None else []
             for raw in records:
                 if not isinstance(raw, dict) or not self.keep(raw) or self.is_deleted(raw):
                     continue
                 try:
-                    yield source_id_text(get_path(raw, self.id_path), self.id_path)
+                    yield source_id_text(get_path(raw, id_path), id_path)
                 except ValueError:
                     continue  # no ticket without an id: a pass reports it
             read += 1
@@ -407,7 +430,7 @@ class RestConnector(Connector):
                 )
             try:
                 current = paginator.next_page(current, response, body, len(records))
-            except PaginationLoop as exc:
+            except PaginationBroken as exc:
                 raise SourceError(self.name, str(exc)) from None
 
     def ticket(self, raw: Any, locator: str) -> SourceTicket | BadRecord:

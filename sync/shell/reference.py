@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
+from connectors.base import Connector
 from connectors.registry import available, connector_class
 from sync.config import Settings
 from sync.failures import FAILED_ITEM_POLICY
@@ -51,6 +52,28 @@ def default_mapping(kind: str) -> str:
         lines += ["", f"[connectors.NAME.mapping.{key}]"]
         lines += [f"{_toml_key(name)} = {_toml(value)}" for name, value in table.items()]
     return "\n".join([*lines, "```", ""])
+
+
+def connector_capabilities() -> str:
+    """What each installed connector can do of issue 19's list, read off its class.
+
+    A census (`scope_ids`), people (`people`), the conversation (`comments`): a table a
+    reader can trust, since a connector gains a column's yes only by implementing it.
+    """
+    rows = ["| kind | census | people | conversation |", "| --- | --- | --- | --- |"]
+    comments = {"listing": "with the tickets", "requests": "extra requests", None: "no"}
+    for kind, cls in available().items():
+        census = "yes" if cls.scope_ids is not Connector.scope_ids else "no"
+        people = "yes" if cls.people is not Connector.people else "no"
+        page = f"[`{kind}`]({kind}.md)" if kind in _DOCUMENTED_KINDS else f"`{kind}`"
+        rows.append(f"| {page} | {census} | {people} | {comments[cls.comments]} |")
+    return "\n".join([*rows, ""])
+
+
+_DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "jira", "jsonl", "redmine"}) | {
+    "rest", "servicenow", "sql", "zendesk",
+}  # fmt: skip
+"""The kinds with a page of their own beside the connectors' index (a plugin has none)."""
 
 
 def connector_options(kind: str) -> str:

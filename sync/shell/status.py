@@ -1,5 +1,5 @@
-"""What `python -m sync status` shows: per connector its watermark, last run, failed items,
-and with comment sync on, its comments posted, pending and failed.
+"""What `python -m sync status` shows: per connector its watermark, last run, last census,
+failed items, and with comment sync on, its comments posted, pending and failed.
 
 The daemon's status page and `/metrics` show the same rows, read through a
 `CountCache` so that many viewers share one count of the tasks.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.config import Config
-from sync.state import StateStore
+from sync.state import CensusRecord, StateStore
 from sync.state.comments import CommentLedger
 from sync.watermark import encode
 
@@ -79,6 +79,7 @@ def collect(
         watermark = store.watermark(namespace)
         runs = store.recent_runs(namespace, limit=1)
         last = runs[0] if runs else None
+        census = store.census_record(namespace)
         lag = (now - watermark).total_seconds() if isinstance(watermark, dt.datetime) else None
         rows.append(
             {
@@ -103,15 +104,51 @@ def collect(
                     "failed": last.failed,
                     "error": last.error,
                 },
+                "census_every": None
+                if connector.settings.census is None
+                else str(connector.settings.census),
+                "last_census": None if census is None else census_row(census),
             }
         )
     return rows
 
 
+def census_row(census: CensusRecord) -> dict[str, Any]:
+    """A connector's last census, JSON-ready: when it began, how it ended, what it found gone
+    and archived (None: a census recorded before the state kept counts), whether forced."""
+    return {
+        "began_at": census.began_at.isoformat(),
+        "outcome": census.outcome,
+        "gone": census.gone,
+        "archived": census.archived,
+        "forced": census.forced,
+    }
+
+
+def census_found(census: dict[str, Any]) -> str:
+    """What a census (a `census_row`) found and did: `archived 2 of 2 gone`, `3 gone,
+    archived nothing` (refused); "" when its counts were not recorded."""
+    if census["gone"] is None:
+        return ""
+    if census["outcome"] == "refused":
+        return f"{census['gone']} gone, archived nothing"
+    return f"archived {census['archived']} of {census['gone']} gone"
+
+
+def census_text(census: dict[str, Any] | None, scheduled: bool) -> str:
+    """`ok at 2026-12-07T09:00:00Z: archived 2 of 2 gone (forced)`; `never`; `-` when no
+    census is scheduled nor was ever taken."""
+    if census is None:
+        return "never" if scheduled else "-"
+    found = census_found(census)
+    text = f"{census['outcome']} at {census['began_at'][:19]}Z" + (f": {found}" if found else "")
+    return text + (" (forced)" if census["forced"] else "")
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a plain text table for a terminal."""
     with_comments = any(row.get("comments") for row in rows)
-    header: tuple[str, ...] = ("CONNECTOR", "KIND", "WATERMARK", "TASKS", "FAILED")
+    header: tuple[str, ...] = ("CONNECTOR", "KIND", "WATERMARK", "TASKS", "FAILED", "LAST CENSUS")
     header += ("COMMENTS", "LAST RUN") if with_comments else ("LAST RUN",)
     lines = [header]
     for row in rows:
@@ -128,6 +165,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             row["watermark"] or "-",
             str(row["tasks"]),
             str(row["failed_items"]),
+            census_text(row["last_census"], row["census_every"] is not None),
         )
         if with_comments:
             comments = row.get("comments")

@@ -51,7 +51,7 @@ from sync.config import Config, DaemonSettings
 from sync.errors import ConfigError, first_line
 from sync.shell.logs import redact, register_secrets
 from sync.shell.metrics import Metrics, PassInFlight
-from sync.shell.status import Counts, collect
+from sync.shell.status import Counts, census_found, collect
 from sync.state import FailedItem, RunRecord, StateError, StateStore
 
 if TYPE_CHECKING:
@@ -552,6 +552,18 @@ class FailedLine:
 
 
 @dataclass(frozen=True)
+class CensusLine:
+    """A connector's last census."""
+
+    began: Moment
+    outcome: str
+    badge: str
+    found: str
+    """`archived 2 of 2 gone`, `3 gone, archived nothing`; "" when not recorded."""
+    forced: bool
+
+
+@dataclass(frozen=True)
 class ConnectorView:
     """What the page shows of one connector."""
 
@@ -566,6 +578,9 @@ class ConnectorView:
     failed: list[FailedLine]
     """The oldest first, at most `FAILED_SHOWN`."""
     failed_total: int
+    census: CensusLine | None = None
+    """The last census; None: it never took one."""
+    census_scheduled: bool = False
     comments: dict[str, int] | None = None
     """Comment sync's counts (posted, pending, failed), when it is on."""
 
@@ -624,13 +639,30 @@ def _connector_views(
                 runs=[_run_line(run, now) for run in runs],
                 failed=[_failed_line(item, now) for item in failed],
                 failed_total=row["failed_items"],
+                census=_census_line(row["last_census"], now),
+                census_scheduled=row["census_every"] is not None,
                 comments=row["comments"],
             )
         )
     return views
 
 
-_OUTCOMES = frozenset({"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned"})
+def _census_line(census: dict[str, Any] | None, now: dt.datetime) -> CensusLine | None:
+    if census is None:
+        return None
+    outcome = census["outcome"]
+    return CensusLine(
+        began=_moment(dt.datetime.fromisoformat(census["began_at"]), now),
+        outcome=outcome,
+        badge=outcome if outcome in _OUTCOMES else "other",
+        found=census_found(census),
+        forced=census["forced"],
+    )
+
+
+_OUTCOMES = frozenset(
+    {"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned", "refused"}
+)
 
 
 def _run_line(run: RunRecord, now: dt.datetime) -> RunLine:

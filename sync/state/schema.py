@@ -177,6 +177,11 @@ censuses = sa.Table(
     sa.Column("connector", ID, primary_key=True),
     sa.Column("began_at", UTC_TIME, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
+    # Live tasks found gone, and archived (NULL: a census recorded before 0010).
+    sa.Column("gone", sa.Integer, nullable=True),
+    sa.Column("archived", sa.Integer, nullable=True),
+    # Told to archive beyond census_max_share (`census --force`).
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 comments = sa.Table(

@@ -153,6 +153,19 @@ class RunRecord:
     error: str | None
 
 
+@dataclass(frozen=True)
+class CensusRecord:
+    """A connector's last census, as `record_census` kept it."""
+
+    connector: str
+    began_at: dt.datetime
+    outcome: str
+    gone: int | None
+    """Live tasks found gone (None: recorded before the state kept counts)."""
+    archived: int | None
+    forced: bool
+
+
 def utcnow() -> dt.datetime:
     return clock.now()  # the clock the engine compares with its sources' (`sync_http.clock`)
 
@@ -389,11 +402,46 @@ class StateStore:
             ).scalar_one()
         return int(count)
 
-    def record_census(self, connector: str, began: dt.datetime, outcome: str) -> None:
-        """Record that a census of `connector` began at `began` and ended `outcome`."""
-        row = {"connector": connector, "began_at": began, "outcome": outcome}
+    def record_census(
+        self,
+        connector: str,
+        began: dt.datetime,
+        outcome: str,
+        *,
+        gone: int | None = None,
+        archived: int | None = None,
+        forced: bool = False,
+    ) -> None:
+        """Record that a census of `connector` began at `began` and ended `outcome`, having
+        found `gone` live tasks gone and archived `archived` (`forced`: beyond the share)."""
+        row = {
+            "connector": connector,
+            "began_at": began,
+            "outcome": outcome,
+            "gone": gone,
+            "archived": archived,
+            "forced": forced,
+        }
         with self.engine.begin() as conn:
             upsert(conn, censuses, [row], keys=("connector",))
+
+    def census_record(self, connector: str) -> CensusRecord | None:
+        """The last census of `connector` as recorded (None: it never took one)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    censuses.c.began_at,
+                    censuses.c.outcome,
+                    censuses.c.gone,
+                    censuses.c.archived,
+                    censuses.c.forced,
+                ).where(censuses.c.connector == connector)
+            ).first()
+        if row is None:
+            return None
+        began = _aware(row.began_at)
+        assert began is not None
+        return CensusRecord(connector, began, row.outcome, row.gone, row.archived, bool(row.forced))
 
     def last_census(self, connector: str) -> dt.datetime | None:
         """When the last census of `connector` began (None: it never took one)."""

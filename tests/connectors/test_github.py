@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +17,15 @@ from structlog.testing import capture_logs
 from connectors import github
 from connectors.base import SourceTicket
 from connectors.github import GitHubConnector, GitHubOptions
+from connectors.http import PageRequest
 from fakes import Request
 from fakes.github import (
     NO_PERMISSION,
     SECONDARY_RATE_LIMIT,
     AppInstallation,
     FakeGitHub,
+    graphql_rate_limited,
+    graphql_secondary_rate_limit,
     primary_rate_limit,
     stamp,
 )
@@ -34,10 +38,12 @@ from fakes.suite import (
     nth_page_request,
 )
 from fragment_emulator import Emulator
+from sync.census import census_once
 from sync.config import build_config
 from sync.errors import ConfigError
 from sync.run import RunSummary
 from sync.shell.logs import redact
+from sync.state import StateStore
 from synckit import TOKEN, tasks_by_ticket
 
 GITHUB_TOKEN = "github_pat_11AAFAKE0123456789"
@@ -657,3 +663,259 @@ def test_the_source_status_field_keeps_the_state_and_its_reason_beside_the_mappe
         "2": ("closed (not_planned)", "DONE", "DONE"),
         "3": ("open (reopened)", "TODO", "TODO"),
     }
+
+
+# The census: GraphQL's cursor listing of every issue
+
+
+def census(case: GitHubCase, emulator: Emulator, state_url: str, force: bool = False) -> Any:
+    config = ConnectorSuite().config(case, emulator, state_url)
+    with StateStore.open(state_url) as store:
+        [summary] = census_once(config, store, ["source"], force=force)
+    return summary
+
+
+def graphql_posts(case: GitHubCase) -> list[Request]:
+    return [r for r in case.fake.requests if r.method == "POST" and r.path == "/graphql"]
+
+
+def test_a_census_archives_the_tasks_of_a_deleted_and_a_transferred_issue(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add_repository("octo-org/elsewhere")
+    for n in range(1, 31):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+    rest_requests = case.fake.quota_used
+    del case.fake.issues[4]  # deleted
+    case.fake.transfer(9, "octo-org/elsewhere", new_id=909, updated=T0 + dt.timedelta(hours=1))
+
+    summary = census(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert (summary.at_source, summary.tracked, summary.gone, summary.archived) == (28, 30, 2, 2)
+    landed = tasks_by_ticket(emulator)
+    assert {k for k, task in landed.items() if task["archived"]} == {"4", "9"}
+    # Six pages of five, one point each, from GraphQL's quota; the REST quota is untouched.
+    assert len(graphql_posts(case)) == 6
+    assert case.fake.graphql_points_used == 6
+    assert case.fake.quota_used == rest_requests
+    first = json.loads(graphql_posts(case)[0].body)
+    assert first["variables"] == {"owner": "octo-org", "name": "helpdesk", "first": 5}
+    assert "orderBy: {field: CREATED_AT, direction: ASC}" in first["query"]
+    assert "states: [OPEN, CLOSED]" in first["query"]
+    assert graphql_posts(case)[0].headers["authorization"] == f"Bearer {GITHUB_TOKEN}"
+
+
+def test_an_issue_deleted_during_the_census_listing_archives_no_live_issue(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """Why GraphQL: its cursor is a keyset. The REST listing's page numbers shift when an
+    issue already read is deleted, and the issue that moves up across the page boundary
+    is never listed: its live task would be archived."""
+    for n in range(1, 13):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+
+    def second_page(request: Request) -> bool:
+        return request.path == "/graphql" and len(graphql_posts(case)) == 2
+
+    case.fake.when(second_page, lambda: case.fake.issues.pop(2))
+    summary = census(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert (summary.at_source, summary.gone) == (12, 0)  # 2 was listed before it went
+    assert not any(task["archived"] for task in tasks_by_ticket(emulator).values())
+    assert census(case, emulator, sqlite_url).archived == 1  # the next census archives 2 only
+    assert {k for k, t in tasks_by_ticket(emulator).items() if t["archived"]} == {"2"}
+
+    # The same deletion under the REST listing's page numbers: issue 6 moves up to page 1,
+    # already read, and page 2 starts at 7. A census by it would archive a live issue.
+    case.fake.add(2, T0 + dt.timedelta(minutes=2), title="Printer 2 jammed v1")
+    connector = case.connector()
+    rest = PageRequest(
+        case.fake.issues_path,
+        {"state": "all", "sort": "created", "direction": "asc", "per_page": 5},
+    )
+
+    def second_rest_page(request: Request) -> bool:
+        return request.path == case.fake.issues_path and request.param("page") == "2"
+
+    case.fake.when(second_rest_page, lambda: case.fake.issues.pop(2))
+    try:
+        listed = set(connector.listed_ids(rest))
+    finally:
+        connector.close()
+    assert "6" not in listed and 6 in case.fake.issues
+    assert listed == {"1", "2", "3", "4", "5", *(str(n) for n in range(7, 13))}
+
+
+def test_the_census_share_safety_holds_for_github(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """A token that lost access to most issues must not archive their tasks."""
+    for n in range(1, 11):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+    for n in (3, 5, 7):
+        del case.fake.issues[n]
+
+    refused = census(case, emulator, sqlite_url)
+    assert refused.outcome == "refused"
+    assert "census_max_share" in (refused.error or "")
+    assert not any(task["archived"] for task in tasks_by_ticket(emulator).values())
+
+    forced = census(case, emulator, sqlite_url, force=True)
+    assert (forced.ok, forced.archived) == (True, 3)
+    assert {k for k, t in tasks_by_ticket(emulator).items() if t["archived"]} == {"3", "5", "7"}
+
+
+def test_a_graphql_rate_limit_in_a_200_is_waited_out_until_the_reset(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    for n in range(1, 4):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+    case.fake.fail_next(graphql_rate_limited(1), when=lambda r: r.path == "/graphql")
+    summary = census(case, emulator, sqlite_url)
+    assert (summary.ok, summary.at_source) == (True, 3), summary.error
+    limited, retried = graphql_posts(case)
+    assert retried.at - limited.at >= 1.0  # until x-ratelimit-reset
+    assert retried.body == limited.body  # the same query, body and all
+
+
+@pytest.mark.parametrize("status", [200, 403])
+def test_a_graphql_secondary_rate_limit_waits_the_floor_not_the_hours_reset(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str, status: int
+) -> None:
+    """Its headers are the primary quota's, points left and a reset most of an hour away:
+    waiting for that reset would fail the census (max_retry_wait is 10 s here)."""
+    case.add(1, T0)
+    assert sync(case, emulator, sqlite_url).ok
+    case.extra = {"rate_limit_floor": "300ms"}
+    case.fake.fail_next(graphql_secondary_rate_limit(status), when=lambda r: r.path == "/graphql")
+    summary = census(case, emulator, sqlite_url)
+    assert (summary.ok, summary.at_source) == (True, 1), summary.error
+    limited, retried = graphql_posts(case)
+    assert retried.at - limited.at >= 0.3
+
+
+def test_a_graphql_rate_limit_longer_than_allowed_fails_the_census_saying_so(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    assert sync(case, emulator, sqlite_url).ok
+    case.fake.fail_next(graphql_rate_limited(3000), when=lambda r: r.path == "/graphql")
+    summary = census(case, emulator, sqlite_url)
+    assert summary.outcome == "failed"
+    error = summary.error or ""
+    assert "rate limited (GraphQL): RATE_LIMITED: API rate limit exceeded" in error
+    assert "max_retry_wait" in error
+    assert not any(task["archived"] for task in tasks_by_ticket(emulator).values())
+
+
+def test_a_repository_graphql_cant_resolve_fails_the_census_naming_it(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """GitHub answers 200, `data.repository` null and a NOT_FOUND error: no empty listing."""
+    case.add(1, T0)
+    assert sync(case, emulator, sqlite_url).ok
+    case.extra = {"repository": "octo-org/helpdesk-old"}
+    summary = census(case, emulator, sqlite_url)
+    assert summary.outcome == "failed"
+    error = summary.error or ""
+    assert "the GraphQL query failed: NOT_FOUND: Could not resolve to a Repository" in error
+    assert "'octo-org/helpdesk-old'" in error and "(at repository)" in error
+    assert GITHUB_TOKEN not in error
+    assert len(graphql_posts(case)) == 1  # not retried
+    assert not any(task["archived"] for task in tasks_by_ticket(emulator).values())
+
+
+def test_the_census_reads_every_configured_repository(
+    two_repositories: TwoRepositoriesCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case = two_repositories
+    for n in range(1, 25):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    assert sync(case, emulator, sqlite_url).ok
+    del case.fake.issues[3]  # helpdesk
+    del case.fake.issues[6]  # infra
+    summary = census(case, emulator, sqlite_url)
+    assert (summary.ok, summary.at_source, summary.gone) == (True, 22, 2), summary.error
+    asked = {json.loads(r.body)["variables"]["name"] for r in graphql_posts(case)}
+    assert asked == {"helpdesk", "infra"}
+    assert {k for k, t in tasks_by_ticket(emulator).items() if t["archived"]} == {"3", "6"}
+
+
+def test_with_pull_requests_the_connector_takes_no_census(
+    case: GitHubCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """GraphQL gives a pull request its own id, not the issue id the REST listing keys its task
+    by: a census would archive every pull request's task."""
+    case.add(1, T0)
+    case.fake.add(2, T0, pull_request=True)
+    case.extra = {"include_pull_requests": True}
+    assert sync(case, emulator, sqlite_url).ok
+    summary = census(case, emulator, sqlite_url)
+    assert summary.outcome == "unsupported"
+    assert "takes no census" in (summary.error or "")
+    assert graphql_posts(case) == []
+    assert not any(task["archived"] for task in tasks_by_ticket(emulator).values())
+
+
+@pytest.mark.parametrize(
+    ("base_url", "graphql"),
+    [
+        ("https://api.github.com", "https://api.github.com/graphql"),
+        ("https://github.acme.test/api/v3", "https://github.acme.test/api/graphql"),
+        ("https://github.acme.test/api/v3/", "https://github.acme.test/api/graphql"),
+    ],
+)
+def test_the_graphql_endpoint_is_beside_the_rest_root(base_url: str, graphql: str) -> None:
+    options = GitHubOptions(base_url=base_url, repository="o/r", token=GITHUB_TOKEN)
+    assert GitHubConnector("github", options).graphql_url == graphql
+
+
+def test_the_fake_graphql_endpoint_answers_as_githubs_docs_describe(case: GitHubCase) -> None:
+    """The fake's own shapes: the rateLimit object and headers, pull requests left out of
+    `issues`, keyset cursors, and the errors GitHub sends for a bad query."""
+    for n in range(1, 5):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.add(5, T0, pull_request=True)
+
+    def ask(query: str, **variables: Any) -> httpx.Response:
+        return httpx.post(
+            case.fake.base_url + "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {GITHUB_TOKEN}"},
+        )
+
+    page = """query($after: String) {
+      repository(owner: "octo-org", name: "helpdesk") {
+        issues(first: 2, after: $after) { totalCount nodes { number databaseId }
+                                          pageInfo { hasNextPage endCursor } }
+      }
+      rateLimit { cost remaining limit }
+    }"""
+    first = ask(page)
+    assert first.headers["x-ratelimit-resource"] == "graphql"
+    data = first.json()["data"]
+    assert data["rateLimit"] == {"cost": 1, "remaining": 4999, "limit": 5000}
+    issues = data["repository"]["issues"]
+    assert issues["totalCount"] == 4  # the pull request is not an issue here
+    assert issues["nodes"] == [{"number": 1001, "databaseId": 1}, {"number": 1002, "databaseId": 2}]
+    del case.fake.issues[1]  # before the cursor: nothing after it moves
+    cursor = issues["pageInfo"]["endCursor"]
+    second = ask(page, after=cursor).json()["data"]["repository"]["issues"]
+    assert [n["databaseId"] for n in second["nodes"]] == [3, 4]
+    assert second["pageInfo"]["hasNextPage"] is False
+
+    unknown = ask('query { repository(owner: "octo-org", name: "helpdesk") { issues(first: 1) '
+                  "{ nodes { severity } } } }").json()  # fmt: skip
+    assert "data" not in unknown
+    assert unknown["errors"][0]["message"] == "Field 'severity' doesn't exist on type 'Issue'"
+    unbounded = ask('query { repository(owner: "octo-org", name: "helpdesk") { issues '
+                    "{ totalCount } } }").json()  # fmt: skip
+    assert unbounded["errors"][0]["type"] == "MISSING_PAGINATION_BOUNDARIES"
+    refused = httpx.post(case.fake.base_url + "/graphql", json={"query": "query { rateLimit }"})
+    assert (refused.status_code, refused.json()["message"]) == (401, "Bad credentials")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from connectors.http.graphql import graphql_request
 from connectors.http.paginators import (
     GraphQLCursorPaginator,
     LinkHeaderPaginator,
@@ -13,6 +14,7 @@ from connectors.http.paginators import (
     OffsetPaginator,
     PageNumberPaginator,
     PageRequest,
+    PaginationBroken,
     PaginationLoop,
 )
 
@@ -69,10 +71,44 @@ def test_page_number_and_graphql_paginators_stop_on_their_own_signals() -> None:
     assert pages.next_page(second, response(200), {"meta": {"pages": 2}}, 3) is None
 
     graph = GraphQLCursorPaginator("data.issues.pageInfo")
-    query = PageRequest("/graphql", {"variables": {"first": 50}})
+    query = graphql_request("/graphql", "query($first: Int!, $after: String) {…}", {"first": 50})
     more = {"data": {"issues": {"pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}}
     done = {"data": {"issues": {"pageInfo": {"hasNextPage": False, "endCursor": "c2"}}}}
     following = graph.next_page(query, response(200), more, 50)
     assert following is not None
-    assert following.params["variables"] == {"first": 50, "after": "c1"}
+    assert (following.method, following.url, following.check) == ("POST", "/graphql", query.check)
+    assert following.json == {
+        "query": query.json["query"],
+        "variables": {"first": 50, "after": "c1"},
+    }
+    assert query.json["variables"] == {"first": 50}  # the first page's request is left as it was
     assert graph.next_page(following, response(200), done, 50) is None
+
+
+def test_a_graphql_page_that_has_a_next_one_but_no_cursor_is_an_error_not_the_end() -> None:
+    """Stopping there would leave the rest unread: a census would archive their tasks."""
+    graph = GraphQLCursorPaginator("data.issues.pageInfo")
+    query = graphql_request("/graphql", "query {…}")
+    broken = {"data": {"issues": {"pageInfo": {"hasNextPage": True, "endCursor": None}}}}
+    with pytest.raises(PaginationBroken, match="no endCursor"):
+        graph.next_page(query, response(200), broken, 50)
+    with pytest.raises(PaginationBroken, match="no pageInfo"):
+        graph.next_page(query, response(200), {"data": {"issues": None}}, 0)
+
+
+def test_a_token_can_go_back_in_the_json_body_of_a_search_request() -> None:
+    """HubSpot's and Intercom's search APIs page by a token in the POSTed body."""
+    paginator = NextTokenPaginator(
+        "pages.next.starting_after", "pagination.starting_after", in_body=True
+    )
+    search = {"query": {"field": "updated_at"}, "pagination": {"per_page": 150}}
+    first = PageRequest("/conversations/search", method="POST", json=search)
+    second = paginator.next_page(
+        first, response(200), {"pages": {"next": {"starting_after": "WzE"}}}, 150
+    )
+    assert second is not None and second.method == "POST"
+    assert second.json == {
+        "query": {"field": "updated_at"},
+        "pagination": {"per_page": 150, "starting_after": "WzE"},
+    }
+    assert first.json["pagination"] == {"per_page": 150}

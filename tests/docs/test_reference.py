@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from connectors.base import Connector
 from connectors.registry import available
 from sync.config import ConnectorSettings, FragmentSettings, Settings, load_config
 from sync.shell import cli, reference, schema
@@ -370,3 +371,21 @@ def test_the_failed_item_table_shows_each_rule_and_where_it_starts() -> None:
         assert rule.meaning in text
         if since:
             assert schema.duration_text(since) in text
+
+
+def test_the_capabilities_table_says_yes_only_where_the_connector_implements_it() -> None:
+    table = reference.connector_capabilities()
+    rows = {
+        row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[2:-1]]
+        for row in table.splitlines()[2:]
+    }
+
+    assert len(rows) == len(available())
+    for kind, cls in available().items():
+        census, people, conversation = rows[f"[`{kind}`]({kind}.md)"]
+        assert (census == "yes") == (cls.scope_ids is not Connector.scope_ids), kind
+        assert (people == "yes") == (cls.people is not Connector.people), kind
+        assert (conversation == "no") == (cls.comments is None), kind
+    # Redmine's deletions vanish, so it takes a census; Zendesk's export reports them.
+    assert rows["[`redmine`](redmine.md)"][0] == "yes"
+    assert rows["[`zendesk`](zendesk.md)"][0] == "no"

@@ -35,6 +35,19 @@ their own `/repos/{owner}/{name}/issues`; an issue belongs to one of them
 Transferring an issue (`transfer`) does what GitHub does: the destination
 gets a new issue with a new `id`, `node_id` and `number`, and the old one is
 gone from its repository's list (its old URL redirects to the new one).
+
+GraphQL (`POST /graphql`, as GitHub's GraphQL docs describe it): `repository(owner:,
+name:)` with its `issues` connection (`first` 1-100 required, `after`, `orderBy`
+CREATED_AT/UPDATED_AT ASC/DESC, `states`; `nodes` with `number`, `databaseId`, `id`,
+`createdAt`, `updatedAt`, `state`, `title`; `pageInfo`; `totalCount`) and the
+`rateLimit` object. Pull requests are not issues there. Cursors are opaque keysets
+(`cursor:v2:` + the last node's sort key and id, base64): a deletion before the
+cursor shifts nothing after it. Points: 1 a query; its own hourly quota of 5,000,
+apart from REST's, in `x-ratelimit-*` headers with `x-ratelimit-resource: graphql`.
+Errors come as GitHub sends them: 200 with `{"errors": [...]}` (and `data` when the
+query ran: an unknown repository is `NOT_FOUND` with `data.repository` null);
+`graphql_rate_limited` (primary) and `graphql_secondary_rate_limit` are the
+rate-limit answers, for `fail_next`.
 """
 
 from __future__ import annotations
@@ -54,12 +67,15 @@ from urllib.parse import urlencode
 import jwt
 
 from fakes import FakeApi, Reply, Request
+from fakes.graphql import Enum, Field, QueryError, parse
 
 DOCS = "https://docs.github.com/rest"
 LIST_DOCS = "https://docs.github.com/rest/issues/issues#list-repository-issues"
 DEEPEST_PAGE = 99
 """GitHub refuses `page=100` at `per_page=100` on large repositories (go-github#3565,
 python-github-backup#429); it documents no number, so the fake takes that one."""
+GRAPHQL_DOCS = "https://docs.github.com/graphql"
+GRAPHQL_POINTS = 5000
 FOLLOW_REDIRECTS = (
     "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects"
 )
@@ -98,6 +114,55 @@ SECONDARY_RATE_LIMIT = Reply(
     },
 )
 """A secondary limit as it sometimes arrives: no headers, only the message."""
+
+
+def graphql_rate_limited(wait: int) -> Reply:
+    """GitHub's answer to a GraphQL query once the hour's points are spent: still 200, an
+    error of type RATE_LIMITED, `x-ratelimit-remaining: 0` and the reset `wait` s away."""
+    reset = math.ceil(time.time()) + wait + 1
+    return Reply(
+        200,
+        {
+            "errors": [
+                {"type": "RATE_LIMITED", "message": "API rate limit exceeded for user ID 583231."}
+            ]
+        },
+        headers={
+            "x-ratelimit-limit": str(GRAPHQL_POINTS),
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-used": str(GRAPHQL_POINTS),
+            "x-ratelimit-reset": str(reset),
+            "x-ratelimit-resource": "graphql",
+        },
+    )
+
+
+def graphql_secondary_rate_limit(status: int = 200) -> Reply:
+    """A secondary limit on GraphQL: "a 200 or 403 status and an error message", with the
+    primary quota's headers, points left and its reset most of an hour away: that reset is
+    not this limit's (the docs: without `retry-after`, wait at least a minute)."""
+    message = (
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+        "try again. If you reach out to GitHub Support for help, please include the request "
+        "ID 0FA4:3C54:1D4C1A2:3B6C0D4:6A1B2C3D."
+    )
+    body: dict[str, Any] = (
+        {"errors": [{"message": message}]}
+        if status == 200
+        else {"message": message, "documentation_url": GRAPHQL_DOCS}
+    )
+    return Reply(
+        status,
+        body,
+        headers={
+            "x-ratelimit-limit": str(GRAPHQL_POINTS),
+            "x-ratelimit-remaining": "4990",
+            "x-ratelimit-used": "10",
+            "x-ratelimit-reset": str(int(time.time()) + 3300),
+            "x-ratelimit-resource": "graphql",
+        },
+    )
+
 
 NO_PERMISSION = Reply(
     403,
@@ -155,6 +220,10 @@ class FakeGitHub(FakeApi):
         """More repositories of the account, served under their names (`add_repository`)."""
         self.placement: dict[int, str] = {}
         """The repository of each issue not in the main one, by issue id."""
+        self.graphql_points_used = 0
+        """Points spent on GraphQL queries: a quota of its own, apart from REST's."""
+        self.graphql_queries: list[dict[str, Any]] = []
+        """The body of every GraphQL query answered, in order."""
 
     def add_repository(self, name: str) -> None:
         """Serve a second (third, ...) repository, `owner/name`, with issues of its own."""
@@ -244,6 +313,11 @@ class FakeGitHub(FakeApi):
         minting = _ACCESS_TOKENS.match(request.path)
         if minting is not None and request.method == "POST":
             return self._access_token(int(minting[1]), request)
+        if request.path == "/graphql" and request.method == "POST":
+            if not self._authorized(request.headers.get("authorization", "")):
+                self.refused.append(request)
+                return Reply(401, {"message": "Bad credentials", "documentation_url": GRAPHQL_DOCS})
+            return self._graphql(request)
         former = {f"/repos/{name}/issues" for name in self.former_names}
         others = {f"/repos/{name}/issues": name for name in self.other_repositories}
         if request.path not in (self.issues_path, self.id_issues_path, *former, *others):
@@ -304,6 +378,194 @@ class FakeGitHub(FakeApi):
             return Reply(304, raw=b"", headers=headers)
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
+
+    # GraphQL
+
+    def _graphql(self, request: Request) -> Reply:
+        """`POST /graphql`: one query, run against the issues; see the module docstring."""
+        try:
+            payload = json.loads(request.body or b"null")
+        except ValueError:
+            return Reply(
+                400, {"message": "Problems parsing JSON", "documentation_url": GRAPHQL_DOCS}
+            )
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return Reply(
+                200,
+                {
+                    "errors": [
+                        {"message": "A query attribute must be specified and must be a string."}
+                    ]
+                },
+            )
+        self.graphql_queries.append(payload)
+        try:
+            fields = parse(payload["query"], dict(payload.get("variables") or {}))
+        except QueryError as exc:
+            return self._graphql_reply({"errors": [{"message": str(exc)}]})
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for top in fields:
+            if top.name == "repository":
+                data[top.key] = self._repository(top, errors)
+            elif top.name == "rateLimit":
+                data[top.key] = None  # filled in below, once this query's cost is known
+            else:
+                return self._graphql_reply({"errors": [_undefined(top, "Query", ["query"])]})
+        if any(error.get("extensions", {}).get("code") == "undefinedField" for error in errors):
+            return self._graphql_reply({"errors": errors})  # invalid: nothing ran
+        self.graphql_points_used += 1
+        for top in fields:
+            if top.name == "rateLimit":
+                data[top.key] = self._rate_limit(top)
+        body: dict[str, Any] = {"data": data}
+        if errors:
+            body["errors"] = errors
+        return self._graphql_reply(body)
+
+    def _graphql_reply(self, body: dict[str, Any]) -> Reply:
+        return Reply(200, body, headers=self._graphql_quota())
+
+    def _graphql_quota(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(GRAPHQL_POINTS),
+            "x-ratelimit-remaining": str(GRAPHQL_POINTS - self.graphql_points_used),
+            "x-ratelimit-used": str(self.graphql_points_used),
+            "x-ratelimit-reset": str(int(time.time()) + 3600),
+            "x-ratelimit-resource": "graphql",
+        }
+
+    def _rate_limit(self, field: Field) -> dict[str, Any]:
+        reset = dt.datetime.fromtimestamp(int(time.time()) + 3600, dt.UTC)
+        values = {
+            "cost": 1,
+            "limit": GRAPHQL_POINTS,
+            "remaining": GRAPHQL_POINTS - self.graphql_points_used,
+            "used": self.graphql_points_used,
+            "resetAt": stamp(reset),
+            "nodeCount": 100,
+        }
+        return {sub.key: values.get(sub.name) for sub in field.selections}
+
+    def _repository(self, field: Field, errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+        owner, name = field.args.get("owner"), field.args.get("name")
+        wanted = f"{owner}/{name}"
+        served = {self.repository, *self.other_repositories}
+        found = next((r for r in served if r.lower() == wanted.lower()), None)
+        if found is None:
+            errors.append(
+                {
+                    "type": "NOT_FOUND",
+                    "path": [field.key],
+                    "locations": [{"line": 2, "column": 3}],
+                    "message": f"Could not resolve to a Repository with the name '{wanted}'.",
+                }
+            )
+            return None
+        answer: dict[str, Any] = {}
+        for sub in field.selections:
+            if sub.name == "issues":
+                answer[sub.key] = self._issues(found, sub, [field.key, sub.key], errors)
+            elif sub.name == "nameWithOwner":
+                answer[sub.key] = found
+            else:
+                errors.append(_undefined(sub, "Repository", ["query", field.key, sub.key]))
+        return answer
+
+    def _issues(
+        self, repository: str, field: Field, path: list[str], errors: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        first = field.args.get("first")
+        if first is None:
+            errors.append(
+                {
+                    "type": "MISSING_PAGINATION_BOUNDARIES",
+                    "path": path,
+                    "message": "You must provide a `first` or `last` value to properly "
+                    "paginate the `issues` connection.",
+                }
+            )
+            return None
+        if not 1 <= int(first) <= 100:
+            errors.append(
+                {
+                    "type": "EXCESSIVE_PAGINATION",
+                    "path": path,
+                    "message": f"Requesting {first} records on the `issues` connection exceeds "
+                    "the `first` limit of 100 records.",
+                }
+            )
+            return None
+        order = field.args.get("orderBy") or {}
+        by = {"CREATED_AT": "created_at", "UPDATED_AT": "updated_at"}.get(
+            _enum(order.get("field")) or "CREATED_AT", "created_at"
+        )
+        descending = _enum(order.get("direction")) == "DESC"
+        states = {(_enum(s) or "").lower() for s in field.args.get("states") or []}
+        issues = [
+            i
+            for k, i in self.issues.items()
+            if self._home(k) == repository
+            and "pull_request" not in i
+            and (not states or i["state"] in states)
+        ]
+        issues.sort(key=lambda i: (i[by], i["id"]), reverse=descending)
+        total = len(issues)
+        after = field.args.get("after")
+        if after is not None:
+            try:
+                position = _position(after)
+            except ValueError:
+                errors.append(
+                    {
+                        "type": "INVALID_CURSOR_ARGUMENTS",
+                        "path": path,
+                        "message": f"`{after}` does not appear to be a valid cursor.",
+                    }
+                )
+                return None
+            issues = [
+                i
+                for i in issues
+                if ((i[by], i["id"]) < position if descending else (i[by], i["id"]) > position)
+            ]
+        page = issues[: int(first)]
+        answer: dict[str, Any] = {}
+        for sub in field.selections:
+            if sub.name == "nodes":
+                answer[sub.key] = [self._node(issue, sub, path, errors) for issue in page]
+            elif sub.name == "pageInfo":
+                info = {
+                    "hasNextPage": len(issues) > len(page),
+                    "hasPreviousPage": after is not None,
+                    "endCursor": _cursor(page[-1], by) if page else None,
+                    "startCursor": _cursor(page[0], by) if page else None,
+                }
+                answer[sub.key] = {s.key: info.get(s.name) for s in sub.selections}
+            elif sub.name == "totalCount":
+                answer[sub.key] = total
+            else:
+                errors.append(_undefined(sub, "IssueConnection", ["query", *path, sub.key]))
+        return answer
+
+    def _node(
+        self, issue: dict[str, Any], field: Field, path: list[str], errors: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        values = {
+            "number": issue["number"],
+            "databaseId": issue["id"],
+            "id": issue["node_id"],
+            "createdAt": issue["created_at"],
+            "updatedAt": issue["updated_at"],
+            "state": str(issue["state"]).upper(),
+            "title": issue["title"],
+        }
+        node: dict[str, Any] = {}
+        for sub in field.selections:
+            if sub.name not in values:
+                errors.append(_undefined(sub, "Issue", ["query", *path, "nodes", sub.key]))
+            node[sub.key] = values.get(sub.name)
+        return node
 
     def _authorized(self, header: str) -> bool:
         if header in (f"Bearer {self.token}", f"token {self.token}"):
@@ -415,6 +677,25 @@ def _position(cursor: str) -> tuple[str, int]:
         raise ValueError(cursor)
     stamp_, issue_id = json.loads(text.removeprefix("cursor:v2:"))
     return str(stamp_), int(issue_id)
+
+
+def _cursor(issue: dict[str, Any], by: str) -> str:
+    key = json.dumps([issue[by], issue["id"]], separators=(",", ":"))
+    return base64.b64encode(f"cursor:v2:{key}".encode()).decode()
+
+
+def _enum(value: Any) -> str | None:
+    return value.name if isinstance(value, Enum) else value if isinstance(value, str) else None
+
+
+def _undefined(field: Field, type_name: str, path: list[str]) -> dict[str, Any]:
+    """GitHub's validation error for a field its schema lacks (the query does not run)."""
+    return {
+        "path": path,
+        "extensions": {"code": "undefinedField", "typeName": type_name, "fieldName": field.name},
+        "locations": [{"line": 1, "column": 1}],
+        "message": f"Field '{field.name}' doesn't exist on type '{type_name}'",
+    }
 
 
 def _unauthorized(message: str) -> Reply:

@@ -8,6 +8,7 @@ emulator and the rows of the state.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,51 @@ def test_the_census_command_fails_over_the_share_and_archives_with_force(
     assert main(["census", "--connector", "helpdesk", "--force", "--config", str(config_file)]) == 0
     assert "archived 10" in capsys.readouterr().out
     assert all(archived(emulator, range(31, 41)).values())
+
+
+def test_status_shows_each_connectors_last_census_refused_then_forced(
+    emulator: Emulator, ticket_file: Path, state_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """What an operator asks after an alert: did the census run, was it refused, how many
+    tasks did it archive, and did someone force it."""
+    from sync.shell.cli import main
+    from synckit import small_config_file
+
+    options = {"kind": "jsonl", "path": str(ticket_file), "census": "6h"}
+    config_file = small_config_file(
+        tmp_path / "sync.toml", emulator.base_url, state_url, "helpdesk", options
+    )
+
+    def status() -> tuple[dict[str, Any], str]:
+        capsys.readouterr()
+        assert main(["status", "--json", "--config", str(config_file)]) == 0
+        [row] = json.loads(capsys.readouterr().out)
+        assert main(["status", "--config", str(config_file)]) == 0
+        return row, capsys.readouterr().out
+
+    assert main(["run", "--once", "--config", str(config_file)]) == 0
+    row, table = status()
+    assert row["last_census"] is None and row["census_every"] == "6:00:00"
+    assert "LAST CENSUS" in table and "never" in table
+
+    write_tickets(ticket_file, tickets(40)[:30])
+    assert main(["census", "--connector", "helpdesk", "--config", str(config_file)]) == 1
+    row, table = status()
+    refused = row["last_census"]
+    assert (refused["outcome"], refused["gone"], refused["archived"]) == ("refused", 10, 0)
+    assert refused["forced"] is False
+    assert "refused at " in table and "10 gone, archived nothing" in table
+
+    assert main(["census", "--connector", "helpdesk", "--force", "--config", str(config_file)]) == 0
+    row, table = status()
+    forced = row["last_census"]
+    assert (forced["outcome"], forced["gone"], forced["archived"]) == ("ok", 10, 10)
+    assert forced["forced"] is True
+    assert dt.datetime.fromisoformat(forced["began_at"]) > dt.datetime.fromisoformat(
+        refused["began_at"]
+    )
+    assert "archived 10 of 10 gone (forced)" in table
 
 
 def test_the_daemon_takes_a_census_after_a_pass_once_its_interval_is_up(

@@ -207,6 +207,24 @@ def test_the_status_page_shows_each_connector_its_runs_and_its_failed_items(site
     assert legacy_error and markupsafe.escape(legacy_error) in page  # why the legacy pass failed
 
 
+def test_the_status_page_shows_each_connectors_last_census(site: Site) -> None:
+    """Read from the state's censuses table: a forced one says so, a refused one what it
+    would have archived; a connector that never took one says `-` (no census scheduled)."""
+    began = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    site.store.record_census("helpdesk", began, "ok", gone=4, archived=4, forced=True)
+    site.store.record_census("legacy", began, "refused", gone=30, archived=0)
+
+    page = site.get("/").text
+
+    assert "<th>Last census</th>" in page
+    helpdesk, legacy = (page.split(f">{name}</a>", 1)[1].split("</tr>", 1)[0] for name in
+                        ("helpdesk", "legacy"))  # fmt: skip
+    assert 'class="badge o-ok">ok</span>' in helpdesk
+    assert "archived 4 of 4 gone" in helpdesk and ">forced</span>" in helpdesk
+    assert 'class="badge o-refused">refused</span>' in legacy
+    assert "30 gone, archived nothing" in legacy and "forced" not in legacy
+
+
 def test_the_status_page_escapes_ticket_data_and_redacts_secrets(site: Site) -> None:
     page = site.get("/").text
 

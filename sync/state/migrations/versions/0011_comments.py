@@ -7,8 +7,8 @@ connector, when comment sync was first turned on (older comments are posted
 only with `backfill`) and when a backfill last read every ticket for them.
 New tables only: an existing state is left as it was.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from alembic import op
 
 from sync.state.schema import ExactText, LongText, UtcTime
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -2,9 +2,10 @@
 
 Turns one parsed HTTP request (`ApiRequest`) into one `Reply`: routing (404 /
 405), bearer auth (401), the rate limit (429), body and query validation (422)
-and the task endpoints of fragment-api.md §5-§7 and §12. Transport faults
-(drops, hangs, 5xx, lost responses) are not here: `server` applies them around
-`FragmentApi.handle`, because they need the socket.
+and the task endpoints of fragment-api.md §5-§7 and §12, a task's comments
+(§14) among them. Transport faults (drops, hangs, 5xx, lost responses) are
+not here: `server` applies them around `FragmentApi.handle`, because they
+need the socket.
 """
 
 from __future__ import annotations
@@ -243,6 +244,39 @@ def _parse_task(request: ApiRequest) -> WrittenTask:
         raise Unprocessable(validation_details(exc, request.body)) from None
 
 
+COMMENT_KEYS = ("content", "body", "text")
+"""The keys a comment's text may come under: Fragment's docs don't show the body (§14)."""
+MAX_COMMENT_LENGTH = 65_536
+
+
+def _comment_text(request: ApiRequest) -> str:
+    """The text of a comment body, `{"content"|"body"|"text": str}`; else 422."""
+    _require_json_body(request)
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        raise Unprocessable([json_syntax_detail(request.body)]) from None
+    if not isinstance(body, dict):
+        raise Unprocessable([error_detail(["body"], "Input should be an object", "dict_type")])
+    given = [key for key in COMMENT_KEYS if key in body]
+    if not given:
+        msg = "Field required: one of " + ", ".join(COMMENT_KEYS)
+        raise Unprocessable([error_detail(["body", "content"], msg, "missing")])
+    key = given[0]
+    text = body[key]
+    if not isinstance(text, str):
+        raise Unprocessable(
+            [error_detail(["body", key], "Input should be a string", "string_type")]
+        )
+    if not text.strip():
+        msg = "String should have at least 1 character"
+        raise Unprocessable([error_detail(["body", key], msg, "string_too_short", text)])
+    if len(text) > MAX_COMMENT_LENGTH:
+        msg = f"String should have at most {MAX_COMMENT_LENGTH} characters"
+        raise Unprocessable([error_detail(["body", key], msg, "string_too_long")])
+    return text
+
+
 def _item_index(detail: ErrorDetail) -> int | None:
     loc = detail["loc"]
     if len(loc) > 2 and loc[1] == "items" and isinstance(loc[2], int):
@@ -472,6 +506,8 @@ class FragmentApi:
             ("PUT", "/tasks/{uid}", lambda r, p: self._write_one(WriteMode.UPSERT, r, p["uid"])),
             ("PATCH", "/tasks/{uid}", lambda r, p: self._write_one(WriteMode.UPDATE, r, p["uid"])),
             ("DELETE", "/tasks/{uid}", self._delete),
+            ("POST", "/tasks/{uid}/comments", self._comment),
+            ("GET", "/tasks/{uid}/comments", self._comments),
         ]
         for method, template, handler in routes:
             self.router.add(method, API_PREFIX + template, handler)
@@ -503,6 +539,30 @@ class FragmentApi:
         if deleted is None:
             raise HttpError(404, "Task not found")
         return Reply(200, self.store.render_json(deleted))
+
+    def _comment(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        """POST /tasks/{uid}/comments: a comment on an existing task (fragment-api.md §14)."""
+        uid = _path_uid(params["uid"])
+        text = _comment_text(request)
+        comment: JsonObject = {
+            "uid": str(uuid.uuid4()),
+            "task_uid": uid,
+            "content": text,
+            "created_at": now_text(),
+        }
+        with self.store.writing() as writer:
+            if not writer.load([uid]):
+                raise HttpError(404, "Task not found")
+            writer.add_comment(comment)
+        return json_reply(200, comment, items=1)
+
+    def _comments(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
+        """GET /tasks/{uid}/comments (inferred): every comment on the task, oldest first."""
+        uid = _path_uid(params["uid"])
+        if self.store.stored(uid) is None:
+            raise HttpError(404, "Task not found")
+        comments = self.store.comments(uid)
+        return json_reply(200, {"items": comments, "meta": {"total_count": len(comments)}})
 
     def _list(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
         query = _task_query(request.query)

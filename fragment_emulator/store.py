@@ -1,4 +1,4 @@
-"""The emulator's SQLite persistence of tasks and users.
+"""The emulator's SQLite persistence of tasks, their comments and users.
 
 One connection shared by all request threads, serialised by a lock; a write
 request runs inside `TaskStore.writing()`, one transaction, so a batch lands
@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     internal_created_at TEXT NOT NULL,
     internal_updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS comments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order they were posted in
+    uid TEXT NOT NULL UNIQUE,
+    task_uid TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS comments_by_task ON comments (task_uid, seq);
 CREATE TABLE IF NOT EXISTS users (
     uid TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
@@ -160,11 +167,20 @@ class StoreWriter:
             f"DELETE FROM tasks WHERE uid = ? RETURNING {_COLUMNS}",  # noqa: S608
             (uid,),
         ).fetchone()
+        self._conn.execute("DELETE FROM comments WHERE task_uid = ?", (uid,))
         return None if row is None else _task_from_row(row)
 
     def delete_all(self) -> None:
-        """Remove every task."""
+        """Remove every task, and their comments."""
         self._conn.execute("DELETE FROM tasks")
+        self._conn.execute("DELETE FROM comments")
+
+    def add_comment(self, comment: JsonObject) -> None:
+        """Store `comment` (its `uid` and `task_uid` set) on its task, after those before it."""
+        self._conn.execute(
+            "INSERT INTO comments (uid, task_uid, doc) VALUES (?, ?, ?)",
+            (comment["uid"], comment["task_uid"], _dumps(comment)),
+        )
 
     def add_users(self, emails: Iterable[str], now: str) -> None:
         """Register users by email (known ones are left as they are)."""
@@ -238,6 +254,14 @@ class TaskStore:
         with self._lock:
             (total,) = self._conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
         return int(total)
+
+    def comments(self, task_uid: str) -> list[JsonObject]:
+        """The comments on task `task_uid`, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT doc FROM comments WHERE task_uid = ? ORDER BY seq", (task_uid,)
+            ).fetchall()
+        return [_loads(doc) for (doc,) in rows]
 
     def all_tasks(self) -> list[JsonObject]:
         """Every task's read model, in insertion order."""

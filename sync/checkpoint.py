@@ -42,6 +42,9 @@ class PassCounts:
     requests: int = 0
     skipped_deleted: int = 0
     """Deleted before they ever reached Fragment: nothing to archive."""
+    comments_posted: int = 0
+    comments_failed: int = 0
+    """Comments posted to their tasks, and refused by Fragment, this pass (`sync.comments`)."""
 
 
 @dataclass

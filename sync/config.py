@@ -670,7 +670,9 @@ def _connector_config(
             update={"mapping": _with_defaults(cls.default_mapping, settings.mapping)}
         )
     parse_mapping(settings.mapping, f"{key}.mapping", import_hook=import_hooks)
-    if settings.conversation.enabled and cls.comments_with(options) is None:
+    conversation = settings.conversation
+    wanted = "enabled" if conversation.enabled else "sync" if conversation.sync else None
+    if wanted is not None and cls.comments_with(options) is None:
         how = (
             "say where the records keep them (see the connector's page: comments_field, "
             "comments_column)"
@@ -678,7 +680,7 @@ def _connector_config(
             else "remove the key or set it to false"
         )
         raise ConfigError(
-            f"{key}.conversation.enabled",
+            f"{key}.conversation.{wanted}",
             f"the {settings.kind} connector can't read comments as configured; {how}",
         )
     people = people_directory(settings.people, f"{key}.people")

@@ -15,6 +15,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from sync.batches import PushResult, Refusal
 from sync.config import FragmentSettings
 from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, RunInterrupted
 from sync.mapping import TaskPayload
-from sync.ship_policy import ShipPolicy, isolate
+from sync.ship_policy import ShipPolicy, classify_comment_answer, isolate
 from sync_http.auth import bearer
 from sync_http.policy import Action
 from sync_http.ratelimit import StopRequested
@@ -131,6 +132,61 @@ class FragmentClient:
         """
         return isolate(self.put_batch, items, into)
 
+    def post_comment(self, uid: str, text: str) -> CommentAnswer:
+        """`POST /tasks/{uid}/comments` of `text`, once, on a spare turn of the budget.
+
+        Returns the comment's id in Fragment, or Fragment's refusal (404: the
+        task is gone; 422): `CommentAnswer.refused`. Never sent twice: an
+        answer that leaves unknown whether it landed (a 5xx, a timeout, a
+        lost connection) raises `FragmentUnavailable`, for the caller to look
+        (`task_comments`) before it posts again. Raises as `push` otherwise.
+        """
+        body = json.dumps({"content": text}, ensure_ascii=False).encode()
+        response = self._send(
+            "POST",
+            f"/tasks/{uid}/comments",
+            body,
+            classify=classify_comment_answer,
+            spare=True,
+            idempotent=False,
+        )
+        if response.is_success:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            given = answer.get("uid", answer.get("id")) if isinstance(answer, dict) else None
+            return CommentAnswer(None if given is None else str(given))
+        return CommentAnswer(None, refused=f"{response.status_code} {_summary(_detail(response))}")
+
+    def task_comments(self, uid: str) -> list[str] | None:
+        """The text of every comment on task `uid` (`GET /tasks/{uid}/comments`), on spare
+        turns; None when the task is not in Fragment (404).
+
+        Raises `FragmentError` for an answer that holds no list of comments,
+        and as `push`.
+        """
+        response = self._send(
+            "GET", f"/tasks/{uid}/comments", None, classify=classify_comment_answer, spare=True
+        )
+        if response.status_code == 404:
+            return None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        items = answer.get("items") if isinstance(answer, dict) else answer
+        if response.status_code >= 400 or not isinstance(items, list):
+            raise FragmentError(
+                f"Fragment: GET /tasks/{uid}/comments answered {response.status_code} without "
+                "a list of comments"
+            )
+        return [
+            str(next((item[key] for key in ("content", "body", "text") if key in item), ""))
+            for item in items
+            if isinstance(item, dict)
+        ]
+
     def put_batch(self, items: Sequence[TaskPayload], tally: PushResult) -> Refusal | None:
         """One `PUT /tasks/batch` of `items`, retried per the policy: None once acknowledged.
 
@@ -156,12 +212,16 @@ class FragmentClient:
         body: bytes | None,
         tally: PushResult | None = None,
         validate: Callable[[httpx.Response], str | None] | None = None,
+        **how: Any,
     ) -> httpx.Response:
-        """One logical request through the session's retry loop; translates its failures."""
+        """One logical request through the session's retry loop; translates its failures.
+
+        `how`: `HttpSession.send`'s `classify`, `spare` and `idempotent`.
+        """
         attempts: list[int] = []
         try:
             return self.session.send(
-                method, path, content=body, attempts=attempts, validate=validate
+                method, path, content=body, attempts=attempts, validate=validate, **how
             )
         except RequestFailed as exc:
             if exc.rule.action is Action.FAIL_AUTH:
@@ -172,6 +232,14 @@ class FragmentClient:
         finally:
             if tally is not None:
                 tally.requests += len(attempts)
+
+
+@dataclass(frozen=True)
+class CommentAnswer:
+    """Fragment's answer to a comment: its id there, or why Fragment refused it."""
+
+    comment_id: str | None
+    refused: str | None = None
 
 
 class _AcknowledgedTask(BaseModel):

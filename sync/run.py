@@ -40,6 +40,7 @@ from connectors.errors import SourceError
 from connectors.registry import connector_class
 from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
+from sync.comments import CommentClient, CommentIntake, CommentPoster
 from sync.config import Config, ConnectorConfig
 from sync.lease import LeaseKeeper, check_turn, holder_text, leased
 from sync.mapping import CommentSummary, Mapper, TaskPayload
@@ -47,6 +48,7 @@ from sync.people import PeopleResolver
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
 from sync.state import UNREACHABLE, StateStore, unreachable_message, utcnow
+from sync.state.comments import CommentLedger
 from sync.stream import TaskStream
 from sync.summary import (
     RUN_OBSERVERS,
@@ -64,6 +66,11 @@ __all__ = ["FAILURES_LOGGED", "RUN_OBSERVERS", "STOP_SIGNALS", "ConnectorRun", "
 __all__ += ["RunObserver", "RunOptions", "RunSummary", "owner_id", "run_once", "with_usable_ids"]
 
 log = structlog.get_logger("sync.run")
+
+COMMENT_SHARE = 0.5
+"""The share of a connector's interval its pass may spend posting comments, from its start."""
+DEFAULT_COMMENT_TURN = dt.timedelta(minutes=5)
+"""The interval `COMMENT_SHARE` is of for a connector on a cron line."""
 
 
 class ConnectorRun:
@@ -104,6 +111,11 @@ class ConnectorRun:
         self._had_failures = False  # the connector had failed items when the pass began
         self._reported: RunSummary | None = None
         """The pass's summary, once logged and told to the observers."""
+        self._intake: CommentIntake | None = None
+        """Comment sync's, when it is on: keeps the comments of the tickets read."""
+        self.comments = CommentLedger(store)
+        self._comment_backfill = False
+        """This pass reads every ticket for the comments made before comment sync began."""
 
     @property
     def watermark(self) -> Cursor | None:
@@ -141,6 +153,7 @@ class ConnectorRun:
             return self._execute(started)
 
     def _execute(self, started: float) -> RunSummary:
+        self._started = started
         self._deadline = started + self.config.settings.pass_timeout.total_seconds()
         stored = watermark = self.store.watermark(self.namespace)
         run_id = None
@@ -165,9 +178,11 @@ class ConnectorRun:
                 )
                 source.read_comments = self.config.reads_comments
                 self._had_failures = self.store.has_failed(self.namespace)
+                self._intake = self._comment_intake(source)
                 self._phases(stream, source)
                 stream.settle_all()
                 stream.failures.report()
+                self._post_comments()
             except BaseException:
                 stream.abandon()
                 raise
@@ -215,9 +230,10 @@ class ConnectorRun:
     def _phases(self, stream: TaskStream, source: Connector) -> None:
         """Retry the failed items and pull what changed, in the order the docstring says."""
         assert self.checkpoints is not None
+        full = self.options.full or self._comment_backfill
         if self.options.retry_only:
             self._retry_failed(stream, source, hurry=True)
-        elif self.checkpoints.reads_everything(self._fingerprint, self.options.full):
+        elif self.checkpoints.reads_everything(self._fingerprint, full):
             # The pull tries the failed items it meets (their latest version): trying them
             # first as well sent and counted each twice. Then those it did not meet, at once:
             # the settings may be fixed for them too, and a source failing part-way must not
@@ -308,6 +324,8 @@ class ConnectorRun:
             for chunk in pull.chunks(since):
                 tickets = [item for item in chunk if isinstance(item, SourceTicket)]
                 people = self.people.lookup(source, tickets)
+                if self._intake is not None:
+                    self._intake.take(tickets)  # before the checkpoint passes them
                 stored = self.store.stored_tasks(self.namespace, (t.source_id for t in tickets))
                 errors = failed_errors(self.store, self.namespace, tickets, self._had_failures)
                 stream.feed(chunk, stored, errors, pull, settings, people)
@@ -320,6 +338,48 @@ class ConnectorRun:
             stream.flush(pull.safe(), settings)
             raise
         stream.flush(pull.complete(), fingerprint, pull.token, complete=True)
+        if self._comment_backfill:
+            stream.settle_all()
+            self.comments.backfilled(self.namespace, self._began)
+
+    # Comment sync (sync.comments)
+
+    def _comment_intake(self, source: Connector) -> CommentIntake | None:
+        """The intake of this pass's comments, when comment sync is on (not in a dry run)."""
+        conversation = self.config.settings.conversation
+        if not conversation.sync or self.options.dry_run:
+            return None  # a connector that can't read comments has failed at config load
+        source.read_comments = True
+        start = self.comments.start(self.namespace, self._began)
+        self._comment_backfill = conversation.backfill and start.backfilled_at is None
+        if self._comment_backfill:
+            self.log.info("comment_backfill", detail="reading every ticket for older comments")
+        return CommentIntake(self.comments, self.namespace, start, backfill=conversation.backfill)
+
+    def _post_comments(self) -> None:
+        """Post the pending comments, with what task pushes leave, for a share of the turn.
+
+        At most `COMMENT_SHARE` of the connector's interval from the pass's
+        start (cron: of 5 minutes), so the next pass starts on time; what is
+        left goes out in later passes.
+        """
+        client: object = self.client  # Fragment's client posts comments; a test's may not
+        if self._intake is None or not isinstance(client, CommentClient):
+            return
+        interval = self.config.settings.schedule.interval or DEFAULT_COMMENT_TURN
+        until = self._started + COMMENT_SHARE * interval.total_seconds()
+        o = self.options
+        poster = CommentPoster(
+            self.comments, client, self.namespace, self.name, self.log,
+            check_stop=self._check_stop, until=until,
+            lease=None if self._lease_keeper is None else (o.owner, o.lease_ttl),
+        )  # fmt: skip
+        try:
+            poster.post_due()
+        finally:
+            self.counts.comments_posted += poster.count.posted
+            self.counts.comments_failed += poster.count.failed
+            self.counts.requests += poster.count.requests
 
     def _check_stop(self) -> None:
         settings = self.config.settings

@@ -65,12 +65,23 @@ class FragmentOnDemand:
         self._lock = threading.Lock()
 
     def push(self, items: Sequence[Any], into: PushResult | None = None) -> PushResult:
+        return self._connected().push(items, into)
+
+    def post_comment(self, uid: str, text: str) -> Any:
+        """`FragmentClient.post_comment` (comment sync, `sync.comments`)."""
+        return self._connected().post_comment(uid, text)
+
+    def task_comments(self, uid: str) -> list[str] | None:
+        """`FragmentClient.task_comments`."""
+        return self._connected().task_comments(uid)
+
+    def _connected(self) -> FragmentClient:
         with self._lock:
             if self._client is None:
                 from sync.fragment import FragmentClient
 
                 self._client = FragmentClient(self.settings, stop=self._stop)
-        return self._client.push(items, into)
+            return self._client
 
     def close(self) -> None:
         with self._lock:

@@ -49,6 +49,17 @@ RETRY_POLICY: Policy = {
 """Fragment's answers: status or exception type → what to do (unlisted 5xx retry, 4xx fail)."""
 
 
+COMMENT_POLICY: Policy = {
+    **RETRY_POLICY,
+    404: Rule(Action.REJECT, "the task is not in Fragment"),
+    409: Rule(Action.REJECT, "conflict"),
+}
+"""Fragment's answers to a comment (`POST /tasks/{uid}/comments`): as `RETRY_POLICY`, but a
+404 is the task gone, which refuses that comment alone. The POST is not idempotent: the
+client sends it with `idempotent=False`, so an answer that leaves unknown whether it landed
+is not retried blindly (`sync.comments` looks first)."""
+
+
 FRAGMENT_RATE_LIMIT_FLOOR = 2.0
 """Wait this long on a 429 without `Retry-After` (doubling on each repeat)."""
 
@@ -56,6 +67,11 @@ FRAGMENT_RATE_LIMIT_FLOOR = 2.0
 def classify_answer(outcome: httpx.Response | Exception) -> Rule:
     """What `RETRY_POLICY` says to do with one of Fragment's answers (or a transport error)."""
     return classify(outcome, RETRY_POLICY)
+
+
+def classify_comment_answer(outcome: httpx.Response | Exception) -> Rule:
+    """What `COMMENT_POLICY` says to do with Fragment's answer to a comment."""
+    return classify(outcome, COMMENT_POLICY)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class RunSummary:
     isolation_requests: int = 0
     skipped_deleted: int = 0
     """Tickets deleted before they ever reached Fragment, so not pushed (nor unchanged)."""
+    comments_posted: int = 0
+    comments_failed: int = 0
+    """Comments posted to their tasks, and refused by Fragment (comment sync)."""
     error: str | None = None
     outcome: str = "ok"
     """ok, failed, interrupted, busy (another process runs it), lease_lost."""

@@ -166,7 +166,17 @@ class RequestBudget:
         self._stop = stop or threading.Event()
         self._clock = clock
         self.waited = 0.0
-        """Seconds spent waiting for the budget, in total."""
+        """Seconds `acquire` spent waiting for the budget, in total."""
+        self._waiting = 0
+        """`acquire`s waiting now: `acquire_spare` lets them go first."""
+        self.spare_taken = 0
+        self.spare_waited = 0.0
+        """Turns `acquire_spare` took, and the seconds it waited for them."""
+        self._due_alone = -math.inf
+        self._sent_alone: collections.deque[float] = collections.deque()
+        """The pace and log of `acquire`'s turns alone (`_own_turns`)."""
+        self.delayed_by_spare = 0
+        """`acquire`s that waited longer than they would have without `acquire_spare`'s turns."""
 
     @classmethod
     def per_minute(
@@ -200,20 +210,85 @@ class RequestBudget:
 
     def acquire(self) -> bool:
         """Wait for a turn and take it; False when a stop was requested while waiting."""
+        with self._lock:
+            self._waiting += 1
+        try:
+            return self._acquire((0, 0))
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def acquire_spare(self) -> bool:
+        """Wait for a turn no `acquire` wants, and take it; False on a stop request.
+
+        For work that must never delay the rest (comment sync): it waits while
+        any `acquire` waits, and goes only while `spare_reserve` turns would
+        remain at once for `acquire`s, in the bucket and under the ceiling, so
+        requests arriving just after it, up to the reserve, still go at once.
+        """
+        return self._acquire(self.spare_reserve, lowly=True)
+
+    def _own_turns(self, now: float, ready_at: float, first: bool) -> None:
+        """Keep the pace and log `acquire`'s turns alone would have (under the lock), and
+        count an `acquire` that waits where, without the spare turns, it would have gone
+        sooner (`delayed_by_spare`): the bench's proof that comment sync delays no task push."""
+        alone = self._ready_at(now, (0, 0), self._due_alone, self._sent_alone)
+        if first and ready_at > now and alone < ready_at:
+            self.delayed_by_spare += 1
+        if ready_at <= now:
+            self._sent_alone.append(now)
+            self._due_alone = max(self._due_alone, now) + self._interval
+
+    @property
+    def spare_reserve(self) -> tuple[int, int]:
+        """Turns `acquire_spare` leaves for `acquire`: in the bucket, half the burst (3 of 6
+        at 60 a minute); under the ceiling, a tenth of it, at least as many (6 of 60).
+
+        The ceiling's is larger: a slot of the ceiling comes back only as the send that
+        took it ages out, a minute later, and task pushes arriving while none does (60 s
+        after a lull in the sending) would find it full.
+        """
+        most = self.ceiling[0]
+        in_bucket = min(self.limit // 2, most - 1)
+        return in_bucket, min(max(in_bucket, most // 10), most - 1)
+
+    def _ready_at(
+        self, now: float, reserve: tuple[int, int], due: float, sent: collections.deque[float]
+    ) -> float:
+        """When a request leaving `reserve` turns (in the bucket, under the ceiling) may go,
+        given the pace `due` and the log `sent` (aged to `now`)."""
         most, span = self.ceiling
+        in_bucket, in_ceiling = reserve
+        while sent and sent[0] + span <= now:
+            sent.popleft()
+        ready_at = max(self._hold_until, due - (self.limit - 1 - in_bucket) * self._interval)
+        over = len(sent) - (most - in_ceiling)  # sends to age out, less one
+        if over >= 0:
+            ready_at = max(ready_at, sent[over] + span)
+        return ready_at
+
+    def _acquire(self, reserve: tuple[int, int], lowly: bool = False) -> bool:
+        first = True
         while True:
             with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] + span <= now:
-                    self._sent.popleft()
-                ready_at = max(self._hold_until, self._due - (self.limit - 1) * self._interval)
-                if len(self._sent) >= most:
-                    ready_at = max(ready_at, self._sent[0] + span)
-                if ready_at <= now:
-                    self._sent.append(now)
-                    self._due = max(self._due, now) + self._interval
-                    return True
-                delay = ready_at - now
-            self.waited += delay
+                if lowly and self._waiting > 0:
+                    delay = self._interval  # someone that may not be delayed came first
+                else:
+                    now = self._clock()
+                    ready_at = self._ready_at(now, reserve, self._due, self._sent)
+                    if not lowly and (first or ready_at <= now):
+                        self._own_turns(now, ready_at, first)
+                    if ready_at <= now:
+                        self._sent.append(now)
+                        self._due = max(self._due, now) + self._interval
+                        if lowly:
+                            self.spare_taken += 1
+                        return True
+                    delay = ready_at - now
+                    first = False
+            if lowly:
+                self.spare_waited += delay
+            else:
+                self.waited += delay
             if self._stop.wait(delay):
                 return False

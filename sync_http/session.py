@@ -176,6 +176,9 @@ class HttpSession:
         *,
         attempts: list[int] | None = None,
         validate: Validate | None = None,
+        classify: Classifier | None = None,
+        spare: bool = False,
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send until the answer is accepted (or rejected, for the caller to handle).
@@ -191,11 +194,21 @@ class HttpSession:
         persistent failure, when retries run out, or for a request or
         redirect off the base URL's origin (nothing is sent there);
         `StopRequested` when a stop is requested while waiting.
+
+        `classify` reads the answers instead of the session's table; `spare`:
+        each attempt takes a turn no other request wants
+        (`RequestBudget.acquire_spare`). Not `idempotent`: a request that
+        must not be sent twice (a `POST` that creates) is not retried after
+        an answer that leaves unknown whether it was applied (a 5xx, a
+        timeout, a dropped connection): it raises `RequestFailed` at once,
+        for the caller to find out first. A 429 is still waited out.
         """
+        acquire = self.budget.acquire_spare if spare else self.budget.acquire
+        classify = classify or self.classify
         sent = attempt = redirects = 0  # a redirect followed is a request, not an attempt
         while True:
             request = self._request(method, url, kwargs)
-            if not self.budget.acquire():
+            if not acquire():
                 raise StopRequested(f"{self.name}: stop requested while waiting to send")
             sent += 1
             self.stats.requests += 1
@@ -219,7 +232,7 @@ class HttpSession:
                 kwargs = {name: value for name, value in kwargs.items() if name != "params"}
                 continue
             attempt += 1
-            rule = self.classify(outcome)
+            rule = classify(outcome)
             validated = False  # a rule of `validate`'s names the problem: no excerpt needed
             if isinstance(outcome, httpx.Response):
                 self._read_clock(outcome)
@@ -236,6 +249,13 @@ class HttpSession:
                 raise RequestFailed(
                     rule,
                     f"{method} {_path(url)} answered {key}{shown}",
+                    outcome if isinstance(outcome, httpx.Response) else None,
+                )
+            if not idempotent and rule.action is not Action.RATE_LIMITED:
+                raise RequestFailed(
+                    rule,
+                    f"{method} {_path(url)} answered {key}{_excerpt(outcome)}; it is not "
+                    "sent again before it is known whether it was applied",
                     outcome if isinstance(outcome, httpx.Response) else None,
                 )
             if attempt >= self.retry.max_attempts:

@@ -637,10 +637,31 @@ def _failures_of(args: argparse.Namespace, config: Config) -> int:
                         f"attempts {item.attempts}, {_next_try(item)}: {item.error}"
                     )
                 count += 1
+    # Failed comments (comment sync): refused by Fragment, tried again on their own.
+    from sync.state.comments import CommentLedger
+
+    comments = 0
+    for name in names:
+        if not config.connectors[name].settings.conversation.sync:
+            continue
+        namespace = config.connectors[name].uid_namespace
+        for source_id, comment_id, error in CommentLedger(store).failures(namespace):
+            if args.json:
+                entry = json.dumps(
+                    {"connector": name, "source_id": source_id, "stage": "comment",
+                     "comment_id": comment_id, "error": error},
+                    ensure_ascii=False,
+                )  # fmt: skip
+                print("[" if count + comments == 0 else ",", entry)
+            else:
+                print(f"{name} {source_id} [comment {comment_id}]: {error}")
+            comments += 1
     if args.json:
-        print("]" if count else "[]")
+        print("]" if count + comments else "[]")
     else:
         print(f"{count} failed items")
+        if comments:
+            print(f"{comments} failed comments")
     return EXIT_OK
 
 

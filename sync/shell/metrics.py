@@ -157,6 +157,18 @@ class Metrics:
             by_connector,
             registry=registry,
         )
+        self.comments_posted = Counter(
+            f"{PREFIX}_comments_posted",
+            "Source comments posted to their Fragment tasks (comment sync).",
+            by_connector,
+            registry=registry,
+        )
+        self.comments_failed = Counter(
+            f"{PREFIX}_comments_failed",
+            "Comments Fragment refused (the task gone, 422); each is tried again later.",
+            by_connector,
+            registry=registry,
+        )
         self.counts = CountCache(store)
         """Shared with the status page: one count of the tasks for both, every few seconds."""
         registry.register(StateCollector(config, store, self.counts))
@@ -165,6 +177,9 @@ class Metrics:
                 family.labels(name)
             for outcome in OUTCOMES:
                 self.runs.labels(name, outcome)
+            if config.connectors[name].settings.conversation.sync:
+                self.comments_posted.labels(name)
+                self.comments_failed.labels(name)
             if config.connectors[name].settings.census is not None:
                 self.census_archived.labels(name)
                 self.census_refused.labels(name).set(0)
@@ -214,6 +229,9 @@ class Metrics:
         self.pushed.labels(name).inc(summary.pushed)
         self.unchanged.labels(name).inc(summary.unchanged)
         self.failed.labels(name).inc(summary.failed)
+        if summary.comments_posted or summary.comments_failed:
+            self.comments_posted.labels(name).inc(summary.comments_posted)
+            self.comments_failed.labels(name).inc(summary.comments_failed)
         self.duration.labels(name).observe(summary.duration_s)
         if outcome == "ok":
             self.last_success.labels(name).set(time.time())
@@ -256,7 +274,7 @@ class StateCollector(Collector):
         return list(self._families())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag, failed, tasks, up = self._families()
+        lag, failed, tasks, up, pending = self._families()
         try:
             rows = collect(self.config, self.store, self.counts)
         except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
@@ -269,8 +287,10 @@ class StateCollector(Collector):
                 lag.add_metric([row["name"]], row["lag_s"])
             failed.add_metric([row["name"]], row["failed_items"])
             tasks.add_metric([row["name"]], row["tasks"])
+            if row["comments"] is not None:
+                pending.add_metric([row["name"]], row["comments"]["pending"])
         up.add_metric([], 1)
-        yield from (lag, failed, tasks, up)
+        yield from (lag, failed, tasks, up, pending)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -293,5 +313,10 @@ class StateCollector(Collector):
             GaugeMetricFamily(
                 f"{PREFIX}_state_up",
                 "1 when the state database answered this scrape, else 0.",
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_comments_pending",
+                "Comments waiting to be posted (comment sync on), at scrape time.",
+                labels=["connector"],
             ),
         )

@@ -1,5 +1,5 @@
 """What `python -m sync status` shows: per connector its watermark, last run, last census,
-failed items.
+failed items, and with comment sync on, its comments posted, pending and failed.
 
 The daemon's status page and `/metrics` show the same rows, read through a
 `CountCache` so that many viewers share one count of the tasks.
@@ -15,6 +15,7 @@ from typing import Any
 
 from sync.config import Config
 from sync.state import CensusRecord, StateStore
+from sync.state.comments import CommentLedger
 from sync.watermark import encode
 
 COUNTS_TTL_S = 5.0
@@ -67,6 +68,14 @@ def collect(
     for name, connector in config.connectors.items():
         namespace = connector.uid_namespace
         tasks, failed = count(namespace)
+        comments = None
+        if connector.settings.conversation.sync:
+            counted_comments = CommentLedger(store).counts(namespace)
+            comments = {
+                "pending": counted_comments.pending,
+                "posted": counted_comments.posted,
+                "failed": counted_comments.failed,
+            }
         watermark = store.watermark(namespace)
         runs = store.recent_runs(namespace, limit=1)
         last = runs[0] if runs else None
@@ -82,6 +91,7 @@ def collect(
                 "lag_s": None if lag is None else round(lag),
                 "tasks": tasks,
                 "failed_items": failed,
+                "comments": comments,
                 "last_run": None
                 if last is None
                 else {
@@ -137,7 +147,9 @@ def census_text(census: dict[str, Any] | None, scheduled: bool) -> str:
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a plain text table for a terminal."""
-    header = ("CONNECTOR", "KIND", "WATERMARK", "TASKS", "FAILED", "LAST CENSUS", "LAST RUN")
+    with_comments = any(row.get("comments") for row in rows)
+    header: tuple[str, ...] = ("CONNECTOR", "KIND", "WATERMARK", "TASKS", "FAILED", "LAST CENSUS")
+    header += ("COMMENTS", "LAST RUN") if with_comments else ("LAST RUN",)
     lines = [header]
     for row in rows:
         last = row["last_run"]
@@ -147,17 +159,23 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                 f"{last['outcome']} at {last['started_at'][:19]}Z: pulled {last['pulled']}, "
                 f"pushed {last['pushed']}, failed {last['failed']}"
             )
-        lines.append(
-            (
-                row["name"],
-                row["kind"],
-                row["watermark"] or "-",
-                str(row["tasks"]),
-                str(row["failed_items"]),
-                census_text(row["last_census"], row["census_every"] is not None),
-                summary,
-            )
+        line: tuple[str, ...] = (
+            row["name"],
+            row["kind"],
+            row["watermark"] or "-",
+            str(row["tasks"]),
+            str(row["failed_items"]),
+            census_text(row["last_census"], row["census_every"] is not None),
         )
+        if with_comments:
+            comments = row.get("comments")
+            line += (
+                "-"
+                if comments is None
+                else f"{comments['posted']} posted, {comments['pending']} pending, "
+                f"{comments['failed']} failed",
+            )
+        lines.append((*line, summary))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))

@@ -581,6 +581,8 @@ class ConnectorView:
     census: CensusLine | None = None
     """The last census; None: it never took one."""
     census_scheduled: bool = False
+    comments: dict[str, int] | None = None
+    """Comment sync's counts (posted, pending, failed), when it is on."""
 
     @property
     def failed_hidden(self) -> int:
@@ -639,6 +641,7 @@ def _connector_views(
                 failed_total=row["failed_items"],
                 census=_census_line(row["last_census"], now),
                 census_scheduled=row["census_every"] is not None,
+                comments=row["comments"],
             )
         )
     return views

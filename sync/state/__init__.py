@@ -4,7 +4,8 @@
 `bootstrap` opens a database and brings its schema up to date (the Alembic
 migrations beside it); `bulk` holds the dialect-specific SQL of a batch;
 `upkeep` keeps PostgreSQL's statistics in step; `text` makes what is kept
-about a failure storable and redacted; `schema` declares the tables. When a
+about a failure storable and redacted; `comments` keeps comment sync's rows
+(`CommentLedger`, over a `StateStore`); `schema` declares the tables. When a
 failed item is due again is `sync.failures`' policy, not the store's.
 """
 

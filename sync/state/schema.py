@@ -203,3 +203,35 @@ people = sa.Table(
     # reads every ticket again once this is later than its last complete pass knew.
     sa.Column("changed_at", UTC_TIME),
 )
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    # Each source comment comment sync met (see sync.comments), by its ticket and its own id.
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("source_id", ID, primary_key=True),
+    sa.Column("comment_id", ID, primary_key=True),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    # pending, sending (written before its POST: it may have landed), posted, failed
+    sa.Column("state", sa.String(16), nullable=False),
+    # The text to post (kept until posted: later passes post it without reading the source).
+    sa.Column("body", LONG_TEXT),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("first_failed", UTC_TIME),
+    sa.Column("retry_at", UTC_TIME),
+    sa.Column("posted_at", UTC_TIME),
+    # Fragment's id of the posted comment, when its answer gave one.
+    sa.Column("fragment_id", sa.String(64)),
+    sa.Index("ix_comments_state", "connector", "state", "created_at"),
+)
+
+comment_sync = sa.Table(
+    "comment_sync",
+    metadata,
+    # When comment sync was first turned on for the connector: comments made before are
+    # left out unless `backfill`; when a backfill last read every ticket for them.
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("since", UTC_TIME, nullable=False),
+    sa.Column("backfilled_at", UTC_TIME),
+)

@@ -963,6 +963,11 @@ def _record_failures(
     upsert(conn, failed_items, rows, keys=("connector", "source_id"))
 
 
+def renew(conn: Connection, connector: str, owner: str, ttl: float, now: dt.datetime) -> bool:
+    """Renew `owner`'s lease on `connector` within `conn`'s transaction; False if not theirs."""
+    return _renew(conn, connector, owner, ttl, now)
+
+
 def _renew(conn: Connection, connector: str, owner: str, ttl: float, now: dt.datetime) -> bool:
     expires = now + dt.timedelta(seconds=ttl)
     values = {"which": connector, "holder": owner, "until": expires}

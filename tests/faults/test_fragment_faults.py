@@ -26,8 +26,10 @@ from connectors.values import parse_datetime
 from fragment_emulator import Emulator
 from sync.config import Config
 from sync.fragment import FragmentClient
+from sync.mapping import task_uid
 from sync.run import ConnectorRun, RunOptions, RunSummary
 from sync.state import StateStore
+from sync.state.comments import CommentLedger
 from synckit import (
     MAPPING,
     TOKEN,
@@ -291,3 +293,64 @@ sorted = true
 title = "{MAPPING["title"]}"
 fields = {{ country = "requester.country" }}
 """
+
+
+def test_comments_through_a_misbehaving_fragment_land_once_each(
+    tmp_path: Path, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /tasks/{uid}/comments is not idempotent: 5xx, dropped and lost answers and
+    429s must neither lose a comment nor post one twice, pass after pass."""
+    tickets = [_ticket(i, _minute(i)) for i in range(30)]
+    for ticket in tickets:
+        ticket["comments"] = [
+            {"id": f"{ticket['id']}-{n}", "created_at": "2026-11-01T00:00:00Z",
+             "body": f"reply {n}", "author": "Ada"}
+            for n in range(4)
+        ]  # fmt: skip
+    path = write_tickets(tmp_path / "tickets.jsonl", tickets)
+    faults = {key: MISBEHAVING[key] for key in ("error_rate", "drop_rate", "latency")}
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = make_config(
+            emulator, path, state_url,
+            fragment={"timeout": "1s", "max_attempts": 30, "max_retry_wait": "3s"},
+            connector={
+                "comments_field": "comments", "conversation": {"sync": True, "backfill": True}
+            },
+        )  # fmt: skip
+        store = StateStore.open(state_url)
+        try:
+            with FragmentClient(config.fragment) as client:
+                monkeypatch.setattr("sync.run.COMMENT_SHARE", 0.0)  # tasks in, no comment
+                ConnectorRun(
+                    config.connectors["helpdesk"], store, client, 50, RunOptions()
+                ).execute()
+                monkeypatch.setattr("sync.run.COMMENT_SHARE", 0.5)
+                emulator.faults.update(
+                    {**faults, "rate_limit": (20, 1.0), "lost_response_rate": 0.15, "seed": 5}
+                )
+                for _ in range(60):  # a pass leaves a comment whose answer is unclear
+                    summary = ConnectorRun(
+                        config.connectors["helpdesk"], store, client, 50, RunOptions()
+                    ).execute()
+                    assert summary.ok, summary.error
+                    if CommentLedger(store).counts("helpdesk").pending == 0:
+                        break
+            counts = CommentLedger(store).counts("helpdesk")
+        finally:
+            store.close()
+        requests = emulator.requests
+        texts = {
+            ticket["id"]: [
+                c["content"]
+                for c in emulator.store.comments(task_uid("helpdesk", str(ticket["id"])))
+            ]
+            for ticket in tickets
+        }
+
+    assert (counts.pending, counts.failed, counts.posted) == (0, 0, 120)
+    seen = Counter(_fault_kind(r) for r in requests if "/comments" in r["path"])
+    assert {"5xx", "drop", "lost_response"} <= set(seen), seen
+    for number, posted in texts.items():
+        assert sorted(text.rsplit("\n", 1)[-1] for text in posted) == [
+            f"reply {n}" for n in range(4)
+        ], number

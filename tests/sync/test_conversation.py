@@ -190,7 +190,15 @@ def test_the_fingerprint_of_a_config_leaving_the_conversation_alone_is_unchanged
     ).hexdigest()
 
     assert plain.fingerprint() == before
-    assert config_of({"conversation": {"excerpt": 80, "sync": True}}).fingerprint() == before
+    assert config_of({"conversation": {"excerpt": 80}}).fingerprint() == before
+
+
+def test_comment_sync_on_a_connector_that_reads_no_comments_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_of({"conversation": {"sync": True}})
+
+    assert caught.value.key == "connectors.desk.conversation.sync"
+    assert "comments_field" in str(caught.value)
 
 
 def test_the_fingerprint_follows_what_changes_the_tasks() -> None:

@@ -75,3 +75,73 @@ def test_a_fresh_budget_lets_a_tenth_of_the_minute_go_at_once() -> None:
     sent = send_times(600, 61, service=[0.0])
     assert sent[:60] == [0.0] * 60
     assert sent[60] > 0.0
+
+
+# Spare turns (comment sync): never taken from a request that may not wait
+
+
+def test_a_spare_turn_leaves_the_reserve_so_the_next_request_goes_at_once() -> None:
+    time = SimulatedTime()
+    budget = RequestBudget.per_minute(60, stop=time, clock=lambda: time.now)
+    time.now = 100.0  # a full bucket: 6 turns at once
+    taken = 0
+    start = time.now
+    while time.now == start:  # spare turns go only while they need no wait
+        assert budget.acquire_spare()
+        taken += time.now == start
+    assert taken == budget.limit - budget.spare_reserve[0]
+
+    time.now = 200.0
+    for _ in range(budget.limit - budget.spare_reserve[0]):
+        assert budget.acquire_spare()
+    before = time.now
+    for _ in range(budget.spare_reserve[0]):
+        assert budget.acquire()
+    assert time.now == before  # the reserve was there: no wait for the ordinary requests
+    assert budget.waited == 0.0
+    assert budget.delayed_by_spare == 0
+
+
+def test_a_request_kept_waiting_by_spare_turns_is_counted() -> None:
+    """A burst larger than the reserve right after spare turns waits for them: the count
+    the bench reads to show comment sync delayed no task push says so."""
+    time = SimulatedTime()
+    budget = RequestBudget.per_minute(60, stop=time, clock=lambda: time.now)
+    time.now = 100.0
+    for _ in range(budget.limit - budget.spare_reserve[0]):
+        assert budget.acquire_spare()
+    for _ in range(budget.spare_reserve[0] + 1):
+        assert budget.acquire()
+
+    assert budget.delayed_by_spare == 1
+    assert budget.waited > 0
+
+
+def test_spare_turns_stay_under_the_ceiling_with_the_reserve_free() -> None:
+    time = SimulatedTime()
+    budget = RequestBudget.per_minute(60, stop=time, clock=lambda: time.now)
+    sent = []
+    for _ in range(300):
+        assert budget.acquire_spare()
+        sent.append(time.now)
+    most = budget.ceiling[0] - budget.spare_reserve[1]
+    assert min(minute_spans(sent, most)) >= 60.0
+    before = time.now
+    for _ in range(budget.spare_reserve[0]):
+        assert budget.acquire()
+    assert time.now == before
+
+
+def test_a_spare_turn_waits_while_an_ordinary_request_waits() -> None:
+    """Two threads on a real clock: the waiting `acquire` goes first, whatever the timing."""
+    budget = RequestBudget(1, 0.2)
+    order: list[str] = []
+    assert budget.acquire()  # the next turn is 0.2 s away
+    ordinary = threading.Thread(target=lambda: (budget.acquire(), order.append("task")))
+    ordinary.start()
+    while budget._waiting == 0:  # the thread queues for its turn
+        threading.Event().wait(0.001)
+    assert budget.acquire_spare()
+    order.append("comment")
+    ordinary.join()
+    assert order == ["task", "comment"]

@@ -695,3 +695,39 @@ def test_a_journal_note_updates_the_comment_fields_and_a_private_one_stays_out(
     fields = tasks_by_ticket(emulator)[str(number)]["fields"]
     assert (fields["comment_count"], fields["last_comment"]) == (2, "Fire is out.")
     assert tasks_by_ticket(emulator)[str(quiet)]["fields"]["comment_count"] == 0
+
+
+def test_with_comment_sync_a_journal_note_appears_once_as_a_fragment_comment(
+    real_redmine: RealRedmine, emulator: Emulator, sqlite_url: str
+) -> None:
+    project = real_redmine.new_project("comment-sync")
+    with real_redmine.client() as api:
+        number = _create(api, project, "Badge reader offline")
+        old = {"notes": "Said before comment sync was on."}
+        _ok(api.put(f"/issues/{number}.json", json={"issue": old}))
+    config = _config(
+        real_redmine.url,
+        real_redmine.api_key,
+        project,
+        emulator,
+        sqlite_url,
+        conversation={"enabled": True, "sync": True},
+    )
+    _sync(config)  # comment sync starts now: the older note is not posted
+    uid = tasks_by_ticket(emulator)[str(number)]["uid"]
+    assert emulator.store.comments(uid) == []
+
+    time.sleep(1.1)  # the note in a later second than the last pass's read
+    with real_redmine.client() as api:
+        _ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Rebooted the reader."}}))
+        hidden = {"notes": "Vendor contract #4411", "private_notes": True}
+        _ok(api.put(f"/issues/{number}.json", json={"issue": hidden}))
+
+    first = _sync(config)
+    again = _sync(config)
+
+    posted = [comment["content"] for comment in emulator.store.comments(uid)]
+    assert len(posted) == 1, posted  # the public note, once; the private one stays out
+    assert "Redmine Admin" in posted[0] and posted[0].endswith("Rebooted the reader.")
+    assert (first.comments_posted, again.comments_posted) == (1, 0)
+    assert tasks_by_ticket(emulator)[str(number)]["fields"]["comment_count"] == 2

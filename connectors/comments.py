@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import BadRecord, SourceComment, SourceTicket
+from connectors.conversation import BadComment, comment
 from connectors.records import MISSING, get_path
-from connectors.values import parse_datetime
 
 
 def _always_public(comment: Mapping[str, Any]) -> bool:
@@ -39,12 +39,6 @@ class CommentShape:
     public: Callable[[Mapping[str, Any]], bool] = _always_public
 
 
-class _BadComment(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
 def read_comments(
     ticket: SourceTicket, records: Iterable[Any], shape: CommentShape
 ) -> list[SourceComment] | BadRecord:
@@ -55,19 +49,20 @@ def read_comments(
     whole ticket a `BadRecord` naming the field (`comments.2.created_at`, the
     comment's place in the listing, from 0) and the comment: the engine records
     the ticket as failed, as it does a malformed ticket, rather than push a
-    conversation with a hole in it.
+    conversation with a hole in it. Each value is read by `connectors.conversation.comment`,
+    the one reading of a comment every connector shares.
     """
     comments: list[SourceComment] = []
     for index, raw in enumerate(records):
         try:
-            comments.append(_comment(raw, shape))
-        except _BadComment as exc:
+            comments.append(_comment(raw, shape, f"comments.{index}"))
+        except BadComment as exc:
             comment_id = get_path(raw, shape.id) if isinstance(raw, dict) else MISSING
             which = f"comment {comment_id}" if _present(comment_id) else f"comment {index + 1}"
             return BadRecord(
                 ticket.source_id,
                 f"ticket {ticket.source_id}, {which}",
-                f"comments.{index}.{exc.field}",
+                exc.field,
                 f"a comment can't be read: {which}: {exc.message}",
                 ticket.record,
                 ticket.cursor,
@@ -76,27 +71,18 @@ def read_comments(
     return comments
 
 
-def _comment(raw: Any, shape: CommentShape) -> SourceComment:
+def _comment(raw: Any, shape: CommentShape, where: str) -> SourceComment:
     if not isinstance(raw, dict):
-        raise _BadComment("(record)", f"expected an object, got {raw!r:.80}")
-    comment_id = get_path(raw, shape.id)
-    if not _present(comment_id) or isinstance(comment_id, bool | dict | list):
-        raise _BadComment(shape.id, "the comment has no id")
-    created = get_path(raw, shape.created_at)
-    if not _present(created):
-        raise _BadComment(shape.created_at, "the comment has no creation time")
-    try:
-        created_at = parse_datetime(created)
-    except ValueError as exc:
-        raise _BadComment(shape.created_at, str(exc)) from None
-    body = get_path(raw, shape.body)
-    return SourceComment(
-        comment_id=str(comment_id),
-        created_at=created_at,
-        body="" if body is MISSING or body is None else str(body),
+        raise BadComment(where, f"expected an object, got {raw!r:.80}")
+    return comment(
+        where,
+        comment_id=get_path(raw, shape.id),
+        created_at=get_path(raw, shape.created_at),
+        body=get_path(raw, shape.body),
         author=_text(raw, shape.author),
         author_id=_text(raw, shape.author_id),
         public=shape.public(raw),
+        keys={"id": shape.id, "created_at": shape.created_at, "body": shape.body},
     )
 
 

@@ -60,7 +60,7 @@ def connector_capabilities() -> str:
     A census (`scope_ids`), people (`people`), the conversation (`comments`): a table a
     reader can trust, since a connector gains a column's yes only by implementing it.
     """
-    rows = ["| kind | census | people | conversation |", "| --- | --- | --- | --- |"]
+    rows = ["| kind | census | people lookup | conversation |", "| --- | --- | --- | --- |"]
     comments = {"listing": "with the tickets", "requests": "extra requests", None: "no"}
     for kind, cls in available().items():
         census = "yes" if cls.scope_ids is not Connector.scope_ids else "no"

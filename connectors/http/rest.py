@@ -44,7 +44,7 @@ from pydantic import ByteSize, Field, model_validator
 from connectors import base
 from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket
 from connectors.errors import SourceError, SourceNotFound
-from connectors.http.paginators import PageRequest, PaginationBroken, PaginationLoop, Paginator
+from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
@@ -473,7 +473,7 @@ class RestConnector(Connector):
                 )
             try:
                 current = paginator.next_page(current, response, body, len(found))
-            except PaginationLoop as exc:
+            except PaginationBroken as exc:  # a loop, or a next page it can't follow
                 raise SourceError(self.name, str(exc)) from None
         return records
 

@@ -94,6 +94,9 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
         # Rounds whose run finishes before its kill don't count; under a loaded machine
         # (the full suite on 4 workers) most edit rounds did, and 3x too few rounds
         # failed the test before it checked anything.
+        # Once the backfill is through, a run of a few edits ends within moments of its
+        # push: a round after one that ended unkilled strikes within that run's lifetime.
+        last_life: float | None = None
         for round_number in range(1, scale.kills * 6):
             if len(kill_times) >= scale.kills:
                 break
@@ -101,7 +104,9 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
             process = subprocess.Popen(
                 command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            if dice.random() < 0.2:
+            if last_life is not None:
+                time.sleep(dice.uniform(0.0, 0.9 * last_life))
+            elif dice.random() < 0.2:
                 # Anywhere in the process's life: start-up, lease wait, reading, pushing.
                 time.sleep(dice.uniform(0.0, 3.0))
             else:
@@ -111,8 +116,10 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 kill_times.append(time.time())
+                last_life = None
             else:
                 finished_unkilled += 1
+                last_life = time.time() - started  # it ended on its own within this long
             process.wait(timeout=30)
             _edit_the_source(tickets, dice, round_number)
             write_tickets(tickets_path, tickets)

@@ -290,32 +290,24 @@ class FakeFreshdesk(FakeApi):
         tickets.sort(key=lambda t: (self._sort_value(t, order_by), t["id"]))
         if order_type == "desc":
             tickets.reverse()
-        start = (page - 1) * per_page
-        headers: dict[str, str] = {}
-        if len(tickets) > start + per_page:
-            query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
-            headers["Link"] = f'<{self.base_url}{PATH}?{urlencode(query)}>; rel="next"'
-        return Reply(200, tickets[start : start + per_page], headers=headers)
+        return self._page(request, tickets, page, per_page)
 
     def _agents(self, request: Request) -> Reply:
         """`GET /api/v2/agents`: every agent, by id, paged."""
-        page = _integer(request.param("page", "1"))
-        per_page = _integer(request.param("per_page", "30"))
-        errors: list[tuple[str, str]] = []
-        if page is None or page < 1:
-            errors.append(("page", "It should be a Positive Number"))
-        if per_page is None or not 1 <= per_page <= 100:
-            errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
-        if errors:
-            return _validation_failed(errors)
-        assert page is not None and per_page is not None
+        paging = _paging(request)
+        if isinstance(paging, Reply):
+            return paging
         agents = [self.agents[i] for i in sorted(self.agents)]
+        return self._page(request, agents, *paging)
+
+    def _page(self, request: Request, items: list[Any], page: int, per_page: int) -> Reply:
+        """Page `page` of `items`, with the `link` header Freshdesk sends while more follow."""
         start = (page - 1) * per_page
         headers: dict[str, str] = {}
-        if len(agents) > start + per_page:
+        if len(items) > start + per_page:
             query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
-            headers["Link"] = f'<{self.base_url}{AGENTS}?{urlencode(query)}>; rel="next"'
-        return Reply(200, agents[start : start + per_page], headers=headers)
+            headers["Link"] = f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="next"'
+        return Reply(200, items[start : start + per_page], headers=headers)
 
     def _conversations(self, request: Request, number: int) -> Reply:
         """`GET /api/v2/tickets/{id}/conversations`, oldest first."""
@@ -327,25 +319,13 @@ class FakeFreshdesk(FakeApi):
                     "message": "You have to be logged in to perform this action.",
                 },
             )
-        page = _integer(request.param("page", "1"))
-        per_page = _integer(request.param("per_page", "30"))
-        errors: list[tuple[str, str]] = []
-        if page is None or page < 1:
-            errors.append(("page", "It should be a Positive Number"))
-        if per_page is None or not 1 <= per_page <= 100:
-            errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
-        if errors:
-            return _validation_failed(errors)
-        assert page is not None and per_page is not None
+        paging = _paging(request)
+        if isinstance(paging, Reply):
+            return paging
         if number not in self.tickets:
             return Reply(404, {"code": "not_found", "message": "Resource not found"})
         listed = self.conversations.get(number, [])
-        start = (page - 1) * per_page
-        headers: dict[str, str] = {}
-        if len(listed) > start + per_page:
-            query = {**{k: v[-1] for k, v in request.query.items()}, "page": str(page + 1)}
-            headers["Link"] = f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="next"'
-        return Reply(200, listed[start : start + per_page], headers=headers)
+        return self._page(request, listed, *paging)
 
     def _sort_value(self, ticket: dict[str, Any], order_by: str) -> Any:
         if order_by == "updated_at":
@@ -406,3 +386,18 @@ def _validation_failed(errors: list[tuple[str, str]]) -> Reply:
             ],
         },
     )
+
+
+def _paging(request: Request) -> tuple[int, int] | Reply:
+    """A list's `page` and `per_page` (30 by default, at most 100), or Freshdesk's 400."""
+    page = _integer(request.param("page", "1"))
+    per_page = _integer(request.param("per_page", "30"))
+    errors: list[tuple[str, str]] = []
+    if page is None or page < 1:
+        errors.append(("page", "It should be a Positive Number"))
+    if per_page is None or not 1 <= per_page <= 100:
+        errors.append(("per_page", "It should be a Positive Number less than or equal to 100"))
+    if errors:
+        return _validation_failed(errors)
+    assert page is not None and per_page is not None
+    return page, per_page

@@ -95,8 +95,8 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
         # (the full suite on 4 workers) most edit rounds did, and 3x too few rounds
         # failed the test before it checked anything.
         # Once the backfill is through, a run of a few edits ends within moments of its
-        # push: a round after one that ended unkilled strikes within that run's lifetime.
-        last_life: float | None = None
+        # first push: a round after one that ended unkilled strikes inside that push.
+        ended_unkilled = False
         for round_number in range(1, scale.kills * 6):
             if len(kill_times) >= scale.kills:
                 break
@@ -104,8 +104,9 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
             process = subprocess.Popen(
                 command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            if last_life is not None:
-                time.sleep(dice.uniform(0.0, 0.9 * last_life))
+            if ended_unkilled:
+                _wait_for_a_push_after(emulator, started, process)
+                time.sleep(dice.uniform(0.0, LATENCY / 2))
             elif dice.random() < 0.2:
                 # Anywhere in the process's life: start-up, lease wait, reading, pushing.
                 time.sleep(dice.uniform(0.0, 3.0))
@@ -116,10 +117,10 @@ def _backfill_under_sigkill(tmp_path: Path, state_url: str, scale: Scale, seed: 
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 kill_times.append(time.time())
-                last_life = None
+                ended_unkilled = False
             else:
                 finished_unkilled += 1
-                last_life = time.time() - started  # it ended on its own within this long
+                ended_unkilled = True
             process.wait(timeout=30)
             _edit_the_source(tickets, dice, round_number)
             write_tickets(tickets_path, tickets)

@@ -36,10 +36,9 @@ from fragment_emulator.models import (
     WrittenTask,
     error_detail,
     json_syntax_detail,
-    now_text,
     validation_details,
 )
-from fragment_emulator.store import TaskPage, TaskQuery, TaskStore
+from fragment_emulator.store import ORDERS, START, Position, TaskPage, TaskQuery, TaskStore
 from fragment_emulator.tasks import ItemError, WriteMode, assign_uids, plan_writes
 from fragment_emulator.traffic import TrafficLog
 from fragment_emulator.users import UserDirectory
@@ -351,21 +350,31 @@ def _located(prefix: Loc, problem: ItemError) -> ErrorDetail:
     return error_detail((*prefix, *problem.loc), problem.msg, problem.type, problem.input)
 
 
-def encode_cursor(after_seq: int) -> str:
-    """The opaque cursor of the page starting after insertion rank `after_seq`."""
-    return base64.urlsafe_b64encode(f"after:{after_seq}".encode()).decode().rstrip("=")
+def encode_cursor(after: Position, order_by: str | None = None) -> str:
+    """The opaque cursor of the page starting after `after` in the `order_by` order.
+
+    Insertion order's cursors name the rank alone (`after:RANK`); an ordered
+    listing's name the order too, so a cursor can't be replayed in another order.
+    """
+    text = f"after:{after.seq}" if order_by is None else f"after:{order_by}:{after.seq}:{after.key}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
-    """The insertion rank a cursor points after; raises `ValueError` if it is not ours."""
+def decode_cursor(cursor: str, order_by: str | None = None) -> Position:
+    """Where a cursor points; raises `ValueError` if it is not ours or not of this order."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise ValueError(cursor) from None
-    prefix, _, number = text.partition(":")
-    if prefix != "after" or not number.isdigit():
+    if order_by is None:
+        prefix, _, number = text.partition(":")
+        if prefix != "after" or not number.isdigit():
+            raise ValueError(cursor)
+        return Position("", int(number))
+    prefix, order, number, key = [*text.split(":", 3), "", "", ""][:4]
+    if prefix != "after" or order != order_by or not number.isdigit():
         raise ValueError(cursor)
-    return int(number)
+    return Position(key, int(number))
 
 
 _TIMESTAMP = TypeAdapter(Timestamp)
@@ -402,10 +411,14 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
         else:
             if not 1 <= limit <= MAX_LIMIT:
                 fail("limit", f"Input should be between 1 and {MAX_LIMIT}", "limit_range")
-    after_seq = 0
+    order_by = last.get("order_by")
+    if order_by is not None and order_by not in ORDERS:
+        fail("order_by", "Input should be 'created_at' or 'updated_at'", "enum")
+        order_by = None
+    after = None
     if last.get("cursor"):
         try:
-            after_seq = decode_cursor(last["cursor"])
+            after = decode_cursor(last["cursor"], order_by)
         except ValueError:
             fail("cursor", "Invalid cursor", "cursor_invalid")
     status = last.get("status")
@@ -430,8 +443,6 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
                 moments[name] = _TIMESTAMP.validate_python(last[name])
             except ValidationError as exc:
                 fail(name, exc.errors(include_url=False)[0]["msg"], "datetime_parsing")
-    if "order_by" in last:
-        fail("order_by", "the emulator lists tasks in insertion order only", "unsupported")
     field_equals: list[tuple[str, str]] = []
     for name, wanted in last.items():
         if name in _LIST_PARAMS:
@@ -448,7 +459,8 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
         raise Unprocessable(problems)
     return TaskQuery(
         limit=limit,
-        after_seq=after_seq,
+        after=after,
+        order_by=order_by,
         status=status,
         archived=archived,
         assignee_uid=assignee_uid,
@@ -458,17 +470,23 @@ def _task_query(query: Mapping[str, list[str]]) -> TaskQuery:
     )
 
 
-def _page_meta(limit: int, self_after: int | None, page: TaskPage | None, total: int) -> JsonObject:
-    def cursor(after: int | None) -> str | None:
-        return None if after is None else encode_cursor(after)
+def _page_meta(query: TaskQuery, page: TaskPage) -> JsonObject:
+    def cursor(after: Position | None) -> str | None:
+        return None if after is None else encode_cursor(after, query.order_by)
 
     return {
-        "limit": limit,
-        "self_cursor": cursor(self_after),
-        "prev_cursor": cursor(page.prev_after if page else None),
-        "next_cursor": cursor(page.next_after if page else None),
-        "total_count": total,
+        "limit": query.limit,
+        "self_cursor": cursor(query.after or START),
+        "prev_cursor": cursor(page.prev_after),
+        "next_cursor": cursor(page.next_after),
+        "total_count": page.total_count,
     }
+
+
+def _whole_meta(count: int) -> JsonObject:
+    """The `meta` of an answer that is one whole page (a batch write's)."""
+    cursors = dict.fromkeys(("self_cursor", "prev_cursor", "next_cursor"))
+    return {"limit": count, **cursors, "total_count": count}
 
 
 # -- the Fragment API --------------------------------------------------------
@@ -548,7 +566,7 @@ class FragmentApi:
             "uid": str(uuid.uuid4()),
             "task_uid": uid,
             "content": text,
-            "created_at": now_text(),
+            "created_at": self.faults.now_text(),
         }
         with self.store.writing() as writer:
             if not writer.load([uid]):
@@ -567,7 +585,7 @@ class FragmentApi:
     def _list(self, request: ApiRequest, params: Mapping[str, str]) -> Reply:
         query = _task_query(request.query)
         page = self.store.list_page(query)
-        meta = _page_meta(query.limit, query.after_seq, page, page.total_count)
+        meta = _page_meta(query, page)
         return task_list_reply(page.items, meta)
 
     def _write_one(self, mode: WriteMode, request: ApiRequest, path_uid: str | None) -> Reply:
@@ -587,7 +605,7 @@ class FragmentApi:
                 ]
             )
         uids: list[str | None] = [uid] if uid is not None else assign_uids(mode, [item])[0]
-        now = now_text()
+        now = self.faults.now_text()
         with self.store.writing() as writer:
             stored = writer.load(uids)
             target = uids[0]
@@ -607,7 +625,7 @@ class FragmentApi:
         """POST, PUT and PATCH /tasks/batch: validate everything, then apply all or nothing."""
         items, details = _parse_batch(request, self.max_batch_items)
         uids, uid_problems = assign_uids(mode, items)
-        now = now_text()
+        now = self.faults.now_text()
         with self.store.writing() as writer:
             stored = writer.load(uids)
             plan = plan_writes(mode, items, uids, stored, self.users, now)
@@ -625,7 +643,7 @@ class FragmentApi:
             writer.add_users(plan.new_user_emails, now)
             writer.save(plan)
         tasks = [self.store.render_json(task) for task in plan.tasks]
-        meta = _page_meta(len(tasks), None, None, len(tasks))
+        meta = _whole_meta(len(tasks))
         return task_list_reply(tasks, meta, items=len(items))
 
 

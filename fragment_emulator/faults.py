@@ -9,6 +9,7 @@ module decides; it never touches sockets (`server` does).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 import threading
@@ -17,6 +18,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from fragment_emulator.models import timestamp_text
 
 RateLimit = tuple[int, float]
 """(requests allowed, window in seconds), per token."""
@@ -75,6 +78,8 @@ class Faults:
     - `unnamed_rejections`: a batch holding invalid items is refused with a
       422 that names none of them ("invalid batch"), as a gateway in front of
       Fragment may answer: the client must bisect to find them.
+    - `clock_offset`: seconds added to the server's clock (negative: behind),
+      for the timestamps it stamps on tasks; Fragment's clock is not ours.
     - `seed`: seeds the dice (None = unpredictable); setting it reseeds.
     """
 
@@ -86,6 +91,7 @@ class Faults:
     drop_rate: float = 0.0
     lost_response_rate: float = 0.0
     unnamed_rejections: bool = False
+    clock_offset: float = 0.0
     seed: int | None = None
     limiter: SlidingWindowLimiter = field(
         default_factory=SlidingWindowLimiter, init=False, repr=False, compare=False
@@ -136,6 +142,11 @@ class Faults:
         with self._dice_lock:
             return self._dice.choice(ERROR_STATUSES)
 
+    def now_text(self) -> str:
+        """The server's clock, `clock_offset` applied, as `models.timestamp_text`."""
+        moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.clock_offset)
+        return timestamp_text(moment)
+
     def admit(self, token: str) -> int | None:
         """None if the rate limit lets `token` through, else Retry-After seconds."""
         limit = self.rate_limit
@@ -151,6 +162,11 @@ def _checked(name: str, value: Any) -> Any:
             raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         if name in _DURATIONS and not 0.0 <= value < math.inf:
             raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+        return float(value)
+    if name == "clock_offset":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            raise ValueError(f"clock_offset must be a number of seconds, got {value!r}")
         return float(value)
     if name == "rate_limit":
         if value is None:

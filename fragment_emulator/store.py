@@ -97,6 +97,28 @@ def _json_value_matches(json_type: str | None, value: Any, wanted: str) -> bool:
         return False
 
 
+ORDERS: dict[str | None, str] = {
+    None: "''",
+    # A task's own updated_at / created_at, which the server stamps on every change
+    # unless the client set it (tasks.plan_writes).
+    "updated_at": "coalesce(json_extract(doc, '$.updated_at'), internal_updated_at)",
+    "created_at": "coalesce(json_extract(doc, '$.created_at'), internal_created_at)",
+}
+"""`order_by` values and the sort key each stands for; ties go by insertion rank."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A place in a listing's order: after the task with sort key `key` and rank `seq`."""
+
+    key: str
+    seq: int
+
+
+START = Position("", 0)
+"""Before every task, in any order (keys are timestamps, which sort after "")."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
     """A `GET /tasks` request: filters, page size, and where the page starts.
@@ -107,7 +129,8 @@ class TaskQuery:
     """
 
     limit: int = 50
-    after_seq: int = 0
+    after: Position | None = None
+    order_by: str | None = None
     status: str | None = None
     archived: bool | None = None
     assignee_uid: str | None = None
@@ -126,8 +149,8 @@ class TaskPage:
 
     items: list[bytes]
     total_count: int
-    next_after: int | None
-    prev_after: int | None
+    next_after: Position | None
+    prev_after: Position | None
 
 
 class StoreWriter:
@@ -270,31 +293,44 @@ class TaskStore:
         return [self.render(_task_from_row(row)) for row in rows]
 
     def list_page(self, query: TaskQuery) -> TaskPage:
-        """The page of tasks matching `query`, in insertion order."""
+        """The page of tasks matching `query`, in its order (insertion order by default)."""
         where, params = self._filters(query)
+        key = ORDERS[query.order_by]
+        after = query.after or START
+        # Keyset paging on (key, seq): a task changed while a client pages moves on, and
+        # is listed again further along rather than shifting the pages it left.
+        beyond = f"({key} > ? OR ({key} = ? AND seq > ?))"
+        up_to = f"({key} < ? OR ({key} = ? AND seq <= ?))"
+        at = (after.key, after.key, after.seq)
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-                (*params, query.after_seq, query.limit + 1),
+                f"SELECT {_COLUMNS}, {key} FROM tasks WHERE {where} AND {beyond}"  # noqa: S608
+                f" ORDER BY {key}, seq LIMIT ?",
+                (*params, *at, query.limit + 1),
             ).fetchall()
             (total,) = self._conn.execute(
                 f"SELECT COUNT(*) FROM tasks WHERE {where}",  # noqa: S608
                 params,
             ).fetchone()
             earlier = self._conn.execute(
-                f"SELECT seq FROM tasks WHERE {where} AND seq <= ?"  # noqa: S608
-                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                (*params, query.after_seq, query.limit),
+                f"SELECT {key}, seq FROM tasks WHERE {where} AND {up_to}"  # noqa: S608
+                f" ORDER BY {key} DESC, seq DESC LIMIT 1 OFFSET ?",
+                (*params, *at, query.limit),
             ).fetchone()
             any_earlier = self._conn.execute(
-                f"SELECT 1 FROM tasks WHERE {where} AND seq <= ? LIMIT 1",  # noqa: S608
-                (*params, query.after_seq),
+                f"SELECT 1 FROM tasks WHERE {where} AND {up_to} LIMIT 1",  # noqa: S608
+                (*params, *at),
             ).fetchone()
-        tasks = [_task_from_row(row) for row in rows[: query.limit]]
-        next_after = tasks[-1].seq if len(rows) > query.limit and tasks else None
+        shown = rows[: query.limit]
+        tasks = [_task_from_row(row[:-1]) for row in shown]
+        next_after = None
+        if len(rows) > query.limit and shown:
+            next_after = Position(str(shown[-1][-1]), int(shown[-1][0]))
         # The previous page starts right after the task `limit` places before
         # this page's start; with fewer tasks before, it is the first page.
-        prev_after = None if any_earlier is None else (0 if earlier is None else int(earlier[0]))
+        prev_after = None
+        if any_earlier is not None:
+            prev_after = START if earlier is None else Position(str(earlier[0]), int(earlier[1]))
         return TaskPage(
             [self.render_json(task) for task in tasks], int(total), next_after, prev_after
         )

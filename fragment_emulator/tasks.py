@@ -9,7 +9,9 @@ index so a batch client can isolate them. It neither parses requests
 
 Rules (fragment-api.md §6-§9, [I] choices adopted):
 - create: `fields.title` required; defaults status TODO, archived false,
-  due_at and created_at = now;
+  due_at, created_at and updated_at = now;
+- every real change stamps `updated_at` = now unless the write sets it, so
+  `GET /tasks?order_by=updated_at&updated_at_after=…` finds an operator's change;
 - update (PUT on an existing uid, PATCH): omitted keys are kept, `fields` is
   shallow-merged, every other key replaces;
 - `status_global` is validated, copied into `status` when `status` is absent,
@@ -169,6 +171,8 @@ def plan_writes(
             if doc == current.doc:
                 plan.tasks.append(current)
                 continue
+            if "updated_at" not in changes:
+                doc["updated_at"] = now
             task = StoredTask(
                 uid, doc, current.version + 1, current.internal_created_at, now, current.seq
             )
@@ -249,6 +253,7 @@ def _created(uid: str, changes: JsonObject, now: str) -> JsonObject:
         "fields": {},
         "due_at": now,
         "created_at": now,
+        "updated_at": now,
     }
     return _merged(doc, changes)
 

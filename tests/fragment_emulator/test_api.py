@@ -7,6 +7,7 @@ the emulator ends up holding.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -554,6 +555,81 @@ def test_list_filters_by_archived_and_updated_at_after(client: httpx.Client) -> 
     assert uids(archived="true") == [items[1]["uid"]]
     assert uids(updated_at_after="2024-03-01T09:00:00Z") == [items[1]["uid"], items[2]["uid"]]
     assert uids(updated_at_after="2024-03-01T09:00:00Z", archived="false") == [items[2]["uid"]]
+
+
+def every_page(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    """Every task a client paging by `next_cursor` is shown, in the order shown."""
+    tasks: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.get("/tasks", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        tasks.extend(page.json()["items"])
+        cursor = page.json()["meta"]["next_cursor"]
+        if cursor is None:
+            return tasks
+
+
+def test_every_change_stamps_updated_at_with_the_servers_clock(
+    emulator: Emulator, client: httpx.Client
+) -> None:
+    emulator.faults.clock_offset = -3600  # Fragment's clock an hour behind ours
+    client.put("/tasks/batch", json={"items": [ticket(1), ticket(2)]})
+    created = {task["uid"]: task for task in client.get("/tasks").json()["items"]}
+    uid = ticket(1)["uid"]
+    time.sleep(0.01)
+
+    client.patch(f"/tasks/{uid}", json={"status": "DONE"})  # an operator's change
+    client.put("/tasks/batch", json={"items": [ticket(2)]})  # the same content: no change
+
+    after = {task["uid"]: task for task in client.get("/tasks").json()["items"]}
+    assert after[uid]["updated_at"] > created[uid]["updated_at"]
+    assert after[ticket(2)["uid"]]["updated_at"] == created[ticket(2)["uid"]]["updated_at"]
+    an_hour_ago = time.time() - 3600
+    stamped = dt.datetime.fromisoformat(after[uid]["updated_at"]).timestamp()
+    assert abs(stamped - an_hour_ago) < 60
+    # A client that sets updated_at itself keeps it.
+    client.patch(f"/tasks/{uid}", json={"status": "STARTED", "updated_at": "2024-01-01T00:00:00Z"})
+    assert client.get(f"/tasks/{uid}").json()["updated_at"] == "2024-01-01T00:00:00.000000Z"
+
+
+def test_listing_by_updated_at_pages_through_ties_and_shows_a_changed_task_again_last(
+    client: httpx.Client,
+) -> None:
+    same = "2026-11-02T09:00:00Z"
+    items = [ticket(n, updated_at=same) for n in range(7)]  # ties across page boundaries
+    items.append(ticket(7, updated_at="2026-11-02T08:00:00Z"))
+    client.put("/tasks/batch", json={"items": items})
+
+    listed = every_page(client, order_by="updated_at", limit="3")
+
+    assert [task["uid"] for task in listed] == [ticket(7)["uid"]] + [
+        ticket(n)["uid"] for n in range(7)
+    ]
+    first = client.get("/tasks", params={"order_by": "updated_at", "limit": "3"}).json()
+    client.patch(f"/tasks/{ticket(7)['uid']}", json={"status": "DONE"})
+    rest = every_page(client, order_by="updated_at", limit="3", cursor=first["meta"]["next_cursor"])
+    # The changed task left its place on the page already read and shows up at the end.
+    assert [task["uid"] for task in rest][-1] == ticket(7)["uid"]
+    newer = every_page(client, order_by="updated_at", updated_at_after=same)
+    assert [task["uid"] for task in newer] == [ticket(7)["uid"]]
+
+
+def test_a_cursor_belongs_to_its_order(client: httpx.Client) -> None:
+    client.put("/tasks/batch", json={"items": [ticket(n) for n in range(3)]})
+    by_update = client.get("/tasks", params={"order_by": "updated_at", "limit": "1"}).json()
+    in_order = client.get("/tasks", params={"limit": "1"}).json()
+
+    mixed = client.get("/tasks", params={"cursor": by_update["meta"]["next_cursor"]})
+    crossed = client.get(
+        "/tasks", params={"order_by": "updated_at", "cursor": in_order["meta"]["next_cursor"]}
+    )
+    unknown = client.get("/tasks", params={"order_by": "priority"})
+
+    assert mixed.status_code == crossed.status_code == 422
+    assert error_locs(mixed) == error_locs(crossed) == [["query", "cursor"]]
+    assert unknown.status_code == 422
+    assert error_locs(unknown) == [["query", "order_by"]]
 
 
 # -- partial updates and deletes -------------------------------------------------

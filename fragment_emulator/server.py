@@ -11,6 +11,7 @@ raw control of the connection, which an ASGI stack hides.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import gc
 import json
 import signal
@@ -103,6 +104,11 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The `Date` header, on the emulated Fragment's clock (`Faults.clock_offset`).
+        moment = time.time() if timestamp is None else timestamp
+        return email.utils.formatdate(moment + self.emulator.faults.clock_offset, usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Request lines are logged by _serve (when verbose); stdlib noise is not wanted.

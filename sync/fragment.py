@@ -11,6 +11,7 @@ state or watermarks.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections import Counter
@@ -27,6 +28,7 @@ from sync.errors import FragmentAuthError, FragmentError, FragmentUnavailable, R
 from sync.mapping import TaskPayload
 from sync.ship_policy import ShipPolicy, classify_comment_answer, isolate
 from sync_http.auth import bearer
+from sync_http.clock import http_date
 from sync_http.policy import Action
 from sync_http.ratelimit import StopRequested
 from sync_http.redaction import redact
@@ -187,6 +189,28 @@ class FragmentClient:
             if isinstance(item, dict)
         ]
 
+    def task_page(self, params: dict[str, str]) -> TaskListPage:
+        """One page of `GET /tasks` with `params` (filters, order, cursor), on spare turns.
+
+        Raises `FragmentError` for an answer that holds no list of tasks, and as `push`.
+        """
+        response = self._send("GET", "/tasks", None, spare=True, params=params)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if response.status_code >= 400 or not isinstance(items, list):
+            what = _summary(_detail(response)) if response.status_code >= 400 else "no items"
+            raise FragmentError(f"Fragment: GET /tasks answered {response.status_code} with {what}")
+        meta = answer.get("meta") if isinstance(answer, dict) else None
+        cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+        return TaskListPage(
+            [item for item in items if isinstance(item, dict)],
+            cursor if isinstance(cursor, str) and cursor else None,
+            http_date(response.headers.get("Date")),
+        )
+
     def put_batch(self, items: Sequence[TaskPayload], tally: PushResult) -> Refusal | None:
         """One `PUT /tasks/batch` of `items`, retried per the policy: None once acknowledged.
 
@@ -232,6 +256,16 @@ class FragmentClient:
         finally:
             if tally is not None:
                 tally.requests += len(attempts)
+
+
+@dataclass(frozen=True)
+class TaskListPage:
+    """A page of Fragment's task listing: its tasks, the next page's cursor (None: the
+    last), and the answer's `Date` (Fragment's clock; None when unusable)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    date: dt.datetime | None
 
 
 @dataclass(frozen=True)

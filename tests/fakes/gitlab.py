@@ -196,7 +196,11 @@ class FakeGitLab(FakeApi):
         return user
 
     def add(
-        self, issue_id: int, project_id: int, updated: dt.datetime, iid: int | None = None,
+        self,
+        issue_id: int,
+        project_id: int,
+        updated: dt.datetime,
+        iid: int | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         with self.lock:
@@ -281,8 +285,13 @@ class FakeGitLab(FakeApi):
             )
 
     def note(
-        self, issue_id: int, at: dt.datetime, body: str = "Looking into it.",
-        author_id: int = 8, system: bool = False, internal: bool = False,
+        self,
+        issue_id: int,
+        at: dt.datetime,
+        body: str = "Looking into it.",
+        author_id: int = 8,
+        system: bool = False,
+        internal: bool = False,
     ) -> dict[str, Any]:
         with self.lock:
             issue = self.issues[issue_id]
@@ -364,7 +373,7 @@ class FakeGitLab(FakeApi):
             bound = _parse_time(after)
             if bound is None:
                 return Reply(400, {"error": "updated_after is invalid"})
-            issues = [i for i in issues if _parse_time(i["updated_at"]) >= bound]  # type: ignore[operator]
+            issues = [i for i in issues if _on_or_after(i["updated_at"], bound)]
         order = request.param("order_by", "created_at") or "created_at"
         if order not in ("created_at", "updated_at", "id", "title", "due_date"):
             return Reply(400, {"error": "order_by does not have a valid value"})
@@ -385,7 +394,8 @@ class FakeGitLab(FakeApi):
         if request.param("pagination") == "keyset":
             if not listing.keyset_allowed or listing.order not in KEYSET_ORDERS:
                 return Reply(
-                    405, {"message": "Keyset pagination is not yet available for this type of request"}
+                    405,
+                    {"message": "Keyset pagination is not yet available for this type of request"},
                 )
             cursor = request.param("cursor")
             if cursor:
@@ -395,8 +405,7 @@ class FakeGitLab(FakeApi):
                 records = [
                     r
                     for r in records
-                    if ((r[listing.order], r["id"]) < position)
-                    == listing.descending
+                    if ((r[listing.order], r["id"]) < position) == listing.descending
                     and (r[listing.order], r["id"]) != position
                 ]
             body = records[:per_page]
@@ -499,6 +508,12 @@ def _parse_time(value: str) -> dt.datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+def _on_or_after(value: Any, bound: dt.datetime) -> bool:
+    """Whether a stored time is at or after `bound`; a test's unreadable one always is."""
+    moment = _parse_time(value) if isinstance(value, str) else None
+    return moment is None or moment >= bound
 
 
 def _encode_cursor(order: str, value: Any, record_id: int) -> str:

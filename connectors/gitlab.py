@@ -98,7 +98,7 @@ GITLAB_POLICY: Policy = {
     403: Rule(
         Action.FAIL_AUTH,
         "GitLab denied the token access: it needs the read_api scope and a role on "
-        "the project or group (Guest is enough for issues of a private project)",
+        "the project or group that sees its issues",
     ),
     404: Rule(
         Action.FAIL,

@@ -70,7 +70,7 @@ def connector_capabilities() -> str:
     return "\n".join([*rows, ""])
 
 
-_DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "jira", "jsonl", "redmine"}) | {
+_DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "gitlab", "jira", "jsonl", "redmine"}) | {
     "rest", "servicenow", "sql", "zendesk",
 }  # fmt: skip
 """The kinds with a page of their own beside the connectors' index (a plugin has none)."""

@@ -70,8 +70,8 @@ def connector_capabilities() -> str:
     return "\n".join([*rows, ""])
 
 
-_DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "gitlab", "jira", "jsonl", "redmine"}) | {
-    "rest", "servicenow", "sql", "zendesk",
+_DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "jira", "jsonl", "redmine"}) | {
+    "gitlab", "rest", "servicenow", "sql", "zendesk",
 }  # fmt: skip
 """The kinds with a page of their own beside the connectors' index (a plugin has none)."""
 

@@ -404,3 +404,24 @@ def test_bad_options_fail_at_config_load_naming_the_key(
     with pytest.raises(ConfigError) as failure:
         build_config(raw, source="test")
     assert key in str(failure.value)
+
+
+def test_each_task_is_assigned_to_its_gitlab_assignee_asking_once_per_person(
+    case: GitLabCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add_user(5, "ana", "Ana Ops", public_email="ana@example.com")
+    case.fake.add_user(6, "bo", "Bo Dev")  # shows no email
+    for n, assignee in enumerate([5, 6, 5, None, 5], start=1):
+        case.fake.add(n, HELPDESK, T0 + dt.timedelta(minutes=n))
+        if assignee is not None:
+            case.fake.assign(n, assignee)
+    summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    emails = {
+        key: (task.get("assignee") or {}).get("email")
+        for key, task in tasks_by_ticket(emulator).items()
+    }
+    assert emails == {"1": "ana@example.com", "2": None, "3": "ana@example.com", "4": None,
+                      "5": "ana@example.com"}  # fmt: skip
+    lookups = sorted(r.path for r in case.fake.requests if r.path.startswith("/api/v4/users/"))
+    assert lookups == ["/api/v4/users/5", "/api/v4/users/6"]

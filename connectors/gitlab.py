@@ -15,7 +15,9 @@ project or group access token with `read_api`) or an OAuth `Authorization: Beare
 - Every page re-anchors: the query goes again from the last `updated_at` seen.
   Offset pages shift when an issue already read is edited mid-scan (and GitLab
   caps offsets, 50,000 by default), so a group's listing must; a project's keyset
-  pages don't shift, and re-anchoring costs them nothing more. The `Link` header's
+  pages don't shift, and re-anchoring costs them nothing more. A GitLab before 18.3
+  refuses `pagination=keyset` for issues (405, "Keyset pagination is not yet
+  available"): the connector then pages its projects by offset too. The `Link` header's
   next page is followed only when a whole page shares one millisecond (a keyset
   cursor for a project; for a group, a page number within that tie).
 - Rate limits: a 429 (GitLab's throttles answer "Retry later" as text) waits its
@@ -49,6 +51,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import (
@@ -61,6 +64,7 @@ from connectors.base import (
     unset,
 )
 from connectors.comments import CommentShape, read_comments
+from connectors.errors import SourceError
 from connectors.http import (
     SOURCE_POLICY,
     Action,
@@ -81,6 +85,8 @@ API = "/api/v4"
 NOTES_PER_PAGE = 100
 """GitLab's largest page, of notes as of issues."""
 NO_PUBLIC_EMAIL = "no public email on the GitLab profile"
+KEYSET_UNAVAILABLE = "Keyset pagination is not yet available"
+"""How GitLab words its 405 to `pagination=keyset` where it has none (issues before 18.3)."""
 NOTE_SHAPE = CommentShape(
     body="body",
     author="author.name",
@@ -88,6 +94,8 @@ NOTE_SHAPE = CommentShape(
     public=lambda note: not note.get("internal") and not note.get("confidential"),
 )
 """A user's note on an issue as GitLab lists it; an internal note is private."""
+
+log = structlog.get_logger("connectors")
 
 GITLAB_POLICY: Policy = {
     **SOURCE_POLICY,
@@ -207,6 +215,11 @@ class GitLabConnector(RestConnector):
         },
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.offset_only: set[str] = set()
+        """Set once GitLab refused keyset pages (shared by the per-scope views, copies of this)."""
+
     def auth(self) -> httpx.Auth:
         if self.options.token is not None:
             return HeaderAuth("PRIVATE-TOKEN", self.options.token)
@@ -230,12 +243,35 @@ class GitLabConnector(RestConnector):
             "sort": "asc",
             "per_page": self.options.page_size,
         }
-        if str(self.scope).startswith("projects/"):
-            params["pagination"] = "keyset"  # older GitLab ignores it and pages by offset
+        if str(self.scope).startswith("projects/") and not self.offset_only:
+            params["pagination"] = "keyset"
         if isinstance(since, dt.datetime):
             # GitLab shows milliseconds and keeps microseconds: floored, the bound stays inclusive.
             params[f"{self.cursor_path.removesuffix('_at')}_after"] = _milliseconds(since)
         return params
+
+    def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        """One page; a keyset query GitLab refuses (before 18.3) goes again by offset.
+
+        The refusal is remembered for the connector's life, so a pass pays one
+        request for it, not one a page.
+        """
+        if request.params.get("pagination") != "keyset":
+            return super().fetch(request)
+        try:
+            return super().fetch(request)
+        except SourceError as exc:
+            if KEYSET_UNAVAILABLE not in exc.reason:
+                raise
+        log.warning(
+            "gitlab_keyset_unavailable",
+            connector=self.name,
+            meaning="this GitLab has no keyset pages for issues (before 18.3): projects are "
+            "read by offset pages, re-anchored on updated_at as groups are",
+        )
+        self.offset_only.add("issues")
+        offset = {k: v for k, v in request.params.items() if k not in ("pagination", "cursor")}
+        return super().fetch(PageRequest(request.url, offset, request.headers))
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
         """A moved issue: GitLab closed it and copied it elsewhere (see the module)."""

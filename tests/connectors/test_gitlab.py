@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.base import Person, SourceTicket
 from connectors.errors import SourceError
@@ -203,6 +204,25 @@ def test_a_group_is_read_by_offset_pages_without_asking_for_keyset(
     requests = case.fake.gets(INFRA_ISSUES)
     assert all(r.param("pagination") is None for r in requests)
     assert all(r.param("page") is None for r in requests)  # re-anchored, never page 2
+
+
+def test_a_gitlab_without_keyset_issues_reads_projects_by_offset_pages_after_one_refusal(
+    case: GitLabCase,
+) -> None:
+    """GitLab before 18.3 answers `pagination=keyset` on issues with a 405."""
+    case.fake.keyset_issues = False
+    tie = T0 + dt.timedelta(minutes=1)
+    for n in range(1, 13):  # a tie across pages: the Link followed is a page number
+        case.fake.add(n, HELPDESK, tie)
+    for n in range(13, 20):
+        case.fake.add(n, HELPDESK, tie + dt.timedelta(minutes=n))
+    with capture_logs() as logs:
+        tickets = pull(case.connector(), None)
+    assert sorted(int(t.source_id) for t in tickets) == list(range(1, 20))
+    requests = case.fake.gets(HELPDESK_ISSUES)
+    assert [r.param("pagination") for r in requests].count("keyset") == 1  # the refused one
+    assert any(r.param("page") == "2" for r in requests)
+    assert [e["event"] for e in logs].count("gitlab_keyset_unavailable") == 1
 
 
 def test_an_oauth_token_goes_as_a_bearer_token(case: GitLabCase) -> None:

@@ -30,8 +30,10 @@ What it serves:
   `created_at`, `updated_at`, `id` and a `sort`; the `Link` header's next page carries an
   opaque `cursor` (base64 of the last record's sort value and id); a full page always
   links a next one, so the end can be an empty page with no `Link`, as the docs describe.
-  Asked of a group, keyset is a 405 "Keyset pagination is not yet available for this type
-  of request" (the docs list no group issues there).
+  Asked of a group, or of a project on a GitLab before 18.3 (`keyset_issues = False`),
+  keyset is a 405 `{"error": "Keyset pagination is not yet available for this type of
+  request"}`, as GitLab's `API::Helpers::Pagination#paginate` answers a resource it has
+  no keyset order for.
 - Timestamps are ISO 8601 UTC with milliseconds and `Z` (`2016-01-04T15:31:51.081Z`).
 - Auth: `PRIVATE-TOKEN: <token>` (personal, project or group access token) or
   `Authorization: Bearer <token>` (OAuth); anything else is a 401
@@ -152,6 +154,8 @@ class FakeGitLab(FakeApi):
         self.notes: dict[int, list[dict[str, Any]]] = {}
         """Each issue's notes by issue id, oldest first."""
         self.max_offset = MAX_OFFSET
+        self.keyset_issues = True
+        """Whether project issues take keyset pagination (GitLab 18.3 and later)."""
         self._next_note_id = 3_000_000
 
     # Test controls
@@ -382,7 +386,8 @@ class FakeGitLab(FakeApi):
             return Reply(400, {"error": "sort does not have a valid value"})
         descending = sort == "desc"
         issues.sort(key=lambda i: (i[order], i["id"]), reverse=descending)
-        return self._page(request, _Listing(issues, order, descending, kind == "projects"))
+        keyset = kind == "projects" and self.keyset_issues
+        return self._page(request, _Listing(issues, order, descending, keyset))
 
     def _page(self, request: Request, listing: _Listing) -> Reply:
         try:
@@ -395,7 +400,7 @@ class FakeGitLab(FakeApi):
             if not listing.keyset_allowed or listing.order not in KEYSET_ORDERS:
                 return Reply(
                     405,
-                    {"message": "Keyset pagination is not yet available for this type of request"},
+                    {"error": "Keyset pagination is not yet available for this type of request"},
                 )
             cursor = request.param("cursor")
             if cursor:

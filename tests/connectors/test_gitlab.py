@@ -445,3 +445,37 @@ def test_each_task_is_assigned_to_its_gitlab_assignee_asking_once_per_person(
                       "5": "ana@example.com"}  # fmt: skip
     lookups = sorted(r.path for r in case.fake.requests if r.path.startswith("/api/v4/users/"))
     assert lookups == ["/api/v4/users/5", "/api/v4/users/6"]
+
+
+def test_notes_are_read_only_when_asked_and_long_ones_page_by_100(case: GitLabCase) -> None:
+    case.fake.add(1, HELPDESK, T0)
+    for minute in range(1, 102):
+        case.fake.note(1, T0 + dt.timedelta(minutes=minute), f"note {minute}")
+    [plain] = pull(case.connector(), None)
+    assert plain.comments is None
+    assert not [r for r in case.fake.requests if r.path.endswith("/notes")]
+
+    connector = case.connector()
+    connector.read_comments = True
+    [read] = pull(connector, None)
+    assert read.comments is not None
+    assert [c.body for c in read.comments] == [f"note {m}" for m in range(1, 102)]
+    pages = [r for r in case.fake.requests if r.path.endswith("/notes")]
+    assert [(r.param("per_page"), r.param("page")) for r in pages] == [("100", None), ("100", "2")]
+
+
+def test_an_issue_deleted_before_its_notes_are_read_keeps_none_and_the_pass_goes_on(
+    case: GitLabCase,
+) -> None:
+    for n in (1, 2):
+        case.fake.add(n, HELPDESK, T0 + dt.timedelta(minutes=n))
+        case.fake.note(n, T0 + dt.timedelta(minutes=n, seconds=30), f"about {n}")
+    case.fake.fail_next(  # deleted between the listing and its notes
+        Reply(404, {"message": "404 Issue Not Found"}),
+        when=lambda r: r.path == "/api/v4/projects/42/issues/1/notes",
+    )
+    connector = case.connector()
+    connector.read_comments = True
+    first, second = pull(connector, None)
+    assert first.comments is None
+    assert second.comments is not None and [c.body for c in second.comments] == ["about 2"]

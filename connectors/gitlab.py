@@ -47,6 +47,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -217,8 +218,8 @@ class GitLabConnector(RestConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.offset_only: set[str] = set()
-        """Set once GitLab refused keyset pages (shared by the per-scope views, copies of this)."""
+        self.paging = _Paging()
+        """Shared by the per-scope views (shallow copies of this connector)."""
 
     def auth(self) -> httpx.Auth:
         if self.options.token is not None:
@@ -243,7 +244,7 @@ class GitLabConnector(RestConnector):
             "sort": "asc",
             "per_page": self.options.page_size,
         }
-        if str(self.scope).startswith("projects/") and not self.offset_only:
+        if str(self.scope).startswith("projects/") and self.paging.keyset:
             params["pagination"] = "keyset"
         if isinstance(since, dt.datetime):
             # GitLab shows milliseconds and keeps microseconds: floored, the bound stays inclusive.
@@ -269,7 +270,7 @@ class GitLabConnector(RestConnector):
             meaning="this GitLab has no keyset pages for issues (before 18.3): projects are "
             "read by offset pages, re-anchored on updated_at as groups are",
         )
-        self.offset_only.add("issues")
+        self.paging.keyset = False
         offset = {k: v for k, v in request.params.items() if k not in ("pagination", "cursor")}
         return super().fetch(PageRequest(request.url, offset, request.headers))
 
@@ -372,6 +373,12 @@ class GitLabConnector(RestConnector):
             notes = [n for n in raw if not (isinstance(n, dict) and n.get("system") is True)]
             found[ticket.source_id] = read_comments(ticket, notes, NOTE_SHAPE)
         return found
+
+
+@dataclass
+class _Paging:
+    keyset: bool = True
+    """Whether projects are asked for keyset pages: False once GitLab refused them."""
 
 
 def _milliseconds(moment: dt.datetime) -> str:

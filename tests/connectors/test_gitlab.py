@@ -479,3 +479,26 @@ def test_an_issue_deleted_before_its_notes_are_read_keeps_none_and_the_pass_goes
     first, second = pull(connector, None)
     assert first.comments is None
     assert second.comments is not None and [c.body for c in second.comments] == ["about 2"]
+
+
+def test_notes_become_the_summary_without_system_notes_and_a_new_one_pushes_the_task(
+    case: GitLabCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add_user(5, "ana", "Ana Ops")
+    case.fake.add(1, HELPDESK, T0)
+    case.fake.add(2, HELPDESK, T0 + dt.timedelta(minutes=1))
+    case.fake.note(1, T0 + dt.timedelta(minutes=2), "Restarted it.", author_id=5)
+    case.fake.note(1, T0 + dt.timedelta(minutes=3), "added ~bug label", system=True)
+    case.extra = {"conversation": {"enabled": True}}
+    suite = ConnectorSuite()
+    first = suite.sync(case, emulator, sqlite_url)
+    assert first.ok, first.error
+    fields = tasks_by_ticket(emulator)["1"]["fields"]
+    assert (fields["comment_count"], fields["last_comment"]) == (1, "Restarted it.")
+    assert fields["last_comment_author"] == "Ana Ops"
+    assert tasks_by_ticket(emulator)["2"]["fields"]["comment_count"] == 0
+
+    case.fake.note(2, T0 + dt.timedelta(minutes=5), "Vendor called back.", author_id=5)
+    second = suite.sync(case, emulator, sqlite_url)
+    assert (second.ok, second.pushed) == (True, 1), second.error
+    assert tasks_by_ticket(emulator)["2"]["fields"]["last_comment"] == "Vendor called back."

@@ -7,10 +7,14 @@ Sources (docs.gitlab.com, and the same pages in gitlab-org/gitlab's `doc/`):
   gitlab-org/gitlab!199887)
 - Rate limits, https://docs.gitlab.com/security/rate_limits/ and
   https://docs.gitlab.com/administration/settings/user_and_ip_rate_limits/ (response
-  headers; the response text "Retry later")
+  headers; the response text "Retry later"),
+  https://docs.gitlab.com/administration/dedicated/user_rate_limits/ ("a 429 Too Many
+  Requests HTTP status code with a plain-text response of Retry later")
 - Users API, https://docs.gitlab.com/api/users/ (`public_email`; `email` for administrators)
 - Notes API, https://docs.gitlab.com/api/notes/ (issue notes, `system` notes)
 - Moving issues, https://docs.gitlab.com/user/project/issues/managing_issues/#move-an-issue
+- Keyset refusal and the offset limit: `API::Helpers::Pagination` and
+  `API::Helpers::PaginationStrategies` in gitlab-org/gitlab (405, `{"error": ...}`)
 
 What it serves:
 - `GET /api/v4/projects/:id/issues` and `GET /api/v4/groups/:id/issues`; `:id` is the

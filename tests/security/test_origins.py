@@ -6,7 +6,7 @@ request it gets, and checks two things a user relies on: no credential ever
 reaches the listener, and the pass fails with an error naming both origins.
 Every paginator is covered: the `rest` connector's five (a next link where
 the paginator follows URLs, a redirect mid-scan for all), and the vendor
-connectors whose APIs hand out next links (Zendesk, Freshdesk, GitHub,
+connectors whose APIs hand out next links (Zendesk, Freshdesk, GitHub, GitLab,
 ServiceNow). The Fragment client gets the same protection.
 """
 
@@ -25,6 +25,7 @@ from fakes import FakeApi, Reply, Request
 from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
 from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub
+from fakes.gitlab import FakeGitLab
 from fakes.servicenow import FakeServiceNow
 from fakes.zendesk import FakeZendesk
 from fragment_emulator import Emulator
@@ -44,8 +45,18 @@ API_KEY = "bo-key-5ecret-93f1c2"
 EMAIL, ZENDESK_TOKEN = "ops@acme.example", "zd-5ecret-token-8a7f"
 FRESHDESK_KEY = "fd-5ecret-key-41bd"
 GITHUB_TOKEN = "github_pat_5ecret0123456789"
+GITLAB_TOKEN = "glpat-5ecret0123456789ab"
 SN_USER, SN_PASSWORD, SN_TOKEN = "sync.bot", "sn-5ecret-pass-77", "sn-5ecret-token-78"
-SECRETS = (API_KEY, ZENDESK_TOKEN, FRESHDESK_KEY, GITHUB_TOKEN, SN_PASSWORD, SN_TOKEN, TOKEN)
+SECRETS = (
+    API_KEY,
+    ZENDESK_TOKEN,
+    FRESHDESK_KEY,
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    SN_PASSWORD,
+    SN_TOKEN,
+    TOKEN,
+)
 
 
 class Listener(FakeApi):
@@ -308,6 +319,16 @@ def github() -> Vendor:
     return Vendor(fake, options, lambda r: r.path.endswith("/issues"), link_header)
 
 
+def gitlab() -> Vendor:
+    fake = FakeGitLab(GITLAB_TOKEN).start()
+    fake.add_project(42, "acme/helpdesk")
+    for n in range(1, 9):  # one `updated_at` for all: the connector follows the link
+        fake.add(n, 42, T0)
+    options = {"kind": "gitlab", "base_url": fake.base_url, "projects": ["acme/helpdesk"]}
+    options |= {"token": GITLAB_TOKEN, "page_size": 5}
+    return Vendor(fake, options, lambda r: r.path.endswith("/issues"), link_header)
+
+
 def servicenow() -> Vendor:
     fake = FakeServiceNow(SN_USER, SN_PASSWORD, SN_TOKEN).start()
     for n in range(1, 9):
@@ -317,10 +338,16 @@ def servicenow() -> Vendor:
     return Vendor(fake, options, lambda r: r.path.startswith("/api/now/table/"), link_header)
 
 
-VENDORS = {"zendesk": zendesk, "freshdesk": freshdesk, "github": github, "servicenow": servicenow}
+VENDORS = {
+    "zendesk": zendesk,
+    "freshdesk": freshdesk,
+    "github": github,
+    "gitlab": gitlab,
+    "servicenow": servicenow,
+}
 
 
-@pytest.mark.parametrize("kind", ["zendesk", "freshdesk", "github"])
+@pytest.mark.parametrize("kind", ["zendesk", "freshdesk", "github", "gitlab"])
 def test_a_vendor_next_link_to_another_origin_fails_the_pass_and_sends_no_credential(
     kind: str, listener: Listener, emulator: Emulator, sqlite_url: str
 ) -> None:

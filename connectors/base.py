@@ -24,6 +24,10 @@ Conversation: a connector that can read a ticket's comments says how in
 `comments` ("listing": they come with the tickets at no extra request;
 "requests": they cost extra requests). When the engine sets `read_comments`
 before `pull`, it fills each ticket's `comments`, oldest first.
+
+Write-back: a connector that can change a ticket implements `write`, for the
+fields it names in `writes` ("status", "assignee"); the engine (two-way sync)
+asks it to carry an operator's change in Fragment back to the ticket.
 """
 
 from __future__ import annotations
@@ -137,6 +141,30 @@ class SourceTicket:
             raise TypeError(
                 f"ticket {self.source_id!r}: cursor {self.cursor!r} is neither datetime nor int"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class TicketWrite:
+    """What write-back asks of one ticket, after an operator changed its task in Fragment.
+
+    `status` is the source's own status to reach (a value of the connector's
+    `write_back.status` table: "Resolved", "closed"), None to leave the status
+    alone. With `assign`, the ticket is assigned to `assignee_id`, a source
+    user id (None: unassigned); without it the assignee is left alone.
+    """
+
+    source_id: str
+    status: str | None = None
+    assign: bool = False
+    assignee_id: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The ticket fields this write changes: ("status",), ("assignee",) or both."""
+        return (
+            *(("status",) if self.status is not None else ()),
+            *(("assignee",) if self.assign else ()),
+        )
 
 
 def unset(value: Any) -> bool:
@@ -255,6 +283,21 @@ class Connector:
     def resolves_people(self) -> bool:
         """Whether this connector resolves source user ids to people (`people`)."""
         return type(self).people is not Connector.people
+
+    writes: ClassVar[frozenset[str]] = frozenset()
+    """The ticket fields `write` can change: "status", "assignee"; empty: it can't write."""
+
+    def write(self, change: TicketWrite) -> None:
+        """Apply `change` to its ticket, as the source's API allows (one request or a few).
+
+        Idempotent: a ticket already in the asked state is no error, so a write
+        repeated after a crash changes nothing more. Raises
+        `connectors.errors.WriteRefused` when the source refuses this ticket's
+        change (its workflow forbids the transition, a permission is missing,
+        the ticket is gone), naming the source's reason; `SourceError` when the
+        source can't be reached.
+        """
+        raise NotImplementedError
 
     def snapshot(self, previous: str | None = None) -> str | None:
         """A token of the source's whole content, where that is cheap; else None.

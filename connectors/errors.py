@@ -12,6 +12,9 @@ The four intents, here because both the sources and the engine reach them
 - `StopConnector`: this connector's run fails with the message, its checkpoint
   intact; the other connectors go on.
 
+`WriteRefused` is the `SkipTicket` of write-back: the source refused to change
+one ticket, which is recorded and retried; the pass goes on.
+
 `SourceError`, what a source raises when it can't be read, is a
 `StopConnector`. Every message is redacted as it is built
 (`sync_http.redaction`): a source's answer or a ticket's value quoted in it may
@@ -37,6 +40,7 @@ __all__ = [
     "StopConnector",
     "StopRequested",
     "SyncError",
+    "WriteRefused",
 ]
 
 
@@ -78,6 +82,23 @@ class SkipTicket(SyncError):
         self.source_id = source_id
         self.field = field
         self.reason = redact(message)
+
+
+class WriteRefused(SkipTicket):
+    """The source refused to change this ticket (write-back): its workflow forbids the
+    transition, a permission is missing, the ticket is gone.
+
+    Recorded as a failed item of the reverse direction, naming the ticket, the
+    field, the value asked (`target`) and the source's own words; retried with
+    the usual backoff; the rest of the pass, and the forward sync, go on.
+    """
+
+    def __init__(
+        self, connector: str, source_id: str, field: str, target: str | None, message: str
+    ) -> None:
+        asked = "nobody" if target is None else repr(target)
+        super().__init__(connector, source_id, field, f"can't set it to {asked}: {message}")
+        self.target = target
 
 
 class StopConnector(SyncError):

@@ -24,6 +24,16 @@ user may be a group (issues can be assigned to groups): `GET /groups/{id}.json`
 names it, and a group has no email. The user record also carries the user's
 own API key for an admin: only the name and email are kept.
 
+Write-back (`writes` status and assignee): `PUT /issues/{id}.json` with
+`status_id` (the status named in `write_back.status`, looked up once in
+`/issue_statuses.json`) and `assigned_to_id`. Redmine answers 204 even when
+it drops a `status_id` its workflow doesn't allow the key's user (seen on the
+real Redmine 5), so the connector first reads the statuses the issue may move
+to (`include=allowed_statuses`, one request) and refuses a transition outside
+them itself, naming them. An issue already where it is asked to go is left
+alone: a write repeated after a crash sends nothing. An admin's key may make
+any transition.
+
 Journals (`comments = "requests"`): the listing carries none; only
 `GET /issues/{id}.json?include=journals` does. With the conversation on, each
 issue a pass yields costs that one request more, within the connector's
@@ -49,10 +59,11 @@ from connectors.base import (
     Person,
     SourceComment,
     SourceTicket,
+    TicketWrite,
     unset,
 )
 from connectors.conversation import BadComment, comment
-from connectors.errors import SourceNotFound
+from connectors.errors import FixConfiguration, SourceNotFound, WriteRefused
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import whole_seconds_utc
@@ -110,6 +121,9 @@ class RedmineConnector(RestConnector):
     default_lookback = WHOLE_SECOND_LOOKBACK
     cursors_from_source_clock = True
     comments = "requests"
+    writes = frozenset({"status", "assignee"})
+    _statuses: dict[str, int] | None = None
+    """Redmine's statuses by name (casefolded), read at the first write."""
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",
@@ -240,6 +254,68 @@ class RedmineConnector(RestConnector):
                     None,
                     reason=f"{NO_SUCH_USER} (deleted or locked, or not visible to this API key)",
                 )
+
+    def write(self, change: TicketWrite) -> None:
+        """`PUT /issues/{id}.json`, after checking the workflow allows it (see the module)."""
+        url = f"/issues/{change.source_id}.json"
+        shown = self.lookup(PageRequest(url, {"include": "allowed_statuses"}))
+        issue = shown.get("issue") if isinstance(shown, dict) else None
+        if not isinstance(issue, dict):
+            raise self._refused(change, "the issue is gone (Redmine answered 404)")
+        update: dict[str, Any] = {}
+        if change.status is not None:
+            status_id = self._status_id(change.status)
+            current = issue.get("status") or {}
+            if current.get("id") != status_id:
+                allowed = [s for s in issue.get("allowed_statuses") or [] if isinstance(s, dict)]
+                if status_id not in {s.get("id") for s in allowed}:
+                    names = ", ".join(repr(s.get("name")) for s in allowed) or "no status"
+                    raise self._refused(
+                        change,
+                        f"Redmine's workflow doesn't let this API key's user move the issue "
+                        f"from {current.get('name')!r} (it may go to: {names})",
+                    )
+                update["status_id"] = status_id
+        if change.assign:
+            assigned = (issue.get("assigned_to") or {}).get("id")
+            if str(assigned or "") != (change.assignee_id or ""):
+                update["assigned_to_id"] = change.assignee_id or ""
+        if not update:
+            return  # already there
+        response = self.send_write("PUT", url, {"issue": update})
+        if response.status_code < 300:
+            return
+        if response.status_code == 404:
+            raise self._refused(change, "the issue is gone (Redmine answered 404)")
+        try:
+            errors = response.json().get("errors")
+        except (ValueError, AttributeError):
+            errors = None
+        said = "; ".join(map(str, errors)) if isinstance(errors, list) else response.text[:200]
+        raise self._refused(change, f"Redmine answered {response.status_code}: {said}")
+
+    def _status_id(self, name: str) -> int:
+        """The id of the status named `name` (any case). Raises `FixConfiguration`."""
+        if self._statuses is None:
+            body = self.lookup(PageRequest("/issue_statuses.json"))
+            listed = body.get("issue_statuses") if isinstance(body, dict) else None
+            self._statuses = {
+                str(s.get("name")).casefold(): s["id"]
+                for s in listed or []
+                if isinstance(s, dict) and isinstance(s.get("id"), int)
+            }
+        found = self._statuses.get(name.casefold())
+        if found is None:
+            known = ", ".join(sorted(self._statuses)) or "none"
+            raise FixConfiguration(
+                f"connector {self.name!r}: Redmine has no status {name!r} (it has: {known})",
+                key=f"connectors.{self.name}.write_back.status",
+            )
+        return found
+
+    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        target = change.status if change.status is not None else change.assignee_id
+        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.base_url}/issues/{record.get('id')}"}

@@ -39,6 +39,7 @@ from connectors.errors import (
     StopConnector,
     StopRequested,
     SyncError,
+    WriteRefused,
 )
 from sync_http.redaction import redact
 
@@ -56,6 +57,7 @@ __all__ = [
     "StopConnector",
     "StopRequested",
     "SyncError",
+    "WriteRefused",
     "first_line",
 ]
 

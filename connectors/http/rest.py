@@ -93,6 +93,10 @@ Conversations = Mapping[str, Sequence[base.SourceComment] | BadRecord | None]
 """Each ticket's comments by source id (`RestConnector.conversations`)."""
 
 
+_TICKET_REFUSALS = frozenset({403, 404, 409, 422})
+"""Answers to a write that refuse that one ticket's change, not the connector's access."""
+
+
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
@@ -341,6 +345,19 @@ class RestConnector(Connector):
                 return None
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
         return self.decoded(request, response)
+
+    def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
+        """A write to the source (write-back) through the session: its answer, a refusal
+        of this one ticket's change (403, 404, 409, 422) included, for the connector to
+        read. Raises `SourceError` when the source can't be reached or refuses the
+        credentials (401), as `fetch` does.
+        """
+        try:
+            return self.session.send(method, url, json=body)
+        except RequestFailed as exc:
+            if exc.response is not None and exc.response.status_code in _TICKET_REFUSALS:
+                return exc.response
+            raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
 
     def decoded(self, request: PageRequest, response: httpx.Response) -> Any:
         """`response`'s JSON body (None for a 304). Raises `SourceError` naming what it is."""

@@ -14,15 +14,8 @@ sorts by those hidden microseconds, and thin sends no `Date` header.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +25,7 @@ import pytest
 from fakes import FakeApi, Reply, Request
 from fakes.redmine import FakeRedmine
 from fragment_emulator import Emulator
+from redmine_real import RealRedmine, ok, redmine_settings
 from sync.config import Config, build_config
 from sync.run import RunOptions, RunSummary, run_once
 from sync.state import StateStore
@@ -46,160 +40,6 @@ SEEDED = 120
 """Issues seeded into the session's project: more than one page of 100."""
 ATTEMPTS_AT_ONE_SECOND = 10
 """Tries at making three changes within one second (each try takes a second or two)."""
-
-
-@dataclass(frozen=True)
-class RealRedmine:
-    url: str
-    api_key: str
-    scripts: Path
-    """The folder of setup.sh and seed.py."""
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"X-Redmine-API-Key": self.api_key}, timeout=30
-        )
-
-    def new_project(self, purpose: str, parent: str | None = None) -> str:
-        """A fresh project (a subproject of `parent`), with the trackers and issue custom fields
-        there are; its identifier."""
-        identifier = f"fsync-{purpose}-{uuid.uuid4().hex[:10]}"
-        with self.client() as api:
-            trackers = [t["id"] for t in _ok(api.get("/trackers.json"))["trackers"]]
-            fields = [
-                f["id"]
-                for f in _ok(api.get("/custom_fields.json"))["custom_fields"]
-                if f.get("customized_type") == "issue"
-            ]
-            project = {
-                "name": identifier,
-                "identifier": identifier,
-                "is_public": False,
-                "tracker_ids": trackers,
-                "issue_custom_field_ids": fields,
-                "enabled_module_names": ["issue_tracking"],
-            }
-            if parent is not None:
-                project["parent_id"] = self.project_id(parent)
-            _ok(api.post("/projects.json", json={"project": project}))
-        return identifier
-
-    def project_id(self, identifier: str) -> int:
-        """The numeric id of the project `identifier`."""
-        with self.client() as api:
-            number: int = _ok(api.get(f"/projects/{identifier}.json"))["project"]["id"]
-        return number
-
-    def seed(self, project: str, *arguments: str) -> dict[str, Any]:
-        """Run `seed.py` on `project`; its JSON answer (`ids`, and `since` for touch)."""
-        environment = {
-            **os.environ,
-            "REDMINE_URL": self.url,
-            "REDMINE_API_KEY": self.api_key,
-            "REDMINE_PROJECT": project,
-        }
-        done = subprocess.run(
-            [sys.executable, str(self.scripts / "seed.py"), *arguments, "--json"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        answer: dict[str, Any] = json.loads(done.stdout)
-        return answer
-
-    def issues(self, project: str) -> dict[str, dict[str, Any]]:
-        """Every issue of `project`, by id, as the API lists it."""
-        found: dict[str, dict[str, Any]] = {}
-        with self.client() as api:
-            while True:
-                query = {"project_id": project, "status_id": "*", "sort": "id", "limit": 100}
-                page = _ok(api.get("/issues.json", params={**query, "offset": len(found)}))
-                found.update({str(issue["id"]): issue for issue in page["issues"]})
-                if not page["issues"] or len(found) >= page["total_count"]:
-                    return found
-
-
-def _ok(response: httpx.Response) -> Any:
-    assert response.status_code in (200, 201, 204), (response.status_code, response.text[:300])
-    return response.json() if response.content else None
-
-
-def _scripts() -> Path | None:
-    """The folder of setup.sh: `REDMINE_REAL_SERVER`, else `shared/` beside the project."""
-    configured = os.environ.get("REDMINE_REAL_SERVER")
-    if configured:
-        return Path(configured)
-    project = Path(__file__).resolve().parents[2]
-    for base in (project.parent, project.parent.parent):  # /work/main, /work/wt/<name>
-        folder = base / "shared" / "real-servers" / "redmine"
-        if (folder / "setup.sh").is_file():
-            return folder
-    return None
-
-
-def _env_file() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(os.environ.get("REDMINE_RUN_DIR") or Path(state) / "redmine-real") / "env"
-
-
-def _settings() -> dict[str, str]:
-    """REDMINE_* from the environment, else from the env file setup.sh writes."""
-    found = {k: v for k, v in os.environ.items() if k.startswith("REDMINE_")}
-    path = _env_file()
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            line = line.removeprefix("export ").strip()
-            key, sep, value = line.partition("=")
-            if sep and not key.startswith("#"):
-                found.setdefault(key, value.strip("'\""))
-    return found
-
-
-def _answers(settings: dict[str, str]) -> bool:
-    url, key = settings.get("REDMINE_URL"), settings.get("REDMINE_API_KEY")
-    if not url or not key:
-        return False
-    try:
-        reply = httpx.get(
-            f"{url}/users/current.json", headers={"X-Redmine-API-Key": key}, timeout=5
-        )
-    except httpx.HTTPError:
-        return False
-    return reply.status_code == 200
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"the real Redmine is needed on CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def real_redmine() -> RealRedmine:
-    """The real Redmine on loopback, started by setup.sh if it isn't up."""
-    scripts = _scripts()
-    settings = _settings()
-    if not _answers(settings):
-        if scripts is None:
-            _unavailable("no real-servers/redmine/setup.sh found (set REDMINE_REAL_SERVER)")
-        assert scripts is not None
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            _unavailable("setup.sh needs root and apt-get to start the real Redmine")
-        done = subprocess.run(
-            ["bash", str(scripts / "setup.sh")],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        settings = _settings()
-        assert _answers(settings), f"setup.sh ran but Redmine doesn't answer: {settings}"
-    assert scripts is not None, "Redmine answers, but seed.py is not found: set REDMINE_REAL_SERVER"
-    return RealRedmine(settings["REDMINE_URL"], settings["REDMINE_API_KEY"], scripts)
 
 
 @pytest.fixture(scope="session")
@@ -343,7 +183,7 @@ def test_several_projects_sync_as_one_and_an_issue_moved_between_them_stays_one_
     uid = tasks_by_ticket(emulator)[moved]["uid"]
     with real_redmine.client() as api:
         update = {"issue": {"project_id": real_redmine.project_id(b)}}
-        _ok(api.put(f"/issues/{moved}.json", json=update))
+        ok(api.put(f"/issues/{moved}.json", json=update))
 
     second = _sync(config)
 
@@ -375,7 +215,7 @@ class RedmineProxy(FakeApi):
     def route(self, request: Request) -> Reply:
         params = {name: values[-1] for name, values in request.query.items()}
         if request.path == "/issues.json" and self.end_next_page_at is not None:
-            every = _ok(self.upstream.get(request.path, params={**params, "limit": 100}))
+            every = ok(self.upstream.get(request.path, params={**params, "limit": 100}))
             ids = [issue["id"] for issue in every["issues"]]
             params["limit"] = str(ids.index(self.end_next_page_at) + 1)
             self.end_next_page_at = None
@@ -402,12 +242,12 @@ def _nth_page(n: int) -> Callable[[Request], bool]:
 
 def _create(api: httpx.Client, project: str, subject: str) -> int:
     issue = {"project_id": project, "subject": subject}
-    number: int = _ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
+    number: int = ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
     return number
 
 
 def _retitle(api: httpx.Client, number: int, subject: str) -> None:
-    _ok(api.put(f"/issues/{number}.json", json={"issue": {"subject": subject}}))
+    ok(api.put(f"/issues/{number}.json", json={"issue": {"subject": subject}}))
 
 
 def _sleep_until(moment: float) -> None:
@@ -478,7 +318,7 @@ def _edit_the_last_issue_of_a_page_twice(
         _sleep_until(start + 0.02)
         _sync(config)
         read = tasks_by_ticket(emulator)[str(a)]["external_updated_at"]
-        now = _ok(api.get(f"/issues/{a}.json"))["issue"]["updated_on"]
+        now = ok(api.get(f"/issues/{a}.json"))["issue"]["updated_on"]
         if read[:19] != now[:19]:
             return None
         _sync(config)
@@ -513,7 +353,7 @@ class _Issues:
     def listed(self, **params: str) -> list[dict[str, Any]]:
         scope = {"project_id": self.project} if self.project else {}
         query = {**scope, "status_id": "*", "limit": "100", **params}
-        issues: list[dict[str, Any]] = _ok(self.api.get("/issues.json", params=query))["issues"]
+        issues: list[dict[str, Any]] = ok(self.api.get("/issues.json", params=query))["issues"]
         return issues
 
 
@@ -581,8 +421,8 @@ def test_a_census_archives_a_deleted_issue_and_one_moved_out_of_the_project(
     _sync(config)
     deleted, moved = ids[4], ids[17]
     with real_redmine.client() as api:
-        _ok(api.delete(f"/issues/{deleted}.json"))
-        _ok(api.put(f"/issues/{moved}.json", json={"issue": {"project_id": elsewhere}}))
+        ok(api.delete(f"/issues/{deleted}.json"))
+        ok(api.put(f"/issues/{moved}.json", json={"issue": {"project_id": elsewhere}}))
     _sync(config)  # the moved issue changed, but the project's listing no longer shows it
 
     with StateStore.open(config.state.url) as store:
@@ -604,20 +444,20 @@ def test_assignees_resolve_to_the_users_emails_and_a_plain_key_sees_them_hidden(
     and the cache says why."""
     project = real_redmine.new_project("people")
     with real_redmine.client() as api:
-        roles = _ok(api.get("/roles.json"))["roles"]
+        roles = ok(api.get("/roles.json"))["roles"]
         developer = next(role["id"] for role in roles if role["name"] == "Developer")
-        everyone = _ok(api.get("/users.json", params={"limit": 100}))["users"]
+        everyone = ok(api.get("/users.json", params={"limit": 100}))["users"]
         users = {u["login"]: u for u in everyone if u["login"] in ("alice", "bob", "carol")}
         assert len(users) == 3, "the real Redmine lacks alice, bob or carol"
         for user in users.values():
             member = {"membership": {"user_id": user["id"], "role_ids": [developer]}}
-            _ok(api.post(f"/projects/{project}/memberships.json", json=member))
+            ok(api.post(f"/projects/{project}/memberships.json", json=member))
         created: dict[str, str | None] = {}
         for login in ("alice", "bob", "carol", "alice", None):
             issue: dict[str, Any] = {"project_id": project, "subject": f"For {login}"}
             if login is not None:
                 issue["assigned_to_id"] = users[login]["id"]
-            number = _ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
+            number = ok(api.post("/issues.json", json={"issue": issue}))["issue"]["id"]
             created[str(number)] = None if login is None else users[login]["mail"]
     assert {email for email in created.values() if email} == {
         "alice@example.com", "bob@example.com", "carol@example.com",
@@ -636,7 +476,7 @@ def test_assignees_resolve_to_the_users_emails_and_a_plain_key_sees_them_hidden(
             kept = store.known_people("redmine", [str(u["id"]) for u in users.values()])
         assert {p.email for p in kept.values()} == {u["mail"] for u in users.values()}
 
-    user_key = _settings().get("REDMINE_USER_API_KEY")
+    user_key = redmine_settings().get("REDMINE_USER_API_KEY")
     if not user_key:
         pytest.skip("no REDMINE_USER_API_KEY: the non-admin half needs alice's key")
     with Emulator(db_path=":memory:", tokens=[TOKEN]) as emulator:
@@ -661,7 +501,7 @@ def test_a_journal_note_updates_the_comment_fields_and_a_private_one_stays_out(
         number = _create(api, project, "Printer on fire")
         quiet = _create(api, project, "Nothing to say")
         note = {"notes": "Extinguisher  on its way.\r\nStand back."}
-        _ok(api.put(f"/issues/{number}.json", json={"issue": note}))
+        ok(api.put(f"/issues/{number}.json", json={"issue": note}))
     config = _config(
         real_redmine.url,
         real_redmine.api_key,
@@ -679,15 +519,15 @@ def test_a_journal_note_updates_the_comment_fields_and_a_private_one_stays_out(
     assert fields["last_comment"] == "Extinguisher on its way. Stand back."
     assert fields["last_comment_author"] == "Redmine Admin"
     with real_redmine.client() as api:
-        shown = _ok(api.get(f"/issues/{number}.json", params={"include": "journals"}))
+        shown = ok(api.get(f"/issues/{number}.json", params={"include": "journals"}))
     assert fields["last_comment_at"] == shown["issue"]["journals"][-1]["created_on"]
     assert landed[str(quiet)]["fields"]["comment_count"] == 0
 
     time.sleep(1.1)  # the next note in a later second than the last pass's read
     with real_redmine.client() as api:
-        _ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Fire is out."}}))
+        ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Fire is out."}}))
         private = {"notes": "Insurance claim filed", "private_notes": True}
-        _ok(api.put(f"/issues/{quiet}.json", json={"issue": private}))
+        ok(api.put(f"/issues/{quiet}.json", json={"issue": private}))
 
     again = _sync(config)
 
@@ -704,7 +544,7 @@ def test_with_comment_sync_a_journal_note_appears_once_as_a_fragment_comment(
     with real_redmine.client() as api:
         number = _create(api, project, "Badge reader offline")
         old = {"notes": "Said before comment sync was on."}
-        _ok(api.put(f"/issues/{number}.json", json={"issue": old}))
+        ok(api.put(f"/issues/{number}.json", json={"issue": old}))
     config = _config(
         real_redmine.url,
         real_redmine.api_key,
@@ -719,9 +559,9 @@ def test_with_comment_sync_a_journal_note_appears_once_as_a_fragment_comment(
 
     time.sleep(1.1)  # the note in a later second than the last pass's read
     with real_redmine.client() as api:
-        _ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Rebooted the reader."}}))
+        ok(api.put(f"/issues/{number}.json", json={"issue": {"notes": "Rebooted the reader."}}))
         hidden = {"notes": "Vendor contract #4411", "private_notes": True}
-        _ok(api.put(f"/issues/{number}.json", json={"issue": hidden}))
+        ok(api.put(f"/issues/{number}.json", json={"issue": hidden}))
 
     first = _sync(config)
     again = _sync(config)

@@ -37,6 +37,14 @@ class Request:
         values = self.query.get(name)
         return values[-1] if values else default
 
+    def json(self) -> Any:
+        """The body as JSON; None when empty or not JSON (the fake then answers as its
+        vendor does to a body it can't read)."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
 
 @dataclass
 class Reply:

@@ -37,6 +37,20 @@ show. A journal may be a change without a note (`notes` ""). `note` adds one,
 an edit of the issue like any other (its `updated_on` moves). The fake's key
 is an administrator's: it sees private notes, as such a key does.
 
+Writes (`PUT /issues/{id}.json`, body `{"issue": {...}}`), as the real Redmine 5
+answers them: 204 with an empty body, the change applied and journaled
+(`updated_on` moves); 404 with an empty body for an unknown id; 422
+`{"errors": ["Assignee is invalid"]}` for an `assigned_to_id` that is no user
+or group (`""` unassigns). A `status_id` the workflow doesn't allow the key's
+user, or that names no status, is silently dropped: 204, the status as it
+was. An admin's key may make any transition; another key follows `workflow`
+(status name to the names it may move to), by default what the real server's
+Developer role may do on a Feature: nothing out of Closed or Rejected.
+`GET /issues/{id}.json?include=allowed_statuses` lists them (the current
+status among them when it may stay, none at all from a closed one), and
+`GET /issue_statuses.json` lists the statuses. Requests that write are kept
+in `writes` (id and body).
+
 Projects: `project_id` (a project's identifier or numeric id) narrows the list
 to that project and its subprojects, as Redmine does with its default setting
 "Display subprojects issues on main projects by default"; an unknown project
@@ -53,6 +67,25 @@ from typing import Any
 from fakes import FakeApi, Reply, Request
 
 CLOSED = {"Resolved", "Closed", "Rejected"}
+STATUSES = {
+    "New": 1,
+    "In Progress": 2,
+    "Resolved": 3,
+    "Feedback": 4,
+    "Closed": 5,
+    "Rejected": 6,
+}
+"""Redmine's default statuses, by name, with their ids (`/issue_statuses.json`)."""
+_WORKING = ["In Progress", "Resolved", "Feedback", "Closed"]
+DEVELOPER_WORKFLOW: dict[str, list[str]] = {
+    "New": ["New", *_WORKING],
+    "In Progress": _WORKING,
+    "Resolved": _WORKING,
+    "Feedback": _WORKING,
+    "Closed": [],
+    "Rejected": [],
+}
+"""What the real server's Developer may move a Feature to, from each status (seen on it)."""
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # What Redmine's `parse_date` takes for a time: whole seconds, Z or an offset.
@@ -90,6 +123,10 @@ class FakeRedmine(FakeApi):
         """Projects by identifier: their numeric id, name and parent's identifier."""
         self.journals: dict[int, list[dict[str, Any]]] = {}
         """Each issue's journals, oldest first, shown only by the show endpoint."""
+        self.workflow = {name: list(allowed) for name, allowed in DEVELOPER_WORKFLOW.items()}
+        """For a key not an admin's: the statuses it may move an issue to, from each."""
+        self.writes: list[tuple[int, Any]] = []
+        """Each `PUT /issues/{id}.json`: the issue's id and the body sent."""
 
     def add_project(self, identifier: str, name: str, parent: str | None = None) -> None:
         """A project (a subproject of `parent`), to put issues in with `project=identifier`."""
@@ -199,9 +236,13 @@ class FakeRedmine(FakeApi):
                     return Reply(404, raw=b"", content_type="application/json")
                 return Reply(200, {"group": {"id": number, "name": self.groups[number]}})
             return self._user(number, admin=key in self.admin_keys)
+        if request.path == "/issue_statuses.json":
+            return Reply(200, {"issue_statuses": [_status(name) for name in STATUSES]})
         shown = re.fullmatch(r"/issues/(\d+)\.json", request.path)
+        if shown and request.method == "PUT":
+            return self._update(int(shown.group(1)), request, admin=key in self.admin_keys)
         if shown:
-            return self._show(int(shown.group(1)), request)
+            return self._show(int(shown.group(1)), request, admin=key in self.admin_keys)
         if request.path != "/issues.json":
             return Reply(404, {"errors": ["Not found"]})
         issues = list(self.issues.values())
@@ -261,8 +302,9 @@ class FakeRedmine(FakeApi):
             shown["mail"] = user["mail"]
         return Reply(200, {"user": shown})
 
-    def _show(self, number: int, request: Request) -> Reply:
-        """`GET /issues/{id}.json`: the issue, with its journals when `include` names them."""
+    def _show(self, number: int, request: Request, *, admin: bool) -> Reply:
+        """`GET /issues/{id}.json`: the issue, with its journals or the statuses it may
+        move to when `include` names them."""
         with self.lock:
             issue = self.issues.get(number)
             if issue is None:
@@ -271,7 +313,56 @@ class FakeRedmine(FakeApi):
             included = (request.param("include") or "").split(",")
             if "journals" in included:
                 shown["journals"] = [dict(j) for j in self.journals.get(number, [])]
+            if "allowed_statuses" in included:
+                allowed = self._allowed(issue["status"]["name"], admin=admin)
+                shown["allowed_statuses"] = [_status(name) for name in allowed]
         return Reply(200, {"issue": shown})
+
+    def _principal(self, number: str) -> dict[str, Any] | None:
+        """How an issue names user or group `number`; None when it is neither."""
+        if not number.isdigit():
+            return None
+        user = self.users.get(int(number))
+        if user is not None:
+            return {"id": int(number), "name": f"{user['firstname']} {user['lastname']}"}
+        group = self.groups.get(int(number))
+        return None if group is None else {"id": int(number), "name": group}
+
+    def _allowed(self, current: str, *, admin: bool) -> list[str]:
+        return list(STATUSES) if admin else self.workflow.get(current, [])
+
+    def _update(self, number: int, request: Request, *, admin: bool) -> Reply:
+        """`PUT /issues/{id}.json`: 204 and the change applied, as far as Redmine takes it."""
+        body = request.json()
+        changes = body.get("issue") if isinstance(body, dict) else None
+        if not isinstance(changes, dict):
+            return Reply(422, {"errors": ["Issue is invalid"]})  # what a body without it meets
+        with self.lock:
+            self.writes.append((number, body))
+            issue = self.issues.get(number)
+            if issue is None:
+                return Reply(404, raw=b"", content_type="text/plain")
+            fields: dict[str, Any] = {}
+            if "assigned_to_id" in changes:
+                assignee = str(changes["assigned_to_id"] or "")
+                principal = self._principal(assignee) if assignee else None
+                if assignee and principal is None:
+                    return Reply(422, {"errors": ["Assignee is invalid"]})
+                fields["assigned_to"] = principal
+            names = {number: name for name, number in STATUSES.items()}
+            status = names.get(int(changes.get("status_id") or 0))
+            if status is not None and status in self._allowed(issue["status"]["name"], admin=admin):
+                fields["status"] = {"id": STATUSES[status], "name": status}
+            # else: dropped without a word, as Redmine drops an attribute it won't let you set
+            changed = {k: v for k, v in fields.items() if issue.get(k) != v}
+        if changed:
+            if changed.get("assigned_to", "") is None:
+                with self.lock:
+                    self.issues[number].pop("assigned_to", None)
+                changed.pop("assigned_to")
+            self.note(number, "", details=[{"property": "attr", "name": k} for k in fields])
+            self.touch(number, **changed)
+        return Reply(204, raw=b"", content_type="application/json")
 
     def _project_ids(self, scope: str) -> set[int]:
         """The numeric ids of project `scope` (identifier or id) and its subprojects."""
@@ -282,6 +373,11 @@ class FakeRedmine(FakeApi):
             if not more:
                 return {self.projects[k]["id"] for k in tree}
             tree |= more
+
+
+def _status(name: str) -> dict[str, Any]:
+    """A status as Redmine shows it: `{"id", "name", "is_closed"}`."""
+    return {"id": STATUSES[name], "name": name, "is_closed": name in {"Closed", "Rejected"}}
 
 
 def _after(condition: str) -> dt.datetime | None:

@@ -594,3 +594,99 @@ def test_an_unknown_error_array_is_quoted(case: SalesforceCase) -> None:
         pull(case, None)
 
     assert "QUERY_TIMEOUT" in str(raised.value)
+
+
+# Conversation: CaseComments, one query per 100 Cases
+
+
+def test_case_comments_are_read_only_when_asked_published_ones_public(
+    case: SalesforceCase,
+) -> None:
+    agent = case.fake.add_user("Ada Agent", "ada@example.com")
+    case.add(1, T0)
+    case.add(2, T0 + dt.timedelta(minutes=1))
+    case.fake.comment(1, T0 + dt.timedelta(minutes=5), "Replaced the toner.", by=agent)
+    case.fake.comment(1, T0 + dt.timedelta(minutes=3), "Asked for the model.", public=False)
+
+    plain = pull(case, None)
+    assert [t.comments for t in tickets(plain)] == [None, None]
+    assert case.fake.comment_queries() == []
+
+    with closing(connector(case)) as source:
+        source.read_comments = True
+        second, first = tickets(list(source.pull(None)))  # case 1 moved with its comments
+
+    assert second.comments == []
+    comments = first.comments or []
+    assert [(c.body, c.public, c.author) for c in comments] == [
+        ("Asked for the model.", False, None),
+        ("Replaced the toner.", True, "Ada Agent"),
+    ]
+    assert comments[1].author_id == agent
+    assert comments[1].created_at == T0 + dt.timedelta(minutes=5)
+
+
+def test_comments_cost_one_query_per_100_cases_whatever_their_number(
+    case: SalesforceCase,
+) -> None:
+    for n in range(1, 121):
+        case.add(n, T0 + dt.timedelta(seconds=n))
+    for k in range(7):  # case 1's comments span two batches of the comment query's locator
+        case.fake.comment(1, T0 + dt.timedelta(hours=1, seconds=k), f"note {k}", touch=False)
+    case.fake.comment(120, T0 + dt.timedelta(hours=1), "last one", touch=False)
+
+    with closing(connector(case)) as source:
+        source.read_comments = True
+        read = {t.source_id: t.comments for t in tickets(list(source.pull(None)))}
+
+    assert [c.body for c in read[case_id(1)] or []] == [f"note {k}" for k in range(7)]
+    assert [c.body for c in read[case_id(120)] or []] == ["last one"]
+    assert sum(len(c or []) for c in read.values()) == 8
+    queries = case.fake.comment_queries()
+    assert len(queries) == 2  # 100 Cases, then 20
+    assert (queries[0].param("q") or "").count("'500") == 100
+    assert (queries[0].param("q") or "").endswith(") ORDER BY CreatedDate, Id")
+
+
+def test_a_deleted_case_asks_for_no_comments(case: SalesforceCase) -> None:
+    case.add(1, T0)
+    case.fake.delete(1, T0 + dt.timedelta(minutes=1))
+
+    with closing(connector(case)) as source:
+        source.read_comments = True
+        [tombstone] = tickets(list(source.pull(None)))
+
+    assert (tombstone.deleted, tombstone.comments) == (True, None)
+    assert case.fake.comment_queries() == []
+
+
+def test_a_comment_without_a_time_fails_its_case_only(case: SalesforceCase) -> None:
+    case.add(1, T0)
+    case.add(2, T0 + dt.timedelta(minutes=1))
+    broken = case.fake.comment(1, T0 + dt.timedelta(minutes=2), touch=False)
+    broken["CreatedDate"] = None
+
+    with closing(connector(case)) as source:
+        source.read_comments = True
+        bad, good = list(source.pull(None))
+
+    assert isinstance(bad, BadRecord) and bad.source_id == case_id(1)
+    assert bad.field == "comments.0.CreatedDate"
+    assert isinstance(good, SourceTicket) and good.comments == []
+
+
+def test_comments_land_as_the_tasks_summary_through_the_engine(
+    case: SalesforceCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    agent = case.fake.add_user("Ada Agent", "ada@example.com")
+    case.add(1, T0)
+    case.fake.comment(1, T0 + dt.timedelta(minutes=1), "Replaced the toner.", by=agent)
+    case.extra["conversation"] = {"enabled": True}
+
+    summary = sync(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    fields = tasks_by_ticket(emulator)[case_id(1)]["fields"]
+    assert fields["comment_count"] == 1
+    assert fields["last_comment"] == "Replaced the toner."
+    assert fields["last_comment_author"] == "Ada Agent"

@@ -37,10 +37,16 @@ Read from Salesforce's documentation:
   `Owner.Name`, `Owner.Email` ("the email address of the user or group (queue)") come
   through the `Name` object in the same query.
 
+- https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_objects_casecomment.htm
+  and the field reference: a `CaseComment` has `Id`, `ParentId` (its Case), `CommentBody`
+  (nillable, 4,000 bytes), `IsPublished` (visible to customers), `CreatedById` (its
+  `CreatedBy` a User), `CreatedDate`, `LastModifiedDate`, `SystemModstamp`, `IsDeleted`.
+
 Choices where the docs say nothing: a query locator keeps the rows as they were when the
 query ran (an edit after it shows in the next query, not in its later batches); deleting
 a Case moves its `SystemModstamp` to the time of the deletion (verify: replication tools
-read deletions by `queryAll ... SystemModstamp >= X` on that assumption). The SOQL this fake
+read deletions by `queryAll ... SystemModstamp >= X` on that assumption); a comment added
+moves its Case's `SystemModstamp` unless `touch=False` says otherwise (verify). The SOQL this fake
 runs is a subset: `SELECT fields FROM Case [WHERE ...] [ORDER BY ...] [LIMIT n]`, with
 AND/OR/NOT, parentheses, `= != < <= > >=`, `IN (...)`, `LIKE`, quoted strings, unquoted
 date-time literals, numbers, `true`/`false`/`null`; a quoted date-time compared with a
@@ -90,6 +96,20 @@ CASE_FIELDS = {
     "MasterRecordId",
 }
 USER_FIELDS = {"Id", "Name", "Email", "IsActive", "Username"}
+COMMENT_FIELDS = {
+    "Id",
+    "ParentId",
+    "CommentBody",
+    "IsPublished",
+    "CreatedById",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+    "IsDeleted",
+}
+TABLES = {"Case": CASE_FIELDS, "User": USER_FIELDS, "CaseComment": COMMENT_FIELDS}
+RELATIONS = {"Case": ("Owner", "OwnerId"), "CaseComment": ("CreatedBy", "CreatedById")}
+"""Each object's one relationship a query may read through: its name and its Id field."""
 DATETIME_FIELDS = {"CreatedDate", "ClosedDate", "LastModifiedDate", "SystemModstamp"}
 OWNER_FIELDS = {"Id", "Type", "Name", "Email", "IsActive", "Username"}
 """The `Name` object's fields a polymorphic `Owner.X` reads."""
@@ -173,6 +193,7 @@ class FakeSalesforce(FakeApi):
         self.client_id, self.client_secret = client_id, client_secret
         self.refresh_tokens = {refresh_token}
         self.cases: dict[str, dict[str, Any]] = {}
+        self.comments: dict[str, dict[str, Any]] = {}
         self.owners: dict[str, Owner] = {}
         self.sessions: list[Session] = []
         self.locators: dict[str, Locator] = {}
@@ -191,6 +212,7 @@ class FakeSalesforce(FakeApi):
     def reset(self) -> None:
         with self.lock:
             self.cases.clear()
+            self.comments.clear()
             self.owners.clear()
             self.sessions.clear()
             self.locators.clear()
@@ -243,6 +265,38 @@ class FakeSalesforce(FakeApi):
                 record["ClosedDate"] = stamp(at)
             record["LastModifiedDate"] = record["SystemModstamp"] = stamp(at)
             return record
+
+    def comment(
+        self,
+        number: int,
+        at: dt.datetime,
+        body: str | None = "We are on it.",
+        public: bool = True,
+        by: str | None = None,
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """A CaseComment on case `number` at `at`, by the user `by` (an Id); `touch` moves the
+        Case's `SystemModstamp` to `at`."""
+        with self.lock:
+            comment_id = f"00a{hashlib.md5(f'c{len(self.comments)}'.encode()).hexdigest()[:12]}AAA"  # noqa: S324
+            record = {
+                "Id": comment_id,
+                "ParentId": case_id(number),
+                "CommentBody": body,
+                "IsPublished": public,
+                "CreatedById": by,
+                "CreatedDate": stamp(at),
+                "LastModifiedDate": stamp(at),
+                "SystemModstamp": stamp(at),
+                "IsDeleted": False,
+            }
+            self.comments[comment_id] = record
+            if touch:
+                self.cases[case_id(number)]["SystemModstamp"] = stamp(at)
+        return record
+
+    def comment_queries(self) -> list[Request]:
+        return [r for r in self.data_requests() if "FROM CaseComment" in (r.param("q") or "")]
 
     def stamp_only(self, number: int, at: dt.datetime) -> None:
         """A system change (a recalculated sharing rule, a rollup): `SystemModstamp` moves,
@@ -321,7 +375,8 @@ class FakeSalesforce(FakeApi):
         if soql.table == "User":
             table = [_user_row(o) for o in self.owners.values() if o.type == "User"]
         else:
-            table = [r for r in self.cases.values() if with_deleted or not r["IsDeleted"]]
+            kept = self.cases if soql.table == "Case" else self.comments
+            table = [r for r in kept.values() if with_deleted or not r["IsDeleted"]]
         rows = [r for r in table if soql.where(r)]
         for name, descending in reversed(soql.order):
             rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=descending)  # type: ignore[misc]
@@ -409,9 +464,11 @@ class FakeSalesforce(FakeApi):
     # Records
 
     def _value(self, record: dict[str, Any], name: str) -> Any:
-        if name.startswith("Owner."):
-            owner = self.owners.get(record.get("OwnerId") or "")
-            return None if owner is None else _owner_field(owner, name[6:])
+        relation, _, field = name.partition(".")
+        if field:
+            reference = dict(RELATIONS.values()).get(relation, "")
+            owner = self.owners.get(record.get(reference) or "")
+            return None if owner is None else _owner_field(owner, field)
         return record.get(name)
 
     def _render(self, record: dict[str, Any], soql: Soql, version: str) -> dict[str, Any]:
@@ -422,21 +479,22 @@ class FakeSalesforce(FakeApi):
             }
         }
         for name in soql.fields:
-            if name.startswith("Owner."):
-                owner = self.owners.get(record.get("OwnerId") or "")
-                if owner is None:
-                    out["Owner"] = None
-                    continue
-                target = out.get("Owner") or {
-                    "attributes": {
-                        "type": "Name",
-                        "url": f"/services/data/v{version}/sobjects/{owner.type}/{owner.id}",
-                    }
-                }
-                target[name[6:]] = _owner_field(owner, name[6:])
-                out["Owner"] = target
-            else:
+            relation, _, field = name.partition(".")
+            if not field:
                 out[name] = record.get(name)
+                continue
+            owner = self.owners.get(record.get(RELATIONS[soql.table][1]) or "")
+            if owner is None:
+                out[relation] = None
+                continue
+            target = out.get(relation) or {
+                "attributes": {
+                    "type": "Name" if relation == "Owner" else owner.type,
+                    "url": f"/services/data/v{version}/sobjects/{owner.type}/{owner.id}",
+                }
+            }
+            target[field] = _owner_field(owner, field)
+            out[relation] = target
         return out
 
 
@@ -527,9 +585,9 @@ class _Parser:
             self.at += 1
             fields.append(self.field())
         self.expect("word", "FROM")
-        table = self.expect("word").capitalize()
-        if table not in ("Case", "User"):
-            raise SoqlError("INVALID_TYPE", f"sObject type '{table}' is not supported")
+        table = {name.lower(): name for name in TABLES}.get(self.expect("word").lower(), "")
+        if not table:
+            raise SoqlError("INVALID_TYPE", "sObject type is not supported by this fake")
         for name in fields:
             self.check(table, name)
         where: Callable[[dict[str, Any]], bool] = lambda r: True  # noqa: E731
@@ -561,11 +619,15 @@ class _Parser:
 
     def check(self, table: str, name: str) -> None:
         """Raise INVALID_FIELD for a field `table` doesn't have."""
-        if table == "Case" and name.startswith("Owner."):
-            if name[6:] not in OWNER_FIELDS:
-                raise SoqlError("INVALID_FIELD", f"No such column '{name[6:]}' on entity 'Name'")
+        relation, _, field = name.partition(".")
+        if field:
+            if RELATIONS.get(table, ("",))[0] != relation:
+                raise SoqlError("INVALID_FIELD", f"Didn't understand relationship '{relation}'")
+            target = "Name" if relation == "Owner" else "User"
+            if field not in (OWNER_FIELDS if relation == "Owner" else USER_FIELDS):
+                raise SoqlError("INVALID_FIELD", f"No such column '{field}' on entity '{target}'")
             return
-        if name not in (CASE_FIELDS if table == "Case" else USER_FIELDS):
+        if name not in TABLES[table]:
             raise SoqlError("INVALID_FIELD", f"No such column '{name}' on entity '{table}'")
 
     def disjunction(self) -> Callable[[dict[str, Any]], bool]:
@@ -593,7 +655,7 @@ class _Parser:
 
     def comparison(self) -> Callable[[dict[str, Any]], bool]:
         name = self.field()
-        if "." in name or (name not in CASE_FIELDS and name not in USER_FIELDS):
+        if "." in name or not any(name in fields for fields in TABLES.values()):
             raise SoqlError(
                 "INVALID_FIELD",
                 f"No such column '{name}' (this fake filters on the object's own fields)",

@@ -46,7 +46,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
-import structlog
 from pydantic import Field, SecretStr, field_validator
 
 from connectors.base import (
@@ -74,8 +73,6 @@ from connectors.http import (
 from connectors.http.people import SeenPeople, person, resolve_in_batches
 from sync_http.auth import OAuth2, token_endpoint
 from sync_http.policy import Classifier
-
-log = structlog.get_logger("connectors")
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 (a path, not a secret)
 CASE_FIELDS = (

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -350,8 +351,13 @@ def test_a_refresh_token_is_used_when_configured(case: SalesforceCase) -> None:
     assert ids(items) == [case_id(1)]
     assert case.fake.grants() == ["refresh_token"]
     [token_request] = [r for r in case.fake.requests if r.path == "/services/oauth2/token"]
-    form = token_request.body.decode()
-    assert f"client_id={CLIENT_ID.replace('.', '.')}" in form and "client_secret=" in form
+    form = {k: v[-1] for k, v in parse_qs(token_request.body.decode()).items()}
+    assert form == {
+        "grant_type": "refresh_token",
+        "refresh_token": REFRESH_TOKEN,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }  # the client's credentials in the form, as Salesforce's examples send them
 
 
 def test_a_refused_grant_fails_with_salesforces_reason_and_no_secret(case: SalesforceCase) -> None:
@@ -584,6 +590,17 @@ def test_a_my_domain_becomes_the_instance_url_and_the_token_endpoint() -> None:
     auth = SalesforceConnector("sf", options).auth()
     assert isinstance(auth, OAuth2)
     assert auth.token_url == "https://acme.my.salesforce.com/services/oauth2/token"
+
+
+def test_check_reads_one_case_within_the_scope(case: SalesforceCase) -> None:
+    case.add(1, T0)
+
+    with closing(connector(case, where="Origin = 'Email'")) as source:
+        source.check()
+
+    [request] = case.fake.data_requests()
+    assert request.path == QUERY
+    assert request.param("q") == "SELECT Id FROM Case WHERE (Origin = 'Email') LIMIT 1"
 
 
 def test_an_unknown_error_array_is_quoted(case: SalesforceCase) -> None:

@@ -11,6 +11,7 @@ from contextlib import closing
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
 from connectors.base import BadRecord, SourceTicket
@@ -256,6 +257,27 @@ def test_salesforce_timestamps_with_a_numeric_offset_are_read_as_utc(case: Sales
     assert ticket.cursor == T0
     task = mapper(case).map(ticket).task()
     assert task["external_updated_at"] == "2026-11-02T09:00:00Z"
+
+
+def test_a_quoted_date_time_literal_is_refused_as_salesforce_refuses_it(
+    case: SalesforceCase,
+) -> None:
+    """The trap the connector avoids: SOQL compares a date-time field with an unquoted
+    literal only; quoted, it is a string, and the query fails."""
+    case.add(1, T0)
+    token = case.fake.issue_session()
+    quoted = "SELECT Id FROM Case WHERE SystemModstamp >= '2026-11-02T09:00:00Z'"
+
+    answer = httpx.get(
+        case.fake.base_url + QUERY,
+        params={"q": quoted},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert answer.status_code == 400
+    [refusal] = answer.json()
+    assert refusal["errorCode"] == "INVALID_FIELD"
+    assert "should not be enclosed in quotes" in refusal["message"]
 
 
 def test_a_tie_group_larger_than_several_batches_is_read_completely_once(

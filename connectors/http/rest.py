@@ -48,7 +48,7 @@ from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
-from sync_http.policy import SOURCE_POLICY, Policy, source_classifier
+from sync_http.policy import SOURCE_POLICY, Classifier, Policy, source_classifier
 from sync_http.ratelimit import Backoff, RequestBudget
 from sync_http.redaction import excerpt
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
@@ -253,6 +253,12 @@ class RestConnector(Connector):
             self._commenting = view
         return self._commenting
 
+    def classifier(self) -> Classifier:
+        """What each answer of the source means: `policy`, with rate limits recognised in any
+        guise. A vendor whose answers say more in their bodies than their statuses
+        (Salesforce's `errorCode`) reads them here, before the table."""
+        return source_classifier(self.policy)
+
     def new_session(self, requests_per_minute: float) -> HttpSession:
         """A session to the source as this connector's own is built, on a budget of its own.
 
@@ -263,7 +269,7 @@ class RestConnector(Connector):
         return HttpSession(
             self.name,
             options.base_url,
-            classify=source_classifier(self.policy),
+            classify=self.classifier(),
             budget=RequestBudget.per_minute(requests_per_minute, stop=self.stop),
             retry=RetrySettings(
                 max_attempts=options.max_attempts,

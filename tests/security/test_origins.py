@@ -26,6 +26,7 @@ from fakes.backoffice import PATH, FakeBackOffice, PagingStyle
 from fakes.freshdesk import FakeFreshdesk
 from fakes.github import FakeGitHub
 from fakes.gitlab import FakeGitLab
+from fakes.salesforce import FakeSalesforce
 from fakes.servicenow import FakeServiceNow
 from fakes.zendesk import FakeZendesk
 from fragment_emulator import Emulator
@@ -47,6 +48,7 @@ FRESHDESK_KEY = "fd-5ecret-key-41bd"
 GITHUB_TOKEN = "github_pat_5ecret0123456789"
 GITLAB_TOKEN = "glpat-5ecret0123456789ab"
 SN_USER, SN_PASSWORD, SN_TOKEN = "sync.bot", "sn-5ecret-pass-77", "sn-5ecret-token-78"
+SF_CLIENT_ID, SF_CLIENT_SECRET = "3MVG9-sync", "sf-5ecret-client-c0ffee"
 SECRETS = (
     API_KEY,
     ZENDESK_TOKEN,
@@ -55,6 +57,7 @@ SECRETS = (
     GITLAB_TOKEN,
     SN_PASSWORD,
     SN_TOKEN,
+    SF_CLIENT_SECRET,
     TOKEN,
 )
 
@@ -338,16 +341,31 @@ def servicenow() -> Vendor:
     return Vendor(fake, options, lambda r: r.path.startswith("/api/now/table/"), link_header)
 
 
+def salesforce() -> Vendor:
+    fake = FakeSalesforce(SF_CLIENT_ID, SF_CLIENT_SECRET, "unused-refresh-token").start()
+    fake.batch_cap = 5  # Salesforce may send fewer than asked: two batches for eight Cases
+    for n in range(1, 9):
+        fake.put(n, T0 + dt.timedelta(minutes=n))
+
+    def next_records_url(reply: Reply, url: str) -> None:
+        reply.body.update(nextRecordsUrl=url, done=False)
+
+    options = {"kind": "salesforce", "base_url": fake.base_url, "client_id": SF_CLIENT_ID}
+    options |= {"client_secret": SF_CLIENT_SECRET, "page_size": 200}
+    return Vendor(fake, options, lambda r: r.path.startswith("/services/data/"), next_records_url)
+
+
 VENDORS = {
     "zendesk": zendesk,
     "freshdesk": freshdesk,
     "github": github,
     "gitlab": gitlab,
     "servicenow": servicenow,
+    "salesforce": salesforce,
 }
 
 
-@pytest.mark.parametrize("kind", ["zendesk", "freshdesk", "github", "gitlab"])
+@pytest.mark.parametrize("kind", ["zendesk", "freshdesk", "github", "gitlab", "salesforce"])
 def test_a_vendor_next_link_to_another_origin_fails_the_pass_and_sends_no_credential(
     kind: str, listener: Listener, emulator: Emulator, sqlite_url: str
 ) -> None:

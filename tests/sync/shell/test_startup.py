@@ -57,6 +57,7 @@ NEVER_LOADED = (
     "connectors.freshdesk",
     "connectors.jira",
     "connectors.servicenow",
+    "connectors.salesforce",
     "connectors.github",
     "connectors.redmine",
 )

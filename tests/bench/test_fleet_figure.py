@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fleet import TICKETS
+from bench.fleet_run import TICKETS
 
 REPO = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 600

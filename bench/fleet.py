@@ -127,8 +127,8 @@ def targets(setup: FleetSetup, figure: dict[str, Any]) -> list[Target]:
     kill = figure["kill"]
     if kill is not None:
         found.append(
-            Target("kill_recovery", "after kill -9: every connector passed again",
-                   kill["max_bounds"], None, 1.0, " x (TTL + interval)",
+            Target("kill_recovery", "after kill -9, all passed again, in TTL+interval",
+                   kill["max_bounds"], None, 1.0, "",
                    note=f"worst {kill['max_s']} s, median {kill['median_s']} s, "
                         f"{kill['connectors_passed_again']} of {kill['connectors']}")
         )  # fmt: skip

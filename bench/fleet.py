@@ -188,7 +188,7 @@ def render(setup: FleetSetup, figure: dict[str, Any]) -> str:
                 f"{rss['max']:.0f} at most"
             )
     if figure["errors"]:
-        lines.append(f"error lines: {figure['errors']}")
+        lines.append(f"error lines, by event, over the whole run: {figure['errors']}")
     for example in figure["stray_examples"]:
         lines.append(f"stray line: {example[:200]}")
     tickets = figure["tickets"]

@@ -46,6 +46,8 @@ SCRAPES: Final = 3
 SCRAPE_TIMEOUT_S: Final = 120.0
 SAMPLE_S: Final = 1.0
 """How often the window's loop reads the logs and samples RSS."""
+TASKS_POLL_S: Final = 5.0
+"""How often the warm-up lists the emulator's tasks (every one of them: not every second)."""
 SETTLE_S: Final = 300.0
 """How long past the warm-up (or a kill's deadline) the fleet may take to sync every ticket."""
 SHUTDOWN_S: Final = 10
@@ -182,18 +184,17 @@ def connector_names(count: int) -> list[str]:
 def write_sources(directory: Path, names: Sequence[str], added: int = 0) -> dict[str, Path]:
     """Each connector's file: `TICKETS` tickets (plus `added` later ones), replaced whole.
 
-    Their `updated_at` are in the past, the added ones after the first ones,
-    so a pass after the addition reads exactly the added tickets.
+    Each ticket's `updated_at` is fixed, in the past, the added ones after the
+    first ones: a pass after the addition reads exactly the added tickets.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=2)
     paths = {}
     for name in names:
         rows = [
             {
                 "id": number,
                 "subject": f"{name} ticket {number}",
-                "updated_at": (base + dt.timedelta(minutes=number)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "updated_at": f"2020-01-01T{number // 60:02d}:{number % 60:02d}:00Z",
             }
             for number in range(1, TICKETS + added + 1)
         ]
@@ -482,11 +483,14 @@ def _warm_up(
     began = time.monotonic()
     time.sleep(setup.warmup)
     synced_at: float | None = None
+    listed = -math.inf
     while time.monotonic() - began < setup.warmup + SETTLE_S:
         _check_alive(replicas)
         read_logs(replicas)
-        if synced_at is None and len(tasks_in_fragment(emulator)) >= expected:
-            synced_at = time.time()
+        if synced_at is None and time.monotonic() - listed >= TASKS_POLL_S:
+            listed = time.monotonic()
+            if len(tasks_in_fragment(emulator)) >= expected:
+                synced_at = time.time()
         if synced_at is not None and every_connector_passed(replicas, names, synced_at):
             return
         time.sleep(SAMPLE_S)

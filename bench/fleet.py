@@ -14,13 +14,13 @@ and each replica's share from the `run_finished` and `connector_busy` lines of
 their logs (not the `runs` table, which idle passes may stop writing); CPU from
 `/proc/<pid>/stat`; commits from PostgreSQL's `pg_stat_database` for the
 throwaway database; `/metrics` scraped after the window; tickets from the
-emulator. `--kill` adds a ticket to every connector and kills -9 one replica
-in the middle of the window, then reports how long every connector took to
-pass again. `--find-max` steps the connector count up until a target misses.
-Measuring is `bench.fleet_run`'s; this module judges and prints. Targets are
-OK or MISS (a benchmark, not a test); the exit code is 1 only when a count is
-wrong (a ticket lost, no pass seen, a replica that never tried a connector), 2
-when a step failed.
+emulator. `--kill` kills -9 one replica in the middle of the window and adds
+a ticket to every connector, then reports how long every connector took to
+push it from a surviving replica. `--find-max` steps the connector count up
+until a target misses. Measuring is `bench.fleet_run`'s; this module judges
+and prints. Targets are OK or MISS (a benchmark, not a test); the exit code is
+1 only when a count is wrong (a ticket lost, no pass seen, a replica that never
+tried a connector), 2 when a step failed.
 """
 
 from __future__ import annotations

@@ -511,14 +511,19 @@ def _check_alive(replicas: Sequence[Replica]) -> None:
 
 
 def _kill(victim: Replica, directory: Path, names: list[str]) -> None:
-    """A ticket more in every connector, then kill -9 the victim: passes were in flight."""
-    write_sources(directory / "sources", names, added=1)
+    """Kill -9 the victim, then add a ticket to every connector.
+
+    Added after the kill, none can have reached Fragment through the victim:
+    each connector's pushes it from a survivor, and that pass is the one
+    `_recovery` waits for.
+    """
     victim.cpu_end = cpu_seconds(victim.process.pid)
     victim.sample_rss()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(victim.process.pid, signal.SIGKILL)
     victim.killed_at = time.time()
     victim.process.wait()
+    write_sources(directory / "sources", names, added=1)
     say(f"killed {victim.name} (kill -9)")
 
 

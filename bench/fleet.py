@@ -19,8 +19,8 @@ a ticket to every connector, then reports how long every connector took to
 push it from a surviving replica. `--find-max` steps the connector count up
 until a target misses. Measuring is `bench.fleet_run`'s; this module judges
 and prints. Targets are OK or MISS (a benchmark, not a test); the exit code is
-1 only when a count is wrong (a ticket lost, no pass seen, a replica that never
-tried a connector), 2 when a step failed.
+1 only when a count is wrong (a ticket lost, no pass seen), 2 when a step
+failed.
 """
 
 from __future__ import annotations
@@ -136,15 +136,14 @@ def targets(setup: FleetSetup, figure: dict[str, Any]) -> list[Target]:
 
 
 def checks(setup: FleetSetup, figure: dict[str, Any]) -> dict[str, bool]:
-    """Counts that must hold whatever the machine: every ticket once, every replica at work."""
+    """Counts that must hold whatever the machine: every ticket in Fragment, passes seen.
+
+    How the replicas divide the passes is a target (their shares), not a check.
+    """
     tickets = figure["tickets"]
     return {
-        "every_ticket_in_fragment_once": tickets["in_fragment"] == tickets["expected"]
-        and tickets["distinct"] == tickets["expected"],
+        "every_ticket_in_fragment": tickets["in_fragment"] == tickets["expected"],
         "passes_observed": figure["passes"]["ok"] > 0,
-        # Each one tried its connectors (a busy attempt is one): none hung or idled out.
-        "every_replica_attempted": len(figure["replica_attempts"]) == setup.replicas
-        and all(n > 0 for n in figure["replica_attempts"].values()),
     }
 
 
@@ -192,10 +191,7 @@ def render(setup: FleetSetup, figure: dict[str, Any]) -> str:
     for example in figure["stray_examples"]:
         lines.append(f"stray line: {example[:200]}")
     tickets = figure["tickets"]
-    lines.append(
-        f"tickets in Fragment: {tickets['in_fragment']:,} ({tickets['distinct']:,} distinct) "
-        f"of {tickets['expected']:,}"
-    )
+    lines.append(f"tickets in Fragment: {tickets['in_fragment']:,} of {tickets['expected']:,}")
     for name, ok in checks(setup, figure).items():
         lines.append(f"check {name.replace('_', ' ')}: {'OK' if ok else 'WRONG'}")
     return "\n".join(lines)

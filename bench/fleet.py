@@ -105,7 +105,8 @@ def targets(setup: FleetSetup, figure: dict[str, Any]) -> list[Target]:
                "%", note=f"{busy:,} busy: {of_attempts:.0%} of attempts"),
         *(
             Target(f"replica_share.{name}", f"replica {name}'s share of ok passes", share,
-                   low_share, high_share, "%", judged=quiet)
+                   low_share, high_share, "%", judged=quiet,
+                   note=f"{figure['replica_attempts'][name]:,} attempts")
             for name, share in figure["replica_share"].items()
         ),
         Target("max_gap", "largest gap between two passes", figure["max_gap_intervals"], None,

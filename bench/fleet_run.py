@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from bench.emulator import TOKEN, EmulatorProcess
 from bench.process import PYTHON, BenchError, compile_project, cpu_seconds, free_port
-from bench.runner import _toml_document
+from bench.runner import toml_document
 from bench.state import state_database
 
 TICKETS: Final = 3
@@ -224,7 +224,7 @@ def write_config(
             "mapping": {"title": "{subject}"},
             "schedule": {"interval": f"{setup.interval:g}s"},
         }
-    path.write_text(_toml_document(sections), encoding="utf-8")
+    path.write_text(toml_document(sections), encoding="utf-8")
 
 
 def _environment(port: int) -> dict[str, str]:

@@ -111,7 +111,7 @@ def prepare_scenario(
         },
     }
     config = directory / "sync.toml"
-    config.write_text(_toml_document(sections), encoding="utf-8")
+    config.write_text(toml_document(sections), encoding="utf-8")
     # The daemon's passes are read from its `run_finished` lines; its HTTP endpoint
     # would only take a port another bench or daemon may hold.
     daemon_sections = {
@@ -124,7 +124,7 @@ def prepare_scenario(
         },
     }
     daemon_config = directory / "daemon.toml"
-    daemon_config.write_text(_toml_document(daemon_sections), encoding="utf-8")
+    daemon_config.write_text(toml_document(daemon_sections), encoding="utf-8")
     return Scenario(directory, config, connector, source, state, daemon_config)
 
 
@@ -149,7 +149,7 @@ def run_sync(
     return SyncRun(measured, summary, traffic, emulator_cpu)
 
 
-def _toml_document(sections: dict[str, dict[str, Any]]) -> str:
+def toml_document(sections: dict[str, dict[str, Any]]) -> str:
     """TOML text of `sections`, each a table of plain values and inline tables."""
     lines: list[str] = []
     for name, table in sections.items():

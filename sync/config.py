@@ -322,6 +322,44 @@ class PeopleSettings(BaseModel):
         return ttl
 
 
+DEFAULT_WRITE_BACK_LOOKBACK = dt.timedelta(minutes=1)
+"""How far before its mark a poll of Fragment's changes starts, by default."""
+
+
+class WriteBackSettings(BaseModel):
+    """What an operator's change to a task in Fragment writes back to its ticket (two-way)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    status: dict[Literal["TODO", "STARTED", "DONE"], str] = Field(default_factory=dict)
+    """Fragment's status = the source's status to set (`DONE = "Resolved"`). A status left
+    out is not written back; empty: no status is."""
+    assignee: bool = False
+    """Write the task's assignee back to the ticket: the operator's email, to the source's
+    user through the people table and cache."""
+    lookback: Duration = DEFAULT_WRITE_BACK_LOOKBACK
+    """How far before its mark each poll of Fragment's changes starts: changes Fragment
+    commits late are read again (each is written back once, whatever)."""
+
+    @field_validator("status")
+    @classmethod
+    def _names(cls, status: dict[str, str]) -> dict[str, str]:
+        for fragment_status, name in status.items():
+            if not name.strip():
+                raise ValueError(f"{fragment_status}: the source's status name is empty")
+        return status
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is written back."""
+        return bool(self.status) or self.assignee
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The ticket fields written back: ("status",), ("assignee",), both or none."""
+        return (*(("status",) if self.status else ()), *(("assignee",) if self.assignee else ()))
+
+
 class ConnectorSettings(BaseModel):
     """One configured source. Keys not listed here belong to the connector's `Options`."""
 
@@ -360,6 +398,9 @@ class ConnectorSettings(BaseModel):
     census_max_share: float = Field(default=0.1, ge=0, le=1)
     """The largest share of the connector's live tasks a census archives on its own; one that
     finds more gone archives nothing and fails (`python -m sync census --force` accepts it)."""
+    write_back: WriteBackSettings = WriteBackSettings()
+    """Two-way sync, off by default: which of an operator's changes in Fragment (status,
+    assignee) go back to the ticket. Only for connectors that can write (their page says)."""
 
     @field_validator("uid_namespace")
     @classmethod
@@ -683,6 +724,14 @@ def _connector_config(
             f"{key}.conversation.{wanted}",
             f"the {settings.kind} connector can't read comments as configured; {how}",
         )
+    for field in settings.write_back.fields:
+        if field not in cls.writes:
+            can = ", ".join(sorted(cls.writes)) or "nothing"
+            raise ConfigError(
+                f"{key}.write_back.{field}",
+                f"the {settings.kind} connector can't write a ticket's {field} back "
+                f"(it can write: {can})",
+            )
     people = people_directory(settings.people, f"{key}.people")
     return ConnectorConfig(name=name, settings=settings, options=options, people=people)
 

@@ -11,7 +11,16 @@ import pytest
 
 from fakes import Reply, Request
 from fakes.intercom import FakeIntercom, rate_limited
-from fakes.suite import T0, ConnectorSuite, ScopesSuite, TwoScopesCase, VendorCase
+from fakes.suite import (
+    T0,
+    ConnectorSuite,
+    ScopesSuite,
+    TwoScopesCase,
+    VendorCase,
+    nth_page_request,
+)
+from fragment_emulator import Emulator
+from synckit import tasks_by_ticket
 
 TOKEN_VALUE = "dG9rOmIyYzM0ZDU2XzEyMzQ6MToz"
 SEARCHES = ("/conversations/search", "/tickets/search")
@@ -108,3 +117,20 @@ class TestIntercomConversationsAndTickets(ScopesSuite):
 
 def search_bodies(fake: FakeIntercom, path: str) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in fake.searches(path)]
+
+
+def test_a_rate_limit_reset_on_intercoms_clock_an_hour_ahead_is_read_against_its_date_header(
+    case: IntercomCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    """`X-RateLimit-Reset` is a Unix time on Intercom's clock. Read against this machine's
+    clock, one running an hour behind Intercom's would wait an hour (more than
+    `max_retry_wait`: the run fails); read against the answer's `Date`, it waits 1-2 s."""
+    case.fake.clock.offset = dt.timedelta(hours=1)
+    for n in range(1, 4 * case.page_size):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.fail_next(case.rate_limit(1), when=nth_page_request(case, 2))
+    summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+    assert summary.ok, summary.error
+    pages = [r for r in case.fake.requests if case.is_page_request(r)]
+    assert 1.0 <= pages[2].at - pages[1].at < 5.0
+    assert set(tasks_by_ticket(emulator)) == {str(n) for n in range(1, 4 * case.page_size)}

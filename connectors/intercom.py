@@ -71,10 +71,12 @@ from connectors.http import (
     RestConnector,
 )
 from connectors.http.people import NO_SUCH_USER, person
+from connectors.values import HttpUrl
 from sync_http.auth import bearer
 
 Region = Literal["us", "eu", "au"]
 IntercomObject = Literal["conversations", "tickets"]
+OBJECTS: tuple[IntercomObject, ...] = ("conversations", "tickets")
 
 API_HOSTS: dict[str, str] = {
     "us": "https://api.intercom.io",
@@ -96,14 +98,15 @@ PART_SHAPE = CommentShape(
 
 
 class IntercomOptions(HttpOptions):
+    base_url: HttpUrl = API_HOSTS["us"]
+    """The API's URL: by default the `region`'s. Credentials are sent only to its scheme,
+    host and port."""
     access_token: SecretStr
     """An access token of the workspace's app (Developer Hub > your app > Authentication)."""
     region: Region = "us"
     """Where the workspace is hosted: `us`, `eu` or `au`; gives `base_url` when that is
     unset (https://api.intercom.io, api.eu.intercom.io, api.au.intercom.io)."""
-    objects: list[IntercomObject] = Field(
-        default_factory=lambda: ["conversations", "tickets"], min_length=1
-    )
+    objects: list[IntercomObject] = Field(default_factory=lambda: [*OBJECTS], min_length=1)
     """What to read: `conversations`, `tickets` or both; each is a query of its own."""
     intercom_version: str = "2.14"
     """The `Intercom-Version` header: the API version whose shapes the connector reads."""
@@ -261,6 +264,7 @@ class IntercomConnector(RestConnector):
         """
         for scope in self.options.objects:
             view = self.reading(scope)
+            assert isinstance(view, IntercomConnector)
             view.query_field = view.cursor_path = "created_at"
             for item in view.pull_scope(None):
                 if isinstance(item, SourceTicket):

@@ -142,9 +142,7 @@ def connector(case: IntercomCase, **options: Any) -> IntercomConnector:
     return IntercomConnector("intercom", IntercomOptions.model_validate(settings))
 
 
-def sync(
-    case: IntercomCase, emulator: Emulator, state_url: str, **settings: Any
-) -> RunSummary:
+def sync(case: IntercomCase, emulator: Emulator, state_url: str, **settings: Any) -> RunSummary:
     """One pass with the suite's options plus `settings` (`conversation`, `objects`)."""
     options = {
         "kind": "intercom",
@@ -211,9 +209,7 @@ def test_an_edit_between_two_pages_of_the_stateless_cursor_skips_nothing(
         case.add(n, T0 + dt.timedelta(minutes=n))
     source = connector(case, objects=["conversations"])
 
-    case.fake.when(
-        nth_page_request(case, 2), lambda: case.update(1, T0 + dt.timedelta(hours=1))
-    )
+    case.fake.when(nth_page_request(case, 2), lambda: case.update(1, T0 + dt.timedelta(hours=1)))
     read = [t.source_id for t in source.pull(None) if isinstance(t, SourceTicket)]
     source.close()
 
@@ -310,9 +306,8 @@ def test_admin_assignees_resolve_to_emails_from_one_admins_request(
 
     tasks = tasks_by_ticket(emulator)
     emails = {k: (t.get("assignee") or {}).get("email") for k, t in tasks.items()}
-    assert emails == {"1": "ada@acme.example", "2": "ada@acme.example"} | {
-        k: None for k in ("3", "4", "5", "6")
-    }
+    unassigned = dict.fromkeys(("3", "4", "5", "6"))
+    assert emails == {"1": "ada@acme.example", "2": "ada@acme.example", **unassigned}
     assert len(case.fake.gets("/admins")) == 1
     source = connector(case)
     people = {p.user_id: p for p in source.people(["991267", "991268", "5550001"])}

@@ -68,6 +68,7 @@ from typing import Any
 
 from fakes import FakeApi, Reply, Request
 
+SEARCHES = ("/conversations/search", "/tickets/search")
 MAX_PER_PAGE = 150
 DEFAULT_PER_PAGE = 20
 WINDOW_SECONDS = 10
@@ -121,9 +122,7 @@ class FakeIntercom(FakeApi):
 
     # Test controls
 
-    def add_conversation(
-        self, number: int, updated: dt.datetime, **fields: Any
-    ) -> dict[str, Any]:
+    def add_conversation(self, number: int, updated: dt.datetime, **fields: Any) -> dict[str, Any]:
         with self.lock:
             conversation: dict[str, Any] = {
                 "type": "conversation",
@@ -276,7 +275,7 @@ class FakeIntercom(FakeApi):
         return reply
 
     def _answer(self, request: Request) -> Reply:
-        if request.method == "POST" and request.path in ("/conversations/search", "/tickets/search"):
+        if request.method == "POST" and request.path in SEARCHES:
             return self._search(request)
         if request.method != "GET":
             return error(404, "not_found", "Resource Not Found")

@@ -253,6 +253,24 @@ def test_statuses_map_to_fragments_and_intercoms_own_word_is_kept(
     assert case.fake.gets("/me") == []  # the workspace is configured
 
 
+def test_a_ticket_state_given_as_a_plain_word_and_an_assignee_as_0_read_as_before_2_14(
+    two_objects: TwoObjectsCase,
+) -> None:
+    """API 2.11 and older give `ticket_state` as a word, and 2.16 an unassigned ticket's
+    `admin_assignee_id` as the number 0: a pinned older or newer version still maps."""
+    case = two_objects
+    case.add(2, T0)
+    case.fake.tickets[2].update(ticket_state="waiting_on_customer", admin_assignee_id=0)
+    source = connector(case, objects=["tickets"], workspace_id="ws42")
+    [ticket] = list(source.pull(None))
+    source.close()
+    assert isinstance(ticket, SourceTicket)
+    assert (ticket.record["state_name"], ticket.record["assignee_id"]) == (
+        "waiting_on_customer",
+        None,
+    )
+
+
 def test_the_inbox_link_takes_the_workspace_from_me_once_a_pass(
     case: IntercomCase, emulator: Emulator, sqlite_url: str
 ) -> None:

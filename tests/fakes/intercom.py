@@ -36,11 +36,12 @@ github.com/intercom/Intercom-OpenAPI, descriptions/2.14/api.intercom.io.yaml):
   `GET /admins` → `{"type": "admin.list", "admins": [...]}` with each admin's
   email; `GET /admins/{id}` one, or 404. `GET /me` names the token's admin and
   its workspace (`app.id_code`).
-- Errors: https://developers.intercom.com/docs/references/rest-api/errors/error-codes
-  `{"type": "error.list", "request_id": ..., "errors": [{"code", "message"}]}`;
-  a bad token is a 401 `unauthorized`, "Access Token Invalid".
-- Rate limits: https://developers.intercom.com/docs/references/rest-api/errors/rate-limiting
-  every authenticated answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`
+- Errors: https://developers.intercom.com/docs/references/2.17/rest-api/errors/error-objects
+  and .../errors/error-codes: `{"type": "error.list", "request_id": ..., "errors":
+  [{"code", "message"}]}`; a bad token is a 401 `unauthorized`, "Access Token
+  Invalid"; a query it can't run a 400 `parameter_invalid`.
+- Rate limits: https://developers.intercom.com/docs/references/2.17/rest-api/errors/rate-limiting
+  every authenticated answer (none without valid credentials) carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`
   and `X-RateLimit-Reset` (Unix seconds on Intercom's clock: the fake's
   `clock`), counted over 10-second windows; past `limit_per_window` the answer
   is a 429 with code `rate_limit_exceeded`.
@@ -355,7 +356,7 @@ class FakeIntercom(FakeApi):
         try:
             matched = [r for r in records if self._matches(r, body["query"])]
         except ValueError as exc:
-            return error(400, "query_invalid", str(exc))
+            return error(400, "parameter_invalid", str(exc))
         # Ties in no documented order: highest id first, whichever way the field sorts.
         matched.sort(key=lambda r: int(r["id"]), reverse=True)
         matched.sort(key=lambda r: self._value(r, field) or 0, reverse=order == "descending")

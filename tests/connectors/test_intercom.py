@@ -414,3 +414,22 @@ def test_a_token_the_workspace_refuses_fails_the_run_naming_intercoms_answer(
     assert not summary.ok
     assert "401" in (summary.error or "") and "Access Token Invalid" in (summary.error or "")
     assert TOKEN_VALUE not in (summary.error or "")
+
+
+def test_a_token_that_may_not_read_admins_fails_the_pass_saying_so(
+    case: IntercomCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    case.fake.conversations[1]["admin_assignee_id"] = 991267
+    forbidden = Reply(
+        403,
+        {
+            "type": "error.list",
+            "request_id": "b7a3a1c2",
+            "errors": [{"code": "action_forbidden", "message": "Read admins is required"}],
+        },
+    )
+    case.fake.fail_next(forbidden, times=10, when=lambda r: r.path == "/admins")
+    summary = sync(case, emulator, sqlite_url)
+    assert not summary.ok
+    assert "403" in (summary.error or "") and "Read admins" in (summary.error or "")

@@ -41,10 +41,11 @@ github.com/intercom/Intercom-OpenAPI, descriptions/2.14/api.intercom.io.yaml):
   [{"code", "message"}]}`; a bad token is a 401 `unauthorized`, "Access Token
   Invalid"; a query it can't run a 400 `parameter_invalid`.
 - Rate limits: https://developers.intercom.com/docs/references/2.17/rest-api/errors/rate-limiting
-  every authenticated answer (none without valid credentials) carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`
-  and `X-RateLimit-Reset` (Unix seconds on Intercom's clock: the fake's
-  `clock`), counted over 10-second windows; past `limit_per_window` the answer
-  is a 429 with code `rate_limit_exceeded`.
+  every authenticated answer (none without valid credentials) carries
+  `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix
+  seconds on Intercom's clock: the fake's `clock`), counted over 10-second
+  windows; past `limit_per_window` the answer is a 429 with code
+  `rate_limit_exceeded`.
 
 Conversations are `{"type": "conversation", "id": "515", "title", "created_at",
 "updated_at", "state": "open"|"closed"|"snoozed", "open", "admin_assignee_id":

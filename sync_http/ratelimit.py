@@ -58,8 +58,18 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
     Reset headers (`X-RateLimit-Reset`, `RateLimit-Reset`, `X-Rate-Limit-Reset`)
     are read as epoch seconds, epoch milliseconds, ISO 8601, or (small values)
     seconds from now. Returns None when nothing says.
+
+    A time (a reset epoch, a `Retry-After` date) is on the server's clock, so it
+    is measured from the answer's `Date` when it has one, not from this
+    machine's clock (`now` given overrides both): Intercom's reset read against
+    a clock an hour behind would ask for an hour. `Date` is floored to the
+    second and stamped before the answer left, so the wait errs long, by less
+    than a second plus the answer's travel.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
+    if now is None:
+        stamped = clock.http_date(lowered.get("date"))
+        now = None if stamped is None else stamped.timestamp()
     wait = parse_retry_after(lowered.get("retry-after"), now)
     if wait is not None:
         return wait

@@ -42,6 +42,19 @@ def test_waits_are_read_from_every_header_style(
         assert got == pytest.approx(wait, abs=1.0) if wait is not None else got is None
 
 
+def test_a_reset_time_is_measured_from_the_answers_date_on_the_servers_clock() -> None:
+    """A server an hour ahead of this machine says its reset is 12 s after its own `Date`:
+    the wait is 12 s, not an hour and 12 s."""
+    server_now = time.time() + 3600
+    date = email.utils.formatdate(server_now, usegmt=True)
+    reset = {"Date": date, "X-RateLimit-Reset": str(int(server_now) + 12)}
+    assert wait_from_headers(reset) == pytest.approx(12.0, abs=1.0)
+    retry_at = {"Date": date, "Retry-After": email.utils.formatdate(server_now + 30, usegmt=True)}
+    assert wait_from_headers(retry_at) == pytest.approx(30.0, abs=1.0)
+    # Without a `Date`, this machine's clock is all there is.
+    assert wait_from_headers({"X-RateLimit-Reset": str(int(server_now) + 12)}) > 3600
+
+
 def test_unreadable_retry_after_is_no_hint_rather_than_a_crash() -> None:
     assert parse_retry_after("soon, maybe") is None
     assert parse_retry_after("-5") == 0.0

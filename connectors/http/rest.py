@@ -48,7 +48,7 @@ from connectors.http.paginators import PageRequest, PaginationBroken, Paginator
 from connectors.records import MISSING, get_path, source_id_text
 from connectors.values import CursorKind, Duration, HttpUrl, parse_cursor
 from sync_http.bounded import DEFAULT_MAX_RESPONSE_SIZE
-from sync_http.policy import SOURCE_POLICY, Policy, source_classifier
+from sync_http.policy import SOURCE_POLICY, Classifier, Policy, source_classifier
 from sync_http.ratelimit import Backoff, RequestBudget
 from sync_http.redaction import excerpt
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
@@ -193,6 +193,11 @@ class RestConnector(Connector):
     def auth(self) -> httpx.Auth | None:
         return None
 
+    def classifier(self) -> Classifier:
+        """What each answer means (`sync_http.policy`): `policy`, with rate limits recognised in
+        any guise; a GraphQL source reads its 4xx bodies too (`graphql_classifier`)."""
+        return source_classifier(self.policy)
+
     def headers(self) -> dict[str, str]:
         return {}
 
@@ -259,7 +264,7 @@ class RestConnector(Connector):
         return HttpSession(
             self.name,
             options.base_url,
-            classify=source_classifier(self.policy),
+            classify=self.classifier(),
             budget=RequestBudget.per_minute(requests_per_minute, stop=self.stop),
             retry=RetrySettings(
                 max_attempts=options.max_attempts,

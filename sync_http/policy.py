@@ -75,6 +75,8 @@ _RATE_LIMIT_WORDS = (
     "request_limit_exceeded",
     "throttl",
 )
+
+
 def remaining_quota(headers: httpx.Headers) -> int | None:
     """The requests left in the current window, when a header says so: the least of the
     quotas reported (`sync_http.ratelimit.QUOTA_HEADERS`), since any one spent stops them."""

@@ -29,7 +29,8 @@ What it serves:
   (`issueDelete` trashes; after 30 days, or at once when an admin deletes for good, an issue
   is gone: `purge`). Archiving is a change like any other here: it moves `updatedAt`
   (`archive(..., moves_updated_at=False)` for the case the docs leave open).
-- `users(filter: {id: {in: [...]}}, first, includeDisabled)`: people by id, with `email`.
+- `users(filter: {id: {in: [...]}}, first, includeDisabled)`: people by id, with `email`;
+  `teams(filter: {key: {in: [...]}})`: teams by key (a key no team has matches nothing).
 - Authentication: a personal API key as `Authorization: <key>`, or an OAuth token as
   `Authorization: Bearer <token>`. Anything else is refused as Linear does: status
   `auth_status` (400, as captured from the live API; some see 401) and an
@@ -87,8 +88,12 @@ def stamp(moment: dt.datetime) -> str:
 
 
 def rate_limited(wait: float) -> Reply:
-    """Linear's answer once a bucket is spent: 400, a RATELIMITED error, the reset `wait` s on."""
-    reset_ms = math.ceil((time.time() + wait) * 1000)
+    """Linear's answer once a bucket is spent: 400, a RATELIMITED error, the reset `wait` s on.
+
+    Built ahead of the request it answers (`fail_next`), so the reset is given one second
+    more: by the time the reply is served it is still at least `wait` away.
+    """
+    reset_ms = math.ceil((time.time() + wait + 1) * 1000)
     return Reply(
         400,
         {
@@ -246,7 +251,9 @@ class FakeLinear(FakeApi):
         return next(t["id"] for t in self.teams.values() if t["key"] == key)
 
     def state_id(self, team: str, name: str) -> str:
-        return next(s["id"] for s in self.states.values() if s["team"] == team and s["name"] == name)
+        return next(
+            s["id"] for s in self.states.values() if s["team"] == team and s["name"] == name
+        )
 
     def add_user(self, name: str, email: str, *, active: bool = True) -> str:
         user_id = str(uuid.uuid5(_NAMESPACE, f"user-{email}"))
@@ -399,8 +406,9 @@ class FakeLinear(FakeApi):
             "X-RateLimit-Complexity-Reset": str(self.complexity_bucket.reset_ms(now)),
             "X-Complexity": str(cost),
         }
-        return Reply(reply.status, reply.body, {**headers, **reply.headers}, reply.raw,
-                     reply.content_type)
+        return Reply(
+            reply.status, reply.body, {**headers, **reply.headers}, reply.raw, reply.content_type
+        )
 
     def _seconds_to_one(self) -> float:
         return 3600 / self.requests_bucket.limit
@@ -432,6 +440,8 @@ class FakeLinear(FakeApi):
             return self._issues(field)
         if field.name == "users":
             return self._users(field)
+        if field.name == "teams":
+            return self._teams(field)
         if field.name == "viewer":
             return {sub.key: None for sub in field.selections}
         raise _validation(f'Cannot query field "{field.name}" on type "Query".')
@@ -449,9 +459,7 @@ class FakeLinear(FakeApi):
         if by not in ("createdAt", "updatedAt"):
             raise _validation(f'Value "{by}" does not exist in "PaginationOrderBy" enum.')
         issues.sort(key=lambda i: (i[by], i["id"]), reverse=True)  # the most recent first
-        return self._connection(
-            field, issues, lambda i: (i[by], i["id"]), self._issue, [field.key]
-        )
+        return self._connection(field, issues, lambda i: (i[by], i["id"]), self._issue, [field.key])
 
     def _users(self, field: Field) -> dict[str, Any]:
         args = field.args
@@ -463,6 +471,12 @@ class FakeLinear(FakeApi):
         ]
         users.sort(key=lambda u: u["id"], reverse=True)
         return self._connection(field, users, lambda u: ("", u["id"]), self._user, [field.key])
+
+    def _teams(self, field: Field) -> dict[str, Any]:
+        keys = ((field.args.get("filter") or {}).get("key") or {}).get("in")
+        teams = [t for t in self.teams.values() if keys is None or t["key"] in keys]
+        teams.sort(key=lambda t: t["id"], reverse=True)
+        return self._connection(field, teams, lambda t: ("", t["id"]), _pick, [field.key])
 
     def _connection(
         self,
@@ -554,9 +568,7 @@ class FakeLinear(FakeApi):
                         raise _validation(f'Field "{key}" is not defined by type "TeamFilter".')
                     ok = ok and _compare(team[key], cond, f"team.{key}")
             else:
-                raise _validation(
-                    f'Field "{name}" is not defined by type "IssueFilter".'
-                )
+                raise _validation(f'Field "{name}" is not defined by type "IssueFilter".')
             if not ok:
                 return False
         return True
@@ -645,14 +657,33 @@ _OBJECT_FIELDS: dict[str, dict[str, str]] = {
     "IssueLabel": {"id": "", "name": ""},
     "PageInfo": {"hasNextPage": "", "hasPreviousPage": "", "startCursor": "", "endCursor": ""},
 }
-_ISSUE_SCALARS = (
-    "id number identifier title description url priority priorityLabel estimate createdAt "
-    "updatedAt archivedAt trashed canceledAt completedAt startedAt dueDate previousIdentifiers"
-).split()
+_ISSUE_SCALARS = [
+    "id",
+    "number",
+    "identifier",
+    "title",
+    "description",
+    "url",
+    "priority",
+    "priorityLabel",
+    "estimate",
+    "createdAt",
+    "updatedAt",
+    "archivedAt",
+    "trashed",
+    "canceledAt",
+    "completedAt",
+    "startedAt",
+    "dueDate",
+    "previousIdentifiers",
+]
 _KIND: dict[tuple[str, str], str] = {
     ("Query", "issues"): "connection",
     ("Query", "users"): "connection",
     ("Query", "viewer"): "object",
+    ("Query", "teams"): "connection",
+    ("TeamConnection", "nodes"): "object",
+    ("TeamConnection", "pageInfo"): "object",
     ("IssueConnection", "nodes"): "object",
     ("IssueConnection", "pageInfo"): "object",
     ("IssueConnection", "edges"): "object",
@@ -674,6 +705,9 @@ _CHILD: dict[tuple[str, str], str] = {
     ("Query", "issues"): "IssueConnection",
     ("Query", "users"): "UserConnection",
     ("Query", "viewer"): "User",
+    ("Query", "teams"): "TeamConnection",
+    ("TeamConnection", "nodes"): "Team",
+    ("TeamConnection", "pageInfo"): "PageInfo",
     ("IssueConnection", "nodes"): "Issue",
     ("IssueConnection", "pageInfo"): "PageInfo",
     ("IssueConnection", "edges"): "IssueEdge",

@@ -184,6 +184,9 @@ class LinearOptions(HttpOptions):
     """Linear's API; its GraphQL endpoint is `/graphql` under it."""
     page_size: int = Field(default=100, ge=1, le=250)
     """Issues per request, up to Linear's 250 (about 7,300 of a query's 10,000 points)."""
+    requests_per_minute: float = Field(default=40.0, gt=0)
+    """The client-side request budget: 40 a minute stays under a personal API key's 2,500 an
+    hour, which every API key and integration of the same user shares."""
 
     @field_validator("teams")
     @classmethod

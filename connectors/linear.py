@@ -45,6 +45,7 @@ last: N, before: $cursor, includeArchived: true)`.
   400, read the same way (`graphql_classifier`): `AUTHENTICATION_ERROR` (Linear's
   answer to a wrong, revoked or expired key, with 400 or 401) fails as refused
   credentials.
+- Comments (`read_comments`): see `LinearConnector.conversations`.
 - People. The query asks `assignee { id name email }` inline: the people a page
   names cost no request (`SeenPeople`); others (a failed item retried later)
   are read by `users(filter: {id: {in: ids}}, includeDisabled: true)`, 100 ids
@@ -56,7 +57,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -67,12 +68,15 @@ from connectors.base import (
     ConnectorOptions,
     Cursor,
     Person,
+    SourceTicket,
     unset,
 )
+from connectors.comments import CommentShape, read_comments
 from connectors.errors import SourceError
 from connectors.http import (
     SOURCE_POLICY,
     Action,
+    Conversations,
     GraphQLCursorPaginator,
     HttpOptions,
     PageRequest,
@@ -130,6 +134,23 @@ query People($ids: [ID!], $first: Int!) {
 }
 """
 PEOPLE_BATCH = 100
+COMMENTS_QUERY = """
+query Comments($ids: [ID!], $first: Int!, $after: String) {
+  comments(filter: {issue: {id: {in: $ids}}}, first: $first, after: $after) {
+    nodes { id body createdAt issue { id } user { id name } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+"""The comments of a batch of issues, one listing for all: about 900 points a page of 250."""
+COMMENTS_BATCH = 50
+"""Issues whose comments one listing reads."""
+COMMENTS_PAGE = 250
+COMMENT_SHAPE = CommentShape(
+    id="id", created_at="createdAt", body="body", author="user.name", author_id="user.id"
+)
+"""A Linear comment: markdown `body`; no author for an integration's (`user` null). None are
+private."""
 TEAMS_QUERY = """
 query Teams($keys: [String!]) {
   teams(filter: {key: {in: $keys}}, first: 250) { nodes { key } }
@@ -219,6 +240,8 @@ class LinearConnector(RestConnector):
     cursors_from_source_clock = True
     reanchor_after_pages = 1
     policy = LINEAR_POLICY
+    comments = "requests"
+    comments_batch = COMMENTS_BATCH
     moved_hint = "update base_url in the connector's config"
 
     default_mapping: ClassVar[dict[str, Any]] = {
@@ -293,6 +316,27 @@ class LinearConnector(RestConnector):
         labels = get_nodes(record.get("labels"))
         names = [label.get("name") for label in labels if isinstance(label, dict)]
         return {**record, "label_names": names}
+
+    def conversations(self, tickets: Sequence[SourceTicket]) -> Conversations:
+        """The comments of up to `COMMENTS_BATCH` issues, from one `comments` listing.
+
+        `comments(filter: {issue: {id: {in: ids}}}, first: 250)`, paged by its
+        cursor: a batch of 50 issues costs one request per 250 of their comments,
+        at least one, however many have none (the issue records carry no count).
+        Every comment is public (Linear has none private), replies and comments on
+        the description included; an integration's has no author.
+        """
+        by_issue: dict[str, list[Any]] = {t.source_id: [] for t in tickets}
+        variables = {"ids": list(by_issue), "first": COMMENTS_PAGE}
+        request = graphql_request(GRAPHQL_PATH, COMMENTS_QUERY, variables, LINEAR_CODES)
+        paginator = GraphQLCursorPaginator("data.comments.pageInfo")
+        for comment in self.listing(request, paginator, "data.comments.nodes") or []:
+            owner = get_path(comment, "issue.id") if isinstance(comment, dict) else None
+            if isinstance(owner, str) and owner in by_issue:
+                by_issue[owner].append(comment)
+        return {
+            t.source_id: read_comments(t, by_issue[t.source_id], COMMENT_SHAPE) for t in tickets
+        }
 
     def scope_ids(self) -> Iterator[str]:
         """The id of every issue in scope that is neither archived nor trashed, 250 a page.

@@ -23,7 +23,7 @@ from fakes.linear import (
 )
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fragment_emulator import Emulator
-from sync.config import build_config
+from sync.config import Config, build_config
 from sync.errors import ConfigError
 from sync.run import RunSummary
 from sync.state import StateStore
@@ -122,8 +122,33 @@ class TestLinear(ConnectorSuite):
         assert (third.ok, third.pushed) == (True, 0)
 
 
-def sync(case: LinearCase, emulator: Emulator, state_url: str) -> RunSummary:
-    return ConnectorSuite().sync(case, emulator, state_url)
+class _WithComments(ConnectorSuite):
+    """The suite's sync with `[connectors.source.conversation] enabled = true`."""
+
+    def config(self, case: VendorCase, emulator: Emulator, state_url: str) -> Config:
+        raw = {
+            "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 100_000},
+            "state": {"url": state_url},
+            "connectors": {
+                "source": {
+                    "kind": case.kind,
+                    "max_attempts": 4,
+                    "max_retry_wait": "10s",
+                    "rate_limit_floor": "100ms",
+                    "requests_per_minute": 100_000,
+                    **case.options(),
+                    "conversation": {"enabled": True},
+                }
+            },
+        }
+        return build_config(raw, source="test")
+
+
+def sync(
+    case: LinearCase, emulator: Emulator, state_url: str, *, comments: bool = False
+) -> RunSummary:
+    suite = _WithComments() if comments else ConnectorSuite()
+    return suite.sync(case, emulator, state_url)
 
 
 def pull(connector: LinearConnector, since: dt.datetime | None) -> list[SourceTicket]:
@@ -451,3 +476,45 @@ def test_a_failed_pass_resumes_after_the_last_checkpoint(
     lookback = dt.timedelta(seconds=2)
     assert resumed["variables"]["filter"]["updatedAt"]["gte"] == stamp(watermark - lookback)
     assert set(tasks_by_ticket(emulator)) == {issue_id(n) for n in range(1, 16)}
+
+
+def test_comments_of_a_batch_of_issues_come_in_one_listing_and_become_the_summary(
+    case: LinearCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    ana = case.fake.add_user("Ana Ops", "ana@example.com")
+    for n in range(1, 8):
+        case.fake.add(n, T0 + n * MINUTE)
+    case.fake.comment(2, "Printer restarted.", T0 + dt.timedelta(hours=1), user=ana)
+    case.fake.comment(2, "Still jams.", T0 + dt.timedelta(hours=2), user=None)  # a bot's
+    case.fake.comment(5, "Ordered a part.", T0 + dt.timedelta(hours=3), user=ana)
+    summary = sync(case, emulator, sqlite_url, comments=True)
+    assert summary.ok, summary.error
+    fields = {k: t["fields"] for k, t in tasks_by_ticket(emulator).items()}
+    assert fields[issue_id(2)]["comment_count"] == 2
+    assert fields[issue_id(2)]["last_comment"] == "Still jams."
+    assert fields[issue_id(5)]["last_comment_author"] == "Ana Ops"
+    assert fields[issue_id(1)]["comment_count"] == 0
+    listings = [q for q in case.fake.queries if "query Comments" in q["query"]]
+    assert len(listings) == 1  # seven issues, one batch, one page
+    assert sorted(listings[0]["variables"]["ids"]) == sorted(issue_id(n) for n in range(1, 8))
+
+    case.fake.comment(1, "New one.", T0 + dt.timedelta(hours=4), user=ana)
+    again = sync(case, emulator, sqlite_url, comments=True)
+    assert (again.ok, again.pushed) == (True, 1)
+    assert tasks_by_ticket(emulator)[issue_id(1)]["fields"]["last_comment"] == "New one."
+
+
+def test_a_comment_without_a_time_fails_its_issue_naming_the_comment(
+    case: LinearCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add(1, T0)
+    case.fake.add(2, T0 + MINUTE)
+    bad = case.fake.comment(2, "garbled", T0 + dt.timedelta(hours=1))
+    bad["createdAt"] = None
+    summary = sync(case, emulator, sqlite_url, comments=True)
+    assert summary.ok, summary.error
+    assert summary.failed == 1
+    with StateStore.open(sqlite_url) as store:
+        [failed] = store.failed_items("source")
+    assert failed.field == "comments.0.createdAt"
+    assert set(tasks_by_ticket(emulator)) == {issue_id(1)}

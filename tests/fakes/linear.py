@@ -30,7 +30,9 @@ What it serves:
   is gone: `purge`). Archiving is a change like any other here: it moves `updatedAt`
   (`archive(..., moves_updated_at=False)` for the case the docs leave open).
 - `users(filter: {id: {in: [...]}}, first, includeDisabled)`: people by id, with `email`;
-  `teams(filter: {key: {in: [...]}})`: teams by key (a key no team has matches nothing).
+  `teams(filter: {key: {in: [...]}})`: teams by key (a key no team has matches nothing);
+  `comments(filter: {issue: {...}}, first, after)`: comments (`id body createdAt user issue`)
+  of the issues the filter matches, the most recent first. Linear has no private comments.
 - Authentication: a personal API key as `Authorization: <key>`, or an OAuth token as
   `Authorization: Bearer <token>`. Anything else is refused as Linear does: status
   `auth_status` (400, as captured from the live API; some see 401) and an
@@ -219,6 +221,8 @@ class FakeLinear(FakeApi):
         self.issues: dict[str, dict[str, Any]] = {}
         """By id: each as Linear's fields name it; `state`, `team` and `assignee` hold ids."""
         self.states: dict[str, dict[str, Any]] = {}
+        self.comments: dict[str, dict[str, Any]] = {}
+        """By id: `issue` and `user` hold ids."""
         self.numbers: dict[str, int] = {}
         self.requests_bucket = _Bucket(requests_per_hour, at=time.time())
         self.complexity_bucket = _Bucket(complexity_per_hour, at=time.time())
@@ -353,6 +357,31 @@ class FakeLinear(FakeApi):
         )
         return identifier
 
+    def comment(
+        self,
+        number: int,
+        body: str,
+        at: dt.datetime,
+        *,
+        user: str | None = None,
+        moves_updated_at: bool = True,
+    ) -> dict[str, Any]:
+        """A comment on issue `number` by `user` (None: an integration's, no user). Whether a
+        comment moves the issue's `updatedAt` Linear doesn't say; here it does by default."""
+        comment_id = str(uuid.uuid5(_NAMESPACE, f"comment-{len(self.comments)}-{number}"))
+        record = {
+            "id": comment_id,
+            "body": body,
+            "createdAt": stamp(at),
+            "updatedAt": stamp(at),
+            "issue": issue_id(number),
+            "user": user,
+        }
+        self.comments[comment_id] = record
+        if moves_updated_at:
+            self.issues[issue_id(number)]["updatedAt"] = stamp(at)
+        return record
+
     # Serving
 
     def route(self, request: Request) -> Reply:
@@ -442,6 +471,8 @@ class FakeLinear(FakeApi):
             return self._users(field)
         if field.name == "teams":
             return self._teams(field)
+        if field.name == "comments":
+            return self._comments(field)
         if field.name == "viewer":
             return {sub.key: None for sub in field.selections}
         raise _validation(f'Cannot query field "{field.name}" on type "Query".')
@@ -471,6 +502,38 @@ class FakeLinear(FakeApi):
         ]
         users.sort(key=lambda u: u["id"], reverse=True)
         return self._connection(field, users, lambda u: ("", u["id"]), self._user, [field.key])
+
+    def _comments(self, field: Field) -> dict[str, Any]:
+        """`comments(filter: {issue: {id: {in: [...]}}})`: the comments of those issues (of
+        issues not archived, as without `includeArchived`), the most recent first."""
+        filter_ = field.args.get("filter") or {}
+        for name in filter_:
+            if name != "issue":
+                raise _validation(f'Field "{name}" is not defined by type "CommentFilter".')
+        wanted = filter_.get("issue") or {}
+        comments = [
+            c
+            for c in self.comments.values()
+            if (issue := self.issues.get(c["issue"])) is not None
+            and issue["archivedAt"] is None
+            and self._matches(issue, wanted, [field.key, "filter", "issue"])
+        ]
+        comments.sort(key=lambda c: (c["createdAt"], c["id"]), reverse=True)
+        return self._connection(
+            field, comments, lambda c: (c["createdAt"], c["id"]), self._comment, [field.key]
+        )
+
+    def _comment(self, comment: dict[str, Any], field: Field) -> dict[str, Any]:
+        node: dict[str, Any] = {}
+        for sub in field.selections:
+            if sub.name == "user":
+                user = self.users.get(comment["user"] or "")
+                node[sub.key] = None if user is None else _pick(user, sub)
+            elif sub.name == "issue":
+                node[sub.key] = _pick(self.issues[comment["issue"]], sub)
+            else:
+                node[sub.key] = comment.get(sub.name)
+        return node
 
     def _teams(self, field: Field) -> dict[str, Any]:
         keys = ((field.args.get("filter") or {}).get("key") or {}).get("in")
@@ -682,6 +745,12 @@ _KIND: dict[tuple[str, str], str] = {
     ("Query", "users"): "connection",
     ("Query", "viewer"): "object",
     ("Query", "teams"): "connection",
+    ("Query", "comments"): "connection",
+    ("CommentConnection", "nodes"): "object",
+    ("CommentConnection", "pageInfo"): "object",
+    ("Comment", "user"): "object",
+    ("Comment", "issue"): "object",
+    **{("Comment", name): "scalar" for name in ("id", "body", "createdAt", "updatedAt", "url")},
     ("TeamConnection", "nodes"): "object",
     ("TeamConnection", "pageInfo"): "object",
     ("IssueConnection", "nodes"): "object",
@@ -706,6 +775,11 @@ _CHILD: dict[tuple[str, str], str] = {
     ("Query", "users"): "UserConnection",
     ("Query", "viewer"): "User",
     ("Query", "teams"): "TeamConnection",
+    ("Query", "comments"): "CommentConnection",
+    ("CommentConnection", "nodes"): "Comment",
+    ("CommentConnection", "pageInfo"): "PageInfo",
+    ("Comment", "user"): "User",
+    ("Comment", "issue"): "Issue",
     ("TeamConnection", "nodes"): "Team",
     ("TeamConnection", "pageInfo"): "PageInfo",
     ("IssueConnection", "nodes"): "Issue",

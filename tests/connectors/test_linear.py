@@ -31,6 +31,7 @@ from synckit import TOKEN, tasks_by_ticket
 
 API_KEY = "lin_api_FAKE0123456789abcdefghijklmnopqrstuv"
 OAUTH_TOKEN = "lin_oauth_FAKE0123456789abcdef"
+MINUTE = dt.timedelta(minutes=1)
 
 
 class LinearCase(VendorCase):
@@ -185,9 +186,6 @@ def test_the_newest_first_list_is_read_backward_so_tickets_come_oldest_change_fi
     assert "before" not in second["variables"]
     request = case.fake.requests[0]
     assert request.headers["authorization"] == API_KEY  # a personal key goes without "Bearer"
-
-
-MINUTE = dt.timedelta(minutes=1)
 
 
 def test_more_issues_in_one_millisecond_than_a_page_holds_are_read_through_before_cursors(

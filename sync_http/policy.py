@@ -17,6 +17,7 @@ import httpx
 
 from sync_http.auth import TokenEndpointFailed, TokenRefused
 from sync_http.bounded import ResponseTooLarge
+from sync_http.ratelimit import quota_left
 
 
 class Action(enum.Enum):
@@ -74,19 +75,13 @@ _RATE_LIMIT_WORDS = (
     "request_limit_exceeded",
     "throttl",
 )
-_REMAINING_HEADERS = ("x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining")
 
 
 def remaining_quota(headers: httpx.Headers) -> int | None:
-    """The requests left in the current window, when a header says so."""
-    for name in _REMAINING_HEADERS:
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return int(float(value))
-            except ValueError:
-                return None
-    return None
+    """The requests left in the current window, when a header says so: the least of the
+    quotas reported (`sync_http.ratelimit.QUOTA_HEADERS`), since any one spent stops them."""
+    left = quota_left(headers)
+    return min(left.values()) if left else None
 
 
 def rate_limit_signal(response: httpx.Response) -> bool:

@@ -52,12 +52,44 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - current)
 
 
+QUOTA_HEADERS: tuple[tuple[str, str], ...] = (
+    ("x-ratelimit-remaining", "x-ratelimit-reset"),
+    ("ratelimit-remaining", "ratelimit-reset"),
+    ("x-rate-limit-remaining", "x-rate-limit-reset"),
+    ("x-ratelimit-requests-remaining", "x-ratelimit-requests-reset"),
+    ("x-ratelimit-complexity-remaining", "x-ratelimit-complexity-reset"),
+    ("x-ratelimit-endpoint-requests-remaining", "x-ratelimit-endpoint-requests-reset"),
+)
+"""Each quota a server may report, as (what is left, when it resets), lower-cased. Most
+report one; Linear reports two at once, requests and query complexity points (and a third
+for an endpoint with a limit of its own), each with its reset in epoch milliseconds."""
+
+
+def quota_left(headers: Mapping[str, str]) -> dict[str, int]:
+    """What each quota the headers report has left, by its remaining header's name."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    left: dict[str, int] = {}
+    for remaining, _reset in QUOTA_HEADERS:
+        value = lowered.get(remaining)
+        if value is None:
+            continue
+        try:
+            left[remaining] = int(float(value))
+        except ValueError:
+            continue
+    return left
+
+
 def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The wait a rate-limited answer asks for: `Retry-After`, else a reset header.
 
-    Reset headers (`X-RateLimit-Reset`, `RateLimit-Reset`, `X-Rate-Limit-Reset`)
-    are read as epoch seconds, epoch milliseconds, ISO 8601, or (small values)
-    seconds from now. Returns None when nothing says.
+    Reset headers (`QUOTA_HEADERS`: `X-RateLimit-Reset`, `RateLimit-Reset`,
+    `X-Rate-Limit-Reset`, Linear's `X-RateLimit-Requests-Reset` and
+    `X-RateLimit-Complexity-Reset`) are read as epoch seconds, epoch
+    milliseconds, ISO 8601, or (small values) seconds from now. Where several
+    quotas are reported, the resets of those spent (nothing left) count, the
+    latest of them; with none spent, the first reset given. Returns None when
+    nothing says.
 
     A time (a reset epoch, a `Retry-After` date) is on the server's clock, so it
     is measured from the answer's `Date` when it has one, not from this
@@ -74,7 +106,13 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
     if wait is not None:
         return wait
     current = time.time() if now is None else now
-    for name in ("x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"):
+    left = quota_left(lowered)
+    spent = [reset for remaining, reset in QUOTA_HEADERS if left.get(remaining, 1) <= 0]
+    waits = [_reset_wait(lowered[name].strip(), current) for name in spent if name in lowered]
+    known = [w for w in waits if w is not None]
+    if known:
+        return max(known)
+    for _remaining, name in QUOTA_HEADERS:
         raw = lowered.get(name)
         if raw is None:
             continue

@@ -8,7 +8,7 @@ Transport (session, bounded reads, auth, policy, pacing, redaction) is
 `sync_http`'s, shared with the Fragment client.
 """
 
-from connectors.http.graphql import graphql_answer, graphql_request
+from connectors.http.graphql import graphql_answer, graphql_classifier, graphql_request
 from connectors.http.paginators import (
     GraphQLCursorPaginator,
     LinkHeaderPaginator,
@@ -46,6 +46,7 @@ __all__ = [
     "RetrySettings",
     "Rule",
     "graphql_answer",
+    "graphql_classifier",
     "graphql_request",
     "source_classifier",
 ]

@@ -220,14 +220,25 @@ class GraphQLCursorPaginator(Paginator):
     """Relay-style `pageInfo { hasNextPage endCursor }` at `page_info_path` of the answer
     (`data.repository.issues.pageInfo`); the cursor goes back as the query's `variable`.
 
+    `backward`: the pages are read from the end of the list to its start (`last` and
+    `before`), so `hasPreviousPage` and `startCursor` point to the next one, and the
+    variable is `before` unless named. Linear lists the most recently updated first: read
+    backward, its pages come oldest change first.
+
     For a request `connectors.http.graphql.graphql_request` made: the variable is set
     in the JSON body's `variables`. A page that says it has a next one but gives no
     cursor is an error, not the end: stopping there would leave the rest unread.
     """
 
-    def __init__(self, page_info_path: str, variable: str = "after") -> None:
+    def __init__(
+        self, page_info_path: str, variable: str | None = None, *, backward: bool = False
+    ) -> None:
         super().__init__()
-        self.page_info_path, self.variable = page_info_path, variable
+        self.page_info_path = page_info_path
+        self.variable = variable or ("before" if backward else "after")
+        self.more, self.cursor = (
+            ("hasPreviousPage", "startCursor") if backward else ("hasNextPage", "endCursor")
+        )
 
     def next_page(
         self, current: PageRequest, response: httpx.Response, body: Any, count: int
@@ -235,12 +246,12 @@ class GraphQLCursorPaginator(Paginator):
         info = get_path(body, self.page_info_path)
         if not isinstance(info, dict):
             raise PaginationBroken(f"the answer has no pageInfo at {self.page_info_path!r}")
-        if info.get("hasNextPage") is not True:
+        if info.get(self.more) is not True:
             return None
-        cursor = info.get("endCursor")
+        cursor = info.get(self.cursor)
         if not _present(cursor):
             raise PaginationBroken(
-                f"the answer says it has a next page but gives no endCursor at "
+                f"the answer says it has a next page but gives no {self.cursor} at "
                 f"{self.page_info_path!r}"
             )
         self._follow(str(cursor))

@@ -197,6 +197,13 @@ class RestConnector(Connector):
     def auth(self) -> httpx.Auth | None:
         return None
 
+    def classifier(self) -> Classifier:
+        """What each answer means (`sync_http.policy`): `policy`, with rate limits recognised in
+        any guise. A vendor whose answers say more in their bodies than their statuses reads
+        them here, before the table (Salesforce's `errorCode`; a GraphQL source's 4xx
+        bodies, `graphql_classifier`)."""
+        return source_classifier(self.policy)
+
     def headers(self) -> dict[str, str]:
         return {}
 
@@ -252,12 +259,6 @@ class RestConnector(Connector):
             view._commenting = view
             self._commenting = view
         return self._commenting
-
-    def classifier(self) -> Classifier:
-        """What each answer of the source means: `policy`, with rate limits recognised in any
-        guise. A vendor whose answers say more in their bodies than their statuses
-        (Salesforce's `errorCode`) reads them here, before the table."""
-        return source_classifier(self.policy)
 
     def new_session(self, requests_per_minute: float) -> HttpSession:
         """A session to the source as this connector's own is built, on a budget of its own.

@@ -13,16 +13,22 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from connectors.errors import SourceError
 from connectors.http import (
+    SOURCE_POLICY,
+    Action,
     GraphQLCursorPaginator,
     HttpOptions,
     NextTokenPaginator,
     PageRequest,
     RestConnector,
+    Rule,
+    graphql_answer,
+    graphql_classifier,
     graphql_request,
 )
 from fakes import FakeApi, Reply, Request
@@ -183,3 +189,85 @@ def test_a_post_redirected_within_the_origin_keeps_its_method_and_body(
     assert listed(toy(tracker)) == [str(n) for n in range(1, 8)]
     moved, followed = tracker.requests[:2]
     assert (followed.method, followed.body) == ("POST", moved.body)
+
+
+def _answer(status: int, body: Any) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.Response(status, content=raw, request=httpx.Request("POST", "http://x/graphql"))
+
+
+REFUSED = Rule(Action.FAIL_AUTH, "the vendor refused the key: check api_key")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "action", "said"),
+    [
+        # Linear's limit: a 400, not a 429, with the code in `extensions`.
+        (
+            400,
+            {"errors": [{"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}]},
+            Action.RATE_LIMITED,
+            "RATELIMITED",
+        ),
+        # Linear's refused key: a 400 (or 401) with AUTHENTICATION_ERROR: the vendor's rule.
+        (
+            400,
+            {
+                "errors": [
+                    {
+                        "message": "Authentication required, not authenticated",
+                        "extensions": {"code": "AUTHENTICATION_ERROR"},
+                    }
+                ]
+            },
+            Action.FAIL_AUTH,
+            "the vendor refused the key: check api_key (AUTHENTICATION_ERROR",
+        ),
+        (
+            401,
+            {
+                "errors": [
+                    {
+                        "message": "Authentication required, not authenticated",
+                        "extensions": {"code": "AUTHENTICATION_ERROR"},
+                    }
+                ]
+            },
+            Action.FAIL_AUTH,
+            "check api_key",
+        ),
+        # An invalid query: the errors named, not "bad request".
+        (
+            400,
+            {
+                "errors": [
+                    {
+                        "message": 'Cannot query field "x" on type "Issue".',
+                        "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+                    }
+                ]
+            },
+            Action.FAIL,
+            'GRAPHQL_VALIDATION_FAILED: Cannot query field "x"',
+        ),
+        # A 401 whose errors say nothing more: the policy's wording, naming the credentials.
+        (401, {"errors": [{"message": "nope"}]}, Action.FAIL_AUTH, "refused the credentials"),
+        # Not GraphQL at all: the policy's rule for the status.
+        (429, b"<html>slow down</html>", Action.RATE_LIMITED, "rate limited"),
+        (400, b"<html>bad</html>", Action.FAIL, "bad request"),
+    ],
+)
+def test_a_4xx_is_read_by_its_graphql_errors_before_its_status(
+    status: int, body: Any, action: Action, said: str
+) -> None:
+    classify = graphql_classifier(SOURCE_POLICY, {"AUTHENTICATION_ERROR": REFUSED})
+    rule = classify(_answer(status, body))
+    assert rule.action is action
+    assert said in rule.meaning
+
+
+def test_vendor_codes_name_a_200s_errors_too() -> None:
+    body = {"errors": [{"message": "denied", "extensions": {"code": "AUTHENTICATION_ERROR"}}]}
+    rule = graphql_answer(_answer(200, body), {"AUTHENTICATION_ERROR": REFUSED})
+    assert rule is not None and rule.action is Action.FAIL_AUTH
+    assert graphql_answer(_answer(200, {"data": {"items": []}})) is None

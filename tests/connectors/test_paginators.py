@@ -112,3 +112,18 @@ def test_a_token_can_go_back_in_the_json_body_of_a_search_request() -> None:
         "pagination": {"per_page": 150, "starting_after": "WzE"},
     }
     assert first.json["pagination"] == {"per_page": 150}
+
+
+def test_a_backward_graphql_paginator_follows_the_start_cursor_as_before() -> None:
+    """Linear lists the newest first: read from the end, with `last`/`before`."""
+    graph = GraphQLCursorPaginator("data.issues.pageInfo", backward=True)
+    query = graphql_request("/graphql", "query($last: Int!, $before: String) {…}", {"last": 50})
+    more = {"data": {"issues": {"pageInfo": {"hasPreviousPage": True, "startCursor": "s1"}}}}
+    done = {"data": {"issues": {"pageInfo": {"hasPreviousPage": False, "hasNextPage": True}}}}
+    following = graph.next_page(query, response(200), more, 50)
+    assert following is not None
+    assert following.json["variables"] == {"last": 50, "before": "s1"}
+    assert graph.next_page(following, response(200), done, 50) is None
+    broken = {"data": {"issues": {"pageInfo": {"hasPreviousPage": True, "startCursor": ""}}}}
+    with pytest.raises(PaginationBroken, match="no startCursor"):
+        graph.next_page(query, response(200), broken, 50)

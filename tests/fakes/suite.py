@@ -169,7 +169,7 @@ class ConnectorSuite:
         present = {k: t["fields"]["title"] for k, t in landed.items() if k not in archived}
         assert present == expected
         if case.shows_deletions:
-            assert archived == {str(n) for n in case.deleted}
+            assert archived == {case.ticket_key(n) for n in case.deleted}
 
     def test_backfill_then_incremental_runs_push_only_changes(
         self, case: VendorCase, emulator: Emulator, sqlite_url: str

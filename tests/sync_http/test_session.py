@@ -13,7 +13,7 @@ import pytest
 
 from connectors.errors import StopRequested
 from fakes import FakeApi, Reply, Request
-from sync_http.policy import Action, source_classifier
+from sync_http.policy import Action, remaining_quota, source_classifier
 from sync_http.ratelimit import RequestBudget, parse_retry_after, wait_from_headers
 from sync_http.session import HttpSession, RequestFailed, RetrySettings
 
@@ -224,3 +224,33 @@ def test_the_budget_never_exceeds_its_rate() -> None:
         sent.append(time.monotonic())
     for i in range(3, 7):
         assert sent[i] - sent[i - 3] >= 0.5 - 1e-3
+
+
+LINEAR_QUOTAS = {
+    "X-RateLimit-Requests-Remaining": "1200",
+    "X-RateLimit-Requests-Reset": str(int((NOW + 40) * 1000)),
+    "X-RateLimit-Complexity-Remaining": "250000",
+    "X-RateLimit-Complexity-Reset": str(int((NOW + 900) * 1000)),
+}
+"""Linear's two buckets, both with room: requests reset sooner than complexity points."""
+
+
+@pytest.mark.parametrize(
+    ("spent", "wait"),
+    [
+        ({"X-RateLimit-Complexity-Remaining": "0"}, 900.0),  # the spent bucket's reset
+        ({"X-RateLimit-Requests-Remaining": "0"}, 40.0),
+        ({"X-RateLimit-Requests-Remaining": "0", "X-RateLimit-Complexity-Remaining": "0"}, 900.0),
+        ({}, 40.0),  # none spent: the first reset given
+    ],
+)
+def test_of_several_quotas_the_reset_of_the_spent_one_is_the_wait(
+    spent: dict[str, str], wait: float
+) -> None:
+    assert wait_from_headers({**LINEAR_QUOTAS, **spent}, now=NOW) == pytest.approx(wait)
+
+
+def test_the_remaining_quota_is_the_least_of_the_quotas_reported() -> None:
+    headers = httpx.Headers({**LINEAR_QUOTAS, "X-RateLimit-Complexity-Remaining": "3"})
+    assert remaining_quota(headers) == 3
+    assert remaining_quota(httpx.Headers({"X-RateLimit-Remaining": "soon"})) is None

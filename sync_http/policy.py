@@ -74,7 +74,12 @@ _RATE_LIMIT_WORDS = (
     "request_limit_exceeded",
     "throttl",
 )
-_REMAINING_HEADERS = ("x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining")
+_REMAINING_HEADERS = (
+    "x-ratelimit-remaining",
+    "x-rate-limit-remaining",
+    "ratelimit-remaining",
+    "x-hubspot-ratelimit-remaining",
+)
 
 
 def remaining_quota(headers: httpx.Headers) -> int | None:

@@ -57,7 +57,10 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
 
     Reset headers (`X-RateLimit-Reset`, `RateLimit-Reset`, `X-Rate-Limit-Reset`)
     are read as epoch seconds, epoch milliseconds, ISO 8601, or (small values)
-    seconds from now. Returns None when nothing says.
+    seconds from now. HubSpot names no reset, only its window's length
+    (`X-HubSpot-RateLimit-Interval-Milliseconds`): a whole window is the wait
+    after which every request counted in it has aged out. Returns None when
+    nothing says.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     wait = parse_retry_after(lowered.get("retry-after"), now)
@@ -71,6 +74,9 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
         wait = _reset_wait(raw.strip(), current)
         if wait is not None:
             return wait
+    interval = lowered.get("x-hubspot-ratelimit-interval-milliseconds", "").strip()
+    if interval.isdigit():
+        return int(interval) / 1000
     return None
 
 

@@ -71,7 +71,7 @@ def connector_capabilities() -> str:
 
 
 _DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "jira", "jsonl", "redmine"}) | {
-    "rest", "servicenow", "sql", "zendesk",
+    "rest", "servicenow", "sql", "zendesk", "hubspot",
 }  # fmt: skip
 """The kinds with a page of their own beside the connectors' index (a plugin has none)."""
 

@@ -12,8 +12,8 @@ orders tickets sharing a timestamp in no documented order. So no query is
 paged with `after`: each page is a new query from the last
 `hs_lastmodifieddate` read (`GTE`, skipping the ids already read there), and
 a page whose tickets all share one timestamp, with more behind it (a bulk
-update stamps thousands alike), switches to draining that run by id: `EQ T`
-and `hs_object_id GT last id`, sorted by `hs_object_id`, then `GT T` on. The
+update stamps thousands alike), switches to draining that run by id: `GTE T`,
+`LTE T` and `hs_object_id GT last id`, sorted by `hs_object_id`, then `GT T` on. The
 arithmetic is `next_window`, pure.
 
 Lag. HubSpot's search index trails writes ("it may take a few moments for
@@ -51,7 +51,13 @@ from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from connectors import base
 from connectors.base import BadRecord, Cursor, Person, SourceTicket
 from connectors.errors import SourceError
-from connectors.http import HttpOptions, NextTokenPaginator, PageRequest, RestConnector
+from connectors.http import (
+    HttpOptions,
+    NextTokenPaginator,
+    PageRequest,
+    PaginationBroken,
+    RestConnector,
+)
 from connectors.http.people import person
 from connectors.http.rest import _PagesRead
 from connectors.records import MISSING, get_path
@@ -269,7 +275,9 @@ class HubSpotConnector(RestConnector):
         start = window.since or self.options.start_date
         if window.ties_after is not None:
             assert window.since is not None
-            filters.append({"propertyName": MODIFIED, "operator": "EQ", "value": _ms(start)})
+            # GTE and LTE, not EQ: the same comparison as every other window's, to the millisecond.
+            filters.append({"propertyName": MODIFIED, "operator": "GTE", "value": _ms(start)})
+            filters.append({"propertyName": MODIFIED, "operator": "LTE", "value": _ms(start)})
             filters.append(
                 {"propertyName": OBJECT_ID, "operator": "GT", "value": str(window.ties_after)}
             )
@@ -314,12 +322,13 @@ class HubSpotConnector(RestConnector):
                 if window.admits(item):
                     yield item
             counter.pages += 1
-            self._count_page(counter.pages)
             more = _present(get_path(body, "paging.next.after"))
             try:
                 window = next_window(window, listed, more)
             except ValueError as exc:
                 raise SourceError(self.name, f"the search can't go on: {exc}") from None
+            if window is not None:
+                self._count_page(counter.pages)
 
     def _count_page(self, read: int) -> None:
         if read >= self.options.max_pages_per_pass:
@@ -329,6 +338,20 @@ class HubSpotConnector(RestConnector):
                 f"(max_pages_per_pass = {self.options.max_pages_per_pass:,}); raise it if the "
                 "portal really is that large (the next pass resumes from the last checkpoint)",
             )
+
+    def _next(
+        self,
+        paginator: NextTokenPaginator,
+        request: PageRequest,
+        response: httpx.Response,
+        body: Any,
+        count: int,
+    ) -> PageRequest | None:
+        """A list's next page (`paging.next.after`), or None; a repeated token fails the pass."""
+        try:
+            return paginator.next_page(request, response, body, count)
+        except PaginationBroken as exc:
+            raise SourceError(self.name, str(exc)) from None
 
     def _archived_request(self) -> PageRequest:
         properties = ",".join(dict.fromkeys([*PROPERTIES, *self.options.properties]))
@@ -359,8 +382,9 @@ class HubSpotConnector(RestConnector):
                     # stands, and the two ways of learning of a deletion push it once.
                     tickets.append(SourceTicket(item.source_id, item.cursor, {}, deleted=True))
             counter.pages += 1
-            self._count_page(counter.pages)
-            request = paginator.next_page(request, response, body, len(records))
+            request = self._next(paginator, request, response, body, len(records))
+            if request is not None:
+                self._count_page(counter.pages)
         tickets.sort(key=lambda t: (t.cursor, int(t.source_id) if t.source_id.isdigit() else 0))
         yield from tickets
 
@@ -425,7 +449,7 @@ class HubSpotConnector(RestConnector):
                         names = (owner.get("firstName"), owner.get("lastName"))
                         name = " ".join(n for n in names if isinstance(n, str) and n) or None
                         yield person(owner_id, owner.get("email"), name, "the owner has no email")
-                request = paginator.next_page(request, response, body, len(owners))
+                request = self._next(paginator, request, response, body, len(owners))
         for user_id in pending:
             yield Person(user_id, None, reason="no such owner")
 

@@ -109,7 +109,13 @@ class TestHubSpot(ConnectorSuite):
         searches = case.fake.searches()
         by_id = [s for s in searches if s["sorts"][0]["propertyName"] == "hs_object_id"]
         assert by_id and all(
-            filters_of(s) == [("hs_lastmodifieddate", "EQ"), ("hs_object_id", "GT")] for s in by_id
+            filters_of(s)
+            == [
+                ("hs_lastmodifieddate", "GTE"),
+                ("hs_lastmodifieddate", "LTE"),
+                ("hs_object_id", "GT"),
+            ]
+            for s in by_id
         )
         assert {s["filterGroups"][0]["filters"][0]["value"] for s in by_id} == {
             str(int(bulk.timestamp() * 1000))

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.base import Person, SourceTicket
@@ -396,3 +398,49 @@ def test_search_times_are_hubspots_milliseconds(case: HubSpotCase) -> None:
     )
     [body] = case.fake.searches()
     assert body["filterGroups"][0]["filters"][0]["value"] == str(int(at.timestamp() * 1000))
+
+
+def search(window: Window, tickets: list[SourceTicket], limit: int, order: Any) -> Any:
+    """One search as HubSpot answers `window`'s query: its page, and whether more follow.
+    Ties on `hs_lastmodifieddate` come in whatever order `order` draws, anew each query."""
+    since = window.since
+    if window.ties_after is not None:
+        matches = sorted(
+            (t for t in tickets if t.cursor == since and int(t.source_id) > window.ties_after),
+            key=lambda t: int(t.source_id),
+        )
+    else:
+        matches = [
+            t
+            for t in tickets
+            if since is None or t.cursor > since or (t.cursor == since and not window.strict)
+        ]
+        matches = order(matches)
+        matches.sort(key=lambda t: t.cursor)  # stable: the drawn order stays among ties
+    return matches[:limit], len(matches) > limit
+
+
+@given(
+    stamps=st.lists(st.integers(0, 4), min_size=0, max_size=40),
+    limit=st.integers(1, 6),
+    data=st.data(),
+)
+def test_the_windows_read_every_ticket_once_in_order_whatever_the_ties(
+    stamps: list[int], limit: int, data: st.DataObject
+) -> None:
+    tickets = [ticket(n, T0 + s * MS) for n, s in enumerate(stamps, start=1)]
+
+    def order(found: list[SourceTicket]) -> list[SourceTicket]:
+        return list(data.draw(st.permutations(found)))
+
+    window: Window | None = Window()
+    read: list[SourceTicket] = []
+    for _ in range(4 * len(tickets) + 10):  # each query makes progress: never a loop
+        if window is None:
+            break
+        page, more = search(window, tickets, limit, order)
+        read.extend(t for t in page if window.admits(t))
+        window = next_window(window, page, more)
+    assert window is None
+    assert sorted(t.source_id for t in read) == sorted(t.source_id for t in tickets)
+    assert [t.cursor for t in read] == sorted(t.cursor for t in read)

@@ -23,10 +23,22 @@ from connectors.hubspot import (
     read_stages,
 )
 from fakes import Reply, Request
-from fakes.hubspot import PIPELINE, SEARCH, TOKEN, FakeHubSpot, iso, rate_limited
+from fakes.hubspot import (
+    NOTE_LINKS,
+    NOTES,
+    PIPELINE,
+    SEARCH,
+    FakeHubSpot,
+    iso,
+    rate_limited,
+)
+from fakes.hubspot import TOKEN as TOKEN_PATH
 from fakes.suite import T0, ConnectorSuite, VendorCase
 from fragment_emulator import Emulator
-from synckit import pushed_items, tasks_by_ticket
+from sync.config import build_config
+from sync.run import RunOptions, run_once
+from sync.state import StateStore
+from synckit import TOKEN, pushed_items, tasks_by_ticket
 
 ACCESS_TOKEN = "pat-na1-7c1f0e2a"
 MS = dt.timedelta(milliseconds=1)
@@ -249,7 +261,7 @@ class TestHubSpot(ConnectorSuite):
         summary = self.sync(case, emulator, sqlite_url)
 
         assert summary.ok, summary.error
-        [grant] = [r for r in case.fake.requests if r.path == TOKEN]
+        [grant] = [r for r in case.fake.requests if r.path == TOKEN_PATH]
         assert (
             b"grant_type=refresh_token" in grant.body and b"client_secret=app-secret" in grant.body
         )
@@ -444,3 +456,74 @@ def test_the_windows_read_every_ticket_once_in_order_whatever_the_ties(
     assert window is None
     assert sorted(t.source_id for t in read) == sorted(t.source_id for t in tickets)
     assert [t.cursor for t in read] == sorted(t.cursor for t in read)
+
+
+# Conversation
+
+
+def sync_with_notes(case: HubSpotCase, emulator: Emulator, url: str, **conversation: Any) -> Any:
+    options = {"kind": "hubspot", **case.options(), "requests_per_minute": 100_000}
+    raw = {
+        "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 100_000},
+        "state": {"url": url},
+        "connectors": {"src": {**options, "conversation": {"enabled": True, **conversation}}},
+    }
+    config = build_config(raw, source="test")
+    with StateStore.open(config.state.url) as store:
+        [summary] = run_once(config, store, options=RunOptions())
+    return summary
+
+
+def test_notes_become_the_summary_two_requests_for_a_page_of_tickets(
+    case: HubSpotCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.assoc_page = 2  # ticket 1's three notes come in two pages of its own
+    for n in range(1, 6):
+        case.add(n, T0 + dt.timedelta(minutes=n))
+    case.fake.add_note(1, T0 + dt.timedelta(minutes=10), "First call")
+    case.fake.add_note(1, T0 + dt.timedelta(minutes=12), "Second call", touch=False)
+    case.fake.add_note(1, T0 + dt.timedelta(minutes=11), "Sent the part", owner_id="102")
+    case.fake.add_note(4, T0 + dt.timedelta(minutes=13), "Waiting on the vendor")
+
+    summary = sync_with_notes(case, emulator, sqlite_url, private=True)
+
+    assert summary.ok, summary.error
+    fields = {k: t["fields"] for k, t in tasks_by_ticket(emulator).items()}
+    assert (fields["1"]["comment_count"], fields["1"]["last_comment"]) == (3, "<p>Second call</p>")
+    assert fields["1"]["last_comment_author"] == "101"
+    assert fields["4"]["comment_count"] == 1
+    assert fields["2"]["comment_count"] == 0
+    links = [r for r in case.fake.requests if r.path == NOTE_LINKS]
+    assert [len(json.loads(r.body)["inputs"]) for r in links] == [5, 1]  # then 1's second page
+    assert len([r for r in case.fake.requests if r.path == NOTES]) == 1
+
+
+def test_notes_are_internal_so_they_count_only_with_private_on(
+    case: HubSpotCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    case.fake.add_note(1, T0 + dt.timedelta(minutes=1), "Internal only")
+
+    summary = sync_with_notes(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    assert tasks_by_ticket(emulator)["1"]["fields"]["comment_count"] == 0
+
+
+def test_a_note_without_a_timestamp_fails_its_ticket_naming_the_note(
+    case: HubSpotCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.add(1, T0)
+    case.add(2, T0 + dt.timedelta(minutes=1))
+    note = case.fake.add_note(1, T0 + dt.timedelta(minutes=5))
+    case.fake.notes[int(note["id"])]["properties"]["hs_timestamp"] = None
+
+    summary = sync_with_notes(case, emulator, sqlite_url, private=True)
+
+    assert summary.ok, summary.error
+    assert summary.failed == 1
+    with StateStore.open(sqlite_url) as store:
+        [failed] = store.failed_items("src")
+    assert failed.field == "comments.0.properties.hs_timestamp"
+    assert note["id"] in failed.error
+    assert set(tasks_by_ticket(emulator)) == {"2"}

@@ -36,6 +36,15 @@ From HubSpot's documentation:
   limit.", "errorType": "RATE_LIMIT", "correlationId", "policyName",
   "requestId"}`, and no `Retry-After`. Other errors:
   `{"status": "error", "message", "correlationId", "category"}`.
+- Notes, https://developers.hubspot.com/docs/api-reference/legacy/crm/associations/associate-records/batch/get-associations:
+  `POST /crm/v4/associations/tickets/notes/batch/read` with `inputs` (at
+  most 1,000, each `{"id", "after"}`) answers, per ticket, `{"from": {"id"},
+  "to": [{"toObjectId", "associationTypes"}], "paging": {"next": {"after"}}}`
+  (`paging` only while more follow, `assoc_page` a page); a ticket without
+  notes is left out of `results` and named in `errors`, and the answer is
+  then a 207. `POST /crm/v3/objects/notes/batch/read` (at most 100 `inputs`)
+  answers the notes' `properties` (`hs_note_body`, HTML; `hs_timestamp`;
+  `hubspot_owner_id`); ids it lacks go to `errors`, with a 207.
 - OAuth, https://developers.hubspot.com/docs/api/oauth/refresh-access-token:
   `POST /oauth/v1/token` with the form `grant_type=refresh_token`,
   `client_id`, `client_secret`, `refresh_token`; the answer
@@ -64,6 +73,8 @@ TICKETS = "/crm/v3/objects/tickets"
 PIPELINES = "/crm/v3/pipelines/tickets"
 OWNERS = "/crm/v3/owners"
 TOKEN = "/oauth/v1/token"
+NOTE_LINKS = "/crm/v4/associations/tickets/notes/batch/read"
+NOTES = "/crm/v3/objects/notes/batch/read"
 RESULT_CAP = 10_000
 DEFAULT_PROPERTIES = (
     "content",
@@ -137,12 +148,18 @@ class FakeHubSpot(FakeApi):
         result_cap: int = RESULT_CAP,
         search_per_second: int = 5,
         index_lag: dt.timedelta = dt.timedelta(0),
+        assoc_page: int = 500,
     ) -> None:
         super().__init__()
         self.token = token
         self.result_cap = result_cap
         self.search_per_second = search_per_second
         self.index_lag = index_lag
+        self.assoc_page = assoc_page
+        self.notes: dict[int, dict[str, Any]] = {}
+        self.note_links: dict[int, list[int]] = {}
+        """Each ticket's notes' ids, in the order they were associated."""
+        self._note_ids = itertools.count(50_000_001)
         self.tickets: dict[int, dict[str, Any]] = {}
         self.stamps: dict[int, dt.datetime] = {}
         """Each ticket's `hs_lastmodifieddate` as search filters and sorts on it (kept apart
@@ -223,6 +240,38 @@ class FakeHubSpot(FakeApi):
         }
         with self.lock:
             (self.archived_owners if archived else self.owners)[owner_id] = owner
+
+    def add_note(
+        self,
+        number: int,
+        at: dt.datetime,
+        text: str = "Called the customer back.",
+        owner_id: str | None = "101",
+        touch: bool = True,
+    ) -> dict[str, Any]:
+        """A note on ticket `number` at `at`; with `touch` the ticket's modification time moves
+        to `at`, as logging an activity on it does."""
+        with self.lock:
+            note_id = next(self._note_ids)
+            note = {
+                "id": str(note_id),
+                "properties": {
+                    "hs_note_body": f"<p>{text}</p>",
+                    "hs_timestamp": iso(at),
+                    "hubspot_owner_id": owner_id,
+                    "hs_createdate": iso(at),
+                    "hs_lastmodifieddate": iso(at),
+                    "hs_object_id": str(note_id),
+                },
+                "createdAt": iso(at),
+                "updatedAt": iso(at),
+                "archived": False,
+            }
+            self.notes[note_id] = note
+            self.note_links.setdefault(number, []).append(note_id)
+        if touch:
+            self.touch(number, at)
+        return note
 
     def searches(self) -> list[dict[str, Any]]:
         """The bodies of the search requests, in order."""
@@ -308,6 +357,10 @@ class FakeHubSpot(FakeApi):
     def _other(self, request: Request) -> Reply:
         if not self._authorized(request):
             return unauthorized()
+        if request.path == NOTE_LINKS and request.method == "POST":
+            return self._note_links(request)
+        if request.path == NOTES and request.method == "POST":
+            return self._notes(request)
         if request.path == PIPELINES:
             return Reply(200, {"results": self.pipelines})
         if request.path == TICKETS:
@@ -325,6 +378,75 @@ class FakeHubSpot(FakeApi):
                 return error(404, f"Owner {found[1]} not found", "OBJECT_NOT_FOUND")
             return Reply(200, owner)
         return error(404, f"Unable to route {request.method} {request.path}", "OBJECT_NOT_FOUND")
+
+    def _note_links(self, request: Request) -> Reply:
+        inputs = _inputs(request, 1000)
+        if isinstance(inputs, Reply):
+            return inputs
+        results: list[dict[str, Any]] = []
+        missing: list[str] = []
+        for item in inputs:
+            ticket_id = str(item.get("id"))
+            linked = self.note_links.get(int(ticket_id)) if ticket_id.isdigit() else None
+            if not linked:
+                missing.append(ticket_id)
+                continue
+            start = int(item.get("after") or 0)
+            page = linked[start : start + self.assoc_page]
+            result: dict[str, Any] = {
+                "from": {"id": ticket_id},
+                "to": [
+                    {
+                        "toObjectId": note_id,
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": 228, "label": None}
+                        ],
+                    }
+                    for note_id in page
+                ],
+            }
+            if start + self.assoc_page < len(linked):
+                result["paging"] = {"next": {"after": str(start + self.assoc_page)}}
+            results.append(result)
+        errors = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                "message": f"No note is associated with ticket {ticket_id}.",
+                "context": {"fromObjectId": [ticket_id]},
+            }
+            for ticket_id in missing
+        ]
+        return _batch(results, errors)
+
+    def _notes(self, request: Request) -> Reply:
+        inputs = _inputs(request, 100)
+        if isinstance(inputs, Reply):
+            return inputs
+        wanted = json.loads(request.body).get("properties") or [
+            "hs_createdate",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+        ]
+        results, missing = [], []
+        for item in inputs:
+            note_id = str(item.get("id"))
+            note = self.notes.get(int(note_id)) if note_id.isdigit() else None
+            if note is None:
+                missing.append(note_id)
+                continue
+            shown = {name: note["properties"].get(name) for name in wanted}
+            results.append({**note, "properties": shown})
+        errors = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": "Could not get some NOTE objects, they may be deleted or not exist.",
+                "context": {"ids": missing},
+            }
+        ]
+        return _batch(results, errors if missing else [])
 
     def _list(self, request: Request) -> Reply:
         if request.param("archived") == "true":
@@ -507,6 +629,34 @@ def _with_properties(record: dict[str, Any], properties: list[str] | None) -> di
     shown = {name: record["properties"].get(name) for name in wanted}
     shown["hs_object_id"] = record["properties"].get("hs_object_id", record["id"])
     return {**record, "properties": shown}
+
+
+def _inputs(request: Request, most: int) -> list[dict[str, Any]] | Reply:
+    try:
+        body = json.loads(request.body or b"{}")
+    except json.JSONDecodeError:
+        return error(400, "Invalid input JSON", "VALIDATION_ERROR")
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        return error(400, "inputs must be a list of objects", "VALIDATION_ERROR")
+    if len(inputs) > most:
+        return error(400, f"Batch input limit is {most}", "VALIDATION_ERROR")
+    return inputs
+
+
+def _batch(results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> Reply:
+    """A batch answer: 200 when every input was found, else 207 with the `errors`."""
+    stamp = iso(dt.datetime.now(dt.UTC))
+    body: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": stamp,
+        "completedAt": stamp,
+    }
+    if errors:
+        body["errors"] = errors
+        body["numErrors"] = len(errors)
+    return Reply(207 if errors else 200, body)
 
 
 def error(status: int, message: str, category: str) -> Reply:

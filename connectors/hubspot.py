@@ -27,6 +27,10 @@ lacks) gives its label and `ticketState`. `enrich` adds `pipeline_label`,
 `stage_label` and `stage_status`: DONE for a CLOSED stage, TODO for the
 first OPEN stage of its pipeline, STARTED for the other OPEN ones.
 
+Pipelines. `pipelines` is kept by the connector: search reads every ticket,
+and one of another pipeline goes out as a tombstone, which archives the task
+of a ticket moved out and is dropped for one never sent.
+
 Deletions. Search never shows archived tickets. The recycle bin, `GET
 /crm/v3/objects/tickets?archived=true`, is a second scope: it has no filter,
 so each pass lists it whole (100 a request) and yields the tickets archived
@@ -127,6 +131,10 @@ class HubSpotOptions(HttpOptions):
     """Where the ticket links point: `app-eu1.hubspot.com` for a portal hosted in the EU."""
     properties: list[str] = Field(default_factory=list)
     """Ticket properties to read besides the standard ones (custom properties' internal names)."""
+    pipelines: list[str] = Field(default_factory=list)
+    """Only tickets of these pipelines (ids; `0` is the default pipeline); empty: every
+    pipeline. Kept by the connector: every ticket is read, and one moved to another pipeline
+    archives its task."""
     include_archived: bool = True
     """List the recycle bin too, so tickets archived (deleted) since the last pass archive
     their tasks."""
@@ -277,7 +285,11 @@ class HubSpotConnector(RestConnector):
         return [None, "archived"] if self.options.include_archived else [None]
 
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
-        return record.get("archived") is True
+        """Archived, or outside the `pipelines` kept (a move out archives the task)."""
+        if record.get("archived") is True:
+            return True
+        kept = self.options.pipelines
+        return bool(kept) and get_path(record, "properties.hs_pipeline") not in kept
 
     def cursor_of(self, record: Mapping[str, Any]) -> Any:
         if record.get("archived") is True:
@@ -338,7 +350,12 @@ class HubSpotConnector(RestConnector):
                     continue
                 listed.append(item)
                 if window.admits(item):
-                    yield item
+                    # Outside the pipelines kept: a bare tombstone, as a census makes one.
+                    yield (
+                        SourceTicket(item.source_id, item.cursor, {}, True)
+                        if item.deleted
+                        else item
+                    )
             counter.pages += 1
             more = _present(get_path(body, "paging.next.after"))
             try:
@@ -407,8 +424,10 @@ class HubSpotConnector(RestConnector):
         yield from tickets
 
     def scope_ids(self) -> Iterator[str]:
-        """Every live ticket's id: the tickets list, 100 a request, asking for one property."""
-        request = PageRequest(TICKETS, {"limit": LIST_PAGE, "properties": OBJECT_ID})
+        """Every live ticket's id in the `pipelines` kept: the tickets list, 100 a request,
+        asking for two properties."""
+        properties = f"{OBJECT_ID},hs_pipeline"
+        request = PageRequest(TICKETS, {"limit": LIST_PAGE, "properties": properties})
         paginator = NextTokenPaginator("paging.next.after", "after")
         yield from self.listed_ids(request, paginator, "results")
 

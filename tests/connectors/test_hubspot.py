@@ -192,6 +192,28 @@ class TestHubSpot(ConnectorSuite):
         assert first["pipeline"] == "Support Pipeline"
         assert first["priority"] == "HIGH"
 
+    def test_only_the_pipelines_asked_for_become_tasks_and_a_move_out_archives(
+        self, case: HubSpotCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        case.extra["pipelines"] = ["0"]
+        for n in range(1, 5):
+            case.add(n, T0 + dt.timedelta(minutes=n))
+        case.fake.touch(2, T0 + dt.timedelta(minutes=2), hs_pipeline="7")
+        assert self.sync(case, emulator, sqlite_url).ok
+        assert set(tasks_by_ticket(emulator)) == {"1", "3", "4"}  # 2 never sent
+
+        case.fake.touch(1, T0 + dt.timedelta(hours=1), hs_pipeline="7")
+        summary = self.sync(case, emulator, sqlite_url)
+
+        assert summary.ok, summary.error
+        tasks = tasks_by_ticket(emulator)
+        assert {k: t["archived"] for k, t in tasks.items()} == {"1": True, "3": False, "4": False}
+        census = self.census(case, emulator, sqlite_url)
+        assert (census.ok, census.at_source, census.gone) == (True, 2, 0)
+        case.fake.touch(1, T0 + dt.timedelta(hours=2), hs_pipeline="0")  # moved back
+        assert self.sync(case, emulator, sqlite_url).ok
+        assert tasks_by_ticket(emulator)["1"]["archived"] is False
+
     def test_an_archived_ticket_restored_comes_back(
         self, case: HubSpotCase, emulator: Emulator, sqlite_url: str
     ) -> None:

@@ -45,6 +45,7 @@ Conversation (`read_comments`): the tickets' notes; see `HubSpotConnector.conver
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -411,7 +412,9 @@ class HubSpotConnector(RestConnector):
             for index, raw in enumerate(records):
                 item = self.ticket(raw, f"archived page {counter.pages + 1}, item {index + 1}")
                 if isinstance(item, BadRecord):
-                    yield item
+                    # An archived ticket's cursor is its `archivedAt` (`cursor_of`): name that.
+                    wrong = item.field == self.cursor_path
+                    yield dataclasses.replace(item, field="archivedAt") if wrong else item
                 elif since is None or not base.cursor_before(item.cursor, since):
                     # A bare tombstone, as a census makes one: the task is archived as it
                     # stands, and the two ways of learning of a deletion push it once.

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connectors.base import Person, SourceTicket
+from connectors.base import BadRecord, Person, SourceTicket
 from connectors.hubspot import (
     HubSpotConnector,
     HubSpotOptions,
@@ -550,3 +550,18 @@ def test_a_note_without_a_timestamp_fails_its_ticket_naming_the_note(
     assert failed.field == "comments.0.properties.hs_timestamp"
     assert note["id"] in failed.error
     assert set(tasks_by_ticket(emulator)) == {"2"}
+
+
+def test_an_archived_ticket_without_a_usable_archived_at_is_a_bad_record_naming_it(
+    case: HubSpotCase,
+) -> None:
+    case.add(1, T0)
+    case.add(2, T0 + dt.timedelta(minutes=1))
+    case.fake.archive(2, T0 + dt.timedelta(hours=1))
+    case.fake.archived[2]["archivedAt"] = "not a time"
+    source = connector(case)
+    items = list(source.pull(None))
+    source.close()
+    [bad] = [i for i in items if isinstance(i, BadRecord)]
+    assert (bad.source_id, bad.field) == ("2", "archivedAt")
+    assert [i.source_id for i in items if isinstance(i, SourceTicket)] == ["1"]

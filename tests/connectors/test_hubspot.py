@@ -565,3 +565,31 @@ def test_an_archived_ticket_without_a_usable_archived_at_is_a_bad_record_naming_
     [bad] = [i for i in items if isinstance(i, BadRecord)]
     assert (bad.source_id, bad.field) == ("2", "archivedAt")
     assert [i.source_id for i in items if isinstance(i, SourceTicket)] == ["1"]
+
+
+def test_owners_land_as_the_tasks_assignees_one_owners_page_for_every_ticket(
+    case: HubSpotCase, emulator: Emulator, sqlite_url: str
+) -> None:
+    case.fake.add_owner("101", "ana@acme.example", "Ana", "Ops")
+    case.fake.add_owner("102", None, "No", "Mail")
+    for n in range(1, 7):
+        case.fake.add(n, T0 + dt.timedelta(minutes=n), hubspot_owner_id="101" if n % 2 else "102")
+    case.fake.add(7, T0 + dt.timedelta(minutes=7))  # unassigned
+
+    summary = ConnectorSuite().sync(case, emulator, sqlite_url)
+
+    assert summary.ok, summary.error
+    landed = {
+        k: (t.get("assignee") or {}).get("email") for k, t in tasks_by_ticket(emulator).items()
+    }
+    assert landed == {
+        "1": "ana@acme.example",
+        "2": None,
+        "3": "ana@acme.example",
+        "4": None,
+        "5": "ana@acme.example",
+        "6": None,
+        "7": None,
+    }
+    owner_pages = [r for r in case.fake.requests if r.path == "/crm/v3/owners"]
+    assert [r.param("archived") for r in owner_pages] == ["false"]  # both found on one page

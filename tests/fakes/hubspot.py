@@ -2,7 +2,8 @@
 
 From HubSpot's documentation:
 - CRM search, https://developers.hubspot.com/docs/api-reference/2026-03/crm/search-the-crm
-  (and its v3 form, https://developers.hubspot.com/docs-beta/crm/search):
+  (its v3 form, https://developers.hubspot.com/docs-beta/crm/search, and its limitations,
+  https://developers.hubspot.com/docs/api-reference/search/guide#limitations):
   `POST /crm/v3/objects/tickets/search` with `filterGroups` (ORed; the filters
   of a group ANDed; at most 5 groups, 6 filters a group, 18 in all), `sorts`
   (one sorting rule), `properties`, `limit` (default 10, at most 200) and
@@ -15,7 +16,9 @@ From HubSpot's documentation:
   shuffles ties anew on every request. Search is limited to a few requests a
   second per account (4, then 5 in the current docs,
   https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase);
-  its answers carry none of the `X-HubSpot-RateLimit-*` headers. "It may take
+  its answers here carry none of the `X-HubSpot-RateLimit-*` headers, which
+  describe the portal's other limits (integrators report them absent from
+  search answers; the docs read don't say). "It may take
   a few moments for newly created or updated CRM objects to appear in search
   results": `index_lag` delays what search sees of each write, on the fake's
   clock, while the list and read endpoints see it at once.
@@ -690,6 +693,7 @@ def rate_limited(per_second: int, interval_ms: int = 1000) -> Reply:
             "message": "You have reached your secondly limit.",
             "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.uuid4()),
+            "groupName": "publicapi:search-secondly",
             "policyName": "SECONDLY",
             "requestId": str(uuid.uuid4()),
         },

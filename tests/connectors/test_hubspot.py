@@ -137,6 +137,31 @@ class TestHubSpot(ConnectorSuite):
         assert ("hs_lastmodifieddate", "GT") in [f for s in searches for f in filters_of(s)]
         assert not any("after" in s for s in searches)
 
+    def test_tickets_edited_while_their_tied_run_is_drained_are_read_at_their_new_time(
+        self, case: HubSpotCase, emulator: Emulator, sqlite_url: str
+    ) -> None:
+        bulk = T0 + dt.timedelta(minutes=5)
+        for n in range(1, 13):
+            case.add(n, bulk)
+        later = bulk + dt.timedelta(minutes=1)
+
+        def by_id(request: Request) -> bool:
+            if request.path != SEARCH:
+                return False
+            return bool(json.loads(request.body)["sorts"][0]["propertyName"] == "hs_object_id")
+
+        def edit_during_the_drain() -> None:
+            case.update(case.page_size - 1, later)  # read already, on the first page
+            case.update(11, later)  # not read yet: it leaves the run
+
+        case.fake.when(by_id, edit_during_the_drain)
+        first = self.sync(case, emulator, sqlite_url)
+
+        assert first.ok, first.error
+        assert case.versions[11] == 2  # the edits were made, mid-drain
+        self.assert_exact(case, emulator)  # every ticket at its latest, 11 included
+        assert pushed_items(emulator) <= 14  # 12, plus at most the two edits
+
     def test_more_tickets_than_one_query_may_list_are_read_by_sliding_the_window(
         self, case: HubSpotCase, emulator: Emulator, sqlite_url: str
     ) -> None:

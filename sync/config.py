@@ -374,8 +374,8 @@ class ConnectorSettings(BaseModel):
     connector: uids, watermark, hashes and failed items follow it."""
     lookback: Duration | None = None
     """Re-read this long before the watermark each pass, for rows that commit late; unset:
-    the connector's default (2s where the source's filter compares whole seconds, 5m for
-    Jira, whose search lags, else 0s)."""
+    the connector's default (2s where the source's filter compares whole seconds, 1m for
+    HubSpot and 5m for Jira, whose searches lag, else 0s)."""
     batch_size: int | None = Field(default=None, ge=1, le=1000)
     """Tasks per request to Fragment for this connector; unset: `fragment.batch_size`."""
     schedule: ScheduleSettings = ScheduleSettings(interval=dt.timedelta(minutes=5))

@@ -52,13 +52,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - current)
 
 
-QUOTA_HEADERS: tuple[tuple[str, str], ...] = (
+QUOTA_HEADERS: tuple[tuple[str, str | None], ...] = (
     ("x-ratelimit-remaining", "x-ratelimit-reset"),
     ("ratelimit-remaining", "ratelimit-reset"),
     ("x-rate-limit-remaining", "x-rate-limit-reset"),
     ("x-ratelimit-requests-remaining", "x-ratelimit-requests-reset"),
     ("x-ratelimit-complexity-remaining", "x-ratelimit-complexity-reset"),
     ("x-ratelimit-endpoint-requests-remaining", "x-ratelimit-endpoint-requests-reset"),
+    ("x-hubspot-ratelimit-remaining", None),  # its window's length instead: see below
 )
 """Each quota a server may report, as (what is left, when it resets), lower-cased. Most
 report one; Linear reports two at once, requests and query complexity points (and a third
@@ -88,8 +89,10 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
     `X-RateLimit-Complexity-Reset`) are read as epoch seconds, epoch
     milliseconds, ISO 8601, or (small values) seconds from now. Where several
     quotas are reported, the resets of those spent (nothing left) count, the
-    latest of them; with none spent, the first reset given. Returns None when
-    nothing says.
+    latest of them; with none spent, the first reset given. HubSpot names no
+    reset, only its window's length (`X-HubSpot-RateLimit-Interval-Milliseconds`):
+    a whole window is the wait after which every request counted in it has aged
+    out. Returns None when nothing says.
 
     A time (a reset epoch, a `Retry-After` date) is on the server's clock, so it
     is measured from the answer's `Date` when it has one, not from this
@@ -107,18 +110,21 @@ def wait_from_headers(headers: Mapping[str, str], now: float | None = None) -> f
         return wait
     current = time.time() if now is None else now
     left = quota_left(lowered)
-    spent = [reset for remaining, reset in QUOTA_HEADERS if left.get(remaining, 1) <= 0]
+    spent = [reset for remaining, reset in QUOTA_HEADERS if reset and left.get(remaining, 1) <= 0]
     waits = [_reset_wait(lowered[name].strip(), current) for name in spent if name in lowered]
     known = [w for w in waits if w is not None]
     if known:
         return max(known)
     for _remaining, name in QUOTA_HEADERS:
-        raw = lowered.get(name)
+        raw = None if name is None else lowered.get(name)
         if raw is None:
             continue
         wait = _reset_wait(raw.strip(), current)
         if wait is not None:
             return wait
+    interval = lowered.get("x-hubspot-ratelimit-interval-milliseconds", "").strip()
+    if interval.isdigit():
+        return int(interval) / 1000
     return None
 
 

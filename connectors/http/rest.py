@@ -271,7 +271,7 @@ class RestConnector(Connector):
             self.name,
             options.base_url,
             classify=self.classifier(),
-            budget=RequestBudget.per_minute(requests_per_minute, stop=self.stop),
+            budget=self.request_budget(requests_per_minute),
             retry=RetrySettings(
                 max_attempts=options.max_attempts,
                 max_wait=options.max_retry_wait.total_seconds(),
@@ -285,6 +285,12 @@ class RestConnector(Connector):
             moved_hint=self.moved_hint,
             stop=self.stop,
         )
+
+    def request_budget(self, requests_per_minute: float) -> RequestBudget:
+        """The pace of a session's requests: `requests_per_minute`, in bursts of at most a
+        tenth of it (`RequestBudget.per_minute`). A source that counts by the second (HubSpot's
+        search) paces by the second instead."""
+        return RequestBudget.per_minute(requests_per_minute, stop=self.stop)
 
     def close(self) -> None:
         commenting, self._commenting = self._commenting, None

@@ -71,7 +71,8 @@ def connector_capabilities() -> str:
 
 
 _DOCUMENTED_KINDS = frozenset({"csv", "freshdesk", "github", "jira", "jsonl", "redmine"}) | {
-    "gitlab", "intercom", "linear", "rest", "salesforce", "servicenow", "sql", "zendesk",
+    "gitlab", "hubspot", "intercom", "linear", "rest", "salesforce", "servicenow", "sql",
+    "zendesk",
 }  # fmt: skip
 """The kinds with a page of their own beside the connectors' index (a plugin has none)."""
 

@@ -29,6 +29,8 @@ NOW = 1_800_000_000.0
         ({"X-RateLimit-Reset": str(int((NOW + 5) * 1000))}, 5.0),  # Linear: epoch ms
         ({"X-RateLimit-Reset": "2027-01-15T08:00:10Z"}, None),  # ISO (checked below)
         ({"RateLimit-Reset": "3"}, 3.0),  # seconds from now
+        ({"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}, 10.0),  # HubSpot: the window
+        ({"Retry-After": "2", "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}, 2.0),
         ({}, None),
     ],
 )

@@ -55,6 +55,7 @@ NEVER_LOADED = (
     "connectors.rest",
     "connectors.zendesk",
     "connectors.freshdesk",
+    "connectors.hubspot",
     "connectors.jira",
     "connectors.servicenow",
     "connectors.salesforce",

@@ -40,6 +40,7 @@ __all__ = [
     "StopConnector",
     "StopRequested",
     "SyncError",
+    "WriteConflict",
     "WriteRefused",
 ]
 
@@ -99,6 +100,11 @@ class WriteRefused(SkipTicket):
         asked = "nobody" if target is None else repr(target)
         super().__init__(connector, source_id, field, f"can't set it to {asked}: {message}")
         self.target = target
+
+
+class WriteConflict(WriteRefused):
+    """The ticket changed in the source in a way the conflict rule lets win over Fragment's
+    change (the source closed it): recorded as a conflict, not retried."""
 
 
 class StopConnector(SyncError):

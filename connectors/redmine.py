@@ -32,7 +32,9 @@ real Redmine 5), so the connector first reads the statuses the issue may move
 to (`include=allowed_statuses`, one request) and refuses a transition outside
 them itself, naming them. An issue already where it is asked to go is left
 alone: a write repeated after a crash sends nothing. An admin's key may make
-any transition.
+any transition. An issue in a closed status (`is_closed`: Closed, Rejected) is
+not moved by Fragment's status: the source closed it, and that wins
+(`WriteConflict`).
 
 Journals (`comments = "requests"`): the listing carries none; only
 `GET /issues/{id}.json?include=journals` does. With the conversation on, each
@@ -63,7 +65,7 @@ from connectors.base import (
     unset,
 )
 from connectors.conversation import BadComment, comment
-from connectors.errors import FixConfiguration, SourceNotFound, WriteRefused
+from connectors.errors import FixConfiguration, SourceNotFound, WriteConflict, WriteRefused
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import whole_seconds_utc
@@ -266,6 +268,16 @@ class RedmineConnector(RestConnector):
         if change.status is not None:
             status_id = self._status_id(change.status)
             current = issue.get("status") or {}
+            if current.get("id") != status_id and current.get("is_closed"):
+                target = change.status
+                raise WriteConflict(
+                    self.name,
+                    change.source_id,
+                    "status",
+                    target,
+                    f"the issue is {current.get('name')!r} in Redmine, a closed status: "
+                    "the source closed it, and that wins over Fragment's status",
+                )
             if current.get("id") != status_id:
                 allowed = [s for s in issue.get("allowed_statuses") or [] if isinstance(s, dict)]
                 if status_id not in {s.get("id") for s in allowed}:

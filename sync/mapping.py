@@ -84,6 +84,9 @@ class TaskPayload:
     content_hash: str
     archived: bool = False
     """It archives the task: a deletion's, a tombstone, or a mapping that says so."""
+    sides_hash: str | None = None
+    """The hash of the status and assignee it sets (`sides_hash`): what two-way sync
+    compares Fragment's task with, to tell an operator's change from this push's echo."""
 
     @classmethod
     def encode(
@@ -99,7 +102,8 @@ class TaskPayload:
             text = _CANONICAL.encode(task)
         body = text.encode("utf-8")
         archived = task.get("archived") is True
-        return cls(source_id, str(task["uid"]), cursor, body, content_hash(body), archived)
+        sides = sides_hash(task.get("status"), task.get("assignee_email"))
+        return cls(source_id, str(task["uid"]), cursor, body, content_hash(body), archived, sides)
 
     def task(self) -> dict[str, Any]:
         """The payload as a dict (for dry runs and failed-item records)."""
@@ -110,6 +114,17 @@ class TaskPayload:
 def content_hash(body: bytes) -> str:
     """The hash of a task's canonical body that the diff compares with the stored one."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def sides_hash(status: Any, assignee_email: Any) -> str:
+    """The hash of a task's status and assignee, the fields two-way sync writes back.
+
+    The same whether built from a payload (`assignee_email`) or from Fragment's read
+    model (its assignee's `email`): an email in any case hashes alike.
+    """
+    email = assignee_email.casefold() if isinstance(assignee_email, str) else None
+    text = json.dumps([status, email])
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,11 @@ tasks = sa.Table(
     sa.Column("pushed_at", UTC_TIME, nullable=False),
     # Last pushed archived (a deletion, or gone at a census): a census leaves it out.
     sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The hash of the status and assignee last pushed (sync.mapping.sides_hash): two-way
+    # sync tells an operator's change in Fragment from the echo of a push by it.
+    sa.Column("sides_hash", sa.String(32)),
+    # Two-way sync finds a changed task's ticket by its uid.
+    sa.Index("ix_tasks_uid", "connector", "uid"),
 )
 
 runs = sa.Table(
@@ -235,3 +240,37 @@ comment_sync = sa.Table(
     sa.Column("since", UTC_TIME, nullable=False),
     sa.Column("backfilled_at", UTC_TIME),
 )
+
+write_backs = sa.Table(
+    "write_backs",
+    metadata,
+    # Two-way sync (sync.write_back): per ticket, what the source last received from Fragment.
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("source_id", ID, primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False),
+    # The hash of the status and assignee last written back (or met and nothing to write).
+    sa.Column("written_hash", sa.String(32)),
+    sa.Column("written_at", UTC_TIME),
+    # A refused write: what was asked (JSON: status, assignee), the source's words, and the
+    # retry's schedule (sync.failures).
+    sa.Column("wanted", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("field", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("first_failed", UTC_TIME),
+    sa.Column("retry_at", UTC_TIME),
+    # A conflict the rule decided (the source won): when, and what Fragment's task said.
+    sa.Column("conflict", sa.Text),
+    sa.Column("conflict_at", UTC_TIME),
+)
+
+write_back_marks = sa.Table(
+    "write_back_marks",
+    metadata,
+    # Where the poll of Fragment's changes resumes, in Fragment's time (sync.changes).
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("mark", UTC_TIME, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)
+"""Two-way sync: per ticket, what was written back (or refused, or lost to a conflict), and
+per connector, where the poll of Fragment's changes resumes."""

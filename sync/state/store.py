@@ -597,6 +597,7 @@ class StateStore:
                     "source_cursor": [encode(item.cursor) for item in acked],
                     "pushed_at": [now] * len(acked),
                     "archived": [item.archived for item in acked],
+                    "sides_hash": [getattr(item, "sides_hash", None) for item in acked],
                 }
                 upsert_columns(conn, tasks, columns, keys=("connector", "source_id"))
             if resolved or _has_rows(conn, failed_items, connector):

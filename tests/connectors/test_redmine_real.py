@@ -147,13 +147,21 @@ def test_touched_issues_arrive_with_the_next_incremental_pass(
     real_redmine: RealRedmine, seeded_project: str, emulator: Emulator, sqlite_url: str
 ) -> None:
     config = _config(real_redmine.url, real_redmine.api_key, seeded_project, emulator, sqlite_url)
-    _sync(config)
+    first = _sync(config)
 
     touched = real_redmine.seed(seeded_project, "touch", "20")
     summary = _sync(config)
 
     assert summary.pushed == len(set(touched["ids"])) == 20
-    assert summary.pulled < len(real_redmine.issues(seeded_project))  # from the watermark
+    # From the watermark, lookback included: what Redmine lists from there, not every issue
+    # (all of them, when the seeding took less than the lookback).
+    assert first.watermark is not None
+    since = dt.datetime.fromisoformat(first.watermark) - dt.timedelta(seconds=2)
+    query = {"project_id": seeded_project, "status_id": "*", "limit": 1}
+    query["updated_on"] = ">=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with real_redmine.client() as api:
+        from_watermark = ok(api.get("/issues.json", params=query))["total_count"]
+    assert summary.pulled == from_watermark
     _assert_tasks_are(emulator, real_redmine.issues(seeded_project))
 
 

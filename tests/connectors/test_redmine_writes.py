@@ -16,10 +16,19 @@ import httpx
 import pytest
 
 from connectors.base import TicketWrite
-from connectors.errors import FixConfiguration, WriteRefused
+from connectors.errors import FixConfiguration, WriteConflict, WriteRefused
 from connectors.redmine import RedmineConnector, RedmineOptions
 from fakes.redmine import FakeRedmine
+from fragment_emulator import Emulator
 from redmine_real import RealRedmine, redmine_settings
+from sync.config import build_config
+from sync.fragment import FragmentClient
+from sync.mapping import task_uid
+from sync.run import RunSummary, run_once
+from sync.state import StateStore
+from sync.state.write_back import WriteBackLedger
+from sync.write_back import ConnectorWriteBack, WriteBackSummary
+from synckit import TOKEN
 
 pytestmark = pytest.mark.xdist_group("redmine_real")  # thin serves one request at a time
 
@@ -41,6 +50,7 @@ class Workbench:
             "helpdesk", RedmineOptions.model_validate({"base_url": base_url, "api_key": alice_key})
         )
         self.users: dict[str, int] = {}
+        self.alice_key = alice_key
         self.fake: FakeRedmine | None = None
         self.puts = 0
         """PUTs the connector sent (counted by the fake, or from the journals on the real one)."""
@@ -82,7 +92,11 @@ class Workbench:
 
 
 def _real_workbench(request: pytest.FixtureRequest) -> Workbench:
-    real: RealRedmine = request.getfixturevalue("real_redmine")
+    return _real_workbench_for(request.getfixturevalue("real_redmine"))
+
+
+def _real_workbench_for(real: RealRedmine) -> Workbench:
+    """A fresh project on the real server, alice and bob Developers in it."""
     alice_key = redmine_settings().get("REDMINE_USER_API_KEY")
     if not alice_key:
         pytest.fail("the real Redmine's env has no REDMINE_USER_API_KEY (alice's key)")
@@ -138,16 +152,28 @@ def test_a_transition_the_workflow_forbids_is_refused_naming_where_the_issue_may
     bench: Workbench,
 ) -> None:
     number = bench.create()
-    bench.set_status(number, "Closed")  # a Developer may move a closed issue nowhere
+    bench.set_status(number, "In Progress")  # a Developer may not move it back to New
 
     with pytest.raises(WriteRefused) as refused:
-        bench.connector.write(TicketWrite(str(number), status="In Progress"))
+        bench.connector.write(TicketWrite(str(number), status="New"))
 
     message = str(refused.value)
+    assert not isinstance(refused.value, WriteConflict)
     assert f"ticket '{number}'" in message and "field 'status'" in message
-    assert "'In Progress'" in message and "from 'Closed'" in message
-    assert "no status" in message
-    assert refused.value.target == "In Progress"
+    assert "'New'" in message and "from 'In Progress'" in message
+    assert "'Resolved', 'Feedback', 'Closed'" in message
+    assert refused.value.target == "New"
+    assert bench.issue(number)["status"]["name"] == "In Progress"
+
+
+def test_an_issue_the_source_closed_stays_closed_as_a_conflict(bench: Workbench) -> None:
+    number = bench.create()
+    bench.set_status(number, "Closed")
+
+    with pytest.raises(WriteConflict) as conflict:
+        bench.connector.write(TicketWrite(str(number), status="In Progress"))
+
+    assert "closed status" in str(conflict.value)
     assert bench.issue(number)["status"]["name"] == "Closed"
 
 
@@ -183,3 +209,72 @@ def test_a_deleted_issue_is_refused_as_gone_and_an_unknown_status_names_the_key(
     assert unknown.value.key == "connectors.helpdesk.write_back.status"
     assert "'Done-ish'" in str(unknown.value) and "resolved" in str(unknown.value)
     assert "gone" in str(gone.value)
+
+
+def test_on_the_real_redmine_an_operators_done_resolves_the_issue_once_and_settles(
+    real_redmine: RealRedmine, emulator: Emulator, sqlite_url: str
+) -> None:
+    """The issue's own acceptance test: PATCH a task to DONE in Fragment; after one pass
+    (write-back, then the forward sync) the Redmine issue is Resolved; the next forward
+    pass pushes nothing; a transition Redmine's workflow forbids is a failed item with
+    what Redmine allows."""
+    bench = _real_workbench_for(real_redmine)
+    try:
+        done, stuck = bench.create(), bench.create()
+        config = build_config(
+            {
+                "fragment": {"url": emulator.base_url, "token": TOKEN},
+                "state": {"url": sqlite_url},
+                "connectors": {
+                    "redmine": {
+                        "kind": "redmine",
+                        "base_url": real_redmine.url,
+                        "api_key": bench.alice_key,
+                        "project": bench.project,
+                        "write_back": {"status": {"DONE": "Resolved", "TODO": "New"}},
+                    }
+                },
+            },
+            source="test",
+        )
+        with StateStore.open(sqlite_url) as store, FragmentClient(config.fragment) as client:
+
+            def one_pass() -> tuple[WriteBackSummary, RunSummary]:
+                connector = config.connectors["redmine"]
+                source = RedmineConnector("redmine", connector.options)
+                try:
+                    back = ConnectorWriteBack(connector, store, client, source).execute()
+                finally:
+                    source.close()
+                [forward] = run_once(config, store)
+                assert forward.outcome == "ok", forward.error
+                return back, forward
+
+            assert one_pass()[1].pushed == 2
+            bench.set_status(stuck, "In Progress")  # a Developer can't take it back to New
+            one_pass()
+            operator = httpx.Client(
+                base_url=emulator.base_url, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            with operator:
+                for number, status in ((done, "DONE"), (stuck, "TODO")):
+                    uid = task_uid("redmine", str(number))
+                    answer = operator.patch(f"/tasks/{uid}", json={"status": status})
+                    assert answer.status_code == 200, answer.text
+
+            back, forward = one_pass()
+            journals_after = journals(bench, done)
+            _, settled = one_pass()
+
+            assert bench.issue(done)["status"]["name"] == "Resolved"
+            assert (back.written, back.refused) == (1, 1)
+            assert forward.pushed == 1  # the resolved issue, as Redmine now shows it
+            assert settled.pushed == 0
+            assert journals(bench, done) == journals_after  # nothing written twice
+            assert bench.issue(stuck)["status"]["name"] == "In Progress"
+            [refused] = WriteBackLedger(store).rows("redmine")
+            assert refused.source_id == str(stuck) and refused.field == "status"
+            assert refused.error is not None and "from 'In Progress'" in refused.error
+            assert "'Resolved', 'Feedback', 'Closed'" in refused.error
+    finally:
+        bench.close()

@@ -156,7 +156,7 @@ class FakeRedmine(FakeApi):
                 "id": number,
                 "project": self.project_ref("operations"),
                 "tracker": {"id": 1, "name": "Support"},
-                "status": {"id": 1, "name": "New"},
+                "status": _status("New"),
                 "priority": {"id": 2, "name": "Normal"},
                 "author": {"id": 5, "name": "Ana Ops"},
                 "subject": f"Issue {number}",
@@ -352,7 +352,7 @@ class FakeRedmine(FakeApi):
             names = {number: name for name, number in STATUSES.items()}
             status = names.get(int(changes.get("status_id") or 0))
             if status is not None and status in self._allowed(issue["status"]["name"], admin=admin):
-                fields["status"] = {"id": STATUSES[status], "name": status}
+                fields["status"] = _status(status)
             # else: dropped without a word, as Redmine drops an attribute it won't let you set
             changed = {k: v for k, v in fields.items() if issue.get(k) != v}
         if changed:

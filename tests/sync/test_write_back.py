@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from connectors.redmine import RedmineConnector
+from fakes.redmine import STATUSES, FakeRedmine
+from fragment_emulator import Emulator
 from sync.config import build_config
 from sync.errors import ConfigError
+from sync.fragment import FragmentClient
+from sync.mapping import task_uid
+from sync.run import RunSummary, run_once
+from sync.state import StateStore
+from sync.state.write_back import WriteBackLedger
+from sync.write_back import ConnectorWriteBack, WriteBackSummary
+from synckit import TOKEN, pushed_items, tasks_by_ticket
 
 
 def connector_config(kind: str, **keys: Any) -> Any:
@@ -85,3 +97,173 @@ write_back = {{ status = {{ DONE = "closed" }} }}
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "connectors.desk.write_back.status" in done.stderr
+
+
+# The pass, against the Redmine fake and the emulator
+
+ALICE_KEY = "b" * 40
+"""A Developer's key: Redmine's workflow applies to what it writes."""
+
+
+class TwoWay:
+    """A Redmine fake, the emulator, a state and a config with write-back on, driven by
+    passes: `forward` (a pass), `back` (a write-back pass) and an operator's `patch`."""
+
+    def __init__(self, fake: FakeRedmine, emulator: Emulator, state_url: str, **keys: Any) -> None:
+        self.fake, self.emulator = fake, emulator
+        self.config = build_config(
+            {
+                "fragment": {
+                    "url": emulator.base_url,
+                    "token": TOKEN,
+                    "requests_per_minute": 10**5,
+                },
+                "state": {"url": state_url},
+                "connectors": {
+                    "helpdesk": {
+                        "kind": "redmine",
+                        "base_url": fake.base_url,
+                        "api_key": ALICE_KEY,
+                        "write_back": {
+                            "status": {"DONE": "Resolved", "STARTED": "In Progress", "TODO": "New"}
+                        },
+                        **keys,
+                    }
+                },
+            },
+            source="test",
+        )
+        self.store = StateStore.open(state_url)
+        self.client = FragmentClient(self.config.fragment)
+
+    def forward(self) -> RunSummary:
+        [summary] = run_once(self.config, self.store)
+        assert summary.outcome == "ok", summary.error
+        return summary
+
+    def back(self) -> WriteBackSummary:
+        connector = self.config.connectors["helpdesk"]
+        source = RedmineConnector("helpdesk", connector.options)
+        try:
+            return ConnectorWriteBack(connector, self.store, self.client, source).execute()
+        finally:
+            source.close()
+
+    def patch(self, number: int, **changes: Any) -> None:
+        uid = task_uid("helpdesk", str(number))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        answer = httpx.patch(f"{self.emulator.base_url}/tasks/{uid}", json=changes, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    def task(self, number: int) -> dict[str, Any]:
+        return tasks_by_ticket(self.emulator)[str(number)]
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()
+
+
+@pytest.fixture
+def two_way(emulator: Emulator, sqlite_url: str) -> Iterator[TwoWay]:
+    with FakeRedmine(ALICE_KEY) as fake:
+        fake.add_user(7, "carol.chen", "carol@example.com")
+        for number in range(1, 6):
+            fake.add(number, tracker={"id": 2, "name": "Feature"})
+        rig = TwoWay(fake, emulator, sqlite_url)
+        rig.forward()
+        yield rig
+        rig.close()
+
+
+def test_an_operators_done_resolves_the_issue_and_the_next_passes_send_nothing(
+    two_way: TwoWay,
+) -> None:
+    two_way.patch(3, status="DONE")
+
+    back = two_way.back()
+    forward = two_way.forward()
+
+    assert two_way.fake.issues[3]["status"]["name"] == "Resolved"
+    assert [number for number, _ in two_way.fake.writes] == [3]
+    assert (back.written, back.echoes) == (1, 4)  # the other four hold what was pushed
+    assert forward.pushed == 1  # the resolved issue, its source status now "Resolved"
+    assert two_way.task(3)["status"] == "DONE"
+    assert two_way.task(3)["fields"]["source_status"] == "Resolved"
+
+    # Settled: the push's echo writes nothing, and nothing changed to push.
+    again, then = two_way.back(), two_way.forward()
+    assert (again.written, again.refused, then.pushed) == (0, 0, 0)
+    assert len(two_way.fake.writes) == 1
+
+
+def test_a_push_is_not_written_back_and_a_write_back_is_not_pushed_over_many_rounds(
+    two_way: TwoWay,
+) -> None:
+    rounds = [
+        ("fragment", 1, "STARTED"),
+        ("source", 2, "In Progress"),
+        ("fragment", 2, "DONE"),
+        ("source", 4, "Feedback"),
+        ("fragment", 5, "STARTED"),
+        ("fragment", 1, "DONE"),
+    ]
+    for side, number, value in rounds:
+        if side == "fragment":
+            two_way.patch(number, status=value)
+        else:
+            two_way.fake.touch(number, status=_status(value))
+        two_way.back()
+        two_way.forward()
+
+    writes, puts = len(two_way.fake.writes), pushed_items(two_way.emulator)
+    for _ in range(2):
+        assert two_way.back().written == 0
+        assert two_way.forward().pushed == 0
+    assert (len(two_way.fake.writes), pushed_items(two_way.emulator)) == (writes, puts)
+    expected = {1: "Resolved", 2: "Resolved", 3: "New", 4: "Feedback", 5: "In Progress"}
+    assert {n: two_way.fake.issues[n]["status"]["name"] for n in expected} == expected
+    assert {n: two_way.task(n)["status"] for n in expected} == {
+        1: "DONE", 2: "DONE", 3: "TODO", 4: "STARTED", 5: "STARTED"
+    }  # fmt: skip
+
+
+def test_a_forbidden_transition_is_a_failed_item_naming_it_and_the_forward_sync_goes_on(
+    two_way: TwoWay,
+) -> None:
+    two_way.fake.touch(2, status=_status("In Progress"))  # a Developer can't take it back to New
+    two_way.forward()
+    two_way.patch(2, status="TODO")
+    two_way.fake.touch(4, subject="Edited in Redmine")
+
+    back = two_way.back()
+    forward = two_way.forward()
+
+    assert back.refused == 1
+    [row] = WriteBackLedger(two_way.store).rows("helpdesk")
+    assert row.source_id == "2" and row.field == "status"
+    assert row.wanted == {"status": "TODO", "assignee_email": None}
+    assert row.error is not None and "'New'" in row.error and "from 'In Progress'" in row.error
+    assert row.retry_at is not None and row.attempts == 1
+    assert forward.pushed >= 1  # issue 4's edit went through all the same
+    assert two_way.task(4)["fields"]["title"].endswith("Edited in Redmine")
+    assert two_way.fake.issues[2]["status"]["name"] == "In Progress"
+
+
+def test_an_issue_the_source_closed_wins_over_fragments_status_as_a_recorded_conflict(
+    two_way: TwoWay,
+) -> None:
+    two_way.fake.touch(5, status=_status("Closed"))
+    two_way.patch(5, status="STARTED")  # before the close reached Fragment
+
+    back = two_way.back()
+    two_way.forward()
+
+    assert back.conflicts == 1
+    [row] = WriteBackLedger(two_way.store).rows("helpdesk")
+    assert row.conflict is not None and "closed status" in row.conflict
+    assert two_way.fake.issues[5]["status"]["name"] == "Closed"
+    assert two_way.task(5)["status"] == "DONE"  # the source's close reached Fragment
+
+
+def _status(name: str) -> dict[str, Any]:
+    return {"id": STATUSES[name], "name": name, "is_closed": name in ("Closed", "Rejected")}

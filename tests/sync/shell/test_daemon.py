@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from fragment_emulator import Emulator
-from sync.config import ScheduleSettings, build_config, load_config
+from sync.config import ScheduleSettings, build_config
+from sync.cron import cron_trigger
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.shell.cli import main
-from sync.shell.daemon import Daemon, trigger_for
+from sync.shell.daemon import next_due
 from sync.state import StateStore
 from synckit import TOKEN, DaemonProcess, free_port, tasks_by_ticket, write_tickets
 
@@ -125,50 +125,50 @@ def test_an_interval_daemon_picks_up_a_new_ticket_on_a_later_pass(
 # The triggers, as the daemon schedules them
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, emulator: Emulator, sqlite_url: str) -> Iterator[Daemon]:
-    """A daemon whose schedule is `{ cron = "*/10 * * * *", jitter = "30s" }`, scheduled, paused."""
-    path = daemon_config(tmp_path, emulator, '{ cron = "*/10 * * * *", jitter = "30s" }')
-    store = StateStore.open(sqlite_url)
-    scheduled = Daemon(load_config(path), store, None, threading.Event())
-    scheduled.schedule()
-    scheduled.scheduler.start(paused=True)
-    yield scheduled
-    scheduled.scheduler.shutdown(wait=False)
-    scheduled.client.close()
-    store.close()
-
-
-def test_the_cron_job_fires_on_its_line_each_time_within_its_jitter(daemon: Daemon) -> None:
-    job = daemon.scheduler.get_job("helpdesk")
-    assert job is not None
-    assert job.next_run_time <= dt.datetime.now(dt.UTC)  # a first pass at start
-    start = dt.datetime(2026, 11, 2, 9, 3, 12, tzinfo=dt.UTC)
+def test_a_cron_connector_is_due_on_its_line_each_time_within_its_jitter() -> None:
+    schedule = ScheduleSettings(cron="*/10 * * * *", jitter=dt.timedelta(seconds=30))
     slot = dt.datetime(2026, 11, 2, 9, 10, tzinfo=dt.UTC)
+    now = dt.datetime(2026, 11, 2, 9, 3, 12, tzinfo=dt.UTC)
     offsets = []
-    previous: dt.datetime | None = None
-    now = start
     for _ in range(200):
-        fire = job.trigger.get_next_fire_time(previous, now)
-        assert slot <= fire <= slot + dt.timedelta(seconds=30), (fire, slot)
-        offsets.append((fire - slot).total_seconds())
-        previous = now = fire
+        due = next_due(schedule, now, now)
+        assert slot <= due <= slot + dt.timedelta(seconds=30), (due, slot)
+        offsets.append((due - slot).total_seconds())
+        now = due + dt.timedelta(seconds=2)  # the pass took two seconds
         slot += dt.timedelta(minutes=10)
 
     assert max(offsets) > 1  # the jitter spreads the passes (all 0: no jitter applied)
 
 
-def test_the_interval_job_waits_its_interval_plus_at_most_its_jitter() -> None:
-    trigger = trigger_for(
-        ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(seconds=20))
-    )
-    start = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+def test_an_interval_connector_is_due_its_interval_after_its_last_due_plus_its_jitter() -> None:
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(seconds=20))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    ended = due + dt.timedelta(seconds=40)  # it waited for a worker, then ran
 
-    fires = [trigger.get_next_fire_time(start, start) for _ in range(200)]
+    gaps = [(next_due(schedule, due, ended) - due).total_seconds() for _ in range(200)]
 
-    gaps = [(fire - start).total_seconds() for fire in fires]
     assert all(300 <= gap <= 320 for gap in gaps), gaps
     assert max(gaps) > 301
+
+
+def test_a_pass_that_ran_past_its_next_turn_is_due_again_at_once() -> None:
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(0))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    ended = due + dt.timedelta(minutes=7)
+
+    assert next_due(schedule, due, ended) == ended
+
+
+def test_connectors_on_one_interval_spread_out_by_default() -> None:
+    """With `jitter` unset, a hundredth of the interval (at most 5s); a cron line none."""
+    assert ScheduleSettings(interval=dt.timedelta(minutes=1)).spread == dt.timedelta(seconds=0.6)
+    assert ScheduleSettings(interval=dt.timedelta(hours=1)).spread == dt.timedelta(seconds=5)
+    assert ScheduleSettings(cron="0 9 * * *").spread == dt.timedelta(0)
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=1))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    dues = {next_due(schedule, due, due) for _ in range(50)}
+    assert len(dues) > 1
+    assert all(due + dt.timedelta(minutes=1) <= d <= due + dt.timedelta(seconds=60.6) for d in dues)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_the_interval_job_waits_its_interval_plus_at_most_its_jitter() -> None:
 )
 def test_cron_weekdays_count_from_sunday_as_crontab_does(line: str, weekdays: list[str]) -> None:
     """APScheduler 3's `from_crontab` counts weekdays from Monday: `1-5` ran Tuesday to Saturday."""
-    trigger = trigger_for(ScheduleSettings(cron=line))
+    trigger = cron_trigger(line)
     start = dt.datetime(2026, 11, 1, 0, 0, tzinfo=dt.UTC)  # a Sunday, before 09:00
     fire: dt.datetime | None = None
     seen = []
@@ -203,7 +203,7 @@ def test_cron_weekdays_count_from_sunday_as_crontab_does(line: str, weekdays: li
 
 def test_a_cron_line_restricting_both_days_runs_on_either_as_crontab_does() -> None:
     """Crontab runs `0 9 13 * 5` on the 13th and on every Friday, not on Friday the 13th only."""
-    trigger = trigger_for(ScheduleSettings(cron="0 9 13 * 5"))
+    trigger = cron_trigger("0 9 13 * 5")
     fire = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # a Tuesday; the 13th is a Sunday
     days = []
     for _ in range(5):

@@ -69,7 +69,7 @@ Long enough for a big first backfill: a million tickets at Fragment's 60 request
 minute of 100 take under 3 hours, and 9 at a 20-a-minute Freshdesk plan. It bounds a
 source whose pagination never ends; the next pass resumes from the checkpoint.
 """
-DEFAULT_MAX_JITTER = dt.timedelta(seconds=5)
+DEFAULT_MAX_JITTER = dt.timedelta(seconds=15)
 """The most an interval's default jitter delays a pass (`ScheduleSettings.spread`)."""
 UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -234,9 +234,10 @@ class ScheduleSettings(_Section):
     cron: str | None = None
     """A crontab line of five fields, in UTC (weekdays 0 and 7 are Sunday)."""
     jitter: Duration | None = None
-    """Each pass is due up to this much later, at random. Unset: a hundredth of the
-    `interval` (at most 5s), so connectors on one schedule spread out; none for a `cron`
-    line."""
+    """How far each pass's due time moves at random: on an `interval`, up to half of it
+    earlier or later (passes still average one an interval), so connectors on one schedule
+    spread out and stay spread; on a `cron` line, up to all of it later. Unset: a twentieth
+    of the interval (at most 15s); none for a cron line."""
 
     @field_validator("cron")
     @classmethod
@@ -260,12 +261,12 @@ class ScheduleSettings(_Section):
 
     @property
     def spread(self) -> dt.timedelta:
-        """`jitter`, else its default: a hundredth of the interval, at most 5s (cron: none)."""
+        """`jitter`, else its default: a twentieth of the interval, at most 15s (cron: none)."""
         if self.jitter is not None:
             return self.jitter
         if self.interval is None:
             return dt.timedelta(0)
-        return min(self.interval / 100, DEFAULT_MAX_JITTER)
+        return min(self.interval / 20, DEFAULT_MAX_JITTER)
 
 
 class ConversationSettings(BaseModel):

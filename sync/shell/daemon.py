@@ -3,19 +3,20 @@
 Replicas sharing one state database divide the work through it. Each
 connector's row there says when its next pass is due and who holds it
 (`sync.state.claims`). A replica's one scheduler loop, an APScheduler job
-ticking every second, claims as many due connectors as it has free workers
-(`daemon.workers`), earliest due first; each worker runs its claimed pass,
-keeping the claim (the connector's lease) renewed, then the census if one is
-due (`census`, its rhythm kept in the state), and releases the claim with the
-connector's next due time: its `interval` from when this one was due, or its
-`cron` line's next fire, plus up to `jitter`. So no connector runs in two
-replicas at once or twice in one interval, and the earliest due goes first.
-A replica that dies leaves its claims to expire (`locking.lease_ttl`); one
-asked to stop claims nothing more, hands back the claims it has not started,
-and lets each pass finish its batch in flight and checkpoint. The process
-exits 0 once they have, or once `daemon.shutdown_timeout` is up (their state
-is at the last checkpoint either way). Sits on top of the engine; nothing
-imports it but the CLI.
+ticking every second at a random moment of it (so replicas share), claims as
+many due connectors as it has free workers (`daemon.workers`), earliest due
+first. Each worker runs its claimed pass, keeping the claim (the connector's
+lease) renewed, then the census if one is due (`census`, its rhythm kept in
+the state), and releases the claim with the connector's next due time: its
+`interval` from when this one was due, moved by up to half of `jitter`
+either way, or its `cron` line's next fire, up to `jitter` later. So no
+connector runs in two replicas at once or twice in one interval, and the one
+due longest goes first. A replica that dies leaves its claims to expire
+(`locking.lease_ttl`); one asked to stop claims nothing more, hands back the
+claims it has not started, and lets each pass finish its batch in flight and
+checkpoint. The process exits 0 once they have, or once
+`daemon.shutdown_timeout` is up (their state is at the last checkpoint
+either way). Sits on top of the engine; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
@@ -49,15 +50,18 @@ from sync.state.claims import Claim, Claims
 log = structlog.get_logger("sync.shell.daemon")
 DEFAULT_INTERVAL = dt.timedelta(minutes=5)
 TICK = 1.0
-"""Seconds between the scheduler loop's turns (a worker coming free takes one at once)."""
+"""Seconds between the scheduler loop's turns, each at a random moment within its second
+(a worker coming free takes a turn at once when connectors are waiting)."""
 
 
 def next_due(schedule: ScheduleSettings, due: dt.datetime, now: dt.datetime) -> dt.datetime:
     """When the pass after the one due at `due` is due, as of `now` (it has just ended).
 
     An interval counts from `due`, so passes keep their rhythm however long
-    each waited for a worker; one that ran past its next turn is due at once.
-    A cron line's next fire after `now`. Either delayed by up to `jitter`.
+    each waited for a worker, moved up to half of `jitter` either way: the
+    moves add up to nothing on average, and connectors due at once (started
+    together) drift apart. One that ran past its next turn is due at once. A
+    cron line's next fire after `now`, up to `jitter` later.
     """
     jitter = schedule.spread.total_seconds()
     if schedule.cron is not None:
@@ -66,14 +70,15 @@ def next_due(schedule: ScheduleSettings, due: dt.datetime, now: dt.datetime) -> 
         assert fire is not None  # a line the configuration accepted always fires again
         return fire
     interval = schedule.interval or DEFAULT_INTERVAL
-    return max(due + interval, now) + dt.timedelta(seconds=random.uniform(0, jitter))
+    moved = dt.timedelta(seconds=random.uniform(-jitter / 2, jitter / 2))
+    return max(due + interval + moved, now)
 
 
 def latest_due(schedule: ScheduleSettings, now: dt.datetime) -> dt.datetime:
     """The latest a pass of `schedule` can be due, as of `now`: a due time kept from a
     longer schedule is brought forward to it."""
     if schedule.cron is None:
-        return now + (schedule.interval or DEFAULT_INTERVAL) + schedule.spread
+        return now + (schedule.interval or DEFAULT_INTERVAL) + schedule.spread / 2
     return next_due(schedule, now, now) + schedule.spread
 
 
@@ -119,7 +124,9 @@ class Daemon:
         self.claims.register(horizons)
         self.scheduler.add_job(
             self.tick,
-            IntervalTrigger(seconds=TICK, timezone=dt.UTC),
+            # Each turn at a random moment of its second: replicas that kept one phase
+            # had the earliest of them claim nearly every connector as it fell due.
+            IntervalTrigger(seconds=TICK, jitter=TICK, timezone=dt.UTC),
             id="claims",
             name="claim the connectors due",
             max_instances=1,

@@ -97,6 +97,7 @@ class Daemon:
             else [n for n, c in config.connectors.items() if c.settings.enabled]
         )
         self.by_namespace = {config.connectors[n].uid_namespace: n for n in self.names}
+        self.namespaces = list(self.by_namespace)
         # One client for every connector: Fragment's request budget is per token.
         self.client = FragmentClient(config.fragment, stop=stop)
         ttl = config.locking.lease_ttl.total_seconds()
@@ -141,10 +142,9 @@ class Daemon:
         with self._claiming:
             if self.stop.is_set():
                 return
-            with self._lock:
-                free = self.workers - len(self.held)
+            free = self._free()
             try:
-                claims = self.claims.take_due(list(self.by_namespace), free)
+                claims = self.claims.take_due(self.namespaces, free)
             except sa.exc.SQLAlchemyError as exc:
                 self._claiming_failed(exc)
                 return
@@ -184,8 +184,12 @@ class Daemon:
             due = next_due(self.config.connectors[name].settings.schedule, claim.due_at, utcnow())
         finally:
             self._release(claim, due)
-        if self._backlog:
-            self.tick()
+        if self._backlog and self._free() >= max(1, self.workers // 2):
+            self.tick()  # connectors are waiting: claim them now, half a pool at a time
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.workers - len(self.held)
 
     def run_claimed(self, name: str, claim: Claim) -> dt.datetime | None:
         """The connector's pass and census, if due; returns when the next pass is due

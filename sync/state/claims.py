@@ -62,16 +62,25 @@ class Claims:
                     conn.execute(_DUE_NOW, {"names": chunk, "now": now})
                     conn.execute(_DUE_BY, {"names": chunk, "horizon": horizon})
                     known = set(conn.execute(_KNOWN, {"names": chunk}).scalars())
-                for name in (n for n in chunk if n not in known):
-                    self._insert(name, now)
+                self._insert([n for n in chunk if n not in known], now)
 
-    def _insert(self, connector: str, now: dt.datetime) -> None:
-        row = {"connector": connector, "owner": "", "acquired_at": now, "expires_at": now}
+    def _insert(self, connectors: list[str], now: dt.datetime) -> None:
+        """Insert free rows due now, at once; one by one if another replica raced us."""
+        rows = [
+            {"connector": name, "owner": "", "acquired_at": now, "expires_at": now, "due_at": now}
+            for name in connectors
+        ]
         try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.insert(leases).values(**row, due_at=now))
+            if rows:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.insert(leases), rows)
         except sa.exc.IntegrityError:
-            pass  # another replica made it first
+            for row in rows:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.insert(leases), [row])
+                except sa.exc.IntegrityError:
+                    pass  # another replica made it first
 
     def take_due(self, connectors: Sequence[str], limit: int) -> list[Claim]:
         """Claim up to `limit` of `connectors` whose pass is due and whose row is free.

@@ -177,3 +177,19 @@ def test_a_renewal_that_ends_after_its_pass_neither_reports_the_lease_lost_nor_k
     assert [e for e in logs if e["event"] == "lease_lost"] == []
     assert store.lease("alpha") is None
     assert rows(store)["alpha"][0] == ""
+
+
+def test_replicas_starting_together_each_find_every_row_made_once(store: StateStore) -> None:
+    other = Claims(store, "host-b:2:y", ttl=30)
+
+    class RacedReplica(Claims):
+        """Another replica makes some of the rows between this one's read and insert."""
+
+        def _insert(self, connectors: list[str], now: dt.datetime) -> None:
+            other.register(horizons(connectors[:2]))
+            super()._insert(connectors, now)
+
+    RacedReplica(store, "host-a:1:x", ttl=30).register(horizons(NAMES))
+
+    assert sorted(rows(store)) == sorted(NAMES)
+    assert len(other.take_due(NAMES, limit=10)) == len(NAMES)

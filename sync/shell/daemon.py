@@ -185,7 +185,12 @@ class Daemon:
         finally:
             self._release(claim, due)
         if self._backlog and self._free() >= max(1, self.workers // 2):
-            self.tick()  # connectors are waiting: claim them now, half a pool at a time
+            # Connectors are waiting: claim them now, half a pool at a time. A worker's
+            # future keeps what it raises unseen, so a bug in the turn is logged here.
+            try:
+                self.tick()
+            except Exception:
+                log.exception("claiming_crashed")
 
     def _free(self) -> int:
         with self._lock:

@@ -1,6 +1,6 @@
 """Several processes, one state database: a connector runs in exactly one at a time.
 
-Three daemons share the machine's PostgreSQL and sync two connectors on a
+Three daemons share the machine's PostgreSQL (or MariaDB) and sync two connectors on a
 one-second schedule into one emulator. Over many scheduled turns no
 connector's passes overlap; killing the lease holder with SIGKILL hands the
 connector to another replica within the lease's TTL; Fragment ends with every
@@ -109,9 +109,12 @@ def count_runs(state_url: str) -> int:
     return int(count)
 
 
-def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
-    tmp_path: Path, postgres_url: str
+@pytest.mark.postgres
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_three_daemons_share_a_state_and_never_run_a_connector_twice_at_once(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
 ) -> None:
+    state_url = request.getfixturevalue(f"{server}_url")
     files = {
         name: write_tickets(
             tmp_path / f"{name}.jsonl",
@@ -125,7 +128,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
     with Emulator(tokens=[TOKEN]) as emulator:
         emulator.faults.latency = 0.05  # passes last long enough to collide if they could
         config = tmp_path / "sync.toml"
-        config.write_text(config_text(emulator.base_url, postgres_url, files))
+        config.write_text(config_text(emulator.base_url, state_url, files))
         logs = [tmp_path / f"daemon{i}.log" for i in range(3)]
         daemons = [start_daemon(config, log) for log in logs]
         try:
@@ -135,7 +138,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
             assert emulator.store.count() == 240
 
             # Kill whoever holds alpha's lease right now, mid-pass or between passes.
-            store = StateStore.open(postgres_url)
+            store = StateStore.open(state_url)
             holder = None
             while holder is None and time.monotonic() < deadline:
                 holder = store.lease("alpha")
@@ -165,7 +168,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
             # Let the survivors take many scheduled turns, so that overlapping passes,
             # if they could happen, would have had the chance to.
             store.close()
-            while count_runs(postgres_url) < 8 and time.monotonic() < deadline + 30:
+            while count_runs(state_url) < 8 and time.monotonic() < deadline + 30:
                 time.sleep(0.2)
         finally:
             for daemon in daemons:
@@ -184,12 +187,12 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
         expected = {f"{name} {i}" for name in ("alpha", "beta") for i in range(120)}
         expected |= {f"alpha {i} v2" for i in range(120, 150)}
         assert sorted(titles) == sorted(expected)  # every ticket, each once
-        assert runs_overlap(postgres_url) == []
-        engine = sa.create_engine(postgres_url)
+        assert runs_overlap(state_url) == []
+        engine = sa.create_engine(state_url)
         with engine.connect() as conn:
             owners = conn.execute(sa.text("SELECT count(DISTINCT name) FROM runs")).scalar_one()
         engine.dispose()
-        assert count_runs(postgres_url) >= 8  # many scheduled turns happened
+        assert count_runs(state_url) >= 8  # many scheduled turns happened
         assert owners == 2
 
 

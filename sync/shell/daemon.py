@@ -132,14 +132,20 @@ class Daemon:
             name="claim the connectors due",
             max_instances=1,
             coalesce=True,
+            misfire_grace_time=None,  # a late turn still runs (and says nothing)
             next_run_time=dt.datetime.now(dt.UTC),
         )
 
     # The scheduler loop
 
     def tick(self) -> None:
-        """One turn: claim as many due connectors as workers are free, and start them."""
-        with self._claiming:
+        """One turn: claim as many due connectors as workers are free, and start them.
+
+        A turn already under way (a worker's) makes this one needless: it returns.
+        """
+        if not self._claiming.acquire(blocking=False):
+            return
+        try:
             if self.stop.is_set():
                 return
             free = self._free()
@@ -156,6 +162,8 @@ class Daemon:
                 self.held.update(claim.connector for claim in claims)
             for claim in claims:
                 self.pool.submit(self.work, claim)
+        finally:
+            self._claiming.release()
 
     def _claiming_failed(self, exc: Exception) -> None:
         """Say once that claiming fails, however many turns it goes on failing."""

@@ -275,8 +275,9 @@ class ConnectorCensus:
             return
         o = self.options
         lease = leased(
-            self.store, self.namespace, o.owner, o.lease_ttl, wait=o.wait_for_lease, stop=o.stop
-        )
+            self.store, self.namespace, o.owner, o.lease_ttl,
+            wait=o.wait_for_lease, stop=o.stop, held=o.lease_held,
+        )  # fmt: skip
         with lease as self._lease_keeper:
             if self._lease_keeper is None:
                 who = holder_text(self.store, self.namespace)

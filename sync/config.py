@@ -69,6 +69,8 @@ Long enough for a big first backfill: a million tickets at Fragment's 60 request
 minute of 100 take under 3 hours, and 9 at a 20-a-minute Freshdesk plan. It bounds a
 source whose pagination never ends; the next pass resumes from the checkpoint.
 """
+DEFAULT_MAX_JITTER = dt.timedelta(seconds=15)
+"""The most an interval's default jitter delays a pass (`ScheduleSettings.spread`)."""
 UID_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -140,6 +142,13 @@ class StateSettings(_Section):
     hand)."""
     keep_runs: int = Field(default=1000, ge=1)
     """Runs kept per connector in the run history; older ones are deleted as passes start."""
+    pool_size: int | None = Field(default=None, ge=1, le=1000)
+    """Connections kept open to a PostgreSQL or MySQL state; as many again open while
+    needed. Unset: `daemon.workers` plus 4 (a pass uses one at a time, its lease renewal
+    another now and then; the scheduler loop and the HTTP endpoint one each)."""
+    pool_timeout: Duration = dt.timedelta(seconds=30)
+    """How long a pass waits for a connection of the pool; past it the pass fails (one log
+    line, counted) and the next tries again."""
 
 
 class LoggingSettings(_Section):
@@ -188,6 +197,11 @@ class DaemonSettings(_Section):
     """After SIGTERM, how long passes in flight get to checkpoint before the process exits."""
     stuck_after: Duration = dt.timedelta(hours=1)
     """/readyz fails when a pass runs longer than this (or its connector's timeout)."""
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Passes this process runs at once, each in a thread; the connectors due wait their
+    turn, earliest first. Unset: one per connector, at most 16."""
+    MAX_DEFAULT_WORKERS: ClassVar[int] = 16
+    """The most workers a process runs with `workers` unset."""
 
     @field_validator("http_token")
     @classmethod
@@ -219,8 +233,11 @@ class ScheduleSettings(_Section):
     """Run a pass this often (at least 1s). Set `interval` or `cron`, not both."""
     cron: str | None = None
     """A crontab line of five fields, in UTC (weekdays 0 and 7 are Sunday)."""
-    jitter: Duration = dt.timedelta(0)
-    """Each pass starts up to this much later, at random."""
+    jitter: Duration | None = None
+    """How far each pass's due time moves at random: on an `interval`, up to half of it
+    earlier or later (passes still average one an interval), so connectors on one schedule
+    spread out and stay spread; on a `cron` line, up to all of it later. Unset: a twentieth
+    of the interval (at most 15s); none for a cron line."""
 
     @field_validator("cron")
     @classmethod
@@ -238,9 +255,18 @@ class ScheduleSettings(_Section):
             raise ValueError("set either interval or cron, not both")
         if self.interval is not None and self.interval.total_seconds() < 1:
             raise ValueError("interval must be at least 1s")
-        if self.jitter < dt.timedelta(0):
+        if self.jitter is not None and self.jitter < dt.timedelta(0):
             raise ValueError("jitter can't be negative")
         return self
+
+    @property
+    def spread(self) -> dt.timedelta:
+        """`jitter`, else its default: a twentieth of the interval, at most 15s (cron: none)."""
+        if self.jitter is not None:
+            return self.jitter
+        if self.interval is None:
+            return dt.timedelta(0)
+        return min(self.interval / 20, DEFAULT_MAX_JITTER)
 
 
 class ConversationSettings(BaseModel):
@@ -548,6 +574,20 @@ class Config(BaseModel):
     connectors: dict[str, ConnectorConfig]
     source: str
     """Where the config came from: a file path, or "built-in demo"."""
+
+    @property
+    def workers(self) -> int:
+        """The daemon's passes at once: `daemon.workers`, else one per enabled connector,
+        at most `DaemonSettings.MAX_DEFAULT_WORKERS`."""
+        if self.daemon.workers is not None:
+            return self.daemon.workers
+        enabled = sum(1 for c in self.connectors.values() if c.settings.enabled)
+        return max(1, min(enabled, DaemonSettings.MAX_DEFAULT_WORKERS))
+
+    @property
+    def pool_size(self) -> int:
+        """The state database's pool: `state.pool_size`, else `workers` plus 4."""
+        return self.state.pool_size or self.workers + 4
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for redaction (`sync_http.redaction`).

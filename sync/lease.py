@@ -75,12 +75,17 @@ class LeaseKeeper:
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
-                if not self.store.renew_lease(self.connector, self.owner, self.ttl):
-                    self.lost = True
-                    log.error("lease_lost", connector=self.connector, owner=self.owner)
-                    return
+                renewed = self.store.renew_lease(self.connector, self.owner, self.ttl)
             except Exception as exc:  # the database is down: the next checkpoint will tell
-                log.warning("lease_renewal_failed", connector=self.connector, error=str(exc))
+                if not self._stop.is_set():
+                    log.warning("lease_renewal_failed", connector=self.connector, error=str(exc))
+                continue
+            # A renewal still waiting for a connection when its pass ended (a busy pool
+            # waits up to `state.pool_timeout`) finds the lease released, not lost.
+            if not renewed and not self._stop.is_set():
+                self.lost = True
+                log.error("lease_lost", connector=self.connector, owner=self.owner)
+                return
 
 
 @contextmanager
@@ -92,12 +97,15 @@ def leased(
     *,
     wait: float | None,
     stop: threading.Event,
+    held: bool = False,
 ) -> Iterator[LeaseKeeper | None]:
     """Hold `connector`'s lease, kept renewed, while in the block; None if it is busy.
 
     Released at the end unless it was lost (then another process holds it).
+    `held`: `owner` holds it already (the daemon's claim, `sync.state.claims`):
+    it is only kept renewed here, and its holder releases it.
     """
-    if not take_lease(store, connector, owner, ttl, wait=wait, stop=stop):
+    if not held and not take_lease(store, connector, owner, ttl, wait=wait, stop=stop):
         yield None
         return
     keeper = LeaseKeeper(store, connector, owner, ttl)
@@ -106,7 +114,7 @@ def leased(
         yield keeper
     finally:
         keeper.stop()
-        if not keeper.lost:
+        if not keeper.lost and not held:
             store.release_lease(connector, owner)
 
 

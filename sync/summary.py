@@ -81,6 +81,9 @@ class RunOptions:
     lease_ttl: float = 60.0
     wait_for_lease: float | None = None
     """Seconds to wait for a busy connector; None: skip it at once."""
+    lease_held: bool = False
+    """The lease is held already (the daemon's claim): the pass keeps it renewed, and
+    neither takes nor releases it."""
     full: bool = False
     dry_run: bool = False
     retry_only: bool = False

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from sync.config import Config, find_config_file, load_config
 from sync.errors import ConfigError, FixConfiguration, SyncError
 from sync.shell import logs
-from sync.state import HEAD_REVISION, StateError, StateStore
+from sync.state import HEAD_REVISION, Pool, StateError, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY = 0, 1, 2, 75
 EXIT_CODES = {
@@ -211,8 +211,12 @@ def _open_state(config: Config, *, dry_run: bool = False) -> StateStore:
     """The state store; for a dry run, one that reads what is there and creates nothing."""
     if dry_run:
         return StateStore.open_to_read(config.state.url)
+    pool = Pool(config.pool_size, config.state.pool_timeout.total_seconds())
     store = StateStore.open(
-        config.state.url, upgrade=config.state.auto_upgrade, keep_runs=config.state.keep_runs
+        config.state.url,
+        upgrade=config.state.auto_upgrade,
+        keep_runs=config.state.keep_runs,
+        pool=pool,
     )
     revision = store.revision()
     if revision != HEAD_REVISION:  # only with auto_upgrade off: open() upgrades otherwise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -84,6 +85,23 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Their request lines add nothing our own events don't say.
+    # Their request lines add nothing our own events don't say. APScheduler's warnings
+    # and errors (a job that raised, with its trace) pass through the handler above.
     for noisy in ("httpx", "httpcore", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    threading.excepthook = _thread_crashed
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    """An exception that ended a thread, as one log line with its trace in it.
+
+    Python's default hook writes the bare trace to stderr, where it broke the
+    JSON lines a log collector reads.
+    """
+    if args.exc_type is SystemExit:
+        return
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    thread = None if args.thread is None else args.thread.name
+    structlog.get_logger("sync.shell.logs").error(
+        "thread_crashed", thread=thread, exc_info=exc_info
+    )

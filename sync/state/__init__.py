@@ -5,11 +5,12 @@
 migrations beside it); `bulk` holds the dialect-specific SQL of a batch;
 `upkeep` keeps PostgreSQL's statistics in step; `text` makes what is kept
 about a failure storable and redacted; `comments` keeps comment sync's rows
-(`CommentLedger`, over a `StateStore`); `schema` declares the tables. When a
+(`CommentLedger`, over a `StateStore`); `claims` divides the daemon's passes
+between replicas (`Claims`, over a `StateStore`); `schema` declares the tables. When a
 failed item is due again is `sync.failures`' policy, not the store's.
 """
 
-from sync.state.bootstrap import HEAD_REVISION, MIGRATIONS, create_private_file
+from sync.state.bootstrap import HEAD_REVISION, MIGRATIONS, Pool, create_private_file
 from sync.state.store import (
     ABANDONED,
     KEEP_RUNS,
@@ -49,6 +50,7 @@ __all__ = [
     "KnownPerson",
     "Lease",
     "LeaseLost",
+    "Pool",
     "RunRecord",
     "StateError",
     "StateStore",

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync.state.schema import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 """The newest migration's revision; a test checks it against Alembic's own head."""
 
 _LOCK_KEY = 0x46534D47  # "FSMG": fragment-sync migrations
@@ -40,11 +42,37 @@ def create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def create_engine(url: str) -> Engine:
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """The connection pool of a PostgreSQL or MySQL state (`state.pool_size`, `pool_timeout`).
+
+    `size` connections stay open, as many again open while needed; a caller
+    finding none free in `timeout` seconds gets SQLAlchemy's `TimeoutError`.
+    """
+
+    size: int = 5
+    timeout: float = 30.0
+
+
+PING_AFTER_IDLE = 10.0
+"""Seconds a pooled connection may sit unused before it is pinged as it is handed out.
+
+Pinging at every checkout (`pool_pre_ping`) cost an idle pass nine round trips. A
+connection used a moment ago is alive; one idle longer may have been dropped by the
+server, a proxy or a restart, and is replaced unseen when its ping fails.
+"""
+
+
+def create_engine(url: str, pool: Pool | None = None) -> Engine:
     """The engine of the state database at `url`; a SQLite file is created private first."""
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        pool = pool or Pool()
+        engine = sa.create_engine(
+            url, pool_size=pool.size, max_overflow=pool.size, pool_timeout=pool.timeout
+        )
+        _ping_when_idle(engine)
+        return engine
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         create_private_file(Path(database))
@@ -60,6 +88,29 @@ def create_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection as it is handed out if it sat idle over `PING_AFTER_IDLE`."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            # The pool drops this connection and hands out another (SQLAlchemy's
+            # documented pessimistic disconnect handling).
+            raise sa.exc.DisconnectionError("the pooled connection did not answer a ping")
 
 
 def memory_engine() -> Engine:

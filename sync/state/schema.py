@@ -163,6 +163,10 @@ leases = sa.Table(
     sa.Column("owner", ID, nullable=False),
     sa.Column("acquired_at", UTC_TIME, nullable=False),
     sa.Column("expires_at", UTC_TIME, nullable=False),
+    # When the daemon's next pass of it is due (None: now); replicas claim the rows due
+    # (sync.state.claims). Released, the owner is "" and expires_at the release time.
+    sa.Column("due_at", UTC_TIME),
+    sa.Index("ix_leases_due", "due_at"),
 )
 
 pushes_in_flight = sa.Table(

@@ -70,9 +70,10 @@ class StateError(FixConfiguration):
         super().__init__(message, key="state.url")
 
 
-UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 """What the driver raises when the state database is out of reach: refused, gone, not
-accepting connections, a connection dropped, a file that can't be opened or written."""
+accepting connections, a connection dropped, a file that can't be opened or written; and
+what the pool raises when none of its connections came free in time (`state.pool_timeout`)."""
 
 
 def unreachable_message(exc: BaseException) -> str:
@@ -211,15 +212,18 @@ class StateStore:
         upgrade: bool = True,
         keep_runs: int = KEEP_RUNS,
         retry_policy: failures.FailedItemPolicy = failures.FAILED_ITEM_POLICY,
+        pool: bootstrap.Pool | None = None,
     ) -> StateStore:
         """Connect to `url`, upgrading the schema to the latest revision unless told not to.
+
+        `pool`: the connection pool's size and timeout (a server database's).
 
         Raises `StateError` naming the URL (without its password) when that fails, or
         when the schema is newer than this version knows (a rollback after an upgrade):
         a migration can't be undone by code that doesn't know it.
         """
         try:
-            engine = bootstrap.create_engine(url)
+            engine = bootstrap.create_engine(url, pool)
             store = cls(engine, keep_runs, retry_policy)
             revision = store.revision()  # connects: an unreachable database fails here
             if revision is not None and revision > HEAD_REVISION:  # zero-padded: text order
@@ -343,7 +347,7 @@ class StateStore:
                     conn, connector, chunk
                 ):
                     found[source_id] = StoredTask(
-                        uid, content_hash, cursor, _aware(read_time(conn, pushed_at))
+                        uid, content_hash, cursor, aware(read_time(conn, pushed_at))
                     )
         return found
 
@@ -456,7 +460,7 @@ class StateStore:
             ).first()
         if row is None:
             return None
-        began = _aware(row.began_at)
+        began = aware(row.began_at)
         assert began is not None
         return CensusRecord(connector, began, row.outcome, row.gone, row.archived, bool(row.forced))
 
@@ -466,7 +470,7 @@ class StateStore:
             began = conn.execute(
                 sa.select(censuses.c.began_at).where(censuses.c.connector == connector)
             ).scalar()
-        return _aware(began)
+        return aware(began)
 
     def task_count(self, connector: str) -> int:
         with self.engine.connect() as conn:
@@ -510,7 +514,7 @@ class StateStore:
                     people.c.connector == connector, people.c.user_id.in_(chunk)
                 )
                 for row in conn.execute(query):
-                    before[row.user_id] = (row.email, _aware(row.changed_at))
+                    before[row.user_id] = (row.email, aware(row.changed_at))
             rows = []
             for user_id, person in latest.items():
                 changed_at = None
@@ -539,7 +543,7 @@ class StateStore:
             moment = conn.execute(
                 sa.select(sa.func.max(people.c.changed_at)).where(people.c.connector == connector)
             ).scalar()
-        return _aware(moment)
+        return aware(moment)
 
     def people_pages(self, connector: str, size: int) -> Iterator[list[KnownPerson]]:
         """Every person the connector's cache holds, `size` at a time in user-id order."""
@@ -670,7 +674,7 @@ class StateStore:
                 sa.update(leases)
                 .where(
                     leases.c.connector == connector,
-                    sa.or_(leases.c.expires_at < now, leases.c.owner == owner),
+                    sa.or_(leases.c.expires_at <= now, leases.c.owner == owner),
                 )
                 .values(owner=owner, acquired_at=now, expires_at=expires)
             ).rowcount
@@ -697,11 +701,14 @@ class StateStore:
         with self.engine.begin() as conn:
             return _renew(conn, connector, owner, ttl, utcnow())
 
-    def release_lease(self, connector: str, owner: str) -> None:
+    def release_lease(
+        self, connector: str, owner: str, *, due_at: dt.datetime | None = None
+    ) -> None:
+        """Give the lease up now, if it is still `owner`'s, the daemon's next pass of the
+        connector due at `due_at` (None: when it was). The row stays (`sync.state.claims`)."""
+        values = {"which": connector, "holder": owner, "now": utcnow(), "due": due_at}
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.delete(leases).where(leases.c.connector == connector, leases.c.owner == owner)
-            )
+            conn.execute(_RELEASE if due_at is None else _RELEASE_DUE, values)
 
     def lease(self, connector: str) -> Lease | None:
         """Who holds the connector's lease, if anyone does and it has not expired."""
@@ -709,11 +716,11 @@ class StateStore:
             row = conn.execute(sa.select(leases).where(leases.c.connector == connector)).first()
         if row is None:
             return None
-        expires = _aware(row.expires_at)
+        expires = aware(row.expires_at)
         assert expires is not None
-        if expires < utcnow():
+        if expires <= utcnow() or not row.owner:
             return None
-        acquired = _aware(row.acquired_at)
+        acquired = aware(row.acquired_at)
         assert acquired is not None
         return Lease(row.connector, row.owner, acquired, expires)
 
@@ -884,8 +891,8 @@ class StateStore:
                 RunRecord(
                     **{
                         **row,
-                        "started_at": _aware(row["started_at"]),
-                        "ended_at": _aware(row["ended_at"]),
+                        "started_at": aware(row["started_at"]),
+                        "ended_at": aware(row["ended_at"]),
                     }
                 )
                 for row in conn.execute(query).mappings()
@@ -942,7 +949,7 @@ def _record_failures(
     rows = []
     for item in {item.source_id: item for item in failed}.values():
         attempts, first_seen = existing.get(item.source_id, (0, now))
-        since = _aware(first_seen) or now
+        since = aware(first_seen) or now
         retry_at = failures.retry_at(since, now, policy) if item.retryable else None
         rows.append(
             {
@@ -981,6 +988,14 @@ _RENEW = (
     .where(leases.c.connector == sa.bindparam("which"), leases.c.owner == sa.bindparam("holder"))
     .values(expires_at=sa.bindparam("until"))
 )
+# Released: no owner (a renewal arriving late finds none, and can't take it back) and
+# expired now. The row stays: its connector's next pass claims it again (sync.state.claims).
+_RELEASE = (
+    sa.update(leases)
+    .where(leases.c.connector == sa.bindparam("which"), leases.c.owner == sa.bindparam("holder"))
+    .values(owner="", expires_at=sa.bindparam("now"))
+)
+_RELEASE_DUE = _RELEASE.values(due_at=sa.bindparam("due"))
 
 
 def _live_run(conn: Connection, connector: str) -> str | None:
@@ -992,7 +1007,7 @@ def _live_run(conn: Connection, connector: str) -> str | None:
     expires = conn.execute(
         sa.select(leases.c.expires_at).where(leases.c.connector == connector)
     ).scalar()
-    expires_at = _aware(expires)
+    expires_at = aware(expires)
     if expires_at is None or expires_at < utcnow():
         return None
     newest = conn.execute(
@@ -1047,14 +1062,14 @@ def _failed_item(row: Any) -> FailedItem:
         deleted=bool(row["deleted"]),
         record=row["record"],
         attempts=row["attempts"],
-        first_seen=_aware(row["first_seen"]),
-        last_seen=_aware(row["last_seen"]),
-        retry_at=_aware(row["retry_at"]),
+        first_seen=aware(row["first_seen"]),
+        last_seen=aware(row["last_seen"]),
+        retry_at=aware(row["retry_at"]),
     )
 
 
 def _known_person(row: Any) -> KnownPerson:
-    resolved = _aware(row["resolved_at"])
+    resolved = aware(row["resolved_at"])
     assert resolved is not None
     return KnownPerson(
         user_id=row["user_id"],
@@ -1062,7 +1077,7 @@ def _known_person(row: Any) -> KnownPerson:
         name=row["name"],
         reason=row["reason"],
         resolved_at=resolved,
-        changed_at=_aware(row["changed_at"]),
+        changed_at=aware(row["changed_at"]),
     )
 
 
@@ -1071,7 +1086,8 @@ def _short_text(text: str | None, length: int = 255) -> str | None:
     return None if text is None else kept_text(text)[:length]
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+def aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """`moment` in UTC as a column gave it back."""
     # SQLite hands timestamps back naive; they were written in UTC.
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)

@@ -32,7 +32,7 @@ from sync.config import Config
 from sync.fragment import FragmentClient
 from sync.mapping import task_uid
 from sync.run import RunOptions, run_once
-from sync.state import StateStore
+from sync.state import StateStore, utcnow
 from sync.state.schema import tasks as tasks_table
 from synckit import make_config, pushed_items, write_tickets
 
@@ -419,23 +419,31 @@ def test_the_daemon_takes_a_census_after_a_pass_once_its_interval_is_up(
     import threading
 
     from sync.shell.daemon import Daemon
+    from sync.state.claims import Claim
 
     config = make_config(emulator, ticket_file, sqlite_url, connector={"census": "6h"})
     with StateStore.open(config.state.url) as store:
         daemon = Daemon(config, store, None, threading.Event())
+
+        def turn() -> None:
+            """The connector's turn in the daemon, claimed as its scheduler loop claims it."""
+            assert store.acquire_lease("helpdesk", daemon.options.owner, ttl=60)
+            daemon.work(Claim("helpdesk", utcnow()))
+
         try:
-            daemon.run_connector("helpdesk")  # a pass, then the first census: nothing gone
+            turn()  # a pass, then the first census: nothing gone
             first = store.last_census("helpdesk")
             assert first is not None
             write_tickets(ticket_file, tickets(40)[1:])
 
-            daemon.run_connector("helpdesk")  # not due yet: six hours between censuses
+            turn()  # not due yet: six hours between censuses
             assert archived(emulator, [1]) == {1: False}
             assert store.last_census("helpdesk") == first
 
             store.record_census("helpdesk", first - dt.timedelta(hours=6), "ok")
-            daemon.run_connector("helpdesk")
+            turn()
         finally:
             daemon.client.close()
+            daemon.pool.shutdown()
 
     assert archived(emulator, [1]) == {1: True}

@@ -399,3 +399,27 @@ def test_a_config_that_sets_no_new_key_keeps_the_fingerprint_it_had() -> None:
     config = build_config(raw, "test")
 
     assert config.connectors["files"].fingerprint() == "399780d89cd52ebe581181d04a60f194"
+
+
+def _fleet(connectors: int, **sections: dict[str, object]) -> dict[str, object]:
+    raw: dict[str, object] = {
+        "fragment": {"url": "http://127.0.0.1:1", "token": "x"},
+        "connectors": {
+            f"c{i}": {"kind": "jsonl", "path": f"/srv/{i}.jsonl"} for i in range(connectors)
+        },
+    }
+    return {**raw, **sections}
+
+
+def test_workers_default_to_one_per_connector_at_most_sixteen_and_size_the_pool() -> None:
+    assert build_config(_fleet(3), "test").workers == 3
+    assert build_config(_fleet(40), "test").workers == 16
+    sized = build_config(_fleet(40, daemon={"workers": 4}), "test")
+    assert (sized.workers, sized.pool_size) == (4, 8)
+    assert build_config(_fleet(3, state={"pool_size": 20}), "test").pool_size == 20
+
+
+def test_zero_workers_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config(_fleet(1, daemon={"workers": 0}), "test")
+    assert caught.value.key == "daemon.workers"

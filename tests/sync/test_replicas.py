@@ -1,10 +1,12 @@
 """Several processes, one state database: a connector runs in exactly one at a time.
 
-Three daemons share the machine's PostgreSQL and sync two connectors on a
+Three daemons share the machine's PostgreSQL (or MariaDB) and sync two connectors on a
 one-second schedule into one emulator. Over many scheduled turns no
 connector's passes overlap; killing the lease holder with SIGKILL hands the
 connector to another replica within the lease's TTL; Fragment ends with every
-ticket once.
+ticket once. Three daemons on PostgreSQL or MariaDB divide six connectors:
+each runs about once per interval, whichever replica claims it, never as a
+busy skip; a daemon stopped with SIGTERM hands its claims back at once.
 """
 
 from __future__ import annotations
@@ -17,23 +19,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from fragment_emulator import Emulator
-from sync.state import StateStore
+from sync.state import StateStore, utcnow
+from sync.state.claims import Claims
 from synckit import TOKEN, write_tickets
 
 LEASE_TTL = 3
 
 
-def config_text(base_url: str, state_url: str, files: dict[str, Path]) -> str:
+def config_text(
+    base_url: str,
+    state_url: str,
+    files: dict[str, Path],
+    interval: str = "1s",
+    lease_ttl: int = LEASE_TTL,
+    jitter: str = "0s",
+) -> str:
     connectors = "".join(
         f"""
 [connectors.{name}]
 kind = "jsonl"
 path = "{path}"
-schedule = {{ interval = "1s" }}
+schedule = {{ interval = "{interval}", jitter = "{jitter}" }}
 [connectors.{name}.mapping]
 title = "{{subject}}"
 source_id_field = "ticket_id"
@@ -51,7 +63,7 @@ requests_per_minute = 100000
 url = "{state_url}"
 
 [locking]
-lease_ttl = "{LEASE_TTL}s"
+lease_ttl = "{lease_ttl}s"
 
 [daemon]
 http_port = 0
@@ -97,9 +109,12 @@ def count_runs(state_url: str) -> int:
     return int(count)
 
 
-def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
-    tmp_path: Path, postgres_url: str
+@pytest.mark.postgres
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_three_daemons_share_a_state_and_never_run_a_connector_twice_at_once(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
 ) -> None:
+    state_url = request.getfixturevalue(f"{server}_url")
     files = {
         name: write_tickets(
             tmp_path / f"{name}.jsonl",
@@ -113,7 +128,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
     with Emulator(tokens=[TOKEN]) as emulator:
         emulator.faults.latency = 0.05  # passes last long enough to collide if they could
         config = tmp_path / "sync.toml"
-        config.write_text(config_text(emulator.base_url, postgres_url, files))
+        config.write_text(config_text(emulator.base_url, state_url, files))
         logs = [tmp_path / f"daemon{i}.log" for i in range(3)]
         daemons = [start_daemon(config, log) for log in logs]
         try:
@@ -123,7 +138,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
             assert emulator.store.count() == 240
 
             # Kill whoever holds alpha's lease right now, mid-pass or between passes.
-            store = StateStore.open(postgres_url)
+            store = StateStore.open(state_url)
             holder = None
             while holder is None and time.monotonic() < deadline:
                 holder = store.lease("alpha")
@@ -153,7 +168,7 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
             # Let the survivors take many scheduled turns, so that overlapping passes,
             # if they could happen, would have had the chance to.
             store.close()
-            while count_runs(postgres_url) < 8 and time.monotonic() < deadline + 30:
+            while count_runs(state_url) < 8 and time.monotonic() < deadline + 30:
                 time.sleep(0.2)
         finally:
             for daemon in daemons:
@@ -172,12 +187,12 @@ def test_three_daemons_share_postgres_and_never_run_a_connector_twice_at_once(
         expected = {f"{name} {i}" for name in ("alpha", "beta") for i in range(120)}
         expected |= {f"alpha {i} v2" for i in range(120, 150)}
         assert sorted(titles) == sorted(expected)  # every ticket, each once
-        assert runs_overlap(postgres_url) == []
-        engine = sa.create_engine(postgres_url)
+        assert runs_overlap(state_url) == []
+        engine = sa.create_engine(state_url)
         with engine.connect() as conn:
             owners = conn.execute(sa.text("SELECT count(DISTINCT name) FROM runs")).scalar_one()
         engine.dispose()
-        assert count_runs(postgres_url) >= 8  # many scheduled turns happened
+        assert count_runs(state_url) >= 8  # many scheduled turns happened
         assert owners == 2
 
 
@@ -219,3 +234,123 @@ def test_run_once_on_a_connector_another_process_runs_exits_75(
     assert again.returncode == 0, again.stderr
     assert emulator.store.count() == 1
     store.close()
+
+
+def finished_events(log: Path) -> list[dict[str, Any]]:
+    """A daemon's `run_finished` events so far."""
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "run_finished":
+            events.append(event)
+    return events
+
+
+def stop_all(daemons: list[subprocess.Popen[bytes]]) -> None:
+    for daemon in daemons:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+    for daemon in daemons:
+        try:
+            daemon.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
+INTERVAL = 2.0
+WINDOW = 10.0
+"""Seconds the division is watched for: five intervals."""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_three_daemons_divide_the_connectors_each_running_about_once_an_interval(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
+) -> None:
+    """Every replica used to try every connector at every tick: 60% of the attempts were
+    busy skips, a fifth of the passes duplicates, and three replicas three times the work."""
+    state_url = request.getfixturevalue(f"{server}_url")
+    names = [f"c{i}" for i in range(6)]
+    files = {
+        name: write_tickets(
+            tmp_path / f"{name}.jsonl",
+            [{"id": 1, "subject": f"{name} 1", "updated_at": "2026-11-02T09:00:00Z"}],
+        )
+        for name in names
+    }
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = tmp_path / "sync.toml"
+        text = config_text(
+            emulator.base_url, state_url, files, f"{INTERVAL:g}s", lease_ttl=30, jitter="1s"
+        )
+        config.write_text(text)
+        logs = [tmp_path / f"daemon{i}.log" for i in range(3)]
+        daemons = [start_daemon(config, log) for log in logs]
+        try:
+            deadline = time.monotonic() + 60
+            while emulator.store.count() < len(names) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert emulator.store.count() == len(names)
+            before = [len(finished_events(log)) for log in logs]
+            time.sleep(WINDOW)  # watch five intervals of the fleet at work
+            during = [finished_events(log)[count:] for log, count in zip(logs, before, strict=True)]
+        finally:
+            stop_all(daemons)
+
+    tails = [log.read_text()[-2000:] for log in logs]
+    assert all(d.returncode == 0 for d in daemons), tails
+    passes = [event for events in during for event in events]
+    per_connector = {name: sum(e["name"] == name for e in passes) for name in names}
+    # One a connector per interval, and one more where the window cuts a turn: never the
+    # two or three more of replicas each running it.
+    assert all(1 <= count <= WINDOW / INTERVAL + 1 for count in per_connector.values()), (
+        per_connector
+    )
+    assert [e for e in passes if e["outcome"] != "ok"] == []  # no busy skip, no failure
+    assert all(events for events in during), [len(events) for events in during]  # each a share
+    assert runs_overlap(state_url) == []
+
+
+@pytest.mark.postgres
+def test_a_daemon_stopped_with_sigterm_hands_its_claims_back_at_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """With a lease TTL of a minute, a claim left held would keep its connector from every
+    other replica for that minute."""
+    names = ["alpha", "beta", "gamma"]
+    files = {
+        name: write_tickets(
+            tmp_path / f"{name}.jsonl",
+            [{"id": 1, "subject": f"{name} 1", "updated_at": "2026-11-02T09:00:00Z"}],
+        )
+        for name in names
+    }
+    with Emulator(tokens=[TOKEN]) as emulator:
+        config = tmp_path / "sync.toml"
+        config.write_text(config_text(emulator.base_url, postgres_url, files, lease_ttl=60))
+        log = tmp_path / "daemon.log"
+        [daemon] = daemons = [start_daemon(config, log)]
+        try:
+            deadline = time.monotonic() + 60
+            while len(finished_events(log)) < 2 * len(names) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(finished_events(log)) >= 2 * len(names), log.read_text()[-2000:]
+        finally:
+            stop_all(daemons)
+
+    assert daemon.returncode == 0, log.read_text()[-2000:]
+    store = StateStore.open(postgres_url)
+    try:
+        assert [store.lease(name) for name in names] == [None, None, None]
+        replica = Claims(store, "next:1:x", ttl=60)
+        replica.register({name: utcnow() + dt.timedelta(seconds=2) for name in names})
+        claimed: list[str] = []
+        while len(claimed) < len(names) and time.monotonic() < deadline:
+            claimed += [claim.connector for claim in replica.take_due(names, limit=3)]
+            time.sleep(0.1)
+        assert sorted(claimed) == names  # due within their interval, not the lease's minute
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from fragment_emulator import Emulator
-from sync.config import ScheduleSettings, build_config, load_config
+from sync.config import ScheduleSettings, build_config
+from sync.cron import cron_trigger
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
 from sync.shell.cli import main
-from sync.shell.daemon import Daemon, trigger_for
-from sync.state import StateStore
-from synckit import TOKEN, DaemonProcess, free_port, tasks_by_ticket, write_tickets
+from sync.shell.daemon import Daemon, next_due
+from sync.state import Pool, StateStore
+from synckit import TOKEN, DaemonProcess, tasks_by_ticket, write_tickets
 
 WEEK = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 TICKETS = [
@@ -125,50 +127,53 @@ def test_an_interval_daemon_picks_up_a_new_ticket_on_a_later_pass(
 # The triggers, as the daemon schedules them
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, emulator: Emulator, sqlite_url: str) -> Iterator[Daemon]:
-    """A daemon whose schedule is `{ cron = "*/10 * * * *", jitter = "30s" }`, scheduled, paused."""
-    path = daemon_config(tmp_path, emulator, '{ cron = "*/10 * * * *", jitter = "30s" }')
-    store = StateStore.open(sqlite_url)
-    scheduled = Daemon(load_config(path), store, None, threading.Event())
-    scheduled.schedule()
-    scheduled.scheduler.start(paused=True)
-    yield scheduled
-    scheduled.scheduler.shutdown(wait=False)
-    scheduled.client.close()
-    store.close()
-
-
-def test_the_cron_job_fires_on_its_line_each_time_within_its_jitter(daemon: Daemon) -> None:
-    job = daemon.scheduler.get_job("helpdesk")
-    assert job is not None
-    assert job.next_run_time <= dt.datetime.now(dt.UTC)  # a first pass at start
-    start = dt.datetime(2026, 11, 2, 9, 3, 12, tzinfo=dt.UTC)
+def test_a_cron_connector_is_due_on_its_line_each_time_within_its_jitter() -> None:
+    schedule = ScheduleSettings(cron="*/10 * * * *", jitter=dt.timedelta(seconds=30))
     slot = dt.datetime(2026, 11, 2, 9, 10, tzinfo=dt.UTC)
+    now = dt.datetime(2026, 11, 2, 9, 3, 12, tzinfo=dt.UTC)
     offsets = []
-    previous: dt.datetime | None = None
-    now = start
     for _ in range(200):
-        fire = job.trigger.get_next_fire_time(previous, now)
-        assert slot <= fire <= slot + dt.timedelta(seconds=30), (fire, slot)
-        offsets.append((fire - slot).total_seconds())
-        previous = now = fire
+        due = next_due(schedule, now, now)
+        assert slot <= due <= slot + dt.timedelta(seconds=30), (due, slot)
+        offsets.append((due - slot).total_seconds())
+        now = due + dt.timedelta(seconds=2)  # the pass took two seconds
         slot += dt.timedelta(minutes=10)
 
     assert max(offsets) > 1  # the jitter spreads the passes (all 0: no jitter applied)
 
 
-def test_the_interval_job_waits_its_interval_plus_at_most_its_jitter() -> None:
-    trigger = trigger_for(
-        ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(seconds=20))
-    )
-    start = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+def test_an_interval_connector_is_due_its_interval_after_its_last_due_give_or_take_its_jitter() -> (
+    None
+):
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(seconds=20))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    ended = due + dt.timedelta(seconds=40)  # it waited for a worker, then ran
 
-    fires = [trigger.get_next_fire_time(start, start) for _ in range(200)]
+    gaps = [(next_due(schedule, due, ended) - due).total_seconds() for _ in range(400)]
 
-    gaps = [(fire - start).total_seconds() for fire in fires]
-    assert all(300 <= gap <= 320 for gap in gaps), gaps
-    assert max(gaps) > 301
+    assert all(290 <= gap <= 310 for gap in gaps), gaps
+    assert min(gaps) < 299 and max(gaps) > 301  # moved both ways
+    assert 298 < sum(gaps) / len(gaps) < 302  # one pass an interval, on average
+
+
+def test_a_pass_that_ran_past_its_next_turn_is_due_again_at_once() -> None:
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(0))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    ended = due + dt.timedelta(minutes=7)
+
+    assert next_due(schedule, due, ended) == ended
+
+
+def test_connectors_on_one_interval_spread_out_by_default() -> None:
+    """With `jitter` unset, a twentieth of the interval (at most 15s); a cron line none."""
+    assert ScheduleSettings(interval=dt.timedelta(minutes=1)).spread == dt.timedelta(seconds=3)
+    assert ScheduleSettings(interval=dt.timedelta(hours=1)).spread == dt.timedelta(seconds=15)
+    assert ScheduleSettings(cron="0 9 * * *").spread == dt.timedelta(0)
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=1))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    dues = {next_due(schedule, due, due) for _ in range(50)}
+    assert len(dues) > 1
+    assert all(abs((d - due).total_seconds() - 60) <= 1.5 for d in dues)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +192,7 @@ def test_the_interval_job_waits_its_interval_plus_at_most_its_jitter() -> None:
 )
 def test_cron_weekdays_count_from_sunday_as_crontab_does(line: str, weekdays: list[str]) -> None:
     """APScheduler 3's `from_crontab` counts weekdays from Monday: `1-5` ran Tuesday to Saturday."""
-    trigger = trigger_for(ScheduleSettings(cron=line))
+    trigger = cron_trigger(line)
     start = dt.datetime(2026, 11, 1, 0, 0, tzinfo=dt.UTC)  # a Sunday, before 09:00
     fire: dt.datetime | None = None
     seen = []
@@ -203,7 +208,7 @@ def test_cron_weekdays_count_from_sunday_as_crontab_does(line: str, weekdays: li
 
 def test_a_cron_line_restricting_both_days_runs_on_either_as_crontab_does() -> None:
     """Crontab runs `0 9 13 * 5` on the 13th and on every Friday, not on Friday the 13th only."""
-    trigger = trigger_for(ScheduleSettings(cron="0 9 13 * 5"))
+    trigger = cron_trigger("0 9 13 * 5")
     fire = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # a Tuesday; the 13th is a Sunday
     days = []
     for _ in range(5):
@@ -288,19 +293,19 @@ def scrape_runs(port: int, outcome: str) -> float:
 
 
 @pytest.mark.postgres
-def test_passes_while_the_state_database_is_unreachable_fail_with_one_line_each_and_count(
+def test_while_the_state_database_is_unreachable_the_daemon_says_so_once_and_resumes_after(
     tmp_path: Path, emulator: Emulator, postgres_url: str, postgres_switch: PostgresSwitch
 ) -> None:
-    """Each used to end in APScheduler's "Job ... raised an exception" and a traceback,
-    uncounted in `runs_total{outcome="failed"}`."""
-    port = free_port()
-    config = daemon_config(tmp_path, emulator, '{ interval = "1s" }', postgres_url, port)
+    """Claiming fails every second while the state is out of reach: one JSON line says so,
+    not one a second and no traceback (APScheduler's "Job ... raised an exception" was one);
+    passes start again once it answers."""
+    config = daemon_config(tmp_path, emulator, '{ interval = "1s" }', postgres_url)
 
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
         daemon.wait_for(lambda: bool(finished(daemon, "ok")), what="a first ok pass")
         postgres_switch.refuse()
-        daemon.wait_for(lambda: len(finished(daemon, "failed")) >= 3, what="three failed passes")
-        failed_counted = scrape_runs(port, "failed")
+        daemon.wait_for(lambda: bool(events(daemon, "claims_failed")), what="claims_failed")
+        time.sleep(3)  # three more turns of the scheduler loop, failing too
         postgres_switch.allow()
         ok_before = len(finished(daemon, "ok"))
         daemon.wait_for(lambda: len(finished(daemon, "ok")) > ok_before, what="a pass after")
@@ -309,13 +314,80 @@ def test_passes_while_the_state_database_is_unreachable_fail_with_one_line_each_
     assert code == 0, daemon.text()
     assert "Traceback" not in daemon.text()
     assert not [e for e in daemon.lines() if "exception" in e or "raw" in e]
-    failures = finished(daemon, "failed")
-    for event in failures:
-        assert event["connector"] == "helpdesk"
-        assert event["error"].startswith("the state database is unreachable: ")
-        assert event["level"] == "error"
-    assert failed_counted >= 3
+    [failing] = events(daemon, "claims_failed")
+    assert failing["level"] == "error"
+    assert failing["error"].startswith("the state database is unreachable: ")
+    assert len(events(daemon, "claims_resumed")) == 1
     assert len(tasks_by_ticket(emulator)) == 12
+
+
+def events(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
+    return [event for event in daemon.lines() if event.get("event") == name]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
+    tmp_path: Path, emulator: Emulator, server: str, request: pytest.FixtureRequest
+) -> None:
+    """32 pool timeouts escaped the workers as tracebacks, uncounted, their runs left
+    "running" and their leases held until expiry."""
+    state_url = request.getfixturevalue(f"{server}_url")
+    config = build_config(
+        {
+            "fragment": {"url": emulator.base_url, "token": TOKEN},
+            "state": {"url": state_url, "pool_size": 1, "pool_timeout": "1s"},
+            "connectors": {
+                "helpdesk": {
+                    "kind": "jsonl",
+                    "path": str(write_tickets(tmp_path / "tickets.jsonl", TICKETS)),
+                    "mapping": {"title": "{subject}"},
+                }
+            },
+        },
+        source="test",
+    )
+    store = StateStore.open(state_url, pool=Pool(config.pool_size, 1.0))
+    daemon = Daemon(config, store, None, threading.Event())
+    daemon.schedule()
+    [claim] = daemon.claims.take_due(["helpdesk"], limit=1)
+    outcomes: list[str] = []
+    observer = Outcomes(outcomes)
+    RUN_OBSERVERS.append(observer)
+    try:
+        # Every connection of the pool (its size, as many again) is busy elsewhere.
+        with store.engine.connect(), store.engine.connect(), capture_logs() as logs:
+            daemon.work(claim)
+    finally:
+        RUN_OBSERVERS.remove(observer)
+        daemon.client.close()
+        daemon.pool.shutdown()
+
+    assert outcomes == ["failed"]  # counted once
+    assert not [e for e in logs if "exc_info" in e or e["event"] == "run_crashed"]
+    [line] = [e for e in logs if e["log_level"] == "error"]
+    assert line["event"] == "run_finished" and line["connector"] == "helpdesk"
+    assert line["error"].startswith("the state database is unreachable: QueuePool limit")
+    # The claim could not be released either: it expires, and the next turn takes it.
+    [left] = [e for e in logs if e["event"] == "claim_not_released"]
+    assert left["log_level"] == "warning"
+    assert daemon.held == set()
+    holder = store.lease("helpdesk")
+    assert holder is not None and holder.owner == daemon.options.owner
+    store.close()
+
+
+class Outcomes:
+    """A run observer keeping each pass's outcome."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        self.outcomes = outcomes
+
+    def started(self, name: str, run_id: str | None) -> None:
+        pass
+
+    def finished(self, summary: RunSummary, outcome: str) -> None:
+        self.outcomes.append(outcome)
 
 
 @pytest.mark.postgres

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.values import parse_datetime
-from sync.fragment import FragmentClient
+from sync.fragment import TaskListPage
 from sync.watermark import held_back
 from sync_http import clock
 
@@ -48,6 +48,12 @@ class ChangePage:
 
     tasks: list[ChangedTask]
     mark: dt.datetime | None
+
+
+class TaskLister(Protocol):
+    """What the poll needs of Fragment's client (`sync.fragment.FragmentClient.task_page`)."""
+
+    def task_page(self, params: dict[str, str]) -> TaskListPage: ...
 
 
 class TaskChanges(Protocol):
@@ -86,7 +92,7 @@ class FragmentPoll:
 
     def __init__(
         self,
-        client: FragmentClient,
+        client: TaskLister,
         *,
         lookback: dt.timedelta = DEFAULT_LOOKBACK,
         page_size: int = 100,

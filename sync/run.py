@@ -36,7 +36,7 @@ from dataclasses import asdict
 import structlog
 
 from connectors.base import Connector, Cursor, SourceTicket
-from connectors.errors import SourceError
+from connectors.errors import SourceError, StopRequested
 from connectors.registry import connector_class
 from connectors.values import record_zone
 from sync.checkpoint import FAILURES_LOGGED, Checkpointer, FailureLog, Mark, PassCounts, sane
@@ -47,7 +47,7 @@ from sync.mapping import CommentSummary, Mapper, TaskPayload
 from sync.people import PeopleResolver
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
-from sync.state import UNREACHABLE, StateStore, unreachable_message, utcnow
+from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
 from sync.state.comments import CommentLedger
 from sync.stream import TaskStream
 from sync.summary import (
@@ -151,7 +151,30 @@ class ConnectorRun:
                 self.log.info("connector_busy", holder=who)
                 message = f"connector {self.name!r} is being run by {who}"
                 return self._summary(started, None, "busy", message)
+            self._write_back()
             return self._execute(started)
+
+    def _write_back(self) -> None:
+        """Two-way sync's pass (`sync.write_back`), when configured: before the forward one,
+        which then reads the tickets it changed and pushes them. Its failure is logged in
+        one line and never stops the forward pass; a stop request does."""
+        if not self.config.settings.write_back.enabled or self.client is None:
+            return
+        # Here, not at the top: it loads the HTTP stack, which a pass with nothing to push
+        # never needs (tests/sync/shell/test_startup.py).
+        from sync.write_back import ConnectorWriteBack
+
+        options = self.options
+        source = connector_class(self.config.kind)(self.name, self.config.options, options.stop)
+        try:
+            ConnectorWriteBack(self.config, self.store, self.client, source).execute()
+        except (StopRequested, LeaseLost):
+            raise  # a stop request (a `RunInterrupted` too) or another process's turn
+        except Exception as exc:
+            _, error = outcome_of(exc, self.log)
+            self.log.warning("write_back_failed", error=error)
+        finally:
+            source.close()
 
     def _execute(self, started: float) -> RunSummary:
         self._started = started

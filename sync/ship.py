@@ -50,6 +50,10 @@ class Fragment(Sink, Protocol):
     @property
     def settings(self) -> FragmentSettings: ...
 
+    def task_page(self, params: dict[str, str]) -> Any:
+        """A page of Fragment's task listing (two-way sync's poll, `sync.changes`)."""
+        ...
+
 
 class FragmentOnDemand:
     """Fragment's client, made at the first push; `run_once` hands one to its passes.
@@ -74,6 +78,10 @@ class FragmentOnDemand:
     def task_comments(self, uid: str) -> list[str] | None:
         """`FragmentClient.task_comments`."""
         return self._connected().task_comments(uid)
+
+    def task_page(self, params: dict[str, str]) -> Any:
+        """`FragmentClient.task_page` (two-way sync's poll, `sync.changes`)."""
+        return self._connected().task_page(params)
 
     def _connected(self) -> FragmentClient:
         with self._lock:

@@ -30,9 +30,8 @@ import structlog
 
 from connectors.base import Connector, TicketWrite
 from connectors.errors import WriteConflict, WriteRefused
-from sync.changes import ChangedTask, FragmentPoll, TaskChanges
+from sync.changes import ChangedTask, FragmentPoll, TaskChanges, TaskLister
 from sync.config import ConnectorConfig
-from sync.fragment import FragmentClient
 from sync.mapping import sides_hash
 from sync.state import StateStore, utcnow
 from sync.state.write_back import Refusal, WriteBackLedger
@@ -90,7 +89,7 @@ class ConnectorWriteBack:
         self,
         config: ConnectorConfig,
         store: StateStore,
-        client: FragmentClient,
+        client: TaskLister,
         source: Connector,
         *,
         changes: TaskChanges | None = None,

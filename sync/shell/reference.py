@@ -55,18 +55,23 @@ def default_mapping(kind: str) -> str:
 
 
 def connector_capabilities() -> str:
-    """What each installed connector can do of issue 19's list, read off its class.
+    """What each installed connector can do beyond reading tickets, read off its class.
 
-    A census (`scope_ids`), people (`people`), the conversation (`comments`): a table a
-    reader can trust, since a connector gains a column's yes only by implementing it.
+    A census (`scope_ids`), people (`people`), the conversation (`comments`), write-back
+    (`writes`): a table a reader can trust, since a connector gains a column's yes only
+    by implementing it.
     """
-    rows = ["| kind | census | people lookup | conversation |", "| --- | --- | --- | --- |"]
+    rows = [
+        "| kind | census | people lookup | conversation | write-back |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     comments = {"listing": "with the tickets", "requests": "extra requests", None: "no"}
     for kind, cls in available().items():
         census = "yes" if cls.scope_ids is not Connector.scope_ids else "no"
         people = "yes" if cls.people is not Connector.people else "no"
         page = f"[`{kind}`]({kind}.md)" if kind in _DOCUMENTED_KINDS else f"`{kind}`"
-        rows.append(f"| {page} | {census} | {people} | {comments[cls.comments]} |")
+        writes = ", ".join(sorted(cls.writes)) or "no"
+        rows.append(f"| {page} | {census} | {people} | {comments[cls.comments]} | {writes} |")
     return "\n".join([*rows, ""])
 
 

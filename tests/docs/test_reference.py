@@ -382,10 +382,12 @@ def test_the_capabilities_table_says_yes_only_where_the_connector_implements_it(
 
     assert len(rows) == len(available())
     for kind, cls in available().items():
-        census, people, conversation = rows[f"[`{kind}`]({kind}.md)"]
+        census, people, conversation, writes = rows[f"[`{kind}`]({kind}.md)"]
         assert (census == "yes") == (cls.scope_ids is not Connector.scope_ids), kind
         assert (people == "yes") == (cls.people is not Connector.people), kind
         assert (conversation == "no") == (cls.comments is None), kind
+        assert (writes == "no") == (cls.write is Connector.write), kind
     # Redmine's deletions vanish, so it takes a census; Zendesk's export reports them.
     assert rows["[`redmine`](redmine.md)"][0] == "yes"
     assert rows["[`zendesk`](zendesk.md)"][0] == "no"
+    assert rows["[`redmine`](redmine.md)"][3] == "assignee, status"

@@ -196,6 +196,23 @@ def test_an_operators_done_resolves_the_issue_and_the_next_passes_send_nothing(
     assert len(two_way.fake.writes) == 1
 
 
+def test_one_run_writes_back_then_pushes_what_it_wrote_and_the_next_sends_nothing(
+    two_way: TwoWay,
+) -> None:
+    two_way.patch(2, status="STARTED")
+    requests_before = len(two_way.emulator.requests)
+
+    first = two_way.forward()  # run --once: write-back, then the forward pass
+    second = two_way.forward()
+
+    assert two_way.fake.issues[2]["status"]["name"] == "In Progress"
+    assert first.pushed == 1 and second.pushed == 0
+    assert len(two_way.fake.writes) == 1
+    # The second pass asked Fragment for its changes once, and sent nothing.
+    second_requests = two_way.emulator.requests[requests_before:]
+    assert [r["method"] for r in second_requests[-1:]] == ["GET"]
+
+
 def test_a_push_is_not_written_back_and_a_write_back_is_not_pushed_over_many_rounds(
     two_way: TwoWay,
 ) -> None:
@@ -243,7 +260,9 @@ def test_a_forbidden_transition_is_a_failed_item_naming_it_and_the_forward_sync_
     assert row.source_id == "2" and row.field == "status"
     assert row.wanted == {"status": "TODO", "assignee_email": None}
     assert row.error is not None and "'New'" in row.error and "from 'In Progress'" in row.error
-    assert row.retry_at is not None and row.attempts == 1
+    # Refused by the write-back pass, then by the run's own (the failed items' policy tries
+    # again on every pass for five minutes, then backs off).
+    assert row.retry_at is not None and row.attempts == 2
     assert forward.pushed >= 1  # issue 4's edit went through all the same
     assert two_way.task(4)["fields"]["title"].endswith("Edited in Redmine")
     assert two_way.fake.issues[2]["status"]["name"] == "In Progress"

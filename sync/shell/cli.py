@@ -660,12 +660,15 @@ def _failures_of(args: argparse.Namespace, config: Config) -> int:
             else:
                 print(f"{name} {source_id} [comment {comment_id}]: {error}")
             comments += 1
+    refusals, conflicts = _write_back_failures(args, config, store, names, count + comments)
     if args.json:
-        print("]" if count + comments else "[]")
+        print("]" if count + comments + refusals + conflicts else "[]")
     else:
         print(f"{count} failed items")
         if comments:
             print(f"{comments} failed comments")
+        if refusals or conflicts:
+            print(f"{refusals} refused write-backs, {conflicts} write-back conflicts")
     return EXIT_OK
 
 
@@ -707,6 +710,38 @@ def _reset_in(args: argparse.Namespace, config: Config) -> int:
     hashes = "; pushed-content hashes forgotten" if args.forget_hashes else ""
     print(f"{args.connector}: watermark set to {where}{hashes}")
     return EXIT_OK
+
+
+def _write_back_failures(
+    args: argparse.Namespace, config: Config, store: Any, names: list[str], listed: int
+) -> tuple[int, int]:
+    """Print two-way sync's refused writes and the conflicts the source won (`failures list`),
+    after `listed` entries; their counts."""
+    from sync.state.write_back import WriteBackLedger
+
+    refusals = conflicts = 0
+    for name in names:
+        if not config.connectors[name].settings.write_back.enabled:
+            continue
+        for row in WriteBackLedger(store).rows(config.connectors[name].uid_namespace):
+            refused = row.error is not None
+            if args.json:
+                entry = {
+                    "connector": name, "source_id": row.source_id,
+                    "stage": "write_back" if refused else "conflict", "field": row.field,
+                    "wanted": row.wanted, "attempts": row.attempts, "retry_at": row.retry_at,
+                    "error": row.error if refused else row.conflict,
+                }  # fmt: skip
+                text = json.dumps(entry, ensure_ascii=False, default=str)
+                print("[" if listed + refusals + conflicts == 0 else ",", text)
+            elif refused:
+                head = f"{name} {row.source_id} [write-back] attempts {row.attempts}"
+                print(f"{head}, {_next_try(row)}: {row.error}")
+            else:
+                print(f"{name} {row.source_id} [conflict: the source won]: {row.conflict}")
+            refusals += refused
+            conflicts += not refused
+    return refusals, conflicts
 
 
 def _next_try(item: Any) -> str:

@@ -6,6 +6,7 @@ write what the config asks of it fails the start naming the key.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from sync.errors import ConfigError
 from sync.fragment import FragmentClient
 from sync.mapping import task_uid
 from sync.run import RunSummary, run_once
+from sync.shell.cli import main
 from sync.state import StateStore
 from sync.state.write_back import WriteBackLedger
 from sync.write_back import ConnectorWriteBack, WriteBackSummary
@@ -286,3 +288,47 @@ def test_an_issue_the_source_closed_wins_over_fragments_status_as_a_recorded_con
 
 def _status(name: str) -> dict[str, Any]:
     return {"id": STATUSES[name], "name": name, "is_closed": name in ("Closed", "Rejected")}
+
+
+def test_failures_list_shows_a_refused_write_back_and_a_conflict_naming_each_ticket(
+    two_way: TwoWay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_way.fake.touch(2, status=_status("In Progress"))  # a Developer can't take it to New
+    two_way.fake.touch(5, status=_status("Closed"))
+    two_way.forward()
+    two_way.patch(2, status="TODO")
+    two_way.patch(5, status="STARTED")
+    two_way.back()
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f"""
+[fragment]
+url = "{two_way.emulator.base_url}"
+token = "{TOKEN}"
+
+[state]
+url = "{two_way.store.engine.url.render_as_string(hide_password=False)}"
+
+[connectors.helpdesk]
+kind = "redmine"
+base_url = "{two_way.fake.base_url}"
+api_key = "{ALICE_KEY}"
+write_back = {{ status = {{ DONE = "Resolved", STARTED = "In Progress", TODO = "New" }} }}
+"""
+    )
+
+    assert main(["failures", "list", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert main(["failures", "list", "--json", "--config", str(config)]) == 0
+    entries = json.loads(capsys.readouterr().out)
+
+    assert "helpdesk 2 [write-back] attempts 1" in text and "from 'In Progress'" in text
+    assert "helpdesk 5 [conflict: the source won]" in text
+    assert "1 refused write-backs, 1 write-back conflicts" in text
+    assert {(e["source_id"], e["stage"]) for e in entries} == {
+        ("2", "write_back"),
+        ("5", "conflict"),
+    }
+    assert next(e for e in entries if e["stage"] == "write_back")["wanted"] == {
+        "status": "TODO", "assignee_email": None
+    }  # fmt: skip

@@ -34,7 +34,7 @@ from sync.changes import ChangedTask, FragmentPoll, TaskChanges, TaskLister
 from sync.config import ConnectorConfig
 from sync.mapping import sides_hash
 from sync.state import StateStore, utcnow
-from sync.state.write_back import Refusal, WriteBackLedger
+from sync.state.write_back import Refusal, TrackedTask, WriteBackLedger, Written
 
 log = structlog.get_logger("sync.write_back")
 
@@ -82,6 +82,18 @@ class Observed:
         return {"status": self.status, "assignee_email": self.email}
 
 
+def baseline(known: TrackedTask, last: Written | None) -> str | None:
+    """The status and assignee (their hash) the ticket holds, as far as this sync knows.
+
+    What was last written back, while no push came since (the task's `sides_hash` is
+    still the one it had then); else what the last push set. A task in Fragment that
+    holds it changed by nobody but this sync: nothing to write.
+    """
+    if last is not None and last.hash is not None and last.over == known.sides_hash:
+        return last.hash
+    return known.sides_hash
+
+
 class ConnectorWriteBack:
     """One write-back pass of one connector, through `changes` (Fragment's poll by default)."""
 
@@ -112,12 +124,15 @@ class ConnectorWriteBack:
             met.update(self._meet(page.tasks))
             if page.mark is not None:
                 self.ledger.set_mark(self.namespace, page.mark)
-        for refusal in due:
-            if refusal.source_id in met:
-                continue  # a newer change of its task was met instead
+        retrying = [r for r in due if r.source_id not in met]  # else a newer change was met
+        current = self.ledger.tracked(self.namespace, (r.uid for r in retrying))
+        for refusal in retrying:
             self.summary.retried += 1
-            observed = Observed(refusal.wanted.get("status"), refusal.wanted.get("assignee_email"))
-            self._write(refusal.source_id, refusal.uid, observed, previous=refusal)
+            wanted = refusal.wanted
+            observed = Observed(wanted.get("status"), wanted.get("assignee_email"))
+            known = current.get(refusal.uid)
+            over = None if known is None else known.sides_hash
+            self._write(refusal.source_id, refusal.uid, observed, over, previous=refusal)
         self.log.info("write_back_finished", **self.summary.as_json())
         return self.summary
 
@@ -130,42 +145,54 @@ class ConnectorWriteBack:
         met = set()
         for task, known in mine:
             observed = Observed.of(task.task)
-            if observed.hash == known.sides_hash:
+            last = written.get(known.source_id)
+            if last is not None and last.writing is not None:
+                pass  # a write a crash cut short may not have landed: write again
+            elif observed.hash == baseline(known, last):
                 self.summary.echoes += 1
-            elif observed.hash != written.get(known.source_id):
-                self._write(known.source_id, task.uid, observed)
-                met.add(known.source_id)
+                continue
+            self._write(known.source_id, task.uid, observed, known.sides_hash)
+            met.add(known.source_id)
         return met
 
     def _write(
-        self, source_id: str, uid: str, observed: Observed, previous: Refusal | None = None
+        self,
+        source_id: str,
+        uid: str,
+        observed: Observed,
+        over: str | None,
+        previous: Refusal | None = None,
     ) -> None:
-        """Write `observed` to ticket `source_id` as configured, and record what came of it."""
+        """Write `observed` to ticket `source_id` as configured, and record what came of it;
+        `over` is the task's `sides_hash` now (what the source had when last pushed)."""
+        ns = self.namespace
         try:
             change = self._change(source_id, observed)
             if change.fields:
+                self.ledger.writing(ns, source_id, uid, observed.hash)
                 self.source.write(change)
                 self.summary.written += 1
                 self.log.info("written_back", ticket=source_id, fields=list(change.fields))
         except WriteConflict as exc:
             self.summary.conflicts += 1
             self.log.warning("write_back_conflict", ticket=source_id, error=str(exc))
-            self.ledger.conflicted(self.namespace, source_id, uid, str(exc), observed.hash)
+            self.ledger.conflicted(ns, source_id, uid, str(exc), observed.hash, over)
         except WriteRefused as exc:
             self.summary.refused += 1
             self.log.warning("write_back_refused", ticket=source_id, error=str(exc))
             self.ledger.refused(
-                self.namespace,
+                ns,
                 source_id,
                 uid,
                 wanted=observed.wanted(),
                 written_hash=observed.hash,
+                over=over,
                 field=exc.field,
                 error=str(exc),
                 previous=previous,
             )
         else:
-            self.ledger.wrote(self.namespace, source_id, uid, observed.hash)
+            self.ledger.wrote(ns, source_id, uid, observed.hash, over)
 
     def _change(self, source_id: str, observed: Observed) -> TicketWrite:
         """What `observed` asks of the ticket, as configured. Raises `WriteRefused` for an

@@ -252,15 +252,20 @@ write_backs = sa.Table(
     sa.Column("connector", ID, primary_key=True),
     sa.Column("source_id", ID, primary_key=True),
     sa.Column("uid", sa.String(36), nullable=False),
-    # The hash of the status and assignee last written back (or met and nothing to write).
+    # The hash of the status and assignee last written back (or met and nothing to write),
+    # and the task's `sides_hash` then: while that is still the task's, no push came since,
+    # and the source holds what was written.
     sa.Column("written_hash", sa.String(32)),
+    sa.Column("written_over", sa.String(32)),
     sa.Column("written_at", UTC_TIME),
+    # Written ahead of a write: set, the write may or may not have reached the source.
+    sa.Column("writing_hash", sa.String(32)),
     # A refused write: what was asked (JSON: status, assignee), the source's words, and the
     # retry's schedule (sync.failures).
     sa.Column("wanted", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("field", sa.String(64)),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("first_failed", UTC_TIME),
     sa.Column("retry_at", UTC_TIME),
     # A conflict the rule decided (the source won): when, and what Fragment's task said.

@@ -37,6 +37,16 @@ class TrackedTask:
 
 
 @dataclass(frozen=True)
+class Written:
+    """What a ticket last received from Fragment: the hash written (or met), the task's
+    `sides_hash` at the time, and a write begun but not known to have ended."""
+
+    hash: str | None
+    over: str | None
+    writing: str | None
+
+
+@dataclass(frozen=True)
 class Refusal:
     """A write-back the source refused, due again: the ticket, its task, what was asked."""
 
@@ -99,17 +109,23 @@ class WriteBackLedger:
                 found.update({row[0]: TrackedTask(row[1], row[2]) for row in rows})
         return found
 
-    def written(self, connector: str, source_ids: Iterable[str]) -> dict[str, str | None]:
-        """The hash last written back (or met with nothing to write), by ticket."""
-        found: dict[str, str | None] = {}
+    def written(self, connector: str, source_ids: Iterable[str]) -> dict[str, Written]:
+        """What each of these tickets last received from Fragment, by ticket."""
+        found: dict[str, Written] = {}
+        columns = (
+            write_backs.c.source_id,
+            write_backs.c.written_hash,
+            write_backs.c.written_over,
+            write_backs.c.writing_hash,
+        )
         with self.engine.connect() as conn:
             for chunk in batched(list(dict.fromkeys(source_ids)), IN_CHUNK):
                 rows = conn.execute(
-                    sa.select(write_backs.c.source_id, write_backs.c.written_hash).where(
+                    sa.select(*columns).where(
                         write_backs.c.connector == connector, write_backs.c.source_id.in_(chunk)
                     )
                 )
-                found.update({row[0]: row[1] for row in rows})
+                found.update({row[0]: Written(row[1], row[2], row[3]) for row in rows})
         return found
 
     def user_ids(self, connector: str, emails: Iterable[str]) -> dict[str, str]:
@@ -131,15 +147,24 @@ class WriteBackLedger:
 
     # What happened to each change
 
-    def wrote(self, connector: str, source_id: str, uid: str, written_hash: str) -> None:
+    def writing(self, connector: str, source_id: str, uid: str, writing_hash: str) -> None:
+        """About to write `writing_hash` to the ticket: until `wrote` (or a refusal), the
+        source may or may not hold it (a crash in between), and the next pass writes again."""
+        self._upsert(connector, source_id, uid, writing_hash=writing_hash)
+
+    def wrote(
+        self, connector: str, source_id: str, uid: str, written_hash: str, over: str | None
+    ) -> None:
         """Fragment's status and assignee (`written_hash`) are the ticket's now: written, or
-        nothing to write. Clears a refusal."""
+        nothing to write; `over`, the task's `sides_hash` then. Clears a refusal."""
         self._upsert(
             connector,
             source_id,
             uid,
             written_hash=written_hash,
+            written_over=over,
             written_at=utcnow(),
+            writing_hash=None,
             wanted=None,
             error=None,
             field=None,
@@ -156,6 +181,7 @@ class WriteBackLedger:
         *,
         wanted: dict[str, Any],
         written_hash: str,
+        over: str | None,
         field: str,
         error: str,
         previous: Refusal | None = None,
@@ -169,6 +195,8 @@ class WriteBackLedger:
             source_id,
             uid,
             written_hash=written_hash,
+            written_over=over,
+            writing_hash=None,
             wanted=json.dumps(wanted, sort_keys=True),
             error=error_text(error),
             field=field,
@@ -177,13 +205,18 @@ class WriteBackLedger:
             retry_at=failures.retry_at(first, now, self.retry_policy),
         )
 
-    def conflicted(self, connector: str, source_id: str, uid: str, what: str, written: str) -> None:
-        """The rule gave the ticket's side the win over Fragment's change (`what`)."""
+    def conflicted(
+        self, connector: str, source_id: str, uid: str, what: str, met: str, over: str | None
+    ) -> None:
+        """The rule gave the ticket's side the win over Fragment's change (`what`, whose
+        hash is `met`); `over`, the task's `sides_hash` then."""
         self._upsert(
             connector,
             source_id,
             uid,
-            written_hash=written,
+            written_hash=met,
+            written_over=over,
+            writing_hash=None,
             conflict=error_text(what),
             conflict_at=utcnow(),
         )
@@ -249,7 +282,6 @@ class WriteBackLedger:
 
     def _upsert(self, connector: str, source_id: str, uid: str, **values: Any) -> None:
         row = {"connector": connector, "source_id": source_id, "uid": uid, **values}
-        row.setdefault("attempts", 0)
         with self.engine.begin() as conn:
             upsert(conn, write_backs, [row], keys=("connector", "source_id"))
 

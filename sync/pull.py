@@ -66,8 +66,8 @@ class FailedItemPull:
 
     Every item if `hurry`, else those due before the pass `began` (those tried
     again in it are due after that); `untried_since`: only those not tried
-    since then. `waiting` and `due`, when the pass read them at its start
-    (`StateStore.pass_start`): how many are not due, whether any is.
+    since then. `waiting`: how many are not due, when the pass read it at its
+    start (`StateStore.pass_start`).
     """
 
     def __init__(
@@ -80,13 +80,11 @@ class FailedItemPull:
         began: dt.datetime,
         untried_since: dt.datetime | None = None,
         waiting: int | None = None,
-        due: bool = True,
     ) -> None:
         self.store, self.namespace, self.log = store, namespace, log
         self.hurry, self.began, self.untried_since = hurry, began, untried_since
         self.retried = 0
         self.waiting = waiting
-        self.due = due
 
     def pages(self) -> Iterator[RetryPage]:
         store, namespace = self.store, self.namespace
@@ -95,8 +93,6 @@ class FailedItemPull:
         else:
             if self.waiting is None:
                 self.waiting = store.waiting_count(namespace, self.began)
-            if not self.due:
-                return
             pages = store.due_failed_item_pages(namespace, LOOKUP_CHUNK, self.began)
         for page in pages:
             items = [item for item in page if item.retryable and self._untried(item)]

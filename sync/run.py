@@ -344,14 +344,15 @@ class ConnectorRun:
         if not self._had_failures:
             return
         assert self._start is not None
-        due = hurry or self._start.due
-        if due:
-            self._begin_work()
         failed = FailedItemPull(
             self.store, self.namespace, self.log,
             hurry=hurry, began=self._began, untried_since=untried_since,
-            waiting=None if hurry else self._start.waiting, due=due,
+            waiting=None if hurry else self._start.waiting,
         )  # fmt: skip
+        if not hurry and not self._start.due:
+            failed.report()  # those waiting: nothing to read, nothing to checkpoint
+            return
+        self._begin_work()
         for page in failed.pages():
             stream.resolve(page.resolved)
             people = self.people.lookup(source, page.tickets)

@@ -18,11 +18,14 @@ from sync.state import (
     MAX_ERROR_TEXT,
     Acked,
     FailedItem,
+    HistoryPolicy,
     StateError,
     StateStore,
     bootstrap,
+    utcnow,
 )
 from sync.state.schema import failed_items as failed_items_table
+from sync.state.schema import runs as runs_table
 from sync.state.upkeep import TableStatistics
 from sync.watermark import encode
 from synckit import make_config, pushed_items, write_tickets
@@ -594,7 +597,7 @@ def test_huge_unmappable_tickets_are_failed_items_and_the_good_ones_go_out_once(
 
 
 def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateStore) -> None:
-    store.keep_runs = 3
+    store = StateStore(store.engine, HistoryPolicy(keep=3))
     for _ in range(5):
         store.finish_run(
             store.start_run("helpdesk", "helpdesk", None), outcome="ok", counts={}, watermark=None
@@ -603,6 +606,26 @@ def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateSto
     kept = store.recent_runs("helpdesk", limit=100)
     assert len(kept) == 3
     assert len(store.recent_runs("other")) == 1
+
+
+def test_the_run_history_drops_runs_older_than_it_keeps(store: StateStore) -> None:
+    """Pruned by age too: a connector that stopped running kept its thousand runs forever."""
+    now = utcnow()
+    with store.engine.begin() as conn:
+        for connector, age in (("gone", 3), ("gone", 1), ("helpdesk", 3)):
+            conn.execute(
+                sa.insert(runs_table).values(
+                    id=f"{connector}-{age}", connector=connector, name=connector,
+                    started_at=now - dt.timedelta(days=age), outcome="ok",
+                    pulled=0, pushed=0, unchanged=0, failed=0, requests=0,
+                )
+            )  # fmt: skip
+    pruning = StateStore(store.engine, HistoryPolicy(keep_for=dt.timedelta(days=2)))
+
+    started = pruning.start_run("helpdesk", "helpdesk", None)
+
+    kept = pruning.recent_runs(limit=100)
+    assert sorted(run.id for run in kept) == sorted(["gone-1", started])
 
 
 def test_a_run_whose_process_died_reads_abandoned_and_the_next_pass_records_it(

@@ -3,16 +3,19 @@
 `Metrics` owns a registry of its own (never the process-wide default, so each
 test can make a fresh one) and is both a `sync.run.RunObserver` and a
 `sync_http.session.HttpObserver`: `install()` registers it with both.
-Counters come from the observer calls; the watermark lag, the failed items
-and the task counts are read from the state store at scrape time, so they are
-fresh even when no pass has run for an hour (the two counts are shared with
-the status page for a few seconds: `sync.shell.status.CountCache`). It also keeps
+Counters come from the observer calls; the watermark lag, the failed items,
+the task counts and the last ok pass (by any replica) are read from the state
+store at scrape time, so they are fresh even when no pass has run here for an
+hour. They come from the rows the passes keep up to date
+(`sync.shell.status.collect`): a scrape runs the same few queries for ten
+connectors or ten thousand. It also keeps
 which passes are in flight, for `/readyz` to tell a stuck one. Serving the
 registry over HTTP is `sync.shell.web`'s job.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -29,7 +32,7 @@ from sync import run as run_loop
 from sync.census import CensusSummary
 from sync.config import Config
 from sync.run import RunSummary
-from sync.shell.status import CountCache, Counts, collect
+from sync.shell.status import collect
 from sync.state import StateError, StateStore
 from sync_http import session
 
@@ -169,9 +172,7 @@ class Metrics:
             by_connector,
             registry=registry,
         )
-        self.counts = CountCache(store)
-        """Shared with the status page: one count of the tasks for both, every few seconds."""
-        registry.register(StateCollector(config, store, self.counts))
+        registry.register(StateCollector(config, store))
         for name in config.connectors:
             for family in (self.pulled, self.pushed, self.unchanged, self.failed, self.running):
                 family.labels(name)
@@ -264,19 +265,18 @@ class Metrics:
 class StateCollector(Collector):
     """Reads the state store at each scrape: lag, failed items, tasks, and whether it answers."""
 
-    def __init__(self, config: Config, store: StateStore, counts: Counts) -> None:
+    def __init__(self, config: Config, store: StateStore) -> None:
         self.config = config
         self.store = store
-        self.counts = counts
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Names only: registering must not touch the database.
         return list(self._families())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag, failed, tasks, up, pending = self._families()
+        lag, failed, tasks, up, pending, last_ok = self._families()
         try:
-            rows = collect(self.config, self.store, self.counts)
+            rows = collect(self.config, self.store)
         except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
             log.warning("state_scrape_failed", error=f"{type(exc).__name__}: {exc}")
             up.add_metric([], 0)
@@ -289,8 +289,11 @@ class StateCollector(Collector):
             tasks.add_metric([row["name"]], row["tasks"])
             if row["comments"] is not None:
                 pending.add_metric([row["name"]], row["comments"]["pending"])
+            if row["last_ok_at"] is not None:
+                moment = dt.datetime.fromisoformat(row["last_ok_at"])
+                last_ok.add_metric([row["name"]], moment.timestamp())
         up.add_metric([], 1)
-        yield from (lag, failed, tasks, up, pending)
+        yield from (lag, failed, tasks, up, pending, last_ok)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -317,6 +320,12 @@ class StateCollector(Collector):
             GaugeMetricFamily(
                 f"{PREFIX}_comments_pending",
                 "Comments waiting to be posted (comment sync on), at scrape time.",
+                labels=["connector"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_last_ok_pass_timestamp_seconds",
+                "When the connector's last pass that ended ok finished, in any process sharing "
+                "the state (unix time), at scrape time.",
                 labels=["connector"],
             ),
         )

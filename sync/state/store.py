@@ -405,6 +405,14 @@ class StateStore:
             last_recorded=_aware(read_time(conn, recorded)),
         )
 
+    def watermarks_each(self) -> dict[str, Cursor]:
+        """Every connector's watermark, by connector (one query, whatever their number)."""
+        query = sa.select(
+            watermarks.c.connector, watermarks.c.cursor_kind, watermarks.c.cursor_value
+        )
+        with self.engine.connect() as conn:
+            return {row[0]: decode(row[1], row[2]) for row in conn.execute(query)}
+
     def set_watermark(self, connector: str, cursor: Cursor | None) -> None:
         """Put the watermark at `cursor` (None forgets it: the next run is a backfill).
 
@@ -551,6 +559,22 @@ class StateStore:
         began = _aware(row.began_at)
         assert began is not None
         return CensusRecord(connector, began, row.outcome, row.gone, row.archived, bool(row.forced))
+
+    def census_records_each(self) -> dict[str, CensusRecord]:
+        """Every connector's last census, by connector (one query, whatever their number)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(censuses)).mappings().all()
+        return {
+            row["connector"]: CensusRecord(
+                row["connector"],
+                _aware(row["began_at"]) or utcnow(),
+                row["outcome"],
+                row["gone"],
+                row["archived"],
+                bool(row["forced"]),
+            )
+            for row in rows
+        }
 
     def last_census(self, connector: str) -> dt.datetime | None:
         """When the last census of `connector` began (None: it never took one)."""
@@ -823,6 +847,28 @@ class StateStore:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
+
+    def oldest_failed_items_each(self, limit: int) -> dict[str, list[FailedItem]]:
+        """Each connector's `limit` oldest failed items, by connector: in one query."""
+        oldest = (
+            sa.func.row_number()
+            .over(
+                partition_by=failed_items.c.connector,
+                order_by=(failed_items.c.first_seen, failed_items.c.source_id),
+            )
+            .label("oldest")
+        )
+        ranked = sa.select(failed_items, oldest).subquery()
+        query = (
+            sa.select(*(ranked.c[column.name] for column in failed_items.c))
+            .where(ranked.c.oldest <= limit)
+            .order_by(ranked.c.connector, ranked.c.oldest)
+        )
+        found: dict[str, list[FailedItem]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                found.setdefault(row["connector"], []).append(_failed_item(row))
+        return found
 
     def failed_item_pages(self, connector: str, size: int) -> Iterator[list[FailedItem]]:
         """The connector's failed items, `size` at a time in source-id order."""

@@ -222,12 +222,30 @@ def _recorded_at(record: PassRecord, policy: HistoryPolicy) -> Any:
 def mark_running(
     conn: Connection, connector: str, name: str, run_id: str, started: dt.datetime
 ) -> None:
-    """Show the connector's summary row as running the pass `run_id` (if it has a row yet)."""
-    conn.execute(
+    """Show the connector's summary row as running the pass `run_id` (made for its first)."""
+    running = {
+        "name": name,
+        "run_id": run_id,
+        "started_at": started,
+        "ended_at": None,
+        "outcome": "running",
+    }
+    updated = conn.execute(
         sa.update(connector_stats)
         .where(connector_stats.c.connector == connector)
-        .values(name=name, run_id=run_id, started_at=started, ended_at=None, outcome="running")
-    )
+        .values(**running)
+    ).rowcount
+    if not updated:
+        conn.execute(
+            sa.insert(connector_stats).values(
+                connector=connector,
+                **running,
+                **dict.fromkeys(("pulled", "pushed", "unchanged", "failed", "passes"), 0),
+                **dict.fromkeys(("pulled_total", "pushed_total", "failed_total"), 0),
+                tasks=count_of(tasks, connector),
+                failed_items=count_of(failed_items, connector),
+            )
+        )
 
 
 def all_stats(conn: Connection) -> dict[str, ConnectorStats]:

@@ -231,9 +231,7 @@ def mark_running(
         "outcome": "running",
     }
     updated = conn.execute(
-        sa.update(connector_stats)
-        .where(connector_stats.c.connector == connector)
-        .values(**running)
+        sa.update(connector_stats).where(connector_stats.c.connector == connector).values(**running)
     ).rowcount
     if not updated:
         conn.execute(

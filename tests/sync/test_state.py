@@ -235,6 +235,43 @@ def _schema(engine: sa.Engine) -> dict[str, Any]:
     }
 
 
+def test_upgrading_to_0014_fills_each_connectors_summary_row_from_its_history(
+    state_url: str,
+) -> None:
+    old = StateStore.open(state_url, upgrade=False)
+    old.upgrade("0012")
+    with old.engine.begin() as conn:
+        for number, (outcome, pulled) in enumerate((("ok", 5), ("failed", 2), ("ok", 0))):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (id, connector, name, started_at, ended_at, outcome,"
+                    " pulled, pushed, unchanged, failed, requests, error) VALUES"
+                    " (:id, 'helpdesk', 'desk', :at, :at, :outcome, :pulled, :pulled, 0, 0, 1,"
+                    " NULL)"
+                ),
+                {"id": f"run-{number}", "at": T0 + dt.timedelta(minutes=number),
+                 "outcome": outcome, "pulled": pulled},
+            )  # fmt: skip
+        for source_id in ("1", "2"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tasks (connector, source_id, uid, content_hash, source_cursor,"
+                    " pushed_at) VALUES ('helpdesk', :id, :id, 'h', 'x', :now)"
+                ),
+                {"id": source_id, "now": T0},
+            )
+    old.close()
+
+    upgraded = StateStore.open(state_url)
+
+    stats = upgraded.connector_stats()["helpdesk"]
+    assert (stats.run_id, stats.name, stats.outcome) == ("run-2", "desk", "ok")
+    assert (stats.passes, stats.pulled_total, stats.pushed_total) == (3, 7, 7)
+    assert (stats.tasks, stats.failed_items) == (2, 0)
+    assert stats.last_ok_at == T0 + dt.timedelta(minutes=2)
+    upgraded.close()
+
+
 def test_a_fresh_database_gets_the_schema_the_migrations_build(state_url: str) -> None:
     """The one-step schema of a new database must be what replaying every migration builds."""
     fresh = StateStore.open(state_url)

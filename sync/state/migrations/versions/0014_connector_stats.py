@@ -63,10 +63,13 @@ def _fill(stats: sa.Table) -> None:
     """One row per connector with a run, from its newest run, its history's totals, its counts."""
     conn = op.get_bind()
     runs = sa.table(
-        "runs", *(sa.column(name) for name in (
-            "id", "connector", "name", "started_at", "ended_at", "outcome", "error",
-            "pulled", "pushed", "unchanged", "failed",
-        ))
+        "runs",
+        *(sa.column(name) for name in (
+            "id", "connector", "name", "outcome", "error", "pulled", "pushed", "unchanged",
+            "failed",
+        )),
+        sa.column("started_at", UtcTime()),
+        sa.column("ended_at", UtcTime()),
     )  # fmt: skip
     tasks = sa.table("tasks", sa.column("connector"))
     failed_items = sa.table("failed_items", sa.column("connector"))
@@ -79,8 +82,9 @@ def _fill(stats: sa.Table) -> None:
                 sa.func.coalesce(sa.func.sum(runs.c.pulled), 0).label("pulled"),
                 sa.func.coalesce(sa.func.sum(runs.c.pushed), 0).label("pushed"),
                 sa.func.coalesce(sa.func.sum(runs.c.failed), 0).label("failed"),
-                sa.func.max(sa.case((runs.c.outcome == "ok", runs.c.ended_at))).label("last_ok"),
-                sa.func.max(runs.c.started_at).label("newest"),
+                sa.func.max(
+                    sa.case((runs.c.outcome == "ok", runs.c.ended_at)), type_=UtcTime()
+                ).label("last_ok"),
             ).group_by(runs.c.connector)
         )
     }
@@ -94,7 +98,8 @@ def _fill(stats: sa.Table) -> None:
     for connector, total in totals.items():
         last = conn.execute(
             sa.select(runs)
-            .where(runs.c.connector == connector, runs.c.started_at == total.newest)
+            .where(runs.c.connector == connector)
+            .order_by(runs.c.started_at.desc())
             .limit(1)
         ).first()
         if last is None:

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -70,6 +77,9 @@ class Metrics:
     """
 
     def __init__(self, config: Config, store: StateStore) -> None:
+        # No `_created` series: at 10,000 connectors they were 90,000 of a scrape's 230,000
+        # lines, and Prometheus ignores them unless a feature flag asks for them.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         by_connector = ["connector"]

@@ -172,7 +172,8 @@ def record_pass(conn: Connection, record: PassRecord, policy: HistoryPolicy) -> 
         **{name: counts[name] for name in ("pulled", "pushed", "unchanged", "failed")},
     }
     values: dict[str, Any] = {
-        **last,
+        # A pass that lost its lease leaves "last pass" to the process that took it over.
+        **({} if record.outcome == "lease_lost" else last),
         "passes": stats.passes + 1,
         "pulled_total": stats.pulled_total + counts["pulled"],
         "pushed_total": stats.pushed_total + counts["pushed"],

@@ -34,7 +34,7 @@ from sync.shell.web import WebServer
 from sync.state import StateStore
 from sync.state.schema import connector_stats, leases, runs, watermarks
 
-TOKEN = "bench-scrape-token-0123456789"
+TOKEN = "bench-scrape-token-0123456789"  # noqa: S105 (the bench's own server's)
 
 
 def fleet_config(directory: Path, state_url: str, connectors: int) -> Config:

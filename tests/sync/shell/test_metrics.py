@@ -227,8 +227,8 @@ def fleet(tmp_path: Path, state_url: str, connectors: int) -> Config:
     with StateStore.open(state_url) as store, store.engine.begin() as conn:
         conn.execute(
             sa.insert(watermarks),
-            [{"connector": n, "cursor_kind": "datetime", "cursor_value": "2026-12-01T00:00:00.000000+00:00",
-              "updated_at": now} for n in names],
+            [{"connector": n, "cursor_kind": "datetime", "updated_at": now,
+              "cursor_value": "2026-12-01T00:00:00.000000+00:00"} for n in names],
         )  # fmt: skip
         conn.execute(
             sa.insert(connector_stats),

@@ -1,16 +1,18 @@
 """Prometheus metrics of the daemon: what the passes did, what the HTTP servers answered.
 
-`Metrics` owns a registry of its own (never the process-wide default, so each
-test can make a fresh one) and is both a `sync.run.RunObserver` and a
-`sync_http.session.HttpObserver`: `install()` registers it with both.
-Counters come from the observer calls; the watermark lag, the failed items,
-the task counts and the last ok pass (by any replica) are read from the state
-store at scrape time, so they are fresh even when no pass has run here for an
-hour. They come from the rows the passes keep up to date
-(`sync.shell.status.collect`): a scrape runs the same few queries for ten
-connectors or ten thousand. It also keeps
-which passes are in flight, for `/readyz` to tell a stuck one. Serving the
-registry over HTTP is `sync.shell.web`'s job.
+`Metrics` is both a `sync.run.RunObserver` and a `sync_http.session.HttpObserver`:
+`install()` registers it with both. Its series labelled by connector are
+`sync.shell.series` families (plain numbers, written as Prometheus text: at
+10,000 connectors `prometheus_client` took over a second formatting them); the
+HTTP series are in a registry of its own (never the process-wide default, so
+each test can make a fresh one). Counters come from the observer calls; the
+watermark lag, the failed items, the task counts and the last ok pass (by any
+replica) are read from the state store at scrape time, so they are fresh even
+when no pass has run here for an hour. They come from the rows the passes keep
+up to date (`sync.shell.status.collect`): a scrape runs the same few queries
+for ten connectors or ten thousand. It also keeps which passes are in flight,
+for `/readyz` to tell a stuck one. Serving the metrics over HTTP is
+`sync.shell.web`'s job.
 """
 
 from __future__ import annotations

@@ -216,9 +216,8 @@ class ConnectorRun:
             try:
                 self._record(run_id, outcome, error, stored)
             except STATE_FAILURES as exc:
-                outcome, error = "failed", state_failure_message(exc)
-                if self.counts.pushed:
-                    error += "; what it pushed was checkpointed"
+                ended = "" if error is None else f" (the pass had ended {outcome}: {error})"
+                outcome, error = "failed", state_failure_message(exc) + ended
         return self._summary(started, run_id, outcome, error)
 
     def _begin_work(self) -> None:

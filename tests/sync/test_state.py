@@ -645,6 +645,24 @@ def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateSto
     assert len(store.recent_runs("other")) == 1
 
 
+def test_commands_that_drop_failed_items_or_forget_tasks_recount_the_summary_row(
+    store: StateStore,
+) -> None:
+    """Metrics read the counts from the summary row: a command changing them must count again."""
+    store.start_run("helpdesk", "helpdesk", None)  # the connector's first pass makes its row
+    store.commit_batch(
+        "helpdesk",
+        acked=[Acked("1", "uid-1", "h1", T0), Acked("2", "uid-2", "h2", T0)],
+        failed=[FailedItem("3", None, "mapping", "title", "no subject")],
+    )
+
+    store.drop_failed("helpdesk")
+    assert (store.connector_stats()["helpdesk"].tasks, store.failed_count("helpdesk")) == (2, 0)
+    assert store.connector_stats()["helpdesk"].failed_items == 0
+    store.forget_tasks("helpdesk")
+    assert store.connector_stats()["helpdesk"].tasks == 0
+
+
 def test_the_run_history_drops_runs_older_than_it_keeps(store: StateStore) -> None:
     """Pruned by age too: a connector that stopped running kept its thousand runs forever."""
     now = utcnow()

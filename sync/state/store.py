@@ -1067,28 +1067,44 @@ class StateStore:
     def recent_runs_each(self, limit: int) -> dict[str, list[RunRecord]]:
         """Each connector's latest `limit` runs, newest first, by connector: in two queries.
 
-        Abandoned runs read as `recent_runs` reads them.
+        On PostgreSQL, a range of the index on (connector, started_at) per
+        connector with a summary row (a lateral join); elsewhere a window over
+        the history. Abandoned runs read as `recent_runs` reads them.
         """
-        newest = (
-            sa.func.row_number()
-            .over(partition_by=runs.c.connector, order_by=runs.c.started_at.desc())
-            .label("newest")
-        )
-        ranked = sa.select(runs, newest).subquery()
-        query = (
-            sa.select(*(ranked.c[column.name] for column in runs.c), ranked.c.newest)
-            .where(ranked.c.newest <= limit)
-            .order_by(ranked.c.connector, ranked.c.newest)
-        )
+        columns = [runs.c[column.name] for column in runs.c]
+        if self.engine.dialect.name == "postgresql":
+            keys = sa.select(connector_stats.c.connector).subquery()
+            newest = (
+                sa.select(*columns)
+                .where(runs.c.connector == keys.c.connector)
+                .order_by(runs.c.started_at.desc())
+                .limit(limit)
+                .lateral()
+            )
+            query = sa.select(newest).select_from(keys).join(newest, sa.true())
+            query = query.order_by(newest.c.connector, newest.c.started_at.desc())
+        else:
+            rank = (
+                sa.func.row_number()
+                .over(partition_by=runs.c.connector, order_by=runs.c.started_at.desc())
+                .label("newest")
+            )
+            ranked = sa.select(*columns, rank).subquery()
+            query = (
+                sa.select(*(ranked.c[column.name] for column in runs.c))
+                .where(ranked.c.newest <= limit)
+                .order_by(ranked.c.connector, ranked.c.newest)
+            )
         found: dict[str, list[RunRecord]] = {}
         live: set[str | None] = set()
         with self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
             leased = _live_leases(conn) if any(r["outcome"] == "running" for r in rows) else set()
         for row in rows:
-            record = _run_record({k: v for k, v in row.items() if k != "newest"})
+            record = _run_record(row)
+            newest_of_its_connector = record.connector not in found
             found.setdefault(record.connector, []).append(record)
-            if row["newest"] == 1 and record.connector in leased:
+            if newest_of_its_connector and record.connector in leased:
                 live.add(record.id)
         return {name: _abandoned_shown(records, live) for name, records in found.items()}
 

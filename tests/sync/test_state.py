@@ -683,6 +683,23 @@ def test_the_run_history_drops_runs_older_than_it_keeps(store: StateStore) -> No
     assert sorted(run.id for run in kept) == sorted(["gone-1", started])
 
 
+def test_the_newest_runs_of_every_connector_are_read_at_once(store: StateStore) -> None:
+    """The status page read each connector's runs with a query of its own."""
+    started = {
+        connector: [store.start_run(connector, connector, None) for _ in range(3)]
+        for connector in ("alpha", "beta")
+    }
+    store.acquire_lease("beta", "host:1:alive", ttl=60)
+
+    each = store.recent_runs_each(2)
+
+    assert {name: [run.id for run in runs] for name, runs in each.items()} == {
+        name: ids[:0:-1] for name, ids in started.items()
+    }
+    assert [run.outcome for run in each["alpha"]] == ["abandoned", "abandoned"]  # no lease
+    assert [run.outcome for run in each["beta"]] == ["running", "abandoned"]  # newest is live
+
+
 def test_a_run_whose_process_died_reads_abandoned_and_the_next_pass_records_it(
     store: StateStore,
 ) -> None:

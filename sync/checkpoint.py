@@ -206,6 +206,8 @@ class Checkpointer:
         self.counts = failures.counts
         self.watermark = watermark
         self.isolation_requests = 0
+        self.commits = 0
+        """Checkpoints committed: the state's tasks or failed items may have changed."""
         self._stored_watermark = stored_watermark
         """What the state holds: a watermark held back (see `CLOCK_ALLOWANCE`) differs."""
         self._held = False
@@ -213,16 +215,17 @@ class Checkpointer:
         self._settings_recorded = False
         """A checkpoint of this pass recorded its settings (`_settings_reached`)."""
 
-    def reads_everything(self, fingerprint: str, full: bool) -> bool:
+    def reads_everything(self, fingerprint: str, full: bool, stored: str | None) -> bool:
         """Whether this pass reads every ticket again, and says why when it is news.
 
         It does with no watermark, when `full`, and when the settings (their
-        `fingerprint`) changed since the last complete pass: a changed mapping
-        alters tasks behind the watermark too.
+        `fingerprint`) differ from those of the last complete pass (`stored`,
+        as the pass read it at its start): a changed mapping alters tasks
+        behind the watermark too.
         """
         if full or self.watermark is None:
             return True
-        if self.store.settings_fingerprint(self.namespace) != fingerprint:
+        if stored != fingerprint:
             self.failures.log.info("settings_changed", detail="reading every ticket again")
             return True
         return False
@@ -261,6 +264,7 @@ class Checkpointer:
             snapshot=mark.snapshot,
             lease=self.lease,
         )
+        self.commits += 1
         self._settings_recorded |= fingerprint is not None
         if move_watermark:
             self.watermark = new_watermark

@@ -46,7 +46,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from connectors.base import ConnectorOptions, Person
+from connectors.base import ConnectorOptions, Person, unset
 from connectors.registry import UnknownConnectorKind, connector_class
 from connectors.values import Duration, HttpUrl
 from sync.errors import ConfigError
@@ -141,7 +141,15 @@ class StateSettings(_Section):
     """Upgrade the state database's schema on start (`python -m sync db upgrade` does it by
     hand)."""
     keep_runs: int = Field(default=1000, ge=1)
-    """Runs kept per connector in the run history; older ones are deleted as passes start."""
+    """Runs kept per connector in the run history, the newest; older ones are deleted as
+    passes write new ones (a tenth more may be held in between)."""
+    keep_runs_for: Duration | None = Field(default=None, exclude_if=unset)
+    """Runs older than this are deleted from the run history (`"90d"`), checked every ten
+    minutes by each process that writes runs; unset: 30 days."""
+    idle_runs_every: Duration | None = Field(default=None, exclude_if=unset)
+    """An idle pass (the source vouched that nothing changed, no failed item was due) is
+    written to the run history at most once per this per connector; every pass updates
+    the connector's summary row, which `status`, the page and `/metrics` read. Unset: 1h."""
     pool_size: int | None = Field(default=None, ge=1, le=1000)
     """Connections kept open to a PostgreSQL or MySQL state; as many again open while
     needed. Unset: `daemon.workers` plus 4 (a pass uses one at a time, its lease renewal
@@ -149,6 +157,13 @@ class StateSettings(_Section):
     pool_timeout: Duration = dt.timedelta(seconds=30)
     """How long a pass waits for a connection of the pool; past it the pass fails (one log
     line, counted) and the next tries again."""
+
+    @field_validator("keep_runs_for", "idle_runs_every")
+    @classmethod
+    def _positive(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value <= dt.timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
 
 
 class LoggingSettings(_Section):

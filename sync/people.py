@@ -84,8 +84,12 @@ class PeopleResolver:
         """
         if not self.active:
             return settings
-        changed = self.store.people_changed_at(self.namespace)
-        if changed is None:
+        return self.fingerprint_with(settings, self.store.people_changed_at(self.namespace))
+
+    def fingerprint_with(self, settings: str, changed: dt.datetime | None) -> str:
+        """`fingerprint`, given when a cached email last changed (as a pass read it at its
+        start: `StateStore.pass_start`)."""
+        if not self.active or changed is None:
             return settings
         text = f"{settings} people changed {changed.isoformat()}"
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -66,7 +66,8 @@ class FailedItemPull:
 
     Every item if `hurry`, else those due before the pass `began` (those tried
     again in it are due after that); `untried_since`: only those not tried
-    since then.
+    since then. `waiting`: how many are not due, when the pass read it at its
+    start (`StateStore.pass_start`).
     """
 
     def __init__(
@@ -78,18 +79,20 @@ class FailedItemPull:
         hurry: bool,
         began: dt.datetime,
         untried_since: dt.datetime | None = None,
+        waiting: int | None = None,
     ) -> None:
         self.store, self.namespace, self.log = store, namespace, log
         self.hurry, self.began, self.untried_since = hurry, began, untried_since
         self.retried = 0
-        self.waiting = 0
+        self.waiting = waiting
 
     def pages(self) -> Iterator[RetryPage]:
         store, namespace = self.store, self.namespace
         if self.hurry:
             pages = store.failed_item_pages(namespace, LOOKUP_CHUNK)
         else:
-            self.waiting = store.waiting_count(namespace, self.began)
+            if self.waiting is None:
+                self.waiting = store.waiting_count(namespace, self.began)
             pages = store.due_failed_item_pages(namespace, LOOKUP_CHUNK, self.began)
         for page in pages:
             items = [item for item in page if item.retryable and self._untried(item)]
@@ -177,14 +180,22 @@ class SourcePull:
         self.stamped_offset: dt.timedelta | None = None
         """A lower bound of the source's clock offset, from its cursors (`_read_stamps`)."""
 
-    def unchanged(self, store: StateStore, namespace: str, *, full: bool, dry_run: bool) -> bool:
+    def unchanged(
+        self,
+        store: StateStore,
+        namespace: str,
+        previous: str | None,
+        *,
+        full: bool,
+        dry_run: bool,
+    ) -> bool:
         """Whether the source vouches for the content of the last complete pass: nothing to read.
 
-        Takes the source's content token (`token`) first, before reading: a
-        change during the pass counts. Never true for a `full` pass.
+        `previous`: the token kept with that pass, as the pass read it at its
+        start. Takes the source's content token (`token`) first, before
+        reading: a change during the pass counts. Never true for a `full` pass.
         """
         source = self.source
-        previous = store.source_snapshot(namespace)
         snapshot = self.token = source.snapshot(previous)
         if (
             full

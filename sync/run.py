@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict
 
@@ -47,7 +48,15 @@ from sync.mapping import CommentSummary, Mapper, TaskPayload
 from sync.people import PeopleResolver
 from sync.pull import FailedItemPull, SourcePull, failed_errors, with_usable_ids
 from sync.ship import Fragment, FragmentOnDemand, Ship
-from sync.state import UNREACHABLE, LeaseLost, StateStore, unreachable_message, utcnow
+from sync.state import (
+    STATE_FAILURES,
+    LeaseLost,
+    PassRecord,
+    PassStart,
+    StateStore,
+    state_failure_message,
+    utcnow,
+)
 from sync.state.comments import CommentLedger
 from sync.stream import TaskStream
 from sync.summary import (
@@ -109,6 +118,11 @@ class ConnectorRun:
         # written in this pass's first second must still read as this pass's.
         self._pass_started = self._began.replace(microsecond=0)
         self._had_failures = False  # the connector had failed items when the pass began
+        self._start: PassStart | None = None
+        """What the pass read of its connector's state as it began (one query)."""
+        self._run_id: str | None = None
+        self._running = False
+        """Its `runs` row is written: it does more than an idle pass (`_begin_work`)."""
         self._reported: RunSummary | None = None
         """The pass's summary, once logged and told to the observers."""
         self._intake: CommentIntake | None = None
@@ -124,18 +138,19 @@ class ConnectorRun:
     def execute(self) -> RunSummary:
         """Run the pass; never raises for a failure of this connector, it reports it.
 
-        A state database out of reach fails the pass as a source out of reach
-        does: one line, one failed pass counted, and the next pass tries again.
+        A state database that fails (out of reach, its pool exhausted, a
+        statement refused) fails the pass as a source out of reach does: one
+        line, one failed pass counted, and the next pass tries again.
         """
         started = time.monotonic()
         try:
             return self._execute_leased(started)
-        except UNREACHABLE as exc:
+        except STATE_FAILURES as exc:
             if self._reported is not None:
-                # Reported already; only its run row or its lease could not be written
-                # (the lease expires on its own, and the next pass takes it).
+                # Reported already; only its lease could not be released (it expires on
+                # its own, and the next pass takes it).
                 return self._reported
-            return self._summary(started, None, "failed", unreachable_message(exc))
+            return self._summary(started, self._run_id, "failed", state_failure_message(exc))
 
     def _execute_leased(self, started: float) -> RunSummary:
         if self.options.dry_run:
@@ -179,15 +194,19 @@ class ConnectorRun:
     def _execute(self, started: float) -> RunSummary:
         self._started = started
         self._deadline = started + self.config.settings.pass_timeout.total_seconds()
-        stored = watermark = self.store.watermark(self.namespace)
-        run_id = None
-        if not self.options.dry_run:
-            run_id = self.store.start_run(self.namespace, self.name, watermark)
+        # All an idle pass reads, in one query; its run is written only once it does more.
+        start = self._start = self.store.pass_start(
+            self.namespace, self._began, with_people=self.people.active
+        )
+        stored = watermark = start.watermark
+        run_id = self._run_id = None if self.options.dry_run else str(uuid.uuid4())
         self.log = self.log.bind(run_id=run_id)
         self.people.log = self.log
         # Taken before anything is read: an email that changes during the pass makes the
         # next one read every ticket again.
-        self._fingerprint = self.people.fingerprint(self.config.fingerprint())
+        self._fingerprint = self.people.fingerprint_with(
+            self.config.fingerprint(), start.people_changed_at
+        )
         watermark = sane(watermark, self._pass_started, self.log)
         for observer in RUN_OBSERVERS:
             observer.started(self.name, run_id)
@@ -201,7 +220,7 @@ class ConnectorRun:
                     self.name, self.config.options, self.options.stop
                 )
                 source.read_comments = self.config.reads_comments
-                self._had_failures = self.store.has_failed(self.namespace)
+                self._had_failures = start.failed
                 self._intake = self._comment_intake(source)
                 self._phases(stream, source)
                 stream.settle_all()
@@ -218,16 +237,44 @@ class ConnectorRun:
                 source.close()
             if self.options.progress:
                 self.options.progress.finish(self.name)
-        summary = self._summary(started, run_id, outcome, error)
         if run_id is not None:
-            self.store.finish_run(
-                run_id,
+            try:
+                self._record(run_id, outcome, error, stored)
+            except STATE_FAILURES as exc:
+                ended = "" if error is None else f" (the pass had ended {outcome}: {error})"
+                outcome, error = "failed", state_failure_message(exc) + ended
+        return self._summary(started, run_id, outcome, error)
+
+    def _begin_work(self) -> None:
+        """Write the pass's run as running, once: it reads its source or tries failed items.
+
+        An idle pass never gets here: its run is written (or not) as it ends.
+        """
+        if self._running or self._run_id is None or self._start is None:
+            return
+        self.store.start_run(self.namespace, self.name, self._start.watermark, self._run_id)
+        self._running = True
+
+    def _record(self, run_id: str, outcome: str, error: str | None, stored: Cursor | None) -> None:
+        """Keep how the pass ended: its connector's summary row, and its run if kept."""
+        assert self._start is not None
+        self.store.finish_pass(
+            PassRecord(
+                connector=self.namespace,
+                name=self.name,
+                run_id=run_id,
+                started_at=self._began,
+                ended_at=utcnow(),
                 outcome=outcome,
-                counts=asdict(self.counts),
-                watermark=self.watermark,
                 error=error,
+                counts=asdict(self.counts),
+                watermark_before=None if stored is None else encode(stored),
+                watermark_after=None if self.watermark is None else encode(self.watermark),
+                running=self._running,
+                changed=self.checkpoints is not None and self.checkpoints.commits > 0,
+                last_recorded=self._start.last_recorded,
             )
-        return summary
+        )
 
     def _stream(self, watermark: Cursor | None, stored: Cursor | None) -> TaskStream:
         """The stages this pass's tickets go through, from the diff to the checkpoint."""
@@ -255,9 +302,10 @@ class ConnectorRun:
         """Retry the failed items and pull what changed, in the order the docstring says."""
         assert self.checkpoints is not None
         full = self.options.full or self._comment_backfill
+        assert self._start is not None
         if self.options.retry_only:
             self._retry_failed(stream, source, hurry=True)
-        elif self.checkpoints.reads_everything(self._fingerprint, full):
+        elif self.checkpoints.reads_everything(self._fingerprint, full, self._start.fingerprint):
             # The pull tries the failed items it meets (their latest version): trying them
             # first as well sent and counted each twice. Then those it did not meet, at once:
             # the settings may be fixed for them too, and a source failing part-way must not
@@ -319,10 +367,16 @@ class ConnectorRun:
         """
         if not self._had_failures:
             return
+        assert self._start is not None
         failed = FailedItemPull(
             self.store, self.namespace, self.log,
             hurry=hurry, began=self._began, untried_since=untried_since,
+            waiting=None if hurry else self._start.waiting,
         )  # fmt: skip
+        if not hurry and not self._start.due:
+            failed.report()  # those waiting: nothing to read, nothing to checkpoint
+            return
+        self._begin_work()
         for page in failed.pages():
             stream.resolve(page.resolved)
             people = self.people.lookup(source, page.tickets)
@@ -335,8 +389,11 @@ class ConnectorRun:
         """Read what changed since the watermark (`full`: every ticket), and push it."""
         fingerprint = self._fingerprint
         pull = SourcePull(source, self.name, self.watermark, self._pass_started, self.log)
-        if pull.unchanged(self.store, self.namespace, full=full, dry_run=self.options.dry_run):
+        assert self._start is not None
+        previous, dry_run = self._start.snapshot, self.options.dry_run
+        if pull.unchanged(self.store, self.namespace, previous, full=full, dry_run=dry_run):
             return
+        self._begin_work()
         since = None if full else pull.since(self.config.settings.lookback)
         # Mid-pass checkpoints of a pass that reads everything record its settings once
         # they reach the watermark (see `Checkpointer`): a first backfill cut short resumes.
@@ -390,6 +447,7 @@ class ConnectorRun:
         client: object = self.client  # Fragment's client posts comments; a test's may not
         if self._intake is None or not isinstance(client, CommentClient):
             return
+        self._begin_work()
         interval = self.config.settings.schedule.interval or DEFAULT_COMMENT_TURN
         until = self._started + COMMENT_SHARE * interval.total_seconds()
         o = self.options

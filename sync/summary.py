@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sync.errors import FixConfiguration, RetryLater, StopConnector, StopRequested
 from sync.mapping import TaskPayload
-from sync.state import UNREACHABLE, LeaseLost, unreachable_message
+from sync.state import STATE_FAILURES, LeaseLost, state_failure_message
 from sync_http.redaction import redact
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -102,8 +102,8 @@ def outcome_of(exc: Exception, log: Any) -> tuple[str, str]:
     """The outcome of a pass `exc` stopped, and its message; a bug is logged with its trace.
 
     A stop request ends it `interrupted`, a lost lease `lease_lost`; the failure
-    kinds (`RetryLater`, `FixConfiguration`, `StopConnector`) and a state
-    database out of reach end it `failed`, their checkpoint intact either way.
+    kinds (`RetryLater`, `FixConfiguration`, `StopConnector`) and a failure of
+    the state database end it `failed`, their checkpoint intact either way.
     Anything else is a bug, `SkipTicket` too: the pass records a ticket it
     can't carry and goes on, so one reaching here escaped its stage. Call it
     where `exc` was caught: the trace logged is the one being handled.
@@ -114,8 +114,8 @@ def outcome_of(exc: Exception, log: Any) -> tuple[str, str]:
         return "interrupted", str(exc)
     if isinstance(exc, RetryLater | FixConfiguration | StopConnector):
         return "failed", str(exc)
-    if isinstance(exc, UNREACHABLE):
-        return "failed", unreachable_message(exc)
+    if isinstance(exc, STATE_FAILURES):
+        return "failed", state_failure_message(exc)
     log.exception("run_crashed")  # a bug: report it, keep the other connectors going
     # Not a failure kind, so its message was not redacted as it was made.
     return "failed", redact(f"internal error: {type(exc).__name__}: {exc}")

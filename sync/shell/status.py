@@ -1,16 +1,16 @@
 """What `python -m sync status` shows: per connector its watermark, last run, last census,
 failed items, and with comment sync on, its comments posted, pending and failed.
 
-The daemon's status page and `/metrics` show the same rows, read through a
-`CountCache` so that many viewers share one count of the tasks.
+The daemon's status page and `/metrics` show the same rows. They are read
+from what the passes keep up to date (`sync.state.history`: each
+connector's summary row, with its counts of tasks and failed items) and a
+few whole-table reads: a constant number of queries, whatever the number of
+connectors, and none of them counts a connector's tasks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from sync.config import Config
@@ -18,68 +18,32 @@ from sync.state import CensusRecord, StateStore
 from sync.state.comments import CommentLedger
 from sync.watermark import encode
 
-COUNTS_TTL_S = 5.0
-"""How long the daemon's page and metrics reuse a count of tasks and failed items."""
 
-Counts = Callable[[str], tuple[int, int]]
-"""A connector's (tasks, failed items), by its uid namespace."""
-
-
-class CountCache:
-    """The tasks and failed items of each connector, counted at most once per `ttl_s`.
-
-    Counting a connector's tasks reads all its rows: forty clients viewing
-    the page, one count each per view of a million tasks, slowed the passes
-    sharing the database from 0.05 s to 3-8 s. Through this they share one
-    count every few seconds. Viewers arriving while a count
-    runs wait for it rather than start their own. Callable as `Counts`.
-    """
-
-    def __init__(self, store: StateStore, ttl_s: float = COUNTS_TTL_S) -> None:
-        self.store = store
-        self.ttl_s = ttl_s
-        self._counted: dict[str, tuple[float, tuple[int, int]]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, namespace: str) -> tuple[int, int]:
-        with self._lock:
-            now = time.monotonic()
-            hit = self._counted.get(namespace)
-            if hit is not None and now - hit[0] < self.ttl_s:
-                return hit[1]
-            counts = counted(self.store)(namespace)
-            self._counted[namespace] = (time.monotonic(), counts)
-            return counts
-
-
-def counted(store: StateStore) -> Counts:
-    """`Counts` that count afresh on every call (one-off readers: `status`)."""
-    return lambda namespace: (store.task_count(namespace), store.failed_count(namespace))
-
-
-def collect(
-    config: Config, store: StateStore, counts: Counts | None = None
-) -> list[dict[str, Any]]:
-    """One row per configured connector, JSON-ready; tasks and failed items from `counts`
-    (counted afresh by default)."""
-    count = counts or counted(store)
+def collect(config: Config, store: StateStore) -> list[dict[str, Any]]:
+    """One row per configured connector, JSON-ready, in five queries at most."""
+    stats = store.connector_stats()
+    watermarks = store.watermarks_each()
+    censuses = store.census_records_each()
+    comment_counts = (
+        CommentLedger(store).counts_each()
+        if any(c.settings.conversation.sync for c in config.connectors.values())
+        else {}
+    )
     rows = []
     now = dt.datetime.now(dt.UTC)
     for name, connector in config.connectors.items():
         namespace = connector.uid_namespace
-        tasks, failed = count(namespace)
+        last = stats.get(namespace)
         comments = None
         if connector.settings.conversation.sync:
-            counted_comments = CommentLedger(store).counts(namespace)
+            counted = comment_counts.get(namespace)
             comments = {
-                "pending": counted_comments.pending,
-                "posted": counted_comments.posted,
-                "failed": counted_comments.failed,
+                "pending": 0 if counted is None else counted.pending,
+                "posted": 0 if counted is None else counted.posted,
+                "failed": 0 if counted is None else counted.failed,
             }
-        watermark = store.watermark(namespace)
-        runs = store.recent_runs(namespace, limit=1)
-        last = runs[0] if runs else None
-        census = store.census_record(namespace)
+        watermark = watermarks.get(namespace)
+        census = censuses.get(namespace)
         lag = (now - watermark).total_seconds() if isinstance(watermark, dt.datetime) else None
         rows.append(
             {
@@ -89,14 +53,15 @@ def collect(
                 "uid_namespace": namespace,
                 "watermark": None if watermark is None else encode(watermark),
                 "lag_s": None if lag is None else round(lag),
-                "tasks": tasks,
-                "failed_items": failed,
+                "tasks": 0 if last is None else last.tasks,
+                "failed_items": 0 if last is None else last.failed_items,
                 "comments": comments,
                 "last_run": None
                 if last is None
                 else {
-                    "id": last.id,
+                    "id": last.run_id,
                     "started_at": last.started_at.isoformat(),
+                    "ended_at": None if last.ended_at is None else last.ended_at.isoformat(),
                     "outcome": last.outcome,
                     "pulled": last.pulled,
                     "pushed": last.pushed,
@@ -104,6 +69,10 @@ def collect(
                     "failed": last.failed,
                     "error": last.error,
                 },
+                "last_ok_at": None
+                if last is None or last.last_ok_at is None
+                else last.last_ok_at.isoformat(),
+                "passes": 0 if last is None else last.passes,
                 "census_every": None
                 if connector.settings.census is None
                 else str(connector.settings.census),

@@ -51,7 +51,7 @@ from sync.config import Config, DaemonSettings
 from sync.errors import ConfigError, first_line
 from sync.shell.logs import redact, register_secrets
 from sync.shell.metrics import Metrics, PassInFlight
-from sync.shell.status import Counts, census_found, collect
+from sync.shell.status import census_found, collect
 from sync.state import FailedItem, RunRecord, StateError, StateStore
 
 if TYPE_CHECKING:
@@ -380,7 +380,6 @@ class WebServer:
             self.store,
             self.readiness(),
             dt.datetime.now(dt.UTC),
-            counts=self.metrics.counts,
         )
         return Response(200, HTML, page.encode())
 
@@ -595,16 +594,15 @@ def render_status(
     store: StateStore,
     readiness: Readiness,
     now: dt.datetime,
-    counts: Counts | None = None,
 ) -> str:
     """The status page as HTML; a state database that fails shows as a banner, not a 500.
 
-    Tasks and failed items come from `counts` (counted afresh by default).
+    Read in a constant number of queries, whatever the number of connectors.
     """
     views: list[ConnectorView] | None = None
     problem = ""
     try:
-        views = _connector_views(config, store, now, counts)
+        views = _connector_views(config, store, now)
     except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
         problem = f"the state database could not be read: {first_line(exc)}"
     running = [(p["connector"], _duration(p["running_s"])) for p in readiness.passes]
@@ -619,15 +617,19 @@ def render_status(
     )
 
 
-def _connector_views(
-    config: Config, store: StateStore, now: dt.datetime, counts: Counts | None
-) -> list[ConnectorView]:
+def _connector_views(config: Config, store: StateStore, now: dt.datetime) -> list[ConnectorView]:
     views = []
-    for row in collect(config, store, counts):
+    recent = store.recent_runs_each(RUNS_SHOWN)
+    # The oldest failures first: they are the ones that need a person.
+    oldest_failed = store.oldest_failed_items_each(FAILED_SHOWN)
+    for row in collect(config, store):
         namespace = row["uid_namespace"]
-        runs = store.recent_runs(namespace, limit=RUNS_SHOWN)
-        # The oldest failures first: they are the ones that need a person.
-        failed = store.failed_items(namespace, limit=FAILED_SHOWN)
+        runs = recent.get(namespace, [])
+        last = row["last_run"]
+        if last is not None and all(run.id != last["id"] for run in runs):
+            # An idle pass is in the connector's summary row, not in the history.
+            runs = [_last_run(namespace, row["name"], last), *runs[: RUNS_SHOWN - 1]]
+        failed = oldest_failed.get(namespace, [])
         views.append(
             ConnectorView(
                 name=row["name"],
@@ -663,6 +665,27 @@ def _census_line(census: dict[str, Any] | None, now: dt.datetime) -> CensusLine 
 _OUTCOMES = frozenset(
     {"ok", "failed", "interrupted", "running", "busy", "lease_lost", "abandoned", "refused"}
 )
+
+
+def _last_run(namespace: str, name: str, last: dict[str, Any]) -> RunRecord:
+    """The connector's last pass as its summary row tells it (`status.collect`'s `last_run`)."""
+    ended = last["ended_at"]
+    return RunRecord(
+        id=last["id"],
+        connector=namespace,
+        name=name,
+        started_at=dt.datetime.fromisoformat(last["started_at"]),
+        ended_at=None if ended is None else dt.datetime.fromisoformat(ended),
+        outcome=last["outcome"],
+        pulled=last["pulled"],
+        pushed=last["pushed"],
+        unchanged=last["unchanged"],
+        failed=last["failed"],
+        requests=0,
+        watermark_before=None,
+        watermark_after=None,
+        error=last["error"],
+    )
 
 
 def _run_line(run: RunRecord, now: dt.datetime) -> RunLine:

@@ -3,7 +3,8 @@
 `store` is the API the engine and the shell use (re-exported here);
 `bootstrap` opens a database and brings its schema up to date (the Alembic
 migrations beside it); `bulk` holds the dialect-specific SQL of a batch;
-`upkeep` keeps PostgreSQL's statistics in step; `text` makes what is kept
+`history` keeps the passes' summary rows and run history, `upkeep` prunes that
+history and keeps PostgreSQL's statistics in step; `text` makes what is kept
 about a failure storable and redacted; `comments` keeps comment sync's rows
 (`CommentLedger`, over a `StateStore`); `claims` divides the daemon's passes
 between replicas (`Claims`, over a `StateStore`); `schema` declares the tables. When a
@@ -11,9 +12,10 @@ failed item is due again is `sync.failures`' policy, not the store's.
 """
 
 from sync.state.bootstrap import HEAD_REVISION, MIGRATIONS, Pool, create_private_file
+from sync.state.history import KEEP_RUNS, ConnectorStats, HistoryPolicy, PassRecord
 from sync.state.store import (
     ABANDONED,
-    KEEP_RUNS,
+    STATE_FAILURES,
     UNREACHABLE,
     Acked,
     CensusRecord,
@@ -21,10 +23,12 @@ from sync.state.store import (
     KnownPerson,
     Lease,
     LeaseLost,
+    PassStart,
     RunRecord,
     StateError,
     StateStore,
     StoredTask,
+    state_failure_message,
     unreachable_message,
     utcnow,
 )
@@ -43,13 +47,18 @@ __all__ = [
     "KEEP_RUNS",
     "MAX_ERROR_TEXT",
     "MIGRATIONS",
+    "STATE_FAILURES",
     "UNREACHABLE",
     "Acked",
     "CensusRecord",
+    "ConnectorStats",
     "FailedItem",
+    "HistoryPolicy",
     "KnownPerson",
     "Lease",
     "LeaseLost",
+    "PassRecord",
+    "PassStart",
     "Pool",
     "RunRecord",
     "StateError",
@@ -58,6 +67,7 @@ __all__ = [
     "create_private_file",
     "error_text",
     "record_json",
+    "state_failure_message",
     "storable_text",
     "ticket_json",
     "ticket_parts",

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync.state.schema import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0014"
+HEAD_REVISION = "0015"
 """The newest migration's revision; a test checks it against Alembic's own head."""
 
 _LOCK_KEY = 0x46534D47  # "FSMG": fragment-sync migrations

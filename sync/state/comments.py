@@ -248,6 +248,27 @@ class CommentLedger:
             failed=by_state.get(FAILED, 0),
         )
 
+    def counts_each(self) -> dict[str, CommentCounts]:
+        """`counts` of every connector with comments, by connector: one query, whatever their
+        number (a range of the index on connector and state)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(comments.c.connector, comments.c.state, sa.func.count()).group_by(
+                    comments.c.connector, comments.c.state
+                )
+            ).all()
+        by_connector: dict[str, dict[str, int]] = {}
+        for connector, state, count in rows:
+            by_connector.setdefault(connector, {})[state] = int(count)
+        return {
+            connector: CommentCounts(
+                pending=by_state.get(PENDING, 0) + by_state.get(SENDING, 0),
+                posted=by_state.get(POSTED, 0),
+                failed=by_state.get(FAILED, 0),
+            )
+            for connector, by_state in by_connector.items()
+        }
+
     def failures(self, connector: str) -> list[tuple[str, str, str]]:
         """(ticket, comment id, error) of each failed comment of `connector`."""
         with self.engine.connect() as conn:

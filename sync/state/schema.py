@@ -108,7 +108,7 @@ runs = sa.Table(
     "runs",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("connector", ID, nullable=False, index=True),
+    sa.Column("connector", ID, nullable=False),
     sa.Column("name", ID, nullable=False),
     sa.Column("started_at", UTC_TIME, nullable=False),
     sa.Column("ended_at", UTC_TIME),
@@ -121,6 +121,10 @@ runs = sa.Table(
     sa.Column("watermark_before", sa.String(64)),
     sa.Column("watermark_after", sa.String(64)),
     sa.Column("error", sa.Text),
+    # "Last run" and the history page read a connector's newest runs; pruning by age reads
+    # the oldest of every connector (migration 0014).
+    sa.Index("ix_runs_connector_started", "connector", "started_at"),
+    sa.Index("ix_runs_started", "started_at"),
 )
 
 failed_items = sa.Table(
@@ -283,3 +287,33 @@ write_back_marks = sa.Table(
 )
 """Two-way sync: per ticket, what was written back (or refused, or lost to a conflict), and
 per connector, where the poll of Fragment's changes resumes."""
+connector_stats = sa.Table(
+    "connector_stats",
+    metadata,
+    # One row per connector, updated in place by every pass (see sync.state.history): its last
+    # pass, totals since the row was made, and its counts of tasks and failed items as of the
+    # last change. Metrics and the status pages read these instead of the history.
+    sa.Column("connector", ID, primary_key=True),
+    sa.Column("name", ID, nullable=False),
+    # The last pass: its id (a `runs` row's when it was recorded), times, outcome and counts.
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("started_at", UTC_TIME, nullable=False),
+    sa.Column("ended_at", UTC_TIME),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("pulled", sa.Integer, nullable=False, default=0),
+    sa.Column("pushed", sa.Integer, nullable=False, default=0),
+    sa.Column("unchanged", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("last_ok_at", UTC_TIME),
+    sa.Column("passes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("pulled_total", sa.BigInteger, nullable=False, default=0),
+    sa.Column("pushed_total", sa.BigInteger, nullable=False, default=0),
+    sa.Column("failed_total", sa.BigInteger, nullable=False, default=0),
+    # The connector's tasks and failed items, counted when a pass or a command changed them.
+    sa.Column("tasks", sa.Integer, nullable=False, default=0),
+    sa.Column("failed_items", sa.Integer, nullable=False, default=0),
+    # When a pass of it was last written to `runs`: an idle pass is, once per
+    # `state.idle_runs_every`.
+    sa.Column("recorded_at", UTC_TIME),
+)

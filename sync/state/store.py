@@ -37,8 +37,18 @@ from sync.state.bulk import (
     upsert,
     upsert_columns,
 )
+from sync.state.history import (
+    ConnectorStats,
+    HistoryPolicy,
+    PassRecord,
+    all_stats,
+    mark_running,
+    record_pass,
+    recount,
+)
 from sync.state.schema import (
     censuses,
+    connector_stats,
     connectors,
     failed_items,
     leases,
@@ -49,12 +59,10 @@ from sync.state.schema import (
     watermarks,
 )
 from sync.state.text import error_text, kept_record, kept_text
-from sync.state.upkeep import TableStatistics
+from sync.state.upkeep import RunPruning, TableStatistics
 from sync.watermark import cursor_kind, decode, encode
 from sync_http import clock
 
-KEEP_RUNS = 1000
-"""Runs kept per connector by default (`state.keep_runs`)."""
 ABANDONED = "abandoned"
 """The outcome of a run whose process died (SIGKILL, a lost host) before it could say."""
 _ABANDONED_ERROR = (
@@ -79,6 +87,23 @@ what the pool raises when none of its connections came free in time (`state.pool
 def unreachable_message(exc: BaseException) -> str:
     """How a pass reports an `UNREACHABLE` error: what happened, and the driver's reason."""
     return f"the state database is unreachable: {first_line(exc)}"
+
+
+STATE_FAILURES = sa.exc.SQLAlchemyError
+"""Whatever the state database or its connection pool raises: `UNREACHABLE`, a pool
+timeout (every connection in use), a statement refused. A pass fails on it, reported."""
+
+
+def state_failure_message(exc: BaseException) -> str:
+    """How a pass reports a `STATE_FAILURES` error: what happened, and the driver's reason."""
+    if isinstance(exc, UNREACHABLE):
+        return unreachable_message(exc)
+    if isinstance(exc, sa.exc.TimeoutError):
+        return (
+            "the state database's connection pool had no free connection in time; the next "
+            f"pass tries again: {first_line(exc)}"
+        )
+    return f"the state database failed: {type(exc).__name__}: {first_line(exc)}"
 
 
 class LeaseLost(StopConnector):
@@ -172,6 +197,28 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class PassStart:
+    """What a pass reads of its connector's state as it begins, in one query (`pass_start`)."""
+
+    watermark: Cursor | None
+    fingerprint: str | None
+    """The settings' fingerprint of the last complete pass (`settings_fingerprint`)."""
+    snapshot: str | None
+    """The source's content token then (`source_snapshot`)."""
+    failed: bool
+    """The connector has failed items (`has_failed`)."""
+    due: bool
+    """Some retryable failed item is due before the time given."""
+    waiting: int
+    """Retryable failed items not due before it (`waiting_count`)."""
+    people_changed_at: dt.datetime | None
+    """When an answer last changed one of its people's email (`people_changed_at`); only
+    read when asked for."""
+    last_recorded: dt.datetime | None
+    """When a pass of it was last written to the run history."""
+
+
+@dataclass(frozen=True)
 class CensusRecord:
     """A connector's last census, as `record_census` kept it."""
 
@@ -194,12 +241,13 @@ class StateStore:
     def __init__(
         self,
         engine: Engine,
-        keep_runs: int = KEEP_RUNS,
+        history: HistoryPolicy | None = None,
         retry_policy: failures.FailedItemPolicy = failures.FAILED_ITEM_POLICY,
     ) -> None:
         self.engine = engine
-        self.keep_runs = keep_runs
-        """Runs kept per connector; older ones are deleted as each pass starts."""
+        self.history = history or HistoryPolicy()
+        """How much run history is kept (`sync.state.history`)."""
+        self._pruning = RunPruning(self.history.keep, self.history.keep_for)
         self.retry_policy = retry_policy
         """When a failed item is due again: `retry_at` of each item recorded follows it."""
         self._statistics = TableStatistics(tasks) if engine.dialect.name == "postgresql" else None
@@ -210,7 +258,7 @@ class StateStore:
         url: str,
         *,
         upgrade: bool = True,
-        keep_runs: int = KEEP_RUNS,
+        history: HistoryPolicy | None = None,
         retry_policy: failures.FailedItemPolicy = failures.FAILED_ITEM_POLICY,
         pool: bootstrap.Pool | None = None,
     ) -> StateStore:
@@ -224,7 +272,7 @@ class StateStore:
         """
         try:
             engine = bootstrap.create_engine(url, pool)
-            store = cls(engine, keep_runs, retry_policy)
+            store = cls(engine, history, retry_policy)
             revision = store.revision()  # connects: an unreachable database fails here
             if revision is not None and revision > HEAD_REVISION:  # zero-padded: text order
                 raise StateError(
@@ -318,6 +366,57 @@ class StateStore:
             ).first()
         return None if row is None else decode(row.cursor_kind, row.cursor_value)
 
+    def pass_start(
+        self, connector: str, now: dt.datetime, *, with_people: bool = False
+    ) -> PassStart:
+        """What a pass reads of `connector`'s state as it begins, in one query.
+
+        Its watermark, the fingerprint and content token of its last complete
+        pass, whether it has failed items and any due before `now`, how many
+        are not, when its run was last written to the history, and with
+        `with_people` when a cached email last changed. Each is a lookup by key or a
+        range of an index: an idle pass reads nothing else.
+        """
+        key: Any = sa.bindparam("connector")
+        failed_of = failed_items.c.connector == key
+        columns: list[Any] = [
+            _of(watermarks.c.cursor_kind, key),
+            _of(watermarks.c.cursor_value, key),
+            _of(connectors.c.settings_fingerprint, key),
+            _of(connectors.c.source_snapshot, key),
+            sa.exists().where(failed_of).label("failed"),
+            sa.exists().where(failed_of, failed_items.c.retry_at < sa.bindparam("now")),
+            sa.select(sa.func.count())
+            .select_from(failed_items)
+            .where(failed_of, failed_items.c.retry_at >= sa.bindparam("now"))
+            .scalar_subquery(),
+            _of(connector_stats.c.recorded_at, key),
+        ]
+        if with_people:
+            changed = sa.select(sa.func.max(people.c.changed_at))
+            columns.append(changed.where(people.c.connector == key).scalar_subquery())
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*columns), {"connector": connector, "now": now}).one()
+        kind, value, fingerprint, snapshot, failed, due, waiting, recorded, *changed_at = row
+        return PassStart(
+            watermark=None if kind is None else decode(kind, value),
+            fingerprint=fingerprint,
+            snapshot=snapshot,
+            failed=bool(failed),
+            due=bool(due),
+            waiting=int(waiting),
+            people_changed_at=aware(read_time(conn, changed_at[0])) if changed_at else None,
+            last_recorded=aware(read_time(conn, recorded)),
+        )
+
+    def watermarks_each(self) -> dict[str, Cursor]:
+        """Every connector's watermark, by connector (one query, whatever their number)."""
+        query = sa.select(
+            watermarks.c.connector, watermarks.c.cursor_kind, watermarks.c.cursor_value
+        )
+        with self.engine.connect() as conn:
+            return {row[0]: decode(row[1], row[2]) for row in conn.execute(query)}
+
     def set_watermark(self, connector: str, cursor: Cursor | None) -> None:
         """Put the watermark at `cursor` (None forgets it: the next run is a backfill).
 
@@ -354,9 +453,9 @@ class StateStore:
     def forget_tasks(self, connector: str) -> int:
         """Forget the pushed-content hashes, so the next pass pushes every ticket it reads."""
         with self.engine.begin() as conn:
-            return int(
-                conn.execute(sa.delete(tasks).where(tasks.c.connector == connector)).rowcount
-            )
+            forgotten = conn.execute(sa.delete(tasks).where(tasks.c.connector == connector))
+            recount(conn, connector)
+        return int(forgotten.rowcount)
 
     def mark_in_flight(self, connector: str, source_ids: Sequence[str]) -> None:
         """Record that these tickets are about to be sent, before they are."""
@@ -445,6 +544,7 @@ class StateStore:
         }
         with self.engine.begin() as conn:
             upsert(conn, censuses, [row], keys=("connector",))
+            recount(conn, connector)  # what it archived and failed to: the summary's counts
 
     def census_record(self, connector: str) -> CensusRecord | None:
         """The last census of `connector` as recorded (None: it never took one)."""
@@ -463,6 +563,22 @@ class StateStore:
         began = aware(row.began_at)
         assert began is not None
         return CensusRecord(connector, began, row.outcome, row.gone, row.archived, bool(row.forced))
+
+    def census_records_each(self) -> dict[str, CensusRecord]:
+        """Every connector's last census, by connector (one query, whatever their number)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(censuses)).mappings().all()
+        return {
+            row["connector"]: CensusRecord(
+                row["connector"],
+                aware(row["began_at"]) or utcnow(),
+                row["outcome"],
+                row["gone"],
+                row["archived"],
+                bool(row["forced"]),
+            )
+            for row in rows
+        }
 
     def last_census(self, connector: str) -> dt.datetime | None:
         """When the last census of `connector` began (None: it never took one)."""
@@ -740,6 +856,28 @@ class StateStore:
         with self.engine.connect() as conn:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
 
+    def oldest_failed_items_each(self, limit: int) -> dict[str, list[FailedItem]]:
+        """Each connector's `limit` oldest failed items, by connector: in one query."""
+        oldest = (
+            sa.func.row_number()
+            .over(
+                partition_by=failed_items.c.connector,
+                order_by=(failed_items.c.first_seen, failed_items.c.source_id),
+            )
+            .label("oldest")
+        )
+        ranked = sa.select(failed_items, oldest).subquery()
+        query = (
+            sa.select(*(ranked.c[column.name] for column in failed_items.c))
+            .where(ranked.c.oldest <= limit)
+            .order_by(ranked.c.connector, ranked.c.oldest)
+        )
+        found: dict[str, list[FailedItem]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                found.setdefault(row["connector"], []).append(_failed_item(row))
+        return found
+
     def failed_item_pages(self, connector: str, size: int) -> Iterator[list[FailedItem]]:
         """The connector's failed items, `size` at a time in source-id order."""
         where = failed_items.c.connector == connector
@@ -817,18 +955,24 @@ class StateStore:
         if source_ids is not None:
             query = query.where(failed_items.c.source_id.in_(list(source_ids)))
         with self.engine.begin() as conn:
-            return int(conn.execute(query).rowcount)
+            dropped = conn.execute(query)
+            recount(conn, connector)
+        return int(dropped.rowcount)
 
-    # Runs
+    # Runs and the connectors' summary rows (`sync.state.history`)
 
-    def start_run(self, connector: str, name: str, watermark: Cursor | None) -> str:
-        """Record a pass of `connector` starting; its caller holds the connector's lease.
+    def start_run(
+        self, connector: str, name: str, watermark: Cursor | None, run_id: str | None = None
+    ) -> str:
+        """Record a pass of `connector` beginning its work; its caller holds the connector's lease.
 
         So any run of the connector still marked running belongs to a process
-        that died: it is marked abandoned. The connector's runs beyond
-        `keep_runs`, oldest first, are deleted.
+        that died: it is marked abandoned. The summary row shows it running.
+        Returns its id (`run_id` when given). An idle pass needs none of this:
+        `finish_pass` keeps it.
         """
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())
+        now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(runs)
@@ -840,7 +984,7 @@ class StateStore:
                     id=run_id,
                     connector=connector,
                     name=name,
-                    started_at=utcnow(),
+                    started_at=now,
                     outcome="running",
                     pulled=0,
                     pushed=0,
@@ -850,8 +994,19 @@ class StateStore:
                     watermark_before=None if watermark is None else encode(watermark),
                 )
             )
-            _prune_runs(conn, connector, self.keep_runs)
+            mark_running(conn, connector, name, run_id, now)
+            self._pruning.wrote(conn, connector, now)
         return run_id
+
+    def finish_pass(self, record: PassRecord) -> None:
+        """Keep how a pass ended: its summary row, and its run when kept (`history.record_pass`).
+
+        One statement for an idle pass between the history's samples.
+        """
+        record = replace(record, error=None if record.error is None else error_text(record.error))
+        with self.engine.begin() as conn:
+            if record_pass(conn, record, self.history):
+                self._pruning.wrote(conn, record.connector, record.ended_at)
 
     def finish_run(
         self,
@@ -862,19 +1017,44 @@ class StateStore:
         watermark: Cursor | None,
         error: str | None = None,
     ) -> None:
-        """Record how the run ended; of `counts`, those the runs table has a column for."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    ended_at=utcnow(),
-                    outcome=outcome,
-                    watermark_after=None if watermark is None else encode(watermark),
-                    error=None if error is None else error_text(error),
-                    **{name: value for name, value in counts.items() if name in runs.c},
-                )
+        """Record how the run `start_run` began ended, with its connector's summary row."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()
+        self.finish_pass(
+            PassRecord(
+                connector=row["connector"],
+                name=row["name"],
+                run_id=run_id,
+                started_at=aware(row["started_at"]) or utcnow(),
+                ended_at=utcnow(),
+                outcome=outcome,
+                error=error,
+                counts=counts,
+                watermark_before=row["watermark_before"],
+                watermark_after=None if watermark is None else encode(watermark),
+                running=True,
+                changed=True,
+                last_recorded=None,
             )
+        )
+
+    def connector_stats(self) -> dict[str, ConnectorStats]:
+        """Every connector's summary row, by uid namespace; in one query, whatever their number.
+
+        A pass still shown running whose process is gone (no live lease on its
+        connector) reads as abandoned, as in `recent_runs`.
+        """
+        with self.engine.connect() as conn:
+            stats = all_stats(conn)
+            live = (
+                _live_leases(conn) if any(s.outcome == "running" for s in stats.values()) else set()
+            )
+        return {
+            connector: replace(row, outcome=ABANDONED, error=row.error or _ABANDONED_ERROR)
+            if row.outcome == "running" and connector not in live
+            else row
+            for connector, row in stats.items()
+        }
 
     def recent_runs(self, connector: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first.
@@ -887,24 +1067,84 @@ class StateStore:
         if connector is not None:
             query = query.where(runs.c.connector == connector)
         with self.engine.connect() as conn:
-            records = [
-                RunRecord(
-                    **{
-                        **row,
-                        "started_at": aware(row["started_at"]),
-                        "ended_at": aware(row["ended_at"]),
-                    }
-                )
-                for row in conn.execute(query).mappings()
-            ]
+            records = [_run_record(row) for row in conn.execute(query).mappings()]
             running = {record.connector for record in records if record.outcome == "running"}
             live = {_live_run(conn, name) for name in running}
-        return [
-            replace(record, outcome=ABANDONED, error=record.error or _ABANDONED_ERROR)
-            if record.outcome == "running" and record.id not in live
-            else record
-            for record in records
-        ]
+        return _abandoned_shown(records, live)
+
+    def recent_runs_each(self, limit: int) -> dict[str, list[RunRecord]]:
+        """Each connector's latest `limit` runs, newest first, by connector: in two queries.
+
+        On PostgreSQL, a range of the index on (connector, started_at) per
+        connector with a summary row (a lateral join); elsewhere a window over
+        the history. Abandoned runs read as `recent_runs` reads them.
+        """
+        columns = [runs.c[column.name] for column in runs.c]
+        if self.engine.dialect.name == "postgresql":
+            keys = sa.select(connector_stats.c.connector).subquery()
+            newest = (
+                sa.select(*columns)
+                .where(runs.c.connector == keys.c.connector)
+                .order_by(runs.c.started_at.desc())
+                .limit(limit)
+                .lateral()
+            )
+            query = sa.select(newest).select_from(keys).join(newest, sa.true())
+            query = query.order_by(newest.c.connector, newest.c.started_at.desc())
+        else:
+            rank = (
+                sa.func.row_number()
+                .over(partition_by=runs.c.connector, order_by=runs.c.started_at.desc())
+                .label("newest")
+            )
+            ranked = sa.select(*columns, rank).subquery()
+            query = (
+                sa.select(*(ranked.c[column.name] for column in runs.c))
+                .where(ranked.c.newest <= limit)
+                .order_by(ranked.c.connector, ranked.c.newest)
+            )
+        found: dict[str, list[RunRecord]] = {}
+        live: set[str | None] = set()
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+            leased = _live_leases(conn) if any(r["outcome"] == "running" for r in rows) else set()
+        for row in rows:
+            record = _run_record(row)
+            newest_of_its_connector = record.connector not in found
+            found.setdefault(record.connector, []).append(record)
+            if newest_of_its_connector and record.connector in leased:
+                live.add(record.id)
+        return {name: _abandoned_shown(records, live) for name, records in found.items()}
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        **{**row, "started_at": aware(row["started_at"]), "ended_at": aware(row["ended_at"])}
+    )
+
+
+def _abandoned_shown(records: list[RunRecord], live: set[str | None]) -> list[RunRecord]:
+    """`records`, those marked running but not in `live` shown abandoned."""
+    return [
+        replace(record, outcome=ABANDONED, error=record.error or _ABANDONED_ERROR)
+        if record.outcome == "running" and record.id not in live
+        else record
+        for record in records
+    ]
+
+
+def _live_leases(conn: Connection) -> set[str]:
+    """The connectors whose lease is held and unexpired now (one query); a released claim
+    keeps its row, with no owner."""
+    query = sa.select(leases.c.connector).where(
+        leases.c.expires_at >= utcnow(), leases.c.owner != ""
+    )
+    return set(conn.execute(query).scalars())
+
+
+def _of(column: sa.Column[Any], key: Any) -> Any:
+    """A scalar subquery: `column` of the row keyed `key` of its table (NULL: none)."""
+    return sa.select(column).where(column.table.c.connector == key).scalar_subquery()
 
 
 def _has_rows(conn: Connection, table: sa.Table, connector: str) -> bool:
@@ -1017,22 +1257,6 @@ def _live_run(conn: Connection, connector: str) -> str | None:
         .limit(1)
     ).scalar()
     return None if newest is None else str(newest)
-
-
-def _prune_runs(conn: Connection, connector: str, keep: int) -> None:
-    """Delete the connector's runs older than its `keep` newest: two reads of at most `keep`."""
-    # The cut-off is read first: MySQL refuses a DELETE whose subquery reads its own table.
-    cutoff = conn.execute(
-        sa.select(runs.c.started_at)
-        .where(runs.c.connector == connector)
-        .order_by(runs.c.started_at.desc())
-        .offset(keep - 1)
-        .limit(1)
-    ).scalar()
-    if cutoff is not None:
-        conn.execute(
-            sa.delete(runs).where(runs.c.connector == connector, runs.c.started_at < cutoff)
-        )
 
 
 def _save_watermark(conn: Connection, connector: str, cursor: Cursor) -> None:

@@ -18,11 +18,14 @@ from sync.state import (
     MAX_ERROR_TEXT,
     Acked,
     FailedItem,
+    HistoryPolicy,
     StateError,
     StateStore,
     bootstrap,
+    utcnow,
 )
 from sync.state.schema import failed_items as failed_items_table
+from sync.state.schema import runs as runs_table
 from sync.state.upkeep import TableStatistics
 from sync.watermark import encode
 from synckit import make_config, pushed_items, write_tickets
@@ -230,6 +233,43 @@ def _schema(engine: sa.Engine) -> dict[str, Any]:
         }
         for table in sorted(inspector.get_table_names())
     }
+
+
+def test_upgrading_to_0014_fills_each_connectors_summary_row_from_its_history(
+    state_url: str,
+) -> None:
+    old = StateStore.open(state_url, upgrade=False)
+    old.upgrade("0012")
+    with old.engine.begin() as conn:
+        for number, (outcome, pulled) in enumerate((("ok", 5), ("failed", 2), ("ok", 0))):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (id, connector, name, started_at, ended_at, outcome,"
+                    " pulled, pushed, unchanged, failed, requests, error) VALUES"
+                    " (:id, 'helpdesk', 'desk', :at, :at, :outcome, :pulled, :pulled, 0, 0, 1,"
+                    " NULL)"
+                ),
+                {"id": f"run-{number}", "at": T0 + dt.timedelta(minutes=number),
+                 "outcome": outcome, "pulled": pulled},
+            )  # fmt: skip
+        for source_id in ("1", "2"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tasks (connector, source_id, uid, content_hash, source_cursor,"
+                    " pushed_at) VALUES ('helpdesk', :id, :id, 'h', 'x', :now)"
+                ),
+                {"id": source_id, "now": T0},
+            )
+    old.close()
+
+    upgraded = StateStore.open(state_url)
+
+    stats = upgraded.connector_stats()["helpdesk"]
+    assert (stats.run_id, stats.name, stats.outcome) == ("run-2", "desk", "ok")
+    assert (stats.passes, stats.pulled_total, stats.pushed_total) == (3, 7, 7)
+    assert (stats.tasks, stats.failed_items) == (2, 0)
+    assert stats.last_ok_at == T0 + dt.timedelta(minutes=2)
+    upgraded.close()
 
 
 def test_a_fresh_database_gets_the_schema_the_migrations_build(state_url: str) -> None:
@@ -594,7 +634,7 @@ def test_huge_unmappable_tickets_are_failed_items_and_the_good_ones_go_out_once(
 
 
 def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateStore) -> None:
-    store.keep_runs = 3
+    store = StateStore(store.engine, HistoryPolicy(keep=3))
     for _ in range(5):
         store.finish_run(
             store.start_run("helpdesk", "helpdesk", None), outcome="ok", counts={}, watermark=None
@@ -603,6 +643,61 @@ def test_the_run_history_keeps_the_newest_runs_of_each_connector(store: StateSto
     kept = store.recent_runs("helpdesk", limit=100)
     assert len(kept) == 3
     assert len(store.recent_runs("other")) == 1
+
+
+def test_commands_that_drop_failed_items_or_forget_tasks_recount_the_summary_row(
+    store: StateStore,
+) -> None:
+    """Metrics read the counts from the summary row: a command changing them must count again."""
+    store.start_run("helpdesk", "helpdesk", None)  # the connector's first pass makes its row
+    store.commit_batch(
+        "helpdesk",
+        acked=[Acked("1", "uid-1", "h1", T0), Acked("2", "uid-2", "h2", T0)],
+        failed=[FailedItem("3", None, "mapping", "title", "no subject")],
+    )
+
+    store.drop_failed("helpdesk")
+    assert (store.connector_stats()["helpdesk"].tasks, store.failed_count("helpdesk")) == (2, 0)
+    assert store.connector_stats()["helpdesk"].failed_items == 0
+    store.forget_tasks("helpdesk")
+    assert store.connector_stats()["helpdesk"].tasks == 0
+
+
+def test_the_run_history_drops_runs_older_than_it_keeps(store: StateStore) -> None:
+    """Pruned by age too: a connector that stopped running kept its thousand runs forever."""
+    now = utcnow()
+    with store.engine.begin() as conn:
+        for connector, age in (("gone", 3), ("gone", 1), ("helpdesk", 3)):
+            conn.execute(
+                sa.insert(runs_table).values(
+                    id=f"{connector}-{age}", connector=connector, name=connector,
+                    started_at=now - dt.timedelta(days=age), outcome="ok",
+                    pulled=0, pushed=0, unchanged=0, failed=0, requests=0,
+                )
+            )  # fmt: skip
+    pruning = StateStore(store.engine, HistoryPolicy(keep_for=dt.timedelta(days=2)))
+
+    started = pruning.start_run("helpdesk", "helpdesk", None)
+
+    kept = pruning.recent_runs(limit=100)
+    assert sorted(run.id for run in kept) == sorted(["gone-1", started])
+
+
+def test_the_newest_runs_of_every_connector_are_read_at_once(store: StateStore) -> None:
+    """The status page read each connector's runs with a query of its own."""
+    started = {
+        connector: [store.start_run(connector, connector, None) for _ in range(3)]
+        for connector in ("alpha", "beta")
+    }
+    store.acquire_lease("beta", "host:1:alive", ttl=60)
+
+    each = store.recent_runs_each(2)
+
+    assert {name: [run.id for run in runs] for name, runs in each.items()} == {
+        name: ids[:0:-1] for name, ids in started.items()
+    }
+    assert [run.outcome for run in each["alpha"]] == ["abandoned", "abandoned"]  # no lease
+    assert [run.outcome for run in each["beta"]] == ["running", "abandoned"]  # newest is live
 
 
 def test_a_run_whose_process_died_reads_abandoned_and_the_next_pass_records_it(

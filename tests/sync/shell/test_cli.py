@@ -617,9 +617,13 @@ def test_a_rejected_item_records_the_field_fragment_named(tmp_path: Path) -> Non
 def test_the_run_history_keeps_the_configured_number_of_runs(
     tmp_path: Path, emulator: Emulator
 ) -> None:
-    """The runs table grew by one row a pass, forever (105,000 rows a year at 5 minutes)."""
+    """The runs table grew by one row a pass, forever (105,000 rows a year at 5 minutes).
+
+    Idle passes are sampled once per `idle_runs_every`: here every one, so each is kept.
+    """
     config = write_config(tmp_path, emulator, token=TOKEN)
-    text = config.read_text().replace("[logging]", "keep_runs = 3\n\n[logging]")
+    kept = 'keep_runs = 3\nidle_runs_every = "1ms"\n\n[logging]'
+    text = config.read_text().replace("[logging]", kept)
     config.write_text(text)
     for _ in range(5):
         assert sync_cli("run", "--once", "--config", str(config), cwd=tmp_path).returncode == 0

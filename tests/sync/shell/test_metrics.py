@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from fragment_emulator import Emulator
-from sync.config import Config
+from sync.config import Config, build_config
 from sync.run import RunOptions, RunSummary, run_once
 from sync.shell.metrics import Metrics
+from sync.shell.web import Readiness, render_status
 from sync.state import StateStore
+from sync.state.schema import connector_stats, leases, runs, watermarks
 from sync_http import session
 from synckit import TOKEN, make_config, write_tickets
 
@@ -205,3 +207,108 @@ def test_uninstalled_metrics_see_nothing(
     samples = scrape(metrics)
     assert value(samples, "fragment_sync_tasks_pushed_total", connector="helpdesk") == 0
     assert value(samples, "fragment_sync_runs_total", connector="helpdesk", outcome="ok") == 0
+
+
+def fleet(tmp_path: Path, state_url: str, connectors: int) -> Config:
+    """A config of `connectors` jsonl connectors, each with a watermark, a last pass and a
+    run in the state, every tenth still running (its lease expired)."""
+    raw: dict[str, Any] = {
+        "fragment": {"url": "http://127.0.0.1:9", "token": TOKEN},
+        "state": {"url": state_url},
+        "connectors": {
+            f"c{number:05}": {"kind": "jsonl", "path": str(tmp_path / f"c{number}.jsonl")}
+            for number in range(connectors)
+        },
+    }
+    config = build_config(raw, source="test")
+    now = dt.datetime.now(dt.UTC)
+    names = [connector.uid_namespace for connector in config.connectors.values()]
+    last = {"pulled": 0, "pushed": 0, "unchanged": 0, "failed": 0}
+    with StateStore.open(state_url) as store, store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(watermarks),
+            [{"connector": n, "cursor_kind": "datetime", "updated_at": now,
+              "cursor_value": "2026-12-01T00:00:00.000000+00:00"} for n in names],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(connector_stats),
+            [{"connector": n, "name": n, "run_id": f"run-{n}", "started_at": now,
+              "ended_at": None if i % 10 == 0 else now, "outcome": "running" if i % 10 == 0
+              else "ok", "error": None, **last, "last_ok_at": now, "passes": 3,
+              "pulled_total": 9, "pushed_total": 9, "failed_total": 0, "tasks": 9,
+              "failed_items": 0, "recorded_at": now} for i, n in enumerate(names)],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(runs),
+            [{"id": f"run-{n}", "connector": n, "name": n, "started_at": now,
+              "ended_at": None if i % 10 == 0 else now,
+              "outcome": "running" if i % 10 == 0 else "ok", **last, "requests": 0}
+             for i, n in enumerate(names)],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(leases),
+            [{"connector": n, "owner": "gone:1:x", "acquired_at": now,
+              "expires_at": now - dt.timedelta(minutes=1)} for n in names[::10]],
+        )  # fmt: skip
+    return config
+
+
+def statements_of(store: StateStore, action: Callable[[], object]) -> list[str]:
+    """The SQL statements `action` sent through `store`'s engine."""
+    sent: list[str] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", executed)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", executed)
+    return sent
+
+
+def test_a_scrape_runs_as_many_queries_for_a_thousand_connectors_as_for_ten(
+    tmp_path: Path, state_url: str
+) -> None:
+    """A scrape ran 4 queries per connector: 42 s at 1,000 connectors."""
+    counts = {}
+    for connectors in (10, 1000):
+        config = fleet(tmp_path, state_url, connectors)
+        with StateStore.open(state_url) as store:
+            metrics = Metrics(config, store)
+            samples: Samples = {}
+            sent = statements_of(store, lambda: samples.update(scrape(metrics)))  # noqa: B023
+            counts[connectors] = len(sent)
+            assert value(samples, "fragment_sync_tasks", connector="c00007") == 9
+            assert value(samples, "fragment_sync_state_up") == 1
+            tasks = [key for key in samples if key[0] == "fragment_sync_tasks"]
+            assert len(tasks) == connectors
+            with store.engine.begin() as conn:
+                for table in (runs, watermarks, connector_stats, leases):
+                    conn.execute(sa.delete(table))
+    assert counts[10] == counts[1000], counts
+    assert counts[10] <= 5
+
+
+def test_the_status_page_runs_as_many_queries_for_a_thousand_connectors_as_for_ten(
+    tmp_path: Path, state_url: str
+) -> None:
+    counts = {}
+    for connectors in (10, 1000):
+        config = fleet(tmp_path, state_url, connectors)
+        readiness = Readiness(reasons=[], passes=[])
+        with StateStore.open(state_url) as store:
+            pages: list[str] = []
+            now = dt.datetime.now(dt.UTC)
+            sent = statements_of(
+                store,
+                lambda: pages.append(render_status(config, store, readiness, now)),  # noqa: B023
+            )
+            counts[connectors] = len(sent)
+            assert pages[0].count("abandoned") >= connectors // 10  # their leases expired
+            assert "could not be read" not in pages[0]
+            with store.engine.begin() as conn:
+                for table in (runs, watermarks, connector_stats, leases):
+                    conn.execute(sa.delete(table))
+    assert counts[10] == counts[1000], counts

@@ -373,34 +373,32 @@ class JiraConnector(RestConnector):
         name = current.get("name")
         if isinstance(name, str) and name.casefold() == target.casefold():
             return None
-        closed = get_path(current, "statusCategory.key") == DONE
-        reaching = [
-            t for t in transitions if str(get_path(t, "to.name")).casefold() == target.casefold()
-        ]
+        wanted = target.casefold()
+        reaching = [t for t in transitions if str(get_path(t, "to.name")).casefold() == wanted]
         if reaching:
-            category = get_path(reaching[0], "to.statusCategory.key")
-            if not closed or category == DONE:
-                return str(reaching[0].get("id"))
+            to_done = get_path(reaching[0], "to.statusCategory.key") == DONE
         else:
-            categories = self._categories_of(target)
-            if not closed or DONE in categories:
-                reachable = ", ".join(repr(get_path(t, "to.name")) for t in transitions)
-                raise WriteRefused(
-                    self.name,
-                    change.source_id,
-                    "status",
-                    target,
-                    f"Jira's workflow has no transition for this account from {name!r} to it "
-                    f"(the issue may go to: {reachable or 'no status'})",
-                )
-        raise WriteConflict(
-            self.name,
-            change.source_id,
-            "status",
-            target,
-            f"the issue is {name!r} in Jira, a status of the done category: the source "
-            "closed it, and that wins over Fragment's status",
-        )
+            to_done = DONE in self._categories_of(target)  # also: is it a status at all?
+        if get_path(current, "statusCategory.key") == DONE and not to_done:
+            raise WriteConflict(
+                self.name,
+                change.source_id,
+                "status",
+                target,
+                f"the issue is {name!r} in Jira, a status of the done category: the source "
+                "closed it, and that wins over Fragment's status",
+            )
+        if not reaching:
+            reachable = ", ".join(repr(get_path(t, "to.name")) for t in transitions)
+            raise WriteRefused(
+                self.name,
+                change.source_id,
+                "status",
+                target,
+                f"Jira's workflow has no transition for this account from {name!r} to it "
+                f"(the issue may go to: {reachable or _NO_TRANSITION})",
+            )
+        return str(reaching[0].get("id"))
 
     def _categories_of(self, status: str) -> set[str]:
         """The category keys of Jira's statuses named `status` (any case; team-managed
@@ -439,6 +437,7 @@ class JiraConnector(RestConnector):
         )
 
 
+_NO_TRANSITION = "no status; does the account have the Transition issues permission?"
 _GONE = "the issue is gone (Jira answered 404: deleted, or no longer visible to this account)"
 
 

@@ -99,6 +99,19 @@ def test_a_status_no_transition_reaches_is_refused_naming_where_the_issue_may_go
     assert fake.writes == [] and status(fake, 2) == "In Review"
 
 
+def test_an_account_offered_no_transition_at_all_is_told_of_the_permission(
+    fake: FakeJira, jira: JiraConnector
+) -> None:
+    fake.add(8, T0)
+    fake.workflow["To Do"] = []  # what Jira lists for an account without Transition issues
+
+    with pytest.raises(WriteRefused) as refused:
+        jira.write(TicketWrite("8", status="Done"))
+
+    assert "may go to: no status; does the account have the Transition issues" in str(refused.value)
+    assert fake.writes == []
+
+
 def test_a_transition_whose_screen_requires_a_field_is_refused_in_jiras_words(
     fake: FakeJira, jira: JiraConnector
 ) -> None:

@@ -28,6 +28,25 @@ assignees with a visible email that pulls have read (the newest
 A hidden email stays hidden there too: that person resolves without one,
 saying so (the unrestricted `user/email` endpoints are for Atlassian-approved
 apps only).
+
+Write-back (`writes` status and assignee). Jira has no "set status": an issue
+moves by one of its workflow's transitions. One request reads the issue's
+status, its assignee and the transitions the account may make from that
+status (`GET /rest/api/3/issue/{id}?fields=status,assignee&expand=transitions`);
+the one whose `to` is the status asked in `write_back.status` (any case) is
+made (`POST .../transitions`, `{"transition": {"id"}}`). None reaching it is
+a refusal naming the statuses the issue may go to from where it is; a status
+Jira doesn't have at all (`GET /rest/api/3/status`, read once, only then) is
+the config's mistake. An issue whose status is in the done category (Done,
+Won't Do, Closed: the source closed it) is not moved out of it by Fragment's
+status (`WriteConflict`); from one done status to another it may go. The
+assignee is set by `PUT .../assignee` with the account id (null: unassigned).
+An issue already where it is asked to go is left alone, so a write repeated
+after a crash sends nothing. Jira refuses a transition (a required field on
+its screen, a permission) and an assignee with a 400 and its error body
+`{"errorMessages": [...], "errors": {"field": "message"}}`: the refusal
+quotes it. Every request goes through the connector's session, its 429s
+waited out as for the search.
 """
 
 from __future__ import annotations
@@ -42,9 +61,23 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import BadRecord, ConnectorOptions, Cursor, Person, SourceComment, SourceTicket
+from connectors.base import (
+    BadRecord,
+    ConnectorOptions,
+    Cursor,
+    Person,
+    SourceComment,
+    SourceTicket,
+    TicketWrite,
+)
 from connectors.conversation import BadComment, comment
-from connectors.errors import SourceError, SourceNotFound
+from connectors.errors import (
+    FixConfiguration,
+    SourceError,
+    SourceNotFound,
+    WriteConflict,
+    WriteRefused,
+)
 from connectors.http import SOURCE_POLICY, Action, HttpOptions, RestConnector, Rule
 from connectors.http.paginators import NextTokenPaginator, PageRequest, Paginator
 from connectors.http.people import SeenPeople, person, resolve_in_batches
@@ -52,9 +85,14 @@ from connectors.http.rest import vendor_site
 from connectors.records import MISSING, get_path
 from sync_http.auth import basic
 from sync_http.ratelimit import Backoff
+from sync_http.redaction import excerpt
 
 SEARCH_PATH = "/rest/api/3/search/jql"
 USER_BULK_PATH = "/rest/api/3/user/bulk"
+ISSUE_PATH = "/rest/api/3/issue/{}"
+STATUS_PATH = "/rest/api/3/status"
+DONE = "done"
+"""The status category of a closed issue (Done, Won't Do, Closed): the source closed it."""
 USER_BATCH = 50
 """Account ids per `user/bulk` request."""
 SEEN_ASSIGNEES = 10_000
@@ -137,6 +175,11 @@ class JiraConnector(RestConnector):
     """Atlassian's advice for a 5xx without `Retry-After` (a 503 when a resource limit is
     reached): back off exponentially from about 2 s, doubling to a cap, times a random
     0.7 to 1.3. With the default 8 attempts that is 1.4 to 2.6 minutes before giving up."""
+    writes = frozenset({"status", "assignee"})
+    write_refusals = frozenset({400, 403, 404, 409, 422})
+    """Jira refuses one issue's transition or assignee with a 400 (its error body says why)."""
+    _status_categories: dict[str, set[str]] | None = None
+    """Jira's statuses by name (casefolded): their categories' keys, read when first needed."""
     policy = {
         **SOURCE_POLICY,
         400: Rule(Action.FAIL, "Jira refused the JQL (check the jql option)"),
@@ -295,6 +338,131 @@ class JiraConnector(RestConnector):
             # No more users than ids asked: a server still saying "not last" is done too.
             if body.get("isLast") is not False or not values or start >= len(account_ids):
                 return
+
+    def write(self, change: TicketWrite) -> None:
+        """Transition the issue and (un)assign it, as far as needed (see the module)."""
+        url = ISSUE_PATH.format(change.source_id)
+        params = {"fields": "status,assignee", "expand": "transitions"}
+        issue = self.lookup(PageRequest(url, params))
+        if not isinstance(issue, dict):
+            raise WriteRefused(
+                self.name, change.source_id, "+".join(change.fields), _target(change), _GONE
+            )
+        if change.status is not None:
+            current = _object(get_path(issue, "fields.status"))
+            transitions = [t for t in issue.get("transitions") or [] if isinstance(t, dict)]
+            transition = self._transition_to(change, change.status, current, transitions)
+            if transition is not None:
+                move = {"transition": {"id": transition}}
+                self._sent(change, "status", "POST", f"{url}/transitions", move)
+        assignee = _object(get_path(issue, "fields.assignee")).get("accountId")
+        if change.assign and assignee != change.assignee_id:
+            assign = {"accountId": change.assignee_id}
+            self._sent(change, "assignee", "PUT", f"{url}/assignee", assign)
+
+    def _transition_to(
+        self,
+        change: TicketWrite,
+        target: str,
+        current: Mapping[str, Any],
+        transitions: list[dict[str, Any]],
+    ) -> str | None:
+        """The id of the transition from `current` that reaches status `target`; None when
+        the issue is there already. Raises `WriteConflict` (it's closed), `WriteRefused`
+        (no transition reaches it) or `FixConfiguration` (Jira has no such status)."""
+        name = current.get("name")
+        if isinstance(name, str) and name.casefold() == target.casefold():
+            return None
+        wanted = target.casefold()
+        reaching = [t for t in transitions if str(get_path(t, "to.name")).casefold() == wanted]
+        if reaching:
+            to_done = get_path(reaching[0], "to.statusCategory.key") == DONE
+        else:
+            to_done = DONE in self._categories_of(target)  # also: is it a status at all?
+        if get_path(current, "statusCategory.key") == DONE and not to_done:
+            raise WriteConflict(
+                self.name,
+                change.source_id,
+                "status",
+                target,
+                f"the issue is {name!r} in Jira, a status of the done category: the source "
+                "closed it, and that wins over Fragment's status",
+            )
+        if not reaching:
+            reachable = ", ".join(repr(get_path(t, "to.name")) for t in transitions)
+            raise WriteRefused(
+                self.name,
+                change.source_id,
+                "status",
+                target,
+                f"Jira's workflow has no transition for this account from {name!r} to it "
+                f"(the issue may go to: {reachable or _NO_TRANSITION})",
+            )
+        return str(reaching[0].get("id"))
+
+    def _categories_of(self, status: str) -> set[str]:
+        """The category keys of Jira's statuses named `status` (any case; team-managed
+        projects may repeat a name). Raises `FixConfiguration` when Jira has none."""
+        if self._status_categories is None:
+            _response, body = self.fetch(PageRequest(STATUS_PATH))
+            found: dict[str, set[str]] = {}
+            for listed in body if isinstance(body, list) else []:
+                if isinstance(listed, dict) and isinstance(listed.get("name"), str):
+                    key = get_path(listed, "statusCategory.key")
+                    found.setdefault(listed["name"].casefold(), set()).add(str(key))
+            self._status_categories = found
+        categories = self._status_categories.get(status.casefold())
+        if categories is None:
+            known = ", ".join(sorted(self._status_categories)) or "none"
+            raise FixConfiguration(
+                f"connector {self.name!r}: Jira has no status {status!r} (it has: {known})",
+                key=f"connectors.{self.name}.write_back.status",
+            )
+        return categories
+
+    def _sent(self, change: TicketWrite, field: str, method: str, url: str, body: Any) -> None:
+        """Send one write; a refusal of it raises `WriteRefused` in Jira's own words."""
+        response = self.send_write(method, url, body)
+        if response.status_code < 300:
+            return
+        target = change.status if field == "status" else change.assignee_id
+        if response.status_code == 404:
+            raise WriteRefused(self.name, change.source_id, field, target, _GONE)
+        raise WriteRefused(
+            self.name,
+            change.source_id,
+            field,
+            target,
+            f"Jira answered {response.status_code}: {jira_error(response)}",
+        )
+
+
+_NO_TRANSITION = "no status; does the account have the Transition issues permission?"
+_GONE = "the issue is gone (Jira answered 404: deleted, or no longer visible to this account)"
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _target(change: TicketWrite) -> str | None:
+    return change.status if change.status is not None else change.assignee_id
+
+
+def jira_error(response: httpx.Response) -> str:
+    """Jira's error body (`{"errorMessages": [...], "errors": {"field": "message"}}`) as one
+    line: its messages, then each field's; the start of the text when it isn't that."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return excerpt(response.text, 200) or "no reason given"
+    messages = [str(m) for m in body.get("errorMessages") or [] if m]
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        messages += [f"{field}: {message}" for field, message in errors.items()]
+    return "; ".join(messages) or "no reason given"
 
 
 def _person(user: dict[str, Any]) -> Person:

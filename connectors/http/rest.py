@@ -147,6 +147,9 @@ class RestConnector(Connector):
     cursor_path: str = "updated_at"
     cursor_kind: CursorKind = "datetime"
     policy: ClassVar[Policy] = SOURCE_POLICY
+    write_refusals: ClassVar[frozenset[int]] = _TICKET_REFUSALS
+    """The answers to a write (`send_write`) that refuse that one ticket's change and are
+    handed back to be read: a vendor whose workflow refuses with a 400 (Jira) adds it."""
     reanchor_after_pages: int | None = None
     """Re-issue the query from the last cursor seen after this many pages, when it moved.
 
@@ -361,14 +364,14 @@ class RestConnector(Connector):
 
     def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
         """A write to the source (write-back) through the session: its answer, a refusal
-        of this one ticket's change (403, 404, 409, 422) included, for the connector to
-        read. Raises `SourceError` when the source can't be reached or refuses the
+        of this one ticket's change (`write_refusals`: 403, 404, 409, 422) included, for
+        the connector to read. Raises `SourceError` when the source can't be reached or refuses the
         credentials (401), as `fetch` does.
         """
         try:
             return self.session.send(method, url, json=body)
         except RequestFailed as exc:
-            if exc.response is not None and exc.response.status_code in _TICKET_REFUSALS:
+            if exc.response is not None and exc.response.status_code in self.write_refusals:
                 return exc.response
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
 

@@ -39,6 +39,40 @@ answers a page (`startAt`, `maxResults` default 10, `total`, `isLast`,
 out. A user's `emailAddress` is there only when their profile visibility
 settings show it to the caller: a hidden one is absent, not null. An issue's
 `assignee` given as an account id is rendered as that user, the same way.
+
+Writes (write-back). Jira has no "set status": an issue moves by a workflow
+transition. `GET /rest/api/3/issue/{idOrKey}/transitions` lists those the
+caller may make from the issue's current status, each `{"id", "name", "to":
+{"id", "name", "statusCategory": {"key": "new"|"indeterminate"|"done"}},
+"hasScreen", "isGlobal", "isInitial", "isAvailable", "isConditional"}`, and
+`GET /rest/api/3/issue/{idOrKey}?fields=...&expand=transitions` carries the
+same list beside the fields. `workflow` says which transitions leave each
+status (`DEFAULT_WORKFLOW`, a test may change it). `POST .../transitions`
+with `{"transition": {"id": "..."}}` answers 204 and moves the issue; an id
+not available from the current status, or a transition whose screen has a
+required field the request doesn't fill (`require_on_transition`), is a 400
+with Jira's error body `{"errorMessages": [...], "errors": {"field":
+"message"}}`. `PUT .../assignee` with `{"accountId": "..."}` (null:
+unassigned) answers 204; an account that is no assignable user is a 400. A
+missing issue is a 404 with "Issue does not exist or you do not have
+permission to see it." `GET /rest/api/3/status` lists every status with its
+category. Each write is an edit (`updated` moves, on the fake's clock) and is
+kept in `writes` as (method, issue id, body).
+
+Sources (Atlassian's Jira Cloud REST v3 reference, developer.atlassian.com/
+cloud/jira/platform/rest/v3/): api-group-issues (#api-rest-api-3-issue-
+issueidorkey-transitions-get / -post: 204; 400 "no transition is specified,
+the user does not have permission to transition the issue, a field that isn't
+included on the transition screen ..., the request is invalid for any other
+reason"; 404 "the issue is not found or the user does not have permission to
+view it"; #api-rest-api-3-issue-issueidorkey-assignee-put: 204; 400 "the user
+is not found"; 403; 404 "the issue is not found"; `accountId` null
+unassigns; #api-rest-api-3-issue-issueidorkey-get: `expand=transitions`
+"Returns all possible transitions for the issue"), api-group-workflow-statuses
+(#api-rest-api-3-status-get), and the error-body shape
+`{"errorMessages": [], "errors": {"customfield_12312": "... is required."}}`
+as Jira answers a transition whose screen field is required
+(github.com/textfuel/lazyjira/issues/111).
 """
 
 from __future__ import annotations
@@ -59,15 +93,32 @@ from fakes import FakeApi, Reply, Request
 
 SEARCH = "/rest/api/3/search/jql"
 USER_BULK = "/rest/api/3/user/bulk"
+STATUS_LIST = "/rest/api/3/status"
 REMOVED = ("/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search")
 ID_ONLY = {"id", "key"}
-_COMMENTS = re.compile(r"/rest/api/3/issue/([^/]+)/comment")
+_ISSUE = re.compile(r"/rest/api/3/issue/([^/]+)(?:/(comment|transitions|assignee))?")
 CATEGORIES = {
     "To Do": "new",
     "In Progress": "indeterminate",
     "In Review": "indeterminate",  # a workflow's own name, in a built-in category
     "Done": "done",
+    "Won't Do": "done",
 }
+STATUS_IDS = {"To Do": "10000", "In Progress": "3", "In Review": "10001", "Done": "10002"}
+STATUS_IDS["Won't Do"] = "10003"
+DEFAULT_WORKFLOW: dict[str, list[tuple[str, str, str]]] = {
+    "To Do": [("11", "Start progress", "In Progress"), ("51", "Done", "Done")],
+    "In Progress": [
+        ("21", "Review", "In Review"),
+        ("51", "Done", "Done"),
+        ("61", "Stop progress", "To Do"),
+    ],
+    "In Review": [("31", "Approve", "Done"), ("41", "Rework", "In Progress")],
+    "Done": [("71", "Reopen", "To Do"), ("81", "Mark won't do", "Won't Do")],
+    "Won't Do": [("71", "Reopen", "To Do")],
+}
+"""From each status, the transitions (id, name, target status) the API user may make."""
+NO_ISSUE = "Issue does not exist or you do not have permission to see it."
 
 
 @dataclass
@@ -120,6 +171,14 @@ class FakeJira(FakeApi):
         """How many of an issue's comments the search's `comment` field holds at most."""
         self.hidden_fields: set[str] = set()
         """Fields a field configuration hides: left out of every issue, even when asked for."""
+        self.workflow = {status: list(moves) for status, moves in DEFAULT_WORKFLOW.items()}
+        """From each status, the transitions (id, name, target) the API user may make."""
+        self.required_on_transition: dict[str, dict[str, str]] = {}
+        """By transition id: the screen's required fields and Jira's message for each."""
+        self.writes: list[tuple[str, str, Any]] = []
+        """Each write received: (method, issue id, body), refused ones included."""
+        self.unassignable: set[str] = set()
+        """Known account ids that may not be assigned issues (no Assignable permission)."""
 
     # Test controls
 
@@ -138,6 +197,20 @@ class FakeJira(FakeApi):
             self.user_page_cap = None
             self.comments_in_search = 20
             self.hidden_fields = set()
+            self.workflow = {status: list(moves) for status, moves in DEFAULT_WORKFLOW.items()}
+            self.required_on_transition = {}
+            self.writes = []
+            self.unassignable = set()
+
+    def require_on_transition(self, transition_id: str, field: str, message: str) -> None:
+        """Make `field` required on the screen of transition `transition_id`."""
+        with self.lock:
+            self.required_on_transition.setdefault(transition_id, {})[field] = message
+
+    def delete(self, issue_id: int | str) -> None:
+        """Delete an issue: it vanishes from search and its own URL answers 404."""
+        with self.lock:
+            del self.issues[str(issue_id)]
 
     def add_user(
         self,
@@ -314,18 +387,36 @@ class FakeJira(FakeApi):
                     ]
                 },
             )
-        listing = _COMMENTS.fullmatch(request.path)
-        if request.path not in (SEARCH, USER_BULK) and listing is None:
+        issue_path = _ISSUE.fullmatch(request.path)
+        if request.path not in (SEARCH, USER_BULK, STATUS_LIST) and issue_path is None:
             return Reply(404, {"errorMessages": ["Not found"]})
-        if request.method != "GET":
+        allowed = {None: ("GET",), "comment": ("GET",), "transitions": ("GET", "POST")}
+        allowed["assignee"] = ("PUT",)
+        methods = allowed[issue_path.group(2)] if issue_path is not None else ("GET",)
+        if request.method not in methods:
             return Reply(405, {"errorMessages": ["Method not allowed"]})
         expected = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return Reply(401, {"errorMessages": ["You are not authenticated."]})
         if request.path == USER_BULK:
             return self._users(request)
-        if listing is not None:
-            return self._comments(listing.group(1), request)
+        if request.path == STATUS_LIST:
+            return Reply(200, [self._status(name) for name in CATEGORIES])
+        if issue_path is not None:
+            ref, part = issue_path.group(1), issue_path.group(2)
+            if part == "comment":
+                return self._comments(ref, request)
+            if part is None:
+                return self._issue(ref, request)
+            if part == "assignee":
+                return self._assign(ref, request)
+            if request.method == "POST":
+                return self._transition(ref, request)
+            with self.lock:
+                found = self._find(ref)
+                if found is None:
+                    return Reply(404, {"errorMessages": [NO_ISSUE], "errors": {}})
+                return Reply(200, {"transitions": self._transitions(found)})
         jql = request.param("jql") or ""
         try:
             where, order = parse_jql(jql, self.profile_tz)
@@ -396,6 +487,104 @@ class FakeJira(FakeApi):
             },
         )
 
+    def _find(self, ref: str) -> FakeIssue | None:
+        """The issue whose id or key is `ref` (call with the lock held)."""
+        return next((i for i in self.issues.values() if ref in (i.id, i.key)), None)
+
+    def _status(self, name: str) -> dict[str, Any]:
+        """A status as the API shows it (`StatusDetails`), its category's key included."""
+        category = CATEGORIES[name]
+        return {
+            "self": f"{self.base_url}/rest/api/3/status/{STATUS_IDS[name]}",
+            "id": STATUS_IDS[name],
+            "name": name,
+            "untranslatedName": name,
+            "statusCategory": {
+                "id": {"new": 2, "indeterminate": 4, "done": 3}[category],
+                "key": category,
+                "name": {"new": "To Do", "indeterminate": "In Progress", "done": "Done"}[category],
+            },
+        }
+
+    def _transitions(self, issue: FakeIssue) -> list[dict[str, Any]]:
+        """The transitions the API user may make from the issue's status (lock held)."""
+        return [
+            {
+                "id": transition_id,
+                "name": name,
+                "to": self._status(target),
+                "hasScreen": transition_id in self.required_on_transition,
+                "isGlobal": False,
+                "isInitial": False,
+                "isAvailable": True,
+                "isConditional": False,
+                "isLooped": False,
+            }
+            for transition_id, name, target in self.workflow.get(issue.fields["status"], [])
+        ]
+
+    def _issue(self, ref: str, request: Request) -> Reply:
+        """`GET /rest/api/3/issue/{idOrKey}`: its `fields`; `expand=transitions` adds those."""
+        fields = [f for v in request.query.get("fields", []) for f in v.split(",") if f]
+        expand = {e for v in request.query.get("expand", []) for e in v.split(",") if e}
+        with self.lock:
+            issue = self._find(ref)
+            if issue is None:
+                return Reply(404, {"errorMessages": [NO_ISSUE], "errors": {}})
+            body = self._render(issue, fields or ["*navigable"])
+            if "transitions" in expand:
+                body["transitions"] = self._transitions(issue)
+        return Reply(200, body)
+
+    def _transition(self, ref: str, request: Request) -> Reply:
+        """`POST .../transitions`: 204 and the issue moved, or Jira's 400 saying why not."""
+        body = request.json()
+        with self.lock:
+            issue = self._find(ref)
+            self.writes.append(("POST", issue.id if issue else ref, body))
+            if issue is None:
+                return Reply(404, {"errorMessages": [NO_ISSUE], "errors": {}})
+            asked = body.get("transition") if isinstance(body, dict) else None
+            transition_id = asked.get("id") if isinstance(asked, dict) else None
+            if transition_id is None:
+                return Reply(
+                    400, {"errorMessages": ["Missing 'transition' identifier"], "errors": {}}
+                )
+            moves = {t: target for t, _, target in self.workflow.get(issue.fields["status"], [])}
+            if str(transition_id) not in moves:
+                message = f"Transition id '{transition_id}' is not valid for this issue."
+                return Reply(400, {"errorMessages": [message], "errors": {}})
+            given = body.get("fields") if isinstance(body.get("fields"), dict) else {}
+            missing = {
+                field: message
+                for field, message in self.required_on_transition.get(
+                    str(transition_id), {}
+                ).items()
+                if field not in given
+            }
+            if missing:
+                return Reply(400, {"errorMessages": [], "errors": missing})
+            target = moves[str(transition_id)]
+        self.touch(issue.id, self._now(), status=target)
+        return Reply(204, raw=b"")
+
+    def _assign(self, ref: str, request: Request) -> Reply:
+        """`PUT .../assignee`: 204 and the issue (un)assigned, or Jira's refusal."""
+        body = request.json()
+        with self.lock:
+            issue = self._find(ref)
+            self.writes.append(("PUT", issue.id if issue else ref, body))
+            if issue is None:
+                return Reply(404, {"errorMessages": [NO_ISSUE], "errors": {}})
+            if not isinstance(body, dict) or "accountId" not in body:
+                return Reply(400, {"errorMessages": ["accountId must be provided."], "errors": {}})
+            account = body["accountId"]
+            if account is not None and (account not in self.users or account in self.unassignable):
+                message = f"User '{account}' cannot be assigned issues."
+                return Reply(400, {"errorMessages": [], "errors": {"assignee": message}})
+        self.touch(issue.id, self._now(), assignee=account)
+        return Reply(204, raw=b"")
+
     def _comments(self, issue_ref: str, request: Request) -> Reply:
         """`GET /rest/api/3/issue/{idOrKey}/comment`: a page of the issue's comments."""
         with self.lock:
@@ -419,10 +608,7 @@ class FakeJira(FakeApi):
             "updated": issue.broken_updated or self._stamp(issue.updated),
             "created": self._stamp(issue.created),
             "summary": issue.fields["summary"],
-            "status": {
-                "name": issue.fields["status"],
-                "statusCategory": {"key": CATEGORIES[issue.fields["status"]]},
-            },
+            "status": self._status(issue.fields["status"]),
             "issuetype": {"name": issue.fields["issuetype"]},
             "priority": {"name": issue.fields["priority"]},
             "project": {"key": issue.project, "name": issue.project.title()},

@@ -99,6 +99,9 @@ class FragmentSettings(_Section):
     max_retry_wait: Duration = dt.timedelta(minutes=5)
     """The longest single wait between attempts; a `Retry-After` longer than this ends the pass
     instead (the next resumes)."""
+    write_back_share: float = Field(default=0.25, gt=0, le=1)
+    """The largest share of `requests_per_minute` a process's polls of Fragment's changes
+    take (two-way sync); they take only turns no push wants besides."""
     max_in_flight: int = Field(default=2, ge=1, le=16)
     """Batches sent at once per connector; checkpoints still follow the source's order."""
     max_response_size: ByteSize = Field(default=ByteSize(16 * 1024 * 1024), ge=1024)

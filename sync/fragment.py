@@ -30,7 +30,7 @@ from sync.ship_policy import ShipPolicy, classify_comment_answer, isolate
 from sync_http.auth import bearer
 from sync_http.clock import http_date
 from sync_http.policy import Action
-from sync_http.ratelimit import StopRequested
+from sync_http.ratelimit import RequestBudget, StopRequested
 from sync_http.redaction import redact
 from sync_http.session import HttpSession, RequestFailed
 
@@ -56,6 +56,9 @@ class FragmentClient:
         self._transport = transport
         self._session: HttpSession | None = None
         self._session_lock = threading.Lock()
+        rate = settings.requests_per_minute * settings.write_back_share
+        self._poll_budget = RequestBudget.per_minute(rate, stop=self.stop)
+        """Two-way sync's polls (`task_page`): their share of the budget, at most."""
 
     @property
     def session(self) -> HttpSession:
@@ -192,8 +195,12 @@ class FragmentClient:
     def task_page(self, params: dict[str, str]) -> TaskListPage:
         """One page of `GET /tasks` with `params` (filters, order, cursor), on spare turns.
 
-        Raises `FragmentError` for an answer that holds no list of tasks, and as `push`.
+        At most `fragment.write_back_share` of the request budget goes to them, and only
+        turns no push wants. Raises `FragmentError` for an answer that holds no list of
+        tasks, and as `push`.
         """
+        if not self._poll_budget.acquire():
+            raise RunInterrupted("stop requested while waiting to poll Fragment's changes")
         response = self._send("GET", "/tasks", None, spare=True, params=params)
         try:
             answer = response.json()

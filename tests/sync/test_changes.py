@@ -7,6 +7,7 @@ an operator's click in Fragment is. The mark arithmetic is also tried alone.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from fragment_emulator import Emulator
 from sync.changes import ChangedTask, FragmentPoll, page_mark, poll_after
 from sync.config import FragmentSettings
+from sync.errors import RunInterrupted
 from sync.fragment import FragmentClient
 from synckit import TOKEN
 
@@ -137,3 +139,22 @@ def test_a_page_moves_the_mark_to_its_latest_time_held_at_the_ceiling_and_never_
     assert page_mark(later, [changed(T)], ceiling=later) == later
     assert page_mark(T, [changed(None)], ceiling=later) == T
     assert page_mark(None, [], ceiling=later) is None
+
+
+def test_polls_take_at_most_their_share_of_the_request_budget(
+    emulator: Emulator, operator: httpx.Client
+) -> None:
+    put(operator, task(1))
+    settings = FragmentSettings.model_validate(
+        {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 60,
+         "write_back_share": 1 / 60}
+    )  # fmt: skip
+    stop = threading.Event()
+    with FragmentClient(settings, stop=stop) as fragment:
+        fragment.task_page({"order_by": "updated_at"})  # the minute's one poll
+        threading.Timer(0.3, stop.set).start()
+        with pytest.raises(RunInterrupted):
+            fragment.task_page({"order_by": "updated_at"})  # waits for the next minute
+
+    polls = [r for r in emulator.requests if r["method"] == "GET" and r["path"].endswith("/tasks")]
+    assert len(polls) == 1

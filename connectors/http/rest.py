@@ -93,10 +93,6 @@ Conversations = Mapping[str, Sequence[base.SourceComment] | BadRecord | None]
 """Each ticket's comments by source id (`RestConnector.conversations`)."""
 
 
-_TICKET_REFUSALS = frozenset({403, 404, 409, 422})
-"""Answers to a write that refuse that one ticket's change, not the connector's access."""
-
-
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
@@ -162,13 +158,18 @@ class RestConnector(Connector):
     """The wait before retrying a transient failure that names none; see `Backoff`."""
     moved_hint: ClassVar[str] = "update base_url (or path) in the connector's config"
     """What to change when the source says a URL moved for good (logged once per URL)."""
+    write_refusals: ClassVar[frozenset[int]] = frozenset({403, 404, 409, 422})
+    """Answers to a write (`send_write`) that refuse that one ticket's change, not the
+    connector's access: a workflow, a permission, a gone ticket, an invalid value.
+    Freshdesk adds 400, its answer to a value it won't take."""
     comments_batch: ClassVar[int] = 1
     """How many tickets one call of `conversations` gets: 1 where each ticket's comments are
     a listing of their own, more where one request serves many tickets (ServiceNow's journal)."""
 
     options: HttpOptions
     _session: HttpSession | None = None
-    _commenting: RestConnector | None = None
+    _paced: dict[str, RestConnector] | None = None
+    """The views `paced` made, by the option that sets their budget."""
     scope: str | None = None
     """The scope this instance's queries read: one of `scopes()`, set on the views `pull` makes."""
 
@@ -250,15 +251,32 @@ class RestConnector(Connector):
     def commenting(self) -> RestConnector:
         """This connector as comment requests should go: over a session with a budget of its
         own when the options give comments one (`comment_requests_per_minute`), else itself."""
-        rate = getattr(self.options, "comment_requests_per_minute", None)
+        return self.paced("comment_requests_per_minute")
+
+    @property
+    def writing(self) -> RestConnector:
+        """This connector as write-back's requests should go: over a session with a budget of
+        its own when the options give writes one (`write_requests_per_minute`), else itself."""
+        return self.paced("write_requests_per_minute")
+
+    def paced(self, option: str) -> RestConnector:
+        """This connector over a session of its own, on the budget the option named `option`
+        sets (requests a minute), made at the first call; itself when it has no such option.
+
+        For requests the source limits apart from the listing (Zendesk's export allows 10
+        a minute; its comments and ticket updates count against the account's limit).
+        """
+        rate = getattr(self.options, option, None)
         if rate is None:
             return self
-        if self._commenting is None:
+        views = self._paced if self._paced is not None else {}
+        self._paced = views
+        if option not in views:
             view = copy.copy(self)
             view._session = self.new_session(rate)
-            view._commenting = view
-            self._commenting = view
-        return self._commenting
+            view._paced = {option: view}
+            views[option] = view
+        return views[option]
 
     def new_session(self, requests_per_minute: float) -> HttpSession:
         """A session to the source as this connector's own is built, on a budget of its own.
@@ -293,9 +311,10 @@ class RestConnector(Connector):
         return RequestBudget.per_minute(requests_per_minute, stop=self.stop)
 
     def close(self) -> None:
-        commenting, self._commenting = self._commenting, None
-        if commenting is not None and commenting is not self:
-            commenting.close()
+        views, self._paced = self._paced or {}, None
+        for view in views.values():
+            if view is not self:
+                view.close()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -361,14 +380,14 @@ class RestConnector(Connector):
 
     def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
         """A write to the source (write-back) through the session: its answer, a refusal
-        of this one ticket's change (403, 404, 409, 422) included, for the connector to
+        of this one ticket's change (`write_refusals`) included, for the connector to
         read. Raises `SourceError` when the source can't be reached or refuses the
         credentials (401), as `fetch` does.
         """
         try:
             return self.session.send(method, url, json=body)
         except RequestFailed as exc:
-            if exc.response is not None and exc.response.status_code in _TICKET_REFUSALS:
+            if exc.response is not None and exc.response.status_code in self.write_refusals:
                 return exc.response
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
 

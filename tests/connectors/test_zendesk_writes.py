@@ -84,6 +84,21 @@ def test_an_assignee_lands_an_end_user_is_refused_in_zendesks_words_and_none_una
     assert fake.tickets[1]["assignee_id"] is None
 
 
+def test_a_field_required_to_solve_is_a_refusal_in_zendesks_words(
+    fake: FakeZendesk, source: ZendeskConnector
+) -> None:
+    fake.require_to_solve(360008591391, "Type of Content")
+
+    with pytest.raises(WriteRefused) as refused:
+        source.write(TicketWrite("1", status="solved"))
+
+    message = str(refused.value)
+    assert not isinstance(refused.value, WriteConflict)
+    assert "field 'status'" in message and "'solved'" in message
+    assert "Zendesk answered 422: Type of Content: is required to solve a ticket" in message
+    assert fake.tickets[1]["status"] == "open"
+
+
 def test_a_closed_ticket_is_a_conflict_and_nothing_is_sent(
     fake: FakeZendesk, source: ZendeskConnector
 ) -> None:
@@ -160,10 +175,11 @@ def test_the_per_ticket_update_limit_is_waited_out_through_the_session() -> None
     ]
 
 
-def test_an_operators_done_solves_the_ticket_once_through_run_once(
+def test_an_operators_done_and_assignee_reach_the_ticket_once_through_run_once(
     fake: FakeZendesk, emulator: Emulator, sqlite_url: str
 ) -> None:
     fake.clock.stop_at(T0 + dt.timedelta(hours=1))
+    fake.touch(3, T0 + dt.timedelta(minutes=3), assignee_id=602)  # Nina is known by email
     config = build_config(
         {
             "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 10**5},
@@ -175,7 +191,10 @@ def test_an_operators_done_solves_the_ticket_once_through_run_once(
                     "email": EMAIL,
                     "api_token": API_TOKEN,
                     "requests_per_minute": 10**4,
-                    "write_back": {"status": {"DONE": "solved", "STARTED": "pending"}},
+                    "write_back": {
+                        "status": {"DONE": "solved", "STARTED": "pending"},
+                        "assignee": True,
+                    },
                 }
             },
         },
@@ -190,17 +209,18 @@ def test_an_operators_done_solves_the_ticket_once_through_run_once(
             return summary
 
         assert one_run().pushed == 3
-        _patch(emulator, "2", status="DONE")
+        _patch(emulator, "2", status="DONE", assignee_email="nina@acme.example")
 
         wrote = one_run()  # the write; Zendesk withholds the change for a minute
         pushed = one_run()  # the solved ticket, as Zendesk now has it
         settled = one_run()
 
-    assert fake.tickets[2]["status"] == "solved"
-    assert fake.writes == [(2, {"ticket": {"status": "solved"}})]
+    assert (fake.tickets[2]["status"], fake.tickets[2]["assignee_id"]) == ("solved", 602)
+    assert fake.writes == [(2, {"ticket": {"status": "solved", "assignee_id": 602}})]
     assert wrote.pushed == 0 and pushed.pushed == 1 and settled.pushed == 0
     task = tasks_by_ticket(emulator)["2"]
     assert task["status"] == "DONE" and task["fields"]["source_status"] == "solved"
+    assert task["assignee"]["email"] == "nina@acme.example"
 
 
 def _patch(emulator: Emulator, number: str, **changes: Any) -> None:

@@ -47,7 +47,11 @@ hold, solved, closed. A closed ticket can't be updated at all: 422
 ForestAdmin's Zendesk plugin's). An assignee that is no agent or admin (an
 end user, or no user) is a 422 `RecordInvalid` with `details.assignee`
 "Assignee: is invalid" (facetoe/zenpy#628 quotes the body); `null` unassigns.
-An unknown or deleted ticket is a 404 `RecordNotFound`. Rate limits
+A ticket field an admin made required to solve (`require_to_solve`) left
+empty makes a change to solved a 422 `RecordInvalid` with `details.base`
+naming the field, "{title}: is required to solve a ticket" (zenpy#257 quotes
+such a body, in Portuguese). An unknown or deleted ticket is a 404
+`RecordNotFound`. Rate limits
 (https://developer.zendesk.com/api-reference/introduction/rate-limits/):
 Update Ticket allows 30 updates per 10 minutes per user per ticket
 (`updates_per_ticket` in `update_window` seconds here), past which a 429 with
@@ -133,6 +137,8 @@ class FakeZendesk(FakeApi):
         """When each ticket's updates were taken, for the per-ticket limit."""
         self.writes: list[tuple[int, Any]] = []
         """Each `PUT /api/v2/tickets/{id}` received (id and body), refused ones too."""
+        self.required_to_solve: dict[int, str] = {}
+        """Ticket fields (id to title) a ticket can't be solved without."""
         self.credentials = base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
         self.tickets: dict[int, dict[str, Any]] = {}
         self.positions: dict[int, int] = {}
@@ -267,6 +273,11 @@ class FakeZendesk(FakeApi):
             self.users[user_id] = user
         return user
 
+    def require_to_solve(self, field_id: int, title: str) -> None:
+        """Make the custom ticket field `field_id` required to solve a ticket."""
+        with self.lock:
+            self.required_to_solve[field_id] = title
+
     def _stamp(self, number: int, at: dt.datetime) -> None:
         self.tickets[number]["generated_timestamp"] = unix(at)
         self.positions[number] = unix(at)
@@ -369,6 +380,27 @@ class FakeZendesk(FakeApi):
             if changes["status"] not in STATUSES:
                 return _record_invalid("status", "Status: is invalid")
             fields["status"] = changes["status"]
+            if changes["status"] == "solved":
+                filled = {f.get("id") for f in ticket["custom_fields"] if f.get("value")}
+                missing = [
+                    {
+                        "description": f"{title}: is required to solve a ticket",
+                        "error": None,
+                        "ticket_field_id": field_id,
+                        "ticket_field_type": "FieldTagger",
+                    }
+                    for field_id, title in self.required_to_solve.items()
+                    if field_id not in filled
+                ]
+                if missing:
+                    return Reply(
+                        422,
+                        {
+                            "error": "RecordInvalid",
+                            "description": "Record validation errors",
+                            "details": {"base": missing},
+                        },
+                    )
         if "assignee_id" in changes:
             assignee = changes["assignee_id"]
             user = self.users.get(assignee) if isinstance(assignee, int) else None

@@ -38,6 +38,18 @@ page, until every id asked is found: one request for an account of up to
 `contact.email`; an id that is no agent's (deleted agents become contacts)
 resolves without one.
 
+Write-back (`writes` status and assignee): `PUT /api/v2/tickets/{id}` with
+`status` (a code) and `responder_id` (an agent's id, or null), after one `GET`
+of the ticket, so a ticket already where it is asked to go is left alone. The
+status named in `write_back.status` is an agent's label of the status field
+("Resolved", a custom "Waiting on Customer") or its code ("4"): the labels
+are read once from `GET /api/v2/ticket_fields?type=default_status`.
+Freshdesk lets an agent reopen a closed ticket, but a ticket the source
+closed (5) stays closed: Fragment asking for another status is a
+`WriteConflict`. A resolved ticket (4) may be reopened. Freshdesk refuses a
+value with a 400 "Validation failed", whose errors are quoted in the refusal.
+The requests go on a budget of their own (`write_requests_per_minute`).
+
 Conversations (`read_comments`): see `FreshdeskConnector.conversations`.
 """
 
@@ -59,9 +71,10 @@ from connectors.base import (
     Person,
     SourceComment,
     SourceTicket,
+    TicketWrite,
 )
 from connectors.comments import CommentShape, read_comments
-from connectors.errors import SourceError
+from connectors.errors import FixConfiguration, SourceError, WriteConflict, WriteRefused
 from connectors.http import (
     Conversations,
     HttpOptions,
@@ -89,6 +102,9 @@ CONVERSATION_SHAPE = CommentShape(
 a private note is private, a reply or public note public."""
 STATUS_NAMES = {"2": "Open", "3": "Pending", "4": "Resolved", "5": "Closed"}
 """The built-in statuses, by the code a ticket carries (Freshdesk's API reference)."""
+CLOSED = 5
+"""The status code of a closed ticket."""
+TICKET_FIELDS = "/api/v2/ticket_fields"
 
 
 class FreshdeskOptions(HttpOptions):
@@ -118,6 +134,10 @@ class FreshdeskOptions(HttpOptions):
     read), apart from the ticket lists': Freshdesk limits those lists more tightly than the
     account (50 a minute is a trial account's whole budget, a quarter of the smallest paid
     plan's). Pacing decides no task, so it is kept out of the settings fingerprint."""
+    write_requests_per_minute: float = Field(default=50.0, gt=0, exclude=True)
+    """The budget of write-back's requests (a read and an update per ticket changed in
+    Fragment), apart from the ticket lists': they count against the account's whole budget.
+    Pacing decides no task, so it is kept out of the settings fingerprint."""
 
 
 class FreshdeskConnector(RestConnector):
@@ -134,6 +154,10 @@ class FreshdeskConnector(RestConnector):
     reanchor_after_pages = 1
     max_pages_per_query = 300
     comments = "requests"
+    writes = frozenset({"status", "assignee"})
+    write_refusals = frozenset({400, 403, 404, 409, 422})  # 400: "Validation failed"
+    _statuses: dict[str, int] | None = None
+    """The status field's choices by agent label (casefolded), read at the first write."""
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "#{id} {subject}",
@@ -214,6 +238,82 @@ class FreshdeskConnector(RestConnector):
         for user_id in pending:
             yield Person(user_id, None, reason=NOT_AN_AGENT)
 
+    def write(self, change: TicketWrite) -> None:
+        """`PUT /api/v2/tickets/{id}` of what differs from the ticket as shown (see the
+        module); nothing when nothing does."""
+        if not change.source_id.isdigit():
+            raise self._refused(change, "not a Freshdesk ticket id (a number)")
+        writer = self.writing
+        url = f"/api/v2/tickets/{change.source_id}"
+        ticket = writer.lookup(PageRequest(url))
+        if not isinstance(ticket, dict) or ticket.get("deleted") is True:
+            raise self._refused(change, "the ticket is gone (deleted in Freshdesk)")
+        update: dict[str, Any] = {}
+        if change.status is not None:
+            code = self._status_code(change.status)
+            current = ticket.get("status")
+            if current == CLOSED and code != CLOSED:
+                raise WriteConflict(
+                    self.name,
+                    change.source_id,
+                    "+".join(change.fields),
+                    change.status,
+                    "the ticket is Closed in Freshdesk: the source closed it, and that wins "
+                    "over Fragment's status",
+                )
+            if current != code:
+                update["status"] = code
+        if change.assign:
+            responder = change.assignee_id
+            if responder is not None and not responder.isdigit():
+                raise self._refused(change, f"{responder!r} is not a Freshdesk agent id")
+            number = None if responder is None else int(responder)
+            if ticket.get("responder_id") != number:
+                update["responder_id"] = number
+        if not update:
+            return  # already there
+        response = writer.send_write("PUT", url, update)
+        if response.status_code < 300:
+            return
+        if response.status_code == 404:
+            raise self._refused(change, "the ticket is gone (Freshdesk answered 404)")
+        said = _freshdesk_said(response)
+        raise self._refused(change, f"Freshdesk answered {response.status_code}: {said}")
+
+    def _status_code(self, name: str) -> int:
+        """The code of the status whose agent label is `name` (any case), or `name` itself
+        when it is a code the field has. Raises `FixConfiguration`."""
+        if self._statuses is None:
+            _response, body = self.writing.fetch(
+                PageRequest(TICKET_FIELDS, {"type": "default_status"})
+            )
+            fields = body if isinstance(body, list) else []
+            field = next(
+                (f for f in fields if isinstance(f, dict) and f.get("name") == "status"), {}
+            )
+            choices = field.get("choices")
+            self._statuses = {
+                str(labels[0]).casefold(): int(code)
+                for code, labels in (choices.items() if isinstance(choices, dict) else [])
+                if str(code).isdigit() and isinstance(labels, list) and labels
+            }
+        wanted = name.strip()
+        if wanted.isdigit() and int(wanted) in self._statuses.values():
+            return int(wanted)
+        found = self._statuses.get(wanted.casefold())
+        if found is None:
+            known = ", ".join(f"{label} ({code})" for label, code in self._statuses.items())
+            raise FixConfiguration(
+                f"connector {self.name!r}: Freshdesk has no status {name!r} "
+                f"(it has: {known or 'none'})",
+                key=f"connectors.{self.name}.write_back.status",
+            )
+        return found
+
+    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        target = change.status if change.status is not None else change.assignee_id
+        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
+
     def scopes(self) -> Sequence[str | None]:
         """The default list, then `filter=deleted` and `filter=spam` as configured."""
         lists: list[str | None] = [None]
@@ -257,6 +357,26 @@ class FreshdeskConnector(RestConnector):
             "web_url": f"{site}/a/tickets/{record.get('id')}",
             "status_name": status_name(record.get("status")),
         }
+
+
+def _freshdesk_said(response: httpx.Response) -> str:
+    """Freshdesk's words in an error answer: each of `errors` as "field: message (code)"
+    (400 "Validation failed"), else its `message` or `description`, else the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if not isinstance(body, dict):
+        return response.text[:200]
+    errors = body.get("errors")
+    said = [
+        f"{error.get('field')}: {error.get('message')} ({error.get('code')})"
+        for error in (errors if isinstance(errors, list) else [])
+        if isinstance(error, dict)
+    ]
+    if said:
+        return f"{body.get('description') or 'Validation failed'}: {'; '.join(said)}"
+    return str(body.get("message") or body.get("description") or response.text[:200])
 
 
 def status_name(code: object) -> str | None:

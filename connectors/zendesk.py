@@ -36,6 +36,19 @@ last `SEEN_USERS` of them and answers from those first. The rest cost one
 request budget. A deleted user (`active: false`) resolves without an email;
 a suspended one keeps it.
 
+Write-back (`writes` status and assignee): `PUT /api/v2/tickets/{id}.json` with
+`{"ticket": {"status", "assignee_id"}}`, after one `GET` of the ticket (cheap,
+where an update is not: Zendesk allows 30 updates per ticket in 10 minutes),
+so a ticket already where it is asked to go is left alone. The status is one
+of Zendesk's six (new, open, pending, hold, solved, closed; a custom status is
+its category's); the assignee an agent's or admin's user id, or none. Closed
+is the only status that counts as closed: Zendesk locks a closed ticket (422
+"closed prevents ticket update" to any change) and that wins over Fragment
+(`WriteConflict`), while a solved ticket is one an agent or the requester may
+still reopen, so Fragment may too. These requests go on a budget of their own
+(`write_requests_per_minute`): they count against the account's limit, not
+the export's 10 a minute.
+
 Not here: audits. Comments (`read_comments`): see `ZendeskConnector.conversations`.
 """
 
@@ -51,8 +64,17 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import AwareDatetime, Field, SecretStr
 
-from connectors.base import BadRecord, ConnectorOptions, Cursor, Person, SourceComment, SourceTicket
+from connectors.base import (
+    BadRecord,
+    ConnectorOptions,
+    Cursor,
+    Person,
+    SourceComment,
+    SourceTicket,
+    TicketWrite,
+)
 from connectors.comments import CommentShape, read_comments
+from connectors.errors import FixConfiguration, WriteConflict, WriteRefused
 from connectors.http import (
     Conversations,
     HttpOptions,
@@ -78,6 +100,10 @@ SHOW_MANY_LIMIT = 100
 """Ids per `users/show_many` request, as Zendesk documents it."""
 SEEN_USERS = 10_000
 """Sideloaded users kept for `people`, the oldest dropped first: a few MB at most."""
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+"""Zendesk's ticket statuses, the values `status` takes (a custom status is its category's)."""
+CLOSED_PREVENTS_UPDATE = "closed prevents ticket update"
+"""Zendesk's words (422) to any update of a closed ticket."""
 
 
 COMMENTS_PER_PAGE = 100
@@ -116,6 +142,11 @@ class ZendeskOptions(HttpOptions):
     apart from the export's 10 a minute: they count against the account's Support API limit
     (200 a minute on the smallest plan), which agents' apps share. Pacing decides no task,
     so it is kept out of the settings fingerprint."""
+    write_requests_per_minute: float = Field(default=100.0, gt=0, exclude=True)
+    """The budget of write-back's requests (a read and an update per ticket changed in
+    Fragment), apart from the export's: Zendesk allows 100 ticket updates a minute per
+    account, within its Support API limit. Pacing decides no task, so it is kept out of
+    the settings fingerprint."""
 
 
 class ZendeskConnector(RestConnector):
@@ -132,6 +163,7 @@ class ZendeskConnector(RestConnector):
     cursor_path = "generated_timestamp"
     cursors_from_source_clock = True
     comments = "requests"
+    writes = frozenset({"status", "assignee"})
     # No default lookback: `start_time` is inclusive at the cursor's own whole seconds, and
     # Zendesk withholds the last minute's changes until they are settled.
 
@@ -251,6 +283,74 @@ class ZendeskConnector(RestConnector):
             )
         return found
 
+    def write(self, change: TicketWrite) -> None:
+        """`PUT /api/v2/tickets/{id}.json` of what differs from the ticket as shown (see the
+        module); nothing when nothing does."""
+        if not change.source_id.isdigit():
+            raise self._refused(change, "not a Zendesk ticket id (a number)")
+        writer = self.writing
+        url = f"/api/v2/tickets/{change.source_id}.json"
+        shown = writer.lookup(PageRequest(url))
+        ticket = shown.get("ticket") if isinstance(shown, dict) else None
+        if not isinstance(ticket, dict):
+            raise self._refused(change, "the ticket is gone (Zendesk answered 404)")
+        update: dict[str, Any] = {}
+        if change.status is not None:
+            status = self._status(change.status)
+            if ticket.get("status") != status:
+                update["status"] = status
+        if change.assign:
+            assignee = self._assignee(change)
+            if ticket.get("assignee_id") != assignee:
+                update["assignee_id"] = assignee
+        if not update:
+            return  # already there
+        if ticket.get("status") == "closed":
+            raise self._closed(change)
+        response = writer.send_write("PUT", url, {"ticket": update})
+        if response.status_code < 300:
+            return
+        if response.status_code == 404:
+            raise self._refused(change, "the ticket is gone (Zendesk answered 404)")
+        said = _zendesk_said(response)
+        if CLOSED_PREVENTS_UPDATE in said:
+            raise self._closed(change)  # closed between the read and the update
+        raise self._refused(change, f"Zendesk answered {response.status_code}: {said}")
+
+    def _status(self, name: str) -> str:
+        """Zendesk's status named `name` (any case). Raises `FixConfiguration`."""
+        status = name.strip().casefold()
+        if status not in STATUSES:
+            raise FixConfiguration(
+                f"connector {self.name!r}: Zendesk has no status {name!r} "
+                f"(it has: {', '.join(STATUSES)})",
+                key=f"connectors.{self.name}.write_back.status",
+            )
+        return status
+
+    def _assignee(self, change: TicketWrite) -> int | None:
+        user_id = change.assignee_id
+        if user_id is None:
+            return None
+        if not user_id.isdigit():
+            raise self._refused(change, f"{user_id!r} is not a Zendesk user id (a number)")
+        return int(user_id)
+
+    def _closed(self, change: TicketWrite) -> WriteConflict:
+        return WriteConflict(
+            self.name,
+            change.source_id,
+            "+".join(change.fields),
+            _target(change),
+            "the ticket is closed in Zendesk, which takes no change to a closed ticket: "
+            "the source closed it, and that wins over Fragment",
+        )
+
+    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        return WriteRefused(
+            self.name, change.source_id, "+".join(change.fields), _target(change), reason
+        )
+
     def check(self) -> None:
         # One ticket proves the credentials and the admin role; a default page is 1000 of them.
         self.fetch(PageRequest(self.path, {**self.params(None), "per_page": 1}))
@@ -281,3 +381,29 @@ def _named(body: Any) -> Any:
         {**c, "author_name": names.get(c.get("author_id"))} if isinstance(c, dict) else c
         for c in comments
     ]
+
+
+def _target(change: TicketWrite) -> str | None:
+    """The value a write asks for, as a refusal names it: the status, else the assignee."""
+    return change.status if change.status is not None else change.assignee_id
+
+
+def _zendesk_said(response: httpx.Response) -> str:
+    """Zendesk's words in an error answer: each of `details`' descriptions (422
+    `RecordInvalid`: "Assignee: is invalid"), else its `description`, else the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if not isinstance(body, dict):
+        return response.text[:200]
+    details = body.get("details")
+    said = [
+        str(item.get("description"))
+        for items in (details.values() if isinstance(details, dict) else [])
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and item.get("description")
+    ]
+    if said:
+        return "; ".join(said)
+    return str(body.get("description") or body.get("error") or response.text[:200])

@@ -93,10 +93,6 @@ Conversations = Mapping[str, Sequence[base.SourceComment] | BadRecord | None]
 """Each ticket's comments by source id (`RestConnector.conversations`)."""
 
 
-_TICKET_REFUSALS = frozenset({403, 404, 409, 422})
-"""Answers to a write that refuse that one ticket's change, not the connector's access."""
-
-
 class HttpOptions(ConnectorOptions):
     """Keys every HTTP connector takes, besides its own."""
 
@@ -148,8 +144,9 @@ class RestConnector(Connector):
     cursor_kind: CursorKind = "datetime"
     policy: ClassVar[Policy] = SOURCE_POLICY
     write_refusals: ClassVar[frozenset[int]] = _TICKET_REFUSALS
-    """The answers to a write (`send_write`) that refuse that one ticket's change and are
-    handed back to be read: a vendor whose workflow refuses with a 400 (Jira) adds it."""
+    """Answers to a write (`send_write`) that refuse that one ticket's change, not the
+    connector's access (a workflow, a permission, a gone ticket, an invalid value), handed
+    back to be read: Jira and Freshdesk add 400, their answer to a value they won't take."""
     reanchor_after_pages: int | None = None
     """Re-issue the query from the last cursor seen after this many pages, when it moved.
 
@@ -171,7 +168,8 @@ class RestConnector(Connector):
 
     options: HttpOptions
     _session: HttpSession | None = None
-    _commenting: RestConnector | None = None
+    _paced: dict[str, RestConnector] | None = None
+    """The views `paced` made, by the option that sets their budget."""
     scope: str | None = None
     """The scope this instance's queries read: one of `scopes()`, set on the views `pull` makes."""
 
@@ -253,15 +251,32 @@ class RestConnector(Connector):
     def commenting(self) -> RestConnector:
         """This connector as comment requests should go: over a session with a budget of its
         own when the options give comments one (`comment_requests_per_minute`), else itself."""
-        rate = getattr(self.options, "comment_requests_per_minute", None)
+        return self.paced("comment_requests_per_minute")
+
+    @property
+    def writing(self) -> RestConnector:
+        """This connector as write-back's requests should go: over a session with a budget of
+        its own when the options give writes one (`write_requests_per_minute`), else itself."""
+        return self.paced("write_requests_per_minute")
+
+    def paced(self, option: str) -> RestConnector:
+        """This connector over a session of its own, on the budget the option named `option`
+        sets (requests a minute), made at the first call; itself when it has no such option.
+
+        For requests the source limits apart from the listing (Zendesk's export allows 10
+        a minute; its comments and ticket updates count against the account's limit).
+        """
+        rate = getattr(self.options, option, None)
         if rate is None:
             return self
-        if self._commenting is None:
+        views = self._paced if self._paced is not None else {}
+        self._paced = views
+        if option not in views:
             view = copy.copy(self)
             view._session = self.new_session(rate)
-            view._commenting = view
-            self._commenting = view
-        return self._commenting
+            view._paced = {option: view}
+            views[option] = view
+        return views[option]
 
     def new_session(self, requests_per_minute: float) -> HttpSession:
         """A session to the source as this connector's own is built, on a budget of its own.
@@ -296,9 +311,10 @@ class RestConnector(Connector):
         return RequestBudget.per_minute(requests_per_minute, stop=self.stop)
 
     def close(self) -> None:
-        commenting, self._commenting = self._commenting, None
-        if commenting is not None and commenting is not self:
-            commenting.close()
+        views, self._paced = self._paced or {}, None
+        for view in views.values():
+            if view is not self:
+                view.close()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -364,8 +380,8 @@ class RestConnector(Connector):
 
     def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
         """A write to the source (write-back) through the session: its answer, a refusal
-        of this one ticket's change (`write_refusals`: 403, 404, 409, 422) included, for
-        the connector to read. Raises `SourceError` when the source can't be reached or refuses the
+        of this one ticket's change (`write_refusals`) included, for the connector to
+        read. Raises `SourceError` when the source can't be reached or refuses the
         credentials (401), as `fetch` does.
         """
         try:

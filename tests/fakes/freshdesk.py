@@ -28,6 +28,22 @@ at most 100) with the same `link` header; each has `body` (HTML), `body_text`,
 `source`, `ticket_id`, `created_at`, `updated_at`. The ticket's description is
 not among them. A ticket the account doesn't have is a 404. Conversation
 requests count against the same per-minute budget.
+
+Ticket writes, as Freshdesk's API reference documents them
+(https://developers.freshdesk.com/api/#update_ticket, #view_a_ticket,
+#list_all_ticket_fields): `GET /api/v2/tickets/{id}` shows one ticket (a
+deleted one too, with `deleted: true`), 404 for an id the account doesn't
+have. `PUT /api/v2/tickets/{id}` with `{"status": <code>, "responder_id":
+<agent id or null>}` answers 200 with the ticket, `updated_at` moved to the
+fake's clock when something changed. Status codes: 2 Open, 3 Pending, 4
+Resolved, 5 Closed, and the account's custom statuses (`add_status`, 6 on);
+Freshdesk lets an agent reopen a closed ticket. A value it won't take is a 400
+`{"description": "Validation failed", "errors": [{"field", "message",
+"code"}]}`: a status no choice has, a `responder_id` that is no agent's.
+`GET /api/v2/ticket_fields` (`type=default_status` narrows it) lists the
+fields; the status field's `choices` map each code to its agent label and
+its customer label. Writes count against the per-minute budget like any
+request, and are kept in `writes` (id and body).
 """
 
 from __future__ import annotations
@@ -46,6 +62,15 @@ from fakes import FakeApi, Reply, Request
 PATH = "/api/v2/tickets"
 AGENTS = "/api/v2/agents"
 _CONVERSATIONS = re.compile(r"^/api/v2/tickets/(\d+)/conversations$")
+_TICKET = re.compile(r"^/api/v2/tickets/(\d+)$")
+TICKET_FIELDS = "/api/v2/ticket_fields"
+DEFAULT_STATUSES = {
+    2: ["Open", "Being Processed"],
+    3: ["Pending", "Awaiting your Reply"],
+    4: ["Resolved", "This ticket has been Resolved"],
+    5: ["Closed", "This ticket has been Closed"],
+}
+"""The built-in statuses' choices: code to [agent label, customer label]."""
 ORDER_FIELDS = ("created_at", "due_by", "updated_at", "status")
 FILTERS = ("new_and_my_open", "watching", "spam", "deleted")
 DEFAULT_WINDOW = dt.timedelta(days=30)
@@ -83,6 +108,10 @@ class FakeFreshdesk(FakeApi):
         self.conversations: dict[int, list[dict[str, Any]]] = {}
         """Each ticket's replies and notes by ticket id, oldest first."""
         self._next_conversation_id = 43_000_000_000
+        self.statuses: dict[int, list[str]] = {k: list(v) for k, v in DEFAULT_STATUSES.items()}
+        """The status field's choices, custom statuses (`add_status`) included."""
+        self.writes: list[tuple[int, Any]] = []
+        """Each `PUT /api/v2/tickets/{id}` received (id and body), refused ones too."""
 
     # Test controls
 
@@ -158,6 +187,11 @@ class FakeFreshdesk(FakeApi):
             self.agents[agent_id] = agent
         return agent
 
+    def add_status(self, code: int, name: str, customer_label: str | None = None) -> None:
+        """A custom status (Admin > Ticket fields > Status), agents seeing `name`."""
+        with self.lock:
+            self.statuses[code] = [name, customer_label or name]
+
     def remove_agent(self, agent_id: int) -> None:
         """Delete the agent (Freshdesk turns them into a contact): no longer an agent."""
         with self.lock:
@@ -230,6 +264,22 @@ class FakeFreshdesk(FakeApi):
         listing = _CONVERSATIONS.match(request.path)
         if listing is not None:
             return self._conversations(request, int(listing[1]))
+        shown = _TICKET.match(request.path)
+        if shown is not None or request.path == TICKET_FIELDS:
+            if self._user(request) != self.api_key:
+                return Reply(
+                    401,
+                    {
+                        "code": "invalid_credentials",
+                        "message": "You have to be logged in to perform this action.",
+                    },
+                )
+            if shown is None:
+                return self._ticket_fields(request)
+            if request.method == "PUT":
+                return self._update(int(shown[1]), request)
+            ticket = self.tickets.get(int(shown[1]))
+            return _not_found() if ticket is None else Reply(200, ticket)
         agent = request.path.removeprefix(f"{AGENTS}/")
         if request.path != PATH and request.path != AGENTS and not agent.isdigit():
             return _not_found()
@@ -291,6 +341,64 @@ class FakeFreshdesk(FakeApi):
         if order_type == "desc":
             tickets.reverse()
         return self._page(request, tickets, page, per_page)
+
+    def _update(self, number: int, request: Request) -> Reply:
+        """`PUT /api/v2/tickets/{id}`: the change applied, or Freshdesk's 400."""
+        body = request.json()
+        self.writes.append((number, body))
+        ticket = self.tickets.get(number)
+        if ticket is None:
+            return _not_found()
+        if not isinstance(body, dict):
+            return _validation_failed([("body", "It should be a valid JSON object")])
+        errors: list[tuple[str, str]] = []
+        if "status" in body and body["status"] not in self.statuses:
+            codes = ",".join(str(code) for code in sorted(self.statuses))
+            errors.append(("status", f"It should be one of these values: '{codes}'"))
+        if "responder_id" in body:
+            responder = body["responder_id"]
+            if responder is not None and responder not in self.agents:
+                errors.append(("responder_id", "There is no agent matching the given id"))
+        if errors:
+            return _validation_failed(errors)
+        fields = {k: body[k] for k in ("status", "responder_id") if k in body}
+        if any(ticket.get(key) != value for key, value in fields.items()):
+            now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(microsecond=0)
+            self.touch(number, now, **fields)
+        return Reply(200, ticket)
+
+    def _ticket_fields(self, request: Request) -> Reply:
+        """`GET /api/v2/ticket_fields`: the status field (and the priority), by `type`."""
+        fields = [
+            {
+                "id": 5_000_000_003,
+                "name": "status",
+                "label": "Status",
+                "description": "Ticket status",
+                "position": 3,
+                "required_for_closure": False,
+                "required_for_agents": False,
+                "type": "default_status",
+                "default": True,
+                "customers_can_edit": False,
+                "label_for_customers": "Status",
+                "required_for_customers": False,
+                "displayed_to_customers": True,
+                "created_at": "2024-01-15T09:00:00Z",
+                "updated_at": "2026-10-01T09:00:00Z",
+                "choices": {str(code): labels for code, labels in sorted(self.statuses.items())},
+            },
+            {
+                "id": 5_000_000_004,
+                "name": "priority",
+                "label": "Priority",
+                "type": "default_priority",
+                "default": True,
+                "choices": {"Low": 1, "Medium": 2, "High": 3, "Urgent": 4},
+            },
+        ]
+        wanted = request.param("type")
+        return Reply(200, [f for f in fields if wanted is None or f["type"] == wanted])
 
     def _agents(self, request: Request) -> Reply:
         """`GET /api/v2/agents`: every agent, by id, paged."""

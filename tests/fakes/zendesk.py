@@ -33,6 +33,29 @@ is what says whether another follows); without `page[...]`, offset pagination
 `body`, `html_body`, `plain_body`, `public` (false for an internal note),
 `created_at`; `include=users` side-loads the authors as `users`. A ticket the
 account doesn't have, or one deleted, is a 404 `RecordNotFound`.
+
+Ticket writes, as Zendesk's Tickets API documents them
+(https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/):
+`GET /api/v2/tickets/{id}(.json)` shows one ticket, `{"ticket": {...}}`;
+`PUT /api/v2/tickets/{id}(.json)` with `{"ticket": {"status", "assignee_id"}}`
+changes it and answers 200 `{"ticket": {...}, "audit": {...}}`, the change
+stamping `updated_at` and `generated_timestamp` with the fake's clock (an
+update changing nothing leaves them alone). Statuses: new, open, pending,
+hold, solved, closed. A closed ticket can't be updated at all: 422
+`RecordInvalid` with `details.status` "Status: closed prevents ticket update"
+(the answer integrations meet, e.g. zendesk_api_client_rb users' and
+ForestAdmin's Zendesk plugin's). An assignee that is no agent or admin (an
+end user, or no user) is a 422 `RecordInvalid` with `details.assignee`
+"Assignee: is invalid" (facetoe/zenpy#628 quotes the body); `null` unassigns.
+A ticket field an admin made required to solve (`require_to_solve`) left
+empty makes a change to solved a 422 `RecordInvalid` with `details.base`
+naming the field, "{title}: is required to solve a ticket" (zenpy#257 quotes
+such a body, in Portuguese). An unknown or deleted ticket is a 404
+`RecordNotFound`. Rate limits
+(https://developer.zendesk.com/api-reference/introduction/rate-limits/):
+Update Ticket allows 30 updates per 10 minutes per user per ticket
+(`updates_per_ticket` in `update_window` seconds here), past which a 429 with
+`Retry-After`. The writes received are kept in `writes` (id and body).
 """
 
 from __future__ import annotations
@@ -40,6 +63,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +76,15 @@ SHOW_MANY = "/api/v2/users/show_many.json"
 SHOW_MANY_LIMIT = 100
 USER_REFERENCES = ("requester_id", "submitter_id", "assignee_id")
 _COMMENTS = re.compile(r"^/api/v2/tickets/(\d+)/comments(?:\.json)?$")
+_TICKET = re.compile(r"^/api/v2/tickets/(\d+)(?:\.json)?$")
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+ASSIGNABLE_ROLES = ("agent", "admin")
+CLOSED_PREVENTS_UPDATE = {
+    "error": "RecordInvalid",
+    "description": "Record validation errors",
+    "details": {"status": [{"description": "Status: closed prevents ticket update"}]},
+}
+NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
 USERS = {
     501: "Rita Requester",
     601: "Aaron Agent",
@@ -89,8 +122,23 @@ def decode_cursor(cursor: str) -> Position:
 
 
 class FakeZendesk(FakeApi):
-    def __init__(self, email: str, api_token: str) -> None:
+    def __init__(
+        self,
+        email: str,
+        api_token: str,
+        *,
+        updates_per_ticket: int = 30,
+        update_window: float = 600.0,
+    ) -> None:
         super().__init__()
+        self.updates_per_ticket = updates_per_ticket
+        self.update_window = update_window
+        self._updated: dict[int, list[float]] = {}
+        """When each ticket's updates were taken, for the per-ticket limit."""
+        self.writes: list[tuple[int, Any]] = []
+        """Each `PUT /api/v2/tickets/{id}` received (id and body), refused ones too."""
+        self.required_to_solve: dict[int, str] = {}
+        """Ticket fields (id to title) a ticket can't be solved without."""
         self.credentials = base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
         self.tickets: dict[int, dict[str, Any]] = {}
         self.positions: dict[int, int] = {}
@@ -225,6 +273,11 @@ class FakeZendesk(FakeApi):
             self.users[user_id] = user
         return user
 
+    def require_to_solve(self, field_id: int, title: str) -> None:
+        """Make the custom ticket field `field_id` required to solve a ticket."""
+        with self.lock:
+            self.required_to_solve[field_id] = title
+
     def _stamp(self, number: int, at: dt.datetime) -> None:
         self.tickets[number]["generated_timestamp"] = unix(at)
         self.positions[number] = unix(at)
@@ -235,6 +288,16 @@ class FakeZendesk(FakeApi):
         listing = _COMMENTS.match(request.path)
         if listing is not None:
             return self._comments(request, int(listing[1]))
+        shown = _TICKET.match(request.path)
+        if shown is not None:
+            if request.headers.get("authorization") != f"Basic {self.credentials}":
+                return Reply(401, {"error": "Couldn't authenticate you"})
+            if request.method == "PUT":
+                return self._update(int(shown[1]), request)
+            ticket = self.tickets.get(int(shown[1]))
+            if ticket is None or ticket["status"] == "deleted":
+                return Reply(404, NOT_FOUND)
+            return Reply(200, {"ticket": ticket})
         if request.path not in (PATH, SHOW_MANY):
             return Reply(404, {"error": "InvalidEndpoint", "description": "Not found"})
         if request.headers.get("authorization") != f"Basic {self.credentials}":
@@ -289,6 +352,65 @@ class FakeZendesk(FakeApi):
             named = {t.get(key) for t in tickets for key in USER_REFERENCES}
             body["users"] = [self.users[i] for i in sorted(self.users) if i in named]
         return Reply(200, body)
+
+    def _update(self, number: int, request: Request) -> Reply:
+        """`PUT /api/v2/tickets/{id}`: the change applied, or Zendesk's refusal."""
+        body = request.json()
+        self.writes.append((number, body))
+        ticket = self.tickets.get(number)
+        if ticket is None or ticket["status"] == "deleted":
+            return Reply(404, NOT_FOUND)
+        now = self.clock()
+        taken = [t for t in self._updated.get(number, []) if t > now - self.update_window]
+        if len(taken) >= self.updates_per_ticket:
+            wait = math.ceil(taken[0] + self.update_window - now)
+            return Reply(
+                429,
+                {"error": "TooManyRequests", "description": "Too many updates to this ticket"},
+                headers={"Retry-After": str(max(1, wait))},
+            )
+        self._updated[number] = [*taken, now]
+        changes = body.get("ticket") if isinstance(body, dict) else None
+        if not isinstance(changes, dict):
+            return Reply(400, {"error": "InvalidValue", "description": "ticket is required"})
+        if ticket["status"] == "closed":
+            return Reply(422, CLOSED_PREVENTS_UPDATE)
+        fields: dict[str, Any] = {}
+        if "status" in changes:
+            if changes["status"] not in STATUSES:
+                return _record_invalid("status", "Status: is invalid")
+            fields["status"] = changes["status"]
+            if changes["status"] == "solved":
+                filled = {f.get("id") for f in ticket["custom_fields"] if f.get("value")}
+                missing = [
+                    {
+                        "description": f"{title}: is required to solve a ticket",
+                        "error": None,
+                        "ticket_field_id": field_id,
+                        "ticket_field_type": "FieldTagger",
+                    }
+                    for field_id, title in self.required_to_solve.items()
+                    if field_id not in filled
+                ]
+                if missing:
+                    return Reply(
+                        422,
+                        {
+                            "error": "RecordInvalid",
+                            "description": "Record validation errors",
+                            "details": {"base": missing},
+                        },
+                    )
+        if "assignee_id" in changes:
+            assignee = changes["assignee_id"]
+            user = self.users.get(assignee) if isinstance(assignee, int) else None
+            if assignee is not None and (user is None or user["role"] not in ASSIGNABLE_ROLES):
+                return _record_invalid("assignee", "Assignee: is invalid")
+            fields["assignee_id"] = assignee
+        if any(ticket.get(key) != value for key, value in fields.items()):
+            self.touch(number, dt.datetime.fromtimestamp(now, dt.UTC), **fields)
+        audit = {"id": number * 1000 + len(self.writes), "ticket_id": number, "events": []}
+        return Reply(200, {"ticket": ticket, "audit": audit})
 
     def _show_many(self, request: Request) -> Reply:
         """`GET /api/v2/users/show_many.json?ids=...`: the users it knows among up to 100 ids."""
@@ -364,6 +486,18 @@ class FakeZendesk(FakeApi):
                 {"id": i, "name": USERS.get(i, f"User {i}"), "role": "agent"} for i in ids
             ]
         return Reply(200, body)
+
+
+def _record_invalid(field: str, description: str) -> Reply:
+    """Zendesk's 422 for a value it won't take, naming the field in `details`."""
+    return Reply(
+        422,
+        {
+            "error": "RecordInvalid",
+            "description": "Record validation errors",
+            "details": {field: [{"description": description, "error": "InvalidValue"}]},
+        },
+    )
 
 
 def _invalid(description: str) -> Reply:

@@ -143,7 +143,7 @@ class RestConnector(Connector):
     cursor_path: str = "updated_at"
     cursor_kind: CursorKind = "datetime"
     policy: ClassVar[Policy] = SOURCE_POLICY
-    write_refusals: ClassVar[frozenset[int]] = _TICKET_REFUSALS
+    write_refusals: ClassVar[frozenset[int]] = frozenset({403, 404, 409, 422})
     """Answers to a write (`send_write`) that refuse that one ticket's change, not the
     connector's access (a workflow, a permission, a gone ticket, an invalid value), handed
     back to be read: Jira and Freshdesk add 400, their answer to a value they won't take."""

@@ -162,6 +162,10 @@ class RestConnector(Connector):
     """The wait before retrying a transient failure that names none; see `Backoff`."""
     moved_hint: ClassVar[str] = "update base_url (or path) in the connector's config"
     """What to change when the source says a URL moved for good (logged once per URL)."""
+    write_refusals: ClassVar[frozenset[int]] = _TICKET_REFUSALS
+    """Answers to a write-back request that refuse one ticket's change, for `send_write`
+    to hand back: a vendor adds its own (GitHub's 410 for a deleted issue, ServiceNow's
+    400 for a value a field won't take)."""
     comments_batch: ClassVar[int] = 1
     """How many tickets one call of `conversations` gets: 1 where each ticket's comments are
     a listing of their own, more where one request serves many tickets (ServiceNow's journal)."""
@@ -359,16 +363,18 @@ class RestConnector(Connector):
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
         return self.decoded(request, response)
 
-    def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
-        """A write to the source (write-back) through the session: its answer, a refusal
-        of this one ticket's change (403, 404, 409, 422) included, for the connector to
-        read. Raises `SourceError` when the source can't be reached or refuses the
-        credentials (401), as `fetch` does.
+    def send_write(
+        self, method: str, url: str, body: Any, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """A write to the source (write-back), or the read of the ticket before it, through
+        the session: its answer, a refusal of this one ticket's change (`write_refusals`:
+        403, 404, 409, 422) included, for the connector to read. Raises `SourceError` when
+        the source can't be reached or refuses the credentials (401), as `fetch` does.
         """
         try:
-            return self.session.send(method, url, json=body)
+            return self.session.send(method, url, params=params or None, json=body)
         except RequestFailed as exc:
-            if exc.response is not None and exc.response.status_code in _TICKET_REFUSALS:
+            if exc.response is not None and exc.response.status_code in self.write_refusals:
                 return exc.response
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
 

@@ -196,6 +196,8 @@ class FakeServiceNow(FakeApi):
         """The API user may read the table but not write it: an ACL refuses each PATCH."""
         self.resolution_policy = True
         """Resolving or closing an incident needs close_code and close_notes (a data policy)."""
+        self.business_rules: list[Callable[[dict[str, str]], None]] = []
+        """"Before update" business rules: each may change the record about to be saved."""
 
     # Test controls
 
@@ -217,6 +219,7 @@ class FakeServiceNow(FakeApi):
             self.writes.clear()
             self.write_denied = False
             self.resolution_policy = True
+            self.business_rules.clear()
 
     def revoke_access_tokens(self) -> None:
         """Revoke every access token issued so far (an admin deleting them all)."""
@@ -392,7 +395,10 @@ class FakeServiceNow(FakeApi):
                 changes = {
                     k: str(v) for k, v in body.items() if k in FIELDS or k.startswith("close_")
                 }
-                record.update(changes, sys_updated_on=stamp(self.clock.now()))
+                saved = {**record, **changes}
+                for rule in self.business_rules:
+                    rule(saved)
+                record.update(saved, sys_updated_on=stamp(self.clock.now()))
             answer = self._render(dict(record), request)
         return Reply(200, {"result": answer})
 

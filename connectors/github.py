@@ -278,10 +278,12 @@ _REMEMBERED_COMMENTS: OrderedDict[tuple[str, str, str], _RememberedPage] = Order
 REMEMBERED_COMMENT_LISTINGS = 500
 """How many issues' comment listings are remembered for conditional requests: a few MB."""
 _COMMENTS_PATH = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+/comments")
-_ISSUE_PLACES: dict[tuple[str, str], tuple[str, int]] = {}
+_ISSUE_PLACES: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
 """Where each issue seen lives, by server and issue id: its repository and number, as a pass
-read them or a write-back's search found them; this process only (ids and numbers never
-change, a transferred issue gets a new id)."""
+read them or a write-back's search found them; the most recently seen `REMEMBERED_PLACES`,
+this process only (ids and numbers never change: a transferred issue gets a new id)."""
+REMEMBERED_PLACES = 100_000
+"""How many issues' places are remembered for write-back: about 15 MB."""
 
 
 class GitHubConnector(RestConnector):
@@ -418,7 +420,7 @@ class GitHubConnector(RestConnector):
         names = [label.get("name") if isinstance(label, dict) else label for label in labels]
         number = record.get("number")
         if self.scope is not None and isinstance(number, int):
-            _ISSUE_PLACES[(self.options.base_url, str(record.get("id")))] = (self.scope, number)
+            self._remember_place(str(record.get("id")), (self.scope, number))
         return {
             **record,
             "label_names": names,
@@ -555,8 +557,9 @@ class GitHubConnector(RestConnector):
                 nodes = self.records(body, CENSUS_NODES)
                 for node in nodes:
                     if isinstance(node, dict) and isinstance(node.get("number"), int):
-                        place = (repository, node["number"])
-                        _ISSUE_PLACES[(self.options.base_url, str(node.get("databaseId")))] = place
+                        self._remember_place(
+                            str(node.get("databaseId")), (repository, node["number"])
+                        )
                 if key in _ISSUE_PLACES:
                     return _ISSUE_PLACES[key]
                 try:
@@ -564,6 +567,13 @@ class GitHubConnector(RestConnector):
                 except PaginationBroken as exc:
                     raise SourceError(self.name, str(exc)) from None
         return None
+
+    def _remember_place(self, issue_id: str, place: tuple[str, int]) -> None:
+        key = (self.options.base_url, issue_id)
+        _ISSUE_PLACES[key] = place
+        _ISSUE_PLACES.move_to_end(key)
+        while len(_ISSUE_PLACES) > REMEMBERED_PLACES:
+            _ISSUE_PLACES.popitem(last=False)
 
     def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
         target = change.status if change.status is not None else change.assignee_id

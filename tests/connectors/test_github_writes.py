@@ -8,6 +8,7 @@ and sends only what differs.
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 def _a_fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with a process that has read no issue and remembers no place."""
     monkeypatch.setattr(github, "_REMEMBERED_PAGES", {})
-    monkeypatch.setattr(github, "_ISSUE_PLACES", {})
+    monkeypatch.setattr(github, "_ISSUE_PLACES", OrderedDict())
 
 
 @pytest.fixture
@@ -154,6 +155,32 @@ def test_a_deleted_issue_and_disabled_issues_are_refused_as_gone(
     assert "gone: GitHub answered 410: This issue was deleted" in str(deleted.value)
     assert "410: Issues are disabled for this repo" in str(disabled.value)
     assert "the issue is gone" in str(unknown.value)
+
+
+def test_an_issue_transferred_since_it_was_read_is_refused_not_written_in_its_new_home(
+    fake: FakeGitHub, connector: GitHubConnector
+) -> None:
+    fake.add_repository("octo-org/infra")
+    connector.write(TicketWrite("2", status="open"))  # learns where issue 2 lives
+    fake.transfer(2, "octo-org/infra", new_id=902, updated=T0 + dt.timedelta(hours=1))
+
+    with pytest.raises(WriteRefused) as refused:
+        connector.write(TicketWrite("2", status="closed"))
+
+    assert "the issue was transferred" in str(refused.value)
+    assert "github.com/octo-org/infra/issues/1" in str(refused.value)
+    assert fake.issues[902]["state"] == "open"
+    assert fake.writes == []
+
+
+def test_places_remembered_are_bounded_the_oldest_forgotten_first(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeGitHub, connector: GitHubConnector
+) -> None:
+    monkeypatch.setattr(github, "REMEMBERED_PLACES", 2)
+
+    list(connector.pull(None))  # issues 1, 2, 3, oldest change first
+
+    assert list(github._ISSUE_PLACES) == [(fake.base_url, "2"), (fake.base_url, "3")]
 
 
 def test_an_issue_of_a_second_repository_is_written_there(fake: FakeGitHub) -> None:

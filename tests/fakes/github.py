@@ -75,7 +75,8 @@ stands, `updated_at` on the fake's clock. A token without write access
 a repository whose issues are disabled (`issues_disabled`) and a deleted issue
 (`delete`) answer 410 Gone ("Issues are disabled for this repo", "This issue was
 deleted"), as "Get an issue" documents for an issue deleted from a repository the
-user can read; a number the repository never had is a 404. Every PATCH received is
+user can read; a transferred issue's former number answers its 301 to the new issue; a
+number the repository never had is a 404. Every PATCH received is
 kept in `writes` (issue id, body) before it is judged.
 """
 
@@ -273,6 +274,8 @@ class FakeGitHub(FakeApi):
         """Repositories (`owner/name`) whose issues are turned off: 410 Gone."""
         self.deleted: dict[str, set[int]] = {}
         """The numbers of deleted issues, by repository: 410 Gone."""
+        self.transferred: dict[tuple[str, int], tuple[str, int]] = {}
+        """Where each transferred issue went: (repository, number) before and after."""
 
     def add_user(
         self, login: str, name: str | None, public_email: str | None, kind: str = "User"
@@ -314,8 +317,9 @@ class FakeGitHub(FakeApi):
         """Move issue `issue_id` to repository `to`: a new issue there, as GitHub does it."""
         with self.lock:
             old = self.issues.pop(issue_id)
-            self.placement.pop(issue_id, None)
+            home = self.placement.pop(issue_id, self.repository)
             numbers = [i["number"] for k, i in self.issues.items() if self._home(k) == to]
+            self.transferred[(home, old["number"])] = (to, max(numbers, default=0) + 1)
             fields = {k: v for k, v in old.items() if k not in ("id", "node_id", "number")}
             fields.pop("html_url")
             fields.pop("updated_at")
@@ -767,6 +771,11 @@ class FakeGitHub(FakeApi):
         if found is None:
             if number in self.deleted.get(repository, set()):
                 return _gone("This issue was deleted")
+            moved = self.transferred.get((repository, number))
+            if moved is not None:
+                location = f"{self.base_url}/repos/{moved[0]}/issues/{moved[1]}"
+                body = {"message": "Moved Permanently", "url": location}
+                return Reply(301, body, headers={"Location": location, **self._quota()})
             return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         if request.method == "GET":
             return Reply(200, self.issues[found], headers=self._quota())

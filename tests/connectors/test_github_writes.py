@@ -273,3 +273,54 @@ def test_an_operators_done_closes_the_issue_once_and_the_next_run_sends_nothing(
         [conflict] = WriteBackLedger(store).rows("issues")
         assert conflict.source_id == "3" and conflict.conflict is not None
         assert "the source closed it" in conflict.conflict
+
+
+def test_an_operators_reassignment_sets_the_issues_assignee_by_login_and_settles(
+    fake: FakeGitHub, emulator: Emulator, sqlite_url: str
+) -> None:
+    """The people cache holds logins: the email Fragment shows becomes the login written."""
+    fake.add_user("ana-ops", "Ana Ops", "ana@example.com")
+    fake.add_user("bo-dev", "Bo Dev", "bo@example.com")
+    fake.touch(1, T0 + dt.timedelta(minutes=1), assignees=[{"login": "ana-ops"}])
+    fake.issues[1]["assignee"] = {"login": "ana-ops"}
+    fake.touch(3, T0 + dt.timedelta(minutes=3), assignees=[{"login": "bo-dev"}])
+    fake.issues[3]["assignee"] = {"login": "bo-dev"}
+    config = build_config(
+        {
+            "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 10**5},
+            "state": {"url": sqlite_url},
+            "connectors": {
+                "issues": {
+                    "kind": "github",
+                    "base_url": fake.base_url,
+                    "repository": fake.repository,
+                    "token": GITHUB_TOKEN,
+                    "write_back": {"status": {"DONE": "closed"}, "assignee": True},
+                }
+            },
+        },
+        source="test",
+    )
+    with StateStore.open(sqlite_url) as store:
+
+        def one_run() -> RunSummary:
+            [summary] = run_once(config, store)
+            assert summary.outcome == "ok", summary.error
+            return summary
+
+        one_run()
+        with httpx.Client(
+            base_url=emulator.base_url, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as operator:
+            uid = task_uid("issues", "1")
+            answer = operator.patch(f"/tasks/{uid}", json={"assignee_email": "bo@example.com"})
+            assert answer.status_code == 200, answer.text
+
+        first = one_run()
+        second = one_run()
+
+        assert [u["login"] for u in fake.issues[1]["assignees"]] == ["bo-dev"]
+        assert patches(fake) == [{"assignees": ["bo-dev"]}]
+        assert first.pushed == 1 and second.pushed == 0
+        assert tasks_by_ticket(emulator)["1"]["assignee"]["email"] == "bo@example.com"
+        assert WriteBackLedger(store).rows("issues") == []

@@ -226,3 +226,52 @@ def test_an_operators_done_resolves_the_incident_once_and_the_next_run_sends_not
         [conflict] = WriteBackLedger(store).rows("desk")
         assert conflict.source_id == sys_id_of(3) and conflict.conflict is not None
         assert "a closed state" in conflict.conflict
+
+
+def test_an_operators_reassignment_sets_assigned_to_by_sys_id_and_settles(
+    fake: FakeServiceNow, emulator: Emulator, sqlite_url: str
+) -> None:
+    """The people cache holds sys_user sys_ids: the email Fragment shows becomes one."""
+    beth = fake.add_user("beth.anglin", "Beth Anglin", "beth@example.com")
+    fake.touch(3, T0 + dt.timedelta(minutes=3), assigned_to=beth)
+    config = build_config(
+        {
+            "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 10**5},
+            "state": {"url": sqlite_url},
+            "connectors": {
+                "desk": {
+                    "kind": "servicenow",
+                    "base_url": fake.base_url,
+                    "username": USERNAME,
+                    "password": PASSWORD,
+                    "write_back": {"status": {"STARTED": "In Progress"}, "assignee": True},
+                }
+            },
+        },
+        source="test",
+    )
+    with StateStore.open(sqlite_url) as store:
+
+        def one_run() -> RunSummary:
+            [summary] = run_once(config, store)
+            assert summary.outcome == "ok", summary.error
+            return summary
+
+        one_run()
+        with httpx.Client(
+            base_url=emulator.base_url, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as operator:
+            uid = task_uid("desk", sys_id_of(1))
+            answer = operator.patch(
+                f"/tasks/{uid}", json={"assignee_email": "beth@example.com", "status": "STARTED"}
+            )
+            assert answer.status_code == 200, answer.text
+
+        first = one_run()
+        second = one_run()
+
+        assert (record(fake, 1)["assigned_to"], record(fake, 1)["state"]) == (beth, "2")
+        assert [body for _, body in fake.writes] == [{"state": "2", "assigned_to": beth}]
+        assert first.pushed == 1 and second.pushed == 0
+        assert tasks_by_ticket(emulator)[sys_id_of(1)]["assignee"]["email"] == "beth@example.com"
+        assert WriteBackLedger(store).rows("desk") == []

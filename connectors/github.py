@@ -471,13 +471,14 @@ class GitHubConnector(RestConnector):
         and `assignees`, after reading the issue (one request) so that a change already
         made sends nothing.
 
-        The status names are `WRITE_STATES`' (any case): "closed" closes as completed,
-        "closed (not_planned)" as not planned, "open" leaves a closed issue alone: a closed
-        issue is where the source put it, and that wins over Fragment (`WriteConflict`
-        for "open"; a close asked of it is already done, whatever the reason). The
-        assignee replaces the issue's assignees with that one login (none: clears them);
-        GitHub drops it without a word for a token without push access, which the
-        answer shows and is refused here. Where the issue is: see `_place`.
+        A status is one of `WRITE_STATES` (any case): "closed" closes the issue as
+        completed, "closed (not_planned)" as not planned, "open" keeps it open. A closed
+        issue is where the source put it, and that wins over Fragment: "open" asked of
+        it is a `WriteConflict`, a close asked of it is done already, whatever the
+        reason. The assignee replaces the issue's assignees with that one login (None
+        clears them); GitHub drops that change without a word for a token without push
+        access, which its answer shows, and which is refused here. Where the issue is:
+        see `_place`. Raises `FixConfiguration` for a status GitHub has not.
         """
         target = None
         if change.status is not None:
@@ -499,7 +500,9 @@ class GitHubConnector(RestConnector):
         shown = self.send_write("GET", url, None)
         if shown.status_code >= 300:
             raise self._refused(change, _github_said(shown))
-        issue = shown.json()
+        issue = self.decoded(PageRequest(url), shown)
+        if not isinstance(issue, dict):
+            raise SourceError(self.name, f"GET {url} answered no issue: {issue!r:.80}")
         if str(issue.get("id")) != change.source_id:
             raise self._refused(
                 change,
@@ -526,7 +529,8 @@ class GitHubConnector(RestConnector):
         answer = self.send_write("PATCH", url, {k: v for k, v in update.items() if v is not None})
         if answer.status_code >= 300:
             raise self._refused(change, _github_said(answer))
-        if "assignees" in update and _logins(answer.json()) != [w.casefold() for w in wanted]:
+        written = self.decoded(PageRequest(url), answer)
+        if "assignees" in update and _logins(written) != [w.casefold() for w in wanted]:
             raise self._refused(
                 change,
                 "GitHub kept the assignees as they were: it drops an assignee change without "

@@ -423,11 +423,12 @@ class ServiceNowConnector(RestConnector):
         written = _result(answer)
         if written is None:
             raise self._refused(change, _servicenow_said(answer))
-        kept = {k: str(written.get(k, "")) for k in ("state", "assigned_to") if k in update}
-        if kept != {k: update[k] for k in kept}:
+        asked = {k: update[k] for k in ("state", "assigned_to") if k in update}
+        kept = {k: str(written.get(k, "")) for k in asked}
+        if kept != asked:
             raise self._refused(
                 change,
-                f"ServiceNow answered 200 but kept {kept} (asked {update}): a business rule "
+                f"ServiceNow answered 200 but kept {kept} (asked {asked}): a business rule "
                 "on the table changed it back or ignored it",
             )
 

@@ -54,6 +54,8 @@ default is open issues only.
   same token's quota and rate-limit handling as the issues; `email` there is
   the address the user made public, null for most, who then resolve without
   one, saying so.
+- Write-back (`writes` status and assignee): `PATCH /repos/{owner}/{repo}/issues/{number}`;
+  see `GitHubConnector.write`.
 """
 
 from __future__ import annotations
@@ -77,9 +79,16 @@ from connectors.base import (
     Person,
     SourceComment,
     SourceTicket,
+    TicketWrite,
     unset,
 )
 from connectors.comments import CommentShape, read_comments
+from connectors.errors import (
+    FixConfiguration,
+    SourceError,
+    WriteConflict,
+    WriteRefused,
+)
 from connectors.http import (
     SOURCE_POLICY,
     Action,
@@ -88,6 +97,7 @@ from connectors.http import (
     HttpOptions,
     LinkHeaderPaginator,
     PageRequest,
+    PaginationBroken,
     Paginator,
     RestConnector,
     Rule,
@@ -120,6 +130,30 @@ query($owner: String!, $name: String!, $first: Int!, $after: String) {
 }
 """
 """A page of one repository's issues for the census: their ids and the cursor to the next."""
+PLACES_QUERY = """
+query($owner: String!, $name: String!, $first: Int!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    issues(first: $first, after: $after, orderBy: {field: CREATED_AT, direction: DESC},
+           states: [OPEN, CLOSED]) {
+      nodes { databaseId number }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+"""A page of one repository's issues, newest first, by id and number: where to write one."""
+PLACES_PER_PAGE = 100
+"""GraphQL's largest page: each costs one point."""
+
+WRITE_STATES: dict[str, tuple[str, str | None]] = {
+    "open": ("open", None),
+    "open (reopened)": ("open", None),
+    "closed": ("closed", "completed"),
+    "closed (completed)": ("closed", "completed"),
+    "closed (not_planned)": ("closed", "not_planned"),
+}
+"""The status names `write_back.status` may give a GitHub issue: its `state` and the
+`state_reason` a close sends. The same words as the `source_status` field shows."""
 CENSUS_PAGE_INFO = "data.repository.issues.pageInfo"
 CENSUS_NODES = "data.repository.issues.nodes"
 
@@ -244,6 +278,12 @@ _REMEMBERED_COMMENTS: OrderedDict[tuple[str, str, str], _RememberedPage] = Order
 REMEMBERED_COMMENT_LISTINGS = 500
 """How many issues' comment listings are remembered for conditional requests: a few MB."""
 _COMMENTS_PATH = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+/comments")
+_ISSUE_PLACES: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+"""Where each issue seen lives, by server and issue id: its repository and number, as a pass
+read them or a write-back's search found them; the most recently seen `REMEMBERED_PLACES`,
+this process only (ids and numbers never change: a transferred issue gets a new id)."""
+REMEMBERED_PLACES = 100_000
+"""How many issues' places are remembered for write-back: about 15 MB."""
 
 
 class GitHubConnector(RestConnector):
@@ -262,6 +302,8 @@ class GitHubConnector(RestConnector):
     reanchor_after_pages = 1
     policy = GITHUB_POLICY
     comments = "requests"
+    writes = frozenset({"status", "assignee"})
+    write_refusals = frozenset({403, 404, 409, 410, 422})
     moved_hint = (
         "GitHub moved the repository (renamed or transferred) and redirects to it by id: "
         "put its new owner/name in repositories (or repository)"
@@ -376,6 +418,9 @@ class GitHubConnector(RestConnector):
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         labels = record.get("labels") or []
         names = [label.get("name") if isinstance(label, dict) else label for label in labels]
+        number = record.get("number")
+        if self.scope is not None and isinstance(number, int):
+            self._remember_place(str(record.get("id")), (self.scope, number))
         return {
             **record,
             "label_names": names,
@@ -420,6 +465,123 @@ class GitHubConnector(RestConnector):
                 None if raw is None else read_comments(ticket, raw, COMMENT_SHAPE)
             )
         return found
+
+    def write(self, change: TicketWrite) -> None:
+        """`PATCH /repos/{owner}/{repo}/issues/{number}` with `state` (and `state_reason`)
+        and `assignees`, after reading the issue (one request) so that a change already
+        made sends nothing.
+
+        A status is one of `WRITE_STATES` (any case): "closed" closes the issue as
+        completed, "closed (not_planned)" as not planned, "open" keeps it open. A closed
+        issue is where the source put it, and that wins over Fragment: "open" asked of
+        it is a `WriteConflict`, a close asked of it is done already, whatever the
+        reason. The assignee replaces the issue's assignees with that one login (None
+        clears them); GitHub drops that change without a word for a token without push
+        access, which its answer shows, and which is refused here. Where the issue is:
+        see `_place`. Raises `FixConfiguration` for a status GitHub has not.
+        """
+        target = None
+        if change.status is not None:
+            target = WRITE_STATES.get(change.status.strip().casefold())
+            if target is None:
+                raise FixConfiguration(
+                    f"connector {self.name!r}: GitHub has no issue status {change.status!r} "
+                    f"(write_back.status takes: {', '.join(WRITE_STATES)})",
+                    key=f"connectors.{self.name}.write_back.status",
+                )
+        place = self._place(change.source_id)
+        if place is None:
+            raise self._refused(
+                change,
+                "the issue is gone: no issue of the configured repositories has this id "
+                "(deleted, or transferred to another repository, where it is a new issue)",
+            )
+        url = f"/repos/{place[0]}/issues/{place[1]}"
+        shown = self.send_write("GET", url, None)
+        if shown.status_code >= 300:
+            raise self._refused(change, _github_said(shown))
+        issue = self.decoded(PageRequest(url), shown)
+        if not isinstance(issue, dict):
+            raise SourceError(self.name, f"GET {url} answered no issue: {issue!r:.80}")
+        if str(issue.get("id")) != change.source_id:
+            raise self._refused(
+                change,
+                f"the issue was transferred: {url} is now {issue.get('html_url')}, a new "
+                "issue (a task of its own)",
+            )
+        update: dict[str, Any] = {}
+        if target is not None and issue.get("state") == "closed" and target[0] == "open":
+            raise WriteConflict(
+                self.name,
+                change.source_id,
+                "status",
+                change.status,
+                f"the issue is {state_text(issue)!r} on GitHub: the source closed it, and "
+                "that wins over Fragment's status",
+            )
+        if target is not None and issue.get("state") != target[0]:
+            update["state"], update["state_reason"] = target
+        wanted = [] if change.assignee_id is None else [change.assignee_id]
+        if change.assign and _logins(issue) != [w.casefold() for w in wanted]:
+            update["assignees"] = wanted
+        if not update:
+            return  # already there
+        answer = self.send_write("PATCH", url, {k: v for k, v in update.items() if v is not None})
+        if answer.status_code >= 300:
+            raise self._refused(change, _github_said(answer))
+        written = self.decoded(PageRequest(url), answer)
+        if "assignees" in update and _logins(written) != [w.casefold() for w in wanted]:
+            raise self._refused(
+                change,
+                "GitHub kept the assignees as they were: it drops an assignee change without "
+                "a word when the token has no push access to the repository",
+            )
+
+    def _place(self, issue_id: str) -> tuple[str, int] | None:
+        """The repository and number of issue `issue_id`; None when no configured repository
+        has it.
+
+        A write names an issue by its id, and GitHub's REST API finds issues by
+        repository and number only. What a pass of this process read is remembered
+        (`_ISSUE_PLACES`); otherwise each repository's issues are searched, newest
+        first, through GraphQL (`databaseId number`, 100 a page, one point each), and
+        every issue seen on the way is remembered: a search over a large repository
+        costs its pages once per process.
+        """
+        key = (self.options.base_url, issue_id)
+        if key in _ISSUE_PLACES:
+            return _ISSUE_PLACES[key]
+        for repository in self.options.scopes:
+            owner, name = repository.split("/", 1)
+            variables = {"owner": owner, "name": name, "first": PLACES_PER_PAGE}
+            current: PageRequest | None = graphql_request(self.graphql_url, PLACES_QUERY, variables)
+            paginator = GraphQLCursorPaginator(CENSUS_PAGE_INFO)
+            while current is not None:
+                response, body = self.fetch(current)
+                nodes = self.records(body, CENSUS_NODES)
+                for node in nodes:
+                    if isinstance(node, dict) and isinstance(node.get("number"), int):
+                        self._remember_place(
+                            str(node.get("databaseId")), (repository, node["number"])
+                        )
+                if key in _ISSUE_PLACES:
+                    return _ISSUE_PLACES[key]
+                try:
+                    current = paginator.next_page(current, response, body, len(nodes))
+                except PaginationBroken as exc:
+                    raise SourceError(self.name, str(exc)) from None
+        return None
+
+    def _remember_place(self, issue_id: str, place: tuple[str, int]) -> None:
+        key = (self.options.base_url, issue_id)
+        _ISSUE_PLACES[key] = place
+        _ISSUE_PLACES.move_to_end(key)
+        while len(_ISSUE_PLACES) > REMEMBERED_PLACES:
+            _ISSUE_PLACES.popitem(last=False)
+
+    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        target = change.status if change.status is not None else change.assignee_id
+        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page, conditionally when the same query was answered in one page before.
@@ -479,6 +641,34 @@ class GitHubConnector(RestConnector):
         )
         digest = hashlib.blake2b(who.encode(), digest_size=16)
         return (options.base_url, path, digest.hexdigest())
+
+
+def _logins(issue: Any) -> list[str]:
+    """An issue's assignees' logins, casefolded (GitHub's logins ignore case)."""
+    users = issue.get("assignees") if isinstance(issue, dict) else None
+    return [str(user.get("login")).casefold() for user in users or [] if isinstance(user, dict)]
+
+
+def _github_said(response: httpx.Response) -> str:
+    """GitHub's refusal in its own words: its `message` and each of its `errors`."""
+    gone = {404: "the issue is gone or the token can't see it", 410: "gone"}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return f"GitHub answered {response.status_code}: {response.text[:200]}"
+    said = str(body.get("message") or "")
+    errors = body.get("errors")
+    details = [
+        " ".join(f"{k}={e[k]!r}" for k in ("field", "code", "value", "message") if k in e)
+        for e in (errors if isinstance(errors, list) else [])
+        if isinstance(e, dict)
+    ]
+    if details:
+        said += f" ({'; '.join(details)})"
+    prefix = gone.get(response.status_code)
+    return f"{prefix + ': ' if prefix else ''}GitHub answered {response.status_code}: {said}"
 
 
 def state_text(issue: Mapping[str, Any]) -> str | None:

@@ -24,6 +24,9 @@ with `sys_idIN...`, `PEOPLE_BATCH` a request. An email an ACL hides reads as
 "" either way: that user resolves without one, saying so.
 
 Comments and work notes (`read_comments`): see `ServiceNowConnector.conversations`.
+
+Write-back (`writes` status and assignee): `PATCH /api/now/table/{table}/{sys_id}` with
+`state` and `assigned_to`; see `ServiceNowConnector.write`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, SourceTicket
+from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, SourceTicket, TicketWrite, unset
 from connectors.comments import CommentShape, read_comments
+from connectors.errors import FixConfiguration, WriteConflict, WriteRefused
 from connectors.http import Conversations, HttpOptions, PageRequest, Paginator, RestConnector
 from connectors.http.people import person, resolve_in_batches
 from connectors.records import get_path
@@ -69,6 +73,19 @@ JOURNAL_SHAPE = CommentShape(
 )
 """A journal entry: `comments` (additional comments) are customer-visible, `work_notes`
 are agents' only, so private."""
+
+INCIDENT_STATES = {
+    "New": 1,
+    "In Progress": 2,
+    "On Hold": 3,
+    "Resolved": 6,
+    "Closed": 7,
+    "Canceled": 8,
+}
+"""incident's states (its `state` choices, out of the box): what write-back's status names
+mean unless `state_values` says otherwise."""
+INCIDENT_CLOSED = (7, 8)
+"""incident's closed states, Closed and Canceled: a record there stays there."""
 
 Keyset = tuple[str, str]
 """A row's place in the order: its `sys_updated_on` as a literal, and its `sys_id`."""
@@ -104,6 +121,19 @@ class ServiceNowOptions(HttpOptions):
     """An OAuth refresh token: tokens come from the refresh_token grant."""
     page_size: int = Field(default=500, ge=1, le=10_000)
     """`sysparm_limit`: records per request."""
+    state_values: dict[str, int] | None = Field(default=None, exclude_if=unset)
+    """Write-back: the table's state names and values, which `write_back.status` names
+    (`{ "Closed Complete" = 3 }` for sc_req_item); unset: incident's (New 1, In Progress 2,
+    On Hold 3, Resolved 6, Closed 7, Canceled 8). A status given as a number is sent as it
+    is."""
+    closed_states: list[int] | None = Field(default=None, exclude_if=unset)
+    """Write-back: the state values of a closed record, which Fragment's status never moves
+    (the source closing it wins: a conflict); unset: incident's Closed (7) and Canceled (8)."""
+    fields_with_state: dict[str, dict[str, str]] | None = Field(default=None, exclude_if=unset)
+    """Write-back: more fields to send with a state, by its name or value, such as
+    `{ Resolved = { close_code = "Solved (Permanently)", close_notes = "Resolved in
+    Fragment" } }`: many instances refuse to resolve an incident without them (a data
+    policy)."""
 
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceNowOptions:
@@ -171,6 +201,8 @@ class ServiceNowConnector(RestConnector):
     cursors_from_source_clock = True
     comments = "requests"
     comments_batch = JOURNAL_IDS_PER_REQUEST
+    writes = frozenset({"status", "assignee"})
+    write_refusals = frozenset({400, 403, 404, 409, 422})
 
     default_mapping: ClassVar[dict[str, Any]] = {
         "title": "{number} {short_description}",
@@ -345,6 +377,85 @@ class ServiceNowConnector(RestConnector):
             t.source_id: read_comments(t, by_ticket[t.source_id], JOURNAL_SHAPE) for t in tickets
         }
 
+    def write(self, change: TicketWrite) -> None:
+        """`PATCH /api/now/table/{table}/{sys_id}` with `state` and `assigned_to`, after
+        reading the record (one request) so that a change already made sends nothing.
+
+        A status is a name of `state_values` (any case) or a value, sent with the
+        `fields_with_state` configured for it. A record in a closed state
+        (`closed_states`) stays there: asked for another, open state it is a
+        `WriteConflict`, asked for another closed one nothing is sent. The assignee is
+        a `sys_user` sys_id ("" empties it). ACLs, data policies and business rules
+        refuse with a 403 (a 400 for a value the instance can't take), and a business
+        rule may quietly keep the old value: the answer is checked, and either is a
+        `WriteRefused` in ServiceNow's words.
+        """
+        url = f"/api/now/table/{self.options.table}/{change.source_id}"
+        if not change.source_id.isalnum():
+            raise self._refused(change, "not a sys_id (32 hex digits)")
+        state = None if change.status is None else self._state_value(change.status)
+        shown = self.send_write("GET", url, None, params=_ONE_RECORD)
+        record = _result(shown)
+        if record is None:
+            raise self._refused(change, _servicenow_said(shown))
+        update: dict[str, str] = {}
+        closed = set(self.options.closed_states or INCIDENT_CLOSED)
+        current = str(record.get("state", ""))
+        if state is not None and current != str(state):
+            if current.isdigit() and int(current) in closed:
+                if state not in closed:
+                    raise WriteConflict(
+                        self.name,
+                        change.source_id,
+                        "status",
+                        change.status,
+                        f"the record's state is {current} in ServiceNow, a closed state: the "
+                        "source closed it, and that wins over Fragment's status",
+                    )
+            else:
+                update = {**self._fields_with(change.status or "", state), "state": str(state)}
+        wanted = change.assignee_id or ""
+        if change.assign and str(record.get("assigned_to") or "") != wanted:
+            update["assigned_to"] = wanted
+        if not update:
+            return  # already there
+        answer = self.send_write("PATCH", url, update, params=_ONE_RECORD)
+        written = _result(answer)
+        if written is None:
+            raise self._refused(change, _servicenow_said(answer))
+        asked = {k: update[k] for k in ("state", "assigned_to") if k in update}
+        kept = {k: str(written.get(k, "")) for k in asked}
+        if kept != asked:
+            raise self._refused(
+                change,
+                f"ServiceNow answered 200 but kept {kept} (asked {asked}): a business rule "
+                "on the table changed it back or ignored it",
+            )
+
+    def _state_value(self, name: str) -> int:
+        """The state value of status `name` (any case, or a number). Raises `FixConfiguration`."""
+        if name.strip().isdigit():
+            return int(name)
+        states = self.options.state_values or INCIDENT_STATES
+        found = {k.casefold(): v for k, v in states.items()}.get(name.strip().casefold())
+        if found is None:
+            known = ", ".join(f"{k} ({v})" for k, v in states.items())
+            raise FixConfiguration(
+                f"connector {self.name!r}: ServiceNow's {self.options.table} has no state "
+                f"{name!r} (known: {known}; set state_values for another table's)",
+                key=f"connectors.{self.name}.write_back.status",
+            )
+        return found
+
+    def _fields_with(self, name: str, state: int) -> dict[str, str]:
+        """The `fields_with_state` configured for this state, by its name or its value."""
+        configured = {k.casefold(): v for k, v in (self.options.fields_with_state or {}).items()}
+        return dict(configured.get(name.strip().casefold()) or configured.get(str(state)) or {})
+
+    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        target = change.status if change.status is not None else change.assignee_id
+        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
+
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         table, sys_id = self.options.table, record.get("sys_id")
         url = f"{self.options.base_url}/nav_to.do?uri={table}.do?sys_id={sys_id}"
@@ -368,6 +479,38 @@ class ServiceNowConnector(RestConnector):
                 wanted.append(ASSIGNEE_EMAIL)  # the assignee's email, at no extra request
             params["sysparm_fields"] = ",".join(dict.fromkeys(wanted))
         return params
+
+
+_ONE_RECORD = {
+    "sysparm_fields": "sys_id,state,assigned_to",
+    "sysparm_display_value": "false",
+    "sysparm_exclude_reference_link": "true",
+}
+"""What write-back reads of a record, and asks back from its PATCH: raw values."""
+
+
+def _result(response: httpx.Response) -> dict[str, Any] | None:
+    """The record a 200 answers (`{"result": {...}}`); None for anything else."""
+    if response.status_code != 200:
+        return None
+    try:
+        result = response.json().get("result")
+    except (ValueError, AttributeError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _servicenow_said(response: httpx.Response) -> str:
+    """ServiceNow's refusal in its own words: `{"error": {"message", "detail"}}`."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        return f"ServiceNow answered {response.status_code}: {response.text[:200]}"
+    words = [str(error.get(k)).strip() for k in ("message", "detail") if error.get(k)]
+    said = f"ServiceNow answered {response.status_code}: {' - '.join(words)}"
+    return f"the record is gone: {said}" if response.status_code == 404 else said
 
 
 def literal(moment: dt.datetime) -> str:

@@ -146,7 +146,8 @@ class RestConnector(Connector):
     write_refusals: ClassVar[frozenset[int]] = frozenset({403, 404, 409, 422})
     """Answers to a write (`send_write`) that refuse that one ticket's change, not the
     connector's access (a workflow, a permission, a gone ticket, an invalid value), handed
-    back to be read: Jira and Freshdesk add 400, their answer to a value they won't take."""
+    back to be read. A vendor adds its own: Jira's, Freshdesk's and ServiceNow's 400 for a
+    value they won't take, GitHub's 410 for a deleted issue."""
     reanchor_after_pages: int | None = None
     """Re-issue the query from the last cursor seen after this many pages, when it moved.
 
@@ -378,14 +379,16 @@ class RestConnector(Connector):
             raise SourceError(self.name, f"{self.options.base_url}: {exc}") from None
         return self.decoded(request, response)
 
-    def send_write(self, method: str, url: str, body: Any) -> httpx.Response:
-        """A write to the source (write-back) through the session: its answer, a refusal
-        of this one ticket's change (`write_refusals`) included, for the connector to
-        read. Raises `SourceError` when the source can't be reached or refuses the
-        credentials (401), as `fetch` does.
+    def send_write(
+        self, method: str, url: str, body: Any, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """A write to the source (write-back), or the read of the ticket before it, through
+        the session: its answer, a refusal of this one ticket's change (`write_refusals`)
+        included, for the connector to read. Raises `SourceError` when
+        the source can't be reached or refuses the credentials (401), as `fetch` does.
         """
         try:
-            return self.session.send(method, url, json=body)
+            return self.session.send(method, url, params=params or None, json=body)
         except RequestFailed as exc:
             if exc.response is not None and exc.response.status_code in self.write_refusals:
                 return exc.response

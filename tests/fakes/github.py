@@ -60,6 +60,24 @@ shows it (`id`, `user`, `body` in markdown, `created_at`, `updated_at`,
 the issue list; a number the repository doesn't have is a 404. A new comment
 raises the issue's `comments` count and moves its `updated_at`, as on GitHub.
 There are no private comments.
+
+Writes (`PATCH /repos/{owner}/{repo}/issues/{issue_number}`, "Update an issue",
+https://docs.github.com/rest/issues/issues#update-an-issue, and the single issue,
+`GET` on the same path, https://docs.github.com/rest/issues/issues#get-an-issue):
+`state` (open, closed) and `state_reason` (completed, not_planned, reopened; "ignored
+unless `state` is changed", github/docs#22914), closing with no reason is
+`completed`, reopening makes it `reopened`; `assignees` replaces the list (`[]`
+clears it) and a login that can't be assigned (`assignable`) is GitHub's 422
+`{"message": "Validation Failed", "errors": [{"value", "resource": "Issue",
+"field": "assignees", "code": "invalid"}]}`. The answer is the issue as it now
+stands, `updated_at` on the fake's clock. A token without write access
+(`read_only`) gets the 403 "Resource not accessible by personal access token";
+a repository whose issues are disabled (`issues_disabled`) and a deleted issue
+(`delete`) answer 410 Gone ("Issues are disabled for this repo", "This issue was
+deleted"), as "Get an issue" documents for an issue deleted from a repository the
+user can read; a transferred issue's former number answers its 301 to the new issue; a
+number the repository never had is a 404. Every PATCH received is
+kept in `writes` (issue id, body) before it is judged.
 """
 
 from __future__ import annotations
@@ -186,6 +204,9 @@ NO_PERMISSION = Reply(
 _ACCESS_TOKENS = re.compile(r"^/app/installations/(\d+)/access_tokens$")
 USER_DOCS = "https://docs.github.com/rest/users/users#get-a-user"
 _ISSUE_COMMENTS = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
+_ISSUE = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)$")
+UPDATE_DOCS = "https://docs.github.com/rest/issues/issues#update-an-issue"
+STATE_REASONS = {"completed", "not_planned", "reopened", None}
 
 
 @dataclass
@@ -243,6 +264,18 @@ class FakeGitHub(FakeApi):
         self.comments: dict[int, list[dict[str, Any]]] = {}
         """Each issue's comments by issue id, oldest first."""
         self._next_comment_id = 1_000_000
+        self.writes: list[tuple[int | None, Any]] = []
+        """Every issue PATCH received: the issue id (None: no such issue) and the body."""
+        self.assignable: set[str] = set()
+        """Logins (lower-cased) that may be assigned: the repository's collaborators."""
+        self.read_only = False
+        """The token may read issues but not write them (a fine-grained 'Issues: read')."""
+        self.issues_disabled: set[str] = set()
+        """Repositories (`owner/name`) whose issues are turned off: 410 Gone."""
+        self.deleted: dict[str, set[int]] = {}
+        """The numbers of deleted issues, by repository: 410 Gone."""
+        self.transferred: dict[tuple[str, int], tuple[str, int]] = {}
+        """Where each transferred issue went: (repository, number) before and after."""
 
     def add_user(
         self, login: str, name: str | None, public_email: str | None, kind: str = "User"
@@ -284,8 +317,9 @@ class FakeGitHub(FakeApi):
         """Move issue `issue_id` to repository `to`: a new issue there, as GitHub does it."""
         with self.lock:
             old = self.issues.pop(issue_id)
-            self.placement.pop(issue_id, None)
+            home = self.placement.pop(issue_id, self.repository)
             numbers = [i["number"] for k, i in self.issues.items() if self._home(k) == to]
+            self.transferred[(home, old["number"])] = (to, max(numbers, default=0) + 1)
             fields = {k: v for k, v in old.items() if k not in ("id", "node_id", "number")}
             fields.pop("html_url")
             fields.pop("updated_at")
@@ -393,6 +427,13 @@ class FakeGitHub(FakeApi):
                 issue["updated_at"] = stamp(at)
         return comment
 
+    def delete(self, issue_id: int) -> None:
+        """Delete issue `issue_id`: gone from the listing; its number answers 410."""
+        with self.lock:
+            issue = self.issues.pop(issue_id)
+            home = self.placement.pop(issue_id, self.repository)
+            self.deleted.setdefault(home, set()).add(issue["number"])
+
     def comment_gets(self) -> list[Request]:
         """The requests for an issue's comments."""
         return [r for r in self.requests if _ISSUE_COMMENTS.match(r.path)]
@@ -408,6 +449,9 @@ class FakeGitHub(FakeApi):
             return self._graphql(request)
         if request.path.startswith("/users/"):
             return self._user(request)
+        one = _ISSUE.match(request.path)
+        if one is not None and request.method in ("GET", "PATCH"):
+            return self._one_issue(request, one[1], int(one[2]))
         listing = _ISSUE_COMMENTS.match(request.path)
         if listing is not None:
             return self._issue_comments(request, listing[1], int(listing[2]))
@@ -701,6 +745,81 @@ class FakeGitHub(FakeApi):
         self.quota_used += 1
         return Reply(200, body, headers={**headers, **self._quota()})
 
+    def _one_issue(self, request: Request, repository: str, number: int) -> Reply:
+        """`GET` or `PATCH /repos/{owner}/{repo}/issues/{number}` (see the module docstring)."""
+        if not self._authorized(request.headers.get("authorization", "")):
+            self.refused.append(request)
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        self.quota_used += 1
+        body = request.json() if request.method == "PATCH" else None
+        with self.lock:
+            found = next(
+                (
+                    k
+                    for k, i in self.issues.items()
+                    if i["number"] == number and self._home(k).lower() == repository.lower()
+                ),
+                None,
+            )
+            if request.method == "PATCH":
+                self.writes.append((found, body))
+        served = {r.lower() for r in (self.repository, *self.other_repositories)}
+        if repository.lower() not in served:
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        if repository in self.issues_disabled:
+            return _gone("Issues are disabled for this repo")
+        if found is None:
+            if number in self.deleted.get(repository, set()):
+                return _gone("This issue was deleted")
+            moved = self.transferred.get((repository, number))
+            if moved is not None:
+                location = f"{self.base_url}/repos/{moved[0]}/issues/{moved[1]}"
+                body = {"message": "Moved Permanently", "url": location}
+                return Reply(301, body, headers={"Location": location, **self._quota()})
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        if request.method == "GET":
+            return Reply(200, self.issues[found], headers=self._quota())
+        if self.read_only:
+            return NO_PERMISSION
+        if not isinstance(body, dict):
+            return Reply(400, {"message": "Problems parsing JSON", "documentation_url": DOCS})
+        return self._update(found, body)
+
+    def _update(self, issue_id: int, body: dict[str, Any]) -> Reply:
+        """Apply an "Update an issue" body to `issue_id`, or refuse it as GitHub does."""
+        state, reason = body.get("state"), body.get("state_reason")
+        if state is not None and state not in ("open", "closed"):
+            return _invalid("state", state)
+        if reason not in STATE_REASONS:
+            return _invalid("state_reason", reason)
+        assignees = body.get("assignees")
+        if assignees is not None:
+            if not isinstance(assignees, list):
+                return _invalid("assignees", assignees)
+            for login in assignees:
+                if not isinstance(login, str) or login.lower() not in self.assignable:
+                    return _invalid("assignees", login)
+        now = stamp(self.clock.now())
+        with self.lock:
+            issue = self.issues[issue_id]
+            if state is not None and state != issue["state"]:
+                issue["state"] = state
+                if state == "closed":
+                    issue["state_reason"] = (
+                        reason if reason not in (None, "reopened") else "completed"
+                    )
+                    issue["closed_at"] = now
+                else:
+                    issue["state_reason"] = "reopened"
+                    issue["closed_at"] = None
+            if assignees is not None:
+                users = [{"login": login, "id": 20_000 + len(login)} for login in assignees]
+                issue["assignees"] = users
+                issue["assignee"] = users[0] if users else None
+            issue["updated_at"] = now
+            answer = dict(issue)
+        return Reply(200, answer, headers=self._quota())
+
     def _authorized(self, header: str) -> bool:
         if header in (f"Bearer {self.token}", f"token {self.token}"):
             return True
@@ -830,6 +949,24 @@ def _undefined(field: Field, type_name: str, path: list[str]) -> dict[str, Any]:
         "locations": [{"line": 1, "column": 1}],
         "message": f"Field '{field.name}' doesn't exist on type '{type_name}'",
     }
+
+
+def _gone(message: str) -> Reply:
+    return Reply(410, {"message": message, "documentation_url": UPDATE_DOCS, "status": "410"})
+
+
+def _invalid(field: str, value: Any) -> Reply:
+    """GitHub's 422 for a value it won't take in an issue's `field`."""
+    error = {"value": value, "resource": "Issue", "field": field, "code": "invalid"}
+    return Reply(
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": [error],
+            "documentation_url": UPDATE_DOCS,
+            "status": "422",
+        },
+    )
 
 
 def _unauthorized(message: str) -> Reply:

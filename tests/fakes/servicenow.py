@@ -39,6 +39,22 @@ comments a customer sees; `work_notes`, seen by agents only), `value` the
 text, `sys_created_on` (UTC, raw) and `sys_created_by` (the author's
 `user_name`, not a sys_id). It is queried like any table; an entry also moves
 its record's `sys_updated_on`, as posting a comment does.
+
+One record (Table API, https://www.servicenow.com/docs/r/api-reference/rest-apis/c_TableAPI.html):
+`GET /api/now/table/{table}/{sys_id}` answers `{"result": {...}}`, and `PATCH` on the same
+path updates the fields its JSON body names and answers the record as it now stands
+(200), `sys_updated_on` on the fake's clock. A sys_id the table lacks (or an ACL hides)
+is a 404 `{"error": {"message": "No Record found", "detail": "Record doesn't exist or
+ACL restricts the record retrieval"}, "status": "failure"}`. "403 Forbidden: ... ACL
+failures, or business rule or data policy constraints" (REST API HTTP response codes,
+https://www.servicenow.com/docs/r/api-reference/rest-api-explorer/r_RESTAPIHTTPResponseCodes.html):
+an API user without write access (`write_denied`) gets "ACL Exception Update Failed due
+to security constraints", and the data policy many instances have on incident
+(`resolution_policy`, on by default) refuses a move to Resolved (6) or Closed (7) without
+`close_code` and `close_notes`: "Data Policy Exception: The following fields are
+mandatory: Resolution code, Resolution notes" (the wording of the docs' "Data Policy
+Exception: Short description is mandatory"). A reference (`assigned_to`) takes a sys_id,
+"" to empty it. Every PATCH is kept in `writes` (sys_id, body) before it is judged.
 """
 
 from __future__ import annotations
@@ -86,7 +102,17 @@ JOURNAL_FIELDS = {
     "sys_created_by",
 }
 TABLE_FIELDS = {"incident": FIELDS, "sys_user": FIELDS, JOURNAL: JOURNAL_FIELDS}
-STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed"}
+STATES = {
+    "1": "New",
+    "2": "In Progress",
+    "3": "On Hold",
+    "6": "Resolved",
+    "7": "Closed",
+    "8": "Canceled",
+}
+NO_RECORD = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+RESOLVING = {"6", "7"}
+"""The incident states the resolution data policy guards."""
 _CONDITION = re.compile(
     r"^(?P<field>[a-z0-9_]+)"
     r"(?P<op>ISNOTEMPTY|ISEMPTY|STARTSWITH|LIKE|NOT IN|IN|>=|<=|!=|=|>|<)(?P<value>.*)$"
@@ -164,6 +190,14 @@ class FakeServiceNow(FakeApi):
         self.refresh_tokens: set[str] = set()
         self.refused: list[Request] = []
         """Table API requests answered 401."""
+        self.writes: list[tuple[str, Any]] = []
+        """Every PATCH of a record: its sys_id and the body."""
+        self.write_denied = False
+        """The API user may read the table but not write it: an ACL refuses each PATCH."""
+        self.resolution_policy = True
+        """Resolving or closing an incident needs close_code and close_notes (a data policy)."""
+        self.business_rules: list[Callable[[dict[str, str]], None]] = []
+        """"Before update" business rules: each may change the record about to be saved."""
 
     # Test controls
 
@@ -182,6 +216,10 @@ class FakeServiceNow(FakeApi):
             self.issued.clear()
             self.refresh_tokens.clear()
             self.refused.clear()
+            self.writes.clear()
+            self.write_denied = False
+            self.resolution_policy = True
+            self.business_rules.clear()
 
     def revoke_access_tokens(self) -> None:
         """Revoke every access token issued so far (an admin deleting them all)."""
@@ -312,6 +350,9 @@ class FakeServiceNow(FakeApi):
             self.refused.append(request)
             return _failure(401, "User Not Authenticated", "Required to provide Auth information")
         table = request.path.removeprefix("/api/now/table/")
+        table, _, sys_id = table.partition("/")
+        if table in self.tables and sys_id:
+            return self._record(request, table, sys_id)
         if table not in self.tables:
             return _failure(400, f"Invalid table {table}")
         try:
@@ -331,6 +372,55 @@ class FakeServiceNow(FakeApi):
         if offset > 0 or offset + limit < total:
             headers["Link"] = self._links(request, offset, limit, total, counting)
         return Reply(200, {"result": [self._render(r, request) for r in page]}, headers=headers)
+
+    def _record(self, request: Request, table: str, sys_id: str) -> Reply:
+        """`GET` or `PATCH /api/now/table/{table}/{sys_id}` (see the module docstring)."""
+        if request.method not in ("GET", "PATCH"):
+            return _failure(405, "Method not Supported", f"{request.method} is not supported")
+        body = request.json() if request.method == "PATCH" else None
+        with self.lock:
+            if request.method == "PATCH":
+                self.writes.append((sys_id, body))
+            record = self.tables[table].get(sys_id)
+            if record is None or sys_id in self.acl_hidden:
+                return _failure(404, *NO_RECORD)
+            if request.method == "PATCH":
+                if not isinstance(body, dict):
+                    return _failure(
+                        400, "Exception while reading request", "The payload is not valid JSON."
+                    )
+                refusal = self._refusal(record, body)
+                if refusal is not None:
+                    return refusal
+                changes = {
+                    k: str(v) for k, v in body.items() if k in FIELDS or k.startswith("close_")
+                }
+                saved = {**record, **changes}
+                for rule in self.business_rules:
+                    rule(saved)
+                record.update(saved, sys_updated_on=stamp(self.clock.now()))
+            answer = self._render(dict(record), request)
+        return Reply(200, {"result": answer})
+
+    def _refusal(self, record: dict[str, str], body: dict[str, Any]) -> Reply | None:
+        """What the instance's ACLs and data policies answer to this update, if they refuse it."""
+        if self.write_denied:
+            return _failure(
+                403, "Operation Failed", "ACL Exception Update Failed due to security constraints"
+            )
+        after = {**record, **{k: str(v) for k, v in body.items()}}
+        if (
+            self.resolution_policy
+            and str(body.get("state")) in RESOLVING
+            and not (after.get("close_code") and after.get("close_notes"))
+        ):
+            return _failure(
+                403,
+                "Operation Failed",
+                "Data Policy Exception: \n\tThe following fields are mandatory: "
+                "Resolution code, Resolution notes\n",
+            )
+        return None
 
     def _authorized(self, header: str) -> bool:
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()

@@ -73,6 +73,9 @@ class RunObserver(Protocol):
 RUN_OBSERVERS: list[RunObserver] = []
 """Process-wide, like the metrics registry they feed."""
 
+WRITE_BACK_OBSERVERS: list[Callable[[Any], None]] = []
+"""Told each write-back pass's summary (`sync.write_back.WriteBackSummary`) as it ends."""
+
 
 @dataclass
 class RunOptions:

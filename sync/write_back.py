@@ -35,6 +35,7 @@ from sync.config import ConnectorConfig
 from sync.mapping import sides_hash
 from sync.state import StateStore, utcnow
 from sync.state.write_back import Refusal, TrackedTask, WriteBackLedger, Written
+from sync.summary import WRITE_BACK_OBSERVERS
 
 log = structlog.get_logger("sync.write_back")
 
@@ -134,6 +135,8 @@ class ConnectorWriteBack:
             over = None if known is None else known.sides_hash
             self._write(refusal.source_id, refusal.uid, observed, over, previous=refusal)
         self.log.info("write_back_finished", **self.summary.as_json())
+        for observer in WRITE_BACK_OBSERVERS:
+            observer(self.summary)
         return self.summary
 
     def _meet(self, tasks: list[ChangedTask]) -> set[str]:

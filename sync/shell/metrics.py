@@ -21,6 +21,7 @@ import datetime as dt
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
@@ -34,6 +35,10 @@ from sync.run import RunSummary
 from sync.shell.series import Families
 from sync.shell.status import collect
 from sync.state import StateError, StateStore
+from sync.summary import WRITE_BACK_OBSERVERS
+
+if TYPE_CHECKING:  # the module loads the HTTP stack, which a quiet daemon never needs
+    from sync.write_back import WriteBackSummary
 from sync_http import session
 
 log = structlog.get_logger("sync.shell.metrics")
@@ -45,6 +50,10 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """Seconds: a quiet incremental pass takes well under a second, a backfill up to an hour."""
 NOT_RUN = frozenset({"busy"})
 """Outcomes of passes that never started (another process held the lease): counted, no more."""
+
+
+WRITE_BACK_OUTCOMES = ("written", "refused", "conflict")
+"""What became of a Fragment change write-back met (`fragment_sync_write_backs_total`)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,13 @@ class Metrics:
             "Comments Fragment refused (the task gone, 422); each is tried again later.",
             by_connector,
         )
+        self.write_backs = families.add(
+            f"{PREFIX}_write_backs",
+            "counter",
+            "Fragment changes met by write-back (two-way sync), by outcome: written to the "
+            "ticket, refused by the source (tried again later), or lost to a conflict.",
+            ["connector", "outcome"],
+        )
         self.state = StateSeries(config, store)
         for name in config.connectors:
             for family in (self.pulled, self.pushed, self.unchanged, self.failed, self.running):
@@ -180,6 +196,9 @@ class Metrics:
             if config.connectors[name].settings.census is not None:
                 self.census_archived.touch(name)
                 self.census_refused.touch(name)
+            if config.connectors[name].settings.write_back.enabled:
+                for outcome in WRITE_BACK_OUTCOMES:
+                    self.write_backs.touch(name, outcome)
         self._in_flight: dict[str, PassInFlight] = {}
         self._lock = threading.Lock()
 
@@ -193,6 +212,8 @@ class Metrics:
             session.OBSERVERS.append(self)
         if self.census_finished not in census.CENSUS_OBSERVERS:
             census.CENSUS_OBSERVERS.append(self.census_finished)
+        if self.write_back_finished not in WRITE_BACK_OBSERVERS:
+            WRITE_BACK_OBSERVERS.append(self.write_back_finished)
 
     def uninstall(self) -> None:
         """Stop observing (idempotent)."""
@@ -202,6 +223,8 @@ class Metrics:
             session.OBSERVERS.remove(self)
         if self.census_finished in census.CENSUS_OBSERVERS:
             census.CENSUS_OBSERVERS.remove(self.census_finished)
+        if self.write_back_finished in WRITE_BACK_OBSERVERS:
+            WRITE_BACK_OBSERVERS.remove(self.write_back_finished)
 
     def exposition(self) -> bytes:
         """Every series in Prometheus' text format, as `/metrics` serves it."""
@@ -245,6 +268,14 @@ class Metrics:
             self.census_refused.set(name, value=1)
         elif summary.outcome == "ok" and not summary.dry_run:
             self.census_refused.set(name, value=0)
+
+    def write_back_finished(self, summary: WriteBackSummary) -> None:
+        """A write-back pass ended (`sync.write_back.WriteBackSummary`): its outcomes counted."""
+        counts = {"written": summary.written, "refused": summary.refused}
+        counts["conflict"] = summary.conflicts
+        for outcome, amount in counts.items():
+            if amount:
+                self.write_backs.inc(summary.connector, outcome, amount=amount)
 
     def passes_in_flight(self) -> list[PassInFlight]:
         """The passes started and not finished, oldest first."""

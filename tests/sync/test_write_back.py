@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.redmine import RedmineConnector
 from fakes.redmine import STATUSES, FakeRedmine
@@ -25,6 +26,7 @@ from sync.fragment import FragmentClient
 from sync.mapping import task_uid
 from sync.run import RunSummary, run_once
 from sync.shell.cli import main
+from sync.shell.metrics import Metrics
 from sync.state import StateStore
 from sync.state.write_back import WriteBackLedger
 from sync.write_back import ConnectorWriteBack, WriteBackSummary
@@ -332,3 +334,35 @@ write_back = {{ status = {{ DONE = "Resolved", STARTED = "In Progress", TODO = "
     assert next(e for e in entries if e["stage"] == "write_back")["wanted"] == {
         "status": "TODO", "assignee_email": None
     }  # fmt: skip
+
+
+def test_metrics_count_what_write_back_wrote_refused_and_lost_to_conflicts(
+    two_way: TwoWay,
+) -> None:
+    metrics = Metrics(two_way.config, two_way.store)
+    metrics.install()
+    try:
+        before = _write_backs(metrics)
+        two_way.fake.touch(2, status=_status("In Progress"))
+        two_way.fake.touch(5, status=_status("Closed"))
+        two_way.forward()
+        two_way.patch(1, status="DONE")
+        two_way.patch(2, status="TODO")  # a Developer can't take it back to New
+        two_way.patch(5, status="STARTED")  # closed in Redmine: a conflict
+        two_way.forward()
+    finally:
+        metrics.uninstall()
+
+    assert before == {"written": 0, "refused": 0, "conflict": 0}  # the series exist from the start
+    assert _write_backs(metrics) == {"written": 1, "refused": 1, "conflict": 1}
+
+
+def _write_backs(metrics: Metrics) -> dict[str, float]:
+    text = metrics.exposition().decode()
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "fragment_sync_write_backs_total"
+        and sample.labels["connector"] == "helpdesk"
+    }

@@ -96,13 +96,13 @@ timeout (every connection in use), a statement refused. A pass fails on it, repo
 
 def state_failure_message(exc: BaseException) -> str:
     """How a pass reports a `STATE_FAILURES` error: what happened, and the driver's reason."""
-    if isinstance(exc, UNREACHABLE):
-        return unreachable_message(exc)
-    if isinstance(exc, sa.exc.TimeoutError):
+    if isinstance(exc, sa.exc.TimeoutError):  # one of `UNREACHABLE`, said more exactly
         return (
             "the state database's connection pool had no free connection in time; the next "
             f"pass tries again: {first_line(exc)}"
         )
+    if isinstance(exc, UNREACHABLE):
+        return unreachable_message(exc)
     return f"the state database failed: {type(exc).__name__}: {first_line(exc)}"
 
 
@@ -779,9 +779,11 @@ class StateStore:
     # Leases
 
     def acquire_lease(self, connector: str, owner: str, ttl: float) -> bool:
-        """Take the connector's lease for `ttl` seconds if it is free, expired or ours.
+        """Take the connector's lease for `ttl` seconds if it is free (released: no owner),
+        expired or ours.
 
-        Returns False when another live process holds it.
+        Returns False when another live process holds it. A released lease is free
+        whatever its time says: this machine's clock may have gone back since.
         """
         now = utcnow()
         expires = now + dt.timedelta(seconds=ttl)
@@ -790,7 +792,9 @@ class StateStore:
                 sa.update(leases)
                 .where(
                     leases.c.connector == connector,
-                    sa.or_(leases.c.expires_at <= now, leases.c.owner == owner),
+                    sa.or_(
+                        leases.c.expires_at <= now, leases.c.owner == owner, leases.c.owner == ""
+                    ),
                 )
                 .values(owner=owner, acquired_at=now, expires_at=expires)
             ).rowcount

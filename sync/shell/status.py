@@ -16,6 +16,7 @@ from typing import Any
 from sync.config import Config
 from sync.state import CensusRecord, StateStore
 from sync.state.comments import CommentLedger
+from sync.state.write_back import WriteBackCounts, WriteBackLedger
 from sync.watermark import encode
 
 
@@ -27,6 +28,11 @@ def collect(config: Config, store: StateStore) -> list[dict[str, Any]]:
     comment_counts = (
         CommentLedger(store).counts_each()
         if any(c.settings.conversation.sync for c in config.connectors.values())
+        else {}
+    )
+    write_back_counts = (
+        WriteBackLedger(store).counts_each()
+        if any(c.settings.write_back.enabled for c in config.connectors.values())
         else {}
     )
     rows = []
@@ -56,6 +62,9 @@ def collect(config: Config, store: StateStore) -> list[dict[str, Any]]:
                 "tasks": 0 if last is None else last.tasks,
                 "failed_items": 0 if last is None else last.failed_items,
                 "comments": comments,
+                "write_back": None
+                if not connector.settings.write_back.enabled
+                else vars(write_back_counts.get(namespace, WriteBackCounts())),
                 "last_run": None
                 if last is None
                 else {
@@ -117,8 +126,11 @@ def census_text(census: dict[str, Any] | None, scheduled: bool) -> str:
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a plain text table for a terminal."""
     with_comments = any(row.get("comments") for row in rows)
+    with_write_back = any(row.get("write_back") for row in rows)
     header: tuple[str, ...] = ("CONNECTOR", "KIND", "WATERMARK", "TASKS", "FAILED", "LAST CENSUS")
-    header += ("COMMENTS", "LAST RUN") if with_comments else ("LAST RUN",)
+    header += ("COMMENTS",) if with_comments else ()
+    header += ("WRITE-BACK",) if with_write_back else ()
+    header += ("LAST RUN",)
     lines = [header]
     for row in rows:
         last = row["last_run"]
@@ -143,6 +155,13 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                 if comments is None
                 else f"{comments['posted']} posted, {comments['pending']} pending, "
                 f"{comments['failed']} failed",
+            )
+        if with_write_back:
+            written = row.get("write_back")
+            line += (
+                "-"
+                if written is None
+                else f"{written['refused']} refused, {written['conflicts']} conflicts",
             )
         lines.append((*line, summary))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]

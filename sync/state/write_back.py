@@ -72,6 +72,14 @@ class WriteBackRow:
     conflict_at: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class WriteBackCounts:
+    """A connector's tickets with a refused write (due again later) and with a conflict."""
+
+    refused: int = 0
+    conflicts: int = 0
+
+
 class WriteBackLedger:
     """Two-way sync's rows in `store`'s database. Thread-safe, as `StateStore`."""
 
@@ -279,6 +287,23 @@ class WriteBackLedger:
             )
             for row in rows
         ]
+
+    def counts_each(self) -> dict[str, WriteBackCounts]:
+        """Each connector's refused writes and conflicts, by connector: one query."""
+        refused = sa.func.count(write_backs.c.error)
+        conflicts = sa.func.sum(
+            sa.case(
+                (sa.and_(write_backs.c.error.is_(None), write_backs.c.conflict.is_not(None)), 1),
+                else_=0,
+            )
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(write_backs.c.connector, refused, conflicts).group_by(
+                    write_backs.c.connector
+                )
+            ).all()
+        return {row[0]: WriteBackCounts(int(row[1] or 0), int(row[2] or 0)) for row in rows}
 
     def _upsert(self, connector: str, source_id: str, uid: str, **values: Any) -> None:
         row = {"connector": connector, "source_id": source_id, "uid": uid, **values}

@@ -292,7 +292,7 @@ def _status(name: str) -> dict[str, Any]:
     return {"id": STATUSES[name], "name": name, "is_closed": name in ("Closed", "Rejected")}
 
 
-def test_failures_list_shows_a_refused_write_back_and_a_conflict_naming_each_ticket(
+def test_failures_list_and_status_show_a_refused_write_back_and_a_conflict(
     two_way: TwoWay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     two_way.fake.touch(2, status=_status("In Progress"))  # a Developer can't take it to New
@@ -334,6 +334,13 @@ write_back = {{ status = {{ DONE = "Resolved", STARTED = "In Progress", TODO = "
     assert next(e for e in entries if e["stage"] == "write_back")["wanted"] == {
         "status": "TODO", "assignee_email": None
     }  # fmt: skip
+
+    assert main(["status", "--config", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert main(["status", "--json", "--config", str(config)]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert "WRITE-BACK" in table and "1 refused, 1 conflicts" in table
+    assert row["write_back"] == {"refused": 1, "conflicts": 1}
 
 
 def test_metrics_count_what_write_back_wrote_refused_and_lost_to_conflicts(

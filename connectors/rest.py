@@ -290,6 +290,13 @@ ParamValue = str | int | float | bool
 _PLACEHOLDER: Final = re.compile(r"\{(\w*)\}")
 """`{name}` in a write's path or body template."""
 
+BodyValue = str | int | float | bool
+BodyTemplate = dict[
+    str, BodyValue | dict[str, BodyValue | dict[str, BodyValue | dict[str, BodyValue]]]
+]
+"""A write's JSON body as TOML tables: objects nested up to four deep, no arrays (the
+schema of sync.toml spells each level)."""
+
 
 class WriteRequest(_Table):
     """How write-back changes a ticket: one request, its body the templates of the fields
@@ -299,10 +306,10 @@ class WriteRequest(_Table):
     """The request's method; a repeat must be harmless (PUT and PATCH of the same value are)."""
     path: str
     """The ticket's URL under `base_url`, with `{source_id}`: `/api/v1/tickets/{source_id}`."""
-    status: dict[str, Any] | None = None
+    status: BodyTemplate | None = None
     """The JSON body that sets a status, with `{status}` where the source's status name goes:
     `{ ticket = { state = "{status}" } }`. Unset: statuses aren't written."""
-    assignee: dict[str, Any] | None = None
+    assignee: BodyTemplate | None = None
     """The JSON body that sets the assignee, with `{assignee_id}` where the source user id
     goes (a string that is only the placeholder becomes null to unassign). Unset: assignees
     aren't written."""
@@ -319,14 +326,14 @@ class WriteRequest(_Table):
 
     @field_validator("status")
     @classmethod
-    def _status_template(cls, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _status_template(cls, body: BodyTemplate | None) -> BodyTemplate | None:
         if body is not None:
             _check_placeholders(body, needs="status", may=("source_id", "status"))
         return body
 
     @field_validator("assignee")
     @classmethod
-    def _assignee_template(cls, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _assignee_template(cls, body: BodyTemplate | None) -> BodyTemplate | None:
         if body is not None:
             _check_placeholders(body, needs="assignee_id", may=("source_id", "assignee_id"))
         return body

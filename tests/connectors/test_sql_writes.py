@@ -256,6 +256,60 @@ def test_a_row_the_statements_guard_leaves_out_stays_as_it_is_as_a_conflict(desk
     assert desk.row(2)["status"] == "pending"
 
 
+NO_REOPENING = {
+    "sqlite": "CREATE TRIGGER TABLE_no_reopening BEFORE UPDATE OF status ON TABLE "
+    "WHEN NEW.status = 'open' AND OLD.status <> 'open' "
+    "BEGIN SELECT RAISE(ABORT, 'tickets are reopened by a supervisor'); END",
+    "postgres": "CREATE FUNCTION TABLE_no_reopening() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF NEW.status = 'open' AND OLD.status <> 'open' THEN "
+    "RAISE EXCEPTION 'tickets are reopened by a supervisor'; END IF; RETURN NEW; END $$; "
+    "CREATE TRIGGER TABLE_no_reopening BEFORE UPDATE ON TABLE "
+    "FOR EACH ROW EXECUTE FUNCTION TABLE_no_reopening()",
+    "mariadb": "CREATE TRIGGER TABLE_no_reopening BEFORE UPDATE ON TABLE FOR EACH ROW "
+    "IF NEW.status = 'open' AND OLD.status <> 'open' THEN SIGNAL SQLSTATE '45000' "
+    "SET MESSAGE_TEXT = 'tickets are reopened by a supervisor'; END IF",
+}
+"""A trigger that refuses to reopen a ticket, in each database's dialect."""
+
+
+def test_a_triggers_refusal_is_a_refused_write_in_its_words(desk: Desk) -> None:
+    desk.add(1)
+    desk.set(1, status="solved")
+    with desk.engine.begin() as conn:
+        conn.exec_driver_sql(desk.sql(NO_REOPENING[desk.kind]))
+    source = desk.connector()
+
+    with pytest.raises(WriteRefused) as refused:
+        source.write(TicketWrite("1", status="open"))
+    source.write(TicketWrite("1", status="pending"))  # the trigger lets this one through
+
+    assert not isinstance(refused.value, WriteConflict)
+    assert "'open'" in str(refused.value)
+    assert "tickets are reopened by a supervisor" in str(refused.value)
+    assert desk.row(1)["status"] == "pending"
+
+
+def test_a_connection_lost_mid_write_is_a_source_error_not_a_refusal(
+    postgres_database: str,
+) -> None:
+    desk = Desk("postgres", postgres_database)
+    try:
+        desk.add(1)
+        # The server ends this session while the UPDATE runs, as a restart or a network
+        # failure would.
+        dying = desk.status_update(" AND pg_terminate_backend(pg_backend_pid())")
+        source = desk.connector(status_update=dying)
+
+        with pytest.raises(SourceError) as caught:
+            source.write(TicketWrite("1", status="solved"))
+
+        assert not isinstance(caught.value, WriteRefused)
+        assert "cannot write to table" in str(caught.value)
+        assert desk.row(1)["status"] == "open"
+    finally:
+        desk.close()
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -132,6 +132,8 @@ _ISO_TEXT: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:(?P<sep>[T ])(?P<hm>\d{2}:\d{2})(?P<s>:\d{2})?)?"
 )
 _ZULU: Final = re.compile(r"[zZ]$")
+# Epoch numbers at or above this are milliseconds, as `values.parse_datetime` reads them.
+
 _QUOTED: Final = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`")
 """SQL's quoted literals and names, where a `;` ends no statement."""
 _UPDATE: Final = re.compile(r"UPDATE\b", re.IGNORECASE)
@@ -140,7 +142,6 @@ WRITE_PARAMETERS: Final = {
     "assignee": ("source_id", "assignee_id"),
 }
 """The parameters each field's UPDATE binds, all of which it must name."""
-# Epoch numbers at or above this are milliseconds, as `values.parse_datetime` reads them.
 
 
 class SqlOptions(ConnectorOptions):
@@ -436,19 +437,11 @@ class SqlConnector(Connector):
         )
         with self._reading("read"), self._connect() as conn:
             found = conn.execute(query.limit(1)).first()
-        id_column = self.options.id_column
-        if found is None or (
-            columns.deleted is not None and is_flag_set(_plain(found[1], self._zone))
-        ):
-            state = "no row" if found is None else "only a deleted row"
-            return WriteRefused(
-                self.name,
-                source_id,
-                field,
-                target,
-                f"the {field}_update matched no row: {state} with {id_column} {source_id!r} "
-                f"in {self._where()} (deleted?)",
-            )
+        row = f"row with {self.options.id_column} {source_id!r} in {self._where()}"
+        if found is None:
+            return WriteRefused(self.name, source_id, field, target, f"no {row}: deleted?")
+        if columns.deleted is not None and is_flag_set(_plain(found[1], self._zone)):
+            return WriteRefused(self.name, source_id, field, target, f"the {row} is marked deleted")
         return WriteConflict(
             self.name,
             source_id,

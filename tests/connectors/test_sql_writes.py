@@ -236,7 +236,7 @@ def test_a_deleted_row_is_refused_as_gone(desk: Desk) -> None:
 
     assert not isinstance(gone.value, WriteConflict) and not isinstance(soft.value, WriteConflict)
     assert "no row with id '1'" in str(gone.value) and "deleted?" in str(gone.value)
-    assert "only a deleted row with id '2'" in str(soft.value)
+    assert "the row with id '2'" in str(soft.value) and "is marked deleted" in str(soft.value)
 
 
 def test_a_row_the_statements_guard_leaves_out_stays_as_it_is_as_a_conflict(desk: Desk) -> None:

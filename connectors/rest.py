@@ -290,9 +290,8 @@ ParamValue = str | int | float | bool
 _PLACEHOLDER: Final = re.compile(r"\{(\w*)\}")
 """`{name}` in a write's path or body template."""
 
-BodyValue = str | int | float | bool
 BodyTemplate = dict[
-    str, BodyValue | dict[str, BodyValue | dict[str, BodyValue | dict[str, BodyValue]]]
+    str, ParamValue | dict[str, ParamValue | dict[str, ParamValue | dict[str, ParamValue]]]
 ]
 """A write's JSON body as TOML tables: objects nested up to four deep, no arrays (the
 schema of sync.toml spells each level)."""
@@ -368,23 +367,17 @@ class WriteRequest(_Table):
     def _filled(self, template: Any, values: Mapping[str, str | None]) -> Any:
         if isinstance(template, dict):
             return {key: self._filled(value, values) for key, value in template.items()}
-        if isinstance(template, list):
-            return [self._filled(value, values) for value in template]
         if not isinstance(template, str):
             return template
         whole = _PLACEHOLDER.fullmatch(template)
-        if whole is not None:
-            value = values[whole.group(1)]
-            if (
-                whole.group(1) == "assignee_id"
-                and value is not None
-                and (self.assignee_id_kind == "int")
-            ):
-                if not value.strip().lstrip("-").isdigit():
-                    raise ValueError(f"the assignee id {value!r} is not an integer")
-                return int(value)
+        if whole is None:  # text around placeholders: each filled in as text
+            return _PLACEHOLDER.sub(lambda found: values[found.group(1)] or "", template)
+        value = values[whole.group(1)]
+        if whole.group(1) != "assignee_id" or value is None or self.assignee_id_kind == "text":
             return value
-        return _PLACEHOLDER.sub(lambda found: values[found.group(1)] or "", template)
+        if not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"the assignee id {value!r} is not an integer")
+        return int(value)
 
 
 def _check_placeholders(template: Any, *, needs: str, may: tuple[str, ...]) -> None:
@@ -395,8 +388,6 @@ def _check_placeholders(template: Any, *, needs: str, may: tuple[str, ...]) -> N
         item = pending.pop()
         if isinstance(item, dict):
             pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
         elif isinstance(item, str):
             named.update(_PLACEHOLDER.findall(item))
     allowed = ", ".join(f"{{{name}}}" for name in may)

@@ -23,7 +23,7 @@ from connectors.base import TicketWrite
 from connectors.errors import SourceError, WriteConflict, WriteRefused
 from connectors.sql import SqlConnector, SqlOptions
 from fragment_emulator import Emulator
-from sync.config import build_config
+from sync.config import Config, build_config
 from sync.errors import ConfigError
 from sync.mapping import task_uid
 from sync.run import RunSummary, run_once
@@ -406,20 +406,19 @@ def test_write_back_needs_the_update_of_each_field_it_writes() -> None:
 # Through the engine
 
 
-def test_an_operators_done_lands_in_the_row_once_and_the_next_run_sends_nothing(
-    desk: Desk, emulator: Emulator, sqlite_url: str
-) -> None:
-    desk.add(1, 2, 3)
-    config = build_config(
+def engine_config(desk: Desk, emulator: Emulator, state_url: str) -> Config:
+    """The desk's table with write-back of status and assignee on, people named by id."""
+    return build_config(
         {
             "fragment": {"url": emulator.base_url, "token": TOKEN, "requests_per_minute": 10**5},
-            "state": {"url": sqlite_url},
+            "state": {"url": state_url},
             "connectors": {
                 "desk": {
                     "kind": "sql",
                     "url": desk.url,
                     "table": desk.name,
                     "status_update": desk.status_update(),
+                    "assignee_update": desk.assignee_update(),
                     "mapping": {
                         "title": "{subject}",
                         "status": "status",
@@ -429,36 +428,79 @@ def test_an_operators_done_lands_in_the_row_once_and_the_next_run_sends_nothing(
                             "solved": "DONE",
                             "closed": "DONE",
                         },
+                        "assignee": "assignee_id",
                         "fields": {"source_status": "status"},
                     },
-                    "write_back": {"status": {"DONE": "solved", "STARTED": "pending"}},
+                    "people": {"table": {"7": "carol@example.com", "8": "dan@example.com"}},
+                    "write_back": {
+                        "status": {"DONE": "solved", "STARTED": "pending"},
+                        "assignee": True,
+                    },
                 }
             },
         },
         source="test",
     )
+
+
+def operator_patch(emulator: Emulator, source_id: str, **changes: Any) -> None:
+    answer = httpx.patch(
+        f"{emulator.base_url}/tasks/{task_uid('desk', source_id)}",
+        json=changes,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def one_run(config: Config, store: StateStore) -> RunSummary:
+    [summary] = run_once(config, store)  # write-back, then the forward pass
+    assert summary.outcome == "ok", summary.error
+    return summary
+
+
+def test_an_operators_done_lands_in_the_row_once_and_the_next_run_sends_nothing(
+    desk: Desk, emulator: Emulator, sqlite_url: str
+) -> None:
+    desk.add(1, 2, 3)
+    config = engine_config(desk, emulator, sqlite_url)
     with StateStore.open(sqlite_url) as store:
+        assert one_run(config, store).pushed == 3
+        operator_patch(emulator, "2", status="DONE")
 
-        def one_run() -> RunSummary:
-            [summary] = run_once(config, store)  # write-back, then the forward pass
-            assert summary.outcome == "ok", summary.error
-            return summary
+        written = one_run(config, store)
+        after_the_write = desk.row(2)
+        settled = one_run(config, store)
 
-        assert one_run().pushed == 3
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        answer = httpx.patch(
-            f"{emulator.base_url}/tasks/{task_uid('desk', '2')}",
-            json={"status": "DONE"},
-            headers=headers,
-        )
-        assert answer.status_code == 200, answer.text
-
-        written = one_run()
-        settled = one_run()
-
-        assert desk.row(2) == {"status": "solved", "assignee_id": None, "writes": 1}
+        # Both UPDATEs ran (write-back asks for the assignee with every change while it
+        # writes assignees back; the row's unassigned already, so that one is harmless).
+        assert after_the_write == {"status": "solved", "assignee_id": None, "writes": 2}
         assert written.pushed == 1  # the row, as the UPDATE left it
         assert tasks_by_ticket(emulator)["2"]["fields"]["source_status"] == "solved"
         assert settled.pushed == 0
-        assert desk.row(2)["writes"] == 1  # nothing written twice
+        assert desk.row(2) == after_the_write  # nothing written twice
+        assert desk.row(1)["writes"] == desk.row(3)["writes"] == 0
         assert WriteBackLedger(store).rows("desk") == []
+
+
+def test_an_operators_assignee_lands_as_the_people_tables_user_and_a_refusal_is_kept(
+    desk: Desk, emulator: Emulator, sqlite_url: str
+) -> None:
+    desk.add(1, 2)
+    desk.set(1, assignee_id=7)
+    config = engine_config(desk, emulator, sqlite_url)
+    with StateStore.open(sqlite_url) as store:
+        one_run(config, store)
+        operator_patch(emulator, "1", assignee_email="dan@example.com")
+        operator_patch(emulator, "2", assignee_email="eve@example.com")  # in no table
+
+        one_run(config, store)
+        settled = one_run(config, store)
+
+        # One UPDATE: the task's TODO is no status write_back.status names.
+        assert desk.row(1) == {"status": "open", "assignee_id": 8, "writes": 1}
+        assert tasks_by_ticket(emulator)["1"]["assignee"]["email"] == "dan@example.com"
+        assert desk.row(2) == {"status": "open", "assignee_id": None, "writes": 0}
+        [refused] = WriteBackLedger(store).rows("desk")
+        assert refused.source_id == "2" and refused.field == "assignee"
+        assert refused.error is not None and "eve@example.com" in refused.error
+        assert settled.pushed == 0

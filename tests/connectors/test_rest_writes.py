@@ -234,7 +234,7 @@ def test_write_back_needs_a_body_for_each_field_it_writes() -> None:
 # Through the engine
 
 
-def test_an_operators_done_lands_in_the_ticket_once_and_the_next_run_sends_nothing(
+def test_an_operators_done_and_assignee_land_in_one_request_and_the_next_run_sends_nothing(
     fake: FakeBackOffice, emulator: Emulator, sqlite_url: str
 ) -> None:
     config = build_config(
@@ -254,9 +254,14 @@ def test_an_operators_done_lands_in_the_ticket_once_and_the_next_run_sends_nothi
                             "done": "DONE",
                             "closed": "DONE",
                         },
+                        "assignee": "owner.id",
                         "fields": {"source_status": "state"},
                     },
-                    "write_back": {"status": {"DONE": "done", "STARTED": "working"}},
+                    "people": {"table": {"7": "carol@example.com"}},
+                    "write_back": {
+                        "status": {"DONE": "done", "STARTED": "working"},
+                        "assignee": True,
+                    },
                 }
             },
         },
@@ -272,7 +277,7 @@ def test_an_operators_done_lands_in_the_ticket_once_and_the_next_run_sends_nothi
         assert one_run().pushed == 3
         answer = httpx.patch(
             f"{emulator.base_url}/tasks/{task_uid('backoffice', '2')}",
-            json={"status": "DONE"},
+            json={"status": "DONE", "assignee_email": "carol@example.com"},
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert answer.status_code == 200, answer.text
@@ -280,9 +285,12 @@ def test_an_operators_done_lands_in_the_ticket_once_and_the_next_run_sends_nothi
         written = one_run()
         settled = one_run()
 
-        assert fake.tickets[2]["state"] == "done"
+        assert fake.tickets[2]["state"] == "done" and fake.tickets[2]["owner"]["id"] == 7
         assert written.pushed == 1  # the ticket, as the write left it
-        assert tasks_by_ticket(emulator)["2"]["fields"]["source_status"] == "done"
+        task = tasks_by_ticket(emulator)["2"]
+        assert task["fields"]["source_status"] == "done"
+        assert task["assignee"]["email"] == "carol@example.com"
         assert settled.pushed == 0
-        assert fake.writes == [("PATCH", 2, {"ticket": {"state": "done"}})]  # sent once
+        # Both fields in one request, sent once.
+        assert fake.writes == [("PATCH", 2, {"ticket": {"state": "done", "owner_id": 7}})]
         assert WriteBackLedger(store).rows("backoffice") == []

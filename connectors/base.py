@@ -287,6 +287,13 @@ class Connector:
     writes: ClassVar[frozenset[str]] = frozenset()
     """The ticket fields `write` can change: "status", "assignee"; empty: it can't write."""
 
+    @classmethod
+    def writes_with(cls, options: ConnectorOptions) -> frozenset[str]:
+        """`writes` for a connector configured with `options`: one that writes a field only
+        where an option says how (the SQL connector's `status_update`, the REST connector's
+        `write_request`) leaves that field out without it."""
+        return cls.writes
+
     def write(self, change: TicketWrite) -> None:
         """Apply `change` to its ticket, as the source's API allows (one request or a few).
 

@@ -7,17 +7,32 @@ records, ids, cursors and tombstones. Every key is checked at config load and
 a problem names the key. The request loop, paging, retries, rate limits,
 re-anchoring and turning records into tickets are `RestConnector`'s.
 
-What it can't describe: request bodies (GET only), OAuth flows that need a
-person (authorization code), records spread over several lists, a call per
-record. Those need a connector in code: a plugin (see `connectors.registry`).
+Write-back (`writes` status and assignee, as `write_request` says): one
+request per ticket's change, `method` to `path` with `{source_id}` filled in,
+its JSON body the `status` and `assignee` templates merged, each `{status}`,
+`{assignee_id}` and `{source_id}` in their strings replaced (a string that is
+only a placeholder becomes the value itself: null to unassign, a number with
+`assignee_id_kind = "int"`). It doesn't read the ticket first: a PUT or PATCH
+of a value the ticket holds is harmless, so a write repeated after a crash
+changes nothing more. The API's refusal (403, 404 gone, 422) is a
+`WriteRefused` quoting its error body; a 409, the ticket's state conflicting
+with the change (a closed ticket), is a `WriteConflict`: the source wins.
+
+What it can't describe: request bodies of reads (GET only), OAuth flows that
+need a person (authorization code), records spread over several lists, a call
+per record, a write of several requests. Those need a connector in code: a
+plugin (see `connectors.registry`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import threading
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Final, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import (
@@ -30,7 +45,8 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.base import ConnectorOptions, Cursor
+from connectors.base import ConnectorOptions, Cursor, TicketWrite, unset
+from connectors.errors import WriteConflict, WriteRefused
 from connectors.http import (
     HttpOptions,
     LinkHeaderPaginator,
@@ -52,6 +68,7 @@ from sync_http.auth import (
     bearer,
     token_endpoint,
 )
+from sync_http.redaction import excerpt
 
 SINCE_FORMATS: Final = ("iso8601", "iso8601_offset", "epoch_seconds", "epoch_ms", "date")
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -270,6 +287,128 @@ PagingConfig = Annotated[
 
 ParamValue = str | int | float | bool
 
+_PLACEHOLDER: Final = re.compile(r"\{(\w*)\}")
+"""`{name}` in a write's path or body template."""
+
+BodyTemplate = dict[
+    str, ParamValue | dict[str, ParamValue | dict[str, ParamValue | dict[str, ParamValue]]]
+]
+"""A write's JSON body as TOML tables: objects nested up to four deep, no arrays (the
+schema of sync.toml spells each level)."""
+
+
+class WriteRequest(_Table):
+    """How write-back changes a ticket: one request, its body the templates of the fields
+    changed, merged. Placeholders: `{source_id}`, `{status}`, `{assignee_id}`."""
+
+    method: Literal["PATCH", "PUT", "POST"] = "PATCH"
+    """The request's method; a repeat must be harmless (PUT and PATCH of the same value are)."""
+    path: str
+    """The ticket's URL under `base_url`, with `{source_id}`: `/api/v1/tickets/{source_id}`."""
+    status: BodyTemplate | None = None
+    """The JSON body that sets a status, with `{status}` where the source's status name goes:
+    `{ ticket = { state = "{status}" } }`. Unset: statuses aren't written."""
+    assignee: BodyTemplate | None = None
+    """The JSON body that sets the assignee, with `{assignee_id}` where the source user id
+    goes (a string that is only the placeholder becomes null to unassign). Unset: assignees
+    aren't written."""
+    assignee_id_kind: Literal["text", "int"] = "text"
+    """How a whole-string `{assignee_id}` is sent: `text` ("7") or `int` (7)."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_names_the_ticket(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"{path!r} must start with '/' (the server goes in base_url)")
+        _check_placeholders(path, needs="source_id", may=("source_id",))
+        return path
+
+    @field_validator("status")
+    @classmethod
+    def _status_template(cls, body: BodyTemplate | None) -> BodyTemplate | None:
+        if body is not None:
+            _check_placeholders(body, needs="status", may=("source_id", "status"))
+        return body
+
+    @field_validator("assignee")
+    @classmethod
+    def _assignee_template(cls, body: BodyTemplate | None) -> BodyTemplate | None:
+        if body is not None:
+            _check_placeholders(body, needs="assignee_id", may=("source_id", "assignee_id"))
+        return body
+
+    @model_validator(mode="after")
+    def _writes_something(self) -> WriteRequest:
+        if self.status is None and self.assignee is None:
+            raise ValueError("give the body of a status write (status), an assignee's, or both")
+        return self
+
+    def body(self, change: TicketWrite) -> Any:
+        """The JSON body of `change`: its fields' templates, filled in and merged.
+
+        Raises `ValueError` for an assignee id that isn't the integer `assignee_id_kind` asks.
+        """
+        values: dict[str, str | None] = {
+            "source_id": change.source_id,
+            "status": change.status,
+            "assignee_id": change.assignee_id,
+        }
+        body: dict[str, Any] = {}
+        if change.status is not None and self.status is not None:
+            body = _merged(body, self._filled(self.status, values))
+        if change.assign and self.assignee is not None:
+            body = _merged(body, self._filled(self.assignee, values))
+        return body
+
+    def url(self, source_id: str) -> str:
+        """`path` with the ticket's id in it, escaped: an id can't reach another path."""
+        return self.path.replace("{source_id}", quote(source_id, safe=""))
+
+    def _filled(self, template: Any, values: Mapping[str, str | None]) -> Any:
+        if isinstance(template, dict):
+            return {key: self._filled(value, values) for key, value in template.items()}
+        if not isinstance(template, str):
+            return template
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole is None:  # text around placeholders: each filled in as text
+            return _PLACEHOLDER.sub(lambda found: values[found.group(1)] or "", template)
+        value = values[whole.group(1)]
+        if whole.group(1) != "assignee_id" or value is None or self.assignee_id_kind == "text":
+            return value
+        if not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"the assignee id {value!r} is not an integer")
+        return int(value)
+
+
+def _check_placeholders(template: Any, *, needs: str, may: tuple[str, ...]) -> None:
+    """Raises `ValueError` unless `template`'s strings name `{needs}` and nothing but `may`."""
+    named: set[str] = set()
+    pending = [template]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, str):
+            named.update(_PLACEHOLDER.findall(item))
+    allowed = ", ".join(f"{{{name}}}" for name in may)
+    unknown = sorted(named - set(may))
+    if unknown:
+        shown = ", ".join(f"{{{name}}}" for name in unknown)
+        raise ValueError(f"names {shown}; it may name {allowed}")
+    if needs not in named:
+        raise ValueError(f"must name {{{needs}}} (it may name {allowed})")
+
+
+def _merged(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """`other` merged into `into`, objects key by key: `{"ticket": {...}}` twice is one."""
+    merged = dict(into)
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
 
 class RestApiOptions(HttpOptions):
     """The keys of a `kind = "rest"` connector; see the README for an example."""
@@ -315,6 +454,9 @@ class RestApiOptions(HttpOptions):
     """How deep the API lets one query page; the query moves its window first."""
     ordered: bool = True
     """False when the API can't sort by the cursor, oldest first."""
+    write_request: WriteRequest | None = Field(default=None, exclude_if=unset)
+    """How write-back (two-way sync) changes a ticket: a table of `method`, `path` and the
+    JSON bodies of a `status` and an `assignee` write. Unset: the connector can't write."""
 
     @property
     def reanchor_every(self) -> int | None:
@@ -429,6 +571,15 @@ class RestApiConnector(RestConnector):
     summary = "any JSON REST API described in config: path, auth, since parameter, paginator"
     Options = RestApiOptions
     options: RestApiOptions
+    writes = frozenset({"status", "assignee"})
+
+    @classmethod
+    def writes_with(cls, options: ConnectorOptions) -> frozenset[str]:
+        """The fields `write_request` has a body template for."""
+        request = getattr(options, "write_request", None)
+        if not isinstance(request, WriteRequest):
+            return frozenset()
+        return frozenset(field for field in cls.writes if getattr(request, field) is not None)
 
     _DECLARED: ClassVar[tuple[str, ...]] = (
         "path",
@@ -485,3 +636,43 @@ class RestApiConnector(RestConnector):
     def is_deleted(self, record: Mapping[str, Any]) -> bool:
         path = self.options.deleted_path
         return path is not None and is_flag_set(get_path(record, path))
+
+    def write(self, change: TicketWrite) -> None:
+        """One `write_request` (see the module). Raises `WriteRefused` quoting the API's
+        refusal, `WriteConflict` on a 409, `SourceError` when the API can't be reached."""
+        request = self.options.write_request
+        if request is None:  # config load refuses write_back without it
+            raise TypeError(f"connector {self.name!r}: no write_request to write with")
+        field = "+".join(change.fields)
+        target = change.status if change.status is not None else change.assignee_id
+        try:
+            body = request.body(change)
+        except ValueError as exc:  # an id that can't go as the integer the config asks
+            raise WriteRefused(self.name, change.source_id, field, target, str(exc)) from None
+        response = self.send_write(request.method, request.url(change.source_id), body)
+        if response.status_code < 300:
+            return
+        said = _said(response)
+        if response.status_code == 409:
+            raise WriteConflict(
+                self.name,
+                change.source_id,
+                field,
+                target,
+                f"the ticket's state conflicts with the change (the API answered 409: {said}); "
+                "the source's state wins over Fragment's",
+            )
+        if response.status_code == 404:
+            said = f"the ticket is gone (the API answered 404: {said})"
+        else:
+            said = f"the API answered {response.status_code}: {said}"
+        raise WriteRefused(self.name, change.source_id, field, target, said)
+
+
+def _said(response: httpx.Response) -> str:
+    """What an API's refusal says: its body, JSON made compact, cut to a few hundred chars."""
+    try:
+        text = json.dumps(response.json(), ensure_ascii=False)
+    except ValueError:
+        text = response.text
+    return excerpt(text, 300) or "(an empty body)"

@@ -53,6 +53,18 @@ behind this machine's: rows are mostly stamped by it (`DEFAULT now()`).
 
 The `query` option runs as a subquery (`SELECT * FROM (<query>) AS source`);
 it may name no bind parameters, so write a literal colon as `\\:`.
+
+Write-back (`writes` status with `status_update`, assignee with
+`assignee_update`): each is one UPDATE the user writes, its values bound as
+parameters (`:source_id`, `:status`, `:assignee_id`), never spliced into the
+text; a ticket's change runs them in one transaction. An UPDATE of a value
+the row already holds is harmless, so a write repeated after a crash changes
+nothing more. One that matches no row is looked up: a row that is gone (or
+marked by `deleted_column`) is a refusal; a row still there was left out by
+the statement's own WHERE, a guard such as `status <> 'closed'`, and that
+wins over Fragment (`WriteConflict`). A database's refusal (a constraint, a
+trigger, a permission) is a `WriteRefused` in its own words; a database out of
+reach, or a connection lost, a `SourceError`.
 """
 
 from __future__ import annotations
@@ -73,14 +85,22 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
 import sqlalchemy as sa
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import NullType
 
 from connectors import base, values
-from connectors.base import BadRecord, Connector, ConnectorOptions, Cursor, SourceTicket, unset
+from connectors.base import (
+    BadRecord,
+    Connector,
+    ConnectorOptions,
+    Cursor,
+    SourceTicket,
+    TicketWrite,
+    unset,
+)
 from connectors.conversation import BadComment, comment_list
-from connectors.errors import SourceError
+from connectors.errors import SourceError, WriteConflict, WriteRefused
 from connectors.records import is_flag_set
 from connectors.values import check_cursor_kind
 from sync_http import clock
@@ -114,6 +134,15 @@ _ISO_TEXT: Final = re.compile(
 _ZULU: Final = re.compile(r"[zZ]$")
 # Epoch numbers at or above this are milliseconds, as `values.parse_datetime` reads them.
 
+_QUOTED: Final = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`")
+"""SQL's quoted literals and names, where a `;` ends no statement."""
+_UPDATE: Final = re.compile(r"UPDATE\b", re.IGNORECASE)
+WRITE_PARAMETERS: Final = {
+    "status": ("source_id", "status"),
+    "assignee": ("source_id", "assignee_id"),
+}
+"""The parameters each field's UPDATE binds, all of which it must name."""
+
 
 class SqlOptions(ConnectorOptions):
     """Options of a `sql` connector; set exactly one of `table` and `query`."""
@@ -144,6 +173,14 @@ class SqlOptions(ConnectorOptions):
     `JSON_ARRAYAGG` in MariaDB, `json_group_array` in SQLite) of objects with `id`,
     `created_at`, `body` and optionally `author`, `author_id`, `public`; the task's comment
     fields come from it (see the connector's page)."""
+
+    status_update: str | None = Field(default=None, min_length=1, exclude_if=unset)
+    """The UPDATE that writes a status back (two-way sync), naming `:status` and
+    `:source_id`: `UPDATE tickets SET status = :status, updated_at = CURRENT_TIMESTAMP WHERE
+    id = :source_id`. Values are bound, never spliced into the text."""
+    assignee_update: str | None = Field(default=None, min_length=1, exclude_if=unset)
+    """The UPDATE that writes an assignee back (two-way sync), naming `:assignee_id` (a
+    source user id as text, or NULL to unassign) and `:source_id`."""
 
     @field_validator("url")
     @classmethod
@@ -183,6 +220,14 @@ class SqlOptions(ConnectorOptions):
             raise ValueError("column names can't be empty")
         return columns
 
+    @field_validator("status_update", "assignee_update")
+    @classmethod
+    def _one_parameterized_update(cls, statement: str | None, info: ValidationInfo) -> str | None:
+        if statement is None:
+            return None
+        field = "status" if info.field_name == "status_update" else "assignee"
+        return one_update(statement, WRITE_PARAMETERS[field])
+
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlOptions:
         if (self.table is None) == (self.query is None):
@@ -218,6 +263,15 @@ class SqlConnector(Connector):
     def comments_with(cls, options: ConnectorOptions) -> Literal["listing", "requests"] | None:
         """ "listing" once `comments_column` names the column of each row's comments."""
         return cls.comments if getattr(options, "comments_column", None) else None
+
+    writes: ClassVar[frozenset[str]] = frozenset({"status", "assignee"})
+
+    @classmethod
+    def writes_with(cls, options: ConnectorOptions) -> frozenset[str]:
+        """The fields whose UPDATE the options give: `status_update`, `assignee_update`."""
+        return frozenset(
+            field for field in cls.writes if getattr(options, f"{field}_update", None) is not None
+        )
 
     options: SqlOptions
 
@@ -331,6 +385,71 @@ class SqlConnector(Connector):
                 if source_id is not None and not deleted:
                     yield source_id
             last = rows[-1][0]
+
+    def write(self, change: TicketWrite) -> None:
+        """The UPDATE of each field `change` sets, in one transaction (see the module).
+
+        Raises `WriteRefused` naming the field when the database refuses it or
+        the row is gone, `WriteConflict` when the statement's WHERE leaves the
+        row out, `SourceError` when the database can't be reached.
+        """
+        steps: list[tuple[str, str | None, dict[str, Any]]] = []
+        if change.status is not None:
+            steps.append(("status", change.status, {"status": change.status}))
+        if change.assign:
+            steps.append(("assignee", change.assignee_id, {"assignee_id": change.assignee_id}))
+        unmatched: tuple[str, str | None] | None = None
+        doing: tuple[str, str | None] = steps[0][:2] if steps else ("status", None)
+        with self._reading("write to"), self._connect() as conn:
+            try:
+                with conn.begin() as transaction:
+                    for field, target, bound in steps:
+                        doing = (field, target)
+                        statement = sa.text(self._update(field))
+                        params = {"source_id": change.source_id, **bound}
+                        if conn.execute(statement, params).rowcount == 0:
+                            unmatched = (field, target)
+                            transaction.rollback()
+                            break
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise  # the connection was lost: `_reading` makes it a SourceError
+                raise WriteRefused(self.name, change.source_id, *doing, self._reason(exc)) from exc
+        if unmatched is not None:
+            raise self._unmatched(change.source_id, *unmatched)
+
+    def _update(self, field: str) -> str:
+        statement: str | None = getattr(self.options, f"{field}_update")
+        if statement is None:  # config load refuses write_back.FIELD without it
+            raise TypeError(f"connector {self.name!r}: no {field}_update to write a {field} with")
+        return statement
+
+    def _unmatched(self, source_id: str, field: str, target: str | None) -> WriteRefused:
+        """Why a field's UPDATE matched no row: the row is gone (a refusal), or the
+        statement's WHERE left it out (a conflict: the row's state wins)."""
+        columns, _samples = self._inspect()
+        source = self._source(columns)
+        wanted = [source.c[columns.id]]
+        if columns.deleted is not None:
+            wanted.append(source.c[columns.deleted])
+        query = sa.select(*wanted).where(
+            source.c[columns.id] == sa.bindparam("source_id", source_id, type_=NullType())
+        )
+        with self._reading("read"), self._connect() as conn:
+            found = conn.execute(query.limit(1)).first()
+        row = f"row with {self.options.id_column} {source_id!r} in {self._where()}"
+        if found is None:
+            return WriteRefused(self.name, source_id, field, target, f"no {row}: deleted?")
+        if columns.deleted is not None and is_flag_set(_plain(found[1], self._zone)):
+            return WriteRefused(self.name, source_id, field, target, f"the {row} is marked deleted")
+        return WriteConflict(
+            self.name,
+            source_id,
+            field,
+            target,
+            f"the row is there, but the {field}_update's WHERE leaves it out (a guard such "
+            "as status <> 'closed'): the row's own state wins over Fragment's",
+        )
 
     def check(self) -> None:
         """Connect, find the columns and read the first row; raises `SourceError` if that fails."""
@@ -662,6 +781,30 @@ def since_value(since: Cursor, sample: Any, zone: dt.tzinfo) -> Any:
         milliseconds = abs(float(sample)) >= values.MILLISECONDS_THRESHOLD
         return math.floor(seconds * 1000) if milliseconds else math.floor(seconds)
     raise ValueError(f"values like {sample!r} ({type(sample).__name__}) can't be compared")
+
+
+def one_update(statement: str, parameters: Sequence[str]) -> str:
+    """`statement`, checked to be one UPDATE naming each of `parameters` (`:source_id`) and
+    no other, its trailing `;` cut. Raises `ValueError` saying what is wrong."""
+    text = statement.strip().rstrip(";").strip()
+    if not _UPDATE.match(text):
+        raise ValueError(f"must be an UPDATE statement, not {text[:30]!r}")
+    if ";" in _QUOTED.sub("''", text):
+        raise ValueError("holds more than one statement; give one UPDATE")
+    named = set(sa.text(text).compile().params)
+    allowed = ", ".join(f":{name}" for name in parameters)
+    unknown = sorted(named - set(parameters))
+    if unknown:
+        shown = ", ".join(f":{name}" for name in unknown)
+        raise ValueError(
+            f"names {shown}, which write-back doesn't give; it may name {allowed} (write a "
+            "literal colon as \\:)"
+        )
+    missing = [name for name in parameters if name not in named]
+    if missing:
+        shown = ", ".join(f":{name}" for name in missing)
+        raise ValueError(f"must name {shown} (it may name {allowed})")
+    return text
 
 
 def _text_bound(since: dt.datetime, sample: str, zone: dt.tzinfo) -> str:

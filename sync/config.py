@@ -782,13 +782,15 @@ def _connector_config(
             f"{key}.conversation.{wanted}",
             f"the {settings.kind} connector can't read comments as configured; {how}",
         )
+    writes = cls.writes_with(options)
     for field in settings.write_back.fields:
-        if field not in cls.writes:
-            can = ", ".join(sorted(cls.writes)) or "nothing"
+        if field not in writes:
+            can = ", ".join(sorted(writes)) or "nothing"
             raise ConfigError(
                 f"{key}.write_back.{field}",
                 f"the {settings.kind} connector can't write a ticket's {field} back "
-                f"(it can write: {can})",
+                f"(it can write: {can})"
+                + ("; its page says which option tells it how" if field in cls.writes else ""),
             )
     people = people_directory(settings.people, f"{key}.people")
     return ConnectorConfig(name=name, settings=settings, options=options, people=people)

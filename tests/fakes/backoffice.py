@@ -22,6 +22,15 @@ after `lifetime` seconds and are taken as Bearer tokens. Paging styles:
 
 `endless` makes it a broken API whose pages never end: past the last ticket,
 `next_token` answers empty pages, each with a new token.
+
+Writes (what the `rest` connector's `write_request` is for): `PATCH` or `PUT
+/api/v1/tickets/{ref}` with `{"ticket": {"state": ..., "owner_id": ...}}` (either
+key; `owner_id` null unassigns) answers 200 with the ticket, `modified` bumped
+to the fake's clock. Refusals, in the error body most in-house APIs use
+(`{"error": "..."}`): 404 for a ticket that isn't there or was removed; 422 for
+a state outside `STATES` or an owner who isn't a user; 409 for a ticket
+`closed` asked into another state (the back office reopens tickets by hand).
+Each write is recorded in `writes`, refused or not.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from fakes import FakeApi, Reply, Request
 
 PagingStyle = Literal["next_token", "offset", "next_url", "page_number", "link_header"]
 PATH = "/api/v1/tickets"
+STATES = ("open", "working", "done", "closed")
+"""The states a write may set."""
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -76,6 +87,10 @@ class FakeBackOffice(FakeApi):
         self.tickets: dict[int, dict[str, Any]] = {}
         self.endless = False
         self.oauth: OAuthServer | None = None
+        self.users: dict[int, dict[str, Any]] = {}
+        """The people a write may make owner, by id: `{"name", "email"}`."""
+        self.writes: list[tuple[str, int, Any]] = []
+        """Each write received: its method, the ticket's ref and the body sent."""
 
     def add(self, ref: int, modified: dt.datetime, **fields: Any) -> dict[str, Any]:
         ticket = {
@@ -101,7 +116,9 @@ class FakeBackOffice(FakeApi):
     def route(self, request: Request) -> Reply:
         if request.path == TOKEN_PATH and request.method == "POST" and self.oauth is not None:
             return self._token(self.oauth, request)
-        if request.path != PATH:
+        ref = request.path.removeprefix(f"{PATH}/")
+        writing = ref != request.path and ref.isdigit() and request.method in ("PATCH", "PUT")
+        if request.path != PATH and not writing:
             return Reply(404, {"error": "no such endpoint"})
         bearer = (request.headers.get("authorization") or "").removeprefix("Bearer ")
         if self.api_key not in (
@@ -110,6 +127,8 @@ class FakeBackOffice(FakeApi):
             request.param("key"),
         ) and not (self.oauth is not None and self.oauth.valid(bearer)):
             return Reply(401, {"error": "missing or wrong API key"})
+        if writing:
+            return self._write(request, int(ref))
         tickets = sorted(self.tickets.values(), key=lambda t: (t["modified"], t["ref"]))
         since = request.param("modified_since")
         if since:
@@ -132,6 +151,37 @@ class FakeBackOffice(FakeApi):
             "link_header": self._link_header,
         }[self.paging]
         return answer(request, tickets)
+
+    def _write(self, request: Request, ref: int) -> Reply:
+        """`PATCH`/`PUT /api/v1/tickets/{ref}`: the ticket changed and returned, or refused."""
+        body = request.json()
+        change = body.get("ticket") if isinstance(body, dict) else None
+        with self.lock:
+            self.writes.append((request.method, ref, body))
+            ticket = self.tickets.get(ref)
+            if ticket is None or ticket["removed"]:
+                return Reply(404, {"error": f"ticket {ref} not found"})
+            if not isinstance(change, dict) or not change.keys() & {"state", "owner_id"}:
+                return Reply(422, {"error": "ticket: give state or owner_id"})
+            updates: dict[str, Any] = {}
+            if "state" in change:
+                state = change["state"]
+                if state not in STATES:
+                    return Reply(
+                        422, {"error": f"state: {state!r} is not one of {', '.join(STATES)}"}
+                    )
+                if ticket["state"] == "closed" and state != "closed":
+                    return Reply(
+                        409, {"error": f"ticket {ref} is closed; reopen it in the back office"}
+                    )
+                updates["state"] = state
+            if "owner_id" in change:
+                owner = change["owner_id"]
+                if owner is not None and (type(owner) is not int or owner not in self.users):
+                    return Reply(422, {"error": f"owner_id: no user {owner!r}"})
+                updates["owner"] = None if owner is None else {"id": owner, **self.users[owner]}
+            ticket.update(updates, modified=stamp(self.clock.now()))
+            return Reply(200, {"ticket": ticket})
 
     def _token(self, oauth: OAuthServer, request: Request) -> Reply:
         """RFC 6749 §4.4 and §6, with §5.2's error answers."""

@@ -367,7 +367,7 @@ def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
     assert not [e for e in logs if "exc_info" in e or e["event"] == "run_crashed"]
     [line] = [e for e in logs if e["log_level"] == "error"]
     assert line["event"] == "run_finished" and line["connector"] == "helpdesk"
-    assert line["error"].startswith("the state database is unreachable: QueuePool limit")
+    assert line["error"].startswith("the state database's connection pool had no free connection")
     # The claim could not be released either: it expires, and the next turn takes it.
     [left] = [e for e in logs if e["event"] == "claim_not_released"]
     assert left["log_level"] == "warning"

@@ -40,6 +40,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.errors import WriteRefused
+
 Cursor = dt.datetime | int
 """A change cursor: a timezone-aware UTC datetime, or an integer version."""
 
@@ -157,6 +159,12 @@ class TicketWrite:
     status: str | None = None
     assign: bool = False
     assignee_id: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        """The value this write asks for, as a refusal names it: the status, else the
+        assignee."""
+        return self.status if self.status is not None else self.assignee_id
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -305,6 +313,12 @@ class Connector:
         source can't be reached.
         """
         raise NotImplementedError
+
+    def refused(self, change: TicketWrite, reason: str) -> WriteRefused:
+        """The refusal of `change` for `reason` (the source's words), to raise from `write`."""
+        return WriteRefused(
+            self.name, change.source_id, "+".join(change.fields), change.target, reason
+        )
 
     def snapshot(self, previous: str | None = None) -> str | None:
         """A token of the source's whole content, where that is cheap; else None.

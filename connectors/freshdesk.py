@@ -74,7 +74,7 @@ from connectors.base import (
     TicketWrite,
 )
 from connectors.comments import CommentShape, read_comments
-from connectors.errors import FixConfiguration, SourceError, WriteConflict, WriteRefused
+from connectors.errors import FixConfiguration, SourceError, WriteConflict
 from connectors.http import (
     Conversations,
     HttpOptions,
@@ -242,12 +242,12 @@ class FreshdeskConnector(RestConnector):
         """`PUT /api/v2/tickets/{id}` of what differs from the ticket as shown (see the
         module); nothing when nothing does."""
         if not change.source_id.isdigit():
-            raise self._refused(change, "not a Freshdesk ticket id (a number)")
+            raise self.refused(change, "not a Freshdesk ticket id (a number)")
         writer = self.writing
         url = f"/api/v2/tickets/{change.source_id}"
         ticket = writer.lookup(PageRequest(url))
         if not isinstance(ticket, dict) or ticket.get("deleted") is True:
-            raise self._refused(change, "the ticket is gone (deleted in Freshdesk)")
+            raise self.refused(change, "the ticket is gone (deleted in Freshdesk)")
         update: dict[str, Any] = {}
         if change.status is not None:
             code = self._status_code(change.status)
@@ -266,7 +266,7 @@ class FreshdeskConnector(RestConnector):
         if change.assign:
             responder = change.assignee_id
             if responder is not None and not responder.isdigit():
-                raise self._refused(change, f"{responder!r} is not a Freshdesk agent id")
+                raise self.refused(change, f"{responder!r} is not a Freshdesk agent id")
             number = None if responder is None else int(responder)
             if ticket.get("responder_id") != number:
                 update["responder_id"] = number
@@ -276,9 +276,9 @@ class FreshdeskConnector(RestConnector):
         if response.status_code < 300:
             return
         if response.status_code == 404:
-            raise self._refused(change, "the ticket is gone (Freshdesk answered 404)")
+            raise self.refused(change, "the ticket is gone (Freshdesk answered 404)")
         said = _freshdesk_said(response)
-        raise self._refused(change, f"Freshdesk answered {response.status_code}: {said}")
+        raise self.refused(change, f"Freshdesk answered {response.status_code}: {said}")
 
     def _status_code(self, name: str) -> int:
         """The code of the status whose agent label is `name` (any case), or `name` itself
@@ -309,10 +309,6 @@ class FreshdeskConnector(RestConnector):
                 key=f"connectors.{self.name}.write_back.status",
             )
         return found
-
-    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
-        target = change.status if change.status is not None else change.assignee_id
-        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def scopes(self) -> Sequence[str | None]:
         """The default list, then `filter=deleted` and `filter=spam` as configured."""

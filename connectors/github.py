@@ -87,7 +87,6 @@ from connectors.errors import (
     FixConfiguration,
     SourceError,
     WriteConflict,
-    WriteRefused,
 )
 from connectors.http import (
     SOURCE_POLICY,
@@ -491,7 +490,7 @@ class GitHubConnector(RestConnector):
                 )
         place = self._place(change.source_id)
         if place is None:
-            raise self._refused(
+            raise self.refused(
                 change,
                 "the issue is gone: no issue of the configured repositories has this id "
                 "(deleted, or transferred to another repository, where it is a new issue)",
@@ -499,12 +498,12 @@ class GitHubConnector(RestConnector):
         url = f"/repos/{place[0]}/issues/{place[1]}"
         shown = self.send_write("GET", url, None)
         if shown.status_code >= 300:
-            raise self._refused(change, _github_said(shown))
+            raise self.refused(change, _github_said(shown))
         issue = self.decoded(PageRequest(url), shown)
         if not isinstance(issue, dict):
             raise SourceError(self.name, f"GET {url} answered no issue: {issue!r:.80}")
         if str(issue.get("id")) != change.source_id:
-            raise self._refused(
+            raise self.refused(
                 change,
                 f"the issue was transferred: {url} is now {issue.get('html_url')}, a new "
                 "issue (a task of its own)",
@@ -528,10 +527,10 @@ class GitHubConnector(RestConnector):
             return  # already there
         answer = self.send_write("PATCH", url, {k: v for k, v in update.items() if v is not None})
         if answer.status_code >= 300:
-            raise self._refused(change, _github_said(answer))
+            raise self.refused(change, _github_said(answer))
         written = self.decoded(PageRequest(url), answer)
         if "assignees" in update and _logins(written) != [w.casefold() for w in wanted]:
-            raise self._refused(
+            raise self.refused(
                 change,
                 "GitHub kept the assignees as they were: it drops an assignee change without "
                 "a word when the token has no push access to the repository",
@@ -578,10 +577,6 @@ class GitHubConnector(RestConnector):
         _ISSUE_PLACES.move_to_end(key)
         while len(_ISSUE_PLACES) > REMEMBERED_PLACES:
             _ISSUE_PLACES.popitem(last=False)
-
-    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
-        target = change.status if change.status is not None else change.assignee_id
-        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def fetch(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         """GET one page, conditionally when the same query was answered in one page before.

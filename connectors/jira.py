@@ -345,9 +345,7 @@ class JiraConnector(RestConnector):
         params = {"fields": "status,assignee", "expand": "transitions"}
         issue = self.lookup(PageRequest(url, params))
         if not isinstance(issue, dict):
-            raise WriteRefused(
-                self.name, change.source_id, "+".join(change.fields), _target(change), _GONE
-            )
+            raise self.refused(change, _GONE)
         if change.status is not None:
             current = _object(get_path(issue, "fields.status"))
             transitions = [t for t in issue.get("transitions") or [] if isinstance(t, dict)]
@@ -443,10 +441,6 @@ _GONE = "the issue is gone (Jira answered 404: deleted, or no longer visible to 
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _target(change: TicketWrite) -> str | None:
-    return change.status if change.status is not None else change.assignee_id
 
 
 def jira_error(response: httpx.Response) -> str:

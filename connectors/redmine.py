@@ -65,7 +65,7 @@ from connectors.base import (
     unset,
 )
 from connectors.conversation import BadComment, comment
-from connectors.errors import FixConfiguration, SourceNotFound, WriteConflict, WriteRefused
+from connectors.errors import FixConfiguration, SourceNotFound, WriteConflict
 from connectors.http import HttpOptions, OffsetPaginator, PageRequest, Paginator, RestConnector
 from connectors.http.people import NO_SUCH_USER, person
 from connectors.values import whole_seconds_utc
@@ -263,7 +263,7 @@ class RedmineConnector(RestConnector):
         shown = self.lookup(PageRequest(url, {"include": "allowed_statuses"}))
         issue = shown.get("issue") if isinstance(shown, dict) else None
         if not isinstance(issue, dict):
-            raise self._refused(change, "the issue is gone (Redmine answered 404)")
+            raise self.refused(change, "the issue is gone (Redmine answered 404)")
         update: dict[str, Any] = {}
         if change.status is not None:
             status_id = self._status_id(change.status)
@@ -282,7 +282,7 @@ class RedmineConnector(RestConnector):
                 allowed = [s for s in issue.get("allowed_statuses") or [] if isinstance(s, dict)]
                 if status_id not in {s.get("id") for s in allowed}:
                     names = ", ".join(repr(s.get("name")) for s in allowed) or "no status"
-                    raise self._refused(
+                    raise self.refused(
                         change,
                         f"Redmine's workflow doesn't let this API key's user move the issue "
                         f"from {current.get('name')!r} (it may go to: {names})",
@@ -298,13 +298,13 @@ class RedmineConnector(RestConnector):
         if response.status_code < 300:
             return
         if response.status_code == 404:
-            raise self._refused(change, "the issue is gone (Redmine answered 404)")
+            raise self.refused(change, "the issue is gone (Redmine answered 404)")
         try:
             errors = response.json().get("errors")
         except (ValueError, AttributeError):
             errors = None
         said = "; ".join(map(str, errors)) if isinstance(errors, list) else response.text[:200]
-        raise self._refused(change, f"Redmine answered {response.status_code}: {said}")
+        raise self.refused(change, f"Redmine answered {response.status_code}: {said}")
 
     def _status_id(self, name: str) -> int:
         """The id of the status named `name` (any case). Raises `FixConfiguration`."""
@@ -324,10 +324,6 @@ class RedmineConnector(RestConnector):
                 key=f"connectors.{self.name}.write_back.status",
             )
         return found
-
-    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
-        target = change.status if change.status is not None else change.assignee_id
-        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "web_url": f"{self.options.base_url}/issues/{record.get('id')}"}

@@ -644,7 +644,7 @@ class RestApiConnector(RestConnector):
         if request is None:  # config load refuses write_back without it
             raise TypeError(f"connector {self.name!r}: no write_request to write with")
         field = "+".join(change.fields)
-        target = change.status if change.status is not None else change.assignee_id
+        target = change.target
         try:
             body = request.body(change)
         except ValueError as exc:  # an id that can't go as the integer the config asks

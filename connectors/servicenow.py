@@ -40,7 +40,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import WHOLE_SECOND_LOOKBACK, Cursor, Person, SourceTicket, TicketWrite, unset
 from connectors.comments import CommentShape, read_comments
-from connectors.errors import FixConfiguration, WriteConflict, WriteRefused
+from connectors.errors import FixConfiguration, WriteConflict
 from connectors.http import Conversations, HttpOptions, PageRequest, Paginator, RestConnector
 from connectors.http.people import person, resolve_in_batches
 from connectors.records import get_path
@@ -392,12 +392,12 @@ class ServiceNowConnector(RestConnector):
         """
         url = f"/api/now/table/{self.options.table}/{change.source_id}"
         if not change.source_id.isalnum():
-            raise self._refused(change, "not a sys_id (32 hex digits)")
+            raise self.refused(change, "not a sys_id (32 hex digits)")
         state = None if change.status is None else self._state_value(change.status)
         shown = self.send_write("GET", url, None, params=_ONE_RECORD)
         record = _result(shown)
         if record is None:
-            raise self._refused(change, _servicenow_said(shown))
+            raise self.refused(change, _servicenow_said(shown))
         update: dict[str, str] = {}
         closed = set(self.options.closed_states or INCIDENT_CLOSED)
         current = str(record.get("state", ""))
@@ -422,11 +422,11 @@ class ServiceNowConnector(RestConnector):
         answer = self.send_write("PATCH", url, update, params=_ONE_RECORD)
         written = _result(answer)
         if written is None:
-            raise self._refused(change, _servicenow_said(answer))
+            raise self.refused(change, _servicenow_said(answer))
         asked = {k: update[k] for k in ("state", "assigned_to") if k in update}
         kept = {k: str(written.get(k, "")) for k in asked}
         if kept != asked:
-            raise self._refused(
+            raise self.refused(
                 change,
                 f"ServiceNow answered 200 but kept {kept} (asked {asked}): a business rule "
                 "on the table changed it back or ignored it",
@@ -451,10 +451,6 @@ class ServiceNowConnector(RestConnector):
         """The `fields_with_state` configured for this state, by its name or its value."""
         configured = {k.casefold(): v for k, v in (self.options.fields_with_state or {}).items()}
         return dict(configured.get(name.strip().casefold()) or configured.get(str(state)) or {})
-
-    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
-        target = change.status if change.status is not None else change.assignee_id
-        return WriteRefused(self.name, change.source_id, "+".join(change.fields), target, reason)
 
     def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
         table, sys_id = self.options.table, record.get("sys_id")

@@ -74,7 +74,7 @@ from connectors.base import (
     TicketWrite,
 )
 from connectors.comments import CommentShape, read_comments
-from connectors.errors import FixConfiguration, WriteConflict, WriteRefused
+from connectors.errors import FixConfiguration, WriteConflict
 from connectors.http import (
     Conversations,
     HttpOptions,
@@ -287,13 +287,13 @@ class ZendeskConnector(RestConnector):
         """`PUT /api/v2/tickets/{id}.json` of what differs from the ticket as shown (see the
         module); nothing when nothing does."""
         if not change.source_id.isdigit():
-            raise self._refused(change, "not a Zendesk ticket id (a number)")
+            raise self.refused(change, "not a Zendesk ticket id (a number)")
         writer = self.writing
         url = f"/api/v2/tickets/{change.source_id}.json"
         shown = writer.lookup(PageRequest(url))
         ticket = shown.get("ticket") if isinstance(shown, dict) else None
         if not isinstance(ticket, dict):
-            raise self._refused(change, "the ticket is gone (Zendesk answered 404)")
+            raise self.refused(change, "the ticket is gone (Zendesk answered 404)")
         update: dict[str, Any] = {}
         if change.status is not None:
             status = self._status(change.status)
@@ -311,11 +311,11 @@ class ZendeskConnector(RestConnector):
         if response.status_code < 300:
             return
         if response.status_code == 404:
-            raise self._refused(change, "the ticket is gone (Zendesk answered 404)")
+            raise self.refused(change, "the ticket is gone (Zendesk answered 404)")
         said = _zendesk_said(response)
         if CLOSED_PREVENTS_UPDATE in said:
             raise self._closed(change)  # closed between the read and the update
-        raise self._refused(change, f"Zendesk answered {response.status_code}: {said}")
+        raise self.refused(change, f"Zendesk answered {response.status_code}: {said}")
 
     def _status(self, name: str) -> str:
         """Zendesk's status named `name` (any case). Raises `FixConfiguration`."""
@@ -333,7 +333,7 @@ class ZendeskConnector(RestConnector):
         if user_id is None:
             return None
         if not user_id.isdigit():
-            raise self._refused(change, f"{user_id!r} is not a Zendesk user id (a number)")
+            raise self.refused(change, f"{user_id!r} is not a Zendesk user id (a number)")
         return int(user_id)
 
     def _closed(self, change: TicketWrite) -> WriteConflict:
@@ -341,14 +341,9 @@ class ZendeskConnector(RestConnector):
             self.name,
             change.source_id,
             "+".join(change.fields),
-            _target(change),
+            change.target,
             "the ticket is closed in Zendesk, which takes no change to a closed ticket: "
             "the source closed it, and that wins over Fragment",
-        )
-
-    def _refused(self, change: TicketWrite, reason: str) -> WriteRefused:
-        return WriteRefused(
-            self.name, change.source_id, "+".join(change.fields), _target(change), reason
         )
 
     def check(self) -> None:
@@ -381,11 +376,6 @@ def _named(body: Any) -> Any:
         {**c, "author_name": names.get(c.get("author_id"))} if isinstance(c, dict) else c
         for c in comments
     ]
-
-
-def _target(change: TicketWrite) -> str | None:
-    """The value a write asks for, as a refusal names it: the status, else the assignee."""
-    return change.status if change.status is not None else change.assignee_id
 
 
 def _zendesk_said(response: httpx.Response) -> str:

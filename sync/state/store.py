@@ -13,6 +13,7 @@ text kept about failures `sync.state.text`'s (redacted on the way in).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -377,26 +378,9 @@ class StateStore:
         `with_people` when a cached email last changed. Each is a lookup by key or a
         range of an index: an idle pass reads nothing else.
         """
-        key: Any = sa.bindparam("connector")
-        failed_of = failed_items.c.connector == key
-        columns: list[Any] = [
-            _of(watermarks.c.cursor_kind, key),
-            _of(watermarks.c.cursor_value, key),
-            _of(connectors.c.settings_fingerprint, key),
-            _of(connectors.c.source_snapshot, key),
-            sa.exists().where(failed_of).label("failed"),
-            sa.exists().where(failed_of, failed_items.c.retry_at < sa.bindparam("now")),
-            sa.select(sa.func.count())
-            .select_from(failed_items)
-            .where(failed_of, failed_items.c.retry_at >= sa.bindparam("now"))
-            .scalar_subquery(),
-            _of(connector_stats.c.recorded_at, key),
-        ]
-        if with_people:
-            changed = sa.select(sa.func.max(people.c.changed_at))
-            columns.append(changed.where(people.c.connector == key).scalar_subquery())
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(*columns), {"connector": connector, "now": now}).one()
+            query = _pass_start_query(with_people)
+            row = conn.execute(query, {"connector": connector, "now": now}).one()
         kind, value, fingerprint, snapshot, failed, due, waiting, recorded, *changed_at = row
         return PassStart(
             watermark=None if kind is None else decode(kind, value),
@@ -1135,6 +1119,31 @@ def _abandoned_shown(records: list[RunRecord], live: set[str | None]) -> list[Ru
         else record
         for record in records
     ]
+
+
+@functools.cache
+def _pass_start_query(with_people: bool) -> sa.Select[Any]:
+    """`StateStore.pass_start`'s one query, built once: building it cost an idle pass more
+    CPU than running it."""
+    key: Any = sa.bindparam("connector")
+    failed_of = failed_items.c.connector == key
+    columns: list[Any] = [
+        _of(watermarks.c.cursor_kind, key),
+        _of(watermarks.c.cursor_value, key),
+        _of(connectors.c.settings_fingerprint, key),
+        _of(connectors.c.source_snapshot, key),
+        sa.exists().where(failed_of).label("failed"),
+        sa.exists().where(failed_of, failed_items.c.retry_at < sa.bindparam("now")),
+        sa.select(sa.func.count())
+        .select_from(failed_items)
+        .where(failed_of, failed_items.c.retry_at >= sa.bindparam("now"))
+        .scalar_subquery(),
+        _of(connector_stats.c.recorded_at, key),
+    ]
+    if with_people:
+        changed = sa.select(sa.func.max(people.c.changed_at))
+        columns.append(changed.where(people.c.connector == key).scalar_subquery())
+    return sa.select(*columns)
 
 
 def _live_leases(conn: Connection) -> set[str]:

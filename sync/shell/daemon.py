@@ -161,8 +161,17 @@ class Daemon:
             with self._lock:
                 self.held.update(claim.connector for claim in claims)
             for claim in claims:
-                self.pool.submit(self.work, claim)
+                try:
+                    self.pool.submit(self.work, claim)
+                except RuntimeError:  # the pool shut down while this turn claimed: a stop
+                    self._release(claim, None)  # handed back, due as it was
         finally:
+            self._claiming.release()
+
+    def quiesce(self, timeout: float) -> None:
+        """Wait, up to `timeout`, for a turn claiming now to start what it claimed; later
+        turns claim nothing (the stop is set). The pool can then shut down."""
+        if self._claiming.acquire(timeout=timeout):
             self._claiming.release()
 
     def _claiming_failed(self, exc: Exception) -> None:
@@ -310,8 +319,10 @@ def run_daemon(
     bound = config.daemon.shutdown_timeout.total_seconds()
     log.info("daemon_stopping", detail="passes in flight finish their batch", bound_s=bound)
     daemon.scheduler.shutdown(wait=False)
+    daemon.quiesce(bound)
     finished = daemon.wait_for_passes(bound)
-    daemon.pool.shutdown(wait=False, cancel_futures=True)
+    # Turns queued and not started run now and see the stop: they hand their claims back.
+    daemon.pool.shutdown(wait=False)
     if web is not None:
         web.stop()
     daemon.client.close()

@@ -435,3 +435,40 @@ def test_a_pass_whose_state_database_goes_away_mid_pass_is_a_failed_pass(
     assert not [e for e in logs if e["event"] == "run_crashed" or "exc_info" in e]
     [line] = [e for e in logs if e["log_level"] == "error"]
     assert line["event"] == "run_finished" and line["connector"] == "helpdesk"
+
+
+def test_a_turn_that_claims_as_the_daemon_stops_hands_its_claims_back(
+    tmp_path: Path, emulator: Emulator, sqlite_url: str
+) -> None:
+    """At a stop, a turn that had claimed connectors found the pool shut down: a
+    RuntimeError traceback in the log, and the claims held until they expired."""
+    config = build_config(
+        {
+            "fragment": {"url": emulator.base_url, "token": TOKEN},
+            "state": {"url": sqlite_url},
+            "connectors": {
+                "helpdesk": {
+                    "kind": "jsonl",
+                    "path": str(write_tickets(tmp_path / "tickets.jsonl", TICKETS)),
+                    "mapping": {"title": "{subject}"},
+                }
+            },
+        },
+        source="test",
+    )
+    store = StateStore.open(sqlite_url)
+    daemon = Daemon(config, store, None, threading.Event())
+    daemon.schedule()
+    daemon.pool.shutdown()  # the stop's, between this turn's check and its claim
+    try:
+        with capture_logs() as logs:
+            daemon.tick()
+    finally:
+        daemon.client.close()
+
+    assert not [e for e in logs if e["log_level"] == "error"]
+    assert daemon.held == set()
+    assert store.lease("helpdesk") is None  # handed back, not held until it expires
+    [again] = daemon.claims.take_due(["helpdesk"], limit=1)  # and due still
+    assert again.connector == "helpdesk"
+    store.close()

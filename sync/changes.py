@@ -63,6 +63,10 @@ class TaskChanges(Protocol):
         """The tasks changed since `mark` (None: every task), oldest first, page by page."""
         ...
 
+    def now(self) -> dt.datetime:
+        """Fragment's time now, floored to the second: where a first poll's mark starts."""
+        ...
+
 
 def poll_after(mark: dt.datetime | None, lookback: dt.timedelta) -> dt.datetime | None:
     """The `updated_at_after` a poll from `mark` asks for: `lookback` earlier.
@@ -100,6 +104,11 @@ class FragmentPoll:
         self.client = client
         self.lookback = lookback
         self.page_size = page_size
+
+    def now(self) -> dt.datetime:
+        """The `Date` of a one-task listing (this machine's clock if it has none)."""
+        page = self.client.task_page({"order_by": "updated_at", "limit": "1"})
+        return (page.date or clock.now()).replace(microsecond=0)
 
     def pages(self, mark: dt.datetime | None) -> Iterator[ChangePage]:
         params: dict[str, str] = {"order_by": "updated_at", "limit": str(self.page_size)}

@@ -119,9 +119,13 @@ class ConnectorWriteBack:
     def execute(self) -> WriteBackSummary:
         """Meet every change since the mark, then retry the refusals due. Raises
         `SourceError` (the source out of reach) and `FragmentError` (Fragment's)."""
+        mark = self.ledger.mark(self.namespace)
+        if mark is None:
+            self._start()
+            return self.summary
         due = self.ledger.due(self.namespace, utcnow())  # before this pass refuses any
         met: set[str] = set()
-        for page in self.changes.pages(self.ledger.mark(self.namespace)):
+        for page in self.changes.pages(mark):
             met.update(self._meet(page.tasks))
             if page.mark is not None:
                 self.ledger.set_mark(self.namespace, page.mark)
@@ -138,6 +142,25 @@ class ConnectorWriteBack:
         for observer in WRITE_BACK_OBSERVERS:
             observer(self.summary)
         return self.summary
+
+    def _start(self) -> None:
+        """Write-back's first pass: it carries operators' changes from now on, not every
+        status a task ever had (nor those of tasks pushed before hashes were kept). The
+        tasks a poll from now would read again (its lookback) are met as they stand."""
+        start = self.changes.now()
+        mark = start
+        for page in self.changes.pages(start):
+            tracked = self.ledger.tracked(self.namespace, (t.uid for t in page.tasks))
+            for task in page.tasks:
+                known = tracked.get(task.uid)
+                if known is not None:
+                    observed = Observed.of(task.task)
+                    self.ledger.wrote(
+                        self.namespace, known.source_id, task.uid, observed.hash, known.sides_hash
+                    )
+            mark = max(mark, page.mark or mark)
+        self.ledger.set_mark(self.namespace, mark)
+        self.log.info("write_back_started", detail="changes in Fragment from now on")
 
     def _meet(self, tasks: list[ChangedTask]) -> set[str]:
         """Write back what changed among `tasks`; the tickets whose change was met."""

@@ -373,3 +373,28 @@ def _write_backs(metrics: Metrics) -> dict[str, float]:
         if sample.name == "fragment_sync_write_backs_total"
         and sample.labels["connector"] == "helpdesk"
     }
+
+
+def test_turning_write_back_on_carries_changes_from_then_on_not_the_tasks_past(
+    emulator: Emulator, sqlite_url: str
+) -> None:
+    with FakeRedmine(ALICE_KEY) as fake:
+        for number in range(1, 4):
+            fake.add(number, tracker={"id": 2, "name": "Feature"})
+        one_way = TwoWay(fake, emulator, sqlite_url, write_back={})
+        one_way.forward()
+        one_way.patch(1, status="DONE")  # before write-back was on: stays in Fragment
+        one_way.close()
+
+        two_way = TwoWay(fake, emulator, sqlite_url)
+        try:
+            first = two_way.back()
+            two_way.patch(2, status="DONE")
+            second = two_way.back()
+        finally:
+            two_way.close()
+
+    assert (first.seen, first.written) == (0, 0)
+    assert second.written == 1
+    assert [number for number, _ in fake.writes] == [2]
+    assert fake.issues[1]["status"]["name"] == "New"

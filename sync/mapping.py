@@ -122,8 +122,8 @@ def sides_hash(status: Any, assignee_email: Any) -> str:
     The same whether built from a payload (`assignee_email`) or from Fragment's read
     model (its assignee's `email`): an email in any case hashes alike.
     """
-    email = assignee_email.casefold() if isinstance(assignee_email, str) else None
-    text = json.dumps([status, email])
+    email = assignee_email.casefold() if isinstance(assignee_email, str) else ""
+    text = f"{status if isinstance(status, str) else ''}\x00{email}"  # once per ticket pushed
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 

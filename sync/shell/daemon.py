@@ -97,12 +97,11 @@ class Daemon:
             else [n for n, c in config.connectors.items() if c.settings.enabled]
         )
         self.by_namespace = {config.connectors[n].uid_namespace: n for n in self.names}
-        self.namespaces = list(self.by_namespace)
         # One client for every connector: Fragment's request budget is per token.
         self.client = FragmentClient(config.fragment, stop=stop)
         ttl = config.locking.lease_ttl.total_seconds()
         self.options = RunOptions(stop=stop, lease_ttl=ttl, lease_held=True)
-        self.claims = Claims(store, self.options.owner, ttl)
+        self.claims = Claims(store, self.options.owner, ttl, self.by_namespace)
         self.workers = config.workers
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pass")
         self.scheduler = BackgroundScheduler(timezone=dt.UTC)
@@ -150,7 +149,7 @@ class Daemon:
                 return
             free = self._free()
             try:
-                claims = self.claims.take_due(self.namespaces, free)
+                claims = self.claims.take_due(free)
             except sa.exc.SQLAlchemyError as exc:
                 self._claiming_failed(exc)
                 return

@@ -45,13 +45,16 @@ def horizons(
 def test_each_connector_gets_one_row_due_now_and_keeps_it_across_restarts(
     store: StateStore,
 ) -> None:
-    replica = Claims(store, "host-a:1:x", ttl=30)
+    replica = Claims(store, "host-a:1:x", ttl=30, connectors=NAMES)
     replica.register(horizons(NAMES))
     first = rows(store)
-    [claim] = replica.take_due(["alpha"], limit=1)
-    replica.release(claim.connector, utcnow() + dt.timedelta(minutes=4))
+    claims = replica.take_due(limit=5)
+    replica.release("alpha", utcnow() + dt.timedelta(minutes=4))
+    for claim in claims[1:]:
+        replica.release(claim.connector, None)
 
-    Claims(store, "host-b:2:y", ttl=30).register(horizons(NAMES))  # another replica starts
+    # Another replica starts.
+    Claims(store, "host-b:2:y", ttl=30, connectors=NAMES).register(horizons(NAMES))
 
     after = rows(store)
     assert sorted(after) == sorted(NAMES)
@@ -60,9 +63,9 @@ def test_each_connector_gets_one_row_due_now_and_keeps_it_across_restarts(
 
 
 def test_a_due_time_beyond_a_shortened_schedule_is_brought_forward(store: StateStore) -> None:
-    replica = Claims(store, "host-a:1:x", ttl=30)
+    replica = Claims(store, "host-a:1:x", ttl=30, connectors=["alpha"])
     replica.register(horizons(["alpha"]))
-    [claim] = replica.take_due(["alpha"], limit=1)
+    [claim] = replica.take_due(limit=1)
     replica.release(claim.connector, utcnow() + dt.timedelta(days=1))  # was daily
 
     replica.register(horizons(["alpha"], dt.timedelta(minutes=1)))  # now every minute
@@ -73,20 +76,21 @@ def test_a_due_time_beyond_a_shortened_schedule_is_brought_forward(store: StateS
 def test_two_replicas_claiming_divide_the_due_connectors_earliest_first(
     store: StateStore,
 ) -> None:
-    a, b = Claims(store, "host-a:1:x", ttl=30), Claims(store, "host-b:2:y", ttl=30)
+    a = Claims(store, "host-a:1:x", ttl=30, connectors=NAMES)
+    b = Claims(store, "host-b:2:y", ttl=30, connectors=NAMES)
     a.register(horizons(NAMES))
+    assert len(a.take_due(limit=5)) == 5
     for name, age in zip(NAMES, (5, 1, 4, 2, 3), strict=True):  # alpha due longest ago
-        taken = a.take_due([name], limit=1)
-        a.release(taken[0].connector, utcnow() - dt.timedelta(minutes=age))
+        a.release(name, utcnow() - dt.timedelta(minutes=age))
 
-    first = a.take_due(NAMES, limit=2)
-    second = b.take_due(NAMES, limit=2)
-    third = a.take_due(NAMES, limit=5)
+    first = a.take_due(limit=2)
+    second = b.take_due(limit=2)
+    third = a.take_due(limit=5)
 
     assert [c.connector for c in first] == ["alpha", "gamma"]
     assert [c.connector for c in second] == ["epsilon", "delta"]
     assert [c.connector for c in third] == ["beta"]
-    assert b.take_due(NAMES, limit=5) == []  # every one is held
+    assert b.take_due(limit=5) == []  # every one is held
     owners = {name: owner for name, (owner, _due) in rows(store).items()}
     assert owners == {
         "alpha": "host-a:1:x",
@@ -97,14 +101,46 @@ def test_two_replicas_claiming_divide_the_due_connectors_earliest_first(
     }
 
 
+def test_rows_of_connectors_a_replica_does_not_run_are_left_as_they_are_and_starve_none(
+    store: StateStore,
+) -> None:
+    """A replica's read names no connector until it meets a row not of its own: rows of
+    connectors taken out of the configuration stay due for ever, earliest of all."""
+    gone = [f"gone-{n}" for n in range(4)]
+    old = Claims(store, "old:1:x", ttl=30, connectors=gone)
+    old.register(horizons(gone))
+    for claim in old.take_due(limit=4):
+        old.release(claim.connector, utcnow() - dt.timedelta(hours=1))
+    before = {name: rows(store)[name] for name in gone}
+    replica = Claims(store, "host-a:1:x", ttl=30, connectors=NAMES)
+    replica.register(horizons(NAMES))
+
+    taken: list[str] = []
+    turns = 0
+    while len(taken) < len(NAMES) and turns < 10:
+        taken += [claim.connector for claim in replica.take_due(limit=2)]
+        turns += 1
+
+    assert sorted(taken) == sorted(NAMES)
+    assert turns == 5  # two turns met the four rows, three took its five
+    assert replica.foreign == set(gone)
+    assert {name: rows(store)[name] for name in gone} == before  # neither taken nor moved
+
+    solo = Claims(store, "solo:2:y", ttl=30, connectors=["beta"])  # fewer than it meets
+    replica.release("beta", None)
+    assert solo.take_due(limit=1) == []  # met gone-0, due earliest
+    assert [claim.connector for claim in solo.take_due(limit=1)] == ["beta"]  # names its own
+
+
 def test_a_released_claim_is_due_again_only_at_its_next_due_time(store: StateStore) -> None:
-    a, b = Claims(store, "host-a:1:x", ttl=30), Claims(store, "host-b:2:y", ttl=30)
+    a = Claims(store, "host-a:1:x", ttl=30, connectors=["alpha", "beta"])
+    b = Claims(store, "host-b:2:y", ttl=30, connectors=["alpha", "beta"])
     a.register(horizons(["alpha", "beta"]))
-    claims = a.take_due(["alpha", "beta"], limit=2)
+    claims = a.take_due(limit=2)
     a.release("alpha", utcnow() + dt.timedelta(minutes=5))
     a.release("beta", None)  # handed back unstarted: still due
 
-    assert [c.connector for c in b.take_due(["alpha", "beta"], limit=2)] == ["beta"]
+    assert [c.connector for c in b.take_due(limit=2)] == ["beta"]
     assert len(claims) == 2
     assert store.lease("alpha") is None
 
@@ -112,27 +148,28 @@ def test_a_released_claim_is_due_again_only_at_its_next_due_time(store: StateSto
 def test_the_claims_of_a_replica_that_died_are_taken_over_once_they_expire(
     store: StateStore,
 ) -> None:
-    dead, alive = Claims(store, "dead:1:x", ttl=0.5), Claims(store, "alive:2:y", ttl=30)
+    dead = Claims(store, "dead:1:x", ttl=0.5, connectors=NAMES)
+    alive = Claims(store, "alive:2:y", ttl=30, connectors=NAMES)
     dead.register(horizons(NAMES))
-    assert len(dead.take_due(NAMES, limit=5)) == 5
-    assert alive.take_due(NAMES, limit=5) == []
+    assert len(dead.take_due(limit=5)) == 5
+    assert alive.take_due(limit=5) == []
 
     time.sleep(0.6)
 
-    assert sorted(c.connector for c in alive.take_due(NAMES, limit=5)) == sorted(NAMES)
+    assert sorted(c.connector for c in alive.take_due(limit=5)) == sorted(NAMES)
     dead.release("alpha", utcnow())  # too late: no longer its claim
     holder = store.lease("alpha")
     assert holder is not None and holder.owner == "alive:2:y"
 
 
 def test_run_once_and_the_daemon_take_turns_on_the_same_row(store: StateStore) -> None:
-    daemon = Claims(store, "daemon:1:x", ttl=30)
+    daemon = Claims(store, "daemon:1:x", ttl=30, connectors=["alpha"])
     daemon.register(horizons(["alpha"]))
     assert store.acquire_lease("alpha", "once:2:y", ttl=30)  # `run --once`
 
-    assert daemon.take_due(["alpha"], limit=1) == []
+    assert daemon.take_due(limit=1) == []
     store.release_lease("alpha", "once:2:y")
-    assert [c.connector for c in daemon.take_due(["alpha"], limit=1)] == ["alpha"]
+    assert [c.connector for c in daemon.take_due(limit=1)] == ["alpha"]
     assert not store.acquire_lease("alpha", "once:2:y", ttl=30)  # busy: exit 75
     assert len(rows(store)) == 1
 
@@ -180,7 +217,7 @@ def test_a_renewal_that_ends_after_its_pass_neither_reports_the_lease_lost_nor_k
 
 
 def test_replicas_starting_together_each_find_every_row_made_once(store: StateStore) -> None:
-    other = Claims(store, "host-b:2:y", ttl=30)
+    other = Claims(store, "host-b:2:y", ttl=30, connectors=NAMES)
 
     class RacedReplica(Claims):
         """Another replica makes some of the rows between this one's read and insert."""
@@ -189,7 +226,7 @@ def test_replicas_starting_together_each_find_every_row_made_once(store: StateSt
             other.register(horizons(connectors[:2]))
             super()._insert(connectors, now)
 
-    RacedReplica(store, "host-a:1:x", ttl=30).register(horizons(NAMES))
+    RacedReplica(store, "host-a:1:x", ttl=30, connectors=NAMES).register(horizons(NAMES))
 
     assert sorted(rows(store)) == sorted(NAMES)
-    assert len(other.take_due(NAMES, limit=10)) == len(NAMES)
+    assert len(other.take_due(limit=10)) == len(NAMES)

@@ -347,11 +347,11 @@ def test_a_daemon_stopped_with_sigterm_hands_its_claims_back_at_once(
     store = StateStore.open(postgres_url)
     try:
         assert [store.lease(name) for name in names] == [None, None, None]
-        replica = Claims(store, "next:1:x", ttl=60)
+        replica = Claims(store, "next:1:x", ttl=60, connectors=names)
         replica.register({name: utcnow() + dt.timedelta(seconds=2) for name in names})
         claimed: list[str] = []
         while len(claimed) < len(names) and time.monotonic() < deadline:
-            claimed += [claim.connector for claim in replica.take_due(names, limit=3)]
+            claimed += [claim.connector for claim in replica.take_due(limit=3)]
             time.sleep(0.1)
         assert sorted(claimed) == names  # due within their interval, not the lease's minute
     finally:

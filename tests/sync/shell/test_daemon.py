@@ -350,7 +350,7 @@ def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
     store = StateStore.open(state_url, pool=Pool(config.pool_size, 1.0))
     daemon = Daemon(config, store, None, threading.Event())
     daemon.schedule()
-    [claim] = daemon.claims.take_due(["helpdesk"], limit=1)
+    [claim] = daemon.claims.take_due(limit=1)
     outcomes: list[str] = []
     observer = Outcomes(outcomes)
     RUN_OBSERVERS.append(observer)
@@ -469,6 +469,6 @@ def test_a_turn_that_claims_as_the_daemon_stops_hands_its_claims_back(
     assert not [e for e in logs if e["log_level"] == "error"]
     assert daemon.held == set()
     assert store.lease("helpdesk") is None  # handed back, not held until it expires
-    [again] = daemon.claims.take_due(["helpdesk"], limit=1)  # and due still
+    [again] = daemon.claims.take_due(limit=1)  # and due still
     assert again.connector == "helpdesk"
     store.close()

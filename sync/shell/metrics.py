@@ -9,8 +9,9 @@ each test can make a fresh one). Counters come from the observer calls; the
 watermark lag, the failed items, the task counts and the last ok pass (by any
 replica) are read from the state store at scrape time, so they are fresh even
 when no pass has run here for an hour. They come from the rows the passes keep
-up to date (`sync.shell.status.collect`): a scrape runs the same few queries
-for ten connectors or ten thousand. It also keeps which passes are in flight,
+up to date (each connector's summary row and watermark): a scrape runs the
+same few queries for ten connectors or ten thousand, and formats again only
+the series that changed since the last. It also keeps which passes are in flight,
 for `/readyz` to tell a stuck one. Serving the metrics over HTTP is
 `sync.shell.web`'s job.
 """
@@ -32,9 +33,9 @@ from sync import run as run_loop
 from sync.census import CensusSummary
 from sync.config import Config
 from sync.run import RunSummary
-from sync.shell.series import Families
-from sync.shell.status import collect
+from sync.shell.series import Families, Family
 from sync.state import StateError, StateStore
+from sync.state.comments import CommentLedger
 from sync.summary import WRITE_BACK_OBSERVERS
 
 if TYPE_CHECKING:  # the module loads the HTTP stack, which a quiet daemon never needs
@@ -299,37 +300,53 @@ class StateSeries:
     def __init__(self, config: Config, store: StateStore) -> None:
         self.config = config
         self.store = store
+        # Kept from one scrape to the next: a series whose value did not change is not
+        # formatted again (`Family.write`).
+        self.families = Families()
+        self.lag, self.failed, self.tasks, self.pending, self.last_ok = (
+            self.families.add(name, "gauge", documentation, ["connector"])
+            for name, documentation in _STATE_GAUGES
+        )
+        self.up = Family(
+            f"{PREFIX}_state_up",
+            "gauge",
+            "1 when the state database answered this scrape, else 0.",
+            labels=(),
+        )
+        self.namespaces = {name: c.uid_namespace for name, c in config.connectors.items()}
+        self.with_comments = [
+            name for name, c in config.connectors.items() if c.settings.conversation.sync
+        ]
 
     def write(self, out: list[str]) -> None:
         """Append the families read now to `out`; only `state_up 0` when the state fails."""
-        families = Families()
-        lag, failed, tasks, pending, last_ok = (
-            families.add(name, "gauge", documentation, ["connector"])
-            for name, documentation in _STATE_GAUGES
-        )
-        up = families.add(
-            f"{PREFIX}_state_up", "gauge", "1 when the state database answered this scrape, else 0."
-        )
         try:
-            rows = collect(self.config, self.store)
+            counts = self.store.connector_counts()
+            watermarks = self.store.watermarks_each()
+            comments = CommentLedger(self.store).counts_each() if self.with_comments else {}
         except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
             log.warning("state_scrape_failed", error=f"{type(exc).__name__}: {exc}")
-            up.set(value=0)
-            up.write(out)
+            self.up.set(value=0)
+            self.up.write(out)
             return
-        for row in rows:
-            name = row["name"]
-            if row["lag_s"] is not None:
-                lag.set(name, value=row["lag_s"])
-            failed.set(name, value=row["failed_items"])
-            tasks.set(name, value=row["tasks"])
-            if row["comments"] is not None:
-                pending.set(name, value=row["comments"]["pending"])
-            if row["last_ok_at"] is not None:
-                moment = dt.datetime.fromisoformat(row["last_ok_at"])
-                last_ok.set(name, value=moment.timestamp())
-        up.set(value=1)
-        families.write(out)
+        now = time.time()
+        for name, namespace in self.namespaces.items():
+            last = counts.get(namespace)
+            watermark = watermarks.get(namespace)
+            if isinstance(watermark, dt.datetime):
+                self.lag.set(name, value=round(now - watermark.timestamp()))
+            else:
+                self.lag.discard(name)
+            self.failed.set(name, value=0 if last is None else last.failed_items)
+            self.tasks.set(name, value=0 if last is None else last.tasks)
+            if last is not None and last.last_ok_at is not None:
+                self.last_ok.set(name, value=last.last_ok_at.timestamp())
+        for name in self.with_comments:
+            counted = comments.get(self.namespaces[name])
+            self.pending.set(name, value=0 if counted is None else counted.pending)
+        self.up.set(value=1)
+        self.families.write(out)
+        self.up.write(out)
 
 
 _STATE_GAUGES = (

@@ -46,11 +46,14 @@ class Family:
         self.kind, self.labels = kind, tuple(labels)
         self.documentation = documentation.replace("\\", "\\\\").replace("\n", "\\n")
         self.buckets = tuple(buckets)
+        self._bounds = [*map(_number, self.buckets), "+Inf"]
         self._lock = lock or threading.Lock()
         self._values: dict[tuple[str, ...], float] = {}
         self._observed: dict[tuple[str, ...], list[float]] = {}
         """A histogram's, by labels: a count per bucket (the last: beyond them), then the sum."""
         self._label_text: dict[tuple[str, ...], str] = {}
+        self._text: dict[tuple[str, ...], str] = {}
+        """Each series' lines as last written; dropped when its value changes."""
 
     def touch(self, *labels: str) -> None:
         """Make the series of `labels` exist, at 0 (so `increase()` sees its first event)."""
@@ -67,11 +70,21 @@ class Family:
         with self._lock:
             self._known(labels)
             self._values[labels] = self._values.get(labels, 0.0) + amount
+            self._text.pop(labels, None)
 
     def set(self, *labels: str, value: float) -> None:
         with self._lock:
             self._known(labels)
-            self._values[labels] = value
+            if self._values.get(labels) != value:
+                self._values[labels] = value
+                self._text.pop(labels, None)
+
+    def discard(self, *labels: str) -> None:
+        """Remove the series of `labels`, if it exists: it has no value now."""
+        with self._lock:
+            self._values.pop(labels, None)
+            self._observed.pop(labels, None)
+            self._text.pop(labels, None)
 
     def observe(self, *labels: str, value: float) -> None:
         with self._lock:
@@ -80,30 +93,38 @@ class Family:
             index = next((i for i, bound in enumerate(self.buckets) if value <= bound), -2)
             counts[index] += 1
             counts[-1] += value
+            self._text.pop(labels, None)
 
     def write(self, out: list[str]) -> None:
-        """Append the family's lines (HELP, TYPE, its samples) to `out`."""
-        with self._lock:
-            values = dict(self._values)
-            observed = {labels: list(counts) for labels, counts in self._observed.items()}
-            label_text = dict(self._label_text)
+        """Append the family's lines (HELP, TYPE, its samples) to `out`.
+
+        Only the series that changed since the last write are formatted again:
+        at 10,000 connectors, formatting every line of every scrape made one
+        take over 3 s on a replica busy with its passes.
+        """
         out.append(f"# HELP {self.name} {self.documentation}\n# TYPE {self.name} {self.kind}\n")
-        name = self.name
-        for labels, value in values.items():
-            text = label_text[labels]
-            sample = f"{name}{{{text}}}" if text else name
-            out.append(f"{sample} {_number(value)}\n")
-        if not observed:
-            return
-        bounds = [*map(floatToGoString, self.buckets), "+Inf"]
-        for labels, counts in observed.items():
-            text = label_text[labels]
-            cumulative = 0.0
-            for bound, count in zip(bounds, counts[:-1], strict=True):
-                cumulative += count
-                out.append(f'{name}_bucket{{{text},le="{bound}"}} {_number(cumulative)}\n')
-            out.append(f"{name}_count{{{text}}} {_number(cumulative)}\n")
-            out.append(f"{name}_sum{{{text}}} {_number(counts[-1])}\n")
+        with self._lock:
+            series = self._observed if self.kind == "histogram" else self._values
+            text = self._text
+            for labels in series:
+                if labels not in text:
+                    text[labels] = self._lines(labels)
+            out.append("".join([text[labels] for labels in series]))
+
+    def _lines(self, labels: tuple[str, ...]) -> str:
+        """The sample lines of one series, as `prometheus_client` writes them."""
+        name, label_text = self.name, self._label_text[labels]
+        if self.kind != "histogram":
+            sample = f"{name}{{{label_text}}}" if label_text else name
+            return f"{sample} {_number(self._values[labels])}\n"
+        counts = self._observed[labels]
+        lines, cumulative = [], 0.0
+        for bound, count in zip(self._bounds, counts[:-1], strict=True):
+            cumulative += count
+            lines.append(f'{name}_bucket{{{label_text},le="{bound}"}} {_number(cumulative)}\n')
+        lines.append(f"{name}_count{{{label_text}}} {_number(cumulative)}\n")
+        lines.append(f"{name}_sum{{{label_text}}} {_number(counts[-1])}\n")
+        return "".join(lines)
 
     def _known(self, labels: tuple[str, ...]) -> None:
         if labels not in self._label_text:

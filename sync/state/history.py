@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -273,18 +273,43 @@ def mark_running(
 
 def all_stats(conn: Connection) -> dict[str, ConnectorStats]:
     """Every connector's summary row, by connector (one query, whatever their number)."""
+    found = {}
+    for row in conn.execute(_ALL_STATS).all():
+        values = list(row)
+        for index in _TIMES:  # SQLite and MariaDB hand them back naive
+            values[index] = _aware(values[index])
+        found[row[0]] = ConnectorStats(*values)
+    return found
+
+
+_ALL_STATS = sa.select(*(connector_stats.c[field.name] for field in fields(ConnectorStats)))
+"""The columns in `ConnectorStats`' order: a row makes one without naming each (at 10,000
+connectors, reading them by name took a third of a scrape)."""
+_TIMES = [i for i, field in enumerate(fields(ConnectorStats)) if field.name.endswith("_at")]
+
+
+class ConnectorCounts(NamedTuple):
+    """What a metrics scrape reads of a connector's summary row."""
+
+    tasks: int
+    failed_items: int
+    last_ok_at: dt.datetime | None
+
+
+def all_counts(conn: Connection) -> dict[str, ConnectorCounts]:
+    """Every connector's counts, by connector: the columns a scrape needs, and no more."""
     return {
-        row["connector"]: ConnectorStats(
-            **{
-                **row,
-                "started_at": _aware(row["started_at"]),
-                "ended_at": _aware(row["ended_at"]),
-                "last_ok_at": _aware(row["last_ok_at"]),
-                "recorded_at": _aware(row["recorded_at"]),
-            }
-        )
-        for row in conn.execute(sa.select(connector_stats)).mappings()
+        row[0]: ConnectorCounts(row[1], row[2], _aware(row[3]))
+        for row in conn.execute(_ALL_COUNTS).all()
     }
+
+
+_ALL_COUNTS = sa.select(
+    connector_stats.c.connector,
+    connector_stats.c.tasks,
+    connector_stats.c.failed_items,
+    connector_stats.c.last_ok_at,
+)
 
 
 def _aware(moment: Any) -> Any:

@@ -39,9 +39,11 @@ from sync.state.bulk import (
     upsert_columns,
 )
 from sync.state.history import (
+    ConnectorCounts,
     ConnectorStats,
     HistoryPolicy,
     PassRecord,
+    all_counts,
     all_stats,
     mark_running,
     record_pass,
@@ -1043,6 +1045,11 @@ class StateStore:
             else row
             for connector, row in stats.items()
         }
+
+    def connector_counts(self) -> dict[str, ConnectorCounts]:
+        """Every connector's tasks, failed items and last ok pass, by uid namespace (one query)."""
+        with self.engine.connect() as conn:
+            return all_counts(conn)
 
     def recent_runs(self, connector: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first.

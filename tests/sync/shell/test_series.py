@@ -45,3 +45,39 @@ def test_the_families_write_the_lines_prometheus_client_writes() -> None:
     written: list[str] = []
     families.write(written)
     assert "".join(written) == generate_latest(registry).decode()
+
+
+def test_a_series_is_written_anew_after_it_changes_and_gone_once_discarded() -> None:
+    """Each series' lines are kept between writes: only the ones that changed are new."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    counter = Counter("y_pulled", "Pulled.", ["connector"], registry=registry)
+    histogram = Histogram("y_seconds", "Took.", ["connector"], buckets=(1,), registry=registry)
+    families = Families()
+    pulled = families.add("y_pulled", "counter", "Pulled.", ["connector"])
+    seconds = families.add("y_seconds", "histogram", "Took.", ["connector"], buckets=(1,))
+    lag = families.add("y_lag", "gauge", "Lag.", ["connector"])
+    for name in ("a", "b"):
+        counter.labels(name).inc()
+        pulled.inc(name)
+        histogram.labels(name).observe(0.5)
+        seconds.observe(name, value=0.5)
+    families.write([])  # every series formatted once
+
+    counter.labels("b").inc(2)
+    pulled.inc("b", amount=2)
+    histogram.labels("a").observe(3)
+    seconds.observe("a", value=3)
+    lag.set("a", value=5)
+    lag.set("a", value=7)
+    lag.set("b", value=1)
+    lag.discard("b")
+
+    written: list[str] = []
+    families.write(written)
+    text = "".join(written)
+    expected = generate_latest(registry).decode()
+    assert text.startswith(expected)
+    assert (
+        text[len(expected) :] == '# HELP y_lag Lag.\n# TYPE y_lag gauge\ny_lag{connector="a"} 7.0\n'
+    )

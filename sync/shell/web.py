@@ -63,6 +63,12 @@ RUNS_SHOWN = 10
 """Recent runs listed per connector on the status page."""
 FAILED_SHOWN = 20
 """Failed items listed per connector; the rest are counted in an "N more" line."""
+ROWS_SHOWN = 200
+"""Connectors the status page's table lists, those that need attention first; the page
+counts the rest. At 10,000 connectors, listing every one took seconds."""
+CARDS_SHOWN = 20
+"""Of them, the connectors shown in full (recent runs, failed items), chosen alike.
+`?connector=NAME` shows any one in full."""
 REFRESH_S = 30
 STUCK_GRACE_S = 300.0
 """Beyond a pass's timeout: its last batch may still be retrying toward Fragment."""
@@ -374,12 +380,13 @@ class WebServer:
     def metrics_text(self, _query: Query) -> Response:
         return Response(200, CONTENT_TYPE_LATEST, self.metrics.exposition())
 
-    def status_page(self, _query: Query) -> Response:
+    def status_page(self, query: Query) -> Response:
         page = render_status(
             self.config,
             self.store,
             self.readiness(),
             dt.datetime.now(dt.UTC),
+            only=query.get("connector", [None])[0],
         )
         return Response(200, HTML, page.encode())
 
@@ -582,6 +589,9 @@ class ConnectorView:
     census_scheduled: bool = False
     comments: dict[str, int] | None = None
     """Comment sync's counts (posted, pending, failed), when it is on."""
+    card: bool = True
+    """Shown in full below the table (`CARDS_SHOWN`); else its row is all the page shows,
+    its last pass read from its summary row."""
 
     @property
     def failed_hidden(self) -> int:
@@ -594,15 +604,18 @@ def render_status(
     store: StateStore,
     readiness: Readiness,
     now: dt.datetime,
+    only: str | None = None,
 ) -> str:
     """The status page as HTML; a state database that fails shows as a banner, not a 500.
 
-    Read in a constant number of queries, whatever the number of connectors.
+    `ROWS_SHOWN` connectors in its table and `CARDS_SHOWN` in full, those that
+    need attention first; with `only`, that connector alone. Read in a constant
+    number of queries, whatever the number of connectors.
     """
-    views: list[ConnectorView] | None = None
+    views: ConnectorViews | None = None
     problem = ""
     try:
-        views = _connector_views(config, store, now)
+        views = _connector_views(config, store, now, only)
     except (sa.exc.SQLAlchemyError, StateError, OSError) as exc:
         problem = f"the state database could not be read: {first_line(exc)}"
     running = [(p["connector"], _duration(p["running_s"])) for p in readiness.passes]
@@ -613,16 +626,41 @@ def render_status(
         readiness=readiness,
         running=running,
         problem=problem,
-        connectors=views,
+        connectors=None if views is None else views.shown,
+        only=only,
+        total=0 if views is None else views.total,
+        attention=0 if views is None else views.attention,
+        in_table_only=0 if views is None else sum(not view.card for view in views.shown),
     )
 
 
-def _connector_views(config: Config, store: StateStore, now: dt.datetime) -> list[ConnectorView]:
-    views = []
-    recent = store.recent_runs_each(RUNS_SHOWN)
+@dataclass(frozen=True)
+class ConnectorViews:
+    """The connectors the page shows, and how many there are."""
+
+    shown: list[ConnectorView]
+    """In the configuration's order."""
+    total: int
+    attention: int
+    """Connectors whose last pass did not end ok, or that hold failed items."""
+
+
+def _connector_views(
+    config: Config, store: StateStore, now: dt.datetime, only: str | None
+) -> ConnectorViews:
+    rows = [row for row in collect(config, store) if only is None or row["name"] == only]
+    attention = [row for row in rows if _needs_attention(row)]
+    first = attention + [row for row in rows if not _needs_attention(row)]
+    listed = {row["name"] for row in first[:ROWS_SHOWN]}
+    carded = {row["name"] for row in first[:CARDS_SHOWN]}
+    namespaces = [row["uid_namespace"] for row in rows if row["name"] in carded]
+    recent = store.recent_runs_each(RUNS_SHOWN, namespaces) if namespaces else {}
     # The oldest failures first: they are the ones that need a person.
-    oldest_failed = store.oldest_failed_items_each(FAILED_SHOWN)
-    for row in collect(config, store):
+    oldest_failed = store.oldest_failed_items_each(FAILED_SHOWN, namespaces) if namespaces else {}
+    views = []
+    for row in rows:
+        if row["name"] not in listed:
+            continue
         namespace = row["uid_namespace"]
         runs = recent.get(namespace, [])
         last = row["last_run"]
@@ -644,9 +682,15 @@ def _connector_views(config: Config, store: StateStore, now: dt.datetime) -> lis
                 census=_census_line(row["last_census"], now),
                 census_scheduled=row["census_every"] is not None,
                 comments=row["comments"],
+                card=row["name"] in carded,
             )
         )
-    return views
+    return ConnectorViews(views, total=len(rows), attention=len(attention))
+
+
+def _needs_attention(row: dict[str, Any]) -> bool:
+    last = row["last_run"]
+    return bool(row["failed_items"]) or (last is not None and last["outcome"] != "ok")
 
 
 def _census_line(census: dict[str, Any] | None, now: dt.datetime) -> CensusLine | None:

@@ -283,8 +283,8 @@ def all_stats(conn: Connection) -> dict[str, ConnectorStats]:
 
 
 _ALL_STATS = sa.select(*(connector_stats.c[field.name] for field in fields(ConnectorStats)))
-"""The columns in `ConnectorStats`' order: a row makes one without naming each (at 10,000
-connectors, reading them by name took a third of a scrape)."""
+"""The columns in `ConnectorStats`' order: a row makes one without naming each column (read
+by name, every row rebuilt the result's keys: 8% of a scrape at 10,000 connectors)."""
 _TIMES = [i for i, field in enumerate(fields(ConnectorStats)) if field.name.endswith("_at")]
 
 

@@ -846,8 +846,13 @@ class StateStore:
         with self.engine.connect() as conn:
             return [_failed_item(row) for row in conn.execute(query).mappings()]
 
-    def oldest_failed_items_each(self, limit: int) -> dict[str, list[FailedItem]]:
-        """Each connector's `limit` oldest failed items, by connector: in one query."""
+    def oldest_failed_items_each(
+        self, limit: int, connectors: Sequence[str] | None = None
+    ) -> dict[str, list[FailedItem]]:
+        """Each connector's `limit` oldest failed items, by connector: in one query.
+
+        Of `connectors` only (uid namespaces), when given.
+        """
         oldest = (
             sa.func.row_number()
             .over(
@@ -856,7 +861,10 @@ class StateStore:
             )
             .label("oldest")
         )
-        ranked = sa.select(failed_items, oldest).subquery()
+        every = sa.select(failed_items, oldest)
+        if connectors is not None:
+            every = every.where(failed_items.c.connector.in_(connectors))
+        ranked = every.subquery()
         query = (
             sa.select(*(ranked.c[column.name] for column in failed_items.c))
             .where(ranked.c.oldest <= limit)
@@ -1067,16 +1075,22 @@ class StateStore:
             live = {_live_run(conn, name) for name in running}
         return _abandoned_shown(records, live)
 
-    def recent_runs_each(self, limit: int) -> dict[str, list[RunRecord]]:
+    def recent_runs_each(
+        self, limit: int, connectors: Sequence[str] | None = None
+    ) -> dict[str, list[RunRecord]]:
         """Each connector's latest `limit` runs, newest first, by connector: in two queries.
 
-        On PostgreSQL, a range of the index on (connector, started_at) per
-        connector with a summary row (a lateral join); elsewhere a window over
-        the history. Abandoned runs read as `recent_runs` reads them.
+        Of `connectors` only (uid namespaces), when given. On PostgreSQL, a
+        range of the index on (connector, started_at) per connector with a
+        summary row (a lateral join); elsewhere a window over the history.
+        Abandoned runs read as `recent_runs` reads them.
         """
         columns = [runs.c[column.name] for column in runs.c]
         if self.engine.dialect.name == "postgresql":
-            keys = sa.select(connector_stats.c.connector).subquery()
+            chosen = sa.select(connector_stats.c.connector)
+            if connectors is not None:
+                chosen = chosen.where(connector_stats.c.connector.in_(connectors))
+            keys = chosen.subquery()
             newest = (
                 sa.select(*columns)
                 .where(runs.c.connector == keys.c.connector)
@@ -1092,7 +1106,10 @@ class StateStore:
                 .over(partition_by=runs.c.connector, order_by=runs.c.started_at.desc())
                 .label("newest")
             )
-            ranked = sa.select(*columns, rank).subquery()
+            every = sa.select(*columns, rank)
+            if connectors is not None:
+                every = every.where(runs.c.connector.in_(connectors))
+            ranked = every.subquery()
             query = (
                 sa.select(*(ranked.c[column.name] for column in runs.c))
                 .where(ranked.c.newest <= limit)

@@ -225,6 +225,36 @@ def test_the_status_page_shows_each_connectors_last_census(site: Site) -> None:
     assert "30 gone, archived nothing" in legacy and "forced" not in legacy
 
 
+def test_a_large_fleet_lists_those_needing_attention_first_and_any_one_on_request(
+    site: Site, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10,000 connectors a card each made a page of megabytes: the page lists
+    `ROWS_SHOWN`, `CARDS_SHOWN` of them in full, those needing attention first."""
+    ticket = {**_tickets()[0], "assignee": AGENTS[0]}
+    clean = write_tickets(tmp_path / "clean.jsonl", [ticket])
+    quiet = make_config(site.emulator, clean, sqlite_url, name="quiet")
+    [summary] = run_once(quiet, site.store)
+    assert summary.ok and summary.failed == 0
+    # First in the configuration: the two needing attention still come first.
+    config = quiet.model_copy(update={"connectors": {**quiet.connectors, **site.config.connectors}})
+    monkeypatch.setattr(web, "ROWS_SHOWN", 2)
+    monkeypatch.setattr(web, "CARDS_SHOWN", 1)
+
+    with WebServer(config, site.store, Metrics(config, site.store), lambda: True) as server:
+        page = httpx.get(server.url + "/", timeout=10).text
+        one = httpx.get(server.url + "/?connector=quiet", timeout=10).text
+        nobody = httpx.get(server.url + "/?connector=nobody", timeout=10).text
+
+    assert '<a href="#c-helpdesk">helpdesk</a>' in page  # in full: it holds failed items
+    assert 'id="c-helpdesk"' in page
+    assert '<a href="?connector=legacy">legacy</a>' in page  # listed: its pass failed
+    assert 'id="c-legacy"' not in page
+    assert ">quiet<" not in page
+    assert "3 connectors, 2 needing attention" in page
+    assert 'id="c-quiet"' in one and ">helpdesk<" not in one
+    assert "No connector named <code>nobody</code> is configured" in nobody
+
+
 def test_the_status_page_escapes_ticket_data_and_redacts_secrets(site: Site) -> None:
     page = site.get("/").text
 

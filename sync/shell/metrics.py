@@ -10,8 +10,8 @@ watermark lag, the failed items, the task counts and the last ok pass (by any
 replica) are read from the state store at scrape time, so they are fresh even
 when no pass has run here for an hour. They come from the rows the passes keep
 up to date (each connector's summary row and watermark): a scrape runs the
-same few queries for ten connectors or ten thousand, and formats again only
-the series that changed since the last. It also keeps which passes are in flight,
+same few queries for ten connectors or ten thousand; each series is
+formatted as its value changes, not at the scrape. It also keeps which passes are in flight,
 for `/readyz` to tell a stuck one. Serving the metrics over HTTP is
 `sync.shell.web`'s job.
 """

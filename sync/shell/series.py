@@ -53,7 +53,7 @@ class Family:
         """A histogram's, by labels: a count per bucket (the last: beyond them), then the sum."""
         self._label_text: dict[tuple[str, ...], str] = {}
         self._text: dict[tuple[str, ...], str] = {}
-        """Each series' lines as last written; dropped when its value changes."""
+        """Each series' lines, formatted as its value changes."""
 
     def touch(self, *labels: str) -> None:
         """Make the series of `labels` exist, at 0 (so `increase()` sees its first event)."""
@@ -63,6 +63,8 @@ class Family:
                 self._observed.setdefault(labels, [0.0] * (len(self.buckets) + 2))
             else:
                 self._values.setdefault(labels, 0.0)
+            if labels not in self._text:
+                self._text[labels] = self._lines(labels)
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         if amount < 0:
@@ -70,14 +72,14 @@ class Family:
         with self._lock:
             self._known(labels)
             self._values[labels] = self._values.get(labels, 0.0) + amount
-            self._text.pop(labels, None)
+            self._text[labels] = self._lines(labels)
 
     def set(self, *labels: str, value: float) -> None:
         with self._lock:
             self._known(labels)
             if self._values.get(labels) != value:
                 self._values[labels] = value
-                self._text.pop(labels, None)
+                self._text[labels] = self._lines(labels)
 
     def discard(self, *labels: str) -> None:
         """Remove the series of `labels`, if it exists: it has no value now."""
@@ -93,23 +95,18 @@ class Family:
             index = next((i for i, bound in enumerate(self.buckets) if value <= bound), -2)
             counts[index] += 1
             counts[-1] += value
-            self._text.pop(labels, None)
+            self._text[labels] = self._lines(labels)
 
     def write(self, out: list[str]) -> None:
         """Append the family's lines (HELP, TYPE, its samples) to `out`.
 
-        Only the series that changed since the last write are formatted again:
-        at 10,000 connectors, formatting every line of every scrape made one
-        take over 3 s on a replica busy with its passes.
+        Each series is formatted as its value changes, not at the scrape: at
+        10,000 connectors, formatting every line at each scrape made one take
+        3.3 s on a replica busy with its passes.
         """
         out.append(f"# HELP {self.name} {self.documentation}\n# TYPE {self.name} {self.kind}\n")
         with self._lock:
-            series = self._observed if self.kind == "histogram" else self._values
-            text = self._text
-            for labels in series:
-                if labels not in text:
-                    text[labels] = self._lines(labels)
-            out.append("".join([text[labels] for labels in series]))
+            out.append("".join(self._text.values()))
 
     def _lines(self, labels: tuple[str, ...]) -> str:
         """The sample lines of one series, as `prometheus_client` writes them."""

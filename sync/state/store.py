@@ -401,7 +401,7 @@ class StateStore:
             watermarks.c.connector, watermarks.c.cursor_kind, watermarks.c.cursor_value
         )
         with self.engine.connect() as conn:
-            return {row[0]: decode(row[1], row[2]) for row in conn.execute(query)}
+            return {row[0]: decode(row[1], row[2]) for row in conn.execute(query).all()}
 
     def set_watermark(self, connector: str, cursor: Cursor | None) -> None:
         """Put the watermark at `cursor` (None forgets it: the next run is a backfill).

@@ -52,15 +52,27 @@ DEFAULT_INTERVAL = dt.timedelta(minutes=5)
 TICK = 1.0
 """Seconds between the scheduler loop's turns, each at a random moment within its second
 (a worker coming free takes a turn at once when connectors are waiting)."""
+LATE_SHARE = 0.1
+"""A pass that started later than this share of its interval (and two turns) after it was
+due sets its next due time from its start, not from when it was due (`next_due`)."""
 
 
-def next_due(schedule: ScheduleSettings, due: dt.datetime, now: dt.datetime) -> dt.datetime:
+def next_due(
+    schedule: ScheduleSettings,
+    due: dt.datetime,
+    now: dt.datetime,
+    started: dt.datetime | None = None,
+) -> dt.datetime:
     """When the pass after the one due at `due` is due, as of `now` (it has just ended).
 
-    An interval counts from `due`, so passes keep their rhythm however long
-    each waited for a worker, moved up to half of `jitter` either way: the
+    An interval counts from `due`, so passes keep their rhythm through the
+    short waits for a worker, moved up to half of `jitter` either way: the
     moves add up to nothing on average, and connectors due at once (started
-    together) drift apart. One that ran past its next turn is due at once. A
+    together) drift apart. A pass that `started` later than `LATE_SHARE` of
+    its interval after `due` counts from its start instead: a replica that fell
+    behind (10,000 connectors due at once as it started) ran the connectors it
+    reached last a second time within the interval as it caught up (1.28
+    passes an interval). One that ran past its next turn is due at once. A
     cron line's next fire after `now`, up to `jitter` later.
     """
     jitter = schedule.spread.total_seconds()
@@ -70,8 +82,10 @@ def next_due(schedule: ScheduleSettings, due: dt.datetime, now: dt.datetime) -> 
         assert fire is not None  # a line the configuration accepted always fires again
         return fire
     interval = schedule.interval or DEFAULT_INTERVAL
+    late = max(interval * LATE_SHARE, dt.timedelta(seconds=2 * TICK))
+    anchor = due if started is None or started - due <= late else started
     moved = dt.timedelta(seconds=random.uniform(-jitter / 2, jitter / 2))
-    return max(due + interval + moved, now)
+    return max(anchor + interval + moved, now)
 
 
 def latest_due(schedule: ScheduleSettings, now: dt.datetime) -> dt.datetime:
@@ -217,6 +231,7 @@ class Daemon:
         (None: at once, a stop request cut this one short)."""
         with self._lock:
             self.in_flight[name] = time.monotonic()
+        started = utcnow()
         try:
             ConnectorRun(
                 self.config.connectors[name],
@@ -231,7 +246,8 @@ class Daemon:
         finally:
             with self._lock:
                 self.in_flight.pop(name, None)
-        return next_due(self.config.connectors[name].settings.schedule, claim.due_at, utcnow())
+        schedule = self.config.connectors[name].settings.schedule
+        return next_due(schedule, claim.due_at, utcnow(), started)
 
     def take_census_if_due(self, name: str) -> None:
         """The connector's census, when its `census` interval is up since the last one."""

@@ -156,6 +156,19 @@ def test_an_interval_connector_is_due_its_interval_after_its_last_due_give_or_ta
     assert 298 < sum(gaps) / len(gaps) < 302  # one pass an interval, on average
 
 
+def test_a_pass_that_started_late_counts_its_interval_from_its_start() -> None:
+    """A replica behind (every connector due at once as it started) ran the ones it reached
+    last twice in an interval as it caught up: 1.28 passes an interval at 10,000."""
+    schedule = ScheduleSettings(interval=dt.timedelta(minutes=1), jitter=dt.timedelta(0))
+    due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+
+    late = due + dt.timedelta(seconds=50)
+    on_time = due + dt.timedelta(seconds=5)  # within a tenth of the interval: a short wait
+
+    assert next_due(schedule, due, late + dt.timedelta(seconds=1), late) == late + schedule.interval
+    assert next_due(schedule, due, on_time, on_time) == due + schedule.interval
+
+
 def test_a_pass_that_ran_past_its_next_turn_is_due_again_at_once() -> None:
     schedule = ScheduleSettings(interval=dt.timedelta(minutes=5), jitter=dt.timedelta(0))
     due = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

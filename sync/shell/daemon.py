@@ -8,8 +8,9 @@ many due connectors as it has free workers (`daemon.workers`), earliest due
 first. Each worker runs its claimed pass, keeping the claim (the connector's
 lease) renewed, then the census if one is due (`census`, its rhythm kept in
 the state), and releases the claim with the connector's next due time: its
-`interval` from when this one was due, moved by up to half of `jitter`
-either way, or its `cron` line's next fire, up to `jitter` later. So no
+`interval` from when this one was due (or started, when it started late),
+moved by up to half of `jitter` either way, or its `cron` line's next fire,
+up to `jitter` later. So no
 connector runs in two replicas at once or twice in one interval, and the one
 due longest goes first. A replica that dies leaves its claims to expire
 (`locking.lease_ttl`); one asked to stop claims nothing more, hands back the

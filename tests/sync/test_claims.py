@@ -174,6 +174,26 @@ def test_run_once_and_the_daemon_take_turns_on_the_same_row(store: StateStore) -
     assert len(rows(store)) == 1
 
 
+def test_a_keeper_renews_a_long_pass_and_starts_no_thread_for_a_short_one(
+    store: StateStore,
+) -> None:
+    """A thread started and joined for every pass was a twentieth of an idle pass's CPU."""
+    assert store.acquire_lease("alpha", "host-a:1:x", ttl=0.6)
+    short = LeaseKeeper(store, "alpha", "host-a:1:x", ttl=0.6)
+    short.start()
+    short.stop()  # its pass ended before its first renewal was due
+    keeper = LeaseKeeper(store, "alpha", "host-a:1:x", ttl=0.6)
+    keeper.start()
+
+    time.sleep(1.5)  # two and a half TTLs
+    held = store.lease("alpha")
+    keeper.stop()
+
+    assert short._thread is None
+    assert held is not None and held.owner == "host-a:1:x"
+    assert not keeper.lost and keeper._thread is not None
+
+
 class GatedRenewal(StateStore):
     """A real store whose lease renewals wait at a gate, as one waiting for a free
     connection of a busy pool does."""

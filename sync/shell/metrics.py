@@ -298,10 +298,9 @@ class StateSeries:
     the last ok pass, and whether the state answers (`fragment_sync_state_up`)."""
 
     def __init__(self, config: Config, store: StateStore) -> None:
-        self.config = config
         self.store = store
-        # Kept from one scrape to the next: a series whose value did not change is not
-        # formatted again (`Family.write`).
+        # Kept from one scrape to the next: `Family.set` formats a series again only
+        # when its value changed.
         self.families = Families()
         self.lag, self.failed, self.tasks, self.pending, self.last_ok = (
             self.families.add(name, "gauge", documentation, ["connector"])

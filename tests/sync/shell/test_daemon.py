@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from fragment_emulator import Emulator
-from sync.config import ScheduleSettings, build_config
+from sync.config import Config, ScheduleSettings, build_config
 from sync.cron import cron_trigger
 from sync.errors import ConfigError
 from sync.run import RUN_OBSERVERS, RunSummary, run_once
@@ -338,18 +338,14 @@ def events(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
     return [event for event in daemon.lines() if event.get("event") == name]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("server", ["postgres", "mariadb"])
-def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
-    tmp_path: Path, emulator: Emulator, server: str, request: pytest.FixtureRequest
-) -> None:
-    """32 pool timeouts escaped the workers as tracebacks, uncounted, their runs left
-    "running" and their leases held until expiry."""
-    state_url = request.getfixturevalue(f"{server}_url")
-    config = build_config(
+def helpdesk_config(
+    tmp_path: Path, emulator: Emulator, state: dict[str, Any], **fragment: Any
+) -> Config:
+    """One jsonl connector, `helpdesk`, syncing `TICKETS` into `emulator` on `state`."""
+    return build_config(
         {
-            "fragment": {"url": emulator.base_url, "token": TOKEN},
-            "state": {"url": state_url, "pool_size": 1, "pool_timeout": "1s"},
+            "fragment": {"url": emulator.base_url, "token": TOKEN, **fragment},
+            "state": state,
             "connectors": {
                 "helpdesk": {
                     "kind": "jsonl",
@@ -359,6 +355,19 @@ def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
             },
         },
         source="test",
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_a_worker_whose_pool_runs_dry_fails_its_pass_in_one_line_and_counts_it(
+    tmp_path: Path, emulator: Emulator, server: str, request: pytest.FixtureRequest
+) -> None:
+    """32 pool timeouts escaped the workers as tracebacks, uncounted, their runs left
+    "running" and their leases held until expiry."""
+    state_url = request.getfixturevalue(f"{server}_url")
+    config = helpdesk_config(
+        tmp_path, emulator, {"url": state_url, "pool_size": 1, "pool_timeout": "1s"}
     )
     store = StateStore.open(state_url, pool=Pool(config.pool_size, 1.0))
     daemon = Daemon(config, store, None, threading.Event())
@@ -408,20 +417,7 @@ def test_a_pass_whose_state_database_goes_away_mid_pass_is_a_failed_pass(
     tmp_path: Path, emulator: Emulator, postgres_url: str, postgres_switch: PostgresSwitch
 ) -> None:
     """The checkpoint after the batch can't be written: the pass fails, it doesn't crash."""
-    config = build_config(
-        {
-            "fragment": {"url": emulator.base_url, "token": TOKEN, "max_retry_wait": "1s"},
-            "state": {"url": postgres_url},
-            "connectors": {
-                "helpdesk": {
-                    "kind": "jsonl",
-                    "path": str(write_tickets(tmp_path / "tickets.jsonl", TICKETS)),
-                    "mapping": {"title": "{subject}"},
-                }
-            },
-        },
-        source="test",
-    )
+    config = helpdesk_config(tmp_path, emulator, {"url": postgres_url}, max_retry_wait="1s")
 
     class OutageOnStart:
         def started(self, name: str, run_id: str | None) -> None:
@@ -455,20 +451,7 @@ def test_a_turn_that_claims_as_the_daemon_stops_hands_its_claims_back(
 ) -> None:
     """At a stop, a turn that had claimed connectors found the pool shut down: a
     RuntimeError traceback in the log, and the claims held until they expired."""
-    config = build_config(
-        {
-            "fragment": {"url": emulator.base_url, "token": TOKEN},
-            "state": {"url": sqlite_url},
-            "connectors": {
-                "helpdesk": {
-                    "kind": "jsonl",
-                    "path": str(write_tickets(tmp_path / "tickets.jsonl", TICKETS)),
-                    "mapping": {"title": "{subject}"},
-                }
-            },
-        },
-        source="test",
-    )
+    config = helpdesk_config(tmp_path, emulator, {"url": sqlite_url})
     store = StateStore.open(sqlite_url)
     daemon = Daemon(config, store, None, threading.Event())
     daemon.schedule()
